@@ -1,0 +1,6 @@
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py
+
+import ufm  # noqa: E402,F401  (float64 on before any test builds arrays)

@@ -1,0 +1,187 @@
+"""scl_loss against a plain double loop (tests/reference.py), the reference SupCon formula, the closed
+forms of THEORY.md section 2, and finite differences."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from reference import (collapsed_embeddings, etf_loss, etf_vectors, orthogonal_frame_loss, scl_loop,
+                       supcon_reference)
+from ufm import ProblemError, Problem, Prototypes, problem_loss, scl_loss
+
+REDUCTIONS = ["sum", "mean", "mean_with_positives"]
+
+
+def unit_rows(rng, n, d, nonneg=False):
+    H = rng.standard_normal((n, d))
+    if nonneg:
+        H = np.abs(H)
+    return H / np.linalg.norm(H, axis=1, keepdims=True)
+
+
+@st.composite
+def loss_cases(draw):
+    k = draw(st.integers(2, 4))
+    counts = [draw(st.integers(1, 4)) for _ in range(k)]   # classes of 1 test anchors without positives
+    n = sum(counts)
+    labels = np.repeat(np.arange(k), counts)
+    d = draw(st.integers(1, 5))
+    tau = draw(st.floats(0.05, 3.0))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    H = rng.standard_normal((n, d)) * draw(st.sampled_from([0.3, 1.0]))
+    n_batches = draw(st.integers(1, 3))
+    batches = [np.sort(rng.choice(n, size=draw(st.integers(1, n)), replace=False)) for _ in range(n_batches)]
+    if draw(st.booleans()):
+        batches = None
+    protos = None
+    if draw(st.booleans()):
+        p = draw(st.integers(1, 3))
+        protos = (rng.standard_normal((p, d)), rng.integers(0, k, size=p), draw(st.booleans()))
+    return H, labels, tau, batches, protos
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=loss_cases(), reduction=st.sampled_from(REDUCTIONS))
+def test_matches_double_loop_float64(case, reduction):
+    H, labels, tau, batches, protos = case
+    W, wl, anchors = protos if protos else (None, None, True)
+    got = float(scl_loss(H, labels, tau, batches, reduction, W, wl, anchors))
+    want = scl_loop(H, labels, tau, batches, reduction, W, wl, anchors)
+    # float64 round-off over at most ~20 logsumexp terms: 1e-10 relative is ample
+    assert got == pytest.approx(want, rel=1e-10, abs=1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=loss_cases(), reduction=st.sampled_from(REDUCTIONS))
+def test_matches_double_loop_float32(case, reduction):
+    H, labels, tau, batches, protos = case
+    W, wl, anchors = protos if protos else (None, None, True)
+    H32 = np.asarray(H, dtype=np.float32)
+    out = scl_loss(H32, labels, tau, batches, reduction, W, wl, anchors)
+    assert out.dtype == jnp.float32
+    want = scl_loop(H32.astype(float), labels, tau, batches, reduction,
+                    None if W is None else np.asarray(W, np.float32).astype(float), wl, anchors)
+    # float32 has ~7 digits; logits up to |h|^2/tau ~ 1e3 lose ~3 more
+    assert float(out) == pytest.approx(want, rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize("tau,base", [(0.5, 0.5), (0.1, 0.07)])
+def test_mean_reduction_is_reference_supcon(tau, base):
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])   # class 3 has no positive
+    H = unit_rows(rng, len(labels), 6)
+    want = supcon_reference(H, labels, tau, base)
+    got = float(scl_loss(H, labels, tau, reduction="mean")) * tau / base
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("counts", [(5, 5, 5), (6, 6, 6, 6), (10, 5, 3, 2), (8, 8, 2, 2), (20, 2)])
+@pytest.mark.parametrize("tau", [0.1, 0.5, 1.0, 2.0])
+def test_closed_forms(counts, tau):
+    k = len(counts)
+    labels = np.repeat(np.arange(k), counts)
+    H_of = collapsed_embeddings(np.eye(k), counts)
+    assert float(scl_loss(H_of, labels, tau)) == pytest.approx(orthogonal_frame_loss(counts, tau), rel=1e-12, abs=1e-10)
+    H_etf = collapsed_embeddings(etf_vectors(k), counts)
+    assert float(scl_loss(H_etf, labels, tau)) == pytest.approx(etf_loss(counts, tau), rel=1e-12, abs=1e-10)
+
+
+def test_balanced_etf_closed_form_as_written_in_theory():
+    k, m, tau = 4, 6, 0.3
+    n = k * m
+    labels = np.repeat(np.arange(k), m)
+    H = collapsed_embeddings(etf_vectors(k), [m] * k)
+    want = n * math.log((m - 1) + (n - m) * math.exp(-(1 + 1 / (k - 1)) / tau))
+    assert abs(float(scl_loss(H, labels, tau)) - want) < 1e-10
+
+
+def test_rotation_invariance_and_problem_loss():
+    rng = np.random.default_rng(2)
+    problem = Problem.from_counts([4, 3, 2], tau=0.7, dim=5)
+    H = unit_rows(rng, problem.n, 5)
+    Q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    assert problem_loss(problem, H @ Q) == pytest.approx(problem_loss(problem, H), rel=1e-12)
+    assert problem_loss(problem, H) == pytest.approx(scl_loop(H, problem.labels, 0.7), rel=1e-12)
+
+
+def test_problem_loss_with_prototypes_uses_them():
+    problem = Problem.from_counts([3, 3, 3], tau=0.5, prototypes=Prototypes("etf", 2, anchors=False))
+    rng = np.random.default_rng(3)
+    H = unit_rows(rng, problem.n, problem.dim)
+    W, wl = problem.prototype_rows()
+    assert W.shape == (6, 3) and np.allclose(np.linalg.norm(W, axis=1), 1)
+    assert problem_loss(problem, H) == pytest.approx(scl_loop(H, problem.labels, 0.5, None, "sum", W, wl, False), rel=1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradient_matches_finite_differences(reduction):
+    rng = np.random.default_rng(4)
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    H = rng.standard_normal((8, 3))
+    batches = [np.array([0, 1, 3, 4, 5]), np.array([2, 5, 6, 7, 0])]
+    W, wl = rng.standard_normal((2, 3)), np.array([0, 2])
+    f = lambda X: scl_loss(X, labels, 0.4, batches, reduction, W, wl)
+    grad = np.asarray(jax.grad(f)(jnp.asarray(H)))
+    eps = 1e-6
+    fd = np.zeros_like(H)
+    for idx in np.ndindex(H.shape):
+        plus, minus = H.copy(), H.copy()
+        plus[idx] += eps
+        minus[idx] -= eps
+        fd[idx] = (scl_loop(plus, labels, 0.4, batches, reduction, W, wl) -
+                   scl_loop(minus, labels, 0.4, batches, reduction, W, wl)) / (2 * eps)
+    # central differences: truncation O(eps^2) ~ 1e-12, round-off ~ 1e-16/eps ~ 1e-10
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-7)
+
+
+def test_float32_finite_at_small_tau():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(5), 20)
+    H = unit_rows(rng, 100, 8).astype(np.float32)
+    value, grad = jax.value_and_grad(lambda X: scl_loss(X, labels, 0.01))(jnp.asarray(H))
+    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+    want = scl_loop(H.astype(float), labels, 0.01)
+    assert float(value) == pytest.approx(want, rel=1e-4)
+
+
+def test_single_class_batch_is_defined():
+    labels = np.array([0, 0, 0, 1, 1])
+    H = unit_rows(np.random.default_rng(6), 5, 3)
+    batches = [np.array([0, 1, 2])]  # one class: no negatives
+    assert float(scl_loss(H, labels, 0.5, batches)) == pytest.approx(scl_loop(H, labels, 0.5, batches), rel=1e-12)
+
+
+def test_jit_and_tau_do_not_recompile():
+    from ufm.loss import scl_loss_packed
+    labels = np.repeat(np.arange(3), 4)
+    H = unit_rows(np.random.default_rng(7), 12, 3)
+    scl_loss(H, labels, 0.5)
+    before = scl_loss_packed._cache_size()
+    for tau in (0.3, 0.9, 1.7):
+        scl_loss(H, labels, tau)
+    assert scl_loss_packed._cache_size() == before
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(tau=0.0), "tau"),
+    (dict(tau=-1.0), "tau"),
+    (dict(reduction="avg"), "reduction"),
+])
+def test_bad_arguments(kwargs, match):
+    labels = np.array([0, 0, 1, 1])
+    H = np.eye(4)
+    args = dict(tau=1.0) | kwargs
+    with pytest.raises(ProblemError, match=match):
+        scl_loss(H, labels, **args)
+
+
+def test_bad_shapes():
+    with pytest.raises(ProblemError, match="labels"):
+        scl_loss(np.eye(4), np.array([0, 1]), 1.0)
+    with pytest.raises(ProblemError, match="shape"):
+        scl_loss(np.ones(4), np.array([0, 1, 0, 1]), 1.0)

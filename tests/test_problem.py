@@ -1,0 +1,77 @@
+"""Problem constructors (THEORY.md section 2 profiles) and validation messages."""
+
+import numpy as np
+import pytest
+
+from ufm import Batching, Problem, ProblemError, Prototypes
+
+
+def test_balanced():
+    p = Problem.balanced(3, 4, tau=0.5)
+    assert p.counts == (4, 4, 4) and p.n == 12 and p.k == 3 and p.dim == 3
+    assert p.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_step_counts():
+    p = Problem.step(6, 20, 10, minority_fraction=0.5)
+    assert p.counts == (20, 20, 20, 2, 2, 2)
+    p = Problem.step(4, 12, 3, minority_fraction=0.25)
+    assert p.counts == (12, 12, 12, 4)
+
+
+def test_long_tail_counts_follow_the_formula():
+    k, n_max, ratio = 5, 100, 20
+    p = Problem.long_tail(k, n_max, ratio)
+    want = [max(2, round(n_max * ratio ** (-c / (k - 1)))) for c in range(k)]
+    assert list(p.counts) == want
+    assert p.counts[0] == 100 and p.counts[-1] == 5
+
+
+def test_relu_default_dimension_is_2k():
+    assert Problem.balanced(4, 3, relu=True).dim == 8
+    assert Problem.balanced(4, 3, relu=True, dim=4).dim == 4
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: Problem.from_counts([3, 1, 3]), "class 1 has 1 example"),
+    (lambda: Problem.from_counts([3, 0]), "class 1 has 0"),
+    (lambda: Problem.from_counts([3, -2]), "negative"),
+    (lambda: Problem.from_counts([3, 2.5]), "not an integer"),
+    (lambda: Problem.from_counts(["a", 3]), "not an integer"),
+    (lambda: Problem.from_counts([3]), "at least 2 classes"),
+    (lambda: Problem.balanced(3, 3, tau=0), "tau"),
+    (lambda: Problem.balanced(3, 3, tau=-0.5), "tau"),
+    (lambda: Problem.balanced(3, 3, tau=float("nan")), "tau"),
+    (lambda: Problem.balanced(4, 3, relu=True, dim=3), "dim >= k"),
+    (lambda: Problem.step(4, 10, 3), "whole number"),
+    (lambda: Problem.step(4, 10, 0.5), "ratio"),
+    (lambda: Problem.step(4, 10, 2, minority_fraction=1.0), "minority fraction"),
+    (lambda: Problem.balanced(4, 3, prototypes=Prototypes("of"), dim=3), "need dim"),
+    (lambda: Problem.balanced(4, 3, prototypes=Prototypes("xyz")), "prototype kind"),
+])
+def test_bad_input_is_named(make, match):
+    with pytest.raises(ProblemError, match=match):
+        make()
+
+
+def test_errors_are_one_line():
+    with pytest.raises(ProblemError) as info:
+        Problem.from_counts([3, 1])
+    assert "\n" not in str(info.value)
+
+
+def test_prototype_vectors_have_the_named_geometry():
+    W, labels = Prototypes("etf", 3).vectors(4, 5)
+    assert W.shape == (12, 5) and labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    means = W[::3]
+    np.testing.assert_allclose(means @ means.T, 4 / 3 * (np.eye(4) - 1 / 4), atol=1e-12)
+    W, _ = Prototypes("of", 1).vectors(3, 4)
+    np.testing.assert_allclose(W @ W.T, np.eye(3), atol=1e-15)
+    assert (W >= 0).all()
+
+
+def test_batches_follow_problem_seed():
+    p = Problem.balanced(3, 4, batching=Batching.random(4), seed=1)
+    q = p.with_(seed=2)
+    assert not all(np.array_equal(a, b) for a, b in zip(p.batches(), q.batches()))
+    assert all(np.array_equal(a, b) for a, b in zip(p.batches(), p.with_(tau=2.0).batches()))

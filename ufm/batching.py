@@ -1,0 +1,277 @@
+"""Batching schemes, packing for JAX, and the batching conditions of THEORY.md section 4.
+
+A *batching* is a list of 1-D integer index arrays (one per batch, batches may overlap). Examples are
+numbered class by class in count order (``labels = [0]*n_0 + [1]*n_1 + ...``).
+
+Schemes (:class:`Batching`):
+
+- ``full``: one batch holding all n examples.
+- ``random``: a random permutation cut into batches of ``batch_size`` (the last may be smaller).
+- ``balanced``: class-stratified: every class is shuffled and dealt round-robin over the
+  ``ceil(n / batch_size)`` batches, so each batch holds each class in proportion to its count.
+- ``binding``: batch-binding [OF]: one example of every class (the *binding examples*, the first of
+  each class) joins every batch; the remaining examples are shuffled and cut into chunks of
+  ``batch_size - k``, so every batch has ``batch_size`` examples (the last may be smaller).
+- ``explicit``: a fixed list of batches given by the user.
+
+Random schemes draw from ``numpy.random.default_rng((seed, epoch))``: the same seed and epoch give the
+same batches; a new epoch reshuffles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ufm.errors import ProblemError
+
+SCHEMES = ("full", "random", "balanced", "binding", "explicit")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How examples are grouped into batches.
+
+    ``scheme`` is one of :data:`SCHEMES`; ``batch_size`` is needed by ``random``, ``balanced`` and
+    ``binding``; ``explicit`` holds the batches (tuple of tuples of example indices) of the
+    ``explicit`` scheme.
+    """
+
+    scheme: str = "full"
+    batch_size: int | None = None
+    explicit: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
+
+    @staticmethod
+    def full() -> "Batching":
+        return Batching("full")
+
+    @staticmethod
+    def random(batch_size: int) -> "Batching":
+        return Batching("random", batch_size=int(batch_size))
+
+    @staticmethod
+    def balanced(batch_size: int) -> "Batching":
+        return Batching("balanced", batch_size=int(batch_size))
+
+    @staticmethod
+    def binding(batch_size: int) -> "Batching":
+        return Batching("binding", batch_size=int(batch_size))
+
+    @staticmethod
+    def from_lists(batches: Sequence[Sequence[int]]) -> "Batching":
+        return Batching("explicit", explicit=tuple(tuple(int(i) for i in b) for b in batches))
+
+    @staticmethod
+    def from_file(path: str | Path) -> "Batching":
+        """Read a JSON list of lists of example indices."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ProblemError(f"batches file {path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise ProblemError(f"batches file {path} is not valid JSON ({err.msg}); "
+                               "it must hold a list of lists of example indices") from None
+        if not isinstance(data, list) or not all(isinstance(b, list) for b in data):
+            raise ProblemError(f"batches file {path} must hold a list of lists of example indices")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for b in data for i in b):
+            raise ProblemError(f"batches file {path} must hold integer example indices only")
+        return Batching.from_lists(data)
+
+    @property
+    def is_random(self) -> bool:
+        """Whether batches change with the epoch (reshuffled from the seed)."""
+        return self.scheme in ("random", "balanced", "binding")
+
+    def validate(self, counts: Sequence[int]) -> None:
+        """Raise :class:`ProblemError` if this batching does not fit these class counts."""
+        n, k = int(sum(counts)), len(counts)
+        if self.scheme not in SCHEMES:
+            raise ProblemError(f"unknown batching scheme {self.scheme!r}; use one of {', '.join(SCHEMES)}")
+        if self.scheme in ("random", "balanced", "binding"):
+            if self.batch_size is None or self.batch_size < 2:
+                raise ProblemError(f"batching {self.scheme!r} needs a batch size of at least 2 "
+                                   "(--batch-size B)")
+            if self.scheme == "binding" and self.batch_size <= k:
+                raise ProblemError(f"batch-binding puts one example of each of the {k} classes in every "
+                                   f"batch, so the batch size must exceed k = {k} "
+                                   f"(got {self.batch_size})")
+        if self.scheme == "explicit":
+            batches = self.explicit or ()
+            if len(batches) == 0:
+                raise ProblemError("the explicit batching holds no batch; give at least one list of "
+                                   "example indices")
+            for b, batch in enumerate(batches):
+                if len(batch) == 0:
+                    raise ProblemError(f"batch {b} is empty; every batch needs at least one example")
+                bad = [i for i in batch if i < 0 or i >= n]
+                if bad:
+                    raise ProblemError(f"batch {b} names example {bad[0]}, which does not exist: examples "
+                                       f"are numbered 0..{n - 1} class by class in count order")
+                if len(set(batch)) != len(batch):
+                    raise ProblemError(f"batch {b} lists an example twice; list each example once per batch")
+            covered = np.zeros(n, dtype=bool)
+            for batch in batches:
+                covered[list(batch)] = True
+            if not covered.all():
+                missing = np.flatnonzero(~covered)
+                shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+                raise ProblemError(f"the batching leaves example(s) {shown} out of every batch; "
+                                   "every example must be in at least one batch")
+
+    def batches(self, counts: Sequence[int], seed: int = 0, epoch: int = 0) -> list[np.ndarray]:
+        """The list of batches (index arrays) for this epoch."""
+        counts = [int(c) for c in counts]
+        n, k = sum(counts), len(counts)
+        rng = np.random.default_rng((int(seed), int(epoch)))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+        if self.scheme == "full":
+            return [np.arange(n)]
+        if self.scheme == "explicit":
+            return [np.asarray(b, dtype=np.int64) for b in self.explicit]
+        bs = int(self.batch_size)
+        if self.scheme == "random":
+            perm = rng.permutation(n)
+            return [perm[i:i + bs] for i in range(0, n, bs)]
+        if self.scheme == "balanced":
+            n_batches = math.ceil(n / bs)
+            parts: list[list[int]] = [[] for _ in range(n_batches)]
+            offset = 0
+            for c, start in zip(counts, starts):
+                members = start + rng.permutation(c)
+                # deal round-robin, starting where the previous class stopped, so sizes stay even
+                for j, example in enumerate(members):
+                    parts[(offset + j) % n_batches].append(int(example))
+                offset += c
+            return [np.sort(np.array(p, dtype=np.int64)) for p in parts if p]
+        # binding
+        binding = starts.copy()
+        rest = np.setdiff1d(np.arange(n), binding)
+        rest = rest[rng.permutation(len(rest))]
+        chunk = bs - k
+        if len(rest) == 0:
+            return [binding]
+        return [np.concatenate([binding, rest[i:i + chunk]]) for i in range(0, len(rest), chunk)]
+
+
+class PackedBatches(NamedTuple):
+    """A batching packed into padded arrays so one jitted loss serves every scheme.
+
+    ``index``: int array (n_batches, width); rows of example indices, padded with 0.
+    ``valid``: bool array (n_batches, width); False on padding.
+    With prototypes, the loss appends the prototype rows to every batch itself.
+    """
+
+    index: np.ndarray
+    valid: np.ndarray
+
+
+def pack(batches: Sequence[np.ndarray], width: int | None = None) -> PackedBatches:
+    """Pack a list of index arrays into (n_batches, width) index and mask arrays.
+
+    ``width`` defaults to the largest batch; a larger fixed width lets every epoch of a random
+    scheme share one compiled shape.
+    """
+    sizes = [len(b) for b in batches]
+    width = max(sizes) if width is None else int(width)
+    if width < max(sizes):
+        raise ProblemError(f"pack width {width} is smaller than the largest batch ({max(sizes)})")
+    index = np.zeros((len(batches), width), dtype=np.int32)
+    valid = np.zeros((len(batches), width), dtype=bool)
+    for r, b in enumerate(batches):
+        index[r, :len(b)] = np.asarray(b)
+        valid[r, :len(b)] = True
+    return PackedBatches(index, valid)
+
+
+@dataclass(frozen=True)
+class BatchConditions:
+    """What THEORY.md section 4 guarantees for a batching under ReLU.
+
+    ``neural_collapse``: condition 1 holds (every class's co-occurrence graph is connected).
+    ``orthogonal_frame``: conditions 1 and 2 hold (and so every minimiser is NC + orthogonal frame).
+    ``disconnected_classes``: classes whose graph (examples joined when they share a batch) is not
+    connected, with the number of connected pieces.
+    ``unmet_pairs``: class pairs (c, c') with no batch holding both in which one of the two has a
+    positive.
+    """
+
+    neural_collapse: bool
+    orthogonal_frame: bool
+    disconnected_classes: tuple[tuple[int, int], ...]
+    unmet_pairs: tuple[tuple[int, int], ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "neural_collapse": self.neural_collapse,
+            "orthogonal_frame": self.orthogonal_frame,
+            "violations": {
+                "disconnected_classes": [{"class": c, "components": p} for c, p in self.disconnected_classes],
+                "unmet_pairs": [list(p) for p in self.unmet_pairs],
+            },
+        }
+
+
+def _components(n_nodes: int, edges: list[tuple[int, int]]) -> int:
+    parent = list(range(n_nodes))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+    return len({find(a) for a in range(n_nodes)})
+
+
+def check_conditions(labels: Sequence[int], batches: Sequence[Sequence[int]],
+                     prototype_labels: Sequence[int] | None = None) -> BatchConditions:
+    """Check the two conditions of THEORY.md section 4 for ``labels`` (n,) and a list of batches.
+
+    1. for every class, the graph on its examples with an edge between two examples sharing a batch
+       is connected;
+    2. every pair of classes shares a batch in which at least one of the two has a positive
+       (at least two members of that class in the batch).
+
+    Prototypes (fixed labelled rows in every batch) are counted as members of every batch: a class
+    with a prototype is then connected through it, as [PROTO] describes.
+    """
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1
+    proto = np.asarray(prototype_labels if prototype_labels is not None else [], dtype=int)
+    n = len(labels)
+    node_labels = np.concatenate([labels, proto])
+    proto_nodes = np.arange(n, n + len(proto))
+
+    met = np.zeros((k, k), dtype=bool)
+    edges: dict[int, list[tuple[int, int]]] = {c: [] for c in range(k)}
+    for batch in batches:
+        members = np.concatenate([np.asarray(batch, dtype=int), proto_nodes])
+        member_labels = node_labels[members]
+        per_class = np.bincount(member_labels, minlength=k)
+        for c in np.flatnonzero(per_class >= 2):
+            nodes = members[member_labels == c]
+            # a star joins all members of this class in this batch
+            edges[int(c)].extend((int(nodes[0]), int(x)) for x in nodes[1:])
+        present = per_class >= 1
+        has_positive = per_class >= 2
+        met |= np.outer(present, present) & (has_positive[:, None] | has_positive[None, :])
+
+    disconnected = []
+    for c in range(k):
+        nodes = np.flatnonzero(node_labels == c)
+        local = {int(v): i for i, v in enumerate(nodes)}
+        pieces = _components(len(nodes), [(local[a], local[b]) for a, b in edges[c]])
+        if pieces > 1:
+            disconnected.append((c, pieces))
+    unmet = [(a, b) for a in range(k) for b in range(a + 1, k) if not met[a, b]]
+    nc = not disconnected
+    return BatchConditions(nc, nc and not unmet, tuple(disconnected), tuple(unmet))

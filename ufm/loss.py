@@ -1,0 +1,144 @@
+"""The supervised contrastive loss (SCL) in JAX, exactly as THEORY.md section 1.
+
+For a batch B and an anchor i in B with positives P_B(i) = {j in B, j != i, y_j = y_i} and others
+A_B(i) = B minus {i}:
+
+    l_B(i) = (1/|P_B(i)|) sum_{j in P_B(i)} [ logsumexp_{a in A_B(i)} (G_ia / tau) - G_ij / tau ]
+
+(0 when P_B(i) is empty), with G = H H^T. Reductions of a batch loss L_B:
+
+- ``"sum"``: ``sum_{i in B} l_B(i)`` (the toolkit's default);
+- ``"mean"``: that sum divided by the number of anchors in B (anchors without positives included);
+- ``"mean_with_positives"``: divided by the number of anchors in B that have a positive (0 if none).
+
+The loss of a batching is the sum of its batch losses. Prototypes (fixed labelled rows) join every
+batch; with ``prototype_anchors=True`` they are anchors too ((P-b)), otherwise only positives and
+negatives ((P-a)).
+
+Implementation: the batching is packed once into padded index arrays plus masks
+(:func:`ufm.batching.pack`); each batch's Gram is formed with one matmul and the anchor terms are
+computed for all anchors at once with a masked, max-shifted logsumexp, so the same jitted function
+serves every batching and is finite in float32 at small tau.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ufm.batching import PackedBatches, pack
+from ufm.errors import ProblemError
+
+REDUCTIONS = ("sum", "mean", "mean_with_positives")
+
+
+def _batch_terms(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
+                 tau: float) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Anchor terms of one batch.
+
+    Z (m, d) rows of the batch (padded), labels (m,), member (m,) bool (False on padding),
+    is_anchor (m,) bool. Returns (terms (m,), anchor mask (m,), has-positive mask (m,)).
+    """
+    logits = (Z @ Z.T) / tau
+    m = Z.shape[0]
+    not_self = ~jnp.eye(m, dtype=bool)
+    others = member[None, :] & member[:, None] & not_self
+    positives = others & (labels[:, None] == labels[None, :])
+    n_pos = positives.sum(axis=1)
+    anchors = is_anchor & member
+    has_pos = anchors & (n_pos > 0)
+
+    masked = jnp.where(others, logits, -jnp.inf)
+    row_max = jax.lax.stop_gradient(jnp.max(masked, axis=1, keepdims=True))
+    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+    sum_exp = jnp.sum(jnp.where(others, jnp.exp(logits - row_max), 0.0), axis=1)
+    lse = row_max[:, 0] + jnp.log(jnp.where(sum_exp > 0, sum_exp, 1.0))
+    pos_mean = jnp.sum(jnp.where(positives, logits, 0.0), axis=1) / jnp.maximum(n_pos, 1)
+    terms = jnp.where(has_pos, lse - pos_mean, 0.0)
+    return terms, anchors, has_pos
+
+
+@partial(jax.jit, static_argnames=("reduction", "prototype_anchors"))
+def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarray,
+                    index: jnp.ndarray, valid: jnp.ndarray, reduction: str = "sum",
+                    prototypes: jnp.ndarray | None = None, prototype_labels: jnp.ndarray | None = None,
+                    prototype_anchors: bool = True) -> jnp.ndarray:
+    """SCL over a packed batching: ``index``, ``valid`` (n_batches, width) from :func:`pack`.
+
+    H (n, d), labels (n,) int, prototypes (p, d) and prototype_labels (p,) or None. Returns a scalar.
+    Jit-compiled once per shape; ``tau`` is traced, so changing it does not recompile.
+    """
+    n_batches = index.shape[0]
+    rows = H[index]                                   # (n_batches, width, d)
+    row_labels = labels[index]
+    member = valid
+    is_anchor = valid
+    if prototypes is not None:
+        p = prototypes.shape[0]
+        proto = jnp.broadcast_to(prototypes.astype(H.dtype), (n_batches, p, H.shape[1]))
+        rows = jnp.concatenate([rows, proto], axis=1)
+        row_labels = jnp.concatenate(
+            [row_labels, jnp.broadcast_to(prototype_labels, (n_batches, p))], axis=1)
+        member = jnp.concatenate([valid, jnp.ones((n_batches, p), dtype=bool)], axis=1)
+        is_anchor = jnp.concatenate(
+            [valid, jnp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1)
+    terms, anchors, has_pos = jax.vmap(_batch_terms, in_axes=(0, 0, 0, 0, None))(
+        rows, row_labels, member, is_anchor, tau)
+    batch_sums = terms.sum(axis=1)
+    if reduction == "sum":
+        return batch_sums.sum()
+    denom = (anchors if reduction == "mean" else has_pos).sum(axis=1)
+    return jnp.sum(jnp.where(denom > 0, batch_sums / jnp.maximum(denom, 1), 0.0))
+
+
+def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBatches | None = None,
+             reduction: str = "sum", prototypes=None, prototype_labels=None,
+             prototype_anchors: bool = True) -> jnp.ndarray:
+    """The SCL loss of embeddings H (n, d) with labels (n,) at temperature ``tau``.
+
+    ``batches``: None (full batch), a list of index arrays, or a :class:`PackedBatches`.
+    ``reduction``: ``"sum"`` (default), ``"mean"`` or ``"mean_with_positives"`` (module docstring).
+    ``prototypes`` (p, d) with ``prototype_labels`` (p,): fixed rows added to every batch.
+    Differentiable in H; the returned scalar has H's dtype.
+    """
+    if reduction not in REDUCTIONS:
+        raise ProblemError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+    if not tau > 0:
+        raise ProblemError(f"temperature tau must be positive (got {tau})")
+    H = jnp.asarray(H)
+    if H.ndim != 2:
+        raise ProblemError(f"H must have shape (n, d) (got shape {H.shape})")
+    labels_np = np.asarray(labels)
+    if labels_np.shape != (H.shape[0],):
+        raise ProblemError(f"labels must have shape ({H.shape[0]},) to match H (got {labels_np.shape})")
+    if batches is None:
+        packed = pack([np.arange(H.shape[0])])
+    elif isinstance(batches, PackedBatches):
+        packed = batches
+    else:
+        packed = pack([np.asarray(b) for b in batches])
+    if (prototypes is None) != (prototype_labels is None):
+        raise ProblemError("give prototypes and prototype_labels together")
+    if prototypes is not None:
+        prototypes = jnp.asarray(prototypes, dtype=H.dtype)
+        prototype_labels = jnp.asarray(prototype_labels)
+        if prototypes.ndim != 2 or prototypes.shape[1] != H.shape[1] or \
+                prototype_labels.shape != (prototypes.shape[0],):
+            raise ProblemError(f"prototypes must have shape (p, {H.shape[1]}) with p labels "
+                               f"(got {prototypes.shape} and {prototype_labels.shape} labels)")
+    return scl_loss_packed(H, jnp.asarray(labels_np), jnp.asarray(tau, dtype=H.dtype),
+                           jnp.asarray(packed.index), jnp.asarray(packed.valid), reduction=reduction,
+                           prototypes=prototypes, prototype_labels=prototype_labels,
+                           prototype_anchors=prototype_anchors)
+
+
+def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum") -> float:
+    """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``."""
+    W, w_labels = problem.prototype_rows()
+    anchors = problem.prototypes.anchors if problem.prototypes is not None else True
+    return float(scl_loss(H, problem.labels, problem.tau, problem.batches(epoch), reduction,
+                          W, w_labels, anchors))

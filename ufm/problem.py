@@ -1,0 +1,200 @@
+"""The UFM problem (THEORY.md sections 1, 2, 4, 5): class counts, temperature, constraints, batching,
+prototypes, seed. Validation happens here, once, with messages that name the problem and the fix."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+from ufm.batching import Batching
+from ufm.errors import ProblemError
+from ufm.geometry import etf_gram, factor_gram, orthogonal_frame_gram
+
+PROTOTYPE_KINDS = ("etf", "of")
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """Fixed unit-norm prototypes w_{c,m} (THEORY.md section 5), ``per_class`` identical copies per class.
+
+    ``kind``: ``"etf"`` (simplex-ETF directions) or ``"of"`` (orthonormal, nonnegative: the standard
+    basis). ``anchors``: whether prototypes are also anchors ((P-b), the default: what concatenating
+    them to a batch does) or only positives/negatives ((P-a)).
+    """
+
+    kind: str = "etf"
+    per_class: int = 1
+    anchors: bool = True
+
+    def vectors(self, k: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, labels)``: W (k * per_class, dim) unit rows, class by class; labels (k * per_class,)."""
+        gram = etf_gram(k) if self.kind == "etf" else orthogonal_frame_gram(k)
+        base = factor_gram(gram, dim) if self.kind == "etf" else np.eye(k, dim)
+        base = base / np.linalg.norm(base, axis=1, keepdims=True)
+        W = np.repeat(base, self.per_class, axis=0)
+        return W, np.repeat(np.arange(k), self.per_class)
+
+
+def _as_counts(counts: Sequence) -> tuple[int, ...]:
+    out = []
+    for c in counts:
+        try:
+            whole = not isinstance(c, bool) and float(c).is_integer()
+        except (TypeError, ValueError):
+            whole = False
+        if not whole:
+            raise ProblemError(f"class count {c!r} is not an integer; counts are numbers of examples")
+        out.append(int(c))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A UFM + SCL problem. Build it with :meth:`balanced`, :meth:`step`, :meth:`long_tail` or
+    :meth:`from_counts` (they validate); fields:
+
+    - ``counts``: examples per class (n_c >= 2); examples are numbered class by class;
+    - ``tau``: temperature > 0; ``relu``: nonnegative embeddings;
+    - ``dim``: embedding dimension d (default k without ReLU, 2k with ReLU: gradient descent at d = k
+      with ReLU often stalls, THEORY.md section 3);
+    - ``batching``: a :class:`~ufm.batching.Batching` (default full batch);
+    - ``prototypes``: a :class:`Prototypes` or None; ``seed``: every random choice.
+    """
+
+    counts: tuple[int, ...]
+    tau: float = 1.0
+    relu: bool = False
+    dim: int = 0
+    batching: Batching = field(default_factory=Batching.full)
+    prototypes: Prototypes | None = None
+    seed: int = 0
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def from_counts(cls, counts: Sequence[int], *, tau: float = 1.0, relu: bool = False,
+                    dim: int | None = None, batching: Batching | None = None,
+                    prototypes: Prototypes | None = None, seed: int = 0) -> "Problem":
+        counts = _as_counts(counts)
+        k = len(counts)
+        problem = cls(counts=counts, tau=float(tau), relu=bool(relu),
+                      dim=int(dim) if dim is not None else (2 * k if relu else k),
+                      batching=batching or Batching.full(), prototypes=prototypes, seed=int(seed))
+        problem.validate()
+        return problem
+
+    @classmethod
+    def balanced(cls, k: int, m: int, **options) -> "Problem":
+        """k classes of m examples each."""
+        if k < 2:
+            raise ProblemError(f"need at least 2 classes (got k = {k})")
+        return cls.from_counts([m] * k, **options)
+
+    @classmethod
+    def step(cls, k: int, n_max: int, ratio: float, minority_fraction: float = 0.5,
+             **options) -> "Problem":
+        """STEP imbalance: ``k_min = round(minority_fraction * k)`` minority classes of
+        ``n_min = n_max / ratio`` examples after ``k - k_min`` majority classes of ``n_max``."""
+        if ratio < 1:
+            raise ProblemError(f"imbalance ratio must be >= 1 (got {ratio})")
+        if not 0 < minority_fraction < 1:
+            raise ProblemError(f"minority fraction must lie strictly between 0 and 1 (got {minority_fraction})")
+        k_min = int(round(minority_fraction * k))
+        if not 1 <= k_min <= k - 1:
+            raise ProblemError(f"minority fraction {minority_fraction} with k = {k} leaves no "
+                               "majority or no minority class")
+        n_min = n_max / ratio
+        if not float(n_min).is_integer():
+            rounded = int(round(n_min))
+            if abs(n_min - rounded) > 1e-9 * max(1.0, n_min):
+                raise ProblemError(f"n_max / ratio = {n_max}/{ratio} = {n_min:g} is not a whole number of "
+                                   "examples; choose n_max divisible by the ratio")
+            n_min = rounded
+        return cls.from_counts([n_max] * (k - k_min) + [int(n_min)] * k_min, **options)
+
+    @classmethod
+    def long_tail(cls, k: int, n_max: int, ratio: float, **options) -> "Problem":
+        """Long-tail imbalance: ``n_c = round(n_max * ratio^(-c/(k-1)))``, at least 2."""
+        if ratio < 1:
+            raise ProblemError(f"imbalance ratio must be >= 1 (got {ratio})")
+        if k < 2:
+            raise ProblemError(f"need at least 2 classes (got k = {k})")
+        counts = [max(2, int(round(n_max * ratio ** (-c / (k - 1))))) for c in range(k)]
+        return cls.from_counts(counts, **options)
+
+    def with_(self, **changes) -> "Problem":
+        """A copy with some fields changed, validated again."""
+        problem = replace(self, **changes)
+        problem.validate()
+        return problem
+
+    # ---------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Raise :class:`ProblemError` naming the first problem found."""
+        k = len(self.counts)
+        if k < 2:
+            raise ProblemError(f"need at least 2 classes (got {k})")
+        for c, n_c in enumerate(self.counts):
+            if n_c < 0:
+                raise ProblemError(f"class {c} has a negative count ({n_c})")
+            if n_c < 2:
+                raise ProblemError(f"class {c} has {n_c} example(s), so its anchors have no positive pair; "
+                                   "every class needs at least 2 examples")
+        if not (isinstance(self.tau, (int, float)) and math.isfinite(self.tau) and self.tau > 0):
+            raise ProblemError(f"temperature tau must be a positive number (got {self.tau})")
+        if self.dim < 1:
+            raise ProblemError(f"embedding dimension must be at least 1 (got {self.dim})")
+        if self.relu and self.dim < k:
+            raise ProblemError(f"with ReLU the optimum is an orthogonal frame of k = {k} nonnegative "
+                               f"vectors, which needs dim >= k (got dim = {self.dim}); raise --dim")
+        if self.prototypes is not None:
+            p = self.prototypes
+            if p.kind not in PROTOTYPE_KINDS:
+                raise ProblemError(f"unknown prototype kind {p.kind!r}; use one of {', '.join(PROTOTYPE_KINDS)}")
+            if p.per_class < 1:
+                raise ProblemError(f"prototypes per class must be at least 1 (got {p.per_class})")
+            need = k if p.kind == "of" else k - 1
+            if self.dim < need:
+                raise ProblemError(f"{p.kind} prototypes for k = {k} classes need dim >= {need} "
+                                   f"(got {self.dim})")
+        self.batching.validate(self.counts)
+
+    # ---------------------------------------------------------------- derived data
+    @property
+    def k(self) -> int:
+        return len(self.counts)
+
+    @property
+    def n(self) -> int:
+        return int(sum(self.counts))
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(n,) class of each example, class by class in count order."""
+        return np.repeat(np.arange(self.k), self.counts)
+
+    @property
+    def is_full_batch(self) -> bool:
+        return self.batching.scheme == "full"
+
+    def batches(self, epoch: int = 0) -> list[np.ndarray]:
+        """The batches (index arrays) of this epoch, drawn from ``seed``."""
+        return self.batching.batches(self.counts, seed=self.seed, epoch=epoch)
+
+    def prototype_rows(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """``(W, prototype_labels)`` or ``(None, None)`` without prototypes."""
+        if self.prototypes is None:
+            return None, None
+        return self.prototypes.vectors(self.k, self.dim)
+
+    def describe(self) -> dict:
+        """JSON-ready description (the fields the ``ufm`` command reports)."""
+        return {
+            "counts": list(self.counts), "tau": self.tau, "relu": self.relu, "dim": self.dim,
+            "batching": self.batching.scheme, "batch_size": self.batching.batch_size,
+            "prototypes": None if self.prototypes is None else self.prototypes.kind,
+            "prototypes_per_class": None if self.prototypes is None else self.prototypes.per_class,
+            "seed": self.seed,
+        }
