@@ -1,0 +1,149 @@
+"""What the theory predicts for a problem (THEORY.md sections 2-5): geometry, optimal loss, and why.
+
+``predict(problem)`` returns a :class:`Prediction` whose ``why`` names the result that applies and
+the hypotheses it needs, or, where no result applies, the hypothesis that failed.
+
+Closed forms (sum reduction):
+
+- ReLU, full batch, any counts [OF]: orthogonal frame M = I and
+  ``L* = sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))``.
+- ReLU, a batching that meets THEORY.md section 4's conditions: orthogonal frame and, anchor by anchor,
+  ``L* = sum_B sum_{i in B, P_B(i) != {}} log(|P_B(i)| + |N_B(i)| exp(-1/tau))`` (the bound of section 2
+  reached in every batch).
+- No ReLU, balanced (n_c = m), full batch [LAND]: simplex ETF and
+  ``L* = n log((m - 1) + (n - m) exp(-(1 + 1/(k-1))/tau))``.
+- No ReLU, imbalanced, full batch [LAND]: the reduced k x k program (solved here, in cvxpy).
+- ReLU with orthonormal nonnegative prototypes [PROTO]: h_i = w_{y_i} for any batching and counts.
+- No ReLU with prototypes [PROTO]: the class means move toward the centred prototype geometry (the limit
+  of many prototypes per class); no closed-form loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ufm.batching import check_conditions
+from ufm.geometry import etf_gram, orthogonal_frame_gram
+from ufm.loss import problem_loss
+from ufm.problem import Problem
+
+GEOMETRIES = ("etf", "orthogonal-frame", "reduced-program", "prototypes", "none")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``geometry``: one of :data:`GEOMETRIES`; ``loss``: predicted optimal loss (sum reduction) or None;
+    ``class_mean_gram``: predicted (k, k) mean Gram or None; ``why``: the result that applies or the
+    hypothesis that failed; ``hypotheses``: each hypothesis checked and whether it holds."""
+
+    geometry: str
+    loss: float | None
+    class_mean_gram: np.ndarray | None
+    why: str
+    hypotheses: dict[str, bool] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"geometry": self.geometry, "loss": self.loss,
+                "class_mean_gram": None if self.class_mean_gram is None else self.class_mean_gram.tolist(),
+                "why": self.why, "hypotheses": dict(self.hypotheses)}
+
+
+def orthogonal_frame_loss(counts, tau: float) -> float:
+    """``sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))`` (full batch)."""
+    n = sum(counts)
+    return float(sum(c * math.log((c - 1) + (n - c) * math.exp(-1.0 / tau)) for c in counts))
+
+
+def etf_loss(m: int, k: int, tau: float) -> float:
+    """``n log((m - 1) + (n - m) exp(-(1 + 1/(k-1))/tau))`` with n = k m (balanced, full batch)."""
+    n = k * m
+    return float(n * math.log((m - 1) + (n - m) * math.exp(-(1.0 + 1.0 / (k - 1)) / tau)))
+
+
+def batched_orthogonal_frame_loss(labels: np.ndarray, batches, tau: float) -> float:
+    """The ReLU bound reached in every batch: ``sum_B sum_i log(|P_B(i)| + |N_B(i)| exp(-1/tau))`` over
+    anchors with a positive."""
+    labels = np.asarray(labels)
+    total = 0.0
+    for batch in batches:
+        batch_labels = labels[np.asarray(batch)]
+        per_class = np.bincount(batch_labels)
+        positives = per_class[batch_labels] - 1
+        negatives = len(batch_labels) - 1 - positives
+        with_pos = positives > 0
+        total += float(np.sum(np.log(positives[with_pos] + negatives[with_pos] * math.exp(-1.0 / tau))))
+    return total
+
+
+def predict(problem: Problem) -> Prediction:
+    """The prediction of THEORY.md for ``problem`` (see the module docstring for the cases)."""
+    k, counts, tau = problem.k, problem.counts, problem.tau
+    balanced = len(set(counts)) == 1
+    full = problem.is_full_batch
+    hyp: dict[str, bool] = {"relu": problem.relu, "full_batch": full, "balanced": balanced,
+                            "dim >= k": problem.dim >= k, "dim >= k-1": problem.dim >= k - 1}
+
+    if problem.prototypes is not None:
+        return _predict_with_prototypes(problem, hyp)
+
+    if problem.relu:
+        if full:
+            return Prediction("orthogonal-frame", orthogonal_frame_loss(counts, tau), orthogonal_frame_gram(k),
+                              "[OF] ReLU, full batch, d >= k: neural collapse and an orthogonal frame for any "
+                              "class counts", hyp)
+        batches = problem.batches(epoch=0)
+        conditions = check_conditions(problem.labels, batches)
+        hyp["batching meets THEORY section 4"] = conditions.orthogonal_frame
+        if problem.batching.scheme == "binding" or conditions.orthogonal_frame:
+            loss = batched_orthogonal_frame_loss(problem.labels, batches, tau)
+            return Prediction("orthogonal-frame", loss, orthogonal_frame_gram(k),
+                              "[OF] ReLU with a batching that connects every class and meets every class pair "
+                              "(THEORY section 4): every minimiser is NC + orthogonal frame; loss given for "
+                              "the batches of epoch 0", hyp)
+        problems = [f"class {c} splits into {p} pieces" for c, p in conditions.disconnected_classes]
+        problems += [f"classes {a} and {b} never meet" for a, b in conditions.unmet_pairs]
+        return Prediction("none", None, None,
+                          "no result applies: the batching violates THEORY section 4 (" + "; ".join(problems) +
+                          "), so the orthogonal frame is not guaranteed", hyp)
+
+    if not full:
+        return Prediction("none", None, None,
+                          "no result applies: without ReLU a batched optimum is in general neither ETF nor NC "
+                          "(THEORY section 4); solve it instead", hyp)
+    if problem.dim < k - 1:
+        return Prediction("none", None, None,
+                          f"no result applies: dim = {problem.dim} < k - 1 = {k - 1}, so the rank k-1 optimum "
+                          "does not fit and the relaxation is not tight", hyp)
+    if balanced:
+        return Prediction("etf", etf_loss(counts[0], k, tau), etf_gram(k),
+                          "[LAND] no ReLU, balanced, full batch, d >= k-1: neural collapse and a simplex ETF", hyp)
+    from solvers.convex import solve_reduced  # the reduced program is the prediction here
+
+    reduced = solve_reduced(problem)
+    hyp["reduced program solved"] = reduced.ok
+    return Prediction("reduced-program", float(reduced.lower_bound), np.asarray(reduced.class_mean_gram),
+                      "[LAND] no ReLU, imbalanced, full batch: neural collapse, mean Gram = the unique "
+                      f"solution of the reduced k x k program (solver status {reduced.status})", hyp)
+
+
+def _predict_with_prototypes(problem: Problem, hyp: dict[str, bool]) -> Prediction:
+    kind = problem.prototypes.kind
+    k = problem.k
+    if problem.relu and kind == "of":
+        W, _ = problem.prototype_rows()
+        H = W[:: problem.prototypes.per_class][problem.labels]
+        return Prediction("prototypes", problem_loss(problem, H), orthogonal_frame_gram(k),
+                          "[PROTO] ReLU with orthonormal nonnegative prototypes in every batch: h_i = w_{y_i} "
+                          "exactly, for any batching and counts", hyp)
+    if problem.relu:
+        return Prediction("none", None, None,
+                          "no result applies: ETF prototypes have negative inner products, which nonnegative "
+                          "embeddings cannot match", hyp)
+    # without ReLU: centred, normalised prototypes: both ETF and orthonormal sets give the ETF
+    return Prediction("prototypes", None, etf_gram(k),
+                      "[PROTO] no ReLU with a symmetric prototype set: as prototypes per class grow, the class "
+                      "means approach the normalised centred prototypes (a simplex ETF); at finite counts "
+                      "the geometry is only approached", hyp)
