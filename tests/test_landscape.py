@@ -1,0 +1,60 @@
+"""Landscape tools against finite differences of the brute-force loss (tests/reference.py)."""
+
+import numpy as np
+import pytest
+
+from reference import etf_vectors, scl_loop
+from theory_checks import landscape as L
+from ufm import Problem
+
+
+def second_derivative_along(problem, H, xi, eps=1e-4):
+    """d^2/dt^2 L(R(H + t xi)) at 0 by central differences of the brute-force loop (the row-normalising
+    retraction is second order, so this equals <xi, Hess xi> at any H)."""
+    f = lambda t: scl_loop(L.retract(H + t * xi, problem.relu), problem.labels, problem.tau)
+    return (f(eps) - 2 * f(0.0) + f(-eps)) / eps**2
+
+
+def collapsed(problem, vectors):
+    V = np.zeros((len(vectors), problem.dim))
+    V[:, :vectors.shape[1]] = vectors
+    return np.repeat(V, problem.counts, axis=0)
+
+
+def test_hessian_quadratic_form_matches_finite_differences():
+    problem = Problem.from_counts([3, 2, 2], tau=0.6, dim=3)
+    rng = np.random.default_rng(0)
+    H = L.retract(rng.standard_normal((problem.n, 3)), False)
+    R, B = L.riemannian_hessian(problem, H)
+    for _ in range(3):
+        c = rng.standard_normal(R.shape[0])
+        c /= np.linalg.norm(c)
+        xi = (B @ c).reshape(H.shape)
+        # FD error ~ eps^2 * L'''' + 1e-16 * L / eps^2 ~ 1e-7
+        assert c @ R @ c == pytest.approx(second_derivative_along(problem, H, xi), rel=1e-5, abs=1e-5)
+
+
+def test_etf_is_a_minimum_and_the_saddle_is_not():
+    problem = Problem.balanced(3, 3, tau=0.5, dim=4)
+    H = collapsed(problem, etf_vectors(3))   # ETF in a 3-d subspace of R^4
+    assert L.riemannian_gradient_norm(problem, H) < 1e-10
+    eig = L.riemannian_hessian_eigenvalues(problem, H)
+    assert eig.min() > -1e-9                  # no negative direction at the global minimum
+    saddle = L.symmetric_saddle(problem)
+    assert L.riemannian_gradient_norm(problem, saddle) < 1e-6
+    R, B = L.riemannian_hessian(problem, saddle)
+    vals, vecs = np.linalg.eigh(R)
+    assert vals[0] < -1.0
+    xi = (B @ vecs[:, 0]).reshape(saddle.shape)
+    assert second_derivative_along(problem, saddle, xi) < -1.0   # confirmed by the brute-force loop
+    assert scl_loop(saddle, problem.labels, 0.5) > scl_loop(H, problem.labels, 0.5)
+
+
+def test_slice_is_feasible_and_centred_on_the_minimum():
+    problem = Problem.balanced(3, 3, tau=0.5, dim=3)
+    H = collapsed(problem, etf_vectors(3))
+    for directions in ("random", "hessian"):
+        sl = L.loss_slice(problem, H, directions=directions, resolution=9, radius=0.5)
+        centre = sl.loss[4, 4]
+        assert centre == pytest.approx(scl_loop(H, problem.labels, 0.5), rel=1e-12)
+        assert sl.loss.min() >= centre - 1e-9

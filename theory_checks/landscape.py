@@ -1,0 +1,172 @@
+"""Landscape analysis on the constraint set (THEORY.md section 3, [LAND]).
+
+- :func:`riemannian_hessian_eigenvalues`: the spectrum of the Riemannian Hessian of the loss on the
+  product of spheres at H (n, d). For a tangent vector xi (xi_i orthogonal to h_i),
+
+      Hess L(H)[xi]_i = P_i( (nabla^2 L xi)_i ) - <h_i, grad_i L> xi_i,    P_i = I - h_i h_i^T,
+
+  so in an orthonormal tangent basis B (n d, n (d-1)) the matrix is B^T (nabla^2 L - D) B with
+  D = blockdiag(<h_i, grad_i L> I_d). With ReLU the Hessian is taken on the face of the nonnegative
+  sphere that H lies on (coordinates with h_ij > 0 free, the others fixed at 0).
+  Rotations H -> H Q leave the loss unchanged, so a minimiser has about d(d-1)/2 zero eigenvalues
+  (fewer on a ReLU face); a minimum has no negative eigenvalue, a saddle at least one.
+- :func:`loss_slice`: the loss on a 2-D slice ``R(H + a U + b V)`` through H, with R the retraction
+  (rows normalised; with ReLU clipped at 0 first), so every point of the slice is feasible.
+- :func:`symmetric_saddle`: a saddle point for contrast: by the principle of symmetric criticality,
+  a critical point of the loss restricted to embeddings in which two classes of equal count share
+  their rows is a critical point of the full loss; since the global minimiser separates the two
+  classes, it is a saddle (its Hessian has a negative eigenvalue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import minimize
+
+from ufm.batching import pack
+from ufm.loss import scl_loss_packed
+from ufm.problem import Problem
+
+
+def _loss_function(problem: Problem):
+    """Loss of H (n, d) over the problem's batching at epoch 0, as a jitted JAX function."""
+    packed = pack(problem.batches(0))
+    W, w_labels = problem.prototype_rows()
+    anchors = problem.prototypes.anchors if problem.prototypes is not None else True
+    labels = jnp.asarray(problem.labels)
+    index, valid = jnp.asarray(packed.index), jnp.asarray(packed.valid)
+    W = None if W is None else jnp.asarray(W)
+    w_labels = None if w_labels is None else jnp.asarray(w_labels)
+    tau = jnp.asarray(problem.tau, dtype=jnp.float64)
+    return jax.jit(lambda H: scl_loss_packed(H, labels, tau, index, valid, "sum", W, w_labels, anchors))
+
+
+def retract(H: np.ndarray, relu: bool) -> np.ndarray:
+    """Back onto the constraint set: rows normalised (with ReLU, clipped at 0 first)."""
+    H = np.clip(H, 0.0, None) if relu else np.asarray(H, dtype=float)
+    return H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-300)
+
+
+def _tangent_basis(H: np.ndarray, relu: bool, support_tol: float = 1e-8) -> np.ndarray:
+    """Orthonormal basis (n d, m) of the tangent space at H (ReLU: of the face H lies on)."""
+    n, d = H.shape
+    blocks = []
+    for i in range(n):
+        free = np.flatnonzero(H[i] > support_tol) if relu else np.arange(d)
+        E = np.eye(d)[:, free]                      # free coordinates
+        h = H[i, free]
+        # orthonormal basis of {v in span(E) : <v, h_i> = 0}
+        Q, _ = np.linalg.qr(np.column_stack([h, np.eye(len(free))]))
+        local = E @ Q[:, 1:len(free)]
+        full = np.zeros((n * d, local.shape[1]))
+        full[i * d:(i + 1) * d] = local
+        blocks.append(full)
+    return np.hstack(blocks)
+
+
+def riemannian_hessian(problem: Problem, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, B)``: the Riemannian Hessian R (m, m) of the loss at H (n, d) in the orthonormal tangent
+    basis B (n d, m) (module docstring): ``<xi, Hess xi> = c^T R c`` for ``xi = B c``.
+
+    Cost: a dense (n d) x (n d) Euclidean Hessian, so keep n d below a few hundred."""
+    H = np.asarray(H, dtype=float)
+    n, d = H.shape
+    f = _loss_function(problem)
+    flat = lambda x: f(x.reshape(n, d))
+    x = jnp.asarray(H.ravel())
+    grad = np.asarray(jax.grad(flat)(x)).reshape(n, d)
+    hess = np.asarray(jax.hessian(flat)(x))
+    radial = np.repeat(np.sum(H * grad, axis=1), d)
+    B = _tangent_basis(H, problem.relu)
+    R = B.T @ (hess - np.diag(radial)) @ B
+    return (R + R.T) / 2, B
+
+
+def riemannian_hessian_eigenvalues(problem: Problem, H: np.ndarray) -> np.ndarray:
+    """Ascending eigenvalues of the Riemannian Hessian at H (n, d)."""
+    return np.linalg.eigvalsh(riemannian_hessian(problem, H)[0])
+
+
+def riemannian_gradient_norm(problem: Problem, H: np.ndarray) -> float:
+    """``||P(grad L)||_F`` on the tangent space (ReLU: of the face H lies on)."""
+    H = np.asarray(H, dtype=float)
+    grad = np.asarray(jax.grad(_loss_function(problem))(jnp.asarray(H)))
+    B = _tangent_basis(H, problem.relu)
+    return float(np.linalg.norm(B.T @ grad.ravel()))
+
+
+@dataclass
+class Slice:
+    """``alphas`` (a,), ``betas`` (b,), ``loss`` (b, a) = L(R(H + alpha U + beta V)), ``directions``."""
+
+    alphas: np.ndarray
+    betas: np.ndarray
+    loss: np.ndarray
+    directions: str
+
+    def to_dict(self) -> dict:
+        return {"alphas": self.alphas.tolist(), "betas": self.betas.tolist(), "loss": self.loss.tolist(),
+                "directions": self.directions}
+
+
+def loss_slice(problem: Problem, H: np.ndarray, directions: str = "random", radius: float = 1.0,
+               resolution: int = 41, seed: int = 0) -> Slice:
+    """Loss on a 2-D slice through H along two unit tangent directions.
+
+    ``directions="random"``: two random orthonormal tangent directions; ``"hessian"``: the eigenvectors
+    of the two smallest Hessian eigenvalues above the rotation null space (flattest curved directions).
+    """
+    H = np.asarray(H, dtype=float)
+    n, d = H.shape
+    B = _tangent_basis(H, problem.relu)
+    if directions == "random":
+        rng = np.random.default_rng(seed)
+        C, _ = np.linalg.qr(rng.standard_normal((B.shape[1], 2)))
+        U, V = (B @ C[:, 0]).reshape(n, d), (B @ C[:, 1]).reshape(n, d)
+    elif directions == "hessian":
+        R, B = riemannian_hessian(problem, H)
+        vals, vecs = np.linalg.eigh(R)
+        curved = np.flatnonzero(np.abs(vals) > 1e-6 * max(1.0, np.abs(vals).max()))
+        pick = curved[np.argsort(vals[curved])[:2]]
+        U, V = (B @ vecs[:, pick[0]]).reshape(n, d), (B @ vecs[:, pick[1]]).reshape(n, d)
+    else:
+        raise ValueError(f"unknown directions {directions!r}; use 'random' or 'hessian'")
+    f = _loss_function(problem)
+    grid = np.linspace(-radius, radius, resolution)
+    points = np.stack([retract(H + a * U + b * V, problem.relu) for b in grid for a in grid])
+    values = np.asarray(jax.vmap(f)(jnp.asarray(points))).reshape(resolution, resolution)
+    return Slice(grid, grid, values, directions)
+
+
+def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: int = 0) -> np.ndarray:
+    """A critical point in which classes ``classes`` (equal counts) share their rows: minimise the loss
+    over H restricted to that symmetric subspace (L-BFGS on a normalised parameterisation, float64).
+    Returns H (n, d); check it with :func:`riemannian_gradient_norm` and the Hessian spectrum."""
+    a, b = classes
+    counts = problem.counts
+    if counts[a] != counts[b]:
+        raise ValueError(f"classes {a} and {b} must have equal counts to be swapped")
+    if problem.relu:
+        raise ValueError("symmetric_saddle is for the sphere without ReLU")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    source = np.arange(problem.n)
+    source[starts[b]:starts[b + 1]] = np.arange(starts[a], starts[a + 1])   # class b copies class a
+    free_rows = np.unique(source)
+    f = _loss_function(problem)
+    n, d = problem.n, problem.dim
+    row_of = np.searchsorted(free_rows, source)
+
+    def embed(x):
+        X = x.reshape(len(free_rows), d)
+        X = X / jnp.linalg.norm(X, axis=1, keepdims=True)
+        return X[row_of]
+
+    objective = jax.jit(jax.value_and_grad(lambda x: f(embed(x))))
+    x0 = np.random.default_rng(seed).standard_normal(len(free_rows) * d)
+    result = minimize(lambda x: tuple(np.asarray(v, dtype=float) for v in objective(jnp.asarray(x))), x0,
+                      jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-12, "ftol": 1e-15})
+    return np.asarray(embed(jnp.asarray(result.x)))

@@ -1,0 +1,162 @@
+"""Publication-quality figures (front end: takes data, never runs a solver).
+
+Conventions: Okabe-Ito colour-blind-safe palette, 10-pt fonts, labelled axes (with units where a
+quantity has one; most here are dimensionless and say so), legends, and :func:`save` writing PNG,
+PDF or SVG by the file extension.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ufm.errors import ProblemError
+from ufm.geometry import factor_gram
+
+OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+STYLE = {
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+    "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 200,
+    "savefig.bbox": "tight", "pdf.fonttype": 42, "svg.fonttype": "none",
+}
+FORMATS = (".png", ".pdf", ".svg")
+
+
+def styled(function):
+    """Run a plotting function inside the toolkit's rc style (text is styled when it is created)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@styled
+def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.8,
+           projection: str | None = None):
+    """A constrained-layout figure with the toolkit's style; ``width``/``height`` per panel in inches."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                             layout="constrained", subplot_kw={"projection": projection} if projection else None)
+    return fig, axes
+
+
+def log_ticks(ax, values: Sequence[float], axis: str = "x") -> None:
+    """Plain-number tick labels at ``values`` on a log axis (no 2x10^0 clutter)."""
+    values = sorted(set(float(v) for v in values))
+    if len(values) > 8:
+        values = values[:: int(np.ceil(len(values) / 8))]
+    setter = ax.set_xticks if axis == "x" else ax.set_yticks
+    setter(values, [f"{v:g}" for v in values])
+    (ax.xaxis if axis == "x" else ax.yaxis).set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def save(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path``; the extension picks the format (.png, .pdf, .svg)."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ProblemError(f"figure file {path} must end in one of {', '.join(FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context(STYLE):
+        fig.savefig(path)
+    return path
+
+
+@styled
+def gram_heatmap(M: np.ndarray, ax=None, title: str = "class-mean Gram", vmin: float = -1.0,
+                 vmax: float = 1.0):
+    """Heatmap of a (k, k) Gram with a diverging colour-blind-safe map and the values written in."""
+    M = np.asarray(M, dtype=float)
+    if ax is None:
+        _, axes = figure()
+        ax = axes[0, 0]
+    image = ax.imshow(M, cmap="RdBu_r", vmin=vmin, vmax=vmax)
+    k = len(M)
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=max(5, 9 - k // 3),
+                        color="white" if abs(M[i, j]) > 0.6 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="inner product")
+    return ax
+
+
+@styled
+def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None, dims: int = 2,
+                     title: str = "class means"):
+    """The class means drawn as arrows in 2-D (or 3-D with ``dims=3``), coordinates from the top
+    eigenpairs of the mean Gram M (k, k): the picture is exact when rank M <= dims. Marker size grows
+    with the class count."""
+    M = np.asarray(M, dtype=float)
+    X = factor_gram(M, dims)
+    k = len(M)
+    sizes = np.full(k, 40.0) if counts is None else 20 + 80 * np.asarray(counts) / max(counts)
+    if ax is None:
+        _, axes = figure(projection="3d" if dims == 3 else None)
+        ax = axes[0, 0]
+    colours = [OKABE_ITO[c % len(OKABE_ITO)] for c in range(k)]
+    if dims == 3:
+        for c in range(k):
+            ax.plot([0, X[c, 0]], [0, X[c, 1]], [0, X[c, 2]], color=colours[c], lw=1.5)
+        ax.scatter(X[:, 0], X[:, 1], X[:, 2], s=sizes, c=colours)
+        ax.set_zlabel("coordinate 3")
+    else:
+        for c in range(k):
+            ax.annotate("", xy=X[c, :2], xytext=(0, 0),
+                        arrowprops=dict(arrowstyle="->", color=colours[c], lw=1.5))
+        ax.scatter(X[:, 0], X[:, 1], s=sizes, c=colours, zorder=3)
+        for c in range(k):
+            ax.text(X[c, 0] * 1.12, X[c, 1] * 1.12, str(c), ha="center", va="center", fontsize=8)
+        lim = 1.25 * max(1e-9, np.abs(X[:, :2]).max())
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.axhline(0, color="0.85", lw=0.5, zorder=0)
+        ax.axvline(0, color="0.85", lw=0.5, zorder=0)
+    ax.set_xlabel("coordinate 1")
+    ax.set_ylabel("coordinate 2")
+    ax.set_title(title)
+    return ax
+
+
+@styled
+def sweep_figure(x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], xlabel: str,
+                 panels: Sequence[tuple[str, str]], logx: bool = False, title: str = ""):
+    """One panel per ``(quantity, ylabel)`` in ``panels``; in each, one line per entry of ``series``
+    (e.g. ``{"ReLU": {...}, "no ReLU": {...}}``), each mapping quantity names to values over ``x``.
+    Quantities named ``"<q>:<label>"`` draw several lines with legend ``label`` in one panel."""
+    fig, axes = figure(ncols=len(panels))
+    markers = "osD^v<>"
+    line_styles = ["-", "--", ":", "-."]
+    for ax, (quantity, ylabel) in zip(axes[0], panels):
+        n_line = 0
+        for s_index, (series_name, values) in enumerate(series.items()):
+            keys = [key for key in values if key == quantity or key.startswith(quantity + ":")]
+            for key_index, key in enumerate(keys):
+                # colour and marker name the quantity, the line style names the series
+                label = series_name + (f", {key.split(':', 1)[1]}" if ":" in key else "")
+                ax.plot(x, values[key], marker=markers[key_index % len(markers)], ms=3.5, lw=1.4,
+                        color=OKABE_ITO[(key_index if len(keys) > 1 else s_index) % len(OKABE_ITO)],
+                        ls=line_styles[s_index % len(line_styles)], label=label)
+                n_line += 1
+        if logx:
+            ax.set_xscale("log")
+            log_ticks(ax, x)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, lw=0.5)
+        if n_line:
+            ax.legend(frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
