@@ -240,6 +240,10 @@ def _run(cfg: Config, data: Data):
     dtype = H0.dtype
     tol = data.tol.astype(dtype)
 
+    def feasible(H):
+        # rows must stay unit (an overflowing step gives 0/inf rows: an error, never a silent number)
+        return jnp.all(jnp.abs(jnp.linalg.norm(H, axis=1) - 1.0) <= 1e-3)
+
     def monitor(H):
         f, G = vg(H, data.mon_index, data.mon_valid)
         return f, G, jnp.linalg.norm(riemannian_grad(H, G, cfg.relu))
@@ -277,7 +281,7 @@ def _run(cfg: Config, data: Data):
             H, stalled, opt = step(s.H, s.f, s.G, idx[0], val[0], s.opt)
         f, G, gnorm = monitor(H)
         rel = jnp.abs(f - s.f) / jnp.maximum(jnp.abs(f), 1.0)
-        bad = ~(jnp.isfinite(f) & jnp.isfinite(gnorm))
+        bad = ~(jnp.isfinite(f) & jnp.isfinite(gnorm)) | ~feasible(H)
         converged = (rel <= tol) & (gnorm <= jnp.sqrt(tol * jnp.maximum(jnp.abs(f), 1.0)))
         history = s.history.at[jnp.minimum(s.epoch, cfg.history - 1)].set(f)
         return LoopState(H, f, G, gnorm, rel, s.epoch + 1, converged & ~bad, stalled, bad, opt, history)
@@ -287,7 +291,7 @@ def _run(cfg: Config, data: Data):
 
     f0, G0, gn0 = monitor(H0)
     s0 = LoopState(H0, f0, G0, gn0, jnp.asarray(jnp.inf, dtype), jnp.asarray(0), jnp.asarray(False),
-                   jnp.asarray(False), ~(jnp.isfinite(f0) & jnp.isfinite(gn0)), opt0,
+                   jnp.asarray(False), ~(jnp.isfinite(f0) & jnp.isfinite(gn0)) | ~feasible(H0), opt0,
                    jnp.full((cfg.history,), jnp.nan, dtype))
     return jax.lax.while_loop(cond, epoch_body, s0)
 
@@ -327,7 +331,7 @@ def _epoch_arrays(problem: Problem, steps: int) -> tuple[np.ndarray, np.ndarray]
 def _check_args(steps, learning_rate, tol, dtype, optimizer):
     if not (isinstance(steps, (int, np.integer)) and steps >= 1):
         raise ProblemError(f"steps must be a positive integer (got {steps!r})")
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+    if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < math.inf):
         raise ProblemError(f"learning rate must be a positive number (got {learning_rate!r})")
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ProblemError(f"tol must be a positive number (got {tol!r})")
@@ -382,11 +386,13 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     }
     if cfg.method == "bb":
         extra["last_step_size"] = float(s.opt.alpha)
-    if bool(s.bad) or not np.all(np.isfinite(H)):
+    norms = np.linalg.norm(H, axis=1)
+    if bool(s.bad) or not np.all(np.isfinite(H)) or not np.all(np.abs(norms - 1) <= 1e-3):
         M = np.full((problem.k, problem.k), np.nan)
         return Solution("gd", M, float("nan"), "error", embeddings=H, iterations=epochs, seconds=seconds,
-                        message=f"loss or gradient became non-finite (NaN/inf) by epoch {epochs}; "
-                                "lower the learning rate or use optimizer='bb'", extra=extra)
+                        message=f"the loss, its gradient or the iterate became non-finite (NaN/inf, or rows "
+                                f"no longer unit after an overflowing step) by epoch {epochs}; lower the "
+                                "learning rate or use optimizer='bb'", extra=extra)
     # back to exact float64 unit rows (float32 runs round to ~1e-7)
     H = np.where(H < 0, 0.0, H) if problem.relu else H
     H = H / np.linalg.norm(H, axis=1, keepdims=True)
