@@ -18,7 +18,7 @@ import pytest
 
 from reference import collapsed_embeddings, etf_loss, orthogonal_frame_loss, scl_loop
 from solvers import gd
-from ufm import Batching, Problem, ProblemError
+from ufm import Batching, Problem, ProblemError, Prototypes
 from ufm.geometry import etf_gram, normalized_distance
 
 LOSS_RTOL = 1e-6     # required agreement with the closed forms
@@ -229,3 +229,14 @@ def test_riemannian_grad_is_the_tangent_cone_projection():
     np.testing.assert_allclose(v[:, 0], np.maximum(-G[:, 0], 0.0))
     free = v[:, 1:] + G[:, 1:]
     np.testing.assert_allclose(free, np.sum(G * H, axis=1, keepdims=True) * H[:, 1:], atol=1e-14)
+
+
+def test_relu_with_orthonormal_prototypes_pins_every_row_to_its_prototype():
+    # THEORY.md section 5: ReLU + nonnegative orthonormal prototypes force h_i = w_{y_i}, any batching
+    problem = Problem.from_counts((10, 10, 2, 2), relu=True, tau=0.5, prototypes=Prototypes("of", 2),
+                                  batching=Batching.random(6))
+    sol = gd.solve(problem, steps=1000)
+    assert sol.status == "converged", sol.message
+    # rows converge at the square root of the loss accuracy (gradient test sqrt(1e-10 |L|)): 1e-3
+    np.testing.assert_allclose(sol.embeddings, np.eye(4, problem.dim)[problem.labels], atol=1e-3)
+    assert of_distance(sol) < GRAM_TOL
