@@ -283,6 +283,10 @@ def _run(cfg: Config, data: Data):
                 index, valid = b
                 f, G = vg(H, index, valid)
                 H2, st2, opt2 = step(H, f, G, index, valid, opt)
+                # padding batches (no valid entry: epochs with fewer batches) leave everything as is
+                has = jnp.any(valid)
+                H2 = jnp.where(has, H2, H)
+                opt2 = jax.tree_util.tree_map(lambda a, b: jnp.where(has, a, b), opt2, opt)
                 return (H2, stalled | st2, opt2), None
             (H, stalled, opt), _ = jax.lax.scan(batch_step, (s.H, jnp.asarray(False), s.opt), (idx, val))
             # a random scheme cannot prove a stall on one batch: keep walking
@@ -456,6 +460,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     Returns a :class:`ufm.Solution` with ``method="gd"``, ``embeddings`` (n, d) float64 unit rows,
     ``class_mean_gram`` (k, k), ``loss`` (float64, sum reduction, over the batching of epoch 0),
     status ``"converged"``, ``"not_converged"`` or ``"error"``, ``iterations`` (epochs), ``seconds``
+    (wall time of the jitted call; it includes compilation the first time a shape/config is seen)
     and ``extra`` (relative loss change, Riemannian gradient norm, loss history, ...).
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol)
