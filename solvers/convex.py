@@ -26,7 +26,7 @@ from scipy.special import logsumexp, softmax
 
 from solvers import cvx_common
 from solvers.bound import best_bound, dual_free_multipliers
-from solvers.factor import eigen_factor, nonnegative_factor
+from solvers.factor import eigen_factor, nonnegative_factor, unit_rows
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
 from ufm.loss import problem_loss
@@ -107,13 +107,17 @@ def build_relaxation(problem: Problem) -> tuple[cp.Problem, cp.Variable, dict[st
         "psd": G >> 0,
         "unit_diagonal": cp.diag(G) == 1,
     }
+    # Entries above the diagonal only: G is symmetric, and repeating an equality for both triangles
+    # (or the diagonal, already fixed) makes the constraints linearly dependent, which interior-point
+    # solvers handle badly.
+    n = problem.n
     if W is not None:
-        constraints["prototype_block"] = G[problem.n:, problem.n:] == W @ W.T
+        upper_w = np.triu_indices(len(W), 1)
+        constraints["prototype_block"] = G[n:, n:][upper_w] == (W @ W.T)[upper_w]
     mask = _relu_mask(problem, W)
-    if mask is not None and mask.all():
-        constraints["nonnegative"] = G >= 0
-    elif mask is not None:
-        constraints["nonnegative"] = G[:problem.n, :problem.n] >= 0
+    if mask is not None:
+        upper = np.triu_indices(m if mask.all() else n, 1)
+        constraints["nonnegative"] = G[upper] >= 0
     return cp.Problem(cp.Minimize(loss), list(constraints.values())), G, constraints, terms, W
 
 
@@ -131,17 +135,19 @@ def _dual_candidates(constraints: dict, C: np.ndarray, G0: np.ndarray, mask: np.
     cands = []
     y = constraints["unit_diagonal"].dual_value
     if y is not None:
-        Z = constraints["prototype_block"].dual_value if W is not None else None
-        N_dual = constraints["nonnegative"].dual_value if mask is not None else None
+        Z = None
+        if W is not None and constraints["prototype_block"].dual_value is not None:
+            Z = np.zeros((len(W), len(W)))
+            Z[np.triu_indices(len(W), 1)] = np.asarray(constraints["prototype_block"].dual_value) / 2
+            Z = Z + Z.T
         N = None
-        if N_dual is not None:
+        if mask is not None and constraints["nonnegative"].dual_value is not None:
+            size = len(G0) if mask.all() else n
             N = np.zeros_like(G0)
-            if mask.all():
-                N[:] = N_dual
-            else:
-                N[:n, :n] = N_dual
+            N[np.triu_indices(size, 1)] = np.asarray(constraints["nonnegative"].dual_value) / 2
+            N = N + N.T
         for s in (1.0, -1.0):
-            cands.append({"y": s * np.asarray(y).ravel(), "Z": None if Z is None else s * np.asarray(Z),
+            cands.append({"y": s * np.asarray(y).ravel(), "Z": None if Z is None else s * Z,
                           "fixed": fixed, "N": None if N is None else s * N})
     if W is None:
         y0, N0 = dual_free_multipliers(C, G0, mask)
@@ -156,8 +162,9 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     ``solver``: ``"CLARABEL"`` (default, tolerances 1e-10) or ``"SCS"``; ``solver_options`` are
     passed to cvxpy. Returns a :class:`~ufm.solution.Solution` with ``method="convex"``:
 
-    - ``gram`` (n, n) example block of the optimal Gram; ``lower_bound`` the optimum L(G*)
-      (recomputed in NumPy at the returned G*); ``class_mean_gram`` from the Gram
+    - ``gram`` (n, n) example block of the optimal Gram; ``lower_bound`` the optimum: L(G*)
+      recomputed in NumPy at the returned G*, capped by ``loss`` (the recovered embeddings are
+      feasible, so the optimum cannot exceed their loss); ``class_mean_gram`` from the Gram
       (``mean_gram_from_gram``);
     - ``embeddings`` (n, dim): top-``dim`` eigenpairs (prototypes: rotated onto W), or with ReLU a
       nonnegative factor (:func:`solvers.factor.nonnegative_factor`); rows unit norm;
@@ -167,7 +174,8 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     - ``extra``: ``residuals`` (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with ReLU,
       ``max_asymmetry``), ``solver``, ``solver_status`` (cvxpy's), ``solver_value``, ``rank``
       (eigenvalues above 1e-6 * largest), ``tight`` (rank <= dim), ``factor`` (how embeddings were
-      made), ``certified_lower_bound`` (a bound that does not trust the solver, :mod:`solvers.bound`).
+      made), ``certified_lower_bound`` (a bound that does not trust the solver, :mod:`solvers.bound`;
+      rigorous, but it can be ~1e-4 loose where the optimum is smooth), ``feasible_upper_bound``.
     """
     t0 = time.perf_counter()
     program, G, constraints, terms, W = build_relaxation(problem)
@@ -202,11 +210,23 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
             X = _align_prototypes(X, W, n)
         extra["factor"] = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
     H = X[:n]
+    if problem.relu:                     # exactly feasible: nonnegative unit rows
+        H = unit_rows(np.maximum(H, 0.0))
+    loss = problem_loss(problem, H)
+    # H is feasible for the relaxation (unit rows, nonnegative with ReLU), so the relaxation optimum
+    # is at most loss(H): the solver's value is capped by it (an interior-point G* a little
+    # infeasible can sit above the optimum; the raw value stays in extra["solver_value"]).
+    feasible = bool(np.allclose(np.linalg.norm(H, axis=1), 1.0, atol=1e-9))
+    extra["feasible_upper_bound"] = loss if feasible else None
+    bound = min(value, loss) if feasible else value
+    if certified and status != "optimal":
+        message += (f"; certified bracket for the optimum: [{extra['certified_lower_bound']:.12g}, "
+                    f"{bound:.12g}]")
     return Solution(
         method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),
-        loss=problem_loss(problem, H), status=status, embeddings=H, gram=Gfull[:n, :n],
-        lower_bound=value, iterations=cvx_common.iterations(program),
-        seconds=time.perf_counter() - t0, message=message, extra=extra)
+        loss=loss, status=status, embeddings=H, gram=Gfull[:n, :n],
+        lower_bound=bound, iterations=cvx_common.iterations(program),
+        seconds=time.perf_counter() - t0, message=message.lstrip("; "), extra=extra)
 
 
 def certify(solution: Solution, problem: Problem, solver: str | None = None) -> Solution:
