@@ -1,0 +1,71 @@
+"""A lower bound that does not rest on the solver's word (THEORY.md section 3: "never trust a status
+alone").
+
+For a convex f, any G0 and any feasible G: f(G) >= f(G0) + <C, G - G0> with C = grad f(G0). The
+feasible set is {G PSD, diag(G) = 1, G_fixed-block = F, G >= 0 on a mask}; for any multipliers
+y (m,), Z (symmetric, on the fixed block) and N >= 0 (on the mask) with S = C - Diag(y) - Z - N PSD,
+
+    <C, G> = sum(y) + <Z, F> + <N, G> + <S, G> >= sum(y) + <Z, F>,
+
+so  f* >= f(G0) - <C, G0> + sum(y) + <Z, F>.  Any y, Z, N are made valid by lowering y by
+lambda_min(S) when it is negative (a cost of m |lambda_min|); a poor guess only loosens the bound, it
+never invalidates it. Multipliers come from the solver's duals (both sign conventions tried) and from
+a dual-free estimate; the best valid bound is kept. Floating-point error of the eigenvalue is covered
+by a margin of 1e-12 * ||S||_F * m.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def linearization_bound(f0: float, C: np.ndarray, G0: np.ndarray, y: np.ndarray,
+                        Z: np.ndarray | None = None, fixed: tuple[int, np.ndarray] | None = None,
+                        N: np.ndarray | None = None) -> float:
+    """The bound of the module docstring for one choice of multipliers.
+
+    C, G0 (m, m); y (m,); ``fixed = (start, F)``: the block G[start:, start:] = F (p, p) with its
+    multiplier Z (p, p); N (m, m), clipped to >= 0 (zero outside the ReLU mask).
+    """
+    C = (C + C.T) / 2
+    m = len(C)
+    S = C - np.diag(y)
+    value = f0 - float(np.sum(C * G0)) + float(np.sum(y))
+    if Z is not None and fixed is not None:
+        start, F = fixed
+        Zs = (Z + Z.T) / 2
+        S[start:, start:] -= Zs
+        value += float(np.sum(Zs * F))
+    if N is not None:
+        Ns = np.maximum((N + N.T) / 2, 0.0)
+        np.fill_diagonal(Ns, 0.0)        # the diagonal is already an equality
+        S = S - Ns
+    lam = float(np.linalg.eigvalsh((S + S.T) / 2).min())
+    margin = 1e-12 * float(np.linalg.norm(S)) * m
+    return value + m * min(lam, 0.0) - margin
+
+
+def dual_free_multipliers(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,
+                          active_tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray | None]:
+    """Multipliers guessed from complementarity S G0 = 0 (no solver duals needed).
+
+    With ReLU, N = max(C, 0) on the active entries (G0_ij <= active_tol, off the diagonal);
+    then y_i = ((C - N) G0 G0)_ii / (G0 G0)_ii, the least-squares solution of (C - N - Diag(y)) G0 = 0.
+    """
+    C = (C + C.T) / 2
+    N = None
+    if relu_mask is not None:
+        active = relu_mask & (G0 <= active_tol)
+        np.fill_diagonal(active, False)
+        N = np.where(active, np.maximum(C, 0.0), 0.0)
+    A = C - (N if N is not None else 0.0)
+    GG = G0 @ G0
+    y = np.diag(A @ GG) / np.maximum(np.diag(GG), 1e-300)
+    return y, N
+
+
+def best_bound(f0: float, C: np.ndarray, G0: np.ndarray, candidates: list[dict]) -> float:
+    """The largest :func:`linearization_bound` over candidate multiplier sets (dicts of y, Z, fixed, N)."""
+    values = [linearization_bound(f0, C, G0, **cand) for cand in candidates]
+    values = [v for v in values if np.isfinite(v)]
+    return max(values) if values else -np.inf

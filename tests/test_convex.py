@@ -1,0 +1,268 @@
+"""The convex relaxation (solvers/convex.py, solvers/reduced.py) against independent values only:
+the closed forms of THEORY.md section 2 (tests/reference.py), THEORY.md's printed check values, the
+per-anchor bound of THEORY.md section 2 ("Why the ReLU case is symmetric"), and the brute-force loop
+scl_loop.
+
+Tolerances: Clarabel runs at 1e-10; the n x n programs with ReLU or prototypes stop at Clarabel's
+"AlmostSolved" with the value ~1e-7 absolute (< 1e-8 relative) from the optimum, so values are
+compared at 1e-6 relative (the requirement). Gram entries are less accurate than values: the loss
+is flat to second order at the optimum, so a value right to 1e-10 can come with entries ~1e-5 off
+(seen on the k x k program at tau = 1); Grams are compared at 1e-4. THEORY.md's printed values are
+compared at half a unit of their last printed digit.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from reference import collapsed_embeddings, etf_loss, etf_vectors, orthogonal_frame_loss, scl_loop
+from solvers.convex import certify, solve_reduced, solve_relaxation
+from ufm import Batching, Problem, ProblemError, Prototypes, Solution
+from ufm.geometry import etf_gram
+
+REL = 1e-6      # the requirement: closed forms to 1e-6 relative
+GRAM = 1e-4     # Gram entries: see the module docstring
+
+
+def per_anchor_bound(counts, batches, tau):
+    """THEORY.md section 2: each anchor with positives is bounded below by
+    log(|P| + |N| exp(-1/tau)), attained by collapse + orthogonal frame. Sum over batches and anchors."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    total = 0.0
+    for batch in batches:
+        present = labels[np.asarray(list(batch))]
+        for y in present:
+            same = int((present == y).sum())
+            if same >= 2:
+                total += math.log((same - 1) + (len(present) - same) * math.exp(-1 / tau))
+    return total
+
+
+# ------------------------------------------------------------------ closed forms (THEORY section 2)
+@pytest.mark.parametrize("counts", [(4, 4, 4), (10, 5, 3, 2)])
+def test_relu_orthogonal_frame_both_programs(counts):
+    problem = Problem.from_counts(counts, tau=0.5, relu=True)
+    want = orthogonal_frame_loss(counts, 0.5)
+    for sol in (solve_relaxation(problem), solve_reduced(problem),
+                solve_reduced(problem, fast_path=False)):
+        assert sol.status in ("optimal", "optimal_inaccurate"), sol.message
+        assert sol.lower_bound == pytest.approx(want, rel=REL), sol.method
+        np.testing.assert_allclose(sol.class_mean_gram, np.eye(len(counts)), atol=GRAM)
+        # the recovered embeddings are an exact orthogonal frame: their loss is the closed form
+        emb_loss = sol.loss if sol.method == "convex" else sol.extra["embedding_loss"]
+        assert emb_loss == pytest.approx(want, rel=1e-9)
+        assert (sol.embeddings >= 0).all()
+
+
+@pytest.mark.parametrize("k,m,tau", [(3, 4, 0.5), (4, 5, 1.0)])
+def test_no_relu_balanced_etf_both_programs(k, m, tau):
+    problem = Problem.balanced(k, m, tau=tau)
+    want = etf_loss([m] * k, tau)
+    for sol in (solve_relaxation(problem), solve_reduced(problem), solve_reduced(problem, fast_path=False)):
+        assert sol.status == "optimal", sol.message
+        assert sol.lower_bound == pytest.approx(want, rel=REL)
+        np.testing.assert_allclose(sol.class_mean_gram, etf_gram(k), atol=GRAM)
+
+
+# ------------------------------------------------------------------ reduced = n x n, check values
+@pytest.mark.parametrize("counts,tau,relu", [
+    ((6, 3, 2), 0.5, False), ((6, 3, 2), 0.5, True), ((5, 4, 2, 2), 1.0, False),
+    ((7, 2, 3), 0.3, False), ((5, 4, 2, 2), 0.7, True)])
+def test_reduced_equals_relaxation(counts, tau, relu):
+    problem = Problem.from_counts(counts, tau=tau, relu=relu)
+    full, reduced = solve_relaxation(problem), solve_reduced(problem, fast_path=False)
+    assert reduced.lower_bound == pytest.approx(full.lower_bound, abs=1e-5)
+    np.testing.assert_allclose(reduced.class_mean_gram, full.class_mean_gram, atol=GRAM)
+
+
+def test_theory_check_value_10_5_3_2():
+    problem = Problem.from_counts([10, 5, 3, 2], tau=0.5)
+    for sol in (solve_relaxation(problem), solve_reduced(problem)):
+        assert abs(sol.lower_bound - 35.714086) <= 5e-7       # printed to 6 decimals
+
+
+def test_theory_check_value_8_8_2_2():
+    problem = Problem.from_counts([8, 8, 2, 2], tau=0.5)
+    for sol in (solve_reduced(problem), solve_reduced(problem, fast_path=False), solve_relaxation(problem)):
+        assert abs(sol.lower_bound - 35.98345) <= 5e-6        # printed to 5 decimals
+        M = sol.class_mean_gram
+        assert abs(M[0, 1] - (-0.497)) <= 5e-4                # maj-maj, printed to 3 decimals
+        assert abs(M[0, 2] - (-0.349)) <= 5e-4                # maj-min
+        assert abs(M[2, 3] - (-0.033)) <= 5e-4                # min-min
+
+
+# ------------------------------------------------------------------ STEP block form
+@pytest.mark.parametrize("counts,tau", [((8, 8, 8, 2, 2, 2), 0.5), ((9, 9, 3, 3, 3), 1.0)])
+def test_step_three_values_rank_and_fast_path(counts, tau):
+    problem = Problem.from_counts(counts, tau=tau)
+    general = solve_reduced(problem, fast_path=False)
+    assert general.extra["program"] == "general"
+    M = general.class_mean_gram
+    k_maj = sum(c == counts[0] for c in counts)
+    k_min = len(counts) - k_maj
+    maj, mino = np.arange(k_maj), np.arange(k_maj, len(counts))
+    off = ~np.eye(len(counts), dtype=bool)
+    a_vals = M[np.ix_(maj, maj)][off[:k_maj, :k_maj]]
+    b_vals = M[np.ix_(maj, mino)].ravel()
+    c_vals = M[np.ix_(mino, mino)][off[k_maj:, k_maj:]]
+    for vals in (a_vals, b_vals, c_vals):          # exactly three off-diagonal values (to GRAM)
+        assert np.ptp(vals) < GRAM
+    a, b, c = a_vals.mean(), b_vals.mean(), c_vals.mean()
+    # THEORY's 2 x 2 matrix; its determinant is 0 at the optimum (rank k - 1)
+    T = np.array([[1 + (k_maj - 1) * a, b * math.sqrt(k_maj * k_min)],
+                  [b * math.sqrt(k_maj * k_min), 1 + (k_min - 1) * c]])
+    assert abs(np.linalg.det(T)) < GRAM
+    eig = np.linalg.eigvalsh(M)
+    assert eig[0] < 1e-6 and eig[1] > 1e-3                   # rank exactly k - 1
+    fast = solve_reduced(problem)
+    assert fast.extra["program"] == "block"
+    assert fast.lower_bound == pytest.approx(general.lower_bound, rel=1e-8)
+    np.testing.assert_allclose(fast.class_mean_gram, M, atol=GRAM)
+    assert abs(fast.extra["block_determinant"]) < 1e-6
+
+
+# ------------------------------------------------------------------ batching (THEORY section 4)
+def test_batches_where_classes_never_meet():
+    """4 classes x 4, tau 0.5, batches {classes 0, 1} and {classes 2, 3}, ReLU. Robust facts:
+    the optimum is the per-anchor bound (each batch reaches its own orthogonal frame); met pairs are
+    orthogonal; the unmet pairs are NOT forced to orthogonality: a non-orthogonal configuration with
+    mu_0 . mu_3 = 0.91 (THEORY's value) reaches the same optimum, and the interior-point solution (the
+    relative interior of the optimal face) has positive unmet inner products."""
+    batching = Batching.from_lists([range(0, 8), range(8, 16)])
+    problem = Problem.from_counts([4] * 4, tau=0.5, relu=True, batching=batching)
+    sol = solve_relaxation(problem)
+    want = per_anchor_bound([4] * 4, problem.batches(0), 0.5)
+    assert want == pytest.approx(2 * orthogonal_frame_loss([4, 4], 0.5), rel=1e-12)
+    assert sol.lower_bound == pytest.approx(want, rel=REL)
+    M = sol.class_mean_gram
+    assert abs(M[0, 1]) < GRAM and abs(M[2, 3]) < GRAM
+    assert max(M[0, 2], M[0, 3], M[1, 2], M[1, 3]) > 1e-2
+    # an explicit nonnegative optimum with mu_0 . mu_3 = 0.91: mu_0 = e1, mu_1 = e2,
+    # mu_3 = 0.91 e1 + s e3, mu_2 = 0.91 e2 + s e4 (s = sqrt(1 - 0.91^2)): met pairs orthogonal
+    s = math.sqrt(1 - 0.91 ** 2)
+    means = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0.91, 0, s], [0.91, 0, s, 0]])
+    H = collapsed_embeddings(means, [4] * 4)
+    assert scl_loop(H, problem.labels, 0.5, problem.batches(0)) == pytest.approx(want, rel=1e-12)
+    # the recovered embeddings are feasible and reach the optimum
+    assert (sol.embeddings >= 0).all()
+    assert sol.loss == pytest.approx(want, rel=REL)
+
+
+def test_batch_binding_gives_orthogonal_frame():
+    problem = Problem.from_counts([4] * 4, tau=0.5, relu=True, batching=Batching.binding(8))
+    sol = solve_relaxation(problem)
+    want = per_anchor_bound([4] * 4, problem.batches(0), 0.5)
+    assert sol.lower_bound == pytest.approx(want, rel=REL)
+    np.testing.assert_allclose(sol.class_mean_gram, np.eye(4), atol=GRAM)
+    np.testing.assert_allclose(sol.gram, np.eye(4)[problem.labels][:, problem.labels], atol=GRAM)
+    assert sol.loss == pytest.approx(want, rel=REL)
+
+
+# ------------------------------------------------------------------ tightness: cvxpy objective vs JAX loss
+@pytest.mark.parametrize("counts,tau,relu,batching", [
+    ((6, 4, 3, 2), 0.5, False, None), ((6, 4, 3, 2), 0.5, True, None),
+    ((5, 5, 4, 4), 0.8, False, Batching.random(6)), ((4, 4, 3), 0.5, True, Batching.balanced(5))])
+def test_recovered_embeddings_reach_the_optimum(counts, tau, relu, batching):
+    """Where rank(G*) <= dim, the recovered embeddings' SCL loss (the JAX loss, and the brute-force
+    loop) equals the cvxpy optimum: an independent check of the cvxpy objective."""
+    problem = Problem.from_counts(counts, tau=tau, relu=relu, batching=batching, dim=12)
+    sol = solve_relaxation(problem)
+    assert sol.extra["tight"], sol.extra["rank"]
+    assert sol.extra["solver_value"] == pytest.approx(sol.loss, rel=REL)
+    brute = scl_loop(sol.embeddings, problem.labels, tau, problem.batches(0))
+    assert brute == pytest.approx(sol.loss, rel=1e-10)
+    np.testing.assert_allclose(np.linalg.norm(sol.embeddings, axis=1), 1.0, atol=1e-12)
+
+
+def test_prototypes_relu_of_force_the_prototypes():
+    """THEORY section 5: ReLU with nonnegative orthonormal prototypes forces h_i = w_{y_i} for any
+    batching; the optimum is then the loss of those embeddings (brute-force loop)."""
+    protos = Prototypes("of", per_class=2, anchors=True)
+    problem = Problem.from_counts([5, 3, 2], tau=0.5, relu=True, prototypes=protos,
+                                  batching=Batching.random(4))
+    sol = solve_relaxation(problem)
+    W, w_labels = problem.prototype_rows()
+    H = np.eye(3, problem.dim)[problem.labels]
+    want = scl_loop(H, problem.labels, 0.5, problem.batches(0), prototypes=W, prototype_labels=w_labels)
+    assert sol.lower_bound == pytest.approx(want, rel=REL)
+    np.testing.assert_allclose(sol.embeddings, H, atol=1e-4)
+
+
+@pytest.mark.parametrize("anchors", [True, False])
+def test_prototypes_objective_matches_jax(anchors):
+    protos = Prototypes("etf", per_class=1, anchors=anchors)
+    problem = Problem.from_counts([4, 3, 2], tau=0.5, prototypes=protos, dim=9)
+    sol = solve_relaxation(problem)
+    W, w_labels = problem.prototype_rows()
+    brute = scl_loop(sol.embeddings, problem.labels, 0.5, prototypes=W, prototype_labels=w_labels,
+                     prototype_anchors=anchors)
+    assert brute == pytest.approx(sol.lower_bound, rel=REL)
+
+
+# ------------------------------------------------------------------ statuses, errors, certificate
+def test_inaccurate_solver_status_is_reported():
+    problem = Problem.from_counts([6, 3, 2], tau=0.5)
+    sol = solve_relaxation(problem, solver="SCS", solver_options={"max_iters": 5})
+    assert sol.status in ("optimal_inaccurate", "error")
+    assert sol.extra["solver_status"] != "optimal"
+    assert sol.message
+    if sol.status != "error":
+        assert set(sol.extra["residuals"]) >= {"min_eigenvalue", "max_diag_error"}
+
+
+def test_scs_selectable():
+    problem = Problem.balanced(3, 3, tau=1.0)
+    sol = solve_reduced(problem, solver="SCS", fast_path=False)
+    assert sol.extra["solver"] == "SCS"
+    assert sol.lower_bound == pytest.approx(etf_loss([3] * 3, 1.0), rel=1e-4)   # first-order: loose
+
+
+def test_reduced_rejects_batching_and_prototypes():
+    with pytest.raises(ProblemError, match="full-batch"):
+        solve_reduced(Problem.balanced(3, 4, batching=Batching.random(4)))
+    with pytest.raises(ProblemError, match="prototype"):
+        solve_reduced(Problem.balanced(3, 4, prototypes=Prototypes("etf")))
+    with pytest.raises(ProblemError, match="unknown convex solver"):
+        solve_reduced(Problem.balanced(3, 4), solver="NOPE")
+
+
+def test_certified_lower_bound_is_below_the_closed_form():
+    for problem, want in [(Problem.from_counts([6, 3, 2], tau=0.5, relu=True), orthogonal_frame_loss([6, 3, 2], 0.5)),
+                          (Problem.balanced(4, 3, tau=0.5), etf_loss([3] * 4, 0.5))]:
+        for sol in (solve_relaxation(problem), solve_reduced(problem, fast_path=False)):
+            cert = sol.extra["certified_lower_bound"]
+            assert cert <= want + 1e-9
+            assert cert >= want - 1e-3
+
+
+def test_certify_gd_like_solutions():
+    problem = Problem.balanced(4, 3, tau=0.5)
+    H = collapsed_embeddings(etf_vectors(4), [3] * 4)            # the global optimum
+    at_opt = Solution(method="gd", class_mean_gram=etf_gram(4), loss=etf_loss([3] * 4, 0.5),
+                      status="converged", embeddings=H)
+    cert = certify(at_opt, problem)
+    assert cert.extra["certificate_method"] == "reduced"
+    assert abs(cert.extra["certificate_gap"]) < 1e-7
+    worse = Solution(method="gd", class_mean_gram=np.eye(4),
+                     loss=orthogonal_frame_loss([3] * 4, 0.5), status="converged")
+    assert certify(worse, problem).extra["certificate_gap"] > 1e-3
+    batched = problem.with_(batching=Batching.random(6))
+    assert certify(at_opt, batched).extra["certificate_method"] == "convex"
+
+
+def test_reduced_scales_to_many_classes():
+    problem = Problem.long_tail(30, 40, 10.0)
+    sol = solve_reduced(problem, fast_path=False)     # long-tail rounding repeats counts
+    assert sol.status in ("optimal", "optimal_inaccurate"), sol.message
+    assert sol.extra["certified_lower_bound"] == pytest.approx(sol.loss, rel=1e-5)
+    assert sol.extra["program"] == "general"
+    assert sol.extra["embedding_loss"] == pytest.approx(sol.loss, rel=1e-7)   # rank k - 1 <= dim
+
+
+@pytest.mark.slow
+def test_reduced_k100():
+    problem = Problem.long_tail(100, 50, 10.0)
+    sol = solve_reduced(problem, fast_path=False)
+    assert sol.status in ("optimal", "optimal_inaccurate"), sol.message
+    assert sol.extra["embedding_loss"] == pytest.approx(sol.loss, rel=1e-7)
