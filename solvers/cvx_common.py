@@ -3,6 +3,8 @@ residuals (THEORY.md section 3, "never trust a status alone")."""
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any
 
 import cvxpy as cp
@@ -43,7 +45,10 @@ def solve(program: cp.Problem, solver: str | None, options: dict[str, Any] | Non
     ``optimal`` / ``optimal_inaccurate`` / ``error``. A solver exception becomes ``error``."""
     name, kwargs = solver_call(solver, options)
     try:
-        program.solve(solver=name, **kwargs)
+        with warnings.catch_warnings():
+            # cvxpy warns "Solution may be inaccurate"; the status says so in the Solution instead
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            program.solve(solver=name, **kwargs)
     except cp.error.SolverError as err:
         return "error", "solver_error", f"{name} failed: {err}"
     raw = str(program.status)

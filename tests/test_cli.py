@@ -1,5 +1,6 @@
 """The ``ufm`` command: contract fields of CLI.md and one-line errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -53,3 +54,60 @@ def test_python_dash_m_entry_point():
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("ufm: error:")
+
+
+SOLVE_FIELDS = {"method", "counts", "tau", "relu", "dim", "loss", "lower_bound", "class_mean_gram", "nc1",
+                "distance", "predicted", "status", "iterations", "seconds"}
+
+
+@pytest.mark.parametrize("method", ["gd", "convex", "reduced"])
+def test_solve_json_contract(capsys, method):
+    from reference import orthogonal_frame_loss
+    out = run_json(capsys, ["solve", "--counts", "6,3,2", "--relu", "--tau", "0.5", "--method", method, "--json"])
+    assert SOLVE_FIELDS <= set(out)
+    assert set(out["distance"]) >= {"etf", "of", "predicted"} and set(out["predicted"]) >= {"geometry", "loss"}
+    assert out["predicted"]["geometry"] == "orthogonal-frame"
+    assert out["loss"] == pytest.approx(orthogonal_frame_loss([6, 3, 2], 0.5), rel=1e-6)
+    assert out["distance"]["of"] < 1e-4
+    assert (out["lower_bound"] is None) == (method == "gd")
+
+
+def test_solve_gd_certify_reports_the_gap(capsys):
+    out = run_json(capsys, ["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--certify", "--json"])
+    assert out["lower_bound"] == pytest.approx(35.98345, abs=1e-5)      # THEORY.md section 2 check value
+    assert abs(out["certificate_gap"]) < 1e-6 * out["lower_bound"]
+
+
+def test_solve_table_and_float32(capsys):
+    assert main(["solve", "--counts", "4,4,4", "--tau", "0.5", "--float32", "--steps", "300"]) == 0
+    text = capsys.readouterr().out
+    assert "distance to ETF" in text and "status" in text
+
+
+def test_predict_json(capsys):
+    out = run_json(capsys, ["predict", "--counts", "10,5,3,2", "--tau", "0.5", "--json"])
+    assert out["geometry"] == "reduced-program"
+    assert out["loss"] == pytest.approx(35.714086, abs=1e-6)             # THEORY.md section 3 check value
+    assert "why" in out and len(out["class_mean_gram"]) == 4
+
+
+def test_verify_json_contract_and_exit_code(capsys):
+    assert main(["verify", "--only", "ib-critical-betas", "--only", "step-block-form", "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["passed"] is True and len(out["checks"]) == 2
+    for check in out["checks"]:
+        assert {"name", "source", "claim", "passed", "measured", "tolerance", "seconds"} <= set(check)
+
+
+def test_verify_exit_code_is_nonzero_on_failure(capsys, monkeypatch):
+    import theory_checks.catalogue as catalogue
+    broken = dataclasses.replace(catalogue.CATALOGUE[0], name="broken", tolerance=-1.0,
+                                 instances=lambda quick: [None], measure=lambda inst, tools: (0.0, {}))
+    monkeypatch.setattr(catalogue, "CATALOGUE", [broken])
+    assert main(["verify", "--no-progress"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_verify_unknown_check_is_a_one_line_error(capsys):
+    assert main(["verify", "--only", "nonsense"]) == 2
+    assert "unknown check" in capsys.readouterr().err

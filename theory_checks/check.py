@@ -25,6 +25,8 @@ def _default(name: str) -> Callable:
     def call(*args, **kwargs):
         if name == "predict":
             from theory_checks.predictions import predict as fn
+        elif name == "ib":
+            from theory_checks.information_bottleneck import analyze as fn
         elif name in ("gd", "gd_many"):
             from solvers import gd
             fn = gd.solve if name == "gd" else gd.solve_many
@@ -45,6 +47,7 @@ class Tools:
     gd_many: Callable = field(default_factory=lambda: _default("gd_many"))
     convex: Callable = field(default_factory=lambda: _default("convex"))
     reduced: Callable = field(default_factory=lambda: _default("reduced"))
+    ib: Callable = field(default_factory=lambda: _default("ib"))
 
 
 @dataclass(frozen=True)

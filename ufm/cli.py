@@ -127,6 +127,224 @@ def cmd_batches_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def solution_report(problem: Problem, solution, prediction) -> dict:
+    """The JSON object of ``ufm solve`` (CLI.md)."""
+    from ufm.geometry import etf_gram, nc1, normalized_distance, orthogonal_frame_gram
+
+    M = np.asarray(solution.class_mean_gram)
+    report = {
+        "method": solution.method, "counts": list(problem.counts), "tau": problem.tau,
+        "relu": problem.relu, "dim": problem.dim, "batching": problem.batching.scheme,
+        "loss": solution.loss, "lower_bound": solution.lower_bound,
+        "class_mean_gram": M,
+        "nc1": nc1(solution.embeddings, problem.labels)[0] if solution.embeddings is not None else None,
+        "distance": {
+            "etf": normalized_distance(M, etf_gram(problem.k)),
+            "of": normalized_distance(M, orthogonal_frame_gram(problem.k)),
+            "predicted": (None if prediction.class_mean_gram is None
+                          else normalized_distance(M, prediction.class_mean_gram)),
+        },
+        "predicted": {"geometry": prediction.geometry, "loss": prediction.loss, "why": prediction.why},
+        "status": solution.status, "message": solution.message,
+        "iterations": solution.iterations, "seconds": solution.seconds,
+    }
+    if "certificate_gap" in solution.extra:
+        report["certificate_gap"] = solution.extra["certificate_gap"]
+    if "residuals" in solution.extra:
+        report["residuals"] = solution.extra["residuals"]
+    return report
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    problem = problem_from_args(args)
+    from theory_checks.predictions import predict
+
+    if args.method == "gd":
+        import jax.numpy as jnp
+        from solvers import gd
+
+        options = {key: value for key, value in (("steps", args.steps), ("learning_rate", args.lr),
+                                                 ("tol", args.tol)) if value is not None}
+        if args.float32:
+            options["dtype"] = jnp.float32
+        solution = gd.solve(problem, seed=args.seed, **options)
+        if args.certify:
+            from solvers.convex import certify
+            solution = certify(solution, problem)
+    else:
+        from solvers import convex
+
+        solve = convex.solve_relaxation if args.method == "convex" else convex.solve_reduced
+        solution = solve(problem)
+    report = solution_report(problem, solution, predict(problem))
+    if args.json:
+        print_json(report)
+        return 0
+    _print_solution(report)
+    return 0
+
+
+def _fmt(value, digits: int = 10) -> str:
+    return "-" if value is None else (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
+
+
+def _print_solution(report: dict) -> None:
+    print(f"method {report['method']}  counts {report['counts']}  tau {report['tau']}  relu {report['relu']}  "
+          f"dim {report['dim']}  batching {report['batching']}")
+    rows = [("loss (sum)", _fmt(report["loss"], 12)), ("lower bound", _fmt(report["lower_bound"], 12))]
+    if "certificate_gap" in report:
+        rows.append(("certificate gap", _fmt(report["certificate_gap"], 3)))
+    rows += [("predicted", f"{report['predicted']['geometry']} (loss {_fmt(report['predicted']['loss'], 12)})"),
+             ("distance to ETF", _fmt(report["distance"]["etf"], 4)),
+             ("distance to OF", _fmt(report["distance"]["of"], 4)),
+             ("distance to predicted", _fmt(report["distance"]["predicted"], 4)),
+             ("NC1", _fmt(report["nc1"], 4)),
+             ("status", report["status"] + (f" ({report['message']})" if report["message"] else "")),
+             ("iterations", report["iterations"]), ("seconds", _fmt(report["seconds"], 3))]
+    print_table(rows, ("quantity", "value"))
+    print("class-mean Gram:")
+    for row in np.asarray(report["class_mean_gram"]):
+        print("  " + " ".join(f"{v:+.4f}" for v in row))
+    print(f"why: {report['predicted']['why']}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from theory_checks.predictions import predict
+
+    problem = problem_from_args(args)
+    prediction = predict(problem).to_dict()
+    if args.json:
+        print_json(prediction | {"problem": problem.describe()})
+        return 0
+    print(f"geometry: {prediction['geometry']}")
+    print(f"loss:     {_fmt(prediction['loss'], 12)}")
+    print(f"why:      {prediction['why']}")
+    if prediction["class_mean_gram"] is not None:
+        print("class-mean Gram:")
+        for row in prediction["class_mean_gram"]:
+            print("  " + " ".join(f"{v:+.4f}" for v in row))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from theory_checks.catalogue import CATALOGUE
+    from theory_checks.check import run_checks
+
+    checks = CATALOGUE
+    if args.only:
+        wanted = set(args.only)
+        unknown = wanted - {c.name for c in CATALOGUE}
+        if unknown:
+            raise ProblemError(f"unknown check(s) {', '.join(sorted(unknown))}; "
+                               f"known: {', '.join(c.name for c in CATALOGUE)}")
+        checks = [c for c in CATALOGUE if c.name in wanted]
+    results = run_checks(checks, quick=args.quick, show_progress=not args.no_progress)
+    passed = all(r.passed for r in results)
+    if args.save:
+        from pathlib import Path
+        Path(args.save).write_text(json.dumps(to_jsonable(
+            {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick}), indent=2))
+    if args.json:
+        print_json({"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick})
+    else:
+        rows = [(r.check.name, r.check.source, _fmt(r.measured, 3),
+                 ("<= " if r.check.comparison == "at_most" else ">= ") + _fmt(r.check.tolerance, 3),
+                 "pass" if r.passed else "FAIL", f"{r.seconds:.1f}") for r in results]
+        print_table(rows, ("check", "source", "measured", "tolerance", "result", "seconds"))
+        for r in results:
+            if not r.passed:
+                print(f"\n{r.check.name} failed: {r.check.claim}")
+                print(f"  measured: {r.check.measures} = {_fmt(r.measured, 4)}")
+                if r.error:
+                    print(f"  error: {r.error}")
+        print(f"\n{sum(r.passed for r in results)}/{len(results)} checks passed")
+    return 0 if passed else 1
+
+
+def _floats(text: str, option: str) -> list[float]:
+    """``1,2,4`` or ``start:stop:count`` (geometric spacing when ``--log``-like ranges are wanted use a
+    list)."""
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            return [float(v) for v in np.linspace(float(start), float(stop), int(count))]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ProblemError(f"{option} {text!r} must be a comma-separated list (1,2,4) or a range "
+                           "start:stop:count (1:20:8)") from None
+
+
+def _finish_figure(fig, data: dict, args: argparse.Namespace, default_name: str) -> None:
+    from ufm import plots
+
+    path = plots.save(fig, args.out or default_name)
+    data = dict(data, figure=str(path))
+    if args.json:
+        print_json(data)
+    else:
+        print(f"figure written to {path}")
+
+
+RELU_OPTIONS = {"both": (False, True), "relu": (True,), "no-relu": (False,)}
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from theory_checks import sweeps
+    from ufm import plots
+
+    progress_on = not args.no_progress
+    if args.sweep == "imbalance":
+        result = sweeps.sweep_imbalance(_floats(args.ratios, "--ratios"), profile=args.profile, k=args.classes,
+                                        n_max=args.n_max, minority_fraction=args.minority_fraction,
+                                        tau=args.tau, relu_options=RELU_OPTIONS[args.relu_options],
+                                        check_gd=args.check_gd, show_progress=progress_on)
+        panels = [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
+                  ("loss", "optimal loss (sum, nats)")]
+        title = f"{args.profile} imbalance, k = {args.classes}, tau = {args.tau}"
+        logx = True
+    elif args.sweep == "temperature":
+        counts = [int(c) for c in _floats(args.counts, "--counts")]
+        result = sweeps.sweep_temperature(_floats(args.taus, "--taus"), counts,
+                                          relu_options=RELU_OPTIONS[args.relu_options], check_gd=args.check_gd,
+                                          show_progress=progress_on)
+        panels = [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
+                  ("loss", "optimal loss (sum, nats)")]
+        title, logx = f"counts {counts}", True
+    else:
+        counts = [int(c) for c in _floats(args.counts, "--counts")]
+        result = sweeps.sweep_batching([int(b) for b in _floats(args.batch_sizes, "--batch-sizes")], counts,
+                                       tau=args.tau, schemes=args.schemes.split(","), relu=not args.no_relu,
+                                       seed=args.seed, show_progress=progress_on)
+        panels = [("dist:OF", "distance to orthogonal frame"), ("nc1", "NC1 (within-class variability)")]
+        title, logx = f"counts {counts}, tau = {args.tau}, {'no ReLU' if args.no_relu else 'ReLU'}", False
+    fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=logx, title=title)
+    _finish_figure(fig, result.to_dict(), args, f"ufm-sweep-{args.sweep}.png")
+    return 0
+
+
+def cmd_landscape(args: argparse.Namespace) -> int:
+    from theory_checks.landscape import landscape_data
+    from ufm import plots
+
+    problem = problem_from_args(args)
+    data = landscape_data(problem, starts=args.starts, slice_directions=args.directions,
+                          resolution=args.resolution, radius=args.radius)
+    fig = plots.landscape_figure(data, title=f"counts {list(problem.counts)}, tau {problem.tau}, "
+                                             f"{'ReLU' if problem.relu else 'no ReLU'}, d = {problem.dim}")
+    if not args.json:
+        print(f"{args.starts} starts: {data['converged']} converged; largest relative gap to the convex "
+              f"optimum {max(data['gaps']):.3g}; largest Procrustes residual {data['max_procrustes_residual']:.3g}")
+    _finish_figure(fig, data, args, "ufm-landscape.png")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from ufm.explore import main as explore_main
+
+    explore_main()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ufm", description="The unconstrained features model with the supervised contrastive loss.")
@@ -139,6 +357,72 @@ def build_parser() -> argparse.ArgumentParser:
     add_problem_options(check)
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(handler=cmd_batches_check)
+
+    solve = sub.add_parser("solve", help="solve a problem and compare with the prediction")
+    add_problem_options(solve)
+    solve.add_argument("--method", choices=("gd", "convex", "reduced"), default="gd")
+    solve.add_argument("--steps", type=int, default=None, help="gradient descent: maximum steps")
+    solve.add_argument("--lr", type=float, default=None, help="gradient descent: learning rate")
+    solve.add_argument("--tol", type=float, default=None, help="gradient descent: stopping tolerance")
+    solve.add_argument("--float32", action="store_true", help="gradient descent in float32 (speed option)")
+    solve.add_argument("--certify", action="store_true",
+                       help="gradient descent: also solve the convex relaxation and report the gap")
+    solve.add_argument("--json", action="store_true", help="print one JSON object")
+    solve.set_defaults(handler=cmd_solve)
+
+    pred = sub.add_parser("predict", help="what the theory predicts for a problem")
+    add_problem_options(pred)
+    pred.add_argument("--json", action="store_true", help="print one JSON object")
+    pred.set_defaults(handler=cmd_predict)
+
+    verify = sub.add_parser("verify", help="run the theorem catalogue")
+    verify.add_argument("--quick", action="store_true", help="fewer, smaller instances (under a minute)")
+    verify.add_argument("--only", action="append", metavar="NAME", help="run only this check (repeatable)")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument("--save", metavar="FILE", help="also write the JSON report to FILE")
+    verify.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    verify.set_defaults(handler=cmd_verify)
+
+    sweep = sub.add_parser("sweep", help="optimal geometry against imbalance, temperature or batching")
+    sweep_sub = sweep.add_subparsers(dest="sweep", required=True)
+    imb = sweep_sub.add_parser("imbalance", help="against the imbalance ratio R (reduced program)")
+    imb.add_argument("--ratios", default="1,2,4,8,16", help="list 1,2,4 or range start:stop:count")
+    imb.add_argument("--profile", choices=("step", "long-tail"), default="step")
+    imb.add_argument("--classes", type=int, default=4)
+    imb.add_argument("--n-max", type=int, default=32)
+    imb.add_argument("--minority-fraction", type=float, default=0.5)
+    imb.add_argument("--tau", type=float, default=0.5)
+    temp = sweep_sub.add_parser("temperature", help="against the temperature (reduced program)")
+    temp.add_argument("--taus", default="0.1,0.2,0.5,1,2")
+    temp.add_argument("--counts", default="20,20,4,4")
+    for p in (imb, temp):
+        p.add_argument("--relu-options", choices=tuple(RELU_OPTIONS), default="both")
+        p.add_argument("--check-gd", action="store_true", help="cross-check each point with vmapped GD")
+    bat = sweep_sub.add_parser("batching", help="against the batch size per scheme (gradient descent)")
+    bat.add_argument("--batch-sizes", default="6,8,12,16")
+    bat.add_argument("--counts", default="8,8,4,4")
+    bat.add_argument("--schemes", default="random,binding")
+    bat.add_argument("--tau", type=float, default=0.5)
+    bat.add_argument("--no-relu", action="store_true")
+    bat.add_argument("--seed", type=int, default=0)
+    for p in (imb, temp, bat):
+        p.add_argument("--out", help="figure file (.png, .pdf, .svg)")
+        p.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(handler=cmd_sweep)
+
+    land = sub.add_parser("landscape", help="random starts, a loss slice, Hessian spectra, convergence")
+    add_problem_options(land)
+    land.add_argument("--starts", type=int, default=20)
+    land.add_argument("--directions", choices=("random", "hessian"), default="random")
+    land.add_argument("--resolution", type=int, default=31)
+    land.add_argument("--radius", type=float, default=1.0)
+    land.add_argument("--out", help="figure file (.png, .pdf, .svg)")
+    land.add_argument("--json", action="store_true")
+    land.set_defaults(handler=cmd_landscape)
+
+    explore = sub.add_parser("explore", help="the interactive explorer window")
+    explore.set_defaults(handler=cmd_explore)
     return parser
 
 
@@ -153,3 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ufm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
