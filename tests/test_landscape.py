@@ -58,3 +58,22 @@ def test_slice_is_feasible_and_centred_on_the_minimum():
         centre = sl.loss[4, 4]
         assert centre == pytest.approx(scl_loop(H, problem.labels, 0.5), rel=1e-12)
         assert sl.loss.min() >= centre - 1e-9
+
+
+def test_landscape_data_and_command(tmp_path, capsys):
+    import json
+
+    from solvers.convex import solve_reduced
+    from ufm.cli import main
+
+    out = tmp_path / "landscape.png"
+    assert main(["landscape", "--counts", "4,4,2", "--tau", "0.5", "--dim", "4", "--starts", "6",
+                 "--resolution", "7", "--out", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert out.exists() and out.stat().st_size > 5000
+    optimum = solve_reduced(Problem.from_counts([4, 4, 2], tau=0.5), fast_path=False).lower_bound
+    assert data["optimum"] == pytest.approx(optimum, rel=1e-7)
+    assert len(data["gaps"]) == 6 and max(abs(g) for g in data["gaps"]) < 1e-7   # every start is global
+    assert min(data["hessian"]["minimum"]) > -1e-7 and min(data["hessian"]["saddle"]) < -0.1
+    assert data["curves"]["distance"][-1] < 1e-4 < data["curves"]["distance"][0]
+    assert np.asarray(data["slice"]["loss"]).shape == (7, 7)

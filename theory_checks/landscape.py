@@ -170,3 +170,70 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
     result = minimize(lambda x: tuple(np.asarray(v, dtype=float) for v in objective(jnp.asarray(x))), x0,
                       jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-12, "ftol": 1e-15})
     return np.asarray(embed(jnp.asarray(result.x)))
+
+
+MAX_HESSIAN_SIZE = 600   # n * d above this: the dense Hessian is skipped (memory and time grow as (n d)^2)
+
+
+def convex_optimum(problem: Problem):
+    """The certified optimum: the reduced program for full batch without prototypes, else the n x n one."""
+    from solvers.convex import solve_reduced, solve_relaxation
+
+    if problem.is_full_batch and problem.prototypes is None:
+        return solve_reduced(problem)
+    return solve_relaxation(problem)
+
+
+def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "random",
+                   resolution: int = 31, radius: float = 1.0,
+                   checkpoints: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> dict:
+    """The numbers behind ``ufm landscape`` (JSON-ready):
+
+    - ``gaps``: (loss - convex optimum) / |optimum| of ``starts`` random starts (one vmapped call);
+    - ``slice``: :func:`loss_slice` through the best start's embeddings;
+    - ``hessian``: Riemannian Hessian eigenvalues at that minimiser and, without ReLU and with two
+      classes of equal count, at a :func:`symmetric_saddle` (None where skipped);
+    - ``curves``: the best start's relative loss gap per epoch, and the distance of its mean Gram to the
+      predicted one after ``checkpoints`` epochs (the same run stopped early).
+    """
+    from solvers.gd import solve, solve_many
+    from theory_checks.predictions import predict
+    from ufm.geometry import normalized_distance, procrustes_distance
+
+    seeds = [problem.seed + s for s in range(starts)]
+    solutions = solve_many(problem, seeds)
+    optimum = convex_optimum(problem)
+    bound = float(optimum.lower_bound)
+    gaps = [(s.loss - bound) / abs(bound) for s in solutions]
+    best = int(np.argmin([s.loss for s in solutions]))
+    H = solutions[best].embeddings
+    prediction = predict(problem)
+    target = prediction.class_mean_gram if prediction.class_mean_gram is not None else optimum.class_mean_gram
+    hessian: dict = {"minimum": None, "saddle": None}
+    notes = []
+    if problem.n * problem.dim <= MAX_HESSIAN_SIZE:
+        hessian["minimum"] = riemannian_hessian_eigenvalues(problem, H).tolist()
+        equal = [c for c in range(problem.k) if problem.counts[c] == problem.counts[0]]
+        if not problem.relu and len(equal) >= 2 and problem.prototypes is None and problem.is_full_batch:
+            saddle = symmetric_saddle(problem, (equal[0], equal[1]))
+            hessian["saddle"] = riemannian_hessian_eigenvalues(problem, saddle).tolist()
+            notes.append(f"saddle: classes {equal[0]} and {equal[1]} share rows; gradient norm "
+                         f"{riemannian_gradient_norm(problem, saddle):.2g}")
+    else:
+        notes.append(f"Hessian skipped: n d = {problem.n * problem.dim} > {MAX_HESSIAN_SIZE}")
+    history = np.asarray(solutions[best].extra.get("loss_history", []), dtype=float)
+    distances = []
+    for steps in checkpoints:
+        early = solve(problem, steps=steps, seed=seeds[best])
+        distances.append(normalized_distance(early.class_mean_gram, target))
+    return {
+        "problem": problem.describe(), "optimum": bound, "optimum_status": optimum.status,
+        "predicted_geometry": prediction.geometry, "gaps": gaps,
+        "converged": sum(s.status == "converged" for s in solutions),
+        "max_procrustes_residual": max(procrustes_distance(s.embeddings, H) for s in solutions),
+        "slice": loss_slice(problem, H, slice_directions, radius, resolution, seed=problem.seed).to_dict(),
+        "hessian": hessian,
+        "curves": {"loss_gap": ((history - bound) / abs(bound)).tolist(), "checkpoints": list(checkpoints),
+                   "distance": distances},
+        "notes": notes,
+    }

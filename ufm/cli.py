@@ -315,9 +315,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         result = sweeps.sweep_batching([int(b) for b in _floats(args.batch_sizes, "--batch-sizes")], counts,
                                        tau=args.tau, schemes=args.schemes.split(","), relu=not args.no_relu,
                                        seed=args.seed, show_progress=progress_on)
-        panels = [("dist:OF", "distance to orthogonal frame"), ("nc1", "NC1 (within-class variability)")]
+        panels = [("dist:OF", "distance to orthogonal frame"), ("nc1", "NC1 (within-class)")]
         title, logx = f"counts {counts}, tau = {args.tau}, {'no ReLU' if args.no_relu else 'ReLU'}", False
-    fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=logx, title=title)
+    fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=logx,
+                             logy=args.sweep == "batching", title=title)
     _finish_figure(fig, result.to_dict(), args, f"ufm-sweep-{args.sweep}.png")
     return 0
 
@@ -401,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     bat = sweep_sub.add_parser("batching", help="against the batch size per scheme (gradient descent)")
     bat.add_argument("--batch-sizes", default="6,8,12,16")
     bat.add_argument("--counts", default="8,8,4,4")
-    bat.add_argument("--schemes", default="random,binding")
+    bat.add_argument("--schemes", default="fixed-random,random,binding",
+                     help="comma-separated: fixed-random (one partition, every epoch), random, balanced, binding")
     bat.add_argument("--tau", type=float, default=0.5)
     bat.add_argument("--no-relu", action="store_true")
     bat.add_argument("--seed", type=int, default=0)

@@ -69,8 +69,9 @@ def save(fig, path: str | Path) -> Path:
 
 @styled
 def gram_heatmap(M: np.ndarray, ax=None, title: str = "class-mean Gram", vmin: float = -1.0,
-                 vmax: float = 1.0):
-    """Heatmap of a (k, k) Gram with a diverging colour-blind-safe map and the values written in."""
+                 vmax: float = 1.0, cax=None):
+    """Heatmap of a (k, k) Gram with a diverging colour-blind-safe map and the values written in;
+    ``cax``: an axes for the colour bar (redrawn in place, as the explorer does)."""
     M = np.asarray(M, dtype=float)
     if ax is None:
         _, axes = figure()
@@ -87,7 +88,11 @@ def gram_heatmap(M: np.ndarray, ax=None, title: str = "class-mean Gram", vmin: f
     ax.set_xlabel("class")
     ax.set_ylabel("class")
     ax.set_title(title)
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="inner product")
+    if cax is not None:
+        cax.clear()
+        ax.figure.colorbar(image, cax=cax, label="inner product")
+    else:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="inner product")
     return ax
 
 
@@ -131,10 +136,12 @@ def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None
 
 @styled
 def sweep_figure(x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], xlabel: str,
-                 panels: Sequence[tuple[str, str]], logx: bool = False, title: str = ""):
+                 panels: Sequence[tuple[str, str]], logx: bool = False, logy: bool = False,
+                 title: str = ""):
     """One panel per ``(quantity, ylabel)`` in ``panels``; in each, one line per entry of ``series``
     (e.g. ``{"ReLU": {...}, "no ReLU": {...}}``), each mapping quantity names to values over ``x``.
-    Quantities named ``"<q>:<label>"`` draw several lines with legend ``label`` in one panel."""
+    Quantities named ``"<q>:<label>"`` draw several lines with legend ``label`` in one panel.
+    ``logy``: log scale with values clipped at 1e-16 (for distances that reach round-off)."""
     fig, axes = figure(ncols=len(panels))
     markers = "osD^v<>"
     line_styles = ["-", "--", ":", "-."]
@@ -145,18 +152,80 @@ def sweep_figure(x: Sequence[float], series: dict[str, dict[str, Sequence[float]
             for key_index, key in enumerate(keys):
                 # colour and marker name the quantity, the line style names the series
                 label = series_name + (f", {key.split(':', 1)[1]}" if ":" in key else "")
-                ax.plot(x, values[key], marker=markers[key_index % len(markers)], ms=3.5, lw=1.4,
+                y = np.maximum(np.asarray(values[key], dtype=float), 1e-16) if logy else values[key]
+                ax.plot(x, y, marker=markers[key_index % len(markers)], ms=3.5, lw=1.4,
                         color=OKABE_ITO[(key_index if len(keys) > 1 else s_index) % len(OKABE_ITO)],
                         ls=line_styles[s_index % len(line_styles)], label=label)
                 n_line += 1
         if logx:
             ax.set_xscale("log")
             log_ticks(ax, x)
+        if logy:
+            ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, lw=0.5)
         if n_line:
-            ax.legend(frameon=False)
+            # below the panel, so the legend never hides data
+            ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                      ncol=2 if n_line > 2 else n_line, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@styled
+def landscape_figure(data: dict, title: str = ""):
+    """Four panels from the numbers of ``theory_checks.landscape.landscape_data``:
+    (a) histogram of final loss minus the convex optimum over random starts, (b) the loss on a 2-D slice
+    through the best minimiser, (c) the Riemannian Hessian spectrum at the minimiser (and at a saddle
+    for contrast), (d) convergence of the loss gap and of the distance to the predicted geometry."""
+    fig, axes = figure(ncols=4, width=3.2, height=2.9)
+    ax = axes[0, 0]
+    gaps = np.asarray(data["gaps"], dtype=float)
+    floor = 1e-16
+    logs = np.log10(np.maximum(np.abs(gaps), floor))
+    # a fixed scale from round-off (1e-16) up, so "all starts at 1e-10" reads as such
+    ax.hist(logs, bins=np.arange(-16.0, max(1.0, np.ceil(logs.max()) + 1), 0.5), color=OKABE_ITO[0],
+            edgecolor="white")
+    ax.set_xlabel("log10 |loss - convex optimum| / optimum")
+    ax.set_ylabel("number of random starts")
+    ax.set_title(f"(a) {len(gaps)} starts")
+
+    ax = axes[0, 1]
+    sl = data["slice"]
+    A, B = np.meshgrid(sl["alphas"], sl["betas"])
+    Z = np.asarray(sl["loss"], dtype=float)
+    contours = ax.contourf(A, B, Z - Z.min(), levels=20, cmap="viridis")
+    ax.plot([0], [0], marker="*", color="white", ms=10, mec="black", mew=0.5)
+    fig.colorbar(contours, ax=ax, label="loss - slice minimum (nats)")
+    ax.set_xlabel("step along direction 1")
+    ax.set_ylabel("step along direction 2")
+    ax.set_title(f"(b) slice ({sl['directions']} directions)")
+
+    ax = axes[0, 2]
+    for index, (name, eig) in enumerate(data["hessian"].items()):
+        if eig is None:
+            continue
+        eig = np.asarray(eig, dtype=float)
+        ax.plot(np.arange(len(eig)), eig, marker="os"[index % 2], ms=3, lw=0, color=OKABE_ITO[index],
+                label=f"{name} (min {eig.min():+.2g})")
+    ax.axhline(0, color="0.5", lw=0.7)
+    ax.set_xlabel("eigenvalue index (ascending)")
+    ax.set_ylabel("Riemannian Hessian eigenvalue")
+    ax.set_title("(c) Hessian spectrum")
+    ax.legend(frameon=False)
+
+    ax = axes[0, 3]
+    curves = data["curves"]
+    ax.semilogy(np.arange(1, len(curves["loss_gap"]) + 1), np.maximum(np.abs(curves["loss_gap"]), floor),
+                color=OKABE_ITO[0], label="relative loss gap")
+    ax.semilogy(curves["checkpoints"], np.maximum(curves["distance"], floor), marker="o", ms=3,
+                color=OKABE_ITO[1], label="distance to predicted Gram")
+    ax.set_xlabel("iteration (epoch)")
+    ax.set_ylabel("gap / distance (dimensionless)")
+    ax.set_title("(d) convergence")
+    ax.legend(frameon=False)
     if title:
         fig.suptitle(title)
     return fig

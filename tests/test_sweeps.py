@@ -1,0 +1,71 @@
+"""Sweeps: the numbers behind the figures against independent values and the solvers."""
+
+import json
+
+import numpy as np
+import pytest
+
+from reference import orthogonal_frame_loss
+from solvers.convex import solve_reduced
+from theory_checks import sweeps
+from ufm import Problem
+from ufm.cli import main
+
+
+def test_step_and_long_tail_counts():
+    assert sweeps.step_counts(4, 32, 4) == [32, 32, 8, 8]
+    assert sweeps.step_counts(4, 10, 3) == [10, 10, 3, 3]        # rounded n_max / R
+    assert sweeps.long_tail_counts(3, 20, 4) == [20, 10, 5]
+
+
+def test_imbalance_sweep_numbers():
+    result = sweeps.sweep_imbalance([1, 4], k=4, n_max=8, tau=0.5, show_progress=False)
+    relu, plain = result.series["ReLU"], result.series["no ReLU"]
+    # ReLU: orthogonal frame, closed-form loss (THEORY.md section 2)
+    for ratio, loss in zip([1, 4], relu["loss"]):
+        assert loss == pytest.approx(orthogonal_frame_loss(sweeps.step_counts(4, 8, ratio), 0.5), rel=1e-6)
+    assert max(relu["dist:OF"]) < 1e-4
+    assert max(abs(v) for v in relu["cos:maj-min"]) < 1e-4
+    # no ReLU: ETF at R = 1 (cosine -1/(k-1)); at R = 4 the THEORY.md check values for (8, 8, 2, 2)
+    assert plain["cos:maj-maj"][0] == pytest.approx(-1 / 3, abs=1e-4)
+    assert plain["dist:ETF"][0] < 1e-4
+    assert plain["loss"][1] == pytest.approx(35.98345, abs=1e-5)
+    assert plain["cos:maj-maj"][1] == pytest.approx(-0.497, abs=1e-3)
+    assert plain["cos:maj-min"][1] == pytest.approx(-0.349, abs=1e-3)
+    assert plain["cos:min-min"][1] == pytest.approx(-0.033, abs=1e-3)
+
+
+def test_imbalance_sweep_gd_cross_check():
+    result = sweeps.sweep_imbalance([2], k=3, n_max=6, tau=1.0, relu_options=(False,), check_gd=True,
+                                    gd_starts=2, show_progress=False)
+    assert abs(result.series["no ReLU"]["gd_gap"][0]) < 1e-7
+
+
+def test_temperature_sweep_matches_reduced_program():
+    result = sweeps.sweep_temperature([0.5, 1.0], [6, 6, 2], relu_options=(False,), show_progress=False)
+    for tau, loss in zip([0.5, 1.0], result.series["no ReLU"]["loss"]):
+        assert loss == pytest.approx(solve_reduced(Problem.from_counts([6, 6, 2], tau=tau), fast_path=False).lower_bound,
+                                     rel=1e-6)
+
+
+def test_batching_sweep_fixed_partition_breaks_the_frame_binding_keeps_it():
+    result = sweeps.sweep_batching([3, 6], [4, 4, 2, 2], schemes=("fixed-random", "binding"), show_progress=False)
+    assert result.series["binding"]["dist:OF"][0] != result.series["binding"]["dist:OF"][0]   # NaN: size <= k
+    assert result.meta["skipped"][0]["scheme"] == "binding"
+    assert result.series["binding"]["dist:OF"][1] < 1e-4
+    assert result.series["fixed-random"]["conditions_met"][0] is False
+    assert result.series["fixed-random"]["dist:OF"][0] > 0.05
+
+
+def test_sweep_command_writes_figure_and_json(tmp_path, capsys):
+    out = tmp_path / "sweep.pdf"
+    assert main(["sweep", "imbalance", "--ratios", "1,2", "--classes", "3", "--n-max", "4", "--relu-options",
+                 "no-relu", "--out", str(out), "--json", "--no-progress"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert out.exists() and out.stat().st_size > 1000 and data["figure"] == str(out)
+    assert data["x"] == [1.0, 2.0] and len(data["series"]["no ReLU"]["loss"]) == 2
+
+
+def test_bad_range_is_a_one_line_error(capsys):
+    assert main(["sweep", "imbalance", "--ratios", "1:x:3"]) == 2
+    assert "--ratios" in capsys.readouterr().err
