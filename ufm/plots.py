@@ -221,11 +221,11 @@ def landscape_figure(data: dict, title: str = ""):
     ax.semilogy(np.arange(1, len(curves["loss_gap"]) + 1), np.maximum(np.abs(curves["loss_gap"]), floor),
                 color=OKABE_ITO[0], label="relative loss gap")
     ax.semilogy(curves["checkpoints"], np.maximum(curves["distance"], floor), marker="o", ms=3,
-                color=OKABE_ITO[1], label="distance to predicted Gram")
+                color=OKABE_ITO[1], label="distance to predicted Gram\n(floor: accuracy of the prediction)")
     ax.set_xlabel("iteration (epoch)")
     ax.set_ylabel("gap / distance (dimensionless)")
     ax.set_title("(d) convergence")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper right", fontsize=7)
     if title:
         fig.suptitle(title)
     return fig
