@@ -77,6 +77,19 @@ def _geometry_row(M: np.ndarray, loss: float, counts, profile: str) -> dict[str,
     return row
 
 
+def _reduced_point(problem: Problem, profile: str, check_gd: bool, gd_starts: int) -> dict:
+    """One full-batch sweep point: the reduced program's geometry row, its status, and with
+    ``check_gd`` the relative gap of the best of ``gd_starts`` vmapped GD starts."""
+    from solvers.convex import solve_reduced
+
+    sol = solve_reduced(problem)
+    row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile)
+    row["status"] = sol.status
+    if check_gd:
+        row["gd_gap"] = _gd_gap(problem, sol.lower_bound, gd_starts)
+    return row
+
+
 def _gd_gap(problem: Problem, optimum: float, starts: int) -> float:
     from solvers.gd import solve_many
 
@@ -94,8 +107,6 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
                     minority_fraction: float = 0.5, tau: float = 0.5, relu_options=(False, True),
                     check_gd: bool = False, gd_starts: int = 4, show_progress: bool = True) -> SweepResult:
     """Optimal geometry against the imbalance ratio R, with and without ReLU (reduced program)."""
-    from solvers.convex import solve_reduced
-
     series: dict = {}
     counts_used = []
     points = [(r, relu) for r in ratios for relu in relu_options]
@@ -103,12 +114,7 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
         counts = (step_counts(k, n_max, ratio, minority_fraction) if profile == "step"
                   else long_tail_counts(k, n_max, ratio))
         problem = Problem.from_counts(counts, tau=tau, relu=relu)
-        sol = solve_reduced(problem)
-        row = _geometry_row(sol.class_mean_gram, sol.lower_bound, counts, profile)
-        row["status"] = sol.status
-        if check_gd:
-            row["gd_gap"] = _gd_gap(problem, sol.lower_bound, gd_starts)
-        _append(series, "ReLU" if relu else "no ReLU", row)
+        _append(series, "ReLU" if relu else "no ReLU", _reduced_point(problem, profile, check_gd, gd_starts))
         if not relu or len(relu_options) == 1:
             counts_used.append(counts)
     return SweepResult("imbalance", [float(r) for r in ratios], "imbalance ratio R", series,
@@ -119,19 +125,12 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
 def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options=(False, True),
                       check_gd: bool = False, gd_starts: int = 4, show_progress: bool = True) -> SweepResult:
     """Optimal geometry against the temperature tau for fixed counts (reduced program)."""
-    from solvers.convex import solve_reduced
-
     series: dict = {}
     profile = "step" if len(set(counts)) <= 2 else "long-tail"
     points = [(t, relu) for t in taus for relu in relu_options]
     for tau, relu in progress(points, label="sweep temperature", enabled=show_progress):
         problem = Problem.from_counts(counts, tau=tau, relu=relu)
-        sol = solve_reduced(problem)
-        row = _geometry_row(sol.class_mean_gram, sol.lower_bound, counts, profile)
-        row["status"] = sol.status
-        if check_gd:
-            row["gd_gap"] = _gd_gap(problem, sol.lower_bound, gd_starts)
-        _append(series, "ReLU" if relu else "no ReLU", row)
+        _append(series, "ReLU" if relu else "no ReLU", _reduced_point(problem, profile, check_gd, gd_starts))
     return SweepResult("temperature", [float(t) for t in taus], "temperature tau", series,
                        {"counts": list(counts)})
 
