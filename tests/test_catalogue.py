@@ -49,7 +49,7 @@ def run(name, **tools):
 
 def test_every_check_is_covered_here():
     covered = {"relu-orthogonal-frame", "balanced-etf", "imbalanced-not-etf", "imbalanced-reduced-program",
-               "step-block-form", "relaxation-tight", "landscape-benign", "landscape-needs-dim",
+               "step-block-form", "relaxation-tight", "landscape-benign", "landscape-needs-dim", "relu-landscape-needs-2k",
                "batch-binding-sufficient", "batching-conditions-necessary", "prototypes-relu-exact",
                "prototypes-approach-ce-limit", "ib-critical-betas"}
     assert covered == set(CHECKS)
@@ -108,6 +108,17 @@ def test_landscape_fails_when_one_start_is_stuck():
 def test_small_dim_check_fails_if_gd_reaches_the_bound():
     many = lambda problem, seeds, **kw: [fake_solution(problem, etf_gram(problem.k), 30.0) for _ in seeds]
     assert not run("landscape-needs-dim", gd_many=many, convex=solver_returning(ETF, lambda p: 30.0)).passed
+
+
+def test_relu_dimension_check_fails_when_a_start_stalls_at_2k():
+    def many(problem, seeds, **kw):
+        sols = [fake_solution(problem, np.eye(problem.k), 1.0) for _ in seeds]
+        spurious = np.eye(problem.k)
+        spurious[0, 1] = spurious[1, 0] = 0.9   # two classes sharing a coordinate
+        sols[0] = fake_solution(problem, spurious, 1.0)
+        return sols
+    result = run("relu-landscape-needs-2k", gd_many=many)
+    assert not result.passed and result.instances[0]["stalled_at_d_equal_k"] == 1
 
 
 def test_binding_check_fails_on_wrong_prediction():

@@ -144,8 +144,15 @@ def _landscape_small_dim(problem: Problem, tools: Tools) -> tuple[float, dict]:
                        "max_relative_gap": max(gaps)}
 
 
-def _binding(problem: Problem, tools: Tools) -> tuple[float, dict]:
-    return _against_prediction(problem, tools, ("gd", "convex"))
+def _relu_dimension(problem: Problem, tools: Tools) -> tuple[float, dict]:
+    """Largest distance to the orthogonal frame over 20 starts at d = 2k; the starts at d = k are run
+    too and those that stall (distance > 0.1, a spurious configuration) are reported."""
+    k = problem.k
+    at_k = [normalized_distance(s.class_mean_gram, np.eye(k)) for s in tools.gd_many(problem.with_(dim=k), list(range(20)))]
+    at_2k = [normalized_distance(s.class_mean_gram, np.eye(k)) for s in tools.gd_many(problem.with_(dim=2 * k), list(range(20)))]
+    stalled = [round(d, 4) for d in at_k if d > 0.1]
+    return max(at_2k), {"stalled_at_d_equal_k": len(stalled), "stalled_distances": stalled,
+                        "max_distance_at_d_equal_2k": max(at_2k)}
 
 
 def violating_batching(counts, meet_apart: tuple[int, int] = (0, -1)) -> Batching:
@@ -169,10 +176,6 @@ def _necessary(problem: Problem, tools: Tools) -> tuple[float, dict]:
         per_solver[name] = max(abs(C[a, b]) for a, b in cond.unmet_pairs)
     return min(per_solver.values()), {"unmet_pairs": [list(p) for p in cond.unmet_pairs],
                                       "max_abs_cosine_on_unmet_pairs": per_solver}
-
-
-def _prototypes_relu(problem: Problem, tools: Tools) -> tuple[float, dict]:
-    return _against_prediction(problem, tools, ("gd", "convex"))
 
 
 def _prototype_trend(counts_tau: tuple, tools: Tools) -> tuple[float, dict]:
@@ -287,11 +290,16 @@ CATALOGUE: list[Check] = [
           "smallest relative gap of GD over the lower bound", 1e-3,
           "at k = 4, d = 2 the gap is of order 1e-1; 1e-3 is 1000x above solver accuracy",
           lambda quick: [Problem.balanced(4, 4, tau=0.5, dim=2)], _landscape_small_dim, comparison="at_least"),
+    Check("relu-landscape-needs-2k", "[OF] / THEORY section 3",
+          "With ReLU the nonnegative landscape at d = k is not benign in practice (some of 20 starts stall in a "
+          "spurious configuration, reported), while at d = 2k every start reaches the orthogonal frame",
+          "largest distance to the orthogonal frame over 20 starts at d = 2k", GRAM_TOL, WHY_LOSS_GRAM,
+          lambda quick: [Problem.from_counts([6, 6, 3, 3], tau=0.5, relu=True)], _relu_dimension),
     Check("batch-binding-sufficient", "[OF]",
           "With ReLU, batch-binding under random mini-batches gives NC + the orthogonal frame",
           SCORE_NOTE, GRAM_TOL, WHY_LOSS_GRAM,
           lambda quick: [Problem.from_counts([6, 6, 3, 3], tau=0.5, relu=True, batching=Batching.binding(8))],
-          _binding),
+          lambda p, t: _against_prediction(p, t, ("gd", "convex"))),
     Check("batching-conditions-necessary", "[OF]",
           "The batching conditions are necessary: a generated batching in which two classes never meet gives "
           "a non-orthogonal pair of class means, found by both solvers",
@@ -305,7 +313,7 @@ CATALOGUE: list[Check] = [
           SCORE_NOTE, GRAM_TOL, WHY_LOSS_GRAM,
           lambda quick: [Problem.from_counts([8, 4, 2], tau=0.5, relu=True, prototypes=Prototypes("of", 1),
                                              batching=Batching.random(6))],
-          _prototypes_relu),
+          lambda p, t: _against_prediction(p, t, ("gd", "convex"))),
     Check("prototypes-approach-ce-limit", "[PROTO]",
           "Without ReLU, as prototypes per class grow the class means approach the cross-entropy limit with "
           "the fixed classifier (the centred prototype geometry: a simplex ETF)",
