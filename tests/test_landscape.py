@@ -77,3 +77,14 @@ def test_landscape_data_and_command(tmp_path, capsys):
     assert min(data["hessian"]["minimum"]) > -1e-7 and min(data["hessian"]["saddle"]) < -0.1
     assert data["curves"]["distance"][-1] < 1e-4 < data["curves"]["distance"][0]
     assert np.asarray(data["slice"]["loss"]).shape == (7, 7)
+
+
+def test_landscape_without_feasible_directions_is_reported_not_crashed(tmp_path, capsys):
+    import json
+
+    from ufm.cli import main
+
+    assert main(["landscape", "--counts", "3,3", "--relu", "--dim", "2", "--starts", "2", "--out",
+                 str(tmp_path / "l.png"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["slice"] is None and any("slice skipped" in note for note in data["notes"])

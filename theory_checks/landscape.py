@@ -28,6 +28,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ufm.batching import pack
+from ufm.errors import ProblemError
 from ufm.loss import scl_loss_packed
 from ufm.problem import Problem
 
@@ -123,6 +124,9 @@ def loss_slice(problem: Problem, H: np.ndarray, directions: str = "random", radi
     H = np.asarray(H, dtype=float)
     n, d = H.shape
     B = _tangent_basis(H, problem.relu)
+    if B.shape[1] < 2:
+        raise ProblemError(f"no 2-D slice through this point: the feasible directions span only {B.shape[1]} "
+                           "dimension(s) (with ReLU at small d every row sits on a vertex); raise --dim")
     if directions == "random":
         rng = np.random.default_rng(seed)
         C, _ = np.linalg.qr(rng.standard_normal((B.shape[1], 2)))
@@ -222,6 +226,11 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     else:
         notes.append(f"Hessian skipped: n d = {problem.n * problem.dim} > {MAX_HESSIAN_SIZE}")
     history = np.asarray(solutions[best].extra.get("loss_history", []), dtype=float)
+    try:
+        slice_data = loss_slice(problem, H, slice_directions, radius, resolution, seed=problem.seed).to_dict()
+    except ProblemError as err:
+        slice_data = None
+        notes.append(f"slice skipped: {err}")
     distances = []
     for steps in checkpoints:
         early = solve(problem, steps=steps, seed=seeds[best])
@@ -231,7 +240,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
         "predicted_geometry": prediction.geometry, "gaps": gaps,
         "converged": sum(s.status == "converged" for s in solutions),
         "max_procrustes_residual": max(procrustes_distance(s.embeddings, H) for s in solutions),
-        "slice": loss_slice(problem, H, slice_directions, radius, resolution, seed=problem.seed).to_dict(),
+        "slice": slice_data,
         "hessian": hessian,
         "curves": {"loss_gap": ((history - bound) / abs(bound)).tolist(), "checkpoints": list(checkpoints),
                    "distance": distances},

@@ -107,6 +107,8 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
                     minority_fraction: float = 0.5, tau: float = 0.5, relu_options=(False, True),
                     check_gd: bool = False, gd_starts: int = 4, show_progress: bool = True) -> SweepResult:
     """Optimal geometry against the imbalance ratio R, with and without ReLU (reduced program)."""
+    if min(ratios) < 1:
+        raise ProblemError(f"imbalance ratios must be >= 1 (got {min(ratios):g}); R = n_max / n_min")
     series: dict = {}
     counts_used = []
     points = [(r, relu) for r in ratios for relu in relu_options]

@@ -175,6 +175,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
         from solvers import convex
 
         solve = convex.solve_relaxation if args.method == "convex" else convex.solve_reduced
+        if args.method == "convex" and problem.n > 100:
+            print(f"ufm: note: the n x n program with n = {problem.n} may take minutes (about 50 s at n = 96 on "
+                  "2 cores); --method reduced solves full-batch problems in seconds", file=sys.stderr)
         solution = solve(problem)
     report = solution_report(problem, solution, predict(problem))
     if args.json:

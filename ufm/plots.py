@@ -194,6 +194,19 @@ def landscape_figure(data: dict, title: str = ""):
 
     ax = axes[0, 1]
     sl = data["slice"]
+    if sl is None:
+        ax.text(0.5, 0.5, "no feasible 2-D slice\n(see notes)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title("(b) slice")
+        ax.set_axis_off()
+    else:
+        _slice_panel(fig, ax, sl)
+    _landscape_tail(fig, axes, data)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _slice_panel(fig, ax, sl: dict) -> None:
     A, B = np.meshgrid(sl["alphas"], sl["betas"])
     Z = np.asarray(sl["loss"], dtype=float)
     contours = ax.contourf(A, B, Z - Z.min(), levels=20, cmap="viridis")
@@ -203,9 +216,12 @@ def landscape_figure(data: dict, title: str = ""):
     ax.set_ylabel("step along direction 2")
     ax.set_title(f"(b) slice ({sl['directions']} directions)")
 
+
+def _landscape_tail(fig, axes, data: dict) -> None:
+    floor = 1e-16
     ax = axes[0, 2]
     for index, (name, eig) in enumerate(data["hessian"].items()):
-        if eig is None:
+        if eig is None or len(eig) == 0:
             continue
         eig = np.asarray(eig, dtype=float)
         ax.plot(np.arange(len(eig)), eig, marker="os"[index % 2], ms=3, lw=0, color=OKABE_ITO[index],
@@ -214,7 +230,10 @@ def landscape_figure(data: dict, title: str = ""):
     ax.set_xlabel("eigenvalue index (ascending)")
     ax.set_ylabel("Riemannian Hessian eigenvalue")
     ax.set_title("(c) Hessian spectrum")
-    ax.legend(frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no feasible directions", ha="center", va="center", transform=ax.transAxes)
 
     ax = axes[0, 3]
     curves = data["curves"]
@@ -226,6 +245,3 @@ def landscape_figure(data: dict, title: str = ""):
     ax.set_ylabel("gap / distance (dimensionless)")
     ax.set_title("(d) convergence")
     ax.legend(frameon=False, loc="upper right", fontsize=7)
-    if title:
-        fig.suptitle(title)
-    return fig
