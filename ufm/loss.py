@@ -204,9 +204,11 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
                            chunk_size=None if chunk_size is None else int(chunk_size))
 
 
-def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum") -> float:
-    """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``."""
+def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
+                 chunk_size: int | None = None) -> float:
+    """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``
+    (``chunk_size``: see :func:`scl_loss`)."""
     W, w_labels = problem.prototype_rows()
     anchors = problem.prototypes.anchors if problem.prototypes is not None else True
     return float(scl_loss(H, problem.labels, problem.tau, problem.batches(epoch), reduction,
-                          W, w_labels, anchors))
+                          W, w_labels, anchors, chunk_size=chunk_size))
