@@ -78,7 +78,7 @@ def etf_optimum(problem: Problem) -> float:
 
 
 # ------------------------------------------------------------------ 1. GD vs PyTorch
-def bench_gd_vs_torch(reps: int, target: float = 1e-6, lr: float = 0.01) -> dict:
+def bench_gd_vs_torch(reps: int, cap: float, target: float = 1e-6, lr: float = 0.1) -> dict:
     problem = Problem.balanced(10, 100, tau=0.5)
     best = etf_optimum(problem)
     try:
@@ -100,7 +100,12 @@ def bench_gd_vs_torch(reps: int, target: float = 1e-6, lr: float = 0.01) -> dict
         hist = np.asarray(sol.extra["loss_history"])
         hit = np.flatnonzero(np.abs(hist - best) / abs(best) <= target)
         H0 = np.asarray(gd._start(problem, r, jnp.float64))
-        base = torch_baseline.run(H0, problem.labels, problem.tau, best, target, lr, threads=threads)
+        base = torch_baseline.run(H0, problem.labels, problem.tau, best, target, lr, threads=threads,
+                                  max_seconds=cap)
+        gaps = np.abs(hist - best) / abs(best)
+        per_epoch = sol.seconds / max(sol.iterations, 1)
+        ufm_ms = {m: (int(np.flatnonzero(gaps <= m)[0]) + 1) * per_epoch
+                  for m in torch_baseline.MILESTONES if (gaps <= m).any()}
         rows.append({"seed": r, "ufm_seconds": sol.seconds, "ufm_iterations": sol.iterations,
                      "ufm_iterations_to_target": int(hit[0]) + 1 if len(hit) else None,
                      "ufm_seconds_per_step": sol.seconds / max(sol.iterations, 1),
@@ -108,9 +113,17 @@ def bench_gd_vs_torch(reps: int, target: float = 1e-6, lr: float = 0.01) -> dict
                      "torch_reached": base["reached"], "torch_seconds": base["seconds"],
                      "torch_steps": base["steps"], "torch_seconds_per_step": base["seconds_per_step"],
                      "torch_final_gap": base["final_gap"],
+                     "milestones_seconds": {str(m): [ufm_ms.get(m), base["milestones"].get(m)]
+                                            for m in torch_baseline.MILESTONES},
                      "ratio_ufm_over_torch": sol.seconds / base["seconds"]})
     med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+    milestone_ratio = {}
+    for m in torch_baseline.MILESTONES:
+        pairs = [r["milestones_seconds"][str(m)] for r in rows]
+        if all(a is not None and b is not None for a, b in pairs):
+            milestone_ratio[str(m)] = statistics.median(a / b for a, b in pairs)
     return {"problem": "balanced n=1000 k=10 d=10 tau=0.5 no ReLU, float64", "target": target,
+            "torch_cap_seconds": cap, "median_ratio_ufm_over_torch_by_gap": milestone_ratio,
             "torch_lr": lr, "torch_threads": threads, "torch_seconds_per_step_by_threads": per,
             "ufm_compile_seconds": compile_s, "rows": rows,
             "median_ratio_ufm_over_torch": med("ratio_ufm_over_torch"),
@@ -135,12 +148,13 @@ def matmul_peak(n: int = 2048, dtype=jnp.float64) -> float:
     return 2 * n ** 3 / min(times) / 1e9
 
 
-def bench_scaling(sizes: list[int], steps: int = 3, chunk_above: int = 5000, chunk: int = 2000) -> dict:
+def bench_scaling(sizes: list[int], chunk_above: int = 5000, chunk: int = 2000) -> dict:
     peak = matmul_peak()
     rows = []
     for n in sizes:
         problem = Problem.balanced(10, n // 10, tau=0.5)
         chunk_size = chunk if n > chunk_above else None
+        steps = max(3, min(20, 20000 // n))
         st, lr, tol, cfg = gd._prepare(problem, steps, None, "bb", jnp.float64, 1e-15, chunk_size)
         data = gd._data(problem, gd._start(problem, 0, jnp.float64), st, lr, tol, jnp.float64)
         t0 = _now()
@@ -183,9 +197,7 @@ def _median_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def bench_many(n_per_class: int, reps: int) -> dict:
-    out = {}
-    problem = Problem.balanced(10, n_per_class, tau=0.5)
+def _seeds_row(problem: Problem, reps: int, label: str) -> dict:
     seeds = list(range(64))
     gd.solve(problem, seed=0)
     gd.solve_many(problem, seeds)
@@ -195,9 +207,15 @@ def bench_many(n_per_class: int, reps: int) -> dict:
     for s in seeds:
         gd.solve(problem, seed=s)
     loop = _now() - t0
-    out["seeds"] = {"problem": f"balanced n={problem.n} k=10 d=10 tau=0.5", "one_start_seconds": one,
-                    "vmapped_64_seconds": many, "loop_64_seconds": loop,
-                    "vmapped_over_one": many / one, "loop_over_vmapped": loop / many}
+    return {"problem": label, "one_start_seconds": one, "vmapped_64_seconds": many,
+            "loop_64_seconds": loop, "vmapped_over_one": many / one, "loop_over_vmapped": loop / many}
+
+
+def bench_many(n_per_class: int, reps: int) -> dict:
+    out = {"seeds_landscape": _seeds_row(Problem.step(4, 8, 4, tau=0.5, relu=True), reps,
+                                         "STEP(4, 8, 4) ReLU n=20 d=8 tau=0.5 (landscape size)")}
+    problem = Problem.balanced(10, n_per_class, tau=0.5)
+    out["seeds"] = _seeds_row(problem, reps, f"balanced n={problem.n} k=10 d=10 tau=0.5")
     # 32 STEP imbalance ratios: counts (64, 64, n_min, n_min), n_min = 2..33, padded to n = 194
     problems = [Problem.from_counts([64, 64, m, m], tau=0.5) for m in range(2, 34)]
     t0 = _now()
@@ -245,9 +263,13 @@ def bench_convex(cap: float, general_max_k: int) -> dict:
     for k in (5, 10, 20, 40, 70, 100):
         problem = Problem.long_tail(k, 50, 10.0, tau=0.5)
         t0 = _now()
+        solve_reduced(problem, fast_path="factored")      # cold: compiles the embedding check's loss
+        t_cold = _now() - t0
+        t0 = _now()
         fast = solve_reduced(problem, fast_path="factored")
         t_fast = _now() - t0
-        row = {"k": k, "n": problem.n, "factored_seconds": t_fast, "factored_status": fast.status,
+        row = {"k": k, "n": problem.n, "factored_seconds": t_fast, "factored_cold_seconds": t_cold,
+               "factored_status": fast.status,
                "factored_value": fast.loss, "certified_gap": fast.extra.get("certified_gap")}
         if k <= general_max_k:
             t0 = _now()
@@ -267,13 +289,21 @@ def bench_convex(cap: float, general_max_k: int) -> dict:
 
 # ------------------------------------------------------------------ 5. the explorer's update
 def bench_explorer() -> dict:
-    try:
-        from ufm.explore import Explorer  # noqa: F401
-        have = True
-    except ImportError:
-        have = False
     from solvers.reduced import solve_reduced
+    here = Path(ufm.__file__).parent / "explore.py"      # this tree's explorer, if it has one
     rows = []
+    if here.exists():
+        import matplotlib
+        matplotlib.use("Agg")
+        from ufm.explore import Explorer, ExplorerState
+        for k in (4, 8, 12, 16, 20):
+            t0 = _now()
+            ex = Explorer(ExplorerState(k=k, profile="long-tail"))
+            cold = _now() - t0
+            warm = _median_time(ex.update, 3)
+            rows.append({"k": k, "cold_seconds": cold, "warm_seconds": warm,
+                         "solve_seconds": ex.last_seconds})
+        return {"measured": "Explorer.update (first: construction + update)", "rows": rows}
     for k in (4, 8, 12, 16, 20):
         problem = Problem.long_tail(k, 40, 8.0, tau=0.5)
         t0 = _now()
@@ -281,9 +311,8 @@ def bench_explorer() -> dict:
         cold = _now() - t0
         warm = _median_time(lambda: solve_reduced(problem.with_(tau=0.6)), 3)
         rows.append({"k": k, "n": problem.n, "cold_seconds": cold, "warm_seconds": warm})
-    return {"measured": "solve_reduced (default path), the explorer's core: ufm/explore.py is not on "
-                        "this branch" if not have else "solve_reduced (Explorer present; its update "
-                        "calls it)", "rows": rows}
+    return {"measured": "solve_reduced (default path), the explorer's core (ufm/explore.py is not in "
+                        "this tree)", "rows": rows}
 
 
 # ------------------------------------------------------------------ output
@@ -304,7 +333,13 @@ def markdown(res: dict) -> str:
               f"| per step: ufm-scl / PyTorch | {g['median_ufm_seconds_per_step'] * 1e3:.1f} ms / "
               f"{g['median_torch_seconds_per_step'] * 1e3:.1f} ms |",
               f"| median ratio ufm-scl / PyTorch (pairwise, {len(g['rows'])} reps) | "
-              f"{g['median_ratio_ufm_over_torch']:.4f} ({g['median_speedup']:.0f}x faster) |", ""]
+              f"{'<= ' if not g['torch_all_reached'] else ''}{g['median_ratio_ufm_over_torch']:.4f} "
+              f"({'>= ' if not g['torch_all_reached'] else ''}{g['median_speedup']:.0f}x faster) |",
+              f"| PyTorch gap when stopped (median) | "
+              f"{statistics.median(r['torch_final_gap'] for r in g['rows']):.1e} |"]
+        for m, v in g["median_ratio_ufm_over_torch_by_gap"].items():
+            L.append(f"| ratio ufm-scl / PyTorch to reach gap {m} (pairwise median) | {v:.4f} |")
+        L.append("")
     s = res.get("gd_scaling")
     if s:
         L += [f"| full-batch GD, k=10 ({s['device']}) | s/step | loss+grad s | GFLOP/s | of matmul peak "
@@ -317,10 +352,12 @@ def markdown(res: dict) -> str:
     mn = res.get("many")
     if mn:
         a, b = mn["seeds"], mn["ratios"]
-        L += ["| many solves | value |", "|---|---|",
-              f"| 64 starts vmapped / 1 start ({a['problem']}) | {a['vmapped_over_one']:.1f}x "
-              f"({a['vmapped_64_seconds']:.2f} s vs {a['one_start_seconds']:.3f} s) |",
-              f"| 64 starts: Python loop / vmapped | {a['loop_over_vmapped']:.1f}x |",
+        L += ["| many solves | value |", "|---|---|"]
+        for a in (mn["seeds_landscape"], mn["seeds"]):
+            L += [f"| 64 starts vmapped / 1 start ({a['problem']}) | {a['vmapped_over_one']:.1f}x "
+                  f"({a['vmapped_64_seconds']:.2f} s vs {a['one_start_seconds']:.3f} s) |",
+                  f"| 64 starts: Python loop / vmapped | {a['loop_over_vmapped']:.1f}x |"]
+        L += [
               f"| 32 imbalance ratios: loop / vmapped, cold (compiles included) | "
               f"{b['loop_over_vmapped_cold']:.1f}x ({b['loop_cold_seconds']:.1f} s vs "
               f"{b['vmapped_cold_seconds']:.1f} s) |",
@@ -331,12 +368,13 @@ def markdown(res: dict) -> str:
               "|---|" + "---|" * len(c["nxn"]["CLARABEL"])]
         for name, rows in c["nxn"].items():
             L.append(f"| {name} s | " + " | ".join(f"{r['seconds']:.2f}" for r in rows) + " |")
-        L += ["", "| reduced program, k | factored (certified) s | general cvxpy s | rel. diff |",
+        L += ["", "| reduced program, k | factored (certified) s, warm / cold | general cvxpy s | rel. diff |",
               "|---|---|---|---|"]
         for r in c["reduced"]:
             gen = f"{r['general_seconds']:.2f}" if "general_seconds" in r else "not run"
             diff = f"{r['relative_difference']:.1e}" if "relative_difference" in r else ""
-            L.append(f"| {r['k']} | {r['factored_seconds']:.3f} | {gen} | {diff} |")
+            L.append(f"| {r['k']} | {r['factored_seconds']:.3f} / {r['factored_cold_seconds']:.2f} | "
+                     f"{gen} | {diff} |")
         L += ["", f"STEP block path, k = 100: {c['step_block_k100_seconds']:.2f} s.", ""]
     e = res.get("explorer")
     if e:
@@ -356,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     q = args.quick
     sections = {
-        "gd_vs_torch": lambda: bench_gd_vs_torch(3 if q else 5),
+        "gd_vs_torch": lambda: bench_gd_vs_torch(3 if q else 5, 20.0 if q else 60.0),
         "gd_scaling": lambda: bench_scaling([1000, 5000] if q else [1000, 5000, 20000]),
         "many": lambda: bench_many(20 if q else 100, 3),
         "convex": lambda: bench_convex(10.0 if q else 60.0, 20 if q else 100),

@@ -511,12 +511,14 @@ def _pad_data(data: Data, n_pad: int) -> Data:
     batch (``valid`` False), so they enter no loss term, get a zero gradient and never move."""
     n, d = data.H0.shape
     extra = n_pad - n
-    H0 = jnp.concatenate([data.H0, jnp.zeros((extra, d), data.H0.dtype).at[:, 0].set(1.0)])
-    labels = jnp.concatenate([data.labels, jnp.zeros((extra,), data.labels.dtype)])
+    fill = np.zeros((extra, d), dtype=data.H0.dtype)
+    fill[:, 0] = 1.0
+    H0 = np.concatenate([np.asarray(data.H0), fill])          # NumPy: no per-shape compiles
+    labels = np.concatenate([np.asarray(data.labels), np.zeros((extra,), data.labels.dtype)])
 
     def widen(a, fill):
         pad = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
-        return jnp.pad(a, pad, constant_values=fill)
+        return np.pad(np.asarray(a), pad, constant_values=fill)
     return data._replace(H0=H0, labels=labels, mon_index=widen(data.mon_index, 0),
                          mon_valid=widen(data.mon_valid, False), ep_index=widen(data.ep_index, 0),
                          ep_valid=widen(data.ep_valid, False))
@@ -571,7 +573,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     shapes = {(d.ep_index.shape, d.mon_index.shape) for d in datas}
     if len(shapes) > 1:   # random batchings of different seeds may pack differently: pad
         raise ProblemError("the problems' batchings pack to different shapes; use equal batchings")
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *datas)
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *datas)
     shared = ("protos", "proto_labels", "lr", "tol") + (() if pad else ("labels",))
     axes = tuple(None if f in shared else 0 for f in Data._fields)
     stacked = stacked._replace(protos=datas[0].protos, proto_labels=datas[0].proto_labels,

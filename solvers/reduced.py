@@ -47,8 +47,7 @@ from solvers import cvx_common
 from solvers.bound import best_bound, dual_free_multipliers
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.errors import ProblemError
-from ufm.batching import PackedBatches
-from ufm.loss import scl_loss
+from ufm.loss import full_batch_loss_bucketed
 from ufm.problem import Problem
 from ufm.solution import Solution
 
@@ -213,27 +212,11 @@ def _finish(problem: Problem, M: np.ndarray, value: float, lower_bound: float, s
         info = {"method": "eigen", "factor_residual": float(np.abs(V @ V.T - M).max())}
     extra["factor"] = info
     H = V[problem.labels]
-    extra["embedding_loss"] = (_bucketed_loss(problem, H) if problem.n <= EMBEDDING_LOSS_MAX_N
+    extra["embedding_loss"] = (full_batch_loss_bucketed(H, problem.labels, problem.tau) if problem.n <= EMBEDDING_LOSS_MAX_N
                                else reduced_loss(V @ V.T, counts, tau)[0])
     return Solution(method="reduced", class_mean_gram=M, loss=value, status=status, embeddings=H,
                     lower_bound=lower_bound, iterations=iters, seconds=time.perf_counter() - t0,
                     message=message, extra=extra)
-
-
-def _bucketed_loss(problem: Problem, H: np.ndarray) -> float:
-    """Full-batch SCL (sum) of H (n, d), evaluated with the rows padded to the next power of two
-    (padding masked out of the batch), so problems of nearby sizes share one compiled loss (the
-    explorer changes n at every update)."""
-    n, d = H.shape
-    width = 1 << max(6, (n - 1).bit_length())
-    H_pad = np.zeros((width, d))
-    H_pad[:n] = H
-    H_pad[n:, 0] = 1.0
-    labels = np.zeros(width, dtype=int)
-    labels[:n] = problem.labels
-    index = np.arange(width, dtype=np.int32)[None]
-    valid = (np.arange(width) < n)[None]
-    return float(scl_loss(H_pad, labels, problem.tau, PackedBatches(index, valid)))
 
 
 def _check(problem: Problem) -> None:

@@ -290,3 +290,14 @@ def test_chunked_tau_and_data_do_not_recompile():
 def test_bad_chunk_size(chunk):
     with pytest.raises(ProblemError, match="chunk_size"):
         scl_loss(np.eye(4), [0, 0, 1, 1], 0.5, chunk_size=chunk)
+
+
+def test_bucketed_full_batch_loss_is_the_full_batch_loss():
+    from ufm.loss import full_batch_loss_bucketed
+    rng = np.random.default_rng(4)
+    for counts in ((3, 2), (20, 9, 4, 2), (40, 30, 3)):          # n = 5, 35, 73: buckets 64, 64, 128
+        labels = np.repeat(np.arange(len(counts)), counts)
+        H = unit_rows(rng, len(labels), 3)
+        want = scl_loop(H, labels, 0.7)
+        assert full_batch_loss_bucketed(H, labels, 0.7) == pytest.approx(want, rel=1e-12)
+        assert full_batch_loss_bucketed(H, labels, 0.7, chunk_size=16) == pytest.approx(want, rel=1e-12)

@@ -204,10 +204,29 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
                            chunk_size=None if chunk_size is None else int(chunk_size))
 
 
+def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = None) -> float:
+    """Full-batch SCL (sum) of H (n, d) with labels (n,), evaluated on rows padded to the next power of
+    two (at least 64) with the padding masked out of the batch: the value is the full-batch loss of H,
+    and problems of nearby sizes share one compiled loss (sweeps over class counts, the explorer)."""
+    H = np.asarray(H, dtype=np.float64)
+    n, d = H.shape
+    width = 1 << max(6, (n - 1).bit_length())
+    H_pad = np.zeros((width, d))
+    H_pad[:n] = H
+    H_pad[n:, 0] = 1.0
+    labels_pad = np.zeros(width, dtype=np.int64)
+    labels_pad[:n] = np.asarray(labels)
+    packed = PackedBatches(np.arange(width, dtype=np.int32)[None], (np.arange(width) < n)[None])
+    return float(scl_loss(H_pad, labels_pad, tau, packed, chunk_size=chunk_size))
+
+
 def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
                  chunk_size: int | None = None) -> float:
     """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``
-    (``chunk_size``: see :func:`scl_loss`)."""
+    (``chunk_size``: see :func:`scl_loss`). Full batch without prototypes, sum reduction: evaluated by
+    :func:`full_batch_loss_bucketed` (one compiled loss for many sizes)."""
+    if problem.is_full_batch and problem.prototypes is None and reduction == "sum":
+        return full_batch_loss_bucketed(H, problem.labels, problem.tau, chunk_size)
     W, w_labels = problem.prototype_rows()
     anchors = problem.prototypes.anchors if problem.prototypes is not None else True
     return float(scl_loss(H, problem.labels, problem.tau, problem.batches(epoch), reduction,
