@@ -59,7 +59,11 @@ order tol relative). A non-finite loss or gradient stops with status ``"error"``
 floating-point floor) stops, and counts as converged only if the gradient test holds.
 
 Public API: :func:`solve`, :func:`solve_many` (many random starts in one vmapped compiled call),
-:func:`solve_batched` (several problems of equal shape, e.g. several temperatures, in one call).
+:func:`solve_batched` (several problems of equal shape, e.g. several temperatures, in one call; with
+``pad=True`` problems of different counts, e.g. a sweep over imbalance ratios, padded to one n).
+``chunk_size`` (every entry point) evaluates the loss in row blocks (``ufm.loss``), memory O(c n).
+Compilation: one program per (config, shapes); tau, the start and the data are traced, so sweeps over
+temperatures, seeds or (padded) ratios at one shape compile once (tests/test_gd.py counts traces).
 """
 
 from __future__ import annotations
