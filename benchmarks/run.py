@@ -322,7 +322,10 @@ def markdown(res: dict) -> str:
          f"Machine: {m['cpu']}, {m['cores']} cores, JAX backend `{m['jax_backend']}`, "
          f"load average at start {m['load_average_at_start'][0]:.1f}; {m['date']}; jax "
          f"{m['versions']['jax']}, torch {m['versions']['torch']}, cvxpy {m['versions']['cvxpy']}. "
-         "No GPU was available for this run: the GPU rows (n = 100000) are not measured.", ""]
+         "The machine was shared with other jobs (load above): timings are noisy; ratios are pairwise "
+         "in the same run. "
+         + ("" if m["gpu"] else "No GPU was available for this run: the GPU rows (full batch "
+                               "n = 100000, fraction of GPU matmul peak) are not measured."), ""]
     g = res.get("gd_vs_torch", {})
     if "rows" in g:
         L += ["| GD vs PyTorch (n=1000, k=10, float64, to 1e-6 rel. gap) | value |", "|---|---|",
@@ -364,10 +367,14 @@ def markdown(res: dict) -> str:
               f"| 32 imbalance ratios: loop / vmapped, warm | {b['loop_over_vmapped_warm']:.1f}x |", ""]
     c = res.get("convex")
     if c:
-        L += ["| n x n program, n | " + " | ".join(str(r["n"]) for r in c["nxn"]["CLARABEL"]) + " |",
-              "|---|" + "---|" * len(c["nxn"]["CLARABEL"])]
+        sizes = sorted({r["n"] for rows in c["nxn"].values() for r in rows})
+        L += [f"| n x n program (STEP k=4, tau 0.5; stops past {c['cap_seconds']:g} s), n | "
+              + " | ".join(str(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
         for name, rows in c["nxn"].items():
-            L.append(f"| {name} s | " + " | ".join(f"{r['seconds']:.2f}" for r in rows) + " |")
+            by_n = {r["n"]: f"{r['seconds']:.2f}" + ("*" if r["status"] != "optimal" else "")
+                    for r in rows}
+            L.append(f"| {name} s | " + " | ".join(by_n.get(n, "-") for n in sizes) + " |")
+        L.append("(* = status not `optimal`)")
         L += ["", "| reduced program, k | factored (certified) s, warm / cold | general cvxpy s | rel. diff |",
               "|---|---|---|---|"]
         for r in c["reduced"]:
@@ -391,7 +398,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent), help="folder for results.json and RESULTS.md")
     parser.add_argument("--only", nargs="*", default=None,
                         help="sections to run: gd_vs_torch gd_scaling many convex explorer")
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="rewrite RESULTS.md from the results.json in --out, running nothing")
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        out = Path(args.out)
+        md = markdown(json.loads((out / "results.json").read_text()))
+        (out / "RESULTS.md").write_text(md)
+        print(md)
+        return
     q = args.quick
     sections = {
         "gd_vs_torch": lambda: bench_gd_vs_torch(3 if q else 5, 20.0 if q else 60.0),
