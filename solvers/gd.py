@@ -59,7 +59,11 @@ order tol relative). A non-finite loss or gradient stops with status ``"error"``
 floating-point floor) stops, and counts as converged only if the gradient test holds.
 
 Public API: :func:`solve`, :func:`solve_many` (many random starts in one vmapped compiled call),
-:func:`solve_batched` (several problems of equal shape, e.g. several temperatures, in one call).
+:func:`solve_batched` (several problems of equal shape, e.g. several temperatures, in one call; with
+``pad=True`` problems of different counts, e.g. a sweep over imbalance ratios, padded to one n).
+``chunk_size`` (every entry point) evaluates the loss in row blocks (``ufm.loss``), memory O(c n).
+Compilation: one program per (config, shapes); tau, the start and the data are traced, so sweeps over
+temperatures, seeds or (padded) ratios at one shape compile once (tests/test_gd.py counts traces).
 """
 
 from __future__ import annotations
@@ -141,6 +145,7 @@ class Config(NamedTuple):
     stochastic: bool                  # random scheme: one step per batch
     prototype_anchors: bool
     history: int
+    chunk_size: int | None = None     # memory-bounded loss (ufm.loss), None: plain
 
 
 class Data(NamedTuple):
@@ -186,7 +191,7 @@ class LoopState(NamedTuple):
 def _loss_fn(cfg: Config, data: Data) -> Callable:
     def loss(H, index, valid):
         return scl_loss_packed(H, data.labels, data.tau, index, valid, "sum", data.protos,
-                               data.proto_labels, cfg.prototype_anchors)
+                               data.proto_labels, cfg.prototype_anchors, cfg.chunk_size)
     return loss
 
 
@@ -358,14 +363,15 @@ def _check_args(steps, learning_rate, tol, dtype, optimizer):
         raise ProblemError(f"optimizer must be a name or an optax GradientTransformation (got {optimizer!r})")
 
 
-def _config(problem: Problem, steps: int, optimizer) -> Config:
+def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = None) -> Config:
     if isinstance(optimizer, str):
         method, name, tx = ("bb", None, None) if optimizer == "bb" else ("optax", optimizer, None)
     else:
         method, name, tx = "optax", None, optimizer
     anchors = problem.prototypes.anchors if problem.prototypes is not None else True
     return Config(bool(problem.relu), int(steps), method, name, tx, bool(problem.batching.is_random),
-                  bool(anchors), min(int(steps), HISTORY))
+                  bool(anchors), min(int(steps), HISTORY),
+                  None if chunk_size is None else int(chunk_size))
 
 
 def _data(problem: Problem, H0, steps, lr, tol, dtype) -> Data:
@@ -410,7 +416,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     # back to exact float64 unit rows (float32 runs round to ~1e-7)
     H = np.where(H < 0, 0.0, H) if problem.relu else H
     H = H / np.linalg.norm(H, axis=1, keepdims=True)
-    loss = problem_loss(problem, H)
+    loss = problem_loss(problem, H, chunk_size=cfg.chunk_size)
     if bool(s.converged):
         status, message = "converged", ""
     elif bool(s.stalled):
@@ -428,7 +434,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                     iterations=epochs, seconds=seconds, message=message, extra=extra)
 
 
-def _prepare(problem, steps, learning_rate, optimizer, dtype, tol):
+def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=None):
     if not isinstance(problem, Problem):
         raise ProblemError(f"solve needs a ufm.Problem (got {type(problem).__name__})")
     tol = DEFAULT_TOL[jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32] \
@@ -436,7 +442,10 @@ def _prepare(problem, steps, learning_rate, optimizer, dtype, tol):
     steps = DEFAULT_STEPS if steps is None else steps
     learning_rate = DEFAULT_LR if learning_rate is None else learning_rate
     _check_args(steps, learning_rate, tol, dtype, optimizer)
-    return int(steps), float(learning_rate), float(tol), _config(problem, steps, optimizer)
+    if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
+                                       and not isinstance(chunk_size, bool) and chunk_size >= 1):
+        raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
+    return int(steps), float(learning_rate), float(tol), _config(problem, steps, optimizer, chunk_size)
 
 
 def _unstack(tree, i):
@@ -446,7 +455,7 @@ def _unstack(tree, i):
 # ------------------------------------------------------------------ public API
 def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | None = None,
           optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
-          dtype=jnp.float64, tol: float | None = None) -> Solution:
+          dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None) -> Solution:
     """Minimise the problem's SCL loss over unit-norm rows (nonnegative with ReLU) from a random start.
 
     - ``steps``: at most this many epochs (default 5000); ``learning_rate``: the first trial step of
@@ -457,7 +466,9 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     - ``dtype``: ``jnp.float64`` (default) or ``jnp.float32``;
     - ``tol``: stopping tolerance (module docstring; default 1e-12 in float64, so the gradient test
       asks for ||g|| <= 1e-6 sqrt(L) and the mean Gram lands within ~1e-6 of the minimiser; 1e-6 in
-      float32).
+      float32);
+    - ``chunk_size``: None (default) or c: evaluate the loss in row blocks of c anchors
+      (``ufm.loss.scl_loss``), memory O(c n) instead of O(n^2): for large full batches.
 
     Returns a :class:`ufm.Solution` with ``method="gd"``, ``embeddings`` (n, d) float64 unit rows,
     ``class_mean_gram`` (k, k), ``loss`` (float64, sum reduction, over the batching of epoch 0),
@@ -465,7 +476,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     (wall time of the jitted call; it includes compilation the first time a shape/config is seen)
     and ``extra`` (relative loss change, Riemannian gradient norm, loss history, ...).
     """
-    steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol)
+    steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     seed = problem.seed if seed is None else seed
     data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
     t0 = time.perf_counter()
@@ -477,13 +488,14 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = None,
                learning_rate: float | None = None,
                optimizer: str | optax.GradientTransformation = "bb",
-               dtype=jnp.float64, tol: float | None = None) -> list[Solution]:
+               dtype=jnp.float64, tol: float | None = None,
+               chunk_size: int | None = None) -> list[Solution]:
     """Solve from several random starts at once: ``jax.vmap`` over the starts, one compiled call.
 
     Same keywords as :func:`solve`; ``seeds`` gives the starts. Each start keeps its own stopping
     test (finished starts stop moving). ``seconds`` of every solution is the wall time of the call.
     """
-    steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol)
+    steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
@@ -498,41 +510,87 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     return [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype) for i in range(len(seeds))]
 
 
+def _pad_data(data: Data, n_pad: int) -> Data:
+    """Pad a full-batch run's arrays to ``n_pad`` rows: the extra rows are unit rows e_1 outside every
+    batch (``valid`` False), so they enter no loss term, get a zero gradient and never move."""
+    n, d = data.H0.shape
+    extra = n_pad - n
+    fill = np.zeros((extra, d), dtype=data.H0.dtype)
+    fill[:, 0] = 1.0
+    H0 = np.concatenate([np.asarray(data.H0), fill])          # NumPy: no per-shape compiles
+    labels = np.concatenate([np.asarray(data.labels), np.zeros((extra,), data.labels.dtype)])
+
+    def widen(a, fill):
+        pad = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
+        return np.pad(np.asarray(a), pad, constant_values=fill)
+    return data._replace(H0=H0, labels=labels, mon_index=widen(data.mon_index, 0),
+                         mon_valid=widen(data.mon_valid, False), ep_index=widen(data.ep_index, 0),
+                         ep_valid=widen(data.ep_valid, False))
+
+
 def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                   learning_rate: float | None = None,
                   optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
-                  dtype=jnp.float64, tol: float | None = None) -> list[Solution]:
+                  dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
+                  pad: bool = False, pad_to: int | None = None) -> list[Solution]:
     """Solve several problems of equal shape in one vmapped compiled call.
 
     The problems must share counts, dim, relu, prototypes and batching scheme (so their arrays stack);
     they may differ in ``tau`` (traced) and in the seed of a random batching. Every problem starts from
     ``seed`` (default: its own ``problem.seed``). Returns one :class:`ufm.Solution` per problem.
+
+    ``pad=True`` (full batch only) also allows different class counts, e.g. a sweep over imbalance
+    ratios: every problem's n examples are padded to ``pad_to`` rows (default the largest n) with rows
+    outside the batch (masked out of every loss term, zero gradient, never moved), and the labels are
+    vmapped too. Each problem then runs exactly its own n-example full-batch solve (same start as
+    :func:`solve` with that seed), and one compiled program serves every problem set with the same
+    ``pad_to``, so a sweep recompiles only when the padded size changes.
     """
     problems = list(problems)
     if not problems:
         raise ProblemError("solve_batched needs at least one problem")
     first = problems[0]
     for p in problems[1:]:
-        if (p.counts, p.dim, p.relu, p.prototypes, p.batching.scheme, p.batching.batch_size) != \
+        if pad:
+            if (p.dim, p.relu, p.prototypes) != (first.dim, first.relu, first.prototypes):
+                raise ProblemError("solve_batched(pad=True) needs problems of equal shape apart from the "
+                                   "counts: same dim, relu and prototypes")
+        elif (p.counts, p.dim, p.relu, p.prototypes, p.batching.scheme, p.batching.batch_size) != \
                 (first.counts, first.dim, first.relu, first.prototypes, first.batching.scheme,
                  first.batching.batch_size):
             raise ProblemError("solve_batched needs problems of equal shape: same counts, dim, relu, "
-                               "prototypes and batching scheme (tau and seed may differ)")
+                               "prototypes and batching scheme (tau and seed may differ; "
+                               "pad=True allows different counts under full batch)")
         if p.batching.scheme == "explicit" and p.batching != first.batching:
             raise ProblemError("solve_batched needs the same explicit batching for every problem")
-    steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol)
+    if pad and not all(p.is_full_batch for p in problems):
+        raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
+    steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
              for p in problems]
+    if pad:
+        n_pad = max(p.n for p in problems) if pad_to is None else int(pad_to)
+        if n_pad < max(p.n for p in problems):
+            raise ProblemError(f"pad_to = {n_pad} is smaller than the largest problem "
+                               f"(n = {max(p.n for p in problems)})")
+        datas = [_pad_data(d, n_pad) for d in datas]
     shapes = {(d.ep_index.shape, d.mon_index.shape) for d in datas}
     if len(shapes) > 1:   # random batchings of different seeds may pack differently: pad
         raise ProblemError("the problems' batchings pack to different shapes; use equal batchings")
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *datas)
-    axes = tuple(None if f in ("labels", "protos", "proto_labels", "lr", "tol") else 0
-                 for f in Data._fields)
-    stacked = stacked._replace(labels=datas[0].labels, protos=datas[0].protos,
-                               proto_labels=datas[0].proto_labels, lr=datas[0].lr, tol=datas[0].tol)
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *datas)
+    shared = ("protos", "proto_labels", "lr", "tol") + (() if pad else ("labels",))
+    axes = tuple(None if f in shared else 0 for f in Data._fields)
+    stacked = stacked._replace(protos=datas[0].protos, proto_labels=datas[0].proto_labels,
+                               lr=datas[0].lr, tol=datas[0].tol)
+    if not pad:
+        stacked = stacked._replace(labels=datas[0].labels)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_compiled(cfg, axes)(stacked))
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
-    return [_solution(p, _unstack(out, i), cfg, seconds, tol, dtype) for i, p in enumerate(problems)]
+    sols = []
+    for i, p in enumerate(problems):
+        s = _unstack(out, i)
+        s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
+        sols.append(_solution(p, s, cfg, seconds, tol, dtype))
+    return sols

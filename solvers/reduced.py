@@ -18,6 +18,20 @@ matrix T with T_gg = 1 + (k_g - 1) a_g and T_gh = b_gh sqrt(k_g k_h), so the pro
     subject to a_g <= 1, T PSD, [ReLU: a, b >= 0].
 
 For STEP imbalance (two groups) this is THEORY.md's program over the three scalars a, b, c.
+
+Factored fast path (:func:`solve_factored`, the default when all counts differ): the same program in
+Burer-Monteiro form M = V V^T, V (k, r) with unit rows (r = k; with ReLU V >= 0 and r = 2k, since a
+nonnegative factor at r = k can stall, THEORY.md section 3):
+
+    minimise  f(V) = sum_c n_c logsumexp_{c'} ( (<v_c, v_c'> - 1)/tau + log w_cc' )
+    gradient  grad_V f = (C + C^T) V,   C_cc' = n_c softmax_{c'}(...) / tau   (k, k)
+
+by Riemannian Barzilai-Borwein gradient descent with a nonmonotone Armijo search on the product of
+spheres (the method of :mod:`solvers.gd`, in NumPy: at k <= 100 a step costs well under a
+millisecond and nothing needs compiling). The result is not trusted on its own: M = V V^T is certified
+by the convex program's optimality conditions through :func:`solvers.bound.best_bound` (a dual
+certificate S = C - Diag(y) [- N] >= 0 gives a valid lower bound on the convex optimum), and if the
+certified gap exceeds ``FACTORED_GAP_TOL`` relative the general cvxpy program is solved instead.
 """
 
 from __future__ import annotations
@@ -33,13 +47,23 @@ from solvers import cvx_common
 from solvers.bound import best_bound, dual_free_multipliers
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.errors import ProblemError
-from ufm.loss import problem_loss
+from ufm.loss import full_batch_loss_bucketed
 from ufm.problem import Problem
 from ufm.solution import Solution
 
 #: Above this many examples the collapsed embeddings' loss is computed from the reduced formula
 #: instead of the full n x n JAX loss.
 EMBEDDING_LOSS_MAX_N = 4000
+
+#: The default uses the block program only up to this many count groups (cvxpy builds it term by term,
+#: slow for many groups: 12 s at k = 100 long tail); beyond, the factored path.
+BLOCK_MAX_GROUPS = 6
+
+#: The factored fast path's result stands when (value - certified lower bound) <= this * max(1, value);
+#: otherwise the general cvxpy program is solved.
+FACTORED_GAP_TOL = 1e-8
+FACTORED_MAX_ITER = 20000
+FACTORED_GRAD_TOL = 1e-12     # stop when ||Riemannian grad||_F <= this * max(1, f)
 
 
 def log_weights(counts) -> np.ndarray:
@@ -57,6 +81,142 @@ def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     value = float(n @ logsumexp(Z, axis=1))
     C = n[:, None] * softmax(Z, axis=1) / tau
     return value, C
+
+
+def _rgrad(V: np.ndarray, G: np.ndarray, relu: bool) -> np.ndarray:
+    """Riemannian (ReLU: tangent-cone) gradient on unit rows, as :func:`solvers.gd.riemannian_grad`."""
+    radial = np.sum(G * V, axis=1, keepdims=True)
+    if not relu:
+        return G - radial * V
+    return np.where(V > 0, G - radial * V, np.minimum(G, 0.0))
+
+
+def _retract(X: np.ndarray, relu: bool) -> np.ndarray:
+    """Rows normalised (ReLU: clipped at 0 first; a row with no positive entry becomes the unit vector
+    of its largest coordinate), as :func:`solvers.gd.retract`."""
+    if relu:
+        C = np.maximum(X, 0.0)
+        dead = ~np.any(C > 0, axis=1)
+        if dead.any():
+            C[dead] = np.eye(X.shape[1])[np.argmax(X[dead], axis=1)]
+        X = C
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def _factored_value_grad(V: np.ndarray, n: np.ndarray, logw: np.ndarray,
+                         tau: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """f(V), C (k, k) = grad_M f at M = V V^T, and grad_V f = (C + C^T) V (module docstring)."""
+    Z = (V @ V.T - 1.0) / tau + logw
+    top = Z.max(axis=1, keepdims=True)
+    E = np.exp(Z - top)
+    S = E.sum(axis=1, keepdims=True)
+    value = float(n @ (top[:, 0] + np.log(S[:, 0])))
+    C = n[:, None] * (E / S) / tau
+    return value, C, (C + C.T) @ V
+
+
+def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: int = 0,
+                max_iter: int = FACTORED_MAX_ITER,
+                grad_tol: float = FACTORED_GRAD_TOL) -> tuple[np.ndarray, float, int, float]:
+    """Minimise the factored reduced objective (module docstring) over V (k, rank) with unit rows
+    (nonnegative with ReLU) by Riemannian BB + nonmonotone Armijo from a random start.
+
+    Returns ``(V (k, rank), f(V), iterations, ||Riemannian gradient||_F)``.
+    """
+    n = np.asarray(counts, dtype=float)
+    k = len(n)
+    r = (2 * k if relu else k) if rank is None else int(rank)
+    logw = log_weights(counts)
+    X = np.random.default_rng(seed).standard_normal((k, r))
+    V = _retract(np.abs(X) if relu else X, relu)
+    f, _, G = _factored_value_grad(V, n, logw, tau)
+    g, gt = _rgrad(V, G, relu), _rgrad(V, G, False)
+    alpha = 1.0
+    hist = [f]
+    V_prev = g_prev = None
+    it = 0
+    for it in range(max_iter):
+        if np.linalg.norm(g) <= grad_tol * max(1.0, abs(f)):
+            break
+        if V_prev is not None:
+            s, y = V - V_prev, g - g_prev
+            sy = float(np.sum(s * y))
+            if sy > 0:
+                alpha = float(np.sum(s * s)) / sy if it % 2 == 0 else sy / float(np.sum(y * y))
+            else:
+                alpha = 2 * alpha
+        alpha = min(max(alpha, 1e-12), 1e12)
+        f_ref = max(hist[-10:])
+        for _ in range(60):
+            V_t = _retract(V - alpha * g, relu)
+            f_t, _, G_t = _factored_value_grad(V_t, n, logw, tau)
+            dec = float(np.sum(gt * (V_t - V)))
+            if np.isfinite(f_t) and dec < 0 and f_t <= f_ref + 1e-4 * dec:
+                break
+            alpha /= 2
+        else:
+            break                                     # floating-point floor: no decrease left
+        V_prev, g_prev = V, g
+        V, f, G = V_t, f_t, G_t
+        g, gt = _rgrad(V, G, relu), _rgrad(V, G, False)
+        hist.append(f)
+    return V, f, it, float(np.linalg.norm(g))
+
+
+def solve_factored(problem: Problem, rank: int | None = None, seed: int | None = None,
+                   fallback: bool = True) -> Solution:
+    """The reduced program by its factored form (module docstring), certified.
+
+    Returns a :class:`~ufm.solution.Solution` like :func:`solve_reduced` (``method="reduced"``,
+    ``extra["program"] = "factored"``, ``class_mean_gram`` M = V V^T (k, k), ``loss`` = the reduced
+    objective at M, ``lower_bound`` = the certified lower bound on the convex optimum,
+    ``extra["certified_gap"]``). Status ``"optimal"`` when the certified gap is at most
+    ``FACTORED_GAP_TOL * max(1, loss)``; otherwise, with ``fallback``, the general cvxpy program's
+    solution is returned (``extra["factored_gap"]`` records why), else status ``"optimal_inaccurate"``.
+    """
+    _check(problem)
+    t0 = time.perf_counter()
+    counts, tau, k = problem.counts, problem.tau, problem.k
+    seed = problem.seed if seed is None else int(seed)
+    V, f, iters, gnorm = factored_bb(counts, tau, problem.relu, rank, seed)
+    M = V @ V.T
+    np.fill_diagonal(M, 1.0)
+    mask = np.ones((k, k), dtype=bool) if problem.relu else None
+    value, C = reduced_loss(M, counts, tau)
+    bound = best_bound(value, C, M, [dict(zip(("y", "N"), dual_free_multipliers(C, M, mask)))])
+    gap = value - bound
+    if not gap <= FACTORED_GAP_TOL * max(1.0, abs(value)):
+        if fallback:
+            sol = solve_reduced(problem, fast_path=False)
+            sol.extra["factored_gap"] = float(gap)
+            return sol
+        status, message = "optimal_inaccurate", f"certified gap {gap:.3g} above tolerance"
+    else:
+        status, message = "optimal", ""
+    residuals = cvx_common.gram_residuals(M, mask)
+    extra: dict[str, Any] = {"solver": "factored-bb", "program": "factored", "solver_status": status,
+                             "residuals": residuals, "solver_value": f,
+                             "certified_lower_bound": float(bound), "certified_gap": float(gap),
+                             "riemannian_grad_norm": gnorm, "rank": int(V.shape[1])}
+    return _finish(problem, M, value, float(bound), status, message, iters, t0, extra)
+
+
+def _finish(problem: Problem, M: np.ndarray, value: float, lower_bound: float, status: str,
+            message: str, iters: int, t0: float, extra: dict[str, Any]) -> Solution:
+    """Factor M into collapsed embeddings and build the Solution (shared by both paths)."""
+    counts, tau = problem.counts, problem.tau
+    if problem.relu:
+        V, info = nonnegative_factor(M, problem.dim, seed=problem.seed)
+    else:
+        V = eigen_factor(M, problem.dim)
+        info = {"method": "eigen", "factor_residual": float(np.abs(V @ V.T - M).max())}
+    extra["factor"] = info
+    H = V[problem.labels]
+    extra["embedding_loss"] = (full_batch_loss_bucketed(H, problem.labels, problem.tau) if problem.n <= EMBEDDING_LOSS_MAX_N
+                               else reduced_loss(V @ V.T, counts, tau)[0])
+    return Solution(method="reduced", class_mean_gram=M, loss=value, status=status, embeddings=H,
+                    lower_bound=lower_bound, iterations=iters, seconds=time.perf_counter() - t0,
+                    message=message, extra=extra)
 
 
 def _check(problem: Problem) -> None:
@@ -141,7 +301,10 @@ def solve_reduced(problem: Problem, solver: str | None = None,
     """Solve the reduced program (module docstring) for a full-batch problem without prototypes.
 
     ``fast_path``: None (default) uses the block program when some classes share a count (STEP,
-    balanced, any repeated counts), True forces it, False forces the general k x k program.
+    balanced, any repeated counts) with at most ``BLOCK_MAX_GROUPS`` distinct counts, and otherwise, unless a cvxpy ``solver`` is named, the certified
+    factored fast path (:func:`solve_factored`, which falls back to the general program when its
+    certificate fails); True forces the block program, False the general k x k program,
+    ``"factored"`` the factored path.
     Returns a :class:`~ufm.solution.Solution` with ``method="reduced"``: ``class_mean_gram`` M (k, k),
     ``lower_bound = loss`` = the optimum (recomputed in NumPy at M), ``embeddings`` (n, dim) the
     collapsed rows h_i = m_{y_i} with the means factored from M (top eigenpairs; with ReLU a
@@ -153,6 +316,9 @@ def solve_reduced(problem: Problem, solver: str | None = None,
     t0 = time.perf_counter()
     counts, tau, k = problem.counts, problem.tau, problem.k
     _, k_g, n_g = count_groups(counts)
+    if fast_path == "factored" or (fast_path is None and solver is None
+                                   and not len(k_g) <= min(k - 1, BLOCK_MAX_GROUPS)):
+        return solve_factored(problem)
     use_block = (len(k_g) < k) if fast_path is None else bool(fast_path)
     name = cvx_common.solver_call(solver, solver_options)[0]
     extra: dict[str, Any] = {"solver": name, "program": "block" if use_block else "general"}
@@ -187,19 +353,7 @@ def solve_reduced(problem: Problem, solver: str | None = None,
             N = constraints["nonnegative"].dual_value if mask is not None else None
             cands += [{"y": s * y, "N": None if N is None else s * np.asarray(N)} for s in (1.0, -1.0)]
         extra["certified_lower_bound"] = best_bound(value, C, M, cands)
-
-    if problem.relu:
-        V, info = nonnegative_factor(M, problem.dim, seed=problem.seed)
-    else:
-        V = eigen_factor(M, problem.dim)
-        info = {"method": "eigen", "factor_residual": float(np.abs(V @ V.T - M).max())}
-    extra["factor"] = info
-    H = V[problem.labels]
-    extra["embedding_loss"] = (problem_loss(problem, H) if problem.n <= EMBEDDING_LOSS_MAX_N
-                               else reduced_loss(V @ V.T, counts, tau)[0])
-    return Solution(method="reduced", class_mean_gram=M, loss=value, status=status, embeddings=H,
-                    lower_bound=value, iterations=iters, seconds=time.perf_counter() - t0,
-                    message=message, extra=extra)
+    return _finish(problem, M, value, value, status, message, iters, t0, extra)
 
 
 def _block_T(k_g: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

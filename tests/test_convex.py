@@ -266,3 +266,43 @@ def test_reduced_k100():
     sol = solve_reduced(problem, fast_path=False)
     assert sol.status in ("optimal", "optimal_inaccurate"), sol.message
     assert sol.extra["embedding_loss"] == pytest.approx(sol.loss, rel=1e-7)
+
+
+# ---------------------------------------------------------------- the factored (Burer-Monteiro) fast path
+@pytest.mark.parametrize("counts,tau,relu", [
+    ((10, 5, 3, 2), 0.5, False),                 # THEORY.md's check value 35.714086
+    ((8, 8, 2, 2), 0.5, False),                  # THEORY.md's STEP check value 35.98345
+    ((30, 17, 11, 7, 5, 4, 3, 2), 0.2, False),
+    ((40, 31, 23, 17, 12, 9, 7, 5, 3, 2), 1.0, False),
+    ((12, 7, 4, 2), 0.3, True),
+])
+def test_factored_path_agrees_with_the_general_program(counts, tau, relu):
+    from solvers.reduced import solve_factored
+    problem = Problem.from_counts(counts, tau=tau, relu=relu)
+    fast = solve_factored(problem, fallback=False)
+    general = solve_reduced(problem, fast_path=False)
+    assert fast.status == "optimal" and fast.extra["program"] == "factored"
+    assert fast.loss == pytest.approx(general.loss, rel=REL)
+    np.testing.assert_allclose(fast.class_mean_gram, general.class_mean_gram, atol=GRAM)
+    # the certificate is a valid lower bound, and tight
+    assert fast.lower_bound <= fast.loss
+    assert fast.loss - fast.lower_bound <= 1e-8 * fast.loss
+    assert fast.lower_bound <= general.loss * (1 + 1e-9)
+    # the collapsed embeddings have that loss under the brute-force loop
+    assert scl_loop(fast.embeddings, problem.labels, tau) == pytest.approx(fast.loss, rel=1e-9)
+    if relu:
+        np.testing.assert_allclose(fast.class_mean_gram, np.eye(len(counts)), atol=1e-8)
+
+
+def test_theory_check_value_through_the_default_path():
+    sol = solve_reduced(Problem.from_counts((10, 5, 3, 2), tau=0.5))
+    assert sol.extra["program"] == "factored"          # all counts differ: the default fast path
+    assert sol.loss == pytest.approx(35.714086, abs=5e-7)
+
+
+def test_factored_falls_back_to_cvxpy_when_the_certificate_fails(monkeypatch):
+    from solvers import reduced
+    monkeypatch.setattr(reduced, "FACTORED_GAP_TOL", -1.0)   # no certificate can pass
+    sol = reduced.solve_reduced(Problem.from_counts((10, 5, 3, 2), tau=0.5))
+    assert sol.extra["program"] == "general" and "factored_gap" in sol.extra
+    assert sol.loss == pytest.approx(35.714086, abs=5e-7)

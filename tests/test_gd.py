@@ -240,3 +240,62 @@ def test_relu_with_orthonormal_prototypes_pins_every_row_to_its_prototype():
     # rows converge at the square root of the loss accuracy (gradient test sqrt(1e-10 |L|)): 1e-3
     np.testing.assert_allclose(sol.embeddings, np.eye(4, problem.dim)[problem.labels], atol=1e-3)
     assert of_distance(sol) < GRAM_TOL
+
+
+# ---------------------------------------------------------------- scale: chunked loss, padded sweeps, compiles
+def test_chunked_solve_equals_plain_solve():
+    problem = Problem.step(4, 12, 3, tau=0.5)            # no ReLU: THEORY's reduced program is the optimum
+    plain = gd.solve(problem)
+    chunked = gd.solve(problem, chunk_size=7)
+    assert chunked.status == plain.status == "converged"
+    assert chunked.iterations == plain.iterations
+    assert chunked.loss == pytest.approx(plain.loss, rel=1e-10)
+    np.testing.assert_allclose(chunked.embeddings, plain.embeddings, atol=1e-8)
+
+
+def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monkeypatch):
+    from solvers.reduced import solve_reduced
+    traces = []
+    run = gd._run
+    monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))
+    gd._compiled.cache_clear()
+    # STEP imbalance over ratios 1, 2, 4, 6 at n_max = 12: n = 48, 36, 30, 28, padded to 48
+    problems = [Problem.step(4, 12, r, tau=0.5) for r in (1, 2, 4, 6)]
+    sweep = gd.solve_batched(problems, pad=True)
+    assert len(traces) == 1
+    # a second sweep of as many problems (other ratios, taus) at the same padded size: no recompile
+    gd.solve_batched([Problem.step(4, 12, r, tau=t) for r, t in ((3, 0.3), (6, 1.0), (2, 0.3), (1, 2.0))],
+                     pad=True,
+                     pad_to=48)
+    assert len(traces) == 1
+    for p, sol in zip(problems, sweep):
+        assert sol.status == "converged", sol.message
+        assert sol.embeddings.shape == (p.n, p.dim)
+        # independent value: the reduced convex program (Clarabel) of THEORY.md section 3
+        assert sol.loss == pytest.approx(solve_reduced(p, certified=False).loss, rel=LOSS_RTOL)
+    for p, sol in zip(problems[::3], sweep[::3]):      # and each is that problem's own solve
+        assert sol.loss == pytest.approx(gd.solve(p).loss, rel=1e-10)
+    gd._compiled.cache_clear()
+
+
+def test_repeated_solves_at_one_shape_compile_once(monkeypatch):
+    traces = []
+    run = gd._run
+    monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))
+    gd._compiled.cache_clear()
+    for tau, seed in ((0.2, 0), (0.5, 1), (1.0, 2), (2.0, 3)):     # a temperature sweep, new starts
+        gd.solve(Problem.step(4, 8, 4, tau=tau), seed=seed)
+    assert len(traces) == 1
+    problems = [Problem.step(4, 8, 4, tau=t) for t in (0.3, 0.7)]
+    gd.solve_batched(problems)
+    gd.solve_batched([p.with_(tau=2 * p.tau) for p in problems])
+    assert len(traces) == 2                                        # one more for the vmapped program
+    gd._compiled.cache_clear()
+
+
+def test_padded_sweep_rejects_minibatches_and_small_pad():
+    with pytest.raises(ProblemError, match="full-batch"):
+        gd.solve_batched([Problem.balanced(3, 4, batching=Batching.random(4)),
+                          Problem.balanced(3, 5, batching=Batching.random(4))], pad=True)
+    with pytest.raises(ProblemError, match="pad_to"):
+        gd.solve_batched([Problem.balanced(3, 4), Problem.balanced(3, 5)], pad=True, pad_to=12)

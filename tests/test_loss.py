@@ -185,3 +185,119 @@ def test_bad_shapes():
         scl_loss(np.eye(4), np.array([0, 1]), 1.0)
     with pytest.raises(ProblemError, match="shape"):
         scl_loss(np.ones(4), np.array([0, 1, 0, 1]), 1.0)
+
+
+# ---------------------------------------------------------------- memory-bounded (chunked) evaluation
+def _grad_loop(H, labels, tau):
+    """Full-batch sum-reduction gradient from THEORY.md's formula by loops (independent of the JAX
+    code): dL/dG_ia = softmax_a(G_i. / tau over A(i)) / tau - [a in P(i)] / (tau |P(i)|) for each
+    anchor i with positives, then dL/dH = (C + C^T) H since G = H H^T."""
+    H = np.asarray(H, dtype=float)
+    n = len(H)
+    C = np.zeros((n, n))
+    for i in range(n):
+        others = [a for a in range(n) if a != i]
+        positives = [j for j in others if labels[j] == labels[i]]
+        if not positives:
+            continue
+        z = np.array([H[i] @ H[a] for a in others]) / tau
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        for a, pa in zip(others, p):
+            C[i, a] += pa / tau
+        for j in positives:
+            C[i, j] -= 1.0 / (tau * len(positives))
+    return (C + C.T) @ H
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=loss_cases(), reduction=st.sampled_from(REDUCTIONS), chunk=st.integers(1, 9))
+def test_chunked_matches_double_loop_float64(case, reduction, chunk):
+    H, labels, tau, batches, protos = case
+    W, wl, anchors = protos if protos else (None, None, True)
+    got = float(scl_loss(H, labels, tau, batches, reduction, W, wl, anchors, chunk_size=chunk))
+    want = scl_loop(H, labels, tau, batches, reduction, W, wl, anchors)
+    assert got == pytest.approx(want, rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("chunk,reduction", [(7, "sum"), (101, "sum"), (32, "mean"),
+                                             (32, "mean_with_positives")])
+def test_chunked_value_and_gradient_equal_plain_to_1e12(chunk, reduction):
+    rng = np.random.default_rng(11)
+    counts = [30, 25, 2, 20, 23]                  # n = 100; a class of 2; chunks that do not divide n
+    labels = np.repeat(np.arange(5), counts)
+    H = unit_rows(rng, 100, 6)
+    batches = [np.sort(rng.choice(100, size=60, replace=False)), np.arange(100)]
+    W, wl = unit_rows(rng, 3, 6), np.array([0, 3, 4])
+    for args in ((None, None, None), (batches, W, wl)):
+        b, w, l = args
+
+        def f(X, c):
+            return scl_loss(X, labels, 0.3, b, reduction, w, l, True, chunk_size=c)
+        v0, g0 = jax.value_and_grad(f)(jnp.asarray(H), None)
+        v1, g1 = jax.value_and_grad(f)(jnp.asarray(H), chunk)
+        assert abs(float(v1) - float(v0)) <= 1e-12 * max(1.0, abs(float(v0)))
+        assert float(jnp.max(jnp.abs(g1 - g0))) <= 1e-12 * max(1.0, float(jnp.max(jnp.abs(g0))))
+
+
+def test_chunked_gradient_matches_loop_gradient():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(3), [7, 5, 4])
+    H = unit_rows(rng, 16, 4)
+    want = _grad_loop(H, labels, 0.4)
+    for chunk in (None, 1, 5, 16):
+        got = jax.grad(lambda X: scl_loss(X, labels, 0.4, chunk_size=chunk))(jnp.asarray(H))
+        np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def _shapes(jaxpr, out):
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            out.add(tuple(getattr(v.aval, "shape", ())))
+        for p in eqn.params.values():
+            for sub in (p if isinstance(p, (list, tuple)) else [p]):
+                inner = getattr(sub, "jaxpr", None)
+                if inner is not None:
+                    _shapes(getattr(inner, "jaxpr", inner), out)
+    return out
+
+
+def test_chunked_gradient_never_forms_an_n_by_n_array():
+    n, c = 300, 32
+    labels = np.repeat(np.arange(3), 100)
+    H = jnp.asarray(unit_rows(np.random.default_rng(2), n, 4))
+
+    def big(chunk):
+        jaxpr = jax.make_jaxpr(jax.value_and_grad(
+            lambda X: scl_loss(X, labels, 0.5, chunk_size=chunk)))(H)
+        return [s for s in _shapes(jaxpr.jaxpr, set()) if sum(dim >= n for dim in s) >= 2]
+    assert big(None)                     # the plain loss does form (n, n) logits
+    assert big(c) == []                  # the chunked one only (c, n) blocks
+
+
+def test_chunked_tau_and_data_do_not_recompile():
+    from ufm.loss import scl_loss_packed
+    labels = np.repeat(np.arange(3), 4)
+    rng = np.random.default_rng(3)
+    scl_loss(unit_rows(rng, 12, 3), labels, 0.5, chunk_size=5)
+    before = scl_loss_packed._cache_size()
+    for tau in (0.3, 0.9):
+        scl_loss(unit_rows(rng, 12, 3), labels, tau, chunk_size=5)
+    assert scl_loss_packed._cache_size() == before
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 2.5, True])
+def test_bad_chunk_size(chunk):
+    with pytest.raises(ProblemError, match="chunk_size"):
+        scl_loss(np.eye(4), [0, 0, 1, 1], 0.5, chunk_size=chunk)
+
+
+def test_bucketed_full_batch_loss_is_the_full_batch_loss():
+    from ufm.loss import full_batch_loss_bucketed
+    rng = np.random.default_rng(4)
+    for counts in ((3, 2), (20, 9, 4, 2), (40, 30, 3)):          # n = 5, 35, 73: buckets 64, 64, 128
+        labels = np.repeat(np.arange(len(counts)), counts)
+        H = unit_rows(rng, len(labels), 3)
+        want = scl_loop(H, labels, 0.7)
+        assert full_batch_loss_bucketed(H, labels, 0.7) == pytest.approx(want, rel=1e-12)
+        assert full_batch_loss_bucketed(H, labels, 0.7, chunk_size=16) == pytest.approx(want, rel=1e-12)

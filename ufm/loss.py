@@ -19,6 +19,14 @@ Implementation: the batching is packed once into padded index arrays plus masks
 (:func:`ufm.batching.pack`); each batch's Gram is formed with one matmul and the anchor terms are
 computed for all anchors at once with a masked, max-shifted logsumexp, so the same jitted function
 serves every batching and is finite in float32 at small tau.
+
+Memory-bounded evaluation (``chunk_size=c``): each batch's anchors are processed in row blocks of c;
+a block forms its (c, m) logits against all m rows of the batch and reduces them at once to the c
+anchor terms (the same masked, max-shifted logsumexp per row, so the values are those of the plain
+evaluation up to round-off). The blocks run in a ``jax.lax.map`` whose body is rematerialised
+(``jax.checkpoint``), so neither the loss nor its gradient ever holds more than O(c * m) logits:
+memory O(c * m + m * d) per batch instead of O(m^2), at the price of recomputing each block's logits
+once in the backward pass.
 """
 
 from __future__ import annotations
@@ -62,15 +70,64 @@ def _batch_terms(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_an
     return terms, anchors, has_pos
 
 
-@partial(jax.jit, static_argnames=("reduction", "prototype_anchors"))
+def _block_terms(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
+                 tau: float, rows: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Anchor terms of the anchors ``rows`` (c,) of one batch, against all m rows of the batch.
+
+    Z (m, d), labels (m,), member (m,), is_anchor (m,) as in :func:`_batch_terms`; ``rows`` may hold
+    indices >= m (padding of the last block): those rows give terms 0 and are not anchors.
+    Returns (terms (c,), anchor mask (c,), has-positive mask (c,)).
+    """
+    m = Z.shape[0]
+    inside = rows < m
+    r = jnp.where(inside, rows, 0)
+    logits = (Z[r] @ Z.T) / tau                                   # (c, m)
+    not_self = r[:, None] != jnp.arange(m)[None, :]
+    row_member = member[r] & inside
+    others = row_member[:, None] & member[None, :] & not_self
+    positives = others & (labels[r][:, None] == labels[None, :])
+    n_pos = positives.sum(axis=1)
+    anchors = is_anchor[r] & row_member
+    has_pos = anchors & (n_pos > 0)
+
+    masked = jnp.where(others, logits, -jnp.inf)
+    row_max = jax.lax.stop_gradient(jnp.max(masked, axis=1, keepdims=True))
+    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+    sum_exp = jnp.sum(jnp.where(others, jnp.exp(logits - row_max), 0.0), axis=1)
+    lse = row_max[:, 0] + jnp.log(jnp.where(sum_exp > 0, sum_exp, 1.0))
+    pos_mean = jnp.sum(jnp.where(positives, logits, 0.0), axis=1) / jnp.maximum(n_pos, 1)
+    terms = jnp.where(has_pos, lse - pos_mean, 0.0)
+    return terms, anchors, has_pos
+
+
+def _batch_terms_chunked(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
+                         is_anchor: jnp.ndarray, tau: float,
+                         chunk_size: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """:func:`_batch_terms` in row blocks of ``chunk_size`` anchors (module docstring).
+
+    Same inputs and outputs (terms (m,), anchor mask (m,), has-positive mask (m,)); peak memory
+    O(chunk_size * m) in the loss and in its gradient.
+    """
+    m = Z.shape[0]
+    n_blocks = -(-m // chunk_size)
+    blocks = jnp.arange(n_blocks * chunk_size, dtype=jnp.int32).reshape(n_blocks, chunk_size)
+    body = jax.checkpoint(lambda rows: _block_terms(Z, labels, member, is_anchor, tau, rows))
+    terms, anchors, has_pos = jax.lax.map(body, blocks)
+    return terms.reshape(-1)[:m], anchors.reshape(-1)[:m], has_pos.reshape(-1)[:m]
+
+
+@partial(jax.jit, static_argnames=("reduction", "prototype_anchors", "chunk_size"))
 def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarray,
                     index: jnp.ndarray, valid: jnp.ndarray, reduction: str = "sum",
                     prototypes: jnp.ndarray | None = None, prototype_labels: jnp.ndarray | None = None,
-                    prototype_anchors: bool = True) -> jnp.ndarray:
+                    prototype_anchors: bool = True, chunk_size: int | None = None) -> jnp.ndarray:
     """SCL over a packed batching: ``index``, ``valid`` (n_batches, width) from :func:`pack`.
 
     H (n, d), labels (n,) int, prototypes (p, d) and prototype_labels (p,) or None. Returns a scalar.
     Jit-compiled once per shape; ``tau`` is traced, so changing it does not recompile.
+    ``chunk_size``: None (default) forms each batch's whole (m, m) logit matrix; an int c evaluates
+    the anchors in row blocks of c (module docstring), memory O(c * m) per batch, same value and
+    gradient up to round-off.
     """
     n_batches = index.shape[0]
     rows = H[index]                                   # (n_batches, width, d)
@@ -86,7 +143,12 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
         member = jnp.concatenate([valid, jnp.ones((n_batches, p), dtype=bool)], axis=1)
         is_anchor = jnp.concatenate(
             [valid, jnp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1)
-    terms, anchors, has_pos = jax.vmap(_batch_terms, in_axes=(0, 0, 0, 0, None))(
+    width = rows.shape[1]
+    if chunk_size is None or chunk_size >= width:
+        batch_terms = _batch_terms
+    else:
+        batch_terms = partial(_batch_terms_chunked, chunk_size=int(chunk_size))
+    terms, anchors, has_pos = jax.vmap(batch_terms, in_axes=(0, 0, 0, 0, None))(
         rows, row_labels, member, is_anchor, tau)
     batch_sums = terms.sum(axis=1)
     if reduction == "sum":
@@ -97,18 +159,23 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
 
 def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBatches | None = None,
              reduction: str = "sum", prototypes=None, prototype_labels=None,
-             prototype_anchors: bool = True) -> jnp.ndarray:
+             prototype_anchors: bool = True, chunk_size: int | None = None) -> jnp.ndarray:
     """The SCL loss of embeddings H (n, d) with labels (n,) at temperature ``tau``.
 
     ``batches``: None (full batch), a list of index arrays, or a :class:`PackedBatches`.
     ``reduction``: ``"sum"`` (default), ``"mean"`` or ``"mean_with_positives"`` (module docstring).
     ``prototypes`` (p, d) with ``prototype_labels`` (p,): fixed rows added to every batch.
+    ``chunk_size``: None (default) or a positive int: evaluate in row blocks of that many anchors,
+    memory O(chunk_size * n) instead of O(n^2) (module docstring); same value and gradient.
     Differentiable in H; the returned scalar has H's dtype.
     """
     if reduction not in REDUCTIONS:
         raise ProblemError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
     if not tau > 0:
         raise ProblemError(f"temperature tau must be positive (got {tau})")
+    if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
+                                       and not isinstance(chunk_size, bool) and chunk_size >= 1):
+        raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
     H = jnp.asarray(H)
     if H.ndim != 2:
         raise ProblemError(f"H must have shape (n, d) (got shape {H.shape})")
@@ -133,12 +200,34 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
     return scl_loss_packed(H, jnp.asarray(labels_np), jnp.asarray(tau, dtype=H.dtype),
                            jnp.asarray(packed.index), jnp.asarray(packed.valid), reduction=reduction,
                            prototypes=prototypes, prototype_labels=prototype_labels,
-                           prototype_anchors=prototype_anchors)
+                           prototype_anchors=prototype_anchors,
+                           chunk_size=None if chunk_size is None else int(chunk_size))
 
 
-def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum") -> float:
-    """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``."""
+def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = None) -> float:
+    """Full-batch SCL (sum) of H (n, d) with labels (n,), evaluated on rows padded to the next power of
+    two (at least 64) with the padding masked out of the batch: the value is the full-batch loss of H,
+    and problems of nearby sizes share one compiled loss (sweeps over class counts, the explorer)."""
+    H = np.asarray(H, dtype=np.float64)
+    n, d = H.shape
+    width = 1 << max(6, (n - 1).bit_length())
+    H_pad = np.zeros((width, d))
+    H_pad[:n] = H
+    H_pad[n:, 0] = 1.0
+    labels_pad = np.zeros(width, dtype=np.int64)
+    labels_pad[:n] = np.asarray(labels)
+    packed = PackedBatches(np.arange(width, dtype=np.int32)[None], (np.arange(width) < n)[None])
+    return float(scl_loss(H_pad, labels_pad, tau, packed, chunk_size=chunk_size))
+
+
+def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
+                 chunk_size: int | None = None) -> float:
+    """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``
+    (``chunk_size``: see :func:`scl_loss`). Full batch without prototypes, sum reduction: evaluated by
+    :func:`full_batch_loss_bucketed` (one compiled loss for many sizes)."""
+    if problem.is_full_batch and problem.prototypes is None and reduction == "sum":
+        return full_batch_loss_bucketed(H, problem.labels, problem.tau, chunk_size)
     W, w_labels = problem.prototype_rows()
     anchors = problem.prototypes.anchors if problem.prototypes is not None else True
     return float(scl_loss(H, problem.labels, problem.tau, problem.batches(epoch), reduction,
-                          W, w_labels, anchors))
+                          W, w_labels, anchors, chunk_size=chunk_size))

@@ -1,0 +1,1 @@
+"""Benchmark harness for ufm-scl (``python -m benchmarks``; see benchmarks/run.py). Not a test."""

@@ -1,0 +1,436 @@
+"""One-command benchmark harness: ``PYTHONPATH=. python -m benchmarks [--quick] [--out DIR]``.
+
+Prints a table per section and writes ``results.json`` (machine info: CPU, cores, load, JAX backend,
+versions) and ``RESULTS.md`` (the table for the README) to ``--out`` (default benchmarks/).
+Timings are wall-clock medians of compiled runs; compile time is reported separately. Nothing here
+asserts a timing; the test suite has no wall-clock assertions.
+
+Sections:
+1. ``gd_vs_torch``: Riemannian BB GD (float64) against a plain PyTorch loop (SupCon reference formula,
+   Adam, projection to the sphere; benchmarks/torch_baseline.py) on the same problem (balanced
+   n = 1000, k = 10, d = 10, tau = 0.5, no ReLU), the same start, the same target (loss within 1e-6
+   relative of the closed-form optimum), pair by pair over repetitions. The ufm-scl time is its
+   whole solve to its own tol 1e-12 (so an upper bound on its time to 1e-6).
+2. ``gd_scaling``: full-batch GD per-step time at n = 1000, 5000 (, 20000 with the chunked loss),
+   k = 10, with the compiled loss+gradient timed alone and its matmul throughput as a fraction of a
+   measured large float64 matmul on the same device.
+3. ``many``: 64 random starts in one vmapped call vs one start vs a Python loop; 32 STEP imbalance
+   ratios (padded, one vmapped call) vs a Python loop of solves.
+4. ``convex``: the n x n program versus n (Clarabel, SCS) up to a time cap; the reduced program
+   versus k: general cvxpy program vs the certified factored path; STEP block path at k = 100.
+5. ``explorer``: ``Explorer.update`` if ufm/explore.py exists, else ``solve_reduced`` (its core) at
+   k = 4..20, cold (first call) and warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ufm  # noqa: F401  (float64)
+from solvers import gd
+from ufm import Problem
+from ufm.loss import scl_loss_packed
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def machine_info() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for mod in ("jax", "jaxlib", "numpy", "scipy", "optax", "cvxpy", "clarabel", "scs", "torch"):
+        try:
+            versions[mod] = importlib.import_module(mod).__version__
+        except Exception:             # not installed
+            versions[mod] = None
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu,
+            "cores": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "jax_backend": jax.default_backend(), "jax_devices": [str(d) for d in jax.devices()],
+            "gpu": jax.default_backend() == "gpu", "versions": versions}
+
+
+def etf_optimum(problem: Problem) -> float:
+    """THEORY.md section 2 closed form (balanced, no ReLU): simplex ETF loss."""
+    counts, tau, n, k = problem.counts, problem.tau, problem.n, problem.k
+    return sum(c * math.log((c - 1) + (n - c) * math.exp(-(1 + 1 / (k - 1)) / tau)) for c in counts)
+
+
+# ------------------------------------------------------------------ 1. GD vs PyTorch
+def bench_gd_vs_torch(reps: int, cap: float, target: float = 1e-6, lr: float = 0.1) -> dict:
+    problem = Problem.balanced(10, 100, tau=0.5)
+    best = etf_optimum(problem)
+    try:
+        from benchmarks import torch_baseline
+        import torch  # noqa: F401
+    except ImportError:
+        return {"skipped": "torch not installed (pip install .[bench])"}
+    t0 = _now()
+    gd.solve(problem, seed=1000)
+    compile_s = _now() - t0
+    # the baseline's thread count: the faster of 1 and all cores on this machine, measured now
+    H0 = np.asarray(gd._start(problem, 1000, jnp.float64))
+    per = {th: torch_baseline.run(H0, problem.labels, problem.tau, best, target, lr, max_steps=20,
+                                  threads=th)["seconds_per_step"] for th in sorted({1, os.cpu_count()})}
+    threads = min(per, key=per.get)
+    rows = []
+    for r in range(reps):
+        sol = gd.solve(problem, seed=r, tol=1e-12)
+        hist = np.asarray(sol.extra["loss_history"])
+        hit = np.flatnonzero(np.abs(hist - best) / abs(best) <= target)
+        H0 = np.asarray(gd._start(problem, r, jnp.float64))
+        base = torch_baseline.run(H0, problem.labels, problem.tau, best, target, lr, threads=threads,
+                                  max_seconds=cap)
+        gaps = np.abs(hist - best) / abs(best)
+        per_epoch = sol.seconds / max(sol.iterations, 1)
+        ufm_ms = {m: (int(np.flatnonzero(gaps <= m)[0]) + 1) * per_epoch
+                  for m in torch_baseline.MILESTONES if (gaps <= m).any()}
+        rows.append({"seed": r, "ufm_seconds": sol.seconds, "ufm_iterations": sol.iterations,
+                     "ufm_iterations_to_target": int(hit[0]) + 1 if len(hit) else None,
+                     "ufm_seconds_per_step": sol.seconds / max(sol.iterations, 1),
+                     "ufm_final_gap": abs(sol.loss - best) / abs(best),
+                     "torch_reached": base["reached"], "torch_seconds": base["seconds"],
+                     "torch_steps": base["steps"], "torch_seconds_per_step": base["seconds_per_step"],
+                     "torch_final_gap": base["final_gap"],
+                     "milestones_seconds": {str(m): [ufm_ms.get(m), base["milestones"].get(m)]
+                                            for m in torch_baseline.MILESTONES},
+                     "ratio_ufm_over_torch": sol.seconds / base["seconds"]})
+    med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+    milestone_ratio = {}
+    for m in torch_baseline.MILESTONES:
+        pairs = [r["milestones_seconds"][str(m)] for r in rows]
+        if all(a is not None and b is not None for a, b in pairs):
+            milestone_ratio[str(m)] = statistics.median(a / b for a, b in pairs)
+    return {"problem": "balanced n=1000 k=10 d=10 tau=0.5 no ReLU, float64", "target": target,
+            "torch_cap_seconds": cap, "median_ratio_ufm_over_torch_by_gap": milestone_ratio,
+            "torch_lr": lr, "torch_threads": threads, "torch_seconds_per_step_by_threads": per,
+            "ufm_compile_seconds": compile_s, "rows": rows,
+            "median_ratio_ufm_over_torch": med("ratio_ufm_over_torch"),
+            "median_speedup": 1 / med("ratio_ufm_over_torch"),
+            "torch_all_reached": all(r["torch_reached"] for r in rows),
+            "median_ufm_seconds": med("ufm_seconds"), "median_torch_seconds": med("torch_seconds"),
+            "median_ufm_seconds_per_step": med("ufm_seconds_per_step"),
+            "median_torch_seconds_per_step": med("torch_seconds_per_step")}
+
+
+# ------------------------------------------------------------------ 2. scaling in n
+def matmul_peak(n: int = 2048, dtype=jnp.float64) -> float:
+    """Measured GFLOP/s of a large square matmul on the default device (the 'peak' we compare to)."""
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(3):
+        t0 = _now()
+        f(a).block_until_ready()
+        times.append(_now() - t0)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def bench_scaling(sizes: list[int], chunk_above: int = 5000, chunk: int = 2000) -> dict:
+    peak = matmul_peak()
+    rows = []
+    for n in sizes:
+        problem = Problem.balanced(10, n // 10, tau=0.5)
+        chunk_size = chunk if n > chunk_above else None
+        steps = max(3, min(20, 20000 // n))
+        st, lr, tol, cfg = gd._prepare(problem, steps, None, "bb", jnp.float64, 1e-15, chunk_size)
+        data = gd._data(problem, gd._start(problem, 0, jnp.float64), st, lr, tol, jnp.float64)
+        t0 = _now()
+        compiled = gd._compiled(cfg, None).lower(data).compile()
+        compile_s = _now() - t0
+        t0 = _now()
+        out = jax.block_until_ready(compiled(data))
+        run_s = _now() - t0
+        epochs = int(out.epoch)
+        # the compiled loss + gradient alone (the profile's dominant piece)
+        vg = jax.jit(jax.value_and_grad(
+            lambda H: scl_loss_packed(H, data.labels, data.tau, data.mon_index, data.mon_valid, "sum",
+                                      chunk_size=chunk_size)))
+        jax.block_until_ready(vg(data.H0))
+        times = []
+        for _ in range(2):
+            t0 = _now()
+            jax.block_until_ready(vg(data.H0))
+            times.append(_now() - t0)
+        vg_s = min(times)
+        flops = 6.0 * n * n * problem.dim          # G = H H^T, and two (n, n) x (n, d) products back
+        rows.append({"n": n, "k": 10, "d": problem.dim, "chunk_size": chunk_size, "epochs": epochs,
+                     "compile_seconds": compile_s, "seconds": run_s,
+                     "seconds_per_step": run_s / max(epochs, 1),
+                     "loss_and_grad_seconds": vg_s,
+                     "evaluations_per_step": (run_s / max(epochs, 1)) / vg_s,
+                     "loss_and_grad_gflops": flops / vg_s / 1e9,
+                     "fraction_of_matmul_peak": flops / vg_s / 1e9 / peak})
+        print(f"  n={n}: {rows[-1]['seconds_per_step']:.3f} s/step", flush=True)
+    return {"device": jax.default_backend(), "matmul_peak_gflops_float64": peak, "rows": rows}
+
+
+# ------------------------------------------------------------------ 3. many solves at once
+def _median_time(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = _now()
+        fn()
+        times.append(_now() - t0)
+    return statistics.median(times)
+
+
+def _seeds_row(problem: Problem, reps: int, label: str) -> dict:
+    seeds = list(range(64))
+    gd.solve(problem, seed=0)
+    gd.solve_many(problem, seeds)
+    one = _median_time(lambda: gd.solve(problem, seed=0), reps)
+    many = _median_time(lambda: gd.solve_many(problem, seeds), reps)
+    t0 = _now()
+    for s in seeds:
+        gd.solve(problem, seed=s)
+    loop = _now() - t0
+    return {"problem": label, "one_start_seconds": one, "vmapped_64_seconds": many,
+            "loop_64_seconds": loop, "vmapped_over_one": many / one, "loop_over_vmapped": loop / many}
+
+
+def bench_many(n_per_class: int, reps: int) -> dict:
+    out = {"seeds_landscape": _seeds_row(Problem.step(4, 8, 4, tau=0.5, relu=True), reps,
+                                         "STEP(4, 8, 4) ReLU n=20 d=8 tau=0.5 (landscape size)")}
+    problem = Problem.balanced(10, n_per_class, tau=0.5)
+    out["seeds"] = _seeds_row(problem, reps, f"balanced n={problem.n} k=10 d=10 tau=0.5")
+    # 32 STEP imbalance ratios: counts (64, 64, n_min, n_min), n_min = 2..33, padded to n = 194
+    problems = [Problem.from_counts([64, 64, m, m], tau=0.5) for m in range(2, 34)]
+    t0 = _now()
+    sols = gd.solve_batched(problems, pad=True)
+    vm_cold = _now() - t0
+    vm_warm = _median_time(lambda: gd.solve_batched(problems, pad=True), reps)
+    t0 = _now()
+    for p in problems:
+        gd.solve(p)
+    loop_cold = _now() - t0
+    t0 = _now()
+    for p in problems:
+        gd.solve(p)
+    loop_warm = _now() - t0
+    out["ratios"] = {"problem": "STEP counts (64, 64, m, m), m = 2..33 (ratios 2..32), tau 0.5, "
+                                "padded to n = 194, one vmapped call",
+                     "all_converged": all(s.status == "converged" for s in sols),
+                     "vmapped_cold_seconds": vm_cold, "vmapped_warm_seconds": vm_warm,
+                     "loop_cold_seconds": loop_cold, "loop_warm_seconds": loop_warm,
+                     "loop_over_vmapped_cold": loop_cold / vm_cold,
+                     "loop_over_vmapped_warm": loop_warm / vm_warm}
+    return out
+
+
+# ------------------------------------------------------------------ 4. convex programs
+def bench_convex(cap: float, general_max_k: int) -> dict:
+    import warnings
+    from solvers.convex import solve_relaxation
+    from solvers.reduced import solve_reduced
+    warnings.filterwarnings("ignore")
+    nxn = {}
+    for solver in ("CLARABEL", "SCS"):
+        rows = []
+        for m in (2, 4, 6, 8, 12, 16, 24, 32, 48):
+            problem = Problem.step(4, 2 * m, 2.0, tau=0.5)
+            t0 = _now()
+            sol = solve_relaxation(problem, solver=solver, certified=False)
+            dt = _now() - t0
+            rows.append({"n": problem.n, "seconds": dt, "status": sol.status, "value": sol.lower_bound})
+            print(f"  {solver} n={problem.n}: {dt:.2f} s {sol.status}", flush=True)
+            if dt > cap:
+                break
+        nxn[solver] = rows
+    reduced = []
+    for k in (5, 10, 20, 40, 70, 100):
+        problem = Problem.long_tail(k, 50, 10.0, tau=0.5)
+        t0 = _now()
+        solve_reduced(problem, fast_path="factored")      # cold: compiles the embedding check's loss
+        t_cold = _now() - t0
+        t0 = _now()
+        fast = solve_reduced(problem, fast_path="factored")
+        t_fast = _now() - t0
+        row = {"k": k, "n": problem.n, "factored_seconds": t_fast, "factored_cold_seconds": t_cold,
+               "factored_status": fast.status,
+               "factored_value": fast.loss, "certified_gap": fast.extra.get("certified_gap")}
+        if k <= general_max_k:
+            t0 = _now()
+            gen = solve_reduced(problem, fast_path=False)
+            row.update(general_seconds=_now() - t0, general_status=gen.status, general_value=gen.loss,
+                       relative_difference=abs(gen.loss - fast.loss) / abs(gen.loss))
+        reduced.append(row)
+        print(f"  reduced k={k}: factored {t_fast:.2f} s, general {row.get('general_seconds', float('nan')):.2f} s",
+              flush=True)
+    problem = Problem.step(100, 50, 10.0, tau=0.5)
+    t0 = _now()
+    block = solve_reduced(problem, fast_path=True)
+    t_block = _now() - t0
+    return {"cap_seconds": cap, "nxn": nxn, "reduced": reduced,
+            "step_block_k100_seconds": t_block, "step_block_k100_status": block.status}
+
+
+# ------------------------------------------------------------------ 5. the explorer's update
+def bench_explorer() -> dict:
+    from solvers.reduced import solve_reduced
+    here = Path(ufm.__file__).parent / "explore.py"      # this tree's explorer, if it has one
+    rows = []
+    if here.exists():
+        import matplotlib
+        matplotlib.use("Agg")
+        from ufm.explore import Explorer, ExplorerState
+        for k in (4, 8, 12, 16, 20):
+            t0 = _now()
+            ex = Explorer(ExplorerState(k=k, profile="long-tail"))
+            cold = _now() - t0
+            warm = _median_time(ex.update, 3)
+            rows.append({"k": k, "cold_seconds": cold, "warm_seconds": warm,
+                         "solve_seconds": ex.last_seconds})
+        return {"measured": "Explorer.update (first: construction + update)", "rows": rows}
+    for k in (4, 8, 12, 16, 20):
+        problem = Problem.long_tail(k, 40, 8.0, tau=0.5)
+        t0 = _now()
+        solve_reduced(problem)
+        cold = _now() - t0
+        warm = _median_time(lambda: solve_reduced(problem.with_(tau=0.6)), 3)
+        rows.append({"k": k, "n": problem.n, "cold_seconds": cold, "warm_seconds": warm})
+    return {"measured": "solve_reduced (default path), the explorer's core (ufm/explore.py is not in "
+                        "this tree)", "rows": rows}
+
+
+# ------------------------------------------------------------------ output
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    L = [f"## Benchmarks (`python -m benchmarks{' --quick' if res['quick'] else ''}`)", "",
+         f"Machine: {m['cpu']}, {m['cores']} cores, JAX backend `{m['jax_backend']}`, "
+         f"load average at start {m['load_average_at_start'][0]:.1f}; {m['date']}; jax "
+         f"{m['versions']['jax']}, torch {m['versions']['torch']}, cvxpy {m['versions']['cvxpy']}. "
+         "The machine was shared with other jobs (load above): timings are noisy; ratios are pairwise "
+         "in the same run. "
+         + ("" if m["gpu"] else "No GPU was available for this run: the GPU rows (full batch "
+                               "n = 100000, fraction of GPU matmul peak) are not measured."), ""]
+    g = res.get("gd_vs_torch", {})
+    if "rows" in g:
+        L += ["| GD vs PyTorch (n=1000, k=10, float64, to 1e-6 rel. gap) | value |", "|---|---|",
+              f"| ufm-scl median time (whole solve to tol 1e-12) | {g['median_ufm_seconds']:.3f} s |",
+              f"| PyTorch Adam (lr {g['torch_lr']}, {g['torch_threads']} thread(s)) median time "
+              f"{'' if g['torch_all_reached'] else '(some runs hit the cap: lower bound)'} | "
+              f"{g['median_torch_seconds']:.2f} s |",
+              f"| per step: ufm-scl / PyTorch | {g['median_ufm_seconds_per_step'] * 1e3:.1f} ms / "
+              f"{g['median_torch_seconds_per_step'] * 1e3:.1f} ms |",
+              f"| median ratio ufm-scl / PyTorch (pairwise, {len(g['rows'])} reps) | "
+              f"{'<= ' if not g['torch_all_reached'] else ''}{g['median_ratio_ufm_over_torch']:.4f} "
+              f"({'>= ' if not g['torch_all_reached'] else ''}{g['median_speedup']:.0f}x faster) |",
+              f"| PyTorch gap when stopped (median) | "
+              f"{statistics.median(r['torch_final_gap'] for r in g['rows']):.1e} |"]
+        for m, v in g["median_ratio_ufm_over_torch_by_gap"].items():
+            L.append(f"| ratio ufm-scl / PyTorch to reach gap {m} (pairwise median) | {v:.4f} |")
+        L.append("")
+    s = res.get("gd_scaling")
+    if s:
+        L += [f"| full-batch GD, k=10 ({s['device']}) | s/step | loss+grad s | GFLOP/s | of matmul peak "
+              f"({s['matmul_peak_gflops_float64']:.1f} GFLOP/s) |", "|---|---|---|---|---|"]
+        for r in s["rows"]:
+            L.append(f"| n={r['n']}{' chunk ' + str(r['chunk_size']) if r['chunk_size'] else ''} | "
+                     f"{r['seconds_per_step']:.3f} | {r['loss_and_grad_seconds']:.3f} | "
+                     f"{r['loss_and_grad_gflops']:.2f} | {100 * r['fraction_of_matmul_peak']:.1f}% |")
+        L.append("")
+    mn = res.get("many")
+    if mn:
+        a, b = mn["seeds"], mn["ratios"]
+        L += ["| many solves | value |", "|---|---|"]
+        for a in (mn["seeds_landscape"], mn["seeds"]):
+            L += [f"| 64 starts vmapped / 1 start ({a['problem']}) | {a['vmapped_over_one']:.1f}x "
+                  f"({a['vmapped_64_seconds']:.2f} s vs {a['one_start_seconds']:.3f} s) |",
+                  f"| 64 starts: Python loop / vmapped | {a['loop_over_vmapped']:.1f}x |"]
+        L += [
+              f"| 32 imbalance ratios: loop / vmapped, cold (compiles included) | "
+              f"{b['loop_over_vmapped_cold']:.1f}x ({b['loop_cold_seconds']:.1f} s vs "
+              f"{b['vmapped_cold_seconds']:.1f} s) |",
+              f"| 32 imbalance ratios: loop / vmapped, warm | {b['loop_over_vmapped_warm']:.1f}x |", ""]
+    c = res.get("convex")
+    if c:
+        sizes = sorted({r["n"] for rows in c["nxn"].values() for r in rows})
+        L += [f"| n x n program (STEP k=4, tau 0.5; stops past {c['cap_seconds']:g} s), n | "
+              + " | ".join(str(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+        for name, rows in c["nxn"].items():
+            by_n = {r["n"]: f"{r['seconds']:.2f}" + ("*" if r["status"] != "optimal" else "")
+                    for r in rows}
+            L.append(f"| {name} s | " + " | ".join(by_n.get(n, "-") for n in sizes) + " |")
+        L.append("(* = status not `optimal`)")
+        L += ["", "| reduced program, k | factored (certified) s, warm / cold | general cvxpy s | rel. diff |",
+              "|---|---|---|---|"]
+        for r in c["reduced"]:
+            gen = f"{r['general_seconds']:.2f}" if "general_seconds" in r else "not run"
+            diff = f"{r['relative_difference']:.1e}" if "relative_difference" in r else ""
+            L.append(f"| {r['k']} | {r['factored_seconds']:.3f} / {r['factored_cold_seconds']:.2f} | "
+                     f"{gen} | {diff} |")
+        L += ["", f"STEP block path, k = 100: {c['step_block_k100_seconds']:.2f} s.", ""]
+    e = res.get("explorer")
+    if e:
+        L += [f"| explorer update: {e['measured']} | " + " | ".join(f"k={r['k']}" for r in e["rows"]) + " |",
+              "|---|" + "---|" * len(e["rows"]),
+              "| cold s | " + " | ".join(f"{r['cold_seconds']:.3f}" for r in e["rows"]) + " |",
+              "| warm s | " + " | ".join(f"{r['warm_seconds']:.3f}" for r in e["rows"]) + " |", ""]
+    return "\n".join(L) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="ufm-scl benchmarks (no assertions)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions")
+    parser.add_argument("--out", default=str(Path(__file__).parent), help="folder for results.json and RESULTS.md")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="sections to run: gd_vs_torch gd_scaling many convex explorer")
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="rewrite RESULTS.md from the results.json in --out, running nothing")
+    args = parser.parse_args(argv)
+    if args.markdown_only:
+        out = Path(args.out)
+        md = markdown(json.loads((out / "results.json").read_text()))
+        (out / "RESULTS.md").write_text(md)
+        print(md)
+        return
+    q = args.quick
+    sections = {
+        "gd_vs_torch": lambda: bench_gd_vs_torch(3 if q else 5, 20.0 if q else 60.0),
+        "gd_scaling": lambda: bench_scaling([1000, 5000] if q else [1000, 5000, 20000]),
+        "many": lambda: bench_many(20 if q else 100, 3),
+        "convex": lambda: bench_convex(10.0 if q else 60.0, 20 if q else 100),
+        "explorer": bench_explorer,
+    }
+    res = {"machine": machine_info(), "quick": q}
+    print(json.dumps(res["machine"], indent=1))
+    for name, fn in sections.items():
+        if args.only is not None and name not in args.only:
+            continue
+        print(f"== {name}", flush=True)
+        t0 = _now()
+        res[name] = fn()
+        res[name]["section_seconds"] = _now() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=1, default=float))
+    md = markdown(res)
+    (out / "RESULTS.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
