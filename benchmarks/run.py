@@ -319,12 +319,13 @@ def bench_explorer() -> dict:
 # ------------------------------------------------------------------ output
 def markdown(res: dict) -> str:
     m = res["machine"]
-    L = [f"## Benchmarks (`python -m benchmarks{' --quick' if res['quick'] else ''}`)", "",
+    L = [f"### Benchmark results (`python -m benchmarks{' --quick' if res['quick'] else ''}`)", "",
          f"Machine: {m['cpu']}, {m['cores']} cores, JAX backend `{m['jax_backend']}`, "
          f"load average at start {m['load_average_at_start'][0]:.1f}; {m['date']}; jax "
          f"{m['versions']['jax']}, torch {m['versions']['torch']}, cvxpy {m['versions']['cvxpy']}. "
-         "The machine was shared with other jobs (load above): timings are noisy; ratios are pairwise "
-         "in the same run. "
+         + ("The machine was shared with other jobs (load above): timings are noisy; ratios are pairwise "
+            "in the same run. " if m["load_average_at_start"][0] > 0.5 else
+            "Ratios are pairwise in the same run. ")
          + ("" if m["gpu"] else "No GPU was available for this run: the GPU rows (full batch "
                                "n = 100000, fraction of GPU matmul peak) are not measured."), ""]
     g = res.get("gd_vs_torch", {})
@@ -393,6 +394,23 @@ def markdown(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def update_readme(md: str, readme: Path = README) -> bool:
+    """Replace the README's block between the benchmark markers with ``md``; False if no markers."""
+    if not readme.exists():
+        return False
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return False
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{md.strip()}\n{END}{tail}")
+    return True
+
+
 def res_date() -> str:
     return machine_info()["date"]
 
@@ -410,6 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out)
         md = markdown(json.loads((out / "results.json").read_text()))
         (out / "RESULTS.md").write_text(md)
+        update_readme(md)
         print(md)
         return
     q = args.quick
@@ -439,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float))
     md = markdown(res)
     (out / "RESULTS.md").write_text(md)
+    if update_readme(md):
+        print("(README.md results table regenerated)")
     print(md)
 
 
