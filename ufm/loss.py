@@ -46,28 +46,12 @@ REDUCTIONS = ("sum", "mean", "mean_with_positives")
 
 def _batch_terms(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
                  tau: float) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """Anchor terms of one batch.
+    """Anchor terms of one batch: every row of Z as an anchor (:func:`_block_terms` with all rows).
 
     Z (m, d) rows of the batch (padded), labels (m,), member (m,) bool (False on padding),
     is_anchor (m,) bool. Returns (terms (m,), anchor mask (m,), has-positive mask (m,)).
     """
-    logits = (Z @ Z.T) / tau
-    m = Z.shape[0]
-    not_self = ~jnp.eye(m, dtype=bool)
-    others = member[None, :] & member[:, None] & not_self
-    positives = others & (labels[:, None] == labels[None, :])
-    n_pos = positives.sum(axis=1)
-    anchors = is_anchor & member
-    has_pos = anchors & (n_pos > 0)
-
-    masked = jnp.where(others, logits, -jnp.inf)
-    row_max = jax.lax.stop_gradient(jnp.max(masked, axis=1, keepdims=True))
-    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-    sum_exp = jnp.sum(jnp.where(others, jnp.exp(logits - row_max), 0.0), axis=1)
-    lse = row_max[:, 0] + jnp.log(jnp.where(sum_exp > 0, sum_exp, 1.0))
-    pos_mean = jnp.sum(jnp.where(positives, logits, 0.0), axis=1) / jnp.maximum(n_pos, 1)
-    terms = jnp.where(has_pos, lse - pos_mean, 0.0)
-    return terms, anchors, has_pos
+    return _block_terms(Z, labels, member, is_anchor, tau, jnp.arange(Z.shape[0], dtype=jnp.int32))
 
 
 def _block_terms(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
