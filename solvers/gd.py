@@ -82,7 +82,7 @@ import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.errors import ProblemError
 from ufm.geometry import class_mean_gram
-from ufm.loss import problem_loss, scl_loss_packed
+from ufm.loss import problem_losses, problem_loss, scl_loss_packed
 from ufm.problem import Problem
 from ufm.solution import Solution
 
@@ -388,9 +388,18 @@ def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
     return random_start(jax.random.PRNGKey(int(seed)), problem.n, problem.dim, problem.relu, dtype)
 
 
+def _unit_rows(H: np.ndarray, relu: bool) -> np.ndarray:
+    """Back to exact float64 unit rows (float32 runs round to ~1e-7); NaN rows stay NaN."""
+    H = np.asarray(H, dtype=np.float64)
+    H = np.where(H < 0, 0.0, H) if relu else H
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return H / np.linalg.norm(H, axis=-1, keepdims=True)
+
+
 def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: float,
-              dtype) -> Solution:
-    """Turn one final LoopState (NumPy leaves) into a Solution; loss recomputed in float64."""
+              dtype, loss: float | None = None) -> Solution:
+    """Turn one final LoopState (NumPy leaves) into a Solution; loss recomputed in float64 (or given:
+    ``loss`` of the float64 unit rows, as :func:`solve_many` computes for all starts at once)."""
     H = np.asarray(s.H, dtype=np.float64)
     epochs = int(s.epoch)
     hist = np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)]
@@ -413,10 +422,9 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                         message=f"the loss, its gradient or the iterate became non-finite (NaN/inf, or rows "
                                 f"no longer unit after an overflowing step) by epoch {epochs}; lower the "
                                 "learning rate or use optimizer='bb'", extra=extra)
-    # back to exact float64 unit rows (float32 runs round to ~1e-7)
-    H = np.where(H < 0, 0.0, H) if problem.relu else H
-    H = H / np.linalg.norm(H, axis=1, keepdims=True)
-    loss = problem_loss(problem, H, chunk_size=cfg.chunk_size)
+    H = _unit_rows(H, problem.relu)
+    if loss is None:
+        loss = problem_loss(problem, H, chunk_size=cfg.chunk_size)
     if bool(s.converged):
         status, message = "converged", ""
     elif bool(s.stalled):
@@ -500,14 +508,18 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
     data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)
-    H0 = jnp.stack([_start(problem, s, dtype) for s in seeds])
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))     # the same keys as solve(seed=s)
+    H0 = jax.vmap(lambda key: random_start(key, problem.n, problem.dim, problem.relu, dtype))(keys)
     data = data._replace(H0=H0)
     axes = tuple(0 if f == "H0" else None for f in Data._fields)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_compiled(cfg, axes)(data))
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
-    return [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype) for i in range(len(seeds))]
+    # every start's float64 loss in one vmapped call instead of one call per start
+    losses = problem_losses(problem, _unit_rows(out.H, problem.relu), chunk_size=cfg.chunk_size)
+    return [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, loss=float(losses[i]))
+            for i in range(len(seeds))]
 
 
 def _pad_data(data: Data, n_pad: int) -> Data:

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from reference import (collapsed_embeddings, etf_loss, etf_vectors, orthogonal_frame_loss, scl_loop,
                        supcon_reference)
+import ufm
 from ufm import ProblemError, Problem, Prototypes, problem_loss, scl_loss
 
 REDUCTIONS = ["sum", "mean", "mean_with_positives"]
@@ -301,3 +302,15 @@ def test_bucketed_full_batch_loss_is_the_full_batch_loss():
         want = scl_loop(H, labels, 0.7)
         assert full_batch_loss_bucketed(H, labels, 0.7) == pytest.approx(want, rel=1e-12)
         assert full_batch_loss_bucketed(H, labels, 0.7, chunk_size=16) == pytest.approx(want, rel=1e-12)
+
+
+def test_problem_losses_of_a_stack_match_the_loop():
+    from ufm.loss import problem_losses
+
+    rng = np.random.default_rng(8)
+    problem = Problem.from_counts([3, 3, 2], tau=0.4, dim=3, prototypes=Prototypes("etf", 1),
+                                  batching=ufm.Batching.random(4))
+    Hs = np.stack([unit_rows(rng, problem.n, 3) for _ in range(4)])
+    W, wl = problem.prototype_rows()
+    want = [scl_loop(H, problem.labels, 0.4, problem.batches(0), "sum", W, wl, True) for H in Hs]
+    np.testing.assert_allclose(problem_losses(problem, Hs), want, rtol=1e-12)
