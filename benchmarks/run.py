@@ -328,6 +328,9 @@ def markdown(res: dict) -> str:
             "Ratios are pairwise in the same run. ")
          + ("" if m["gpu"] else "No GPU was available for this run: the GPU rows (full batch "
                                "n = 100000, fraction of GPU matmul peak) are not measured."), ""]
+    if res.get("updated_sections"):
+        L += ["Re-measured later with `--only`: " + ", ".join(
+            f"{name} ({date})" for name, date in res["updated_sections"].items()) + ".", ""]
     g = res.get("gd_vs_torch", {})
     if "rows" in g:
         L += ["| GD vs PyTorch (n=1000, k=10, float64, to 1e-6 rel. gap) | value |", "|---|---|",
