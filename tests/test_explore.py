@@ -57,3 +57,13 @@ def test_batching_switches_to_gradient_descent(explorer):
 def test_gd_button(explorer):
     explorer.gd_button._observers.process("clicked", None)
     assert explorer.last_solution.method == "gd"
+
+
+def test_explore_command_snapshot_and_headless_message(tmp_path, capsys):
+    from ufm.cli import main
+
+    out = tmp_path / "explorer.png"
+    assert main(["explore", "--out", str(out), "--classes", "3", "--relu"]) == 0
+    assert out.stat().st_size > 10000
+    assert main(["explore"]) == 2                       # Agg in tests: no window to open
+    assert "--out" in capsys.readouterr().err

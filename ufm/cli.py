@@ -343,8 +343,20 @@ def cmd_landscape(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from ufm.explore import main as explore_main
+    import matplotlib
 
+    if args.out:
+        matplotlib.use("Agg")
+    from ufm import plots
+    from ufm.explore import Explorer, ExplorerState, main as explore_main
+
+    if args.out:  # headless: draw the starting state and save it
+        explorer = Explorer(ExplorerState(ratio=args.ratio, k=args.classes, tau=args.tau, relu=args.relu))
+        print(f"snapshot written to {plots.save(explorer.fig, args.out)}")
+        return 0
+    if matplotlib.get_backend().lower() == "agg":
+        raise ProblemError("no display for the explorer window (matplotlib backend Agg); run it on a desktop, "
+                           "or save a snapshot with --out FILE.png")
     explore_main()
     return 0
 
@@ -427,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     land.set_defaults(handler=cmd_landscape)
 
     explore = sub.add_parser("explore", help="the interactive explorer window")
+    explore.add_argument("--out", help="save a snapshot of the starting state instead of opening a window")
+    explore.add_argument("--ratio", type=float, default=4.0, help="starting imbalance ratio")
+    explore.add_argument("--classes", type=int, default=4, help="starting number of classes")
+    explore.add_argument("--tau", type=float, default=0.5, help="starting temperature")
+    explore.add_argument("--relu", action="store_true", help="start with ReLU on")
     explore.set_defaults(handler=cmd_explore)
     return parser
 
