@@ -146,6 +146,7 @@ class Config(NamedTuple):
     prototype_anchors: bool
     history: int
     chunk_size: int | None = None     # memory-bounded loss (ufm.loss), None: plain
+    n_classes: int = 0                # k, for the class-mean Gram snapshots
 
 
 class Data(NamedTuple):
@@ -186,6 +187,7 @@ class LoopState(NamedTuple):
     bad: jnp.ndarray          # non-finite seen
     opt: Any                  # BBState or optax state
     history: jnp.ndarray      # (history,) reported loss after each epoch (nan beyond)
+    gram_snaps: jnp.ndarray   # (snapshots, k, k) class-mean Gram at the start and after epochs 2^j
 
 
 def _loss_fn(cfg: Config, data: Data) -> Callable:
@@ -259,6 +261,13 @@ def _run(cfg: Config, data: Data):
         # rows must stay unit (an overflowing step gives 0/inf rows: an error, never a silent number)
         return jnp.all(jnp.abs(jnp.linalg.norm(H, axis=1) - 1.0) <= 1e-3)
 
+    def mean_gram(H):
+        # rows whose label is out of range (padding of solve_batched) are dropped by segment_sum
+        sums = jax.ops.segment_sum(H, data.labels, num_segments=cfg.n_classes)
+        sizes = jax.ops.segment_sum(jnp.ones_like(H[:, 0]), data.labels, num_segments=cfg.n_classes)
+        means = sums / jnp.maximum(sizes, 1.0)[:, None]
+        return means @ means.T
+
     def monitor(H):
         f, G = vg(H, data.mon_index, data.mon_valid)
         return f, G, jnp.linalg.norm(riemannian_grad(H, G, cfg.relu))
@@ -303,7 +312,11 @@ def _run(cfg: Config, data: Data):
         bad = ~(jnp.isfinite(f) & jnp.isfinite(gnorm)) | ~feasible(H)
         converged = (rel <= tol) & (gnorm <= jnp.sqrt(tol * jnp.maximum(jnp.abs(f), 1.0)))
         history = s.history.at[jnp.minimum(s.epoch, cfg.history - 1)].set(f)
-        return LoopState(H, f, G, gnorm, rel, s.epoch + 1, converged & ~bad, stalled, bad, opt, history)
+        done = s.epoch + 1
+        power_of_two = (done & (done - 1)) == 0
+        slot = jnp.where(power_of_two, jnp.round(jnp.log2(done.astype(dtype))).astype(jnp.int32) + 1, 0)
+        snaps = jnp.where(power_of_two, s.gram_snaps.at[slot].set(mean_gram(H)), s.gram_snaps)
+        return LoopState(H, f, G, gnorm, rel, done, converged & ~bad, stalled, bad, opt, history, snaps)
 
     def cond(s: LoopState):
         return (~s.converged) & (~s.stalled) & (~s.bad) & (s.epoch < cfg.steps)
@@ -311,7 +324,9 @@ def _run(cfg: Config, data: Data):
     f0, G0, gn0 = monitor(H0)
     s0 = LoopState(H0, f0, G0, gn0, jnp.asarray(jnp.inf, dtype), jnp.asarray(0), jnp.asarray(False),
                    jnp.asarray(False), ~(jnp.isfinite(f0) & jnp.isfinite(gn0)) | ~feasible(H0), opt0,
-                   jnp.full((cfg.history,), jnp.nan, dtype))
+                   jnp.full((cfg.history,), jnp.nan, dtype),
+                   jnp.full((n_snapshots(cfg.steps), cfg.n_classes, cfg.n_classes), jnp.nan, dtype)
+                   .at[0].set(mean_gram(H0)))
     return jax.lax.while_loop(cond, epoch_body, s0)
 
 
@@ -371,7 +386,17 @@ def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = No
     anchors = problem.prototypes.anchors if problem.prototypes is not None else True
     return Config(bool(problem.relu), int(steps), method, name, tx, bool(problem.batching.is_random),
                   bool(anchors), min(int(steps), HISTORY),
-                  None if chunk_size is None else int(chunk_size))
+                  None if chunk_size is None else int(chunk_size), problem.k)
+
+
+def n_snapshots(steps: int) -> int:
+    """Snapshots of the class-mean Gram: at the start and after epochs 1, 2, 4, ..., <= steps."""
+    return int(steps).bit_length() + 1
+
+
+def snapshot_epochs(epochs: int) -> list[int]:
+    """The epochs (0 = the start) whose snapshots a run of ``epochs`` epochs has written."""
+    return [0] + [1 << j for j in range(int(epochs).bit_length()) if (1 << j) <= epochs]
 
 
 def _data(problem: Problem, H0, steps, lr, tol, dtype) -> Data:
@@ -411,6 +436,9 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
         "grad_tol": float(math.sqrt(tol * max(abs(float(s.f)), 1.0))) if np.isfinite(float(s.f)) else None,
         "tol": tol,
         "loss_history": hist.tolist(),
+        "mean_gram_checkpoints": {"epochs": snapshot_epochs(epochs),
+                                  "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
+                                      :len(snapshot_epochs(epochs))].tolist()},
         "solver_loss": float(s.f),
     }
     if cfg.method == "bb":
@@ -530,7 +558,9 @@ def _pad_data(data: Data, n_pad: int) -> Data:
     fill = np.zeros((extra, d), dtype=data.H0.dtype)
     fill[:, 0] = 1.0
     H0 = np.concatenate([np.asarray(data.H0), fill])          # NumPy: no per-shape compiles
-    labels = np.concatenate([np.asarray(data.labels), np.zeros((extra,), data.labels.dtype)])
+    # padding labels lie outside 0..k-1: they enter no batch, and the Gram snapshots drop them
+    labels = np.concatenate([np.asarray(data.labels), np.full((extra,), np.iinfo(np.int32).max // 2,
+                                                              data.labels.dtype)])
 
     def widen(a, fill):
         pad = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
@@ -564,9 +594,9 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     first = problems[0]
     for p in problems[1:]:
         if pad:
-            if (p.dim, p.relu, p.prototypes) != (first.dim, first.relu, first.prototypes):
+            if (p.k, p.dim, p.relu, p.prototypes) != (first.k, first.dim, first.relu, first.prototypes):
                 raise ProblemError("solve_batched(pad=True) needs problems of equal shape apart from the "
-                                   "counts: same dim, relu and prototypes")
+                                   "counts: same number of classes, dim, relu and prototypes")
         elif (p.counts, p.dim, p.relu, p.prototypes, p.batching.scheme, p.batching.batch_size) != \
                 (first.counts, first.dim, first.relu, first.prototypes, first.batching.scheme,
                  first.batching.batch_size):

@@ -299,3 +299,16 @@ def test_padded_sweep_rejects_minibatches_and_small_pad():
                           Problem.balanced(3, 5, batching=Batching.random(4))], pad=True)
     with pytest.raises(ProblemError, match="pad_to"):
         gd.solve_batched([Problem.balanced(3, 4), Problem.balanced(3, 5)], pad=True, pad_to=12)
+
+
+def test_mean_gram_snapshots_match_runs_stopped_early():
+    """The solver's class-mean Gram snapshots (start, epochs 1, 2, 4, ...) equal the Gram of the same run
+    stopped at that epoch (an independent solve with steps = epoch)."""
+    from ufm.geometry import class_mean_gram
+
+    problem = Problem.from_counts([6, 4, 2], tau=0.5, dim=4)
+    snaps = gd.solve(problem, seed=3).extra["mean_gram_checkpoints"]
+    assert snaps["epochs"][:4] == [0, 1, 2, 4]
+    for epoch, M in zip(snaps["epochs"][1:4], snaps["grams"][1:4]):
+        early = gd.solve(problem, seed=3, steps=epoch)
+        np.testing.assert_allclose(M, class_mean_gram(early.embeddings, problem.labels), atol=1e-12)

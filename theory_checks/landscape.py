@@ -189,8 +189,7 @@ def convex_optimum(problem: Problem):
 
 
 def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "random",
-                   resolution: int = 31, radius: float = 1.0,
-                   checkpoints: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> dict:
+                   resolution: int = 31, radius: float = 1.0) -> dict:
     """The numbers behind ``ufm landscape`` (JSON-ready):
 
     - ``gaps``: (loss - convex optimum) / |optimum| of ``starts`` random starts (one vmapped call);
@@ -198,9 +197,9 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     - ``hessian``: Riemannian Hessian eigenvalues at that minimiser and, without ReLU and with two
       classes of equal count, at a :func:`symmetric_saddle` (None where skipped);
     - ``curves``: the best start's relative loss gap per epoch, and the distance of its mean Gram to the
-      predicted one after ``checkpoints`` epochs (the same run stopped early).
+      predicted one at the start and after epochs 1, 2, 4, ... (the solver's own snapshots).
     """
-    from solvers.gd import solve, solve_many
+    from solvers.gd import solve_many
     from theory_checks.predictions import predict
     from ufm.geometry import normalized_distance, procrustes_distance
 
@@ -231,10 +230,9 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     except ProblemError as err:
         slice_data = None
         notes.append(f"slice skipped: {err}")
-    distances = []
-    for steps in checkpoints:
-        early = solve(problem, steps=steps, seed=seeds[best])
-        distances.append(normalized_distance(early.class_mean_gram, target))
+    snapshots = solutions[best].extra["mean_gram_checkpoints"]
+    checkpoints = snapshots["epochs"]
+    distances = [normalized_distance(np.asarray(M), target) for M in snapshots["grams"]]
     return {
         "problem": problem.describe(), "optimum": bound, "optimum_status": optimum.status,
         "predicted_geometry": prediction.geometry, "gaps": gaps,
