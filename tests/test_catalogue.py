@@ -6,7 +6,6 @@ The broken tools return hand-made Solutions (fast); the real tools run in tests/
 import dataclasses
 
 import numpy as np
-import pytest
 
 from theory_checks.catalogue import CATALOGUE
 from theory_checks.check import Tools

@@ -155,7 +155,7 @@ def _relu_dimension(problem: Problem, tools: Tools) -> tuple[float, dict]:
                         "max_distance_at_d_equal_2k": max(at_2k)}
 
 
-def violating_batching(counts, meet_apart: tuple[int, int] = (0, -1)) -> Batching:
+def violating_batching(counts) -> Batching:
     """A batching that breaks condition 2 of THEORY.md section 4: the classes are split into two
     groups (first half, second half) with one batch each, so the first and last class never meet."""
     k = len(counts)

@@ -161,7 +161,7 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
     source[starts[b]:starts[b + 1]] = np.arange(starts[a], starts[a + 1])   # class b copies class a
     free_rows = np.unique(source)
     f = _loss_function(problem)
-    n, d = problem.n, problem.dim
+    d = problem.dim
     row_of = np.searchsorted(free_rows, source)
 
     def embed(x):
