@@ -28,7 +28,6 @@ import argparse
 import datetime
 import importlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -41,6 +40,7 @@ import numpy as np
 
 import ufm  # noqa: F401  (float64)
 from solvers import gd
+from theory_checks.predictions import etf_loss
 from ufm import Problem
 from ufm.loss import scl_loss_packed
 
@@ -71,16 +71,10 @@ def machine_info() -> dict:
             "gpu": jax.default_backend() == "gpu", "versions": versions}
 
 
-def etf_optimum(problem: Problem) -> float:
-    """THEORY.md section 2 closed form (balanced, no ReLU): simplex ETF loss."""
-    counts, tau, n, k = problem.counts, problem.tau, problem.n, problem.k
-    return sum(c * math.log((c - 1) + (n - c) * math.exp(-(1 + 1 / (k - 1)) / tau)) for c in counts)
-
-
 # ------------------------------------------------------------------ 1. GD vs PyTorch
 def bench_gd_vs_torch(reps: int, cap: float, target: float = 1e-6, lr: float = 0.1) -> dict:
     problem = Problem.balanced(10, 100, tau=0.5)
-    best = etf_optimum(problem)
+    best = etf_loss(problem.counts[0], problem.k, problem.tau)   # THEORY.md section 2 closed form
     try:
         from benchmarks import torch_baseline
         import torch  # noqa: F401

@@ -80,6 +80,7 @@ import optax
 
 import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
+from ufm.constraints import retract as unit_rows
 from ufm.errors import ProblemError
 from ufm.geometry import class_mean_gram
 from ufm.loss import problem_losses, problem_loss, scl_loss_packed
@@ -413,14 +414,6 @@ def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
     return random_start(jax.random.PRNGKey(int(seed)), problem.n, problem.dim, problem.relu, dtype)
 
 
-def _unit_rows(H: np.ndarray, relu: bool) -> np.ndarray:
-    """Back to exact float64 unit rows (float32 runs round to ~1e-7); NaN rows stay NaN."""
-    H = np.asarray(H, dtype=np.float64)
-    H = np.where(H < 0, 0.0, H) if relu else H
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return H / np.linalg.norm(H, axis=-1, keepdims=True)
-
-
 def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: float,
               dtype, loss: float | None = None) -> Solution:
     """Turn one final LoopState (NumPy leaves) into a Solution; loss recomputed in float64 (or given:
@@ -450,7 +443,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                         message=f"the loss, its gradient or the iterate became non-finite (NaN/inf, or rows "
                                 f"no longer unit after an overflowing step) by epoch {epochs}; lower the "
                                 "learning rate or use optimizer='bb'", extra=extra)
-    H = _unit_rows(H, problem.relu)
+    H = unit_rows(H, problem.relu)   # exact float64 unit rows (float32 runs round to ~1e-7)
     if loss is None:
         loss = problem_loss(problem, H, chunk_size=cfg.chunk_size)
     if bool(s.converged):
@@ -545,7 +538,8 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     # every start's float64 loss in one vmapped call instead of one call per start
-    losses = problem_losses(problem, _unit_rows(out.H, problem.relu), chunk_size=cfg.chunk_size)
+    losses = problem_losses(problem, np.stack([unit_rows(H, problem.relu) for H in out.H]),
+                            chunk_size=cfg.chunk_size)
     return [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, loss=float(losses[i]))
             for i in range(len(seeds))]
 

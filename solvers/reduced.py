@@ -46,6 +46,7 @@ from scipy.special import logsumexp, softmax
 from solvers import cvx_common
 from solvers.bound import best_bound, dual_free_multipliers
 from solvers.factor import eigen_factor, nonnegative_factor
+from ufm.constraints import retract
 from ufm.errors import ProblemError
 from ufm.loss import full_batch_loss_bucketed
 from ufm.problem import Problem
@@ -91,18 +92,6 @@ def _rgrad(V: np.ndarray, G: np.ndarray, relu: bool) -> np.ndarray:
     return np.where(V > 0, G - radial * V, np.minimum(G, 0.0))
 
 
-def _retract(X: np.ndarray, relu: bool) -> np.ndarray:
-    """Rows normalised (ReLU: clipped at 0 first; a row with no positive entry becomes the unit vector
-    of its largest coordinate), as :func:`solvers.gd.retract`."""
-    if relu:
-        C = np.maximum(X, 0.0)
-        dead = ~np.any(C > 0, axis=1)
-        if dead.any():
-            C[dead] = np.eye(X.shape[1])[np.argmax(X[dead], axis=1)]
-        X = C
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
 def _factored_value_grad(V: np.ndarray, n: np.ndarray, logw: np.ndarray,
                          tau: float) -> tuple[float, np.ndarray, np.ndarray]:
     """f(V), C (k, k) = grad_M f at M = V V^T, and grad_V f = (C + C^T) V (module docstring)."""
@@ -128,7 +117,7 @@ def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: i
     r = (2 * k if relu else k) if rank is None else int(rank)
     logw = log_weights(counts)
     X = np.random.default_rng(seed).standard_normal((k, r))
-    V = _retract(np.abs(X) if relu else X, relu)
+    V = retract(np.abs(X) if relu else X, relu)
     f, _, G = _factored_value_grad(V, n, logw, tau)
     g, gt = _rgrad(V, G, relu), _rgrad(V, G, False)
     alpha = 1.0
@@ -148,7 +137,7 @@ def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: i
         alpha = min(max(alpha, 1e-12), 1e12)
         f_ref = max(hist[-10:])
         for _ in range(60):
-            V_t = _retract(V - alpha * g, relu)
+            V_t = retract(V - alpha * g, relu)
             f_t, _, G_t = _factored_value_grad(V_t, n, logw, tau)
             dec = float(np.sum(gt * (V_t - V)))
             if np.isfinite(f_t) and dec < 0 and f_t <= f_ref + 1e-4 * dec:

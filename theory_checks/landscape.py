@@ -28,6 +28,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ufm.batching import pack
+from ufm.constraints import retract
 from ufm.errors import ProblemError
 from ufm.loss import scl_loss_packed
 from ufm.problem import Problem
@@ -44,12 +45,6 @@ def _loss_function(problem: Problem):
     w_labels = None if w_labels is None else jnp.asarray(w_labels)
     tau = jnp.asarray(problem.tau, dtype=jnp.float64)
     return jax.jit(lambda H: scl_loss_packed(H, labels, tau, index, valid, "sum", W, w_labels, anchors))
-
-
-def retract(H: np.ndarray, relu: bool) -> np.ndarray:
-    """Back onto the constraint set: rows normalised (with ReLU, clipped at 0 first)."""
-    H = np.clip(H, 0.0, None) if relu else np.asarray(H, dtype=float)
-    return H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-300)
 
 
 def _tangent_basis(H: np.ndarray, relu: bool, support_tol: float = 1e-8) -> np.ndarray:
