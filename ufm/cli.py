@@ -265,8 +265,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _floats(text: str, option: str) -> list[float]:
-    """``1,2,4`` or ``start:stop:count`` (geometric spacing when ``--log``-like ranges are wanted use a
-    list)."""
+    """Parse a list ``1,2,4`` or an evenly spaced range ``start:stop:count`` (for geometric spacing
+    give a list)."""
     try:
         if ":" in text:
             start, stop, count = text.split(":")
