@@ -21,25 +21,32 @@ import numpy as np
 
 def linearization_bound(f0: float, C: np.ndarray, G0: np.ndarray, y: np.ndarray,
                         Z: np.ndarray | None = None, fixed: tuple[int, np.ndarray] | None = None,
-                        N: np.ndarray | None = None) -> float:
+                        N: np.ndarray | None = None, T: np.ndarray | None = None) -> float:
     """The bound of the module docstring for one choice of multipliers.
 
     C, G0 (m, m); y (m,); ``fixed = (start, F)``: the block G[start:, start:] = F (p, p) with its
     multiplier Z (p, p); N (m, m), clipped to >= 0 (zero outside the ReLU mask).
+
+    ``T`` (m, q): the program is posed over M (q, q) with G = T M T^T (the facially reduced prototype
+    program, solvers/convex.py); then y (q,), and ``fixed``/Z refer to blocks of M. Since
+    <C, G> = <T^T C T, M>, the same argument holds with S = T^T (C - N) T - Diag(y) - Z on M, whose
+    trace is q (unit diagonal), and the bound is f(G0) - <C, G0> + sum(y) + <Z, F>.
     """
     C = (C + C.T) / 2
-    m = len(C)
-    S = C - np.diag(y)
     value = f0 - float(np.sum(C * G0)) + float(np.sum(y))
+    A = C
+    if N is not None:
+        Ns = np.maximum((N + N.T) / 2, 0.0)
+        np.fill_diagonal(Ns, 0.0)        # the diagonal is already an equality
+        A = C - Ns
+    S = A if T is None else T.T @ A @ T
+    S = S - np.diag(y)
     if Z is not None and fixed is not None:
         start, F = fixed
         Zs = (Z + Z.T) / 2
         S[start:, start:] -= Zs
         value += float(np.sum(Zs * F))
-    if N is not None:
-        Ns = np.maximum((N + N.T) / 2, 0.0)
-        np.fill_diagonal(Ns, 0.0)        # the diagonal is already an equality
-        S = S - Ns
+    m = len(S)
     lam = float(np.linalg.eigvalsh((S + S.T) / 2).min())
     margin = 1e-12 * float(np.linalg.norm(S)) * m
     return value + m * min(lam, 0.0) - margin

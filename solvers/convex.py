@@ -9,6 +9,17 @@ whose block is fixed. The batches are the problem's batches at epoch 0. Prototyp
 they are anchors when ``problem.prototypes.anchors``. With ReLU the nonnegativity applies to the
 example block, and to the whole enlarged Gram when W >= 0 (then H W^T >= 0 too).
 
+Prototypes, facial reduction: the fixed block W W^T is usually singular (an ETF has rank k - 1, and
+repeated prototypes repeat rows), so no G with that block is positive definite and interior-point
+solvers lose accuracy (Clarabel stops at "AlmostSolved"). The program is therefore posed over
+
+    M = [[G_HH, A], [A^T, I_r]]  PSD  ((n + r) x (n + r)),   G = T M T^T,   T = blockdiag(I_n, W Q)
+
+with Q (d, r) an orthonormal basis of the row space of W (rank r), chosen so that W Q is the pivoted
+Cholesky factor of W W^T (:func:`prototype_lift`): A (n, r) holds the coordinates of the rows of H on
+that row space, so G_HW = A (W Q)^T and G_WW = W Q Q^T W^T = W W^T. By the Schur
+complement every PSD G with G_WW = W W^T is T M T^T for such an M, and M = I is strictly feasible.
+
 The optimum is a lower bound on the UFM loss for every d, tight when d >= rank of the solution.
 :func:`certify` sets that bound on a gradient-descent solution. The reduced k x k program lives in
 :mod:`solvers.reduced` (re-exported here).
@@ -22,6 +33,7 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
+import scipy.linalg.lapack
 from scipy.special import logsumexp, softmax
 
 from solvers import cvx_common
@@ -33,7 +45,7 @@ from ufm.loss import problem_loss
 from ufm.problem import Problem
 from ufm.solution import Solution
 
-__all__ = ["AnchorTerm", "anchor_terms", "relaxation_loss", "build_relaxation", "solve_relaxation",
+__all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss", "build_relaxation", "solve_relaxation",
            "solve_reduced", "solve_block", "certify"]
 
 
@@ -93,32 +105,87 @@ def _relu_mask(problem: Problem, W: np.ndarray | None) -> np.ndarray | None:
     return mask
 
 
-def build_relaxation(problem: Problem) -> tuple[cp.Problem, cp.Variable, dict[str, cp.Constraint],
-                                                list[AnchorTerm], np.ndarray | None]:
-    """The cvxpy program of the module docstring: ``(program, G, named constraints, terms, W)``."""
+@dataclass(frozen=True)
+class Relaxation:
+    """The cvxpy program of the module docstring and what is needed to read its solution.
+
+    ``variable``: the Gram G (m, m), or M ((n + r) x (n + r)) with prototypes; ``lift``: None, or T
+    (m, n + r) with G = T M T^T; ``constraints``: named cvxpy constraints; ``terms``: the anchor
+    terms; ``W``: the prototype rows (p, d) or None.
+    """
+
+    program: cp.Problem
+    variable: cp.Variable
+    lift: np.ndarray | None
+    constraints: dict[str, cp.Constraint]
+    terms: list[AnchorTerm]
+    W: np.ndarray | None
+
+    def gram(self) -> np.ndarray | None:
+        """The enlarged Gram G (m, m) at the solver's point (symmetrised), or None if it has none."""
+        V = self.variable.value
+        if V is None:
+            return None
+        V = (V + V.T) / 2
+        return V if self.lift is None else self.lift @ V @ self.lift.T
+
+
+def prototype_lift(W: np.ndarray, n: int, rank_tol: float = 1e-10) -> np.ndarray:
+    """T = blockdiag(I_n, L) (n + p, n + r) of the module docstring, L (p, r) with L L^T = W W^T.
+
+    L is the pivoted Cholesky factor of W W^T (LAPACK ``dpstrf``, rank r where the pivots fall below
+    ``rank_tol``): unlike an SVD basis (arbitrary within repeated singular values, e.g. an ETF), it
+    depends on the prototype Gram alone, so the program is the same whatever ``dim`` and rotation.
+    L = W Q for an orthonormal Q (d, r) spanning the row space of W, as the module docstring needs.
+    """
+    F = W @ W.T
+    factor, pivots, r, info = scipy.linalg.lapack.dpstrf(F, lower=1, tol=rank_tol)
+    if info < 0:
+        raise RuntimeError(f"dpstrf failed on the prototype Gram (info {info})")
+    L = np.zeros((len(W), r))
+    L[pivots - 1] = np.tril(factor)[:, :r]        # undo the pivoting: F = L L^T
+    T = np.zeros((n + len(W), n + r))
+    T[:n, :n] = np.eye(n)
+    T[n:, n:] = L
+    return T
+
+
+def build_relaxation(problem: Problem) -> Relaxation:
+    """The cvxpy program of the module docstring (with prototypes: over M, facially reduced)."""
     terms, W = anchor_terms(problem)
     tau = problem.tau
-    m = problem.n + (0 if W is None else len(W))
-    G = cp.Variable((m, m), symmetric=True, name="G")
+    n = problem.n
+    constraints: dict[str, cp.Constraint] = {}
+    if W is None:
+        lift = None
+        V = G = cp.Variable((n, n), symmetric=True, name="G")
+    else:
+        lift = prototype_lift(W, n)
+        r = lift.shape[1] - n
+        WQ = lift[n:, n:]
+        V = cp.Variable((n + r, n + r), symmetric=True, name="M")
+        cross = V[:n, n:] @ WQ.T                                             # G_HW = A (W Q)^T
+        G = cp.bmat([[V[:n, :n], cross], [cross.T, W @ W.T]])
+        # I_r on and above the diagonal (below it is the same entries by symmetry)
+        upper_r = np.triu_indices(r)
+        constraints["prototype_block"] = V[n:, n:][upper_r] == np.eye(r)[upper_r]
     loss = cp.sum(cp.hstack([
         cp.log_sum_exp(G[t.i, t.others] / tau) - cp.sum(G[t.i, t.positives]) / (tau * len(t.positives))
         for t in terms]))
-    constraints = {
-        "psd": G >> 0,
-        "unit_diagonal": cp.diag(G) == 1,
-    }
+    constraints["psd"] = V >> 0
+    constraints["unit_diagonal"] = cp.diag(V)[:n] == 1
     # Entries above the diagonal only: G is symmetric, and repeating an equality for both triangles
     # (or the diagonal, already fixed) makes the constraints linearly dependent, which interior-point
     # solvers handle badly.
-    n = problem.n
-    if W is not None:
-        upper_w = np.triu_indices(len(W), 1)
-        constraints["prototype_block"] = G[n:, n:][upper_w] == (W @ W.T)[upper_w]
     mask = _relu_mask(problem, W)
     if mask is not None:
-        upper = np.triu_indices(m if mask.all() else n, 1)
-        constraints["nonnegative"] = G[upper] >= 0
-    return cp.Problem(cp.Minimize(loss), list(constraints.values())), G, constraints, terms, W
+        upper = np.triu_indices(n, 1)
+        parts = [V[:n, :n][upper]]
+        if W is not None and mask.all():   # W >= 0: also G_HW = A (W Q)^T >= 0 (G_WW >= 0 is given)
+            parts.append(cp.vec(cross, order="C"))
+        constraints["nonnegative"] = cp.hstack(parts) >= 0
+    program = cp.Problem(cp.Minimize(loss), list(constraints.values()))
+    return Relaxation(program, V, lift, constraints, terms, W)
 
 
 def _align_prototypes(X: np.ndarray, W: np.ndarray, n: int) -> np.ndarray:
@@ -127,29 +194,46 @@ def _align_prototypes(X: np.ndarray, W: np.ndarray, n: int) -> np.ndarray:
     return X @ (U @ Vt)
 
 
-def _dual_candidates(constraints: dict, C: np.ndarray, G0: np.ndarray, mask: np.ndarray | None,
-                     n: int, W: np.ndarray | None) -> list[dict]:
+def _dual_candidates(rel: Relaxation, C: np.ndarray, G0: np.ndarray, mask: np.ndarray | None,
+                     n: int) -> list[dict]:
     """Multiplier guesses for :func:`solvers.bound.best_bound` (solver duals, both signs, and a
-    dual-free estimate)."""
-    fixed = None if W is None else (n, W @ W.T)
+    dual-free estimate). With prototypes they live on M (``lift`` T): y on diag(M_HH), Z on the
+    fixed block M_AA = I_r, N on the entries of G under the ReLU constraint."""
+    cons = rel.constraints
+    r = None if rel.lift is None else rel.lift.shape[1] - n
+    fixed = None if r is None else (n, np.eye(r))
     cands = []
-    y = constraints["unit_diagonal"].dual_value
+    y = cons["unit_diagonal"].dual_value
     if y is not None:
+        y = np.asarray(y).ravel()
         Z = None
-        if W is not None and constraints["prototype_block"].dual_value is not None:
-            Z = np.zeros((len(W), len(W)))
-            Z[np.triu_indices(len(W), 1)] = np.asarray(constraints["prototype_block"].dual_value) / 2
-            Z = Z + Z.T
+        if r is not None:
+            y = np.concatenate([y, np.zeros(r)])
+            if cons["prototype_block"].dual_value is not None:
+                # a multiplier z of the equation M_ab = c (a < b) is Z_ab = Z_ba = z / 2; on the diagonal z
+                z = np.asarray(cons["prototype_block"].dual_value).ravel()
+                Z = np.zeros((r, r))
+                Z[np.triu_indices(r)] = z
+                Z = (Z + Z.T) / 2
         N = None
-        if mask is not None and constraints["nonnegative"].dual_value is not None:
-            size = len(G0) if mask.all() else n
+        if mask is not None and cons["nonnegative"].dual_value is not None:
+            dual = np.asarray(cons["nonnegative"].dual_value).ravel()
             N = np.zeros_like(G0)
-            N[np.triu_indices(size, 1)] = np.asarray(constraints["nonnegative"].dual_value) / 2
+            upper = np.triu_indices(n, 1)
+            N[upper] = dual[:len(upper[0])] / 2
+            if r is not None and mask.all():
+                N[:n, n:] = dual[len(upper[0]):].reshape(n, -1) / 2
             N = N + N.T
+        # the bound's objective f(T M T^T) sees M_AA through G_WW = W Q M_AA (W Q)^T; the solver's
+        # does not (G_WW is a constant there): its multiplier of M_AA = I gains (T^T C T)_AA
+        C_AA = 0.0
+        if r is not None:
+            WQ = rel.lift[n:, n:]
+            C_AA = WQ.T @ ((C + C.T) / 2)[n:, n:] @ WQ
         for s in (1.0, -1.0):
-            cands.append({"y": s * np.asarray(y).ravel(), "Z": None if Z is None else s * Z,
-                          "fixed": fixed, "N": None if N is None else s * N})
-    if W is None:
+            cands.append({"y": s * y, "Z": None if Z is None else s * Z + C_AA, "fixed": fixed,
+                          "N": None if N is None else s * N, "T": rel.lift})
+    if rel.W is None:
         y0, N0 = dual_free_multipliers(C, G0, mask)
         cands.append({"y": y0, "N": N0})
     return cands
@@ -178,25 +262,26 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       rigorous, but it can be ~1e-4 loose where the optimum is smooth), ``feasible_upper_bound``.
     """
     t0 = time.perf_counter()
-    program, G, constraints, terms, W = build_relaxation(problem)
+    rel = build_relaxation(problem)
+    program, terms, W = rel.program, rel.terms, rel.W
     status, raw, message = cvx_common.solve(program, solver, solver_options)
     name = cvx_common.solver_call(solver, solver_options)[0]
     extra: dict[str, Any] = {"solver": name, "solver_status": raw, "anchor_terms": len(terms)}
     n, k = problem.n, problem.k
-    if G.value is None:
+    Gfull = rel.gram()
+    if Gfull is None:
         return Solution(method="convex", class_mean_gram=np.full((k, k), np.nan), loss=float("nan"),
                         status="error", iterations=cvx_common.iterations(program),
                         seconds=time.perf_counter() - t0, message=message or f"{name} returned no Gram",
                         extra=extra)
-    Gfull = (G.value + G.value.T) / 2
     mask = _relu_mask(problem, W)
-    residuals = cvx_common.gram_residuals(G.value, mask)
+    residuals = cvx_common.gram_residuals(Gfull, mask)
     status, message = cvx_common.finish_status(status, message, residuals)
     value, C = relaxation_loss(Gfull, terms, problem.tau)
     extra.update(residuals=residuals, solver_value=float(program.value))
     if certified:
         extra["certified_lower_bound"] = best_bound(
-            value, C, Gfull, _dual_candidates(constraints, C, Gfull, mask, n, W))
+            value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))
 
     vals = np.linalg.eigvalsh(Gfull)
     rank = int((vals > 1e-6 * vals.max()).sum())

@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 
 from reference import collapsed_embeddings, etf_loss, etf_vectors, orthogonal_frame_loss, scl_loop
-from solvers.convex import certify, solve_reduced, solve_relaxation
+from solvers import cvx_common, gd
+from solvers.bound import linearization_bound
+from solvers.convex import (_dual_candidates, _relu_mask, build_relaxation, certify, prototype_lift,
+                            relaxation_loss, solve_reduced, solve_relaxation)
 from ufm import Batching, Problem, ProblemError, Prototypes, Solution
 from ufm.geometry import etf_gram
 
@@ -200,6 +203,44 @@ def test_prototypes_objective_matches_jax(anchors):
     assert brute == pytest.approx(sol.lower_bound, rel=REL)
 
 
+@pytest.mark.parametrize("counts,kind,per_class,anchors", [
+    ((8, 8, 2, 2), "etf", 1, True), ((10, 5, 3, 2), "of", 3, False), ((12, 8, 5, 3, 2), "etf", 1, False)])
+def test_prototype_program_is_accurate(counts, kind, per_class, anchors):
+    """A singular fixed prototype block (ETF: rank k - 1; repeated prototypes) has no positive definite
+    completion; posed over G, Clarabel stopped at "AlmostSolved" (optimal_inaccurate) on 62 of 96
+    prototype problems (4 count vectors x ETF/OF x 1 or 3 per class x anchors x dim 4/8/12). Posed
+    over M (facially reduced, solvers/convex.py) 87 of them solve to ``optimal``, these three among
+    them. The optimum must be the SCL loss (brute-force loop) of the recovered embeddings (tight at
+    dim 8 >= rank), and the certified bound, from the duals mapped through the lift, must lie below
+    it and within 1e-5 relative."""
+    protos = Prototypes(kind, per_class=per_class, anchors=anchors)
+    problem = Problem.from_counts(counts, tau=0.5, prototypes=protos, dim=8)
+    sol = solve_relaxation(problem)
+    assert sol.status == "optimal", sol.message
+    assert sol.extra["tight"]
+    W, w_labels = problem.prototype_rows()
+    brute = scl_loop(sol.embeddings, problem.labels, 0.5, prototypes=W, prototype_labels=w_labels,
+                     prototype_anchors=anchors)
+    assert brute == pytest.approx(sol.lower_bound, rel=1e-8)
+    certified = sol.extra["certified_lower_bound"]
+    assert sol.lower_bound * (1 - 1e-5) <= certified <= sol.lower_bound
+
+
+def test_prototype_lift_reproduces_the_fixed_block():
+    """T = blockdiag(I_n, W Q): G_WW = (W Q)(W Q)^T must equal W W^T, with r = rank W columns, and the
+    same T whatever dim (it depends on the prototype Gram alone)."""
+    for kind, per_class, rank in (("etf", 2, 3), ("of", 3, 4)):
+        problem = Problem.balanced(4, 2, prototypes=Prototypes(kind, per_class=per_class), dim=6)
+        W, _ = problem.prototype_rows()
+        T = prototype_lift(W, problem.n)
+        assert T.shape == (problem.n + len(W), problem.n + rank)
+        WQ = T[problem.n:, problem.n:]
+        np.testing.assert_allclose(WQ @ WQ.T, W @ W.T, atol=1e-12)
+        np.testing.assert_array_equal(T[:problem.n, :problem.n], np.eye(problem.n))
+        W9, _ = problem.with_(dim=9).prototype_rows()
+        np.testing.assert_allclose(prototype_lift(W9, problem.n), T, atol=1e-12)
+
+
 # ------------------------------------------------------------------ statuses, errors, certificate
 def test_inaccurate_solver_status_is_reported():
     problem = Problem.from_counts([6, 3, 2], tau=0.5)
@@ -306,3 +347,26 @@ def test_factored_falls_back_to_cvxpy_when_the_certificate_fails(monkeypatch):
     sol = reduced.solve_reduced(Problem.from_counts((10, 5, 3, 2), tau=0.5))
     assert sol.extra["program"] == "general" and "factored_gap" in sol.extra
     assert sol.loss == pytest.approx(35.714086, abs=5e-7)
+
+
+def test_lifted_bound_stays_valid_for_perturbed_multipliers():
+    """solvers.bound with a lift T: any multipliers give a valid bound (the lambda_min correction).
+    Perturb the solver's duals and check that the bound never exceeds the loss of a feasible point
+    (gradient descent's embeddings, loss by the brute-force loop), and that unperturbed it is close."""
+    problem = Problem.from_counts([6, 4, 3], tau=0.5, prototypes=Prototypes("etf", per_class=2), dim=6)
+    rel = build_relaxation(problem)
+    cvx_common.solve(rel.program, None, None)
+    G0 = rel.gram()
+    f0, C = relaxation_loss(G0, rel.terms, problem.tau)
+    cands = _dual_candidates(rel, C, G0, _relu_mask(problem, rel.W), problem.n)
+    H = gd.solve(problem).embeddings
+    W, w_labels = problem.prototype_rows()
+    feasible = scl_loop(H, problem.labels, 0.5, prototypes=W, prototype_labels=w_labels)
+    best = max(linearization_bound(f0, C, G0, **c) for c in cands)
+    assert feasible - 1e-4 < best <= feasible
+    rng = np.random.default_rng(0)
+    for c in cands[:2]:
+        for scale in (1e-4, 1e-2, 1.0):
+            noisy = dict(c, y=c["y"] + scale * rng.standard_normal(len(c["y"])),
+                         Z=c["Z"] + scale * rng.standard_normal(c["Z"].shape))
+            assert linearization_bound(f0, C, G0, **noisy) <= feasible
