@@ -20,6 +20,22 @@ Sections:
    versus k: general cvxpy program vs the certified factored path; STEP block path at k = 100.
 5. ``explorer``: ``Explorer.update`` if ufm/explore.py exists, else ``solve_reduced`` (its core) at
    k = 4..20, cold (first call) and warm.
+6. ``gpu`` (only where JAX sees a GPU; elsewhere it records why and keeps an earlier GPU result):
+   full-batch GD at n = 1000 .. 100000 (chunked loss above 20000) in float64 and float32, each as a
+   fraction of a measured matmul in the same dtype on that GPU; 64 vmapped starts against one.
+
+``many`` also measures what 64 vmapped loss+gradient evaluations cost against one at the same shapes
+(in one compiled loop, so no dispatch). On 2 CPU cores that is 33-35x at n = 20 and 65-125x at
+n = 1000: the lanes share two cores, so 64 starts cannot cost 3x one start there (a single start at
+n = 20 is overhead-bound, which is why the whole solve does better, ~15x). On a GPU the lanes run in
+parallel; the ``gpu`` section measures it there.
+
+On a GPU machine (cvxpy, torch and matplotlib are not needed by the ``gpu`` section)::
+
+    cp benchmarks/results.json "$OUT"/ && python -m benchmarks --only gpu --out "$OUT"
+
+then copy ``$OUT/results.json`` over benchmarks/results.json and run
+``python -m benchmarks --markdown-only`` to regenerate RESULTS.md and the README table.
 """
 
 from __future__ import annotations
@@ -142,15 +158,18 @@ def matmul_peak(n: int = 2048, dtype=jnp.float64) -> float:
     return 2 * n ** 3 / min(times) / 1e9
 
 
-def bench_scaling(sizes: list[int], chunk_above: int = 5000, chunk: int = 2000) -> dict:
-    peak = matmul_peak()
+def bench_scaling(sizes: list[int], chunk_above: int = 5000, chunk: int = 2000,
+                  dtype=jnp.float64) -> dict:
+    """Full-batch BB GD, balanced k = 10, d = 10, tau 0.5, from seed 0, a few steps per size (tol 1e-15:
+    no early stop); the loss is chunked (``chunk``) above ``chunk_above``."""
+    peak = matmul_peak(dtype=dtype)
     rows = []
     for n in sizes:
         problem = Problem.balanced(10, n // 10, tau=0.5)
         chunk_size = chunk if n > chunk_above else None
         steps = max(3, min(20, 20000 // n))
-        st, lr, tol, cfg = gd._prepare(problem, steps, None, "bb", jnp.float64, 1e-15, chunk_size)
-        data = gd._data(problem, gd._start(problem, 0, jnp.float64), st, lr, tol, jnp.float64)
+        st, lr, tol, cfg = gd._prepare(problem, steps, None, "bb", dtype, 1e-15, chunk_size)
+        data = gd._data(problem, gd._start(problem, 0, dtype), st, lr, tol, dtype)
         t0 = _now()
         compiled = gd._compiled(cfg, None).lower(data).compile()
         compile_s = _now() - t0
@@ -177,8 +196,27 @@ def bench_scaling(sizes: list[int], chunk_above: int = 5000, chunk: int = 2000) 
                      "evaluations_per_step": (run_s / max(epochs, 1)) / vg_s,
                      "loss_and_grad_gflops": flops / vg_s / 1e9,
                      "fraction_of_matmul_peak": flops / vg_s / 1e9 / peak})
-        print(f"  n={n}: {rows[-1]['seconds_per_step']:.3f} s/step", flush=True)
-    return {"device": jax.default_backend(), "matmul_peak_gflops_float64": peak, "rows": rows}
+        print(f"  n={n} {jnp.dtype(dtype).name}: {rows[-1]['seconds_per_step']:.3f} s/step, "
+              f"{100 * rows[-1]['fraction_of_matmul_peak']:.1f}% of matmul peak", flush=True)
+    return {"device": jax.default_backend(), "dtype": jnp.dtype(dtype).name,
+            "matmul_peak_gflops": peak, "rows": rows}
+
+
+# ------------------------------------------------------------------ 2b. the GPU
+def bench_gpu(sizes: tuple[int, ...] = (1000, 5000, 20000, 100000), chunk_above: int = 20000,
+              chunk: int = 4096) -> dict:
+    """Full-batch GD on the GPU up to n = 100000 (chunked loss), float64 and float32, each against a
+    large matmul in the same dtype on the same GPU; 64 vmapped starts against one. On a machine
+    without a GPU it records why it did not run (and main keeps an earlier GPU measurement)."""
+    if jax.default_backend() != "gpu":
+        return {"skipped": f"no GPU (JAX backend {jax.default_backend()})"}
+    out = {"machine": machine_info(), "device_kind": jax.devices()[0].device_kind}
+    out["float64"] = bench_scaling(list(sizes), chunk_above, chunk, jnp.float64)
+    out["float32"] = bench_scaling([n for n in sizes if n >= 20000], chunk_above, chunk, jnp.float32)
+    out["seeds"] = _seeds_row(Problem.balanced(10, 100, tau=0.5), 3, "balanced n=1000 k=10 d=10 tau=0.5")
+    out["seeds_landscape"] = _seeds_row(Problem.step(4, 8, 4, tau=0.5, relu=True), 3,
+                                        "STEP(4, 8, 4) ReLU n=20 d=8 tau=0.5 (landscape size)")
+    return out
 
 
 # ------------------------------------------------------------------ 3. many solves at once
@@ -191,10 +229,32 @@ def _median_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
+def _loss_grad_floor(problem: Problem, starts: int = 64) -> float:
+    """Time of ``starts`` vmapped loss + gradient evaluations over the time of one, at the problem's
+    shapes: the arithmetic floor of "vmapped solve / one solve" on this device (a vmapped solve does
+    at least that much work per iteration). Each timing runs ``evals`` evaluations in one compiled
+    loop, so dispatch does not count."""
+    dtype = jnp.float64
+    data = gd._data(problem, gd._start(problem, 0, dtype), 1, 0.1, 1e-12, dtype)
+    vg = jax.value_and_grad(lambda H: scl_loss_packed(H, data.labels, data.tau, data.mon_index,
+                                                      data.mon_valid, "sum", data.protos,
+                                                      data.proto_labels))
+    evals = int(max(5, min(200, 2e8 / (problem.n ** 2 * problem.dim))))
+
+    def repeated(f):
+        return jax.jit(lambda H: jax.lax.fori_loop(0, evals, lambda i, X: X + 1e-12 * f(X)[1], H))
+    one_fn, many_fn = repeated(vg), repeated(jax.vmap(vg))
+    H64 = jnp.stack([gd._start(problem, s, dtype) for s in range(starts)])
+    jax.block_until_ready((one_fn(data.H0), many_fn(H64)))
+    one = _median_time(lambda: jax.block_until_ready(one_fn(data.H0)), 3)
+    many = _median_time(lambda: jax.block_until_ready(many_fn(H64)), 3)
+    return many / one
+
+
 def _seeds_row(problem: Problem, reps: int, label: str) -> dict:
     seeds = list(range(64))
     gd.solve(problem, seed=0)
-    gd.solve_many(problem, seeds)
+    sols = gd.solve_many(problem, seeds)
     one = _median_time(lambda: gd.solve(problem, seed=0), reps)
     many = _median_time(lambda: gd.solve_many(problem, seeds), reps)
     t0 = _now()
@@ -202,7 +262,11 @@ def _seeds_row(problem: Problem, reps: int, label: str) -> dict:
         gd.solve(problem, seed=s)
     loop = _now() - t0
     return {"problem": label, "one_start_seconds": one, "vmapped_64_seconds": many,
-            "loop_64_seconds": loop, "vmapped_over_one": many / one, "loop_over_vmapped": loop / many}
+            "loop_64_seconds": loop, "vmapped_over_one": many / one, "loop_over_vmapped": loop / many,
+            "lanes": gd.default_lanes(problem, len(seeds)),
+            "iterations_seed0": gd.solve(problem, seed=0).iterations,
+            "iterations_max_of_64": max(s.iterations for s in sols),
+            "loss_grad_64_over_one": _loss_grad_floor(problem)}
 
 
 def bench_many(n_per_class: int, reps: int) -> dict:
@@ -225,8 +289,9 @@ def bench_many(n_per_class: int, reps: int) -> dict:
         gd.solve(p)
     loop_warm = _now() - t0
     out["ratios"] = {"problem": "STEP counts (64, 64, m, m), m = 2..33 (ratios 2..32), tau 0.5, "
-                                "padded to n = 194, one vmapped call",
+                                "padded to n = 194, one call",
                      "all_converged": all(s.status == "converged" for s in sols),
+                     "lanes": gd.default_lanes(problems[0], len(problems), width=194),
                      "vmapped_cold_seconds": vm_cold, "vmapped_warm_seconds": vm_warm,
                      "loop_cold_seconds": loop_cold, "loop_warm_seconds": loop_warm,
                      "loop_over_vmapped_cold": loop_cold / vm_cold,
@@ -311,6 +376,17 @@ def bench_explorer() -> dict:
 
 
 # ------------------------------------------------------------------ output
+def _scaling_table(s: dict) -> list[str]:
+    """Markdown rows of one :func:`bench_scaling` result."""
+    L = [f"| full-batch GD, k=10 ({s['device']}, {s['dtype']}) | s/step | loss+grad s | GFLOP/s | "
+         f"of matmul peak ({s['matmul_peak_gflops']:.1f} GFLOP/s) |", "|---|---|---|---|---|"]
+    for r in s["rows"]:
+        L.append(f"| n={r['n']}{' chunk ' + str(r['chunk_size']) if r['chunk_size'] else ''} | "
+                 f"{r['seconds_per_step']:.3f} | {r['loss_and_grad_seconds']:.3f} | "
+                 f"{r['loss_and_grad_gflops']:.2f} | {100 * r['fraction_of_matmul_peak']:.1f}% |")
+    return L + [""]
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     L = [f"### Benchmark results (`python -m benchmarks{' --quick' if res['quick'] else ''}`)", "",
@@ -320,8 +396,10 @@ def markdown(res: dict) -> str:
          + ("The machine was shared with other jobs (load above): timings are noisy; ratios are pairwise "
             "in the same run. " if m["load_average_at_start"][0] > 0.5 else
             "Ratios are pairwise in the same run. ")
-         + ("" if m["gpu"] else "No GPU was available for this run: the GPU rows (full batch "
-                               "n = 100000, fraction of GPU matmul peak) are not measured."), ""]
+         + ("" if "float64" in res.get("gpu", {}) else
+            "No GPU was available for these runs: the GPU rows (full batch n = 100000, fraction of "
+            "GPU matmul peak, 64 starts) are not measured; `python -m benchmarks --only gpu` on a GPU "
+            "machine adds them (see benchmarks/run.py)."), ""]
     if res.get("updated_sections"):
         L += ["Re-measured later with `--only`: " + ", ".join(
             f"{name} ({date})" for name, date in res["updated_sections"].items()) + ".", ""]
@@ -344,26 +422,36 @@ def markdown(res: dict) -> str:
         L.append("")
     s = res.get("gd_scaling")
     if s:
-        L += [f"| full-batch GD, k=10 ({s['device']}) | s/step | loss+grad s | GFLOP/s | of matmul peak "
-              f"({s['matmul_peak_gflops_float64']:.1f} GFLOP/s) |", "|---|---|---|---|---|"]
-        for r in s["rows"]:
-            L.append(f"| n={r['n']}{' chunk ' + str(r['chunk_size']) if r['chunk_size'] else ''} | "
-                     f"{r['seconds_per_step']:.3f} | {r['loss_and_grad_seconds']:.3f} | "
-                     f"{r['loss_and_grad_gflops']:.2f} | {100 * r['fraction_of_matmul_peak']:.1f}% |")
+        L += _scaling_table(s)
+    gp = res.get("gpu", {})
+    if "float64" in gp:
+        L += [f"GPU: {gp['device_kind']} ({gp['machine']['date']}; jax {gp['machine']['versions']['jax']}); "
+              "float32 matmuls may use TF32 there, so its peak is the measured float32 matmul.", ""]
+        L += _scaling_table(gp["float64"]) + _scaling_table(gp["float32"])
+        L += ["| many solves on the GPU | vmapped / 1 start | loss+grad floor (64 / 1) |", "|---|---|---|"]
+        for a in (gp["seeds_landscape"], gp["seeds"]):
+            L.append(f"| 64 starts, {a['problem']} | {a['vmapped_over_one']:.1f}x | "
+                     f"{a['loss_grad_64_over_one']:.1f}x |")
         L.append("")
     mn = res.get("many")
     if mn:
         a, b = mn["seeds"], mn["ratios"]
         L += ["| many solves | value |", "|---|---|"]
         for a in (mn["seeds_landscape"], mn["seeds"]):
-            L += [f"| 64 starts vmapped / 1 start ({a['problem']}) | {a['vmapped_over_one']:.1f}x "
+            L += [f"| 64 starts in one call ({a['lanes']} vmapped at a time) / 1 start ({a['problem']}) | "
+                  f"{a['vmapped_over_one']:.1f}x "
                   f"({a['vmapped_64_seconds']:.2f} s vs {a['one_start_seconds']:.3f} s) |",
-                  f"| 64 starts: Python loop / vmapped | {a['loop_over_vmapped']:.1f}x |"]
+                  f"| floor at these shapes: 64 vmapped loss+gradient evaluations / one | "
+                  f"{a['loss_grad_64_over_one']:.1f}x |",
+                  f"| iterations: seed 0 / slowest of the 64 (a vmapped loop runs until the last stops) | "
+                  f"{a['iterations_seed0']} / {a['iterations_max_of_64']} |",
+                  f"| 64 starts: Python loop / one call | {a['loop_over_vmapped']:.1f}x |"]
         L += [
-              f"| 32 imbalance ratios: loop / vmapped, cold (compiles included) | "
+              f"| 32 imbalance ratios ({b['lanes']} vmapped at a time): loop / one call, cold "
+              f"(compiles included) | "
               f"{b['loop_over_vmapped_cold']:.1f}x ({b['loop_cold_seconds']:.1f} s vs "
               f"{b['vmapped_cold_seconds']:.1f} s) |",
-              f"| 32 imbalance ratios: loop / vmapped, warm | {b['loop_over_vmapped_warm']:.1f}x |", ""]
+              f"| 32 imbalance ratios: loop / one call, warm | {b['loop_over_vmapped_warm']:.1f}x |", ""]
     c = res.get("convex")
     if c:
         sizes = sorted({r["n"] for rows in c["nxn"].values() for r in rows})
@@ -417,7 +505,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions")
     parser.add_argument("--out", default=str(Path(__file__).parent), help="folder for results.json and RESULTS.md")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="sections to run: gd_vs_torch gd_scaling many convex explorer")
+                        help="sections to run: gd_vs_torch gd_scaling many convex explorer gpu")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite RESULTS.md from the results.json in --out, running nothing")
     args = parser.parse_args(argv)
@@ -435,6 +523,7 @@ def main(argv: list[str] | None = None) -> None:
         "many": lambda: bench_many(20 if q else 100, 3),
         "convex": lambda: bench_convex(10.0 if q else 60.0, 20 if q else 100),
         "explorer": bench_explorer,
+        "gpu": bench_gpu,
     }
     out = Path(args.out)
     previous = out / "results.json"
@@ -449,8 +538,13 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(f"== {name}", flush=True)
         t0 = _now()
-        res[name] = fn()
-        res[name]["section_seconds"] = _now() - t0
+        result = fn()
+        result["section_seconds"] = _now() - t0
+        if "skipped" in result and previous.exists():
+            # a machine without a GPU keeps the GPU measurement an earlier run on a GPU left
+            earlier = json.loads(previous.read_text()).get(name, {})
+            result = earlier if "skipped" not in earlier and earlier else result
+        res[name] = result
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float))
     md = markdown(res)

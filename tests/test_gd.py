@@ -151,6 +151,41 @@ def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch):
     gd._compiled.cache_clear()
 
 
+def test_solve_many_in_groups_matches_separate_solves(monkeypatch):
+    """lanes < starts: groups of vmapped starts run in sequence (jax.lax.map) in one compiled call;
+    each start must still be exactly its own solve, and a second call must not retrace."""
+    problem = Problem.step(4, 6, 3, relu=True, tau=0.5)
+    seeds = [3, 4, 5, 6, 7]
+    traces = []
+    run = gd._run
+    monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))
+    gd._compiled.cache_clear()
+    many = gd.solve_many(problem, seeds, lanes=2)
+    first = len(traces)
+    gd.solve_many(problem, seeds, lanes=2)
+    assert len(traces) == first             # compiled once, reused
+    for seed, sol in zip(seeds, many):
+        one = gd.solve(problem, seed=seed)
+        assert sol.status == one.status == "converged"
+        assert sol.iterations == one.iterations
+        assert sol.loss == pytest.approx(one.loss, rel=1e-12)
+        np.testing.assert_allclose(sol.embeddings, one.embeddings, atol=1e-9)
+    gd._compiled.cache_clear()
+    with pytest.raises(ProblemError, match="lanes"):
+        gd.solve_many(problem, seeds, lanes=0)
+
+
+def test_default_lanes_follows_the_memory_budget():
+    """On a CPU: lanes * width^2 * 8 bytes within the budget, between 1 and 16, never above the
+    number of starts (the widths here: n = 20 and n = 1000, full batch)."""
+    if gd.jax.default_backend() != "cpu":
+        pytest.skip("the CPU rule")
+    small, large = Problem.step(4, 8, 4, tau=0.5), Problem.balanced(10, 100, tau=0.5)
+    assert gd.default_lanes(small, 64) == min(gd.CPU_MAX_LANES, gd.CPU_LANE_BUDGET_BYTES // (20 * 20 * 8))
+    assert gd.default_lanes(small, 3) == 3
+    assert gd.default_lanes(large, 64) == max(1, gd.CPU_LANE_BUDGET_BYTES // (1000 * 1000 * 8))
+
+
 def test_solve_batched_over_temperatures():
     taus = (0.2, 0.5, 1.0)
     problems = [Problem.step(4, 8, 4, relu=True, tau=t) for t in taus]
@@ -276,6 +311,17 @@ def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monk
     for p, sol in zip(problems[::3], sweep[::3]):      # and each is that problem's own solve
         assert sol.loss == pytest.approx(gd.solve(p).loss, rel=1e-10)
     gd._compiled.cache_clear()
+
+
+def test_padded_sweep_in_groups_matches_own_solves():
+    """solve_batched(lanes=3) over 4 padded problems: a group of 3 vmapped, then 1; each result must
+    be that problem's own solve."""
+    problems = [Problem.step(4, 12, r, tau=t) for r, t in ((1, 0.5), (2, 0.3), (3, 1.0), (6, 0.5))]
+    for p, sol in zip(problems, gd.solve_batched(problems, pad=True, lanes=3)):
+        one = gd.solve(p)
+        assert sol.status == one.status == "converged", sol.message
+        assert sol.iterations == one.iterations
+        assert sol.loss == pytest.approx(one.loss, rel=1e-10)
 
 
 def test_repeated_solves_at_one_shape_compile_once(monkeypatch):

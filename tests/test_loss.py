@@ -314,3 +314,5 @@ def test_problem_losses_of_a_stack_match_the_loop():
     W, wl = problem.prototype_rows()
     want = [scl_loop(H, problem.labels, 0.4, problem.batches(0), "sum", W, wl, True) for H in Hs]
     np.testing.assert_allclose(problem_losses(problem, Hs), want, rtol=1e-12)
+    # in groups of 3 (the last group of 1): same values
+    np.testing.assert_allclose(problem_losses(problem, Hs, lanes=3), want, rtol=1e-12)

@@ -217,17 +217,22 @@ def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
                           W, w_labels, anchors, chunk_size=chunk_size))
 
 
-@partial(jax.jit, static_argnames=("prototype_anchors", "chunk_size"))
-def _stacked_losses(Hs, labels, tau, index, valid, prototypes, prototype_labels, prototype_anchors, chunk_size):
+@partial(jax.jit, static_argnames=("prototype_anchors", "chunk_size", "lanes"))
+def _stacked_losses(Hs, labels, tau, index, valid, prototypes, prototype_labels, prototype_anchors,
+                    chunk_size, lanes):
     def one(H):
         return scl_loss_packed(H, labels, tau, index, valid, "sum", prototypes, prototype_labels,
                                prototype_anchors, chunk_size)
-    return jax.vmap(one)(Hs)
+    if lanes is None or lanes >= Hs.shape[0]:
+        return jax.vmap(one)(Hs)
+    return jax.lax.map(one, Hs, batch_size=lanes)
 
 
-def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None) -> np.ndarray:
-    """:func:`problem_loss` (sum reduction) of a stack of embeddings Hs (s, n, d) in one vmapped call:
-    returns (s,) float64 losses over the problem's batching at ``epoch``."""
+def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None,
+                   lanes: int | None = None) -> np.ndarray:
+    """:func:`problem_loss` (sum reduction) of a stack of embeddings Hs (s, n, d) in one compiled call:
+    returns (s,) float64 losses over the problem's batching at ``epoch``. ``lanes``: evaluate that
+    many side by side (vmapped), the groups in sequence (memory ``lanes`` times one loss); None: all."""
     Hs = jnp.asarray(np.asarray(Hs, dtype=np.float64))
     packed = pack(problem.batches(epoch))
     W, w_labels = problem.prototype_rows()
@@ -236,4 +241,4 @@ def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None) -
         Hs, jnp.asarray(problem.labels), jnp.asarray(problem.tau, dtype=jnp.float64),
         jnp.asarray(packed.index), jnp.asarray(packed.valid),
         None if W is None else jnp.asarray(W), None if w_labels is None else jnp.asarray(w_labels),
-        prototype_anchors=anchors, chunk_size=chunk_size), dtype=np.float64)
+        prototype_anchors=anchors, chunk_size=chunk_size, lanes=lanes), dtype=np.float64)
