@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from reference import orthogonal_frame_loss
+from reference import etf_loss, orthogonal_frame_loss
 from solvers.convex import solve_reduced
 from theory_checks import sweeps
 from ufm import Problem
@@ -68,3 +68,19 @@ def test_sweep_command_writes_figure_and_json(tmp_path, capsys):
 def test_bad_range_is_a_one_line_error(capsys):
     assert main(["sweep", "imbalance", "--ratios", "1:x:3"]) == 2
     assert "--ratios" in capsys.readouterr().err
+
+
+def test_sweep_command_prints_a_table(tmp_path, capsys):
+    """Without --json: one table per series with the counts of each point and every quantity; the
+    balanced point's loss is the ETF closed form (tests/reference.py), printed to 6 digits."""
+    assert main(["sweep", "imbalance", "--ratios", "1,2", "--classes", "3", "--n-max", "4", "--tau", "0.5",
+                 "--relu-options", "no-relu", "--out", str(tmp_path / "s.png"), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "no ReLU:"
+    header = lines[1].split()
+    assert header[:4] == ["imbalance", "ratio", "R", "counts"] and "loss" in header and "status" in header
+    first = lines[3].split()
+    assert first[1] == "4,4,4" and first[-1] == "optimal"
+    loss = float(first[header.index("loss") - 2])          # "imbalance ratio R" is one column
+    assert loss == pytest.approx(etf_loss([4, 4, 4], 0.5), rel=1e-5)
+    assert lines[4].split()[1] == "4,2,2"

@@ -322,8 +322,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         title, logx = f"counts {counts}, tau = {args.tau}, {'no ReLU' if args.no_relu else 'ReLU'}", False
     fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=logx,
                              logy=args.sweep == "batching", title=title)
+    if not args.json:
+        _print_sweep(result)
     _finish_figure(fig, result.to_dict(), args, f"ufm-sweep-{args.sweep}.png")
-    return 0
+    return 1 if _sweep_errors(result) else 0
+
+
+def _sweep_errors(result) -> list[str]:
+    """'series at x: status' for every sweep point whose solver status is ``error``."""
+    return [f"{name} at {x:g}: {st}" for name, q in result.series.items()
+            for x, st in zip(result.x, q.get("status", [])) if st == "error"]
+
+
+def _print_sweep(result) -> None:
+    """One table per series (rows: swept values; columns: every quantity), then any solver trouble."""
+    counts = result.meta.get("counts")
+    if not (isinstance(counts, list) and len(counts) == len(result.x)
+            and all(isinstance(c, (list, tuple)) for c in counts)):
+        counts = None                     # one count vector for the whole sweep: in the title instead
+    for name, quantities in result.series.items():
+        print(f"{name}:")
+        header = [result.xlabel] + (["counts"] if counts else []) + list(quantities)
+        rows = []
+        for i, x in enumerate(result.x):
+            row = [f"{x:g}"] + ([",".join(map(str, counts[i]))] if counts else [])
+            row += [_fmt(values[i], 6) if isinstance(values[i], (int, float)) else values[i]
+                    for values in quantities.values()]
+            rows.append(row)
+        print_table(rows, header)
+        print()
+    trouble = [f"{name} at {x:g}: {st}" for name, q in result.series.items()
+               for x, st in zip(result.x, q.get("status", [])) if st not in ("optimal", "converged")]
+    if trouble:
+        print("solver status not optimal at: " + "; ".join(trouble))
+    if counts is None and result.meta.get("counts"):
+        print(f"counts: {result.meta['counts']}")
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
