@@ -71,8 +71,68 @@ def dual_free_multipliers(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray |
     return y, N
 
 
+def dual_free_multipliers_lifted(C: np.ndarray, V0: np.ndarray, T: np.ndarray, n: int,
+                                 relu_mask: np.ndarray | None = None, active_tol: float = 1e-6) -> dict:
+    """:func:`dual_free_multipliers` for a program posed over V (q, q) with G = T V T^T (m, m), unit
+    diagonal on V[:n, :n] and the fixed block V[n:, n:] = I (the facially reduced prototype program).
+
+    N as in :func:`dual_free_multipliers` at G0 = T V0 T^T; with A = T^T (C - N) T and B = A V0,
+    complementarity S V0 = 0 for S = A - Diag(y) - blockdiag(0, Z) gives, in least squares,
+    y_i = <B_i, V0_i> / ||V0_i||^2 (i < n; 0 beyond) and Z = B[n:] X^T (X X^T)^{-1}, X = V0[n:]
+    (X X^T >= I: invertible), symmetrised. Returns the keyword arguments of
+    :func:`linearization_bound`.
+    """
+    C = (C + C.T) / 2
+    V0 = (V0 + V0.T) / 2
+    q = len(V0)
+    N = None
+    if relu_mask is not None:
+        G0 = T @ V0 @ T.T
+        active = relu_mask & (G0 <= active_tol)
+        np.fill_diagonal(active, False)
+        N = np.where(active, np.maximum(C, 0.0), 0.0)
+    A = T.T @ (C - (N if N is not None else 0.0)) @ T
+    B = A @ V0
+    y = np.zeros(q)
+    y[:n] = np.sum(B[:n] * V0[:n], axis=1) / np.maximum(np.sum(V0[:n] ** 2, axis=1), 1e-300)
+    X = V0[n:]
+    Z = np.linalg.solve(X @ X.T, X @ B[n:].T).T
+    return {"y": y, "Z": (Z + Z.T) / 2, "fixed": (n, np.eye(q - n)), "N": N, "T": T}
+
+
 def best_bound(f0: float, C: np.ndarray, G0: np.ndarray, candidates: list[dict]) -> float:
     """The largest :func:`linearization_bound` over candidate multiplier sets (dicts of y, Z, fixed, N)."""
     values = [linearization_bound(f0, C, G0, **cand) for cand in candidates]
     values = [v for v in values if np.isfinite(v)]
     return max(values) if values else -np.inf
+
+
+def feasible_point(V: np.ndarray, n: int, nonnegative: bool) -> np.ndarray:
+    """An exactly feasible matrix near a solver's slightly infeasible V (q, q), for an upper bound.
+
+    The set: V PSD, V_ii = 1 for i < n, V[n:, n:] = I (the prototype block of the facially reduced
+    program; absent when n = q), and with ``nonnegative`` V[:n, :n] >= 0. Steps, each keeping what the
+    earlier ones fixed: V[n:, n:] := I; V := D^{-1/2} V D^{-1/2} (unit diagonal); with
+    ``nonnegative``, V := (1 - s) V + s E, E = blockdiag(1 1^T, I), the smallest s making V[:n, :n]
+    >= 0; V := (1 - t) V + t I, the smallest t (plus a margin of 1e-14 q) making lambda_min >= 0.
+    E and I are feasible, so the mixtures stay feasible for the constraints already met.
+    """
+    V = (np.asarray(V, dtype=float) + np.asarray(V, dtype=float).T) / 2
+    q = len(V)
+    V[n:, n:] = np.eye(q - n)
+    d = np.sqrt(np.clip(np.diag(V), 1e-300, None))
+    V = V / np.outer(d, d)
+    if nonnegative:
+        low = min(float(V[:n, :n].min()), 0.0)
+        if low < 0:
+            s = -low / (1.0 - low)
+            E = np.eye(q)
+            E[:n, :n] = 1.0
+            V = (1 - s) * V + s * E
+            V[:n, :n] = np.maximum(V[:n, :n], 0.0)      # rounding of exact zeros
+    lam = float(np.linalg.eigvalsh(V).min()) - 1e-14 * q
+    if lam < 0:
+        t = -lam / (1.0 - lam)
+        V = (1 - t) * V + t * np.eye(q)
+    np.fill_diagonal(V, 1.0)
+    return V

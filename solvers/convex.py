@@ -37,7 +37,8 @@ import scipy.linalg.lapack
 from scipy.special import logsumexp, softmax
 
 from solvers import cvx_common
-from solvers.bound import best_bound, dual_free_multipliers
+from solvers.bound import (best_bound, dual_free_multipliers, dual_free_multipliers_lifted,
+                           feasible_point)
 from solvers.factor import eigen_factor, nonnegative_factor, unit_rows
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
@@ -236,7 +237,21 @@ def _dual_candidates(rel: Relaxation, C: np.ndarray, G0: np.ndarray, mask: np.nd
     if rel.W is None:
         y0, N0 = dual_free_multipliers(C, G0, mask)
         cands.append({"y": y0, "N": N0})
+    else:
+        cands.append(dual_free_multipliers_lifted(C, rel.variable.value, rel.lift, n, mask))
     return cands
+
+
+def _feasible_value(rel: Relaxation, problem: Problem, mask: np.ndarray | None) -> float:
+    """The objective at an exactly feasible Gram near the solver's (:func:`solvers.bound.feasible_point`
+    on G, or on M with prototypes): an upper bound on the optimum; inf where no such point is built
+    (ReLU with nonnegative prototypes: the cross block H W^T >= 0 is not restored)."""
+    n = problem.n
+    V = feasible_point(rel.variable.value, n, nonnegative=mask is not None)
+    G = V if rel.lift is None else rel.lift @ V @ rel.lift.T
+    if mask is not None and float(G[mask].min()) < 0:
+        return float("inf")
+    return relaxation_loss(G, rel.terms, problem.tau)[0]
 
 
 def solve_relaxation(problem: Problem, solver: str | None = None,
@@ -254,12 +269,17 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       nonnegative factor (:func:`solvers.factor.nonnegative_factor`); rows unit norm;
       ``loss = ufm.problem_loss(problem, embeddings)`` (equals the optimum when the relaxation is tight);
     - ``status`` ``optimal`` / ``optimal_inaccurate`` / ``error``: inaccurate solver statuses, and
-      residuals above 1e-6, give ``optimal_inaccurate``;
+      residuals above 1e-6, give ``optimal_inaccurate``, unless (``certified``) the bracket
+      [``certified_lower_bound``, ``certified_upper_bound``] proves the value to 1e-9 relative
+      (:func:`solvers.cvx_common.certified_status`; ``solver_status`` keeps what the solver said);
     - ``extra``: ``residuals`` (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with ReLU,
       ``max_asymmetry``), ``solver``, ``solver_status`` (cvxpy's), ``solver_value``, ``rank``
       (eigenvalues above 1e-6 * largest), ``tight`` (rank <= dim), ``factor`` (how embeddings were
       made), ``certified_lower_bound`` (a bound that does not trust the solver, :mod:`solvers.bound`;
-      rigorous, but it can be ~1e-4 loose where the optimum is smooth), ``feasible_upper_bound``.
+      rigorous, but it can be ~1e-4 loose where the optimum is smooth), ``certified_upper_bound``
+      (the smaller of the embeddings' loss and the objective at an exactly feasible Gram near the
+      solver's, :func:`solvers.bound.feasible_point`), ``certified_gap`` (their difference),
+      ``feasible_upper_bound`` (the embeddings' loss).
     """
     t0 = time.perf_counter()
     rel = build_relaxation(problem)
@@ -304,9 +324,15 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     feasible = bool(np.allclose(np.linalg.norm(H, axis=1), 1.0, atol=1e-9))
     extra["feasible_upper_bound"] = loss if feasible else None
     bound = min(value, loss) if feasible else value
-    if certified and status != "optimal":
-        message += (f"; certified bracket for the optimum: [{extra['certified_lower_bound']:.12g}, "
-                    f"{bound:.12g}]")
+    if certified:
+        # upper bounds on the optimum that hold exactly: the embeddings' loss (their Gram is feasible)
+        # and the objective at a feasible Gram near the solver's
+        upper = min(_feasible_value(rel, problem, mask), loss if feasible else float("inf"))
+        extra.update(certified_upper_bound=upper, certified_gap=upper - extra["certified_lower_bound"])
+        status, message = cvx_common.certified_status(
+            status, message, residuals, extra["certified_lower_bound"], upper, name)
+        if status != "optimal":
+            message += f"; certified bracket for the optimum: [{extra['certified_lower_bound']:.12g}, {upper:.12g}]"
     return Solution(
         method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),
         loss=loss, status=status, embeddings=H, gram=Gfull[:n, :n],

@@ -3,9 +3,9 @@ the closed forms of THEORY.md section 2 (tests/reference.py), THEORY.md's printe
 per-anchor bound of THEORY.md section 2 ("Why the ReLU case is symmetric"), and the brute-force loop
 scl_loop.
 
-Tolerances: Clarabel runs at 1e-10; the n x n programs with ReLU or prototypes stop at Clarabel's
-"AlmostSolved" with the value ~1e-7 absolute (< 1e-8 relative) from the optimum, so values are
-compared at 1e-6 relative (the requirement). Gram entries are less accurate than values: the loss
+Tolerances: Clarabel runs at 1e-10; the n x n programs with ReLU or prototypes can stop at
+Clarabel's "AlmostSolved" with the value ~1e-7 absolute (< 1e-8 relative) from the optimum, so values
+are compared at 1e-6 relative (the requirement). Gram entries are less accurate than values: the loss
 is flat to second order at the optimum, so a value right to 1e-10 can come with entries ~1e-5 off
 (seen on the k x k program at tau = 1); Grams are compared at 1e-4. THEORY.md's printed values are
 compared at half a unit of their last printed digit.
@@ -370,3 +370,56 @@ def test_lifted_bound_stays_valid_for_perturbed_multipliers():
             noisy = dict(c, y=c["y"] + scale * rng.standard_normal(len(c["y"])),
                          Z=c["Z"] + scale * rng.standard_normal(c["Z"].shape))
             assert linearization_bound(f0, C, G0, **noisy) <= feasible
+
+
+def test_feasible_point_restores_every_constraint():
+    """solvers.bound.feasible_point: from a feasible Gram perturbed by 1e-8 (asymmetric noise, a wrong
+    diagonal, negative entries, a negative eigenvalue) to one that is exactly feasible and close."""
+    from solvers.bound import feasible_point
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.standard_normal((9, 4)))
+    X[0, 2:] = X[1, :2] = 0.0                     # rows 0 and 1 orthogonal: an active ReLU constraint ...
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    G = X @ X.T + 1e-8 * rng.standard_normal((9, 9))   # ... pushed below zero by the noise
+    assert G[0, 1] + G[1, 0] < 0 and np.linalg.eigvalsh((G + G.T) / 2).min() < 0 and np.diag(G).max() != 1.0
+    F = feasible_point(G, 9, nonnegative=True)
+    np.testing.assert_array_equal(F, F.T)
+    np.testing.assert_array_equal(np.diag(F), 1.0)
+    assert F.min() >= 0.0
+    assert np.linalg.eigvalsh(F).min() >= 0.0
+    assert np.abs(F - X @ X.T).max() < 1e-6
+    # the lifted form: V[n:, n:] must come back as exactly I
+    V = np.eye(6) + 1e-9 * rng.standard_normal((6, 6))
+    F = feasible_point(V, 4, nonnegative=False)
+    np.testing.assert_array_equal(F[4:, 4:], np.eye(2))
+    assert np.linalg.eigvalsh(F).min() >= 0.0
+
+
+def test_certified_status_needs_a_narrow_bracket_and_small_residuals():
+    from solvers.cvx_common import CERTIFIED_GAP_TOL, certified_status
+    ok = {"min_eigenvalue": -1e-9, "max_diag_error": 1e-9, "max_asymmetry": 0.0}
+    bad = dict(ok, min_eigenvalue=-1e-3)
+    narrow = (10.0, 10.0 + 0.5 * CERTIFIED_GAP_TOL * 10)
+    wide = (10.0, 10.0 + 2 * CERTIFIED_GAP_TOL * 10)
+    status, message = certified_status("optimal_inaccurate", "X said so", ok, *narrow, "X")
+    assert status == "optimal" and "X said so" in message and "certified" in message
+    assert certified_status("optimal_inaccurate", "m", ok, *wide, "X") == ("optimal_inaccurate", "m")
+    assert certified_status("optimal_inaccurate", "m", bad, *narrow, "X") == ("optimal_inaccurate", "m")
+    assert certified_status("error", "m", ok, *narrow, "X") == ("error", "m")
+    assert certified_status("optimal_inaccurate", "m", ok, 10.0, float("nan"), "X")[0] == "optimal_inaccurate"
+
+
+def test_relu_program_certified_optimal_at_the_orthogonal_frame():
+    """With ReLU Clarabel usually stops at AlmostSolved on the n x n program; the bracket
+    [certified lower bound, loss at a feasible point] then proves the optimum to 1e-9, so the status
+    is optimal, with the solver's word kept in extra["solver_status"]. The value is THEORY's
+    orthogonal-frame closed form (tests/reference.py)."""
+    problem = Problem.from_counts([6, 4, 3, 2], tau=0.5, relu=True)
+    sol = solve_relaxation(problem)
+    assert sol.status == "optimal", sol.message
+    assert sol.extra["certified_gap"] <= 1e-9 * sol.loss
+    if sol.extra["solver_status"] != "optimal":
+        assert "certified anyway" in sol.message
+    want = orthogonal_frame_loss([6, 4, 3, 2], 0.5)
+    assert sol.extra["certified_lower_bound"] <= want * (1 + 1e-12)
+    assert sol.extra["certified_upper_bound"] == pytest.approx(want, rel=1e-9)
