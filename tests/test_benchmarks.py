@@ -23,3 +23,30 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
     plain = tmp_path / "plain.md"
     plain.write_text("no markers")
     assert not update_readme("x", plain) and plain.read_text() == "no markers"
+
+
+def test_gpu_section_skips_without_a_gpu_and_keeps_an_earlier_measurement(tmp_path, monkeypatch):
+    """On a machine without a GPU the gpu section records why and a run keeps the GPU numbers an
+    earlier run on a GPU stored; the markdown then shows them (GPU line and tables)."""
+    import jax
+
+    from benchmarks import run
+
+    if jax.default_backend() == "gpu":
+        return
+    assert "skipped" in run.bench_gpu()
+    row = {"n": 100000, "chunk_size": 4096, "seconds_per_step": 1.0, "loss_and_grad_seconds": 0.5,
+           "loss_and_grad_gflops": 100.0, "fraction_of_matmul_peak": 0.2}
+    scaling = {"device": "gpu", "dtype": "float64", "matmul_peak_gflops": 500.0, "rows": [row]}
+    seeds = {"problem": "p", "vmapped_over_one": 2.0, "loss_grad_64_over_one": 1.5}
+    earlier = {"machine": run.machine_info(), "quick": False, "gpu": {"machine": {"date": "then", "versions": {"jax": "x"}}, "device_kind": "H100",
+                       "float64": scaling, "float32": dict(scaling, dtype="float32"),
+                       "seeds": seeds, "seeds_landscape": seeds}}
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    monkeypatch.setattr(run, "update_readme", lambda md: False)
+    run.main(["--only", "gpu", "--out", str(tmp_path)])
+    kept = json.loads((tmp_path / "results.json").read_text())
+    assert kept["gpu"]["device_kind"] == "H100"
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "GPU: H100" in md and "| n=100000 chunk 4096 |" in md and "20.0%" in md
+    assert "No GPU was available" not in md
