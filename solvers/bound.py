@@ -112,13 +112,20 @@ def feasible_point(V: np.ndarray, n: int, nonnegative: bool) -> np.ndarray:
 
     The set: V PSD, V_ii = 1 for i < n, V[n:, n:] = I (the prototype block of the facially reduced
     program; absent when n = q), and with ``nonnegative`` V[:n, :n] >= 0. Steps, each keeping what the
-    earlier ones fixed: V[n:, n:] := I; V := D^{-1/2} V D^{-1/2} (unit diagonal); with
+    earlier ones fixed: (n = q only) negative eigenvalues clipped to 0; V[n:, n:] := I;
+    V := D^{-1/2} V D^{-1/2} (unit diagonal); with
     ``nonnegative``, V := (1 - s) V + s E, E = blockdiag(1 1^T, I), the smallest s making V[:n, :n]
     >= 0; V := (1 - t) V + t I, the smallest t (plus a margin of 1e-14 q) making lambda_min >= 0.
     E and I are feasible, so the mixtures stay feasible for the constraints already met.
     """
     V = (np.asarray(V, dtype=float) + np.asarray(V, dtype=float).T) / 2
     q = len(V)
+    if n == q:
+        # no fixed block: clip the negative eigenvalues first (a change only along their eigenvectors,
+        # far smaller in the objective than the mixture with I below, which is then ~1e-14)
+        lam, U = np.linalg.eigh(V)
+        V = (U * np.maximum(lam, 0.0)) @ U.T
+        V = (V + V.T) / 2
     V[n:, n:] = np.eye(q - n)
     d = np.sqrt(np.clip(np.diag(V), 1e-300, None))
     V = V / np.outer(d, d)
