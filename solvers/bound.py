@@ -19,6 +19,28 @@ from __future__ import annotations
 import numpy as np
 
 
+def slack(C: np.ndarray, G0: np.ndarray, y: np.ndarray, Z: np.ndarray | None = None,
+          fixed: tuple[int, np.ndarray] | None = None, N: np.ndarray | None = None,
+          T: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """``(sum(y) + <Z, F> - <C, G0>, S)`` for one choice of multipliers (arguments as in
+    :func:`linearization_bound`): the bound is f(G0) plus the first entry plus trace * min(0, lambda_min(S))."""
+    C = (C + C.T) / 2
+    value = float(np.sum(y)) - float(np.sum(C * G0))
+    A = C
+    if N is not None:
+        Ns = np.maximum((N + N.T) / 2, 0.0)
+        np.fill_diagonal(Ns, 0.0)        # the diagonal is already an equality
+        A = C - Ns
+    S = A if T is None else T.T @ A @ T
+    S = S - np.diag(y)
+    if Z is not None and fixed is not None:
+        start, F = fixed
+        Zs = (Z + Z.T) / 2
+        S[start:, start:] -= Zs
+        value += float(np.sum(Zs * F))
+    return value, (S + S.T) / 2
+
+
 def linearization_bound(f0: float, C: np.ndarray, G0: np.ndarray, y: np.ndarray,
                         Z: np.ndarray | None = None, fixed: tuple[int, np.ndarray] | None = None,
                         N: np.ndarray | None = None, T: np.ndarray | None = None) -> float:
@@ -32,24 +54,11 @@ def linearization_bound(f0: float, C: np.ndarray, G0: np.ndarray, y: np.ndarray,
     <C, G> = <T^T C T, M>, the same argument holds with S = T^T (C - N) T - Diag(y) - Z on M, whose
     trace is q (unit diagonal), and the bound is f(G0) - <C, G0> + sum(y) + <Z, F>.
     """
-    C = (C + C.T) / 2
-    value = f0 - float(np.sum(C * G0)) + float(np.sum(y))
-    A = C
-    if N is not None:
-        Ns = np.maximum((N + N.T) / 2, 0.0)
-        np.fill_diagonal(Ns, 0.0)        # the diagonal is already an equality
-        A = C - Ns
-    S = A if T is None else T.T @ A @ T
-    S = S - np.diag(y)
-    if Z is not None and fixed is not None:
-        start, F = fixed
-        Zs = (Z + Z.T) / 2
-        S[start:, start:] -= Zs
-        value += float(np.sum(Zs * F))
+    value, S = slack(C, G0, y, Z, fixed, N, T)
     m = len(S)
-    lam = float(np.linalg.eigvalsh((S + S.T) / 2).min())
+    lam = float(np.linalg.eigvalsh(S).min())
     margin = 1e-12 * float(np.linalg.norm(S)) * m
-    return value + m * min(lam, 0.0) - margin
+    return f0 + value + m * min(lam, 0.0) - margin
 
 
 def dual_free_multipliers(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,
