@@ -24,11 +24,12 @@ Sections:
    full-batch GD at n = 1000 .. 100000 (chunked loss above 20000) in float64 and float32, each as a
    fraction of a measured matmul in the same dtype on that GPU; 64 vmapped starts against one.
 
-``many`` also measures what 64 vmapped loss+gradient evaluations cost against one at the same shapes
-(in one compiled loop, so no dispatch). On 2 CPU cores that is 33-35x at n = 20 and 65-125x at
-n = 1000: the lanes share two cores, so 64 starts cannot cost 3x one start there (a single start at
-n = 20 is overhead-bound, which is why the whole solve does better, ~15x). On a GPU the lanes run in
-parallel; the ``gpu`` section measures it there.
+``many`` also measures what 64 loss+gradient evaluations cost against one at the same shapes, grouped
+as the solve groups its starts (in one compiled loop, so no dispatch): the arithmetic floor of the
+ratio. On 2 CPU cores it is far above 3x (the lanes share two cores; see RESULTS.md), so 64 starts
+cannot cost 3x one start there (a single start at n = 20 is overhead-bound, which is why the whole
+solve does better than the floor). On a GPU the lanes run in parallel; the ``gpu`` section measures
+it there.
 
 On a GPU machine (cvxpy, torch and matplotlib are not needed by the ``gpu`` section)::
 
@@ -232,10 +233,11 @@ def _median_time(fn, reps: int) -> float:
 
 
 def _loss_grad_floor(problem: Problem, starts: int = 64) -> float:
-    """Time of ``starts`` vmapped loss + gradient evaluations over the time of one, at the problem's
-    shapes: the arithmetic floor of "vmapped solve / one solve" on this device (a vmapped solve does
-    at least that much work per iteration). Each timing runs ``evals`` evaluations in one compiled
-    loop, so dispatch does not count."""
+    """Time of ``starts`` loss + gradient evaluations, grouped as :func:`solvers.gd.solve_many` groups
+    its starts (:func:`solvers.gd.default_lanes` vmapped at a time), over the time of one, at the
+    problem's shapes: what one iteration of the many-start solve costs against one start's, before
+    overheads. Each timing runs ``evals`` evaluations in one compiled loop, so dispatch does not
+    count."""
     dtype = jnp.float64
     data = gd._data(problem, gd._start(problem, 0, dtype), 1, 0.1, 1e-12, dtype)
     vg = jax.value_and_grad(lambda H: scl_loss_packed(H, data.labels, data.tau, data.mon_index,
@@ -245,7 +247,10 @@ def _loss_grad_floor(problem: Problem, starts: int = 64) -> float:
 
     def repeated(f):
         return jax.jit(lambda H: jax.lax.fori_loop(0, evals, lambda i, X: X + 1e-12 * f(X)[1], H))
-    one_fn, many_fn = repeated(vg), repeated(jax.vmap(vg))
+    lanes = gd.default_lanes(problem, starts)
+    one_fn = repeated(vg)
+    many_fn = repeated(jax.vmap(vg) if lanes >= starts
+                       else lambda X: jax.lax.map(vg, X, batch_size=lanes))
     H64 = jnp.stack([gd._start(problem, s, dtype) for s in range(starts)])
     jax.block_until_ready((one_fn(data.H0), many_fn(H64)))
     one = _median_time(lambda: jax.block_until_ready(one_fn(data.H0)), 3)
@@ -443,7 +448,7 @@ def markdown(res: dict) -> str:
             L += [f"| 64 starts in one call ({a['lanes']} vmapped at a time) / 1 start ({a['problem']}) | "
                   f"{a['vmapped_over_one']:.1f}x "
                   f"({a['vmapped_64_seconds']:.2f} s vs {a['one_start_seconds']:.3f} s) |",
-                  f"| floor at these shapes: 64 vmapped loss+gradient evaluations / one | "
+                  f"| cost floor: 64 loss+gradient evaluations in the same groups / one | "
                   f"{a['loss_grad_64_over_one']:.1f}x |",
                   f"| iterations: seed 0 / slowest of the 64 (a vmapped loop runs until the last stops) | "
                   f"{a['iterations_seed0']} / {a['iterations_max_of_64']} |",
