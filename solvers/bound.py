@@ -61,6 +61,17 @@ def linearization_bound(f0: float, C: np.ndarray, G0: np.ndarray, y: np.ndarray,
     return f0 + value + m * min(lam, 0.0) - margin
 
 
+def _active_multiplier(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,
+                       active_tol: float) -> np.ndarray | None:
+    """N = max(C, 0) on the active ReLU entries (G0_ij <= active_tol off the diagonal, inside the
+    mask), 0 elsewhere; None without ReLU. C symmetric (m, m)."""
+    if relu_mask is None:
+        return None
+    active = relu_mask & (G0 <= active_tol)
+    np.fill_diagonal(active, False)
+    return np.where(active, np.maximum(C, 0.0), 0.0)
+
+
 def dual_free_multipliers(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,
                           active_tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray | None]:
     """Multipliers guessed from complementarity S G0 = 0 (no solver duals needed).
@@ -69,11 +80,7 @@ def dual_free_multipliers(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray |
     then y_i = ((C - N) G0 G0)_ii / (G0 G0)_ii, the least-squares solution of (C - N - Diag(y)) G0 = 0.
     """
     C = (C + C.T) / 2
-    N = None
-    if relu_mask is not None:
-        active = relu_mask & (G0 <= active_tol)
-        np.fill_diagonal(active, False)
-        N = np.where(active, np.maximum(C, 0.0), 0.0)
+    N = _active_multiplier(C, G0, relu_mask, active_tol)
     A = C - (N if N is not None else 0.0)
     GG = G0 @ G0
     y = np.diag(A @ GG) / np.maximum(np.diag(GG), 1e-300)
@@ -94,12 +101,7 @@ def dual_free_multipliers_lifted(C: np.ndarray, V0: np.ndarray, T: np.ndarray, n
     C = (C + C.T) / 2
     V0 = (V0 + V0.T) / 2
     q = len(V0)
-    N = None
-    if relu_mask is not None:
-        G0 = T @ V0 @ T.T
-        active = relu_mask & (G0 <= active_tol)
-        np.fill_diagonal(active, False)
-        N = np.where(active, np.maximum(C, 0.0), 0.0)
+    N = None if relu_mask is None else _active_multiplier(C, T @ V0 @ T.T, relu_mask, active_tol)
     A = T.T @ (C - (N if N is not None else 0.0)) @ T
     B = A @ V0
     y = np.zeros(q)
@@ -109,11 +111,21 @@ def dual_free_multipliers_lifted(C: np.ndarray, V0: np.ndarray, T: np.ndarray, n
     return {"y": y, "Z": (Z + Z.T) / 2, "fixed": (n, np.eye(q - n)), "N": N, "T": T}
 
 
+def best_multipliers(f0: float, C: np.ndarray, G0: np.ndarray,
+                     candidates: list[dict]) -> tuple[float, dict | None]:
+    """``(bound, candidate)``: the largest finite :func:`linearization_bound` over candidate multiplier
+    sets (dicts of y, Z, fixed, N, T) and the set that gives it; ``(-inf, None)`` if none is finite."""
+    best, best_cand = -np.inf, None
+    for cand in candidates:
+        value = linearization_bound(f0, C, G0, **cand)
+        if np.isfinite(value) and value > best:
+            best, best_cand = value, cand
+    return best, best_cand
+
+
 def best_bound(f0: float, C: np.ndarray, G0: np.ndarray, candidates: list[dict]) -> float:
     """The largest :func:`linearization_bound` over candidate multiplier sets (dicts of y, Z, fixed, N)."""
-    values = [linearization_bound(f0, C, G0, **cand) for cand in candidates]
-    values = [v for v in values if np.isfinite(v)]
-    return max(values) if values else -np.inf
+    return best_multipliers(f0, C, G0, candidates)[0]
 
 
 def feasible_point(V: np.ndarray, n: int, nonnegative: bool) -> np.ndarray:

@@ -37,7 +37,7 @@ import scipy.linalg.lapack
 from scipy.special import logsumexp, softmax
 
 from solvers import cvx_common
-from solvers.bound import (best_bound, dual_free_multipliers, dual_free_multipliers_lifted,
+from solvers.bound import (best_multipliers, dual_free_multipliers, dual_free_multipliers_lifted,
                            feasible_point, linearization_bound, slack)
 from solvers.factor import eigen_factor, nonnegative_factor, unit_rows
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
@@ -328,10 +328,6 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     status, message = cvx_common.finish_status(status, message, residuals)
     value, C = relaxation_loss(Gfull, terms, problem.tau)
     extra.update(residuals=residuals, solver_value=float(program.value))
-    if certified:
-        cands = _dual_candidates(rel, C, Gfull, mask, n)
-        extra["certified_lower_bound"] = best_bound(value, C, Gfull, cands)
-
     vals = np.linalg.eigvalsh(Gfull)
     rank = int((vals > 1e-6 * vals.max()).sum())
     extra.update(rank=rank, tight=rank <= problem.dim)
@@ -354,23 +350,21 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     extra["feasible_upper_bound"] = loss if feasible else None
     bound = min(value, loss) if feasible else value
     if certified:
+        lower, best = best_multipliers(value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))
         # upper bounds on the optimum that hold exactly: the embeddings' loss (their Gram is feasible)
         # and the objective at a feasible Gram near the solver's
         upper = min(_feasible_value(rel, problem, mask), loss if feasible else float("inf"))
-        if status != "optimal" and upper - extra["certified_lower_bound"] > \
-                cvx_common.CERTIFIED_GAP_TOL * max(1.0, abs(upper)):
+        if status != "optimal" and best is not None and \
+                upper - lower > cvx_common.CERTIFIED_GAP_TOL * max(1.0, abs(upper)):
             # a loose bracket: polish the best multipliers with one small SDP before judging
-            best = max(cands, key=lambda c: linearization_bound(value, C, Gfull, **c))
             polished = _polished(best, C, Gfull, n)
             if polished is not None:
-                extra["certified_lower_bound"] = max(extra["certified_lower_bound"],
-                                                     linearization_bound(value, C, Gfull, **polished))
+                lower = max(lower, linearization_bound(value, C, Gfull, **polished))
                 extra["polished_multipliers"] = True
-        extra.update(certified_upper_bound=upper, certified_gap=upper - extra["certified_lower_bound"])
-        status, message = cvx_common.certified_status(
-            status, message, residuals, extra["certified_lower_bound"], upper, name)
+        extra.update(certified_lower_bound=lower, certified_upper_bound=upper, certified_gap=upper - lower)
+        status, message = cvx_common.certified_status(status, message, residuals, lower, upper)
         if status != "optimal":
-            message += f"; certified bracket for the optimum: [{extra['certified_lower_bound']:.12g}, {upper:.12g}]"
+            message += f"; certified bracket for the optimum: [{lower:.12g}, {upper:.12g}]"
     return Solution(
         method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),
         loss=loss, status=status, embeddings=H, gram=Gfull[:n, :n],

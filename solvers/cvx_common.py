@@ -114,7 +114,7 @@ def finish_status(status: str, message: str, res: dict[str, float] | None) -> tu
 
 
 def certified_status(status: str, message: str, residuals: dict[str, float], lower: float,
-                     upper: float, name: str) -> tuple[str, str]:
+                     upper: float) -> tuple[str, str]:
     """``optimal_inaccurate`` becomes ``optimal`` when the bracket [lower, upper] (a certified lower
     bound and the objective at an exactly feasible point) proves the value to
     :data:`CERTIFIED_GAP_TOL` and the residuals are within :data:`RESIDUAL_TOL`; the message keeps

@@ -418,12 +418,12 @@ def test_certified_status_needs_a_narrow_bracket_and_small_residuals():
     bad = dict(ok, min_eigenvalue=-1e-3)
     narrow = (10.0, 10.0 + 0.5 * CERTIFIED_GAP_TOL * 10)
     wide = (10.0, 10.0 + 2 * CERTIFIED_GAP_TOL * 10)
-    status, message = certified_status("optimal_inaccurate", "X said so", ok, *narrow, "X")
+    status, message = certified_status("optimal_inaccurate", "X said so", ok, *narrow)
     assert status == "optimal" and "X said so" in message and "certified" in message
-    assert certified_status("optimal_inaccurate", "m", ok, *wide, "X") == ("optimal_inaccurate", "m")
-    assert certified_status("optimal_inaccurate", "m", bad, *narrow, "X") == ("optimal_inaccurate", "m")
-    assert certified_status("error", "m", ok, *narrow, "X") == ("error", "m")
-    assert certified_status("optimal_inaccurate", "m", ok, 10.0, float("nan"), "X")[0] == "optimal_inaccurate"
+    assert certified_status("optimal_inaccurate", "m", ok, *wide) == ("optimal_inaccurate", "m")
+    assert certified_status("optimal_inaccurate", "m", bad, *narrow) == ("optimal_inaccurate", "m")
+    assert certified_status("error", "m", ok, *narrow) == ("error", "m")
+    assert certified_status("optimal_inaccurate", "m", ok, 10.0, float("nan"))[0] == "optimal_inaccurate"
 
 
 def test_relu_program_certified_optimal_at_the_orthogonal_frame():
