@@ -46,8 +46,9 @@ from ufm.loss import problem_loss
 from ufm.problem import Problem
 from ufm.solution import Solution
 
-__all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss", "build_relaxation", "solve_relaxation",
-           "solve_reduced", "solve_block", "certify"]
+__all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss",
+           "build_relaxation", "solve_relaxation", "solve_reduced", "solve_block", "convex_optimum",
+           "certify"]
 
 
 @dataclass(frozen=True)
@@ -372,15 +373,20 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         seconds=time.perf_counter() - t0, message=message.lstrip("; "), extra=extra)
 
 
+def convex_optimum(problem: Problem, solver: str | None = None) -> Solution:
+    """The convex optimum of ``problem``: the reduced k x k program when it is full batch without
+    prototypes, else the n x n program."""
+    if problem.is_full_batch and problem.prototypes is None:
+        return solve_reduced(problem, solver=solver)
+    return solve_relaxation(problem, solver=solver)
+
+
 def certify(solution: Solution, problem: Problem, solver: str | None = None) -> Solution:
     """A copy of ``solution`` (typically gradient descent) with ``lower_bound`` set to the convex
-    optimum: the reduced k x k program when the problem is full batch without prototypes, else the
-    n x n program. ``extra`` gains ``certificate_gap = loss - lower_bound`` (>= 0 up to solver
-    tolerance; ~0 certifies a global minimum), ``certificate_method`` and ``certificate_status``."""
-    if problem.is_full_batch and problem.prototypes is None:
-        bound = solve_reduced(problem, solver=solver)
-    else:
-        bound = solve_relaxation(problem, solver=solver)
+    optimum (:func:`convex_optimum`). ``extra`` gains ``certificate_gap = loss - lower_bound`` (>= 0 up
+    to solver tolerance; ~0 certifies a global minimum), ``certificate_method`` and
+    ``certificate_status``."""
+    bound = convex_optimum(problem, solver)
     extra = dict(solution.extra)
     extra.update(certificate_gap=float(solution.loss - bound.lower_bound),
                  certificate_method=bound.method, certificate_status=bound.status,

@@ -41,7 +41,6 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
-from scipy.special import logsumexp, softmax
 
 from solvers import cvx_common
 from solvers.bound import best_bound, dual_free_multipliers
@@ -73,15 +72,24 @@ def log_weights(counts) -> np.ndarray:
     return np.log(n[None, :] - np.eye(len(n)))
 
 
+def _reduced_value_grad(M: np.ndarray, n: np.ndarray, logw: np.ndarray,
+                        tau: float) -> tuple[float, np.ndarray]:
+    """The reduced objective sum_c n_c logsumexp_c'((M_cc' - 1) / tau + log w_cc') at M (k, k) and its
+    gradient C (k, k), for counts n (k,) and ``logw`` = :func:`log_weights` (max-shifted)."""
+    Z = (M - 1.0) / tau + logw
+    top = Z.max(axis=1, keepdims=True)
+    E = np.exp(Z - top)
+    S = E.sum(axis=1, keepdims=True)
+    value = float(n @ (top[:, 0] + np.log(S[:, 0])))
+    return value, n[:, None] * (E / S) / tau
+
+
 def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     """The reduced objective at M (k, k) and its gradient (k, k), NumPy float64.
 
     Equals the full-batch SCL loss of collapsed unit embeddings whose class means have Gram M."""
-    n = np.asarray(counts, dtype=float)
-    Z = (np.asarray(M, dtype=float) - 1.0) / tau + log_weights(counts)
-    value = float(n @ logsumexp(Z, axis=1))
-    C = n[:, None] * softmax(Z, axis=1) / tau
-    return value, C
+    return _reduced_value_grad(np.asarray(M, dtype=float), np.asarray(counts, dtype=float),
+                               log_weights(counts), tau)
 
 
 def _rgrad(V: np.ndarray, G: np.ndarray, relu: bool) -> np.ndarray:
@@ -95,12 +103,7 @@ def _rgrad(V: np.ndarray, G: np.ndarray, relu: bool) -> np.ndarray:
 def _factored_value_grad(V: np.ndarray, n: np.ndarray, logw: np.ndarray,
                          tau: float) -> tuple[float, np.ndarray, np.ndarray]:
     """f(V), C (k, k) = grad_M f at M = V V^T, and grad_V f = (C + C^T) V (module docstring)."""
-    Z = (V @ V.T - 1.0) / tau + logw
-    top = Z.max(axis=1, keepdims=True)
-    E = np.exp(Z - top)
-    S = E.sum(axis=1, keepdims=True)
-    value = float(n @ (top[:, 0] + np.log(S[:, 0])))
-    C = n[:, None] * (E / S) / tau
+    value, C = _reduced_value_grad(V @ V.T, n, logw, tau)
     return value, C, (C + C.T) @ V
 
 

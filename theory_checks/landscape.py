@@ -174,15 +174,6 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
 MAX_HESSIAN_SIZE = 600   # n * d above this: the dense Hessian is skipped (memory and time grow as (n d)^2)
 
 
-def convex_optimum(problem: Problem):
-    """The certified optimum: the reduced program for full batch without prototypes, else the n x n one."""
-    from solvers.convex import solve_reduced, solve_relaxation
-
-    if problem.is_full_batch and problem.prototypes is None:
-        return solve_reduced(problem)
-    return solve_relaxation(problem)
-
-
 def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "random",
                    resolution: int = 31, radius: float = 1.0) -> dict:
     """The numbers behind ``ufm landscape`` (JSON-ready):
@@ -194,6 +185,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     - ``curves``: the best start's relative loss gap per epoch, and the distance of its mean Gram to the
       predicted one at the start and after epochs 1, 2, 4, ... (the solver's own snapshots).
     """
+    from solvers.convex import convex_optimum
     from solvers.gd import solve_many
     from theory_checks.predictions import predict
     from ufm.geometry import normalized_distance, procrustes_distance
