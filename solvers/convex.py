@@ -68,11 +68,10 @@ def anchor_terms(problem: Problem) -> tuple[list[AnchorTerm], np.ndarray | None]
     n = problem.n
     labels = problem.labels if W is None else np.concatenate([problem.labels, w_labels])
     proto = np.arange(n, len(labels))
-    proto_anchors = problem.prototypes is not None and problem.prototypes.anchors
     terms = []
     for batch in problem.batches(0):
         members = np.concatenate([np.asarray(batch, dtype=int), proto])
-        anchors = members if proto_anchors else np.asarray(batch, dtype=int)
+        anchors = members if problem.prototype_anchors else np.asarray(batch, dtype=int)
         for i in anchors:
             others = members[members != i]
             positives = others[labels[others] == labels[i]]

@@ -369,9 +369,15 @@ def default_lanes(problem: Problem, runs: int, dtype=jnp.float64, width: int | N
         return runs
     if width is None:
         W, _ = problem.prototype_rows()
-        width = pack(problem.batches(0)).index.shape[1] + (0 if W is None else len(W))
+        width = _batch_width(pack(problem.batches(0)).index, W)
     lanes = CPU_LANE_BUDGET_BYTES // (width * width * jnp.dtype(dtype).itemsize)
     return int(min(max(lanes, 1), CPU_MAX_LANES, runs))
+
+
+def _batch_width(mon_index, protos) -> int:
+    """Rows in one batch of the reported objective: the packed width (last axis of ``mon_index``)
+    plus the prototype rows (``protos`` (p, d) or None)."""
+    return int(mon_index.shape[-1]) + (0 if protos is None else int(protos.shape[0]))
 
 
 def _check_lanes(lanes, runs: int) -> int | None:
@@ -425,7 +431,7 @@ def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = No
         method, name, tx = ("bb", None, None) if optimizer == "bb" else ("optax", optimizer, None)
     else:
         method, name, tx = "optax", None, optimizer
-    anchors = problem.prototypes.anchors if problem.prototypes is not None else True
+    anchors = problem.prototype_anchors
     return Config(bool(problem.relu), int(steps), method, name, tx, bool(problem.batching.is_random),
                   bool(anchors), min(int(steps), HISTORY),
                   None if chunk_size is None else int(chunk_size), problem.k)
@@ -573,9 +579,10 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
-    group = _check_lanes(default_lanes(problem, len(seeds), dtype) if lanes is None else lanes,
-                         len(seeds))
     data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)
+    width = _batch_width(data.mon_index, data.protos)
+    group = _check_lanes(default_lanes(problem, len(seeds), dtype, width) if lanes is None else lanes,
+                         len(seeds))
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))     # the same keys as solve(seed=s)
     H0 = jax.vmap(lambda key: random_start(key, problem.n, problem.dim, problem.relu, dtype))(keys)
     axes = tuple(0 if f == "H0" else None for f in Data._fields)
@@ -670,7 +677,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                                lr=datas[0].lr, tol=datas[0].tol)
     if not pad:
         stacked = stacked._replace(labels=datas[0].labels)
-    width = stacked.mon_index.shape[-1] + (0 if stacked.protos is None else stacked.protos.shape[0])
+    width = _batch_width(stacked.mon_index, stacked.protos)
     group = _check_lanes(default_lanes(first, len(problems), dtype, width) if lanes is None else lanes,
                          len(problems))
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ def _loss_function(problem: Problem):
     """Loss of H (n, d) over the problem's batching at epoch 0, as a jitted JAX function."""
     packed = pack(problem.batches(0))
     W, w_labels = problem.prototype_rows()
-    anchors = problem.prototypes.anchors if problem.prototypes is not None else True
+    anchors = problem.prototype_anchors
     labels = jnp.asarray(problem.labels)
     index, valid = jnp.asarray(packed.index), jnp.asarray(packed.valid)
     W = None if W is None else jnp.asarray(W)

@@ -212,7 +212,7 @@ def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
     if problem.is_full_batch and problem.prototypes is None and reduction == "sum":
         return full_batch_loss_bucketed(H, problem.labels, problem.tau, chunk_size)
     W, w_labels = problem.prototype_rows()
-    anchors = problem.prototypes.anchors if problem.prototypes is not None else True
+    anchors = problem.prototype_anchors
     return float(scl_loss(H, problem.labels, problem.tau, problem.batches(epoch), reduction,
                           W, w_labels, anchors, chunk_size=chunk_size))
 
@@ -236,7 +236,7 @@ def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None,
     Hs = jnp.asarray(np.asarray(Hs, dtype=np.float64))
     packed = pack(problem.batches(epoch))
     W, w_labels = problem.prototype_rows()
-    anchors = problem.prototypes.anchors if problem.prototypes is not None else True
+    anchors = problem.prototype_anchors
     return np.asarray(_stacked_losses(
         Hs, jnp.asarray(problem.labels), jnp.asarray(problem.tau, dtype=jnp.float64),
         jnp.asarray(packed.index), jnp.asarray(packed.valid),

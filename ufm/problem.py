@@ -189,6 +189,11 @@ class Problem:
             return None, None
         return self.prototypes.vectors(self.k, self.dim)
 
+    @property
+    def prototype_anchors(self) -> bool:
+        """Whether the prototypes are anchors too ((P-b)); True without prototypes (no effect then)."""
+        return True if self.prototypes is None else bool(self.prototypes.anchors)
+
     def describe(self) -> dict:
         """JSON-ready description (the fields the ``ufm`` command reports)."""
         return {
