@@ -12,20 +12,20 @@ Prints times and iterations only: nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
 
 from solvers import gd
+from theory_checks.predictions import etf_loss, orthogonal_frame_loss
 from ufm import Problem
 
 
 def closed_form(problem: Problem) -> float:
-    counts, tau, n = problem.counts, problem.tau, problem.n
-    k = len(counts)
-    shift = 1.0 if problem.relu else 1.0 + 1.0 / (k - 1)
-    return sum(c * math.log((c - 1) + (n - c) * math.exp(-shift / tau)) for c in counts)
+    """THEORY.md section 2 for these balanced counts: the orthogonal frame with ReLU, else the ETF."""
+    if problem.relu:
+        return orthogonal_frame_loss(problem.counts, problem.tau)
+    return etf_loss(problem.counts[0], problem.k, problem.tau)
 
 
 def main() -> None:

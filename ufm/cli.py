@@ -243,12 +243,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         checks = [c for c in CATALOGUE if c.name in wanted]
     results = run_checks(checks, quick=args.quick, show_progress=not args.no_progress)
     passed = all(r.passed for r in results)
+    report = {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick}
     if args.save:
         from pathlib import Path
-        Path(args.save).write_text(json.dumps(to_jsonable(
-            {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick}), indent=2))
+        Path(args.save).write_text(json.dumps(to_jsonable(report), indent=2))
     if args.json:
-        print_json({"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick})
+        print_json(report)
     else:
         rows = [(r.check.name, r.check.source, _fmt(r.measured, 3),
                  ("<= " if r.check.comparison == "at_most" else ">= ") + _fmt(r.check.tolerance, 3),
@@ -325,13 +325,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.json:
         _print_sweep(result)
     _finish_figure(fig, result.to_dict(), args, f"ufm-sweep-{args.sweep}.png")
-    return 1 if _sweep_errors(result) else 0
+    return 1 if _sweep_points(result, lambda status: status == "error") else 0
 
 
-def _sweep_errors(result) -> list[str]:
-    """'series at x: status' for every sweep point whose solver status is ``error``."""
-    return [f"{name} at {x:g}: {st}" for name, q in result.series.items()
-            for x, st in zip(result.x, q.get("status", [])) if st == "error"]
+def _sweep_points(result, select) -> list[str]:
+    """'series at x: status' for every sweep point whose solver status ``select`` accepts."""
+    return [f"{name} at {x:g}: {status}" for name, q in result.series.items()
+            for x, status in zip(result.x, q.get("status", [])) if select(status)]
 
 
 def _print_sweep(result) -> None:
@@ -351,8 +351,7 @@ def _print_sweep(result) -> None:
             rows.append(row)
         print_table(rows, header)
         print()
-    trouble = [f"{name} at {x:g}: {st}" for name, q in result.series.items()
-               for x, st in zip(result.x, q.get("status", [])) if st not in ("optimal", "converged")]
+    trouble = _sweep_points(result, lambda status: status not in ("optimal", "converged"))
     if trouble:
         print("solver status not optimal at: " + "; ".join(trouble))
     if counts is None and result.meta.get("counts"):

@@ -84,8 +84,6 @@ class Explorer:
 
         s = self.state
         counts = step_counts(s.k, s.n_max, s.ratio) if s.profile == "step" else long_tail_counts(s.k, s.n_max, s.ratio)
-        if s.k == 2 and s.profile == "step":
-            counts = [s.n_max, max(2, int(round(s.n_max / s.ratio)))]
         batching = Batching.full()
         if s.batching != "full":
             size = max(s.k + 2, sum(counts) // 4)
