@@ -27,24 +27,26 @@ The optimum is a lower bound on the UFM loss for every d, tight when d >= rank o
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 import cvxpy as cp
 import numpy as np
-import scipy.linalg.lapack
 from scipy.special import logsumexp, softmax
 
 from solvers import cvx_common
 from solvers.bound import (best_multipliers, dual_free_multipliers, dual_free_multipliers_lifted,
                            feasible_point, linearization_bound, slack)
-from solvers.factor import eigen_factor, nonnegative_factor, unit_rows
+from solvers.factor import eigen_factor, nonnegative_factor, pivoted_cholesky, unit_rows
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
 from ufm.loss import problem_loss
+from solvers.certificate import GAP_TOL, certify_embeddings, problem_log_excess
+from ufm.errors import ProblemError
 from ufm.problem import Problem
-from ufm.solution import Solution
+from ufm.solution import Solution, certified_status
 
 __all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss",
            "build_relaxation", "solve_relaxation", "solve_reduced", "solve_block", "convex_optimum",
@@ -139,12 +141,8 @@ def prototype_lift(W: np.ndarray, n: int, rank_tol: float = 1e-10) -> np.ndarray
     depends on the prototype Gram alone, so the program is the same whatever ``dim`` and rotation.
     L = W Q for an orthonormal Q (d, r) spanning the row space of W, as the module docstring needs.
     """
-    F = W @ W.T
-    factor, pivots, r, info = scipy.linalg.lapack.dpstrf(F, lower=1, tol=rank_tol)
-    if info < 0:
-        raise RuntimeError(f"dpstrf failed on the prototype Gram (info {info})")
-    L = np.zeros((len(W), r))
-    L[pivots - 1] = np.tril(factor)[:, :r]        # undo the pivoting: F = L L^T
+    L = pivoted_cholesky(W @ W.T, rank_tol)
+    r = L.shape[1]
     T = np.zeros((n + len(W), n + r))
     T[:n, :n] = np.eye(n)
     T[n:, n:] = L
@@ -154,6 +152,9 @@ def prototype_lift(W: np.ndarray, n: int, rank_tol: float = 1e-10) -> np.ndarray
 def build_relaxation(problem: Problem) -> Relaxation:
     """The cvxpy program of the module docstring (with prototypes: over M, facially reduced)."""
     terms, W = anchor_terms(problem)
+    if not terms:
+        raise ProblemError("no batch (epoch 0) holds two examples of one class: no anchor has a positive, so "
+                           "the loss is 0 for every embedding; use larger batches")
     tau = problem.tau
     n = problem.n
     constraints: dict[str, cp.Constraint] = {}
@@ -283,7 +284,8 @@ def _feasible_value(rel: Relaxation, problem: Problem, mask: np.ndarray | None) 
 
 
 def solve_relaxation(problem: Problem, solver: str | None = None,
-                     solver_options: dict[str, Any] | None = None, certified: bool = True) -> Solution:
+                     solver_options: dict[str, Any] | None = None, certified: bool = True,
+                     gap_tol: float = GAP_TOL) -> Solution:
     """Solve the n x n relaxation (module docstring) for ``problem``.
 
     ``solver``: ``"CLARABEL"`` (default, tolerances 1e-10) or ``"SCS"``; ``solver_options`` are
@@ -311,6 +313,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       bracket made it polish the multipliers, :func:`_polished`).
     """
     t0 = time.perf_counter()
+    _check_memory(problem, solver)
     rel = build_relaxation(problem)
     program, terms, W = rel.program, rel.terms, rel.W
     status, raw, message = cvx_common.solve(program, solver, solver_options)
@@ -348,7 +351,6 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     # infeasible can sit above the optimum; the raw value stays in extra["solver_value"]).
     feasible = bool(np.allclose(np.linalg.norm(H, axis=1), 1.0, atol=1e-9))
     extra["feasible_upper_bound"] = loss if feasible else None
-    bound = min(value, loss) if feasible else value
     if certified:
         lower, best = best_multipliers(value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))
         # upper bounds on the optimum that hold exactly: the embeddings' loss (their Gram is feasible)
@@ -362,14 +364,64 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
                 lower = max(lower, linearization_bound(value, C, Gfull, **polished))
                 extra["polished_multipliers"] = True
         extra.update(certified_lower_bound=lower, certified_upper_bound=upper, certified_gap=upper - lower)
-        status, message = cvx_common.certified_status(status, message, residuals, lower, upper)
-        if status != "optimal":
-            message += f"; certified bracket for the optimum: [{lower:.12g}, {upper:.12g}]"
+    cert = None
+    if certified and feasible:
+        cert = _judge(problem, H, extra.get("certified_lower_bound", -np.inf), gap_tol)
+        solver_word = status
+        status, message = certified_status("converged", message, cert)
+        if status == "stationary":
+            status = "optimal_inaccurate"
+        extra["solver_word"] = solver_word
+    log_e = problem_log_excess(problem, H)
     return Solution(
         method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),
         loss=loss, status=status, embeddings=H, gram=Gfull[:n, :n],
-        lower_bound=bound, iterations=cvx_common.iterations(program),
-        seconds=time.perf_counter() - t0, message=message.lstrip("; "), extra=extra)
+        lower_bound=None if cert is None else cert.lower_bound, iterations=cvx_common.iterations(program),
+        seconds=time.perf_counter() - t0, message=message, extra=extra,
+        excess=float(np.exp(log_e)), log_excess=log_e, certificate=cert)
+
+
+def _judge(problem: Problem, H: np.ndarray, bracket_lower: float, gap_tol: float):
+    """The certificate of the recovered embeddings H (:func:`solvers.certificate.certify_embeddings`),
+    its lower bound raised to the dual bracket's where that is higher (both are valid bounds on the
+    loss); the relative gap is on the excess."""
+    cert = certify_embeddings(problem, H, gap_tol)
+    if not (np.isfinite(bracket_lower) and bracket_lower > cert.lower_bound):
+        return cert
+    const = cert.lower_bound - cert.excess_lower_bound
+    low_e = min(max(bracket_lower - const, 0.0), cert.excess)
+    rel = (cert.excess - low_e) / cert.excess if cert.excess > 0 else 0.0
+    return replace(cert, lower_bound=const + low_e, excess_lower_bound=low_e, gap=cert.excess - low_e,
+                   relative_gap=rel, certified=bool(rel <= gap_tol))
+
+
+#: Clarabel's interior point keeps a dense block of (n(n+1)/2)^2 entries for the n x n PSD cone.
+def relaxation_memory(problem: Problem, solver: str | None = None) -> int:
+    """Estimated bytes of the n x n program (m = n + prototype rank): Clarabel's dense PSD scaling
+    block, 8 (m(m+1)/2)^2; SCS keeps the canonicalised program, about 64 bytes per anchor-term entry."""
+    W, _ = problem.prototype_rows()
+    m = problem.n + (0 if W is None else int(np.linalg.matrix_rank(W)))
+    if cvx_common.solver_call(solver, None)[0] == "CLARABEL":
+        return 8 * (m * (m + 1) // 2) ** 2
+    entries = sum(len(b) + (0 if W is None else len(W)) for b in problem.batches(0))
+    return 64 * entries * (max(len(b) for b in problem.batches(0)) + (0 if W is None else len(W)))
+
+
+def _check_memory(problem: Problem, solver: str | None) -> None:
+    need = relaxation_memory(problem, solver)
+    have = _physical_memory()
+    if need > have // 2:
+        raise ProblemError(f"the n x n program at n = {problem.n} needs about {need / 2 ** 30:.3g} GB "
+                           f"(this machine has {have / 2 ** 30:.0f} GB); solve by gradient descent, whose "
+                           "certificate scales to large n (--method gd), or use the reduced program "
+                           "for full batches (--method reduced)")
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2 ** 30
 
 
 def convex_optimum(problem: Problem, solver: str | None = None) -> Solution:
@@ -380,14 +432,11 @@ def convex_optimum(problem: Problem, solver: str | None = None) -> Solution:
     return solve_relaxation(problem, solver=solver)
 
 
-def certify(solution: Solution, problem: Problem, solver: str | None = None) -> Solution:
-    """A copy of ``solution`` (typically gradient descent) with ``lower_bound`` set to the convex
-    optimum (:func:`convex_optimum`). ``extra`` gains ``certificate_gap = loss - lower_bound`` (>= 0 up
-    to solver tolerance; ~0 certifies a global minimum), ``certificate_method`` and
-    ``certificate_status``."""
-    bound = convex_optimum(problem, solver)
-    extra = dict(solution.extra)
-    extra.update(certificate_gap=float(solution.loss - bound.lower_bound),
-                 certificate_method=bound.method, certificate_status=bound.status,
-                 certified_lower_bound=bound.extra.get("certified_lower_bound"))
-    return replace(solution, lower_bound=bound.lower_bound, extra=extra)
+def certify(solution: Solution, problem: Problem, gap_tol: float = GAP_TOL) -> Solution:
+    """A copy of ``solution`` (its embeddings) with the certificate of
+    :func:`solvers.certificate.certify_embeddings`, ``lower_bound`` set to its bound and the status it
+    proves (:func:`ufm.solution.certified_status`)."""
+    cert = certify_embeddings(problem, solution.embeddings, gap_tol)
+    status, message = certified_status(solution.status, solution.message, cert)
+    return replace(solution, certificate=cert, lower_bound=cert.lower_bound, status=status, message=message,
+                   excess=cert.excess, log_excess=cert.log_excess)

@@ -13,8 +13,21 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg.lapack
 
 from ufm.geometry import factor_gram
+
+
+def pivoted_cholesky(F: np.ndarray, rank_tol: float = 1e-10) -> np.ndarray:
+    """L (p, r) with L L^T = F (p, p) PSD: the pivoted Cholesky factor (LAPACK ``dpstrf``, rank r where
+    the pivots fall below ``rank_tol``), pivoting undone. It depends on F alone (unlike an SVD basis,
+    arbitrary within repeated singular values)."""
+    factor, pivots, r, info = scipy.linalg.lapack.dpstrf(np.asarray(F, dtype=float), lower=1, tol=rank_tol)
+    if info < 0:
+        raise RuntimeError(f"dpstrf failed (info {info})")
+    L = np.zeros((len(F), r))
+    L[pivots - 1] = np.tril(factor)[:, :r]
+    return L
 
 
 def unit_rows(X: np.ndarray) -> np.ndarray:

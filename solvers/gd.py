@@ -70,6 +70,7 @@ temperatures, seeds or (padded) ratios at one shape compile once (tests/test_gd.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 import math
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -84,9 +85,11 @@ from ufm.batching import pack
 from ufm.constraints import retract as unit_rows
 from ufm.errors import ProblemError
 from ufm.geometry import class_mean_gram
-from ufm.loss import problem_losses, problem_loss, scl_loss_packed
+from solvers.certificate import (GAP_TOL, certify_embeddings, collapsed_rows, problem_constant,
+                                 problem_log_excess)
+from ufm.excess import log_excess_packed, representatives
 from ufm.problem import Problem
-from ufm.solution import Solution
+from ufm.solution import Solution, certified_status
 
 DEFAULT_STEPS = 5000
 DEFAULT_LR = 0.1
@@ -95,6 +98,10 @@ NONMONOTONE_MEMORY = 10
 ARMIJO_C = 1e-4
 MAX_BACKTRACKS = 50
 ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12
+#: The gradient test is ||grad log E|| <= tol ** GRAD_POWER (1e-9 at tol 1e-12): the certificate's
+#: gap is first order in the stationarity residual (its multipliers are estimated at the point), so
+#: the point must be more accurate than the value alone would need.
+GRAD_POWER = 0.75
 HISTORY = 20000   # at most this many epochs of loss history are kept
 
 OPTIMIZERS = ("bb", "adam", "sgd")
@@ -165,6 +172,8 @@ class Data(NamedTuple):
     proto_labels: jnp.ndarray | None
     lr: jnp.ndarray           # ()
     tol: jnp.ndarray          # ()
+    rep: jnp.ndarray          # (n,) representative example of each example's class (ufm.excess)
+    tie: jnp.ndarray          # (n,) row of the iterate V behind each example: H = V[tie]
 
 
 class BBState(NamedTuple):
@@ -193,9 +202,10 @@ class LoopState(NamedTuple):
 
 
 def _loss_fn(cfg: Config, data: Data) -> Callable:
-    def loss(H, index, valid):
-        return scl_loss_packed(H, data.labels, data.tau, index, valid, "sum", data.protos,
-                               data.proto_labels, cfg.prototype_anchors, cfg.chunk_size)
+    """The objective of the iterate V: log E of H = V[tie] over the batches (index, valid)."""
+    def loss(V, index, valid):
+        return log_excess_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid, data.protos,
+                                 data.proto_labels, cfg.prototype_anchors, cfg.chunk_size)
     return loss
 
 
@@ -210,6 +220,7 @@ def _make_tx(cfg: Config, lr, total_steps: int) -> optax.GradientTransformation:
 def _bb_step(cfg: Config, loss, H, f, G, index, valid, st: BBState):
     """One BB + Armijo step on the loss of the batches (index, valid). Returns (H, stalled, BBState)."""
     dtype = H.dtype
+    G = jnp.where(jnp.isfinite(f), G, 0.0)          # E = 0 (log E = -inf): a global minimum, stay
     g = riemannian_grad(H, G, cfg.relu)
     gg = jnp.sum(g * g)
     if cfg.stochastic:
@@ -236,7 +247,7 @@ def _bb_step(cfg: Config, loss, H, f, G, index, valid, st: BBState):
         H_t = retract(H - alpha * g, cfg.relu)
         f_t = loss(H_t, index, valid)
         dec = jnp.sum(gt * (H_t - H))
-        ok = jnp.isfinite(f_t) & (f_t <= f_ref + ARMIJO_C * dec) & (dec < 0)
+        ok = ((f_t == -jnp.inf) | (jnp.isfinite(f_t) & (f_t <= f_ref + ARMIJO_C * dec))) & (dec < 0)
         return jnp.where(ok, alpha, alpha / 2), H_t, f_t, ok, i + 1
 
     alpha, H_t, f_t, ok, _ = jax.lax.while_loop(
@@ -263,7 +274,8 @@ def _run(cfg: Config, data: Data):
         # rows must stay unit (an overflowing step gives 0/inf rows: an error, never a silent number)
         return jnp.all(jnp.abs(jnp.linalg.norm(H, axis=1) - 1.0) <= 1e-3)
 
-    def mean_gram(H):
+    def mean_gram(V):
+        H = V[data.tie]
         # rows whose label is out of range (padding of solve_batched) are dropped by segment_sum
         sums = jax.ops.segment_sum(H, data.labels, num_segments=cfg.n_classes)
         sizes = jax.ops.segment_sum(jnp.ones_like(H[:, 0]), data.labels, num_segments=cfg.n_classes)
@@ -272,6 +284,7 @@ def _run(cfg: Config, data: Data):
 
     def monitor(H):
         f, G = vg(H, data.mon_index, data.mon_valid)
+        G = jnp.where(jnp.isfinite(f), G, 0.0)
         return f, G, jnp.linalg.norm(riemannian_grad(H, G, cfg.relu))
 
     if cfg.method == "bb":
@@ -310,9 +323,11 @@ def _run(cfg: Config, data: Data):
         else:
             H, stalled, opt = step(s.H, s.f, s.G, idx[0], val[0], s.opt)
         f, G, gnorm = monitor(H)
-        rel = jnp.abs(f - s.f) / jnp.maximum(jnp.abs(f), 1.0)
-        bad = ~(jnp.isfinite(f) & jnp.isfinite(gnorm)) | ~feasible(H)
-        converged = (rel <= tol) & (gnorm <= jnp.sqrt(tol * jnp.maximum(jnp.abs(f), 1.0)))
+        # f = log E: its change is the relative change of E; E = 0 (f = -inf) is a global minimum
+        zero = f == -jnp.inf
+        rel = jnp.where(zero, 0.0, jnp.abs(f - s.f))
+        bad = (~zero & ~(jnp.isfinite(f) & jnp.isfinite(gnorm))) | ~feasible(H)
+        converged = zero | ((rel <= tol) & (gnorm <= tol ** GRAD_POWER))
         history = s.history.at[jnp.minimum(s.epoch, cfg.history - 1)].set(f)
         done = s.epoch + 1
         power_of_two = (done & (done - 1)) == 0
@@ -324,8 +339,8 @@ def _run(cfg: Config, data: Data):
         return (~s.converged) & (~s.stalled) & (~s.bad) & (s.epoch < cfg.steps)
 
     f0, G0, gn0 = monitor(H0)
-    s0 = LoopState(H0, f0, G0, gn0, jnp.asarray(jnp.inf, dtype), jnp.asarray(0), jnp.asarray(False),
-                   jnp.asarray(False), ~(jnp.isfinite(f0) & jnp.isfinite(gn0)) | ~feasible(H0), opt0,
+    s0 = LoopState(H0, f0, G0, gn0, jnp.asarray(jnp.inf, dtype), jnp.asarray(0), f0 == -jnp.inf,
+                   jnp.asarray(False), (~(jnp.isfinite(f0) & jnp.isfinite(gn0)) & (f0 != -jnp.inf)) | ~feasible(H0), opt0,
                    jnp.full((cfg.history,), jnp.nan, dtype),
                    jnp.full((n_snapshots(cfg.steps), cfg.n_classes, cfg.n_classes), jnp.nan, dtype)
                    .at[0].set(mean_gram(H0)))
@@ -410,6 +425,12 @@ def _epoch_arrays(problem: Problem, steps: int) -> tuple[np.ndarray, np.ndarray]
     return index, valid
 
 
+def _check_gap_tol(gap_tol) -> None:
+    if not (isinstance(gap_tol, (int, float)) and not isinstance(gap_tol, bool) and 0 < gap_tol < 1):
+        raise ProblemError(f"gap_tol must be a number in (0, 1): the largest relative gap on the excess "
+                           f"that counts as optimal (got {gap_tol!r})")
+
+
 def _check_args(steps, learning_rate, tol, dtype, optimizer):
     if not (isinstance(steps, (int, np.integer)) and steps >= 1):
         raise ProblemError(f"steps must be a positive integer (got {steps!r})")
@@ -447,14 +468,18 @@ def snapshot_epochs(epochs: int) -> list[int]:
     return [0] + [1 << j for j in range(int(epochs).bit_length()) if (1 << j) <= epochs]
 
 
-def _data(problem: Problem, H0, steps, lr, tol, dtype) -> Data:
+def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = None) -> Data:
+    """The traced arrays of a run from the start H0 (n, d), or with ``tie`` (n,) from V0 (q, d) with
+    H = V[tie] (the collapsed polish)."""
     mon = pack(problem.batches(0))
+    tie = np.arange(problem.n, dtype=np.int32) if tie is None else np.asarray(tie, dtype=np.int32)
     ep_index, ep_valid = _epoch_arrays(problem, steps)
     W, wl = problem.prototype_rows()
     return Data(jnp.asarray(H0, dtype), jnp.asarray(problem.tau, dtype), jnp.asarray(problem.labels),
                 jnp.asarray(mon.index), jnp.asarray(mon.valid), jnp.asarray(ep_index),
                 jnp.asarray(ep_valid), None if W is None else jnp.asarray(W, dtype),
-                None if wl is None else jnp.asarray(wl), jnp.asarray(lr, dtype), jnp.asarray(tol, dtype))
+                None if wl is None else jnp.asarray(wl), jnp.asarray(lr, dtype), jnp.asarray(tol, dtype),
+                jnp.asarray(representatives(problem.labels)), jnp.asarray(tie))
 
 
 def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
@@ -462,24 +487,29 @@ def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
 
 
 def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: float,
-              dtype, loss: float | None = None) -> Solution:
-    """Turn one final LoopState (NumPy leaves) into a Solution; loss recomputed in float64 (or given:
-    ``loss`` of the float64 unit rows, as :func:`solve_many` computes for all starts at once)."""
-    H = np.asarray(s.H, dtype=np.float64)
+              dtype, tie: np.ndarray | None = None, certify: bool = True,
+              gap_tol: float = GAP_TOL) -> Solution:
+    """Turn one final LoopState (NumPy leaves) into a Solution: H = V[tie] as float64 unit rows, its
+    excess and loss recomputed in float64, and (``certify``) the certificate, which decides the status
+    (:func:`ufm.solution.certified_status`)."""
+    V = np.asarray(s.H, dtype=np.float64)
+    H = V if tie is None else V[np.asarray(tie)]
     epochs = int(s.epoch)
-    hist = np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)]
+    const = problem_constant(problem)
+    hist = np.exp(np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)])
     extra = {
         "optimizer": cfg.tx_name or ("bb" if cfg.method == "bb" else "custom"),
         "dtype": jnp.dtype(dtype).name,
-        "relative_loss_change": float(s.rel_change),
+        "relative_excess_change": float(s.rel_change),
         "riemannian_grad_norm": float(s.gnorm),
-        "grad_tol": float(math.sqrt(tol * max(abs(float(s.f)), 1.0))) if np.isfinite(float(s.f)) else None,
+        "grad_tol": float(tol ** GRAD_POWER),
         "tol": tol,
-        "loss_history": hist.tolist(),
+        "excess_history": hist.tolist(),
+        "loss_history": (const + hist).tolist(),
         "mean_gram_checkpoints": {"epochs": snapshot_epochs(epochs),
                                   "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
                                       :len(snapshot_epochs(epochs))].tolist()},
-        "solver_loss": float(s.f),
+        "solver_log_excess": float(s.f),
     }
     if cfg.method == "bb":
         extra["last_step_size"] = float(s.opt.alpha)
@@ -491,23 +521,56 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                                 f"no longer unit after an overflowing step) by epoch {epochs}; lower the "
                                 "learning rate or use optimizer='bb'", extra=extra)
     H = unit_rows(H, problem.relu)   # exact float64 unit rows (float32 runs round to ~1e-7)
-    if loss is None:
-        loss = problem_loss(problem, H, chunk_size=cfg.chunk_size)
+    log_e = problem_log_excess(problem, H)
     if bool(s.converged):
         status, message = "converged", ""
     elif bool(s.stalled):
-        ok = float(s.gnorm) <= extra["grad_tol"]
+        # at the floating-point floor: the certificate, if any, judges the point
+        ok = float(s.gnorm) <= extra["grad_tol"] or certify
         status = "converged" if ok else "not_converged"
-        message = ("line search cannot decrease the loss further (floating-point floor)"
-                   + ("" if ok else f"; Riemannian gradient norm {float(s.gnorm):.3g} above "
+        message = ("line search cannot decrease the excess further (floating-point floor)"
+                   + ("" if ok else f"; Riemannian gradient norm of log E {float(s.gnorm):.3g} above "
                       f"{extra['grad_tol']:.3g}"))
     else:
         status = "not_converged"
-        message = (f"stopped after {epochs} epochs: relative loss change {float(s.rel_change):.3g} "
-                   f"(tol {tol:g}), Riemannian gradient norm {float(s.gnorm):.3g} "
+        message = (f"stopped after {epochs} epochs: relative change of the excess {float(s.rel_change):.3g} "
+                   f"(tol {tol:g}), Riemannian gradient norm of log E {float(s.gnorm):.3g} "
                    f"(tol {extra['grad_tol']:.3g}); raise steps")
-    return Solution("gd", class_mean_gram(H, problem.labels), loss, status, embeddings=H,
-                    iterations=epochs, seconds=seconds, message=message, extra=extra)
+    cert = certify_embeddings(problem, H, gap_tol, log_excess=log_e) if certify else None
+    status, message = certified_status(status, message, cert)
+    excess = float(np.exp(log_e))
+    return Solution("gd", class_mean_gram(H, problem.labels), const + excess, status, embeddings=H,
+                    lower_bound=None if cert is None else cert.lower_bound, excess=excess,
+                    log_excess=log_e, certificate=cert, iterations=epochs, seconds=seconds,
+                    message=message, extra=extra)
+
+
+def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: float, tol: float, dtype,
+              gap_tol: float) -> Solution:
+    """The collapsed polish: where the certificate does not prove ``sol`` and some classes' rows are
+    numerically equal (within ``SNAP_TOL``), tie each such class to one row (its normalised mean) and
+    run again over the tied rows V with H = V[tie]. Near collapse the within-class term of E is far
+    above the between-class geometry at small tau (rounding of distinct rows), and ties make it exactly
+    0. The better certified of the two solutions is returned (the polish is judged by the same
+    certificate on the untied problem)."""
+    if sol.certificate is None or sol.certificate.certified or sol.status == "error":
+        return sol
+    tied = collapsed_rows(problem, sol.embeddings)
+    if tied is None:
+        return sol
+    V0, tie = tied
+    data = _data(problem, V0, steps, lr, tol, dtype, tie=tie)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(_compiled(cfg, None)(data))
+    seconds = time.perf_counter() - t0
+    polished = _solution(problem, jax.tree_util.tree_map(np.asarray, out), cfg, seconds, tol, dtype,
+                         tie=tie, gap_tol=gap_tol)
+    if polished.status == "error" or not (polished.certificate.relative_gap < sol.certificate.relative_gap):
+        return sol
+    extra = dict(polished.extra, polished_from_iterations=sol.iterations,
+                 polish="classes within SNAP_TOL tied to one row each, then solved again")
+    return replace(polished, iterations=sol.iterations + polished.iterations,
+                   seconds=sol.seconds + polished.seconds, extra=extra)
 
 
 def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=None):
@@ -531,7 +594,8 @@ def _unstack(tree, i):
 # ------------------------------------------------------------------ public API
 def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | None = None,
           optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
-          dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None) -> Solution:
+          dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
+          certify: bool = True, gap_tol: float = GAP_TOL) -> Solution:
     """Minimise the problem's SCL loss over unit-norm rows (nonnegative with ReLU) from a random start.
 
     - ``steps``: at most this many epochs (default 5000); ``learning_rate``: the first trial step of
@@ -553,19 +617,23 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     and ``extra`` (relative loss change, Riemannian gradient norm, loss history, ...).
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
+    _check_gap_tol(gap_tol)
     seed = problem.seed if seed is None else seed
     data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_compiled(cfg, None)(data))
     seconds = time.perf_counter() - t0
-    return _solution(problem, jax.tree_util.tree_map(np.asarray, out), cfg, seconds, tol, dtype)
+    sol = _solution(problem, jax.tree_util.tree_map(np.asarray, out), cfg, seconds, tol, dtype,
+                    certify=certify, gap_tol=gap_tol)
+    return _polished(problem, sol, cfg, steps, lr, tol, dtype, gap_tol)
 
 
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = None,
                learning_rate: float | None = None,
                optimizer: str | optax.GradientTransformation = "bb",
                dtype=jnp.float64, tol: float | None = None,
-               chunk_size: int | None = None, lanes: int | None = None) -> list[Solution]:
+               chunk_size: int | None = None, lanes: int | None = None, certify: bool = True,
+               gap_tol: float = GAP_TOL) -> list[Solution]:
     """Solve from several random starts in one compiled call.
 
     Same keywords as :func:`solve`; ``seeds`` gives the starts (the same starts as ``solve(seed=s)``).
@@ -576,6 +644,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     stops). ``seconds`` of every solution is the wall time of the call.
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
+    _check_gap_tol(gap_tol)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
@@ -590,11 +659,9 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     out = jax.block_until_ready(_compiled(cfg, axes, group)(data._replace(H0=H0)))
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
-    # every start's float64 loss in one vmapped call instead of one call per start
-    losses = problem_losses(problem, np.stack([unit_rows(H, problem.relu) for H in out.H]),
-                            chunk_size=cfg.chunk_size, lanes=group)
-    return [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, loss=float(losses[i]))
+    sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
             for i in range(len(seeds))]
+    return [_polished(problem, sol, cfg, steps, lr, tol, dtype, gap_tol) for sol in sols]
 
 
 def _pad_data(data: Data, n_pad: int) -> Data:
@@ -612,7 +679,9 @@ def _pad_data(data: Data, n_pad: int) -> Data:
     def widen(a, fill):
         pad = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
         return np.pad(np.asarray(a), pad, constant_values=fill)
-    return data._replace(H0=H0, labels=labels, mon_index=widen(data.mon_index, 0),
+    rep = np.concatenate([np.asarray(data.rep), np.arange(n, n_pad, dtype=np.int32)])
+    tie = np.concatenate([np.asarray(data.tie), np.arange(n, n_pad, dtype=np.int32)])
+    return data._replace(H0=H0, labels=labels, rep=rep, tie=tie, mon_index=widen(data.mon_index, 0),
                          mon_valid=widen(data.mon_valid, False), ep_index=widen(data.ep_index, 0),
                          ep_valid=widen(data.ep_valid, False))
 
@@ -622,7 +691,8 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                   optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
                   dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
                   pad: bool = False, pad_to: int | None = None,
-                  lanes: int | None = None) -> list[Solution]:
+                  lanes: int | None = None, certify: bool = True,
+                  gap_tol: float = GAP_TOL) -> list[Solution]:
     """Solve several problems of equal shape in one vmapped compiled call.
 
     The problems must share counts, dim, relu, prototypes and batching scheme (so their arrays stack);
@@ -671,12 +741,12 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     if len(shapes) > 1:   # random batchings of different seeds may pack differently: pad
         raise ProblemError("the problems' batchings pack to different shapes; use equal batchings")
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *datas)
-    shared = ("protos", "proto_labels", "lr", "tol") + (() if pad else ("labels",))
+    shared = ("protos", "proto_labels", "lr", "tol") + (() if pad else ("labels", "rep", "tie"))
     axes = tuple(None if f in shared else 0 for f in Data._fields)
     stacked = stacked._replace(protos=datas[0].protos, proto_labels=datas[0].proto_labels,
                                lr=datas[0].lr, tol=datas[0].tol)
     if not pad:
-        stacked = stacked._replace(labels=datas[0].labels)
+        stacked = stacked._replace(labels=datas[0].labels, rep=datas[0].rep, tie=datas[0].tie)
     width = _batch_width(stacked.mon_index, stacked.protos)
     group = _check_lanes(default_lanes(first, len(problems), dtype, width) if lanes is None else lanes,
                          len(problems))
@@ -688,5 +758,6 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     for i, p in enumerate(problems):
         s = _unstack(out, i)
         s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
-        sols.append(_solution(p, s, cfg, seconds, tol, dtype))
+        sols.append(_polished(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),
+                              cfg, steps, lr, tol, dtype, gap_tol))
     return sols

@@ -19,19 +19,25 @@ matrix T with T_gg = 1 + (k_g - 1) a_g and T_gh = b_gh sqrt(k_g k_h), so the pro
 
 For STEP imbalance (two groups) this is THEORY.md's program over the three scalars a, b, c.
 
-Factored fast path (:func:`solve_factored`, the default when all counts differ): the same program in
-Burer-Monteiro form M = V V^T, V (k, r) with unit rows (r = k; with ReLU V >= 0 and r = 2k, since a
-nonnegative factor at r = k can stall, THEORY.md section 3):
+Excess form (docs/theory.md): every path optimises and judges the excess
+E(M) = sum_c n_c log1p(x_c(M)), x_c = sum_{c' != c} (n_c'/(n_c - 1)) e^{(M_cc' - 1)/tau}
+(:func:`ufm.excess.reduced_excess`), the objective minus its constant sum_c n_c log(n_c - 1): at small
+tau the geometry is below the rounding of the full objective.
 
-    minimise  f(V) = sum_c n_c logsumexp_{c'} ( (<v_c, v_c'> - 1)/tau + log w_cc' )
-    gradient  grad_V f = (C + C^T) V,   C_cc' = n_c softmax_{c'}(...) / tau   (k, k)
+Factored path (:func:`solve_factored`, the default): the same program in Burer-Monteiro form
+M = V V^T, V (k, r) with unit rows (r = k; with ReLU V >= 0 and r = 2k, since a nonnegative factor at
+r = k can stall, THEORY.md section 3), minimising log E:
+
+    f(V) = log E(V V^T),   grad_V f = (C + C^T) V,   C = d log E / dM   (k, k)
 
 by Riemannian Barzilai-Borwein gradient descent with a nonmonotone Armijo search on the product of
 spheres (the method of :mod:`solvers.gd`, in NumPy: at k <= 100 a step costs well under a
-millisecond and nothing needs compiling). The result is not trusted on its own: M = V V^T is certified
-by the convex program's optimality conditions through :func:`solvers.bound.best_bound` (a dual
-certificate S = C - Diag(y) [- N] >= 0 gives a valid lower bound on the convex optimum), and if the
-certified gap exceeds ``FACTORED_GAP_TOL`` relative the general cvxpy program is solved instead.
+millisecond and nothing needs compiling). The result is not trusted on its own: every path's M is
+judged by :func:`solvers.certificate.certify_mean_gram` (weak duality on the excess), which sets the
+status: ``optimal`` only when the relative gap on E is within the tolerance. The factored path tries
+``FACTORED_STARTS`` starts before it gives up (status ``stationary``). The cvxpy programs (block,
+general) are cross-checks: Clarabel's absolute tolerances do not resolve E below tau ~ 0.05, and
+there the certificate says so (``optimal_inaccurate``).
 """
 
 from __future__ import annotations
@@ -43,13 +49,15 @@ import cvxpy as cp
 import numpy as np
 
 from solvers import cvx_common
-from solvers.bound import best_bound, dual_free_multipliers
+from solvers.bound import feasible_point
+from solvers.certificate import GAP_TOL, certify_mean_gram
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.constraints import retract
 from ufm.errors import ProblemError
 from ufm.loss import full_batch_loss_bucketed
 from ufm.problem import Problem
-from ufm.solution import Solution
+from ufm.excess import reduced_constant, reduced_excess
+from ufm.solution import Solution, certified_status
 
 #: Above this many examples the collapsed embeddings' loss is computed from the reduced formula
 #: instead of the full n x n JAX loss.
@@ -59,11 +67,9 @@ EMBEDDING_LOSS_MAX_N = 4000
 #: slow for many groups: 12 s at k = 100 long tail); beyond, the factored path.
 BLOCK_MAX_GROUPS = 6
 
-#: The factored fast path's result stands when (value - certified lower bound) <= this * max(1, value);
-#: otherwise the general cvxpy program is solved.
-FACTORED_GAP_TOL = 1e-8
 FACTORED_MAX_ITER = 20000
-FACTORED_GRAD_TOL = 1e-12     # stop when ||Riemannian grad||_F <= this * max(1, f)
+FACTORED_GRAD_TOL = 1e-12     # stop when ||Riemannian grad of log E||_F <= this
+FACTORED_STARTS = 4           # starts tried until one is certified
 
 
 def log_weights(counts) -> np.ndarray:
@@ -72,24 +78,13 @@ def log_weights(counts) -> np.ndarray:
     return np.log(n[None, :] - np.eye(len(n)))
 
 
-def _reduced_value_grad(M: np.ndarray, n: np.ndarray, logw: np.ndarray,
-                        tau: float) -> tuple[float, np.ndarray]:
-    """The reduced objective sum_c n_c logsumexp_c'((M_cc' - 1) / tau + log w_cc') at M (k, k) and its
-    gradient C (k, k), for counts n (k,) and ``logw`` = :func:`log_weights` (max-shifted)."""
-    Z = (M - 1.0) / tau + logw
-    top = Z.max(axis=1, keepdims=True)
-    E = np.exp(Z - top)
-    S = E.sum(axis=1, keepdims=True)
-    value = float(n @ (top[:, 0] + np.log(S[:, 0])))
-    return value, n[:, None] * (E / S) / tau
-
-
 def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
-    """The reduced objective at M (k, k) and its gradient (k, k), NumPy float64.
+    """The reduced objective sum_c n_c log((n_c - 1) + sum_c' n_c' e^{(M_cc' - 1)/tau}) at M (k, k)
+    and its gradient C (k, k), NumPy float64: the constant plus the excess (:func:`ufm.excess.reduced_excess`).
 
     Equals the full-batch SCL loss of collapsed unit embeddings whose class means have Gram M."""
-    return _reduced_value_grad(np.asarray(M, dtype=float), np.asarray(counts, dtype=float),
-                               log_weights(counts), tau)
+    ex = reduced_excess(np.asarray(M, dtype=float), counts, tau)
+    return reduced_constant(counts) + ex.value, ex.value * ex.grad_log
 
 
 def _rgrad(V: np.ndarray, G: np.ndarray, relu: bool) -> np.ndarray:
@@ -100,35 +95,32 @@ def _rgrad(V: np.ndarray, G: np.ndarray, relu: bool) -> np.ndarray:
     return np.where(V > 0, G - radial * V, np.minimum(G, 0.0))
 
 
-def _factored_value_grad(V: np.ndarray, n: np.ndarray, logw: np.ndarray,
-                         tau: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """f(V), C (k, k) = grad_M f at M = V V^T, and grad_V f = (C + C^T) V (module docstring)."""
-    value, C = _reduced_value_grad(V @ V.T, n, logw, tau)
-    return value, C, (C + C.T) @ V
+def _factored_value_grad(V: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
+    """f(V) = log E(V V^T) and grad_V f = (C + C^T) V, C = d log E / dM (module docstring)."""
+    ex = reduced_excess(V @ V.T, counts, tau)
+    return ex.log_value, (ex.grad_log + ex.grad_log.T) @ V
 
 
 def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: int = 0,
                 max_iter: int = FACTORED_MAX_ITER,
                 grad_tol: float = FACTORED_GRAD_TOL) -> tuple[np.ndarray, float, int, float]:
-    """Minimise the factored reduced objective (module docstring) over V (k, rank) with unit rows
-    (nonnegative with ReLU) by Riemannian BB + nonmonotone Armijo from a random start.
+    """Minimise log E of the factored reduced program (module docstring) over V (k, rank) with unit
+    rows (nonnegative with ReLU) by Riemannian BB + nonmonotone Armijo from a random start.
 
-    Returns ``(V (k, rank), f(V), iterations, ||Riemannian gradient||_F)``.
+    Returns ``(V (k, rank), log E(V V^T), iterations, ||Riemannian gradient||_F)``.
     """
-    n = np.asarray(counts, dtype=float)
-    k = len(n)
+    k = len(counts)
     r = (2 * k if relu else k) if rank is None else int(rank)
-    logw = log_weights(counts)
     X = np.random.default_rng(seed).standard_normal((k, r))
     V = retract(np.abs(X) if relu else X, relu)
-    f, _, G = _factored_value_grad(V, n, logw, tau)
+    f, G = _factored_value_grad(V, counts, tau)
     g, gt = _rgrad(V, G, relu), _rgrad(V, G, False)
     alpha = 1.0
     hist = [f]
     V_prev = g_prev = None
     it = 0
     for it in range(max_iter):
-        if np.linalg.norm(g) <= grad_tol * max(1.0, abs(f)):
+        if np.linalg.norm(g) <= grad_tol or f == -np.inf:
             break
         if V_prev is not None:
             s, y = V - V_prev, g - g_prev
@@ -141,7 +133,7 @@ def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: i
         f_ref = max(hist[-10:])
         for _ in range(60):
             V_t = retract(V - alpha * g, relu)
-            f_t, _, G_t = _factored_value_grad(V_t, n, logw, tau)
+            f_t, G_t = _factored_value_grad(V_t, counts, tau)
             dec = float(np.sum(gt * (V_t - V)))
             if np.isfinite(f_t) and dec < 0 and f_t <= f_ref + 1e-4 * dec:
                 break
@@ -156,59 +148,75 @@ def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: i
 
 
 def solve_factored(problem: Problem, rank: int | None = None, seed: int | None = None,
-                   fallback: bool = True) -> Solution:
+                   fallback: bool = False, gap_tol: float = GAP_TOL) -> Solution:
     """The reduced program by its factored form (module docstring), certified.
 
-    Returns a :class:`~ufm.solution.Solution` like :func:`solve_reduced` (``method="reduced"``,
-    ``extra["program"] = "factored"``, ``class_mean_gram`` M = V V^T (k, k), ``loss`` = the reduced
-    objective at M, ``lower_bound`` = the certified lower bound on the convex optimum,
-    ``extra["certified_gap"]``). Status ``"optimal"`` when the certified gap is at most
-    ``FACTORED_GAP_TOL * max(1, loss)``; otherwise, with ``fallback``, the general cvxpy program's
-    solution is returned (``extra["factored_gap"]`` records why), else status ``"optimal_inaccurate"``.
+    Up to ``FACTORED_STARTS`` starts (seeds ``seed``, ``seed + 1``, ...) until the certificate proves
+    one; returns a :class:`~ufm.solution.Solution` like :func:`solve_reduced` (``method="reduced"``,
+    ``extra["program"] = "factored"``). Status ``"optimal"`` when certified, else ``"stationary"``
+    (the best start), or with ``fallback`` the general cvxpy program's solution, judged the same way.
     """
     _check(problem)
     t0 = time.perf_counter()
-    counts, tau, k = problem.counts, problem.tau, problem.k
+    counts, tau = problem.counts, problem.tau
     seed = problem.seed if seed is None else int(seed)
-    V, f, iters, gnorm = factored_bb(counts, tau, problem.relu, rank, seed)
+    best = None
+    total_iters = 0
+    for start in range(FACTORED_STARTS):
+        V, f, iters, gnorm = factored_bb(counts, tau, problem.relu, rank, seed + start)
+        total_iters += iters
+        cert = certify_mean_gram(counts, tau, problem.relu, V, gap_tol)
+        if best is None or cert.relative_gap < best[1].relative_gap:
+            best = (V, cert, f, gnorm)
+        if cert.certified:
+            break
+    tried = start + 1
+    V, cert, f, gnorm = best
+    if not cert.certified and fallback:
+        sol = solve_reduced(problem, fast_path=False, gap_tol=gap_tol)
+        sol.extra["factored_relative_gap"] = cert.relative_gap
+        return sol
+    extra: dict[str, Any] = {"solver": "factored-bb", "program": "factored", "solver_log_excess": f,
+                             "riemannian_grad_norm": gnorm, "rank": int(V.shape[1]), "starts_tried": tried}
+    return _finish(problem, V, "converged", "", total_iters, t0, extra, gap_tol, cert)
+
+
+def _finish(problem: Problem, V: np.ndarray, status: str, message: str, iters: int, t0: float,
+            extra: dict[str, Any], gap_tol: float, cert=None) -> Solution:
+    """Certify M = V V^T (V (k, r) unit rows), factor it into collapsed embeddings and build the
+    Solution (shared by every path). A converged solver whose point the certificate does not prove
+    is ``stationary``; a cvxpy program's is ``optimal_inaccurate``."""
+    counts, tau = problem.counts, problem.tau
+    if cert is None:
+        cert = certify_mean_gram(counts, tau, problem.relu, V, gap_tol)
     M = V @ V.T
     np.fill_diagonal(M, 1.0)
-    mask = np.ones((k, k), dtype=bool) if problem.relu else None
-    value, C = reduced_loss(M, counts, tau)
-    bound = best_bound(value, C, M, [dict(zip(("y", "N"), dual_free_multipliers(C, M, mask)))])
-    gap = value - bound
-    if not gap <= FACTORED_GAP_TOL * max(1.0, abs(value)):
-        if fallback:
-            sol = solve_reduced(problem, fast_path=False)
-            sol.extra["factored_gap"] = float(gap)
-            return sol
-        status, message = "optimal_inaccurate", f"certified gap {gap:.3g} above tolerance"
-    else:
-        status, message = "optimal", ""
-    residuals = cvx_common.gram_residuals(M, mask)
-    extra: dict[str, Any] = {"solver": "factored-bb", "program": "factored", "solver_status": status,
-                             "residuals": residuals, "solver_value": f,
-                             "certified_lower_bound": float(bound), "certified_gap": float(gap),
-                             "riemannian_grad_norm": gnorm, "rank": int(V.shape[1])}
-    return _finish(problem, M, value, float(bound), status, message, iters, t0, extra)
-
-
-def _finish(problem: Problem, M: np.ndarray, value: float, lower_bound: float, status: str,
-            message: str, iters: int, t0: float, extra: dict[str, Any]) -> Solution:
-    """Factor M into collapsed embeddings and build the Solution (shared by both paths)."""
-    counts, tau = problem.counts, problem.tau
+    status, message = certified_status(status, message, cert)
+    if status == "stationary" and extra.get("program") != "factored":
+        status = "optimal_inaccurate"
     if problem.relu:
-        V, info = nonnegative_factor(M, problem.dim, seed=problem.seed)
+        H_rows, info = nonnegative_factor(M, problem.dim, seed=problem.seed)
     else:
-        V = eigen_factor(M, problem.dim)
-        info = {"method": "eigen", "factor_residual": float(np.abs(V @ V.T - M).max())}
+        H_rows = eigen_factor(M, problem.dim)
+        info = {"method": "eigen", "factor_residual": float(np.abs(H_rows @ H_rows.T - M).max())}
     extra["factor"] = info
-    H = V[problem.labels]
-    extra["embedding_loss"] = (full_batch_loss_bucketed(H, problem.labels, problem.tau) if problem.n <= EMBEDDING_LOSS_MAX_N
-                               else reduced_loss(V @ V.T, counts, tau)[0])
-    return Solution(method="reduced", class_mean_gram=M, loss=value, status=status, embeddings=H,
-                    lower_bound=lower_bound, iterations=iters, seconds=time.perf_counter() - t0,
-                    message=message, extra=extra)
+    H = H_rows[problem.labels]
+    extra["embedding_loss"] = (full_batch_loss_bucketed(H, problem.labels, problem.tau)
+                               if problem.n <= EMBEDDING_LOSS_MAX_N else None)
+    extra["residuals"] = cvx_common.gram_residuals(M, np.ones_like(M, dtype=bool) if problem.relu else None)
+    return Solution(method="reduced", class_mean_gram=M, loss=reduced_constant(counts) + cert.excess,
+                    status=status, embeddings=H, lower_bound=cert.lower_bound, excess=cert.excess,
+                    log_excess=cert.log_excess, certificate=cert, iterations=iters,
+                    seconds=time.perf_counter() - t0, message=message, extra=extra)
+
+
+def feasible_factor(M: np.ndarray, relu: bool) -> np.ndarray:
+    """Unit rows V (k, k) with V V^T an exactly feasible point of the reduced program near a solver's
+    M (:func:`solvers.bound.feasible_point`: PSD, unit diagonal, nonnegative with ReLU)."""
+    F = feasible_point(M, len(M), nonnegative=relu)
+    vals, vecs = np.linalg.eigh((F + F.T) / 2)
+    V = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    return V / np.linalg.norm(V, axis=1, keepdims=True)
 
 
 def _check(problem: Problem) -> None:
@@ -235,7 +243,12 @@ def build_reduced(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variab
     n = np.asarray(counts, dtype=float)
     k = len(n)
     M = cp.Variable((k, k), symmetric=True, name="M")
-    loss = n @ cp.log_sum_exp((M - 1) / tau + log_weights(counts), axis=1)
+    # excess form: sum_c n_c log1p(x_c) = sum_c n_c logistic(log x_c); the diagonal (excluded from
+    # x_c) gets a weight e^{-2/tau - 60}, below every off-diagonal term by a factor e^{-60}
+    with np.errstate(divide="ignore"):
+        logw = np.log(n[None, :]) - np.log(n[:, None] - 1.0)
+    np.fill_diagonal(logw, -2.0 / tau - 60.0)
+    loss = n @ cp.logistic(cp.log_sum_exp((M - 1) / tau + logw, axis=1))
     constraints = {
         "psd": M >> 0,
         "unit_diagonal": cp.diag(M) == 1,
@@ -254,11 +267,13 @@ def build_block(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variable
     T = cp.Variable((q, q), PSD=True, name="T")
     loss = 0
     for g in range(q):
-        logits = [np.log(n_g[g] - 1.0)]
+        # excess form: log1p(x_g) = logistic(log x_g), x_g relative to the n_g - 1 positives
+        base = np.log(n_g[g] - 1.0)
+        logits = []
         if k_g[g] >= 2:
-            logits.append(np.log((k_g[g] - 1) * n_g[g]) + (a[g] - 1) / tau)
-        logits += [np.log(k_g[h] * n_g[h]) + (b[g, h] - 1) / tau for h in range(q) if h != g]
-        loss += k_g[g] * n_g[g] * cp.log_sum_exp(cp.hstack(logits))
+            logits.append(np.log((k_g[g] - 1) * n_g[g]) - base + (a[g] - 1) / tau)
+        logits += [np.log(k_g[h] * n_g[h]) - base + (b[g, h] - 1) / tau for h in range(q) if h != g]
+        loss += k_g[g] * n_g[g] * cp.logistic(cp.log_sum_exp(cp.hstack(logits)))
     constraints = [a <= 1]
     constraints += [T[g, g] == 1 + (k_g[g] - 1) * a[g] for g in range(q)]
     constraints += [T[g, h] == b[g, h] * np.sqrt(k_g[g] * k_g[h]) for g in range(q) for h in range(g + 1, q)]
@@ -289,36 +304,35 @@ def solve_block(problem: Problem, solver: str | None = None,
 
 def solve_reduced(problem: Problem, solver: str | None = None,
                   solver_options: dict[str, Any] | None = None,
-                  fast_path: bool | None = None, certified: bool = True) -> Solution:
+                  fast_path: bool | str | None = None, gap_tol: float = GAP_TOL) -> Solution:
     """Solve the reduced program (module docstring) for a full-batch problem without prototypes.
 
-    ``fast_path``: None (default) uses the block program when some classes share a count (STEP,
-    balanced, any repeated counts) with at most ``BLOCK_MAX_GROUPS`` distinct counts, and otherwise, unless a cvxpy ``solver`` is named, the certified
-    factored fast path (:func:`solve_factored`, which falls back to the general program when its
-    certificate fails); True forces the block program, False the general k x k program,
-    ``"factored"`` the factored path.
+    ``fast_path``: None (default) is the certified factored path (:func:`solve_factored`) unless a
+    cvxpy ``solver`` is named (then the block program where some classes share a count and there are
+    at most ``BLOCK_MAX_GROUPS`` distinct counts, else the general one); True forces the block
+    program, False the general k x k program, ``"factored"`` the factored path. Every path is judged
+    by the certificate (:func:`solvers.certificate.certify_mean_gram`) at an exactly feasible point
+    near its M.
     Returns a :class:`~ufm.solution.Solution` with ``method="reduced"``: ``class_mean_gram`` M (k, k),
-    ``lower_bound = loss`` = the optimum (recomputed in NumPy at M), ``embeddings`` (n, dim) the
-    collapsed rows h_i = m_{y_i} with the means factored from M (top eigenpairs; with ReLU a
-    nonnegative factor), status as :func:`solvers.convex.solve_relaxation`, and ``extra``:
-    ``program`` (``"block"`` / ``"general"``), ``residuals``, ``solver_status``,
-    ``certified_lower_bound``, ``embedding_loss`` (SCL loss of the recovered embeddings).
+    ``loss`` the reduced objective at M (constant + ``excess``), ``lower_bound`` the certificate's,
+    ``embeddings`` (n, dim) the collapsed rows h_i = m_{y_i} with the means factored from M (top
+    eigenpairs; with ReLU a nonnegative factor), and ``extra``: ``program`` (``"factored"`` /
+    ``"block"`` / ``"general"``), ``residuals``, ``solver_status``, ``embedding_loss`` (SCL loss of
+    the recovered embeddings).
     """
     _check(problem)
     t0 = time.perf_counter()
     counts, tau, k = problem.counts, problem.tau, problem.k
     _, k_g, n_g = count_groups(counts)
-    if fast_path == "factored" or (fast_path is None and solver is None
-                                   and not len(k_g) <= min(k - 1, BLOCK_MAX_GROUPS)):
-        return solve_factored(problem)
-    use_block = (len(k_g) < k) if fast_path is None else bool(fast_path)
+    if fast_path == "factored" or (fast_path is None and solver is None):
+        return solve_factored(problem, gap_tol=gap_tol)
+    use_block = (len(k_g) < k and len(k_g) <= BLOCK_MAX_GROUPS) if fast_path is None else bool(fast_path)
     name = cvx_common.solver_call(solver, solver_options)[0]
     extra: dict[str, Any] = {"solver": name, "program": "block" if use_block else "general"}
     if use_block:
         program, a, b = build_block(counts, tau, problem.relu)
-        constraints = None
     else:
-        program, Mvar, constraints = build_reduced(counts, tau, problem.relu)
+        program, Mvar, _ = build_reduced(counts, tau, problem.relu)
     status, raw, message = cvx_common.solve(program, solver, solver_options)
     extra["solver_status"] = raw
     iters = cvx_common.iterations(program)
@@ -334,18 +348,12 @@ def solve_reduced(problem: Problem, solver: str | None = None,
     else:
         M = (Mvar.value + Mvar.value.T) / 2
     mask = np.ones((k, k), dtype=bool) if problem.relu else None
-    residuals = cvx_common.gram_residuals(M, mask)
-    status, message = cvx_common.finish_status(status, message, residuals)
-    value, C = reduced_loss(M, counts, tau)
-    extra.update(residuals=residuals, solver_value=float(program.value))
-    if certified:
-        cands = [dict(zip(("y", "N"), dual_free_multipliers(C, M, mask)))]
-        if constraints is not None and constraints["unit_diagonal"].dual_value is not None:
-            y = np.asarray(constraints["unit_diagonal"].dual_value).ravel()
-            N = constraints["nonnegative"].dual_value if mask is not None else None
-            cands += [{"y": s * y, "N": None if N is None else s * np.asarray(N)} for s in (1.0, -1.0)]
-        extra["certified_lower_bound"] = best_bound(value, C, M, cands)
-    return _finish(problem, M, value, value, status, message, iters, t0, extra)
+    extra.update(solver_residuals=cvx_common.gram_residuals(M, mask), solver_value=float(program.value))
+    if status == "error":
+        return Solution(method="reduced", class_mean_gram=M, loss=float("nan"), status="error",
+                        iterations=iters, seconds=time.perf_counter() - t0, message=message, extra=extra)
+    return _finish(problem, feasible_factor(M, problem.relu), "converged", message, iters, t0, extra,
+                   gap_tol)
 
 
 def _block_T(k_g: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -56,8 +56,8 @@ def test_python_dash_m_entry_point():
     assert proc.stderr.startswith("ufm: error:")
 
 
-SOLVE_FIELDS = {"method", "counts", "tau", "relu", "dim", "loss", "lower_bound", "class_mean_gram", "nc1",
-                "distance", "predicted", "status", "iterations", "seconds"}
+SOLVE_FIELDS = {"method", "counts", "tau", "relu", "dim", "loss", "excess", "lower_bound", "certificate",
+                "class_mean_gram", "nc1", "distance", "predicted", "status", "iterations", "seconds"}
 
 
 @pytest.mark.parametrize("method", ["gd", "convex", "reduced"])
@@ -69,13 +69,24 @@ def test_solve_json_contract(capsys, method):
     assert out["predicted"]["geometry"] == "orthogonal-frame"
     assert out["loss"] == pytest.approx(orthogonal_frame_loss([6, 3, 2], 0.5), rel=1e-6)
     assert out["distance"]["of"] < 1e-4
-    assert (out["lower_bound"] is None) == (method == "gd")
+    # the lower bound is the certificate's: below the closed-form optimum, and the contract's fields
+    assert out["lower_bound"] <= orthogonal_frame_loss([6, 3, 2], 0.5) * (1 + 1e-15)
+    assert out["lower_bound"] == out["certificate"]["lower_bound"]
+    assert set(out["certificate"]) >= {"lower_bound", "gap", "relative_gap", "certified", "seconds"}
+    assert out["certificate"]["relative_gap"] == pytest.approx(out["certificate"]["gap"] / out["excess"])
 
 
-def test_solve_gd_certify_reports_the_gap(capsys):
-    out = run_json(capsys, ["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--certify", "--json"])
+def test_solve_gd_certificate_reports_the_gap(capsys):
+    out = run_json(capsys, ["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--json"])
     assert out["lower_bound"] == pytest.approx(35.98345, abs=1e-5)      # THEORY.md section 2 check value
-    assert abs(out["certificate_gap"]) < 1e-6 * out["lower_bound"]
+    from reference_mp import step_optimum_mp
+    assert out["lower_bound"] <= float(step_optimum_mp(2, 8, 2, 2, 0.5)["loss"]) * (1 + 1e-15)
+    assert out["certificate"]["relative_gap"] < 1e-6 and out["status"] == "optimal"
+
+
+def test_solve_no_certify_is_converged_without_a_bound(capsys):
+    out = run_json(capsys, ["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--no-certify", "--json"])
+    assert out["status"] == "converged" and out["lower_bound"] is None and out["certificate"] is None
 
 
 def test_solve_table_and_float32(capsys):

@@ -29,8 +29,15 @@ from ufm.batching import check_conditions
 from ufm.geometry import etf_gram, orthogonal_frame_gram
 from ufm.loss import problem_loss
 from ufm.problem import Problem
+from solvers.reduced import solve_reduced
 
 GEOMETRIES = ("etf", "orthogonal-frame", "reduced-program", "prototypes", "none")
+
+#: The small-temperature limit (docs/theory.md "Small tau"): the largest cosine between class means
+#: dominates the excess, so the geometry tends to a spherical code: the simplex ETF when d >= k - 1.
+TAU_LIMIT = ("As tau -> 0 the excess is dominated by the largest cosine between class means, so the "
+             "geometry tends to the simplex ETF for d >= k - 1, whatever the counts (the counts enter "
+             "only at order tau log n).")
 
 
 @dataclass(frozen=True)
@@ -44,23 +51,37 @@ class Prediction:
     class_mean_gram: np.ndarray | None
     why: str
     hypotheses: dict[str, bool] = field(default_factory=dict)
+    excess: float | None = None
 
     def to_dict(self) -> dict:
-        return {"geometry": self.geometry, "loss": self.loss,
+        return {"geometry": self.geometry, "loss": self.loss, "excess": self.excess,
                 "class_mean_gram": None if self.class_mean_gram is None else self.class_mean_gram.tolist(),
                 "why": self.why, "hypotheses": dict(self.hypotheses)}
 
 
-def orthogonal_frame_loss(counts, tau: float) -> float:
-    """``sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))`` (full batch)."""
+def orthogonal_frame_excess(counts, tau: float) -> float:
+    """The excess ``sum_c n_c log1p((n - n_c) / (n_c - 1) exp(-1/tau))`` of the orthogonal frame (full
+    batch), to full relative precision at any tau."""
     n = sum(counts)
-    return float(sum(c * math.log((c - 1) + (n - c) * math.exp(-1.0 / tau)) for c in counts))
+    return float(sum(c * math.log1p((n - c) / (c - 1) * math.exp(-1.0 / tau)) for c in counts))
+
+
+def orthogonal_frame_loss(counts, tau: float) -> float:
+    """``sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))`` (full batch): the constant
+    sum_c n_c log(n_c - 1) plus :func:`orthogonal_frame_excess`."""
+    return float(sum(c * math.log(c - 1) for c in counts)) + orthogonal_frame_excess(counts, tau)
+
+
+def etf_excess(m: int, k: int, tau: float) -> float:
+    """The excess ``n log1p((n - m)/(m - 1) exp(-(1 + 1/(k-1))/tau))`` of the simplex ETF (n = k m)."""
+    n = k * m
+    return float(n * math.log1p((n - m) / (m - 1) * math.exp(-(1.0 + 1.0 / (k - 1)) / tau)))
 
 
 def etf_loss(m: int, k: int, tau: float) -> float:
-    """``n log((m - 1) + (n - m) exp(-(1 + 1/(k-1))/tau))`` with n = k m (balanced, full batch)."""
-    n = k * m
-    return float(n * math.log((m - 1) + (n - m) * math.exp(-(1.0 + 1.0 / (k - 1)) / tau)))
+    """``n log((m - 1) + (n - m) exp(-(1 + 1/(k-1))/tau))`` with n = k m (balanced, full batch): the
+    constant n log(m - 1) plus :func:`etf_excess`."""
+    return float(k * m * math.log(m - 1)) + etf_excess(m, k, tau)
 
 
 def batched_orthogonal_frame_loss(labels: np.ndarray, batches, tau: float) -> float:
@@ -93,7 +114,7 @@ def predict(problem: Problem) -> Prediction:
         if full:
             return Prediction("orthogonal-frame", orthogonal_frame_loss(counts, tau), orthogonal_frame_gram(k),
                               "[OF] ReLU, full batch, d >= k: neural collapse and an orthogonal frame for any "
-                              "class counts", hyp)
+                              "class counts", hyp, orthogonal_frame_excess(counts, tau))
         batches = problem.batches(epoch=0)
         conditions = check_conditions(problem.labels, batches)
         hyp["batching meets THEORY section 4"] = conditions.orthogonal_frame
@@ -119,14 +140,14 @@ def predict(problem: Problem) -> Prediction:
                           "does not fit and the relaxation is not tight", hyp)
     if balanced:
         return Prediction("etf", etf_loss(counts[0], k, tau), etf_gram(k),
-                          "[LAND] no ReLU, balanced, full batch, d >= k-1: neural collapse and a simplex ETF", hyp)
-    from solvers.convex import solve_reduced  # the reduced program is the prediction here
-
+                          "[LAND] no ReLU, balanced, full batch, d >= k-1: neural collapse and a simplex ETF", hyp,
+                          etf_excess(counts[0], k, tau))
     reduced = solve_reduced(problem)
-    hyp["reduced program solved"] = reduced.ok
-    return Prediction("reduced-program", float(reduced.lower_bound), np.asarray(reduced.class_mean_gram),
+    hyp["reduced program certified"] = reduced.status == "optimal"
+    return Prediction("reduced-program", float(reduced.loss), np.asarray(reduced.class_mean_gram),
                       "[LAND] no ReLU, imbalanced, full batch: neural collapse, mean Gram = the unique "
-                      f"solution of the reduced k x k program (solver status {reduced.status})", hyp)
+                      f"solution of the reduced k x k program in excess form (status {reduced.status}, "
+                      f"relative gap {reduced.certificate.relative_gap:.2g}). " + TAU_LIMIT, hyp, reduced.excess)
 
 
 def _predict_with_prototypes(problem: Problem, hyp: dict[str, bool]) -> Prediction:

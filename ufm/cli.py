@@ -135,7 +135,8 @@ def solution_report(problem: Problem, solution, prediction) -> dict:
     report = {
         "method": solution.method, "counts": list(problem.counts), "tau": problem.tau,
         "relu": problem.relu, "dim": problem.dim, "batching": problem.batching.scheme,
-        "loss": solution.loss, "lower_bound": solution.lower_bound,
+        "loss": solution.loss, "excess": solution.excess, "lower_bound": solution.lower_bound,
+        "certificate": None if solution.certificate is None else solution.certificate.to_dict(),
         "class_mean_gram": M,
         "nc1": nc1(solution.embeddings, problem.labels)[0] if solution.embeddings is not None else None,
         "distance": {
@@ -148,17 +149,54 @@ def solution_report(problem: Problem, solution, prediction) -> dict:
         "status": solution.status, "message": solution.message,
         "iterations": solution.iterations, "seconds": solution.seconds,
     }
-    if "certificate_gap" in solution.extra:
-        report["certificate_gap"] = solution.extra["certificate_gap"]
+    if "starts" in solution.extra:
+        report["starts"] = solution.extra["starts"]
     if "residuals" in solution.extra:
         report["residuals"] = solution.extra["residuals"]
     return report
 
 
+def _best_start(solutions) -> tuple[object, dict]:
+    """The start to keep: the certified one with the smallest relative gap, else the lowest excess;
+    with a count of how the starts ended."""
+    def key(sol):
+        cert = sol.certificate
+        certified = cert is not None and cert.certified
+        return (0 if certified else 1, cert.relative_gap if certified else 0.0,
+                sol.log_excess if sol.log_excess is not None else np.inf)
+    ok = [s for s in solutions if s.status != "error"]
+    best = min(ok, key=key) if ok else solutions[0]
+    counts = {status: sum(s.status == status for s in solutions)
+              for status in ("optimal", "stationary", "converged", "not_converged", "error")}
+    return best, {"tried": len(solutions), "kept": solutions.index(best), **counts}
+
+
+def _check_solve_options(args: argparse.Namespace, problem: Problem) -> None:
+    """Options that do not apply to the chosen method are errors, not ignored."""
+    if args.method != "gd":
+        for flag, value in (("--steps", args.steps), ("--lr", args.lr), ("--tol", args.tol),
+                            ("--starts", args.starts)):
+            if value is not None:
+                raise ProblemError(f"{flag} applies to --method gd only (got --method {args.method})")
+        if args.float32:
+            raise ProblemError(f"--float32 applies to --method gd only (got --method {args.method}); "
+                               "the convex programs run in float64")
+    if args.starts is not None and args.starts < 1:
+        raise ProblemError(f"--starts must be at least 1 (got {args.starts})")
+    if not 0 < args.gap_tol < 1:
+        raise ProblemError(f"--gap-tol must lie in (0, 1): the largest relative gap on the excess that "
+                           f"counts as optimal (got {args.gap_tol})")
+    if args.no_certify and args.method != "gd":
+        raise ProblemError(f"--no-certify applies to --method gd only: the {args.method} program is always "
+                           "judged by its certificate")
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
+    _check_solve_options(args, problem)
     from theory_checks.predictions import predict
 
+    certify = not args.no_certify
     if args.method == "gd":
         import jax.numpy as jnp
         from solvers import gd
@@ -167,24 +205,30 @@ def cmd_solve(args: argparse.Namespace) -> int:
                                                  ("tol", args.tol)) if value is not None}
         if args.float32:
             options["dtype"] = jnp.float32
-        solution = gd.solve(problem, seed=args.seed, **options)
-        if args.certify:
-            from solvers.convex import certify
-            solution = certify(solution, problem)
+        if args.starts and args.starts > 1:
+            sols = gd.solve_many(problem, range(args.seed, args.seed + args.starts), certify=certify,
+                                 gap_tol=args.gap_tol, **options)
+            solution, starts = _best_start(sols)
+            solution.extra["starts"] = starts
+        else:
+            solution = gd.solve(problem, seed=args.seed, certify=certify, gap_tol=args.gap_tol, **options)
     else:
         from solvers import convex
 
-        solve = convex.solve_relaxation if args.method == "convex" else convex.solve_reduced
-        if args.method == "convex" and problem.n > 100:
-            print(f"ufm: note: the n x n program with n = {problem.n} may take minutes (about 50 s at n = 96 on "
-                  "2 cores); --method reduced solves full-batch problems in seconds", file=sys.stderr)
-        solution = solve(problem)
+        if args.method == "convex":
+            if problem.n > 100:
+                print(f"ufm: note: the n x n program with n = {problem.n} may take minutes (about 50 s at n = 96 "
+                      "on 2 cores); --method reduced solves full-batch problems in seconds", file=sys.stderr)
+            solution = convex.solve_relaxation(problem, gap_tol=args.gap_tol)
+        else:
+            solution = convex.solve_reduced(problem, gap_tol=args.gap_tol)
     report = solution_report(problem, solution, predict(problem))
+    code = 0 if solution.status in ("optimal", "converged") else 1
     if args.json:
         print_json(report)
-        return 0
+        return code
     _print_solution(report)
-    return 0
+    return code
 
 
 def _fmt(value, digits: int = 10) -> str:
@@ -194,9 +238,17 @@ def _fmt(value, digits: int = 10) -> str:
 def _print_solution(report: dict) -> None:
     print(f"method {report['method']}  counts {report['counts']}  tau {report['tau']}  relu {report['relu']}  "
           f"dim {report['dim']}  batching {report['batching']}")
-    rows = [("loss (sum)", _fmt(report["loss"], 12)), ("lower bound", _fmt(report["lower_bound"], 12))]
-    if "certificate_gap" in report:
-        rows.append(("certificate gap", _fmt(report["certificate_gap"], 3)))
+    rows = [("loss (sum)", _fmt(report["loss"], 12)), ("excess (loss - constant)", _fmt(report["excess"], 6)),
+            ("lower bound", _fmt(report["lower_bound"], 12))]
+    cert = report.get("certificate")
+    if cert is not None:
+        rows.append(("certificate", f"relative gap {cert['relative_gap']:.3g} on the excess "
+                                    f"({'certified' if cert['certified'] else 'not certified'}, "
+                                    f"{cert['method']}, {cert['seconds']:.2g} s)"))
+    if "starts" in report:
+        st = report["starts"]
+        rows.append(("starts", f"{st['tried']} tried: {st['optimal']} optimal, {st['stationary']} stationary, "
+                               f"{st['not_converged']} not converged, {st['error']} error; kept #{st['kept']}"))
     rows += [("predicted", f"{report['predicted']['geometry']} (loss {_fmt(report['predicted']['loss'], 12)})"),
              ("distance to ETF", _fmt(report["distance"]["etf"], 4)),
              ("distance to OF", _fmt(report["distance"]["of"], 4)),
@@ -413,8 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--lr", type=float, default=None, help="gradient descent: learning rate")
     solve.add_argument("--tol", type=float, default=None, help="gradient descent: stopping tolerance")
     solve.add_argument("--float32", action="store_true", help="gradient descent in float32 (speed option)")
-    solve.add_argument("--certify", action="store_true",
-                       help="gradient descent: also solve the convex relaxation and report the gap")
+    solve.add_argument("--starts", type=int, default=None,
+                       help="gradient descent: S random starts in one call, the best certified kept "
+                            "(useful with ReLU at d < 2k, or after a stationary result)")
+    solve.add_argument("--no-certify", action="store_true",
+                       help="gradient descent: skip the certificate (status 'converged' instead of "
+                            "'optimal' / 'stationary')")
+    solve.add_argument("--gap-tol", type=float, default=1e-6,
+                       help="largest relative gap on the excess that counts as optimal (default 1e-6)")
     solve.add_argument("--json", action="store_true", help="print one JSON object")
     solve.set_defaults(handler=cmd_solve)
 

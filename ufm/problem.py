@@ -160,6 +160,11 @@ class Problem:
                 raise ProblemError(f"{p.kind} prototypes for k = {k} classes need dim >= {need} "
                                    f"(got {self.dim})")
         self.batching.validate(self.counts)
+        if self.prototypes is None and not self.batching.scheme == "full":
+            labels = self.labels
+            if not any(np.bincount(labels[np.asarray(b)]).max() >= 2 for b in self.batches(0)):
+                raise ProblemError("no batch (epoch 0) holds two examples of one class, so no anchor has a "
+                                   "positive and the loss is 0 for every embedding; use larger batches")
 
     # ---------------------------------------------------------------- derived data
     @property

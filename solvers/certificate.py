@@ -1,0 +1,424 @@
+"""A certificate behind every solution: a lower bound on the optimal excess E* by weak duality, from
+the solution alone (docs/theory.md, "Certificates"). Nothing here trusts a solver's word.
+
+E is convex in the Gram G (it differs from the loss by a constant). For a point G0 = X X^T and
+C = grad_G log E(G0) (so grad E = E(G0) C), convexity gives, for every feasible G,
+
+    E(G) >= E(G0) + E(G0) <C, G - G0>.
+
+The feasible set is {G PSD, G_ii = 1 on the n embedding rows, G_WW = W W^T on the p prototype rows,
+[ReLU: G_ij >= 0 on a mask]}. With the lift G = T M T^T (T = blockdiag(I_n, L), L L^T = W W^T,
+M = [[G_HH, A], [A^T, I_r]] PSD, solvers/convex.py) and multipliers y (n,), Z (r, r) symmetric and
+N >= 0 on the active ReLU entries, the slack S = T^T (C - N) T - Diag(y, 0) - blockdiag(0, Z) gives
+<C, G> >= sum(y) + tr(Z) + q min(0, lambda_min(S)) (q = n + r = tr M), hence
+
+    E* >= E(G0) (1 - rgap),   rgap = tr(X_l^T S X_l) + <N, G0> + q max(0, -lambda_min(S))
+
+with X_l = [H; Q^T] the lifted factor (W = L Q^T). Everything is in units of E(G0), so the relative
+gap keeps full precision however small E is. The multipliers come from complementarity S X_l = 0 in
+least squares: y_i = <B_i, X_i> / ||X_i||^2, Z = sym(B_r Q) with B = T^T (C - N) T X_l; with ReLU
+N = max(C, 0) on the entries with G0_ij <= ``ACTIVE_TOL``.
+
+C is never formed as a product of two n x n matrices: each batch contributes a dense (w, w) block
+computed from the rows of H (w the batch width), kept as a dense matrix (one batch) or a sparse one
+(many). lambda_min(S) is computed densely (``eigvalsh``) up to ``DENSE_MAX`` rows, beyond by Lanczos
+(``scipy.sparse.linalg.eigsh``) on the matrix-free operator, lowered by its residual norm. Either way
+a rounding margin ``10 sqrt(q) eps ||S||_F`` is subtracted. (Lanczos from a random start finds the
+smallest eigenvalue with probability one; its residual bounds the distance to an eigenvalue.)
+
+Where the rows of a class are numerically equal, the bound is also taken at the collapsed point
+(rows replaced by their normalised class mean, exactly equal), where the within-class part of C is
+exactly 0; the best valid bound is kept. Any G0 gives a valid bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+
+from solvers.factor import pivoted_cholesky
+from ufm.batching import pack
+from ufm.errors import ProblemError
+from ufm.excess import (batch_rows, combine_log, excess_constant, excess_parts_packed, reduced_constant,
+                        reduced_excess, representatives, _masked_lse)
+from ufm.problem import Problem
+
+#: Default tolerance on the relative gap (gap / E) for ``certified`` (and status ``optimal``).
+GAP_TOL = 1e-6
+#: ReLU: an off-diagonal Gram entry at most this is treated as active (its multiplier may be > 0).
+ACTIVE_TOL = 1e-6
+#: Up to this many rows lambda_min is computed densely, beyond by Lanczos.
+DENSE_MAX = 1500
+#: Lanczos: relative tolerance and restarts (the bound only needs lambda_min to a few digits: it is
+#: lowered by the residual norm, and a positive lambda_min costs nothing).
+LANCZOS_TOL = 1e-4
+LANCZOS_MAXITER = 300
+#: Rows of a class within this distance of their mean are also tried collapsed.
+SNAP_TOL = 1e-3
+#: Largest cache of the gradient blocks (bytes); beyond, the certificate refuses (see the message).
+CACHE_BYTES = 3 * 2 ** 30
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A proved lower bound on the optimum (docs/theory.md "Certificates").
+
+    ``excess``: E at the solution; ``lower_bound``: a valid lower bound on the optimal loss
+    (sum reduction); ``excess_lower_bound``: on the optimal excess E* (>= 0); ``gap``: loss minus
+    lower bound (= excess minus its bound); ``relative_gap``: gap / excess; ``certified``:
+    relative_gap <= ``tolerance``; ``method``: how lambda_min was computed (``"dense"``,
+    ``"lanczos"``, ``"exact"`` where E = 0); ``lambda_min``: of the slack, in units of E."""
+
+    excess: float
+    log_excess: float
+    lower_bound: float
+    excess_lower_bound: float
+    gap: float
+    relative_gap: float
+    certified: bool
+    tolerance: float
+    seconds: float
+    method: str
+    lambda_min: float
+
+    def to_dict(self) -> dict:
+        return {"lower_bound": self.lower_bound, "excess_lower_bound": self.excess_lower_bound,
+                "gap": self.gap, "relative_gap": self.relative_gap, "certified": self.certified,
+                "tolerance": self.tolerance, "seconds": self.seconds, "method": self.method,
+                "lambda_min": self.lambda_min}
+
+
+# ---------------------------------------------------------------- the dual bound (any operator)
+def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray, n_free: int,
+                      n_g0: float = 0.0, dense_A: np.ndarray | None = None,
+                      seed: int = 0) -> tuple[float, float, str]:
+    """``(rgap, lambda_min, method)`` of the module docstring for a symmetric operator A (q, q)
+    (``apply_A`` maps (q, c) to (q, c); ``dense_A`` the same matrix where it is cheap to have),
+    the factor X (q, d) (first ``n_free`` rows with unit diagonal, the rest orthonormal: the fixed
+    block M_rr = I) and ``n_g0`` = <N, G0>."""
+    q = X.shape[0]
+    B = apply_A(X)
+    y = np.zeros(q)
+    norms = np.sum(X[:n_free] ** 2, axis=1)
+    y[:n_free] = np.sum(B[:n_free] * X[:n_free], axis=1) / np.maximum(norms, 1e-300)
+    Xr = X[n_free:]
+    Z = None
+    if q > n_free:
+        Z = B[n_free:] @ Xr.T
+        Z = (Z + Z.T) / 2
+
+    def slack(V: np.ndarray) -> np.ndarray:
+        out = apply_A(V) - y[:, None] * V
+        if Z is not None:
+            out[n_free:] -= Z @ V[n_free:]
+        return out
+
+    SX = B - y[:, None] * X
+    if Z is not None:
+        SX[n_free:] -= Z @ Xr
+    trace_term = float(np.sum(SX * X))
+    if dense_A is not None or q <= DENSE_MAX:
+        S = slack(np.eye(q)) if dense_A is None else dense_A - np.diag(y)
+        if dense_A is not None and Z is not None:
+            S[n_free:, n_free:] -= Z
+        S = (S + S.T) / 2
+        lam = float(np.linalg.eigvalsh(S)[0])
+        margin = 10 * np.sqrt(q) * np.finfo(float).eps * float(np.linalg.norm(S))
+        method = "dense"
+    else:
+        lam, margin = _lanczos_lower_bound(slack, X, seed)
+        method = "lanczos"
+    lam_low = lam - margin
+    rgap = trace_term + float(n_g0) + q * max(-lam_low, 0.0)
+    return rgap, lam_low, method
+
+
+def _lanczos_lower_bound(slack: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
+                         seed: int) -> tuple[float, float]:
+    """``(lower bound on lambda_min(S), rounding margin)`` for a symmetric S (q, q) given by ``slack``,
+    whose near-null space is span(X) (complementarity S X ~ 0).
+
+    With U an orthonormal basis of span(X) and P = I - U U^T, every unit v = a u + b w (u in span U,
+    w orthogonal to it) has v^T S v >= lambda_min([[l_U, rho], [rho, l_P]]) with l_U = lambda_min(U^T S U),
+    rho = ||P S U||_2 and l_P = lambda_min of S on the complement. l_P comes from Lanczos on
+    P S P + c U U^T (c above l_P, so span(X) is out of the way), lowered by the residual norm; away from
+    the cluster at 0 Lanczos converges in a few dozen steps."""
+    q = X.shape[0]
+    U, sing, _ = np.linalg.svd(X, full_matrices=False)
+    U = U[:, sing > 1e-12 * sing[0]]
+    SU = slack(U)
+    l_u = float(np.linalg.eigvalsh((U.T @ SU + SU.T @ U) / 2)[0])
+    PSU = SU - U @ (U.T @ SU)
+    rho = float(np.linalg.norm(PSU, 2)) if PSU.size else 0.0
+
+    def project(V):
+        return V - U @ (U.T @ V)
+
+    v0 = project(np.random.default_rng(seed).standard_normal((q, 1)))[:, 0]
+    plain = scipy.sparse.linalg.LinearOperator((q, q), matvec=lambda v: slack(v.reshape(q, 1)).ravel(),
+                                               matmat=slack, dtype=float)
+    top = abs(float(scipy.sparse.linalg.eigsh(plain, k=1, which="LM", tol=1e-3, v0=v0, maxiter=50 * q,
+                                              return_eigenvectors=False)[0])) * 1.01 + 1e-300
+    shift = 2 * top
+
+    def deflated(V):
+        return project(slack(project(V))) + shift * (U @ (U.T @ V))
+
+    op = scipy.sparse.linalg.LinearOperator((q, q), matvec=lambda v: deflated(v.reshape(q, 1)).ravel(),
+                                            matmat=deflated, dtype=float)
+    try:
+        vals, vecs = scipy.sparse.linalg.eigsh(op, k=2, which="SA", tol=LANCZOS_TOL, v0=v0,
+                                               maxiter=LANCZOS_MAXITER, ncv=min(q, 64))
+    except scipy.sparse.linalg.ArpackNoConvergence as err:
+        vals, vecs = err.eigenvalues, err.eigenvectors
+        if len(vals) == 0:
+            return -top, 0.0
+    resid = np.linalg.norm(deflated(vecs) - vecs * vals[None, :], axis=0)
+    l_p = float(np.min(vals - resid))
+    two = np.array([[l_u, rho], [rho, l_p]])
+    lam = float(np.linalg.eigvalsh(two)[0])
+    return lam, 10 * q * np.finfo(float).eps * top
+
+
+# ---------------------------------------------------------------- SCL over a batching
+@partial(jax.jit, static_argnames=("prototype_anchors", "relu_rows"))
+def _gradient_blocks(H, labels, rep, tau, index, valid, protos, proto_labels, log_e,
+                     prototype_anchors: bool, relu_rows: int):
+    """Per batch b: A_b = sym(C_b) - N_b (w, w) with C_b = grad_G log E restricted to the batch, and
+    <N_b, G0_b>. ``relu_rows``: 0 without ReLU; else the number of leading rows of a batch (the
+    width, or width + p with nonnegative prototypes) on which G >= 0 is a constraint."""
+    Z, R, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, protos, proto_labels,
+                                                     prototype_anchors)
+
+    def one(Z, R, lab, mem, anc):
+        m = Z.shape[0]
+        gram = Z @ Z.T
+        logits = gram / tau
+        U = (Z @ (Z - R).T) / tau
+        shift = jnp.sum(Z * R, axis=1) / tau
+        not_self = ~jnp.eye(m, dtype=bool)
+        others = mem[:, None] & mem[None, :] & not_self
+        same = lab[:, None] == lab[None, :]
+        pos = others & same
+        neg = others & ~same
+        n_pos = pos.sum(axis=1)
+        has_pos = anc & mem & (n_pos > 0)
+        top = jnp.max(jnp.where(pos, U, -jnp.inf), axis=1, keepdims=True)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        e_pos = jnp.where(pos, jnp.exp(jnp.where(pos, U, top) - top), 0.0)
+        p = e_pos / jnp.where(n_pos > 0, e_pos.sum(axis=1, keepdims=True), 1.0)
+        lse_pos = top[:, 0] + jnp.log(jnp.where(n_pos > 0, e_pos.sum(axis=1), 1.0))
+        a = logits - shift[:, None]
+        lse_neg = _masked_lse(a, neg, axis=1)
+        delta = lse_neg - lse_pos
+        log_sig = -jnp.logaddexp(0.0, -delta)                         # log sigmoid(delta)
+        q_neg = jnp.where(neg, jnp.exp(jnp.where(neg, a, 0.0) - jnp.where(jnp.isfinite(lse_neg), lse_neg, 0.0)[:, None]), 0.0)
+        s_over_e = jnp.exp(log_sig - log_e)                           # sigmoid(delta) / E
+        within = p - jnp.where(pos, 1.0 / jnp.maximum(n_pos, 1)[:, None], 0.0)
+        # (p - 1/|P|) / (tau E): exactly 0 where p = 1/|P| (collapse), never 0 * inf
+        within_scaled = jnp.where(within == 0, 0.0, within * jnp.exp(-log_e)) / tau
+        C = within_scaled + (s_over_e[:, None] * (q_neg - p)) / tau
+        C = jnp.where(has_pos[:, None], C, 0.0)
+        A = (C + C.T) / 2
+        if relu_rows:
+            idx = jnp.arange(m)
+            rows_ok = (idx < relu_rows) & mem
+            active = rows_ok[:, None] & rows_ok[None, :] & not_self & (gram <= ACTIVE_TOL)
+            N = jnp.where(active, jnp.maximum(A, 0.0), 0.0)
+            return A - N, jnp.sum(N * gram)
+        return A, jnp.asarray(0.0, A.dtype)
+
+    return jax.lax.map(lambda args: one(*args), (Z, R, row_labels, member, is_anchor))
+
+
+def _log_excess(problem: Problem, H: np.ndarray, packed, rep, W, wl) -> float:
+    sw, ls = excess_parts_packed(jnp.asarray(H), jnp.asarray(problem.labels), jnp.asarray(rep),
+                                 jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index),
+                                 jnp.asarray(packed.valid), None if W is None else jnp.asarray(W),
+                                 None if wl is None else jnp.asarray(wl), problem.prototype_anchors)
+    return float(combine_log(sw, ls))
+
+
+def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
+    """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0)."""
+    W, wl = problem.prototype_rows()
+    return _log_excess(problem, np.asarray(H, dtype=np.float64), pack(problem.batches(epoch)),
+                       representatives(problem.labels), W, wl)
+
+
+def problem_constant(problem: Problem, epoch: int = 0) -> float:
+    """The loss minus the excess for the problem's batching at ``epoch`` (independent of H)."""
+    _, wl = problem.prototype_rows()
+    return excess_constant(problem.labels, problem.batches(epoch), wl, problem.prototype_anchors)
+
+
+def memory_estimate(problem: Problem) -> int:
+    """Bytes the certificate's gradient blocks take (float64), from the batching of epoch 0."""
+    p = 0 if problem.prototypes is None else problem.k * problem.prototypes.per_class
+    batches = problem.batches(0)
+    width = max(len(b) for b in batches) + p
+    return 8 * len(batches) * width * width * 3
+
+
+def collapsed_rows(problem: Problem, H: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(V (q, d), tie (n,))`` with every class whose rows lie within ``SNAP_TOL`` of their
+    normalised mean tied to that mean (one row of V; with ReLU clipped at 0 first), the other rows
+    kept as they are: H' = V[tie] has exactly equal rows within each tied class. None if no class
+    qualifies."""
+    labels = problem.labels
+    rows: list[np.ndarray] = []
+    tie = np.zeros(problem.n, dtype=np.int32)
+    any_tied = False
+    for c in range(problem.k):
+        members = np.flatnonzero(labels == c)
+        mean = H[members].mean(axis=0)
+        if problem.relu:
+            mean = np.maximum(mean, 0.0)
+        norm = np.linalg.norm(mean)
+        if norm > 0 and np.max(np.linalg.norm(H[members] - mean / norm, axis=1)) <= SNAP_TOL:
+            tie[members] = len(rows)
+            rows.append(mean / norm)
+            any_tied = True
+        else:
+            tie[members] = len(rows) + np.arange(len(members))
+            rows.extend(H[members])
+    return (np.array(rows), tie) if any_tied else None
+
+
+def _snapped(problem: Problem, H: np.ndarray) -> np.ndarray | None:
+    """H with its numerically collapsed classes made exactly equal (:func:`collapsed_rows`)."""
+    tied = collapsed_rows(problem, H)
+    return None if tied is None else tied[0][tied[1]]
+
+
+def _scl_rgap(problem: Problem, H: np.ndarray, log_e: float, packed, rep, W, wl, lift) -> tuple[float, float, str]:
+    """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes), in units of E(H) = e^log_e."""
+    n = problem.n
+    relu_rows = 0
+    if problem.relu:
+        relu_rows = packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0)
+    blocks, ng0 = _gradient_blocks(jnp.asarray(H), jnp.asarray(problem.labels), jnp.asarray(rep),
+                                   jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index),
+                                   jnp.asarray(packed.valid), None if W is None else jnp.asarray(W),
+                                   None if wl is None else jnp.asarray(wl), jnp.asarray(log_e),
+                                   problem.prototype_anchors, relu_rows)
+    blocks = np.asarray(blocks)
+    p = 0 if W is None else len(W)
+    m = n + p
+    gidx = np.concatenate([packed.index, np.broadcast_to(np.arange(n, m), (len(packed.index), p))], axis=1)
+    gvalid = np.concatenate([packed.valid, np.ones((len(packed.index), p), dtype=bool)], axis=1)
+    if len(blocks) == 1 and gvalid.all() and np.array_equal(np.sort(gidx[0]), np.arange(m)):
+        order = np.argsort(gidx[0])
+        A = blocks[0][np.ix_(order, order)]
+        apply_full = lambda V: A @ V                                   # noqa: E731
+        dense_full = A
+    else:
+        rows = np.repeat(gidx[:, :, None], gidx.shape[1], axis=2)
+        cols = np.repeat(gidx[:, None, :], gidx.shape[1], axis=1)
+        keep = gvalid[:, :, None] & gvalid[:, None, :]
+        A = scipy.sparse.csr_matrix((blocks[keep], (rows[keep], cols[keep])), shape=(m, m))
+        apply_full = lambda V: A @ V                                   # noqa: E731
+        dense_full = None
+    if lift is None:
+        X = H
+        apply_A = apply_full
+        dense = dense_full if dense_full is not None or n > DENSE_MAX else None
+        if dense is None and n <= DENSE_MAX:
+            dense = A.toarray()
+    else:
+        L, Q = lift
+        X = np.vstack([H, Q.T])
+
+        def apply_A(V):
+            TV = np.vstack([V[:n], L @ V[n:]])
+            out = apply_full(TV)
+            return np.vstack([out[:n], L.T @ out[n:]])
+        dense = None
+    return relative_dual_gap(apply_A, X, n, float(np.sum(ng0)), dense, seed=problem.seed)
+
+
+def _prototype_lift(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(L (p, r), Q (d, r)): L L^T = W W^T (pivoted Cholesky, as the convex program), W Q = L, Q
+    orthonormal (Q = pinv(W) L)."""
+    L = pivoted_cholesky(W @ W.T)
+    Q = np.linalg.pinv(W) @ L
+    return L, Q
+
+
+def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL,
+                       log_excess: float | None = None) -> Certificate:
+    """The certificate of embeddings H (n, d) for ``problem`` (its batching at epoch 0): a lower
+    bound on the optimal loss that holds whatever produced H (module docstring)."""
+    t0 = time.perf_counter()
+    H = np.asarray(H, dtype=np.float64)
+    need = memory_estimate(problem)
+    if need > CACHE_BYTES:
+        raise ProblemError(f"the certificate needs about {need / 2 ** 30:.1f} GB for its gradient blocks "
+                           f"(batches of width {max(len(b) for b in problem.batches(0))}); use batches, or "
+                           "solve without a certificate (--no-certify)")
+    packed = pack(problem.batches(0))
+    rep = representatives(problem.labels)
+    W, wl = problem.prototype_rows()
+    lift = None if W is None else _prototype_lift(W)
+    const = problem_constant(problem)
+    log_e = _log_excess(problem, H, packed, rep, W, wl) if log_excess is None else float(log_excess)
+    if log_e == -np.inf:           # E = 0 <= E*: optimal outright
+        return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance,
+                           time.perf_counter() - t0, "exact", 0.0)
+    best_rel, lam, method = np.inf, np.nan, "dense"
+    candidates = [(H, log_e)]
+    snapped = _snapped(problem, H)
+    if snapped is not None:
+        candidates.append((snapped, _log_excess(problem, snapped, packed, rep, W, wl)))
+    for G0_rows, log_e0 in candidates:
+        if not np.isfinite(log_e0):
+            continue
+        rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, log_e0, packed, rep, W, wl, lift)
+        # bound on E*: E(G0) (1 - rgap0); relative to E(H): 1 - e^{log_e0 - log_e} (1 - rgap0)
+        rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
+        if rel < best_rel:
+            best_rel, lam, method = rel, lam0, method0
+    return _finish(log_e, const, best_rel, tolerance, t0, method, lam)
+
+
+def _finish(log_e: float, const: float, rel: float, tolerance: float, t0: float, method: str,
+            lam: float) -> Certificate:
+    rel = float(min(max(rel, 0.0), 1.0)) if not np.isnan(rel) else 1.0   # E* >= 0: never above 1
+    excess = float(np.exp(log_e))
+    low_e = excess * max(1.0 - rel, 0.0)
+    gap = excess - low_e
+    return Certificate(excess, float(log_e), const + low_e, low_e, gap, rel, bool(rel <= tolerance),
+                       tolerance, time.perf_counter() - t0, method, float(lam))
+
+
+# ---------------------------------------------------------------- the reduced k x k program
+def certify_mean_gram(counts, tau: float, relu: bool, V: np.ndarray,
+                      tolerance: float = GAP_TOL) -> Certificate:
+    """The certificate of the reduced program (THEORY section 3) at M = V V^T, V (k, r) unit rows
+    (nonnegative with ReLU): a lower bound on its optimum, which is the full-batch optimum. The same
+    dual bound as :func:`certify_embeddings`, on the dense k x k gradient of log E(M)."""
+    t0 = time.perf_counter()
+    V = np.asarray(V, dtype=float)
+    M = V @ V.T
+    ex = reduced_excess(M, counts, tau)
+    const = reduced_constant(counts)
+    if ex.log_value == -np.inf:
+        return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance, time.perf_counter() - t0,
+                           "exact", 0.0)
+    A = (ex.grad_log + ex.grad_log.T) / 2
+    n_g0 = 0.0
+    if relu:
+        active = (M <= ACTIVE_TOL) & ~np.eye(len(M), dtype=bool)
+        N = np.where(active, np.maximum(A, 0.0), 0.0)
+        n_g0 = float(np.sum(N * M))
+        A = A - N
+    rgap, lam, method = relative_dual_gap(lambda X: A @ X, V, len(V), n_g0, dense_A=A)
+    return _finish(ex.log_value, const, rgap, tolerance, t0, method, lam)
