@@ -2,7 +2,7 @@
 
 Run: ``PYTHONPATH=. python benchmarks/bench_gd.py [--relu] [--tau T] [--optimizer bb|adam]``.
 
-Accuracy is measured against the closed-form optimum of THEORY.md section 2 (the orthogonal-frame loss
+Accuracy is measured against the closed-form optimum of docs/theory.md section 2 (the orthogonal-frame loss
 with ``--relu``, the simplex-ETF loss without: the counts are balanced, 100 per class). The solver runs
 with ``tol = 1e-12`` and its loss history is scanned for the first epoch within 1e-6 relative of the
 optimum; the time to that epoch is the measured per-epoch time (second, compiled run) times its index.
@@ -22,7 +22,7 @@ from ufm import Problem
 
 
 def closed_form(problem: Problem) -> float:
-    """THEORY.md section 2 for these balanced counts: the orthogonal frame with ReLU, else the ETF."""
+    """docs/theory.md section 2 for these balanced counts: the orthogonal frame with ReLU, else the ETF."""
     if problem.relu:
         return orthogonal_frame_loss(problem.counts, problem.tau)
     return etf_loss(problem.counts[0], problem.k, problem.tau)

@@ -16,6 +16,9 @@ Sections:
    measured large float64 matmul on the same device.
 3. ``many``: 64 random starts in one vmapped call vs one start vs a Python loop; 32 STEP imbalance
    ratios (padded, one vmapped call) vs a Python loop of solves.
+3a. ``certificate``: a certified gradient-descent solve at n = 2000 .. 20000 (k = 10, ReLU, tau 0.5,
+   a fixed batch-binding batching of ~110 per batch), each in its own process: solve and
+   certificate seconds, relative gap, peak memory.
 4. ``convex``: the n x n program versus n (Clarabel, SCS) up to a time cap; the reduced program
    versus k: general cvxpy program vs the certified factored path; STEP block path at k = 100.
 5. ``explorer``: ``Explorer.update`` if ufm/explore.py exists, else ``solve_reduced`` (its core) at
@@ -91,7 +94,7 @@ def machine_info() -> dict:
 # ------------------------------------------------------------------ 1. GD vs PyTorch
 def bench_gd_vs_torch(reps: int, cap: float, target: float = 1e-6, lr: float = 0.1) -> dict:
     problem = Problem.balanced(10, 100, tau=0.5)
-    best = etf_loss(problem.counts[0], problem.k, problem.tau)   # THEORY.md section 2 closed form
+    best = etf_loss(problem.counts[0], problem.k, problem.tau)   # docs/theory.md section 2 closed form
     try:
         from benchmarks import torch_baseline
         import torch  # noqa: F401
@@ -202,6 +205,47 @@ def bench_scaling(sizes: list[int], chunk_above: int = 5000, chunk: int = 2000,
               f"{100 * rows[-1]['fraction_of_matmul_peak']:.1f}% of matmul peak", flush=True)
     return {"device": jax.default_backend(), "dtype": jnp.dtype(dtype).name,
             "matmul_peak_gflops": peak, "rows": rows}
+
+
+# ------------------------------------------------------------------ 2a. the certificate at scale
+_CERTIFIED_SOLVE = """
+import json, resource, sys, time
+import numpy as np
+import ufm
+from ufm import Batching, Problem
+from solvers import gd
+n = int(sys.argv[1]); counts = [n // 10] * 10
+problem = Problem.from_counts(counts, tau=0.5, relu=True, dim=20,
+                              batching=Batching.from_lists(Batching.binding(110).batches(counts)))
+t0 = time.perf_counter(); sol = gd.solve(problem); total = time.perf_counter() - t0
+print(json.dumps({"n": problem.n, "batches": len(problem.batches(0)), "status": sol.status,
+                  "iterations": sol.iterations, "solve_seconds": total,
+                  "certificate_seconds": sol.certificate.seconds, "relative_gap": sol.certificate.relative_gap,
+                  "method": sol.certificate.method,
+                  "distance_to_of": float(np.abs(sol.class_mean_gram - np.eye(10)).max()),
+                  "peak_memory_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}))
+"""
+
+
+def bench_certificate(sizes: list[int]) -> dict:
+    """A certified gradient-descent solve (k = 10, ReLU, tau 0.5, d = 20, a fixed batch-binding
+    batching: the 10 binding examples plus about 100 others per batch) at each n, each in its own
+    process so its peak memory (max RSS) is its own; compile time included in the solve time."""
+    import subprocess
+    import sys
+    rows = []
+    for n in sizes:
+        proc = subprocess.run([sys.executable, "-c", _CERTIFIED_SOLVE, str(n)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        if proc.returncode != 0:
+            rows.append({"n": n, "error": proc.stderr.strip().splitlines()[-1:]})
+            continue
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"  n={n}: {r['status']}, solve {r['solve_seconds']:.1f} s, certificate "
+              f"{r['certificate_seconds']:.1f} s, {r['peak_memory_gb']:.2f} GB, gap {r['relative_gap']:.1e}",
+              flush=True)
+    return {"rows": rows}
 
 
 # ------------------------------------------------------------------ 2b. the GPU
@@ -476,6 +520,19 @@ def markdown(res: dict) -> str:
             L.append(f"| {r['k']} | {r['factored_seconds']:.3f} / {r['factored_cold_seconds']:.2f} | "
                      f"{gen} | {diff} |")
         L += ["", f"STEP block path, k = 100: {c['step_block_k100_seconds']:.2f} s.", ""]
+    cs = res.get("certificate")
+    if cs and cs.get("rows"):
+        L += ["| certified GD solve (k=10, ReLU, tau 0.5, fixed batch-binding, ~110 per batch), n | status | "
+              "iterations | solve s (compile incl.) | certificate s | relative gap | peak memory GB |",
+              "|---|---|---|---|---|---|---|"]
+        for r in cs["rows"]:
+            if "error" in r:
+                L.append(f"| {r['n']} | error: {r['error']} | | | | | |")
+                continue
+            L.append(f"| {r['n']} ({r['batches']} batches) | {r['status']} | {r['iterations']} | "
+                     f"{r['solve_seconds']:.1f} | {r['certificate_seconds']:.1f} ({r['method']}) | "
+                     f"{r['relative_gap']:.1e} | {r['peak_memory_gb']:.2f} |")
+        L.append("")
     e = res.get("explorer")
     if e:
         L += [f"| explorer update: {e['measured']} | " + " | ".join(f"k={r['k']}" for r in e["rows"]) + " |",
@@ -511,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions")
     parser.add_argument("--out", default=str(Path(__file__).parent), help="folder for results.json and RESULTS.md")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="sections to run: gd_vs_torch gd_scaling many convex explorer gpu")
+                        help="sections to run: gd_vs_torch gd_scaling many certificate convex explorer gpu")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite RESULTS.md from the results.json in --out, running nothing")
     args = parser.parse_args(argv)
@@ -527,6 +584,7 @@ def main(argv: list[str] | None = None) -> None:
         "gd_vs_torch": lambda: bench_gd_vs_torch(3 if q else 5, 20.0 if q else 60.0),
         "gd_scaling": lambda: bench_scaling([1000, 5000] if q else [1000, 5000, 20000]),
         "many": lambda: bench_many(20 if q else 100, 3),
+        "certificate": lambda: bench_certificate([2000, 5000] if q else [2000, 5000, 10000, 20000]),
         "convex": lambda: bench_convex(10.0 if q else 60.0, 20 if q else 100),
         "explorer": bench_explorer,
         "gpu": bench_gpu,

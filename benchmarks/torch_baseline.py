@@ -1,7 +1,7 @@
 """The PyTorch baseline: a plain UFM loop written the way a researcher would.
 
 SupCon loss in the reference formula (HobbitLong/SupContrast, one view, base temperature = tau,
-multiplied by n to give THEORY.md's "sum" reduction), free embeddings H (n, d) as a leaf tensor, Adam,
+multiplied by n to give docs/theory.md's "sum" reduction), free embeddings H (n, d) as a leaf tensor, Adam,
 and projection of every row back to the unit sphere after each step. Lives in benchmarks/ only:
 PyTorch is never a runtime or test dependency of ufm-scl (``pip install .[bench]``).
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 
 def supcon_sum(features, labels, temperature: float):
-    """Reference SupCon (mean over anchors) times n: THEORY.md's sum reduction. features (n, d),
+    """Reference SupCon (mean over anchors) times n: docs/theory.md's sum reduction. features (n, d),
     labels (n,) int tensor. Returns a scalar tensor."""
     import torch
     n = features.shape[0]

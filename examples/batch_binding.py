@@ -1,4 +1,4 @@
-"""Batch-binding against plain batches under ReLU (THEORY.md section 4, [OF]).
+"""Batch-binding against plain batches under ReLU (docs/theory.md section 4, [OF]).
 
 What it shows: left, the class-mean Gram reached when the batches are fixed and two class pairs never
 meet (THEORY's counterexample: 4 classes x 4 examples, batches {classes 0, 1} and {2, 3}) - the

@@ -1,4 +1,4 @@
-"""The benign landscape of the UFM with SCL ([LAND], THEORY.md section 3).
+"""The benign landscape of the UFM with SCL ([LAND], docs/theory.md section 3).
 
 What it shows, for counts (8, 8, 4), tau 0.5, no ReLU, d = 4 > k: (a) 20 random starts of gradient
 descent (one vmapped call) all end within round-off of the convex optimum; (b) the loss on a random 2-D

@@ -1,4 +1,4 @@
-"""Prototypes steer the geometry ([PROTO], THEORY.md section 5).
+"""Prototypes steer the geometry ([PROTO], docs/theory.md section 5).
 
 What it shows: without ReLU, counts (10, 10, 2, 2), tau 0.5, simplex-ETF prototypes joining every
 batch: the distance of the class-mean Gram to the ETF (the cross-entropy limit) shrinks as the number

@@ -1,4 +1,4 @@
-"""A lower bound that does not rest on the solver's word (THEORY.md section 3: "never trust a status
+"""A lower bound that does not rest on the solver's word (docs/theory.md section 3: "never trust a status
 alone").
 
 For a convex f, any G0 and any feasible G: f(G) >= f(G0) + <C, G - G0> with C = grad f(G0). The

@@ -1,4 +1,4 @@
-"""The convex relaxation of the UFM over the n x n Gram (THEORY.md section 3), in cvxpy.
+"""The convex relaxation of the UFM over the n x n Gram (docs/theory.md section 3), in cvxpy.
 
     minimise   L(G) = sum_B sum_{i in B, P_B(i) nonempty}
                       [ logsumexp_{a in A_B(i)} G_ia / tau  -  (1/|P_B(i)|) sum_{j in P_B(i)} G_ij / tau ]

@@ -1,5 +1,5 @@
 """What the two convex programs share: solver choice and tolerances, status mapping, constraint
-residuals (THEORY.md section 3, "never trust a status alone")."""
+residuals (docs/theory.md section 3, "never trust a status alone")."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from ufm.errors import ProblemError
 
-#: Interior-point defaults. THEORY.md section 3: 1e-9 or better is needed for 1e-6 agreement of
+#: Interior-point defaults. docs/theory.md section 3: 1e-9 or better is needed for 1e-6 agreement of
 #: values; Grams need more (the loss is flat to second order: at 1e-10 a k x k mean Gram was seen
 #: 1e-5 off with the value right to 1e-10), yet 1e-11 and 1e-12 often end "AlmostSolved"; 1e-10 it is, with
 #: Gram entries trusted to ~1e-5 (compare the value, and cross-check programs).
@@ -20,7 +20,7 @@ CLARABEL_OPTIONS: dict[str, Any] = {
     "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "tol_ktratio": 1e-8,
     "max_iter": 400,
 }
-#: First-order SCS: as tight as it will go; it is often inaccurate (THEORY.md section 3).
+#: First-order SCS: as tight as it will go; it is often inaccurate (docs/theory.md section 3).
 SCS_OPTIONS: dict[str, Any] = {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000}
 
 #: A Gram whose constraint residuals exceed this is reported ``optimal_inaccurate`` whatever the
@@ -29,7 +29,7 @@ RESIDUAL_TOL = 1e-6
 
 #: An ``optimal_inaccurate`` solve counts as ``optimal`` when a rigorous bracket (a certified lower
 #: bound, and the objective at an exactly feasible point near the solver's) is this narrow relative to
-#: max(1, |value|): THEORY.md section 3 asks 1e-9 or better of the solver's tolerance for values.
+#: max(1, |value|): docs/theory.md section 3 asks 1e-9 or better of the solver's tolerance for values.
 CERTIFIED_GAP_TOL = 1e-9
 
 SOLVERS = ("CLARABEL", "SCS")

@@ -1,4 +1,4 @@
-"""Embeddings from a Gram (THEORY.md section 3: "embeddings are recovered by factoring G").
+"""Embeddings from a Gram (docs/theory.md section 3: "embeddings are recovered by factoring G").
 
 - Without ReLU: the top ``dim`` eigenpairs (:func:`ufm.geometry.factor_gram`), rows renormalised.
 - With ReLU a nonnegative factor is wanted. The rows are first grouped into *identical* directions

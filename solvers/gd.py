@@ -1,6 +1,6 @@
 """Gradient descent for the UFM + SCL on the sphere (and the nonnegative sphere, ReLU).
 
-Constraint set (THEORY.md section 1), one row per example, H (n, d):
+Constraint set (docs/theory.md section 1), one row per example, H (n, d):
 
     S   = { H : ||h_i|| = 1 for every i }                      (no ReLU)
     S_+ = { H : ||h_i|| = 1 and h_i >= 0 for every i }         (ReLU)
@@ -425,6 +425,45 @@ def _epoch_arrays(problem: Problem, steps: int) -> tuple[np.ndarray, np.ndarray]
     return index, valid
 
 
+#: Temperature continuation: below this tau a solve first runs at tau = 0.5, 0.25, ... (each stage
+#: warm-started from the last, to ``CONTINUATION_TOL``), then at its own tau. At small tau a class can
+#: stop short of collapse in a configuration whose within-class term is 0 (an anchor that sees all its
+#: positives at one similarity), pulled together only by the between-class term, e^{-1/tau} weaker:
+#: from a random start at tau = 0.05 gradient descent was seen to stall there; from the collapsed
+#: geometry of a larger tau it does not.
+CONTINUATION_BELOW = 0.2
+CONTINUATION_START = 0.5
+CONTINUATION_TOL = 1e-8
+
+
+def continuation_taus(tau: float) -> list[float]:
+    """The temperatures of the warm-up stages before a solve at ``tau`` (empty at tau >= 0.2)."""
+    stages, t = [], CONTINUATION_START
+    if tau >= CONTINUATION_BELOW:
+        return stages
+    while t > 1.5 * tau:
+        stages.append(t)
+        t /= 2
+    return stages
+
+
+def _staged(fn: Callable, data: Data, taus, tol: float) -> LoopState:
+    """Run ``fn`` (a compiled run) through the continuation stages of ``taus`` (one list per run, or
+    one list for all), each warm-started from the last, then at the data's own tau. The returned
+    state's ``epoch`` counts every stage's epochs."""
+    tau = np.asarray(data.tau)
+    stages = continuation_taus(float(tau.min()))
+    epochs = 0
+    for t in stages:
+        staged_tau = np.maximum(tau, t).astype(tau.dtype)
+        out = fn(data._replace(tau=jnp.asarray(staged_tau), tol=jnp.asarray(
+            np.full(np.shape(data.tol), max(CONTINUATION_TOL, float(np.min(data.tol))), dtype=tau.dtype))))
+        epochs = epochs + np.asarray(out.epoch)
+        data = data._replace(H0=out.H)
+    out = jax.block_until_ready(fn(data))
+    return out._replace(epoch=out.epoch + epochs)
+
+
 def _check_gap_tol(gap_tol) -> None:
     if not (isinstance(gap_tol, (int, float)) and not isinstance(gap_tol, bool) and 0 < gap_tol < 1):
         raise ProblemError(f"gap_tol must be a number in (0, 1): the largest relative gap on the excess "
@@ -621,7 +660,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     seed = problem.seed if seed is None else seed
     data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_compiled(cfg, None)(data))
+    out = _staged(_compiled(cfg, None), data, None, tol)
     seconds = time.perf_counter() - t0
     sol = _solution(problem, jax.tree_util.tree_map(np.asarray, out), cfg, seconds, tol, dtype,
                     certify=certify, gap_tol=gap_tol)
@@ -656,7 +695,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     H0 = jax.vmap(lambda key: random_start(key, problem.n, problem.dim, problem.relu, dtype))(keys)
     axes = tuple(0 if f == "H0" else None for f in Data._fields)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_compiled(cfg, axes, group)(data._replace(H0=H0)))
+    out = _staged(_compiled(cfg, axes, group), data._replace(H0=H0), None, tol)
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
@@ -751,7 +790,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     group = _check_lanes(default_lanes(first, len(problems), dtype, width) if lanes is None else lanes,
                          len(problems))
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_compiled(cfg, axes, group)(stacked))
+    out = _staged(_compiled(cfg, axes, group), stacked, None, tol)
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = []

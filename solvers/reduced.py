@@ -1,4 +1,4 @@
-"""The reduced convex program over the k x k class-mean Gram M (THEORY.md section 3): exact for the
+"""The reduced convex program over the k x k class-mean Gram M (docs/theory.md section 3): exact for the
 full-batch optimum, where the embeddings collapse (h_i = m_{y_i}). Counts only enter as weights, so
 the size is k whatever n is.
 
@@ -17,7 +17,7 @@ matrix T with T_gg = 1 + (k_g - 1) a_g and T_gh = b_gh sqrt(k_g k_h), so the pro
                                  + sum_{h != g} k_h n_h e^{(b_gh - 1)/tau} )
     subject to a_g <= 1, T PSD, [ReLU: a, b >= 0].
 
-For STEP imbalance (two groups) this is THEORY.md's program over the three scalars a, b, c.
+For STEP imbalance (two groups) this is docs/theory.md's program over the three scalars a, b, c.
 
 Excess form (docs/theory.md): every path optimises and judges the excess
 E(M) = sum_c n_c log1p(x_c(M)), x_c = sum_{c' != c} (n_c'/(n_c - 1)) e^{(M_cc' - 1)/tau}
@@ -26,7 +26,7 @@ tau the geometry is below the rounding of the full objective.
 
 Factored path (:func:`solve_factored`, the default): the same program in Burer-Monteiro form
 M = V V^T, V (k, r) with unit rows (r = k; with ReLU V >= 0 and r = 2k, since a nonnegative factor at
-r = k can stall, THEORY.md section 3), minimising log E:
+r = k can stall, docs/theory.md section 3), minimising log E:
 
     f(V) = log E(V V^T),   grad_V f = (C + C^T) V,   C = d log E / dM   (k, k)
 

@@ -50,7 +50,7 @@ def test_every_check_is_covered_here():
     covered = {"relu-orthogonal-frame", "balanced-etf", "imbalanced-not-etf", "imbalanced-reduced-program",
                "step-block-form", "relaxation-tight", "landscape-benign", "landscape-needs-dim", "relu-landscape-needs-2k",
                "batch-binding-sufficient", "batching-conditions-necessary", "prototypes-relu-exact",
-               "prototypes-approach-ce-limit", "ib-critical-betas"}
+               "prototypes-approach-ce-limit", "ib-critical-betas", "small-tau-geometry", "certified-large-n"}
     assert covered == set(CHECKS)
 
 
@@ -125,10 +125,6 @@ def test_binding_check_fails_on_wrong_prediction():
     assert not run("batch-binding-sufficient", predict=wrong_prediction(ETF), gd=good, convex=good).passed
 
 
-def test_necessity_check_fails_when_solvers_return_the_orthogonal_frame():
-    assert not run("batching-conditions-necessary", gd=solver_returning(EYE), convex=solver_returning(EYE)).passed
-
-
 def test_prototype_check_fails_on_a_broken_solver():
     good = solver_returning(EYE, true_loss)
     assert not run("prototypes-relu-exact", gd=solver_returning(ETF, true_loss), convex=good).passed
@@ -153,3 +149,26 @@ def test_an_exception_fails_the_check_with_its_message():
         raise RuntimeError("solver exploded")
     result = run("balanced-etf", gd=broken)
     assert not result.passed and "solver exploded" in result.error
+
+
+def test_necessity_check_fails_when_the_second_configuration_is_not_certified():
+    from dataclasses import replace as _replace
+    from solvers.certificate import certify_embeddings
+
+    def refusing(problem, H, *a, **k):
+        return _replace(certify_embeddings(problem, H, *a, **k), certified=False, relative_gap=0.5)
+    assert run("batching-conditions-necessary").passed
+    assert not run("batching-conditions-necessary", certify=refusing).passed
+
+
+def test_small_tau_check_fails_on_the_etf_and_on_an_uncertified_solver():
+    good_gram = lambda p: np.asarray(predict(p).class_mean_gram)   # noqa: E731
+    good = solver_returning(good_gram, true_loss, status="optimal")
+    assert run("small-tau-geometry", reduced=good, gd=good).passed
+    assert not run("small-tau-geometry", reduced=solver_returning(ETF, true_loss, status="optimal"), gd=good).passed
+    assert not run("small-tau-geometry", reduced=good, gd=solver_returning(good_gram, true_loss)).passed
+
+
+def test_certified_large_n_check_fails_without_a_proof():
+    stalled = solver_returning(EYE, lambda p: 1.0, status="stationary")
+    assert not run("certified-large-n", gd=stalled).passed

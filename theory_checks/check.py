@@ -27,6 +27,8 @@ def _default(name: str) -> Callable:
             from theory_checks.predictions import predict as fn
         elif name == "ib":
             from theory_checks.information_bottleneck import analyze as fn
+        elif name == "certify":
+            from solvers.certificate import certify_embeddings as fn
         elif name in ("gd", "gd_many"):
             from solvers import gd
             fn = gd.solve if name == "gd" else gd.solve_many
@@ -48,11 +50,12 @@ class Tools:
     convex: Callable = field(default_factory=lambda: _default("convex"))
     reduced: Callable = field(default_factory=lambda: _default("reduced"))
     ib: Callable = field(default_factory=lambda: _default("ib"))
+    certify: Callable = field(default_factory=lambda: _default("certify"))
 
 
 @dataclass(frozen=True)
 class Check:
-    """One claim of THEORY.md as a runnable check.
+    """One claim of docs/theory.md as a runnable check.
 
     ``measures`` says in words what the measured number is; ``comparison`` is ``"at_most"`` (pass when
     the worst value <= tolerance) or ``"at_least"`` (pass when the worst value >= tolerance);

@@ -1,4 +1,4 @@
-"""The Gaussian information-bottleneck view of embeddings (THEORY.md section 7) [IB].
+"""The Gaussian information-bottleneck view of embeddings (docs/theory.md section 7) [IB].
 
 NumPy/SciPy only, float64. Shapes: embeddings ``X`` (n, d), one row per example; ``labels`` (n,)
 integer class ids; covariances (d, d).
@@ -12,7 +12,7 @@ convention), the law of total covariance holds exactly:
     Sigma_X     = Sigma_W + Sigma_B.
 
 (Note: this Sigma_B is weighted by class frequency around the global mean; the NC1 metric of
-THEORY.md section 6 in ``ufm.geometry.nc1`` uses an unweighted Sigma_B around the mean of the means.
+docs/theory.md section 6 in ``ufm.geometry.nc1`` uses an unweighted Sigma_B around the mean of the means.
 The two agree for balanced classes.)
 
 The Gaussian IB (Chechik et al. 2005) eigenvalues are ``lambda_i = eig(Sigma_W Sigma_X^{-1})`` in

@@ -1,4 +1,4 @@
-"""Landscape analysis on the constraint set (THEORY.md section 3, [LAND]).
+"""Landscape analysis on the constraint set (docs/theory.md section 3, [LAND]).
 
 - :func:`riemannian_hessian_eigenvalues`: the spectrum of the Riemannian Hessian of the loss on the
   product of spheres at H (n, d). For a tangent vector xi (xi_i orthogonal to h_i),

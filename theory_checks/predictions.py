@@ -1,4 +1,4 @@
-"""What the theory predicts for a problem (THEORY.md sections 2-5): geometry, optimal loss, and why.
+"""What the theory predicts for a problem (docs/theory.md sections 2-5): geometry, optimal loss, and why.
 
 ``predict(problem)`` returns a :class:`Prediction` whose ``why`` names the result that applies and
 the hypotheses it needs, or, where no result applies, the hypothesis that failed.
@@ -7,7 +7,7 @@ Closed forms (sum reduction):
 
 - ReLU, full batch, any counts [OF]: orthogonal frame M = I and
   ``L* = sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))``.
-- ReLU, a batching that meets THEORY.md section 4's conditions: orthogonal frame and, anchor by anchor,
+- ReLU, a batching that meets docs/theory.md section 4's conditions: orthogonal frame and, anchor by anchor,
   ``L* = sum_B sum_{i in B, P_B(i) != {}} log(|P_B(i)| + |N_B(i)| exp(-1/tau))`` (the bound of section 2
   reached in every batch).
 - No ReLU, balanced (n_c = m), full batch [LAND]: simplex ETF and
@@ -100,7 +100,7 @@ def batched_orthogonal_frame_loss(labels: np.ndarray, batches, tau: float) -> fl
 
 
 def predict(problem: Problem) -> Prediction:
-    """The prediction of THEORY.md for ``problem`` (see the module docstring for the cases)."""
+    """The prediction of docs/theory.md for ``problem`` (see the module docstring for the cases)."""
     k, counts, tau = problem.k, problem.counts, problem.tau
     balanced = len(set(counts)) == 1
     full = problem.is_full_batch

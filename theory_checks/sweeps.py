@@ -6,7 +6,7 @@ cross-checks each point with gradient descent from several random starts in one 
 records the relative gap of the best start to the reduced optimum.
 
 Cosines between class means are reported per block: for STEP imbalance ``maj-maj``, ``maj-min`` and
-``min-min`` (averaged over the block; the optimum is block-constant, THEORY.md section 3); for
+``min-min`` (averaged over the block; the optimum is block-constant, docs/theory.md section 3); for
 long-tail, ``head-head`` (classes 0, 1), ``head-tail`` (0, k-1) and ``tail-tail`` (k-2, k-1).
 """
 
@@ -139,7 +139,7 @@ def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_opti
 
 def batching_for(scheme: str, batch_size: int, counts: Sequence[int], seed: int):
     """A :class:`~ufm.batching.Batching` by name; ``"fixed-random"`` is one random partition drawn once
-    (the same batches every epoch), which can break THEORY.md section 4's conditions."""
+    (the same batches every epoch), which can break docs/theory.md section 4's conditions."""
     from ufm.batching import Batching
 
     if scheme == "fixed-random":
@@ -153,7 +153,7 @@ def sweep_batching(batch_sizes: Sequence[int], counts: Sequence[int], *, tau: fl
     """Geometry reached by gradient descent under mini-batching, against the batch size, per scheme
     (``random`` and ``balanced`` reshuffle every epoch, ``binding`` is batch-binding, ``fixed-random``
     keeps one random partition): distance of the mean Gram to the orthogonal frame and to the ETF,
-    NC1, and whether the epoch-0 batches meet THEORY.md section 4's conditions."""
+    NC1, and whether the epoch-0 batches meet docs/theory.md section 4's conditions."""
     from ufm.batching import check_conditions
     from solvers.gd import solve
 

@@ -1,4 +1,4 @@
-"""Batching schemes, packing for JAX, and the batching conditions of THEORY.md section 4.
+"""Batching schemes, packing for JAX, and the batching conditions of docs/theory.md section 4.
 
 A *batching* is a list of 1-D integer index arrays (one per batch, batches may overlap). Examples are
 numbered class by class in count order (``labels = [0]*n_0 + [1]*n_1 + ...``).
@@ -190,7 +190,7 @@ def pack(batches: Sequence[np.ndarray], width: int | None = None) -> PackedBatch
 
 @dataclass(frozen=True)
 class BatchConditions:
-    """What THEORY.md section 4 guarantees for a batching under ReLU.
+    """What docs/theory.md section 4 guarantees for a batching under ReLU.
 
     ``neural_collapse``: condition 1 holds (every class's co-occurrence graph is connected).
     ``orthogonal_frame``: conditions 1 and 2 hold (and so every minimiser is NC + orthogonal frame).
@@ -234,7 +234,7 @@ def _components(n_nodes: int, edges: list[tuple[int, int]]) -> int:
 
 def check_conditions(labels: Sequence[int], batches: Sequence[Sequence[int]],
                      prototype_labels: Sequence[int] | None = None) -> BatchConditions:
-    """Check the two conditions of THEORY.md section 4 for ``labels`` (n,) and a list of batches.
+    """Check the two conditions of docs/theory.md section 4 for ``labels`` (n,) and a list of batches.
 
     1. for every class, the graph on its examples with an edge between two examples sharing a batch
        is connected;

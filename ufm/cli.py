@@ -1,4 +1,4 @@
-"""The ``ufm`` command (the contract is ../shared/CLI.md): argument parsing and output only.
+"""The ``ufm`` command (its contract: docs/cli.md): argument parsing and output only.
 
 Bad input ends with a one-line ``ufm: error: ...`` on stderr and exit code 2, never a traceback.
 """

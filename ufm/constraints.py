@@ -1,4 +1,4 @@
-"""The constraint sets of the UFM (THEORY.md section 1), in NumPy.
+"""The constraint sets of the UFM (docs/theory.md section 1), in NumPy.
 
 - sphere: ``||h_i|| = 1`` for every row;
 - sphere + nonnegativity (ReLU): additionally ``H >= 0``.

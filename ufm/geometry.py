@@ -1,4 +1,4 @@
-"""Target geometries and the metrics of THEORY.md section 6 (NumPy, float64).
+"""Target geometries and the metrics of docs/theory.md section 6 (NumPy, float64).
 
 Shapes: embeddings ``H`` (n, d), one row per example; ``labels`` (n,) in 0..k-1; class-mean Grams
 (k, k).

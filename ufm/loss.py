@@ -1,4 +1,4 @@
-"""The supervised contrastive loss (SCL) in JAX, exactly as THEORY.md section 1.
+"""The supervised contrastive loss (SCL) in JAX, exactly as docs/theory.md section 1.
 
 For a batch B and an anchor i in B with positives P_B(i) = {j in B, j != i, y_j = y_i} and others
 A_B(i) = B minus {i}:

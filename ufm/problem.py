@@ -1,4 +1,4 @@
-"""The UFM problem (THEORY.md sections 1, 2, 4, 5): class counts, temperature, constraints, batching,
+"""The UFM problem (docs/theory.md sections 1, 2, 4, 5): class counts, temperature, constraints, batching,
 prototypes, seed. Validation happens here, once, with messages that name the problem and the fix."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ PROTOTYPE_KINDS = ("etf", "of")
 
 @dataclass(frozen=True)
 class Prototypes:
-    """Fixed unit-norm prototypes w_{c,m} (THEORY.md section 5), ``per_class`` identical copies per class.
+    """Fixed unit-norm prototypes w_{c,m} (docs/theory.md section 5), ``per_class`` identical copies per class.
 
     ``kind``: ``"etf"`` (simplex-ETF directions) or ``"of"`` (orthonormal, nonnegative: the standard
     basis). ``anchors``: whether prototypes are also anchors ((P-b), the default: what concatenating
@@ -59,7 +59,7 @@ class Problem:
     - ``counts``: examples per class (n_c >= 2); examples are numbered class by class;
     - ``tau``: temperature > 0; ``relu``: nonnegative embeddings;
     - ``dim``: embedding dimension d (default k without ReLU, 2k with ReLU: gradient descent at d = k
-      with ReLU often stalls, THEORY.md section 3);
+      with ReLU often stalls, docs/theory.md section 3);
     - ``batching``: a :class:`~ufm.batching.Batching` (default full batch);
     - ``prototypes``: a :class:`Prototypes` or None; ``seed``: every random choice.
     """

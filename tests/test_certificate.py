@@ -1,0 +1,144 @@
+"""The certificate (solvers/certificate.py): a lower bound that holds whatever produced the point.
+
+Independent references: THEORY's closed forms (tests/reference.py) and the mpmath STEP optimum
+(tests/reference_mp.py). The bound must never exceed the optimum, must be tight at the optimum, and a
+status ``optimal`` must never be reported with a relative gap above its tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import reference_mp as R
+from reference import collapsed_embeddings, etf_loss, etf_vectors, orthogonal_frame_loss
+from solvers import certificate, gd
+from solvers.certificate import certify_embeddings, certify_mean_gram
+from solvers.convex import solve_reduced
+from ufm import Batching, Problem, Prototypes
+
+
+def _unit(X):
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- validity and tightness
+@pytest.mark.parametrize("tau", [1.0, 0.1, 0.02, 0.005])
+def test_tight_at_the_etf_and_the_orthogonal_frame(tau):
+    etf = Problem.balanced(4, 5, tau=tau)
+    cert = certify_embeddings(etf, collapsed_embeddings(etf_vectors(4), etf.counts))
+    assert cert.certified and cert.relative_gap < 1e-10
+    assert cert.lower_bound <= etf_loss(etf.counts, tau) * (1 + 1e-15)
+    relu = Problem.from_counts([6, 4, 3, 2], tau=tau, relu=True)
+    cert = certify_embeddings(relu, collapsed_embeddings(np.eye(4, relu.dim), relu.counts))
+    assert cert.certified and cert.relative_gap < 1e-10
+    assert cert.lower_bound <= orthogonal_frame_loss(relu.counts, tau) * (1 + 1e-15)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(2, 5), m=st.integers(2, 6), tau=st.floats(0.02, 2.0), spread=st.floats(0.0, 0.5),
+       seed=st.integers(0, 10 ** 6), relu=st.booleans())
+def test_the_bound_never_exceeds_the_closed_form_optimum(k, m, tau, spread, seed, relu):
+    """Property: at any point (near or far from the optimum) the certificate's lower bound is below
+    THEORY's closed-form optimum (balanced: ETF without ReLU, orthogonal frame with it)."""
+    problem = Problem.balanced(k, m, tau=tau, relu=relu)
+    rng = np.random.default_rng(seed)
+    base = np.eye(k, problem.dim) if relu else np.hstack([etf_vectors(k), np.zeros((k, problem.dim - k))])
+    H = collapsed_embeddings(base, problem.counts) + spread * rng.standard_normal((problem.n, problem.dim))
+    H = _unit(np.abs(H) if relu else H)
+    optimum = R.of_excess_mp(problem.counts, tau) if relu else R.etf_excess_mp(problem.counts, tau)
+    cert = certify_embeddings(problem, H)
+    assert cert.excess_lower_bound <= float(optimum) * (1 + 1e-12)
+    assert cert.excess_lower_bound >= 0.0 and 0.0 <= cert.relative_gap <= 1.0
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.1, 0.05, 0.02, 0.01])
+def test_reduced_certificate_below_the_mpmath_optimum_and_tight_there(tau):
+    ref = R.step_optimum_mp(2, 8, 2, 2, tau)
+    counts = [8, 8, 2, 2]
+    vals, vecs = np.linalg.eigh(ref["M"])
+    V = _unit(vecs * np.sqrt(np.clip(vals, 0, None)))
+    cert = certify_mean_gram(counts, tau, False, V)
+    assert cert.excess_lower_bound <= float(ref["E"]) * (1 + 1e-12)
+    assert cert.relative_gap < 1e-8
+    worse = certify_mean_gram(counts, tau, False, _unit(np.eye(4) - 0.25))     # the ETF: not optimal
+    assert worse.excess_lower_bound <= float(ref["E"]) * (1 + 1e-12) and not worse.certified
+
+
+def test_lanczos_agrees_with_the_dense_eigenvalue(monkeypatch):
+    """The same certificate by deflated Lanczos (forced) and by dense eigvalsh, on a batched ReLU
+    problem near (not at) its optimum."""
+    counts = [30] * 4
+    problem = Problem.from_counts(counts, tau=0.5, relu=True, dim=8,
+                                  batching=Batching.from_lists(Batching.binding(20).batches(counts)))
+    rng = np.random.default_rng(0)
+    H = _unit(collapsed_embeddings(np.eye(4, 8), counts) + 1e-4 * np.abs(rng.standard_normal((120, 8))))
+    dense = certify_embeddings(problem, H)
+    monkeypatch.setattr(certificate, "DENSE_MAX", 10)
+    lanczos = certify_embeddings(problem, H)
+    assert dense.method == "dense" and lanczos.method == "lanczos"
+    assert lanczos.relative_gap == pytest.approx(dense.relative_gap, rel=1e-3, abs=1e-9)
+
+
+def test_prototypes_certificate():
+    """ReLU + orthonormal prototypes: h_i = w_{y_i} is optimal (THEORY section 5), under any batching."""
+    problem = Problem.from_counts([8, 4, 2], tau=0.5, relu=True, prototypes=Prototypes("of", 2),
+                                  batching=Batching.random(6))
+    W, _ = problem.prototype_rows()
+    cert = certify_embeddings(problem, W[::2][problem.labels])
+    assert cert.certified and cert.relative_gap < 1e-10
+
+
+# ---------------------------------------------------------------- statuses are proved statements
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(counts=st.lists(st.integers(2, 7), min_size=2, max_size=4), tau=st.floats(0.05, 1.0),
+       relu=st.booleans(), seed=st.integers(0, 1000))
+def test_no_optimal_status_without_a_certified_gap(counts, tau, relu, seed):
+    problem = Problem.from_counts(counts, tau=tau, relu=relu, seed=seed)
+    for sol in (gd.solve(problem, steps=60), solve_reduced(problem)):
+        cert = sol.certificate
+        assert cert is not None
+        if sol.status == "optimal":
+            assert cert.certified and cert.relative_gap <= cert.tolerance
+        assert sol.lower_bound == cert.lower_bound and sol.lower_bound <= sol.loss * (1 + 1e-15)
+        assert sol.status in ("optimal", "stationary", "not_converged")
+
+
+def test_stalled_relu_starts_are_stationary_never_converged():
+    """ReLU at d = k: some of 32 starts stall where two classes share a coordinate (THEORY section 3).
+    Each start is optimal (certified) or stationary (with its gap); the stalled ones are above the
+    orthogonal-frame optimum, and the certificate's bound stays below it."""
+    problem = Problem.from_counts([8, 8, 2, 2], tau=0.5, relu=True, dim=4)
+    optimum = orthogonal_frame_loss(problem.counts, 0.5)
+    sols = gd.solve_many(problem, seeds=range(32))
+    statuses = [s.status for s in sols]
+    assert set(statuses) <= {"optimal", "stationary"}
+    assert "stationary" in statuses and "optimal" in statuses
+    for s in sols:
+        assert s.lower_bound <= optimum * (1 + 1e-14)
+        if s.status == "stationary":
+            assert s.loss > optimum * (1 + 1e-3) and "relative gap" in s.message
+        else:
+            assert s.loss == pytest.approx(optimum, rel=1e-9)
+
+
+def test_memory_guard_refuses_in_one_line(monkeypatch):
+    from ufm import ProblemError
+    monkeypatch.setattr(certificate, "CACHE_BYTES", 1000)
+    problem = Problem.balanced(3, 4, tau=0.5)
+    with pytest.raises(ProblemError, match="--no-certify"):
+        certify_embeddings(problem, collapsed_embeddings(etf_vectors(3), problem.counts))
+
+
+@pytest.mark.slow
+def test_certified_solve_at_n_5000_with_batches():
+    """The issue's scale: k = 10, ReLU, tau 0.5, a fixed batch-binding batching (10 binding examples
+    plus about 100 others in each of 50 batches). Time and memory are measured in benchmarks/."""
+    counts = [500] * 10
+    problem = Problem.from_counts(counts, tau=0.5, relu=True, dim=20,
+                                  batching=Batching.from_lists(Batching.binding(110).batches(counts)))
+    sol = gd.solve(problem)
+    assert sol.status == "optimal", sol.message
+    assert sol.certificate.method == "lanczos"
+    np.testing.assert_allclose(sol.class_mean_gram, np.eye(10), atol=1e-6)
