@@ -35,20 +35,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
+from scipy.special import logsumexp
 
 from solvers.factor import pivoted_cholesky
 from ufm.batching import pack
 from ufm.errors import ProblemError
-from ufm.excess import (batch_rows, combine_log, excess_constant, excess_parts_packed, reduced_constant,
-                        reduced_excess, representatives, _masked_lse)
+from ufm.excess import (excess_constant, log_softplus_np, reduced_constant, reduced_excess,
+                        representatives)
 from ufm.problem import Problem
 
 #: Default tolerance on the relative gap (gap / E) for ``certified`` (and status ``optimal``).
@@ -197,70 +195,126 @@ def _lanczos_lower_bound(slack: Callable[[np.ndarray], np.ndarray], X: np.ndarra
     return lam, 10 * q * np.finfo(float).eps * top
 
 
-# ---------------------------------------------------------------- SCL over a batching
-@partial(jax.jit, static_argnames=("prototype_anchors", "relu_rows"))
-def _gradient_blocks(H, labels, rep, tau, index, valid, protos, proto_labels, log_e,
-                     prototype_anchors: bool, relu_rows: int):
-    """Per batch b: A_b = sym(C_b) - N_b (w, w) with C_b = grad_G log E restricted to the batch, and
-    <N_b, G0_b>. ``relu_rows``: 0 without ReLU; else the number of leading rows of a batch (the
-    width, or width + p with nonnegative prototypes) on which G >= 0 is a constraint."""
-    Z, R, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, protos, proto_labels,
-                                                     prototype_anchors)
+# ---------------------------------------------------------------- SCL over a batching (NumPy)
+def _batch_arrays(problem: Problem, H: np.ndarray, packed, W, wl) -> tuple[np.ndarray, ...]:
+    """The padded rows of every batch, as :func:`ufm.excess.batch_rows` (NumPy): Z, R (nb, w, d),
+    labels, member, is_anchor (nb, w), and the global row index (nb, w) of each (prototype rows
+    n..n+p-1)."""
+    labels = problem.labels
+    rep = representatives(labels)
+    index, valid = packed.index, packed.valid
+    Z, R, lab, mem, anc = H[index], H[rep[index]], labels[index], valid, valid
+    gidx = index
+    if W is not None:
+        nb, p = len(index), len(W)
+        first = np.array([np.flatnonzero(labels == c)[0] for c in wl])
+        Z = np.concatenate([Z, np.broadcast_to(W, (nb, p, H.shape[1]))], axis=1)
+        R = np.concatenate([R, np.broadcast_to(H[rep[first]], (nb, p, H.shape[1]))], axis=1)
+        lab = np.concatenate([lab, np.broadcast_to(wl, (nb, p))], axis=1)
+        mem = np.concatenate([valid, np.ones((nb, p), dtype=bool)], axis=1)
+        anc = np.concatenate([valid, np.full((nb, p), problem.prototype_anchors)], axis=1)
+        gidx = np.concatenate([index, np.broadcast_to(np.arange(problem.n, problem.n + p), (nb, p))], axis=1)
+    return Z, R, lab, mem, anc, gidx
 
-    def one(Z, R, lab, mem, anc):
-        m = Z.shape[0]
-        gram = Z @ Z.T
-        logits = gram / tau
-        U = (Z @ (Z - R).T) / tau
-        shift = jnp.sum(Z * R, axis=1) / tau
-        not_self = ~jnp.eye(m, dtype=bool)
-        others = mem[:, None] & mem[None, :] & not_self
-        same = lab[:, None] == lab[None, :]
-        pos = others & same
-        neg = others & ~same
-        n_pos = pos.sum(axis=1)
-        has_pos = anc & mem & (n_pos > 0)
-        top = jnp.max(jnp.where(pos, U, -jnp.inf), axis=1, keepdims=True)
-        top = jnp.where(jnp.isfinite(top), top, 0.0)
-        e_pos = jnp.where(pos, jnp.exp(jnp.where(pos, U, top) - top), 0.0)
-        p = e_pos / jnp.where(n_pos > 0, e_pos.sum(axis=1, keepdims=True), 1.0)
-        lse_pos = top[:, 0] + jnp.log(jnp.where(n_pos > 0, e_pos.sum(axis=1), 1.0))
-        a = logits - shift[:, None]
-        lse_neg = _masked_lse(a, neg, axis=1)
-        delta = lse_neg - lse_pos
-        log_sig = -jnp.logaddexp(0.0, -delta)                         # log sigmoid(delta)
-        q_neg = jnp.where(neg, jnp.exp(jnp.where(neg, a, 0.0) - jnp.where(jnp.isfinite(lse_neg), lse_neg, 0.0)[:, None]), 0.0)
-        s_over_e = jnp.exp(log_sig - log_e)                           # sigmoid(delta) / E
-        within = p - jnp.where(pos, 1.0 / jnp.maximum(n_pos, 1)[:, None], 0.0)
+
+def _lse_rows(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Row-wise logsumexp of a over mask (-inf where the mask is empty)."""
+    top = np.max(np.where(mask, a, -np.inf), axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return top[:, 0] + np.log(np.sum(np.where(mask, np.exp(np.where(mask, a, top) - top), 0.0), axis=1))
+
+
+def _anchor_rows(Z, R, lab, mem, anc, tau: float, rows: np.ndarray, log_e: float | None):
+    """For the anchors ``rows`` of one batch: ``(within (c,), log softplus (c,), C (c, w) or None)``
+    with C = grad_G log E restricted to those rows (``log_e`` = log E of the whole point). The same
+    formulas as :func:`ufm.excess.block_parts` (docs/theory.md section 3a)."""
+    Zr = Z[rows]
+    logits = Zr @ Z.T / tau
+    U = Zr @ (Z - R).T / tau
+    shift = np.sum(Zr * R[rows], axis=1) / tau
+    others = mem[rows][:, None] & mem[None, :]
+    others[np.arange(len(rows)), rows] = False
+    same = lab[rows][:, None] == lab[None, :]
+    pos, neg = others & same, others & ~same
+    n_pos = pos.sum(axis=1)
+    has_pos = anc[rows] & mem[rows] & (n_pos > 0)
+    top = np.max(np.where(pos, U, -np.inf), axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    e_pos = np.where(pos, np.exp(np.where(pos, U, top) - top), 0.0)
+    sum_pos = np.where(n_pos > 0, e_pos.sum(axis=1), 1.0)
+    npos = np.maximum(n_pos, 1)
+    mean_u = np.sum(np.where(pos, U, 0.0), axis=1) / npos
+    within = np.where(has_pos, np.log(sum_pos / npos) + (top[:, 0] - mean_u), 0.0)
+    lse_pos = top[:, 0] + np.log(sum_pos)
+    a = logits - shift[:, None]
+    lse_neg = _lse_rows(a, neg)
+    delta = lse_neg - lse_pos
+    log_sp = np.where(has_pos, log_softplus_np(delta), -np.inf)
+    if log_e is None:
+        return within, log_sp, None
+    p = e_pos / sum_pos[:, None]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        q_neg = np.where(neg, np.exp(np.where(neg, a, 0.0) - np.where(np.isfinite(lse_neg), lse_neg, 0.0)[:, None]), 0.0)
+        s_over_e = np.exp(-np.logaddexp(0.0, -delta) - log_e)           # sigmoid(delta) / E
+        w_part = p - np.where(pos, 1.0 / npos[:, None], 0.0)
         # (p - 1/|P|) / (tau E): exactly 0 where p = 1/|P| (collapse), never 0 * inf
-        within_scaled = jnp.where(within == 0, 0.0, within * jnp.exp(-log_e)) / tau
-        C = within_scaled + (s_over_e[:, None] * (q_neg - p)) / tau
-        C = jnp.where(has_pos[:, None], C, 0.0)
-        A = (C + C.T) / 2
-        if relu_rows:
-            idx = jnp.arange(m)
-            rows_ok = (idx < relu_rows) & mem
-            active = rows_ok[:, None] & rows_ok[None, :] & not_self & (gram <= ACTIVE_TOL)
-            N = jnp.where(active, jnp.maximum(A, 0.0), 0.0)
-            return A - N, jnp.sum(N * gram)
-        return A, jnp.asarray(0.0, A.dtype)
-
-    return jax.lax.map(lambda args: one(*args), (Z, R, row_labels, member, is_anchor))
+        w_scaled = np.where(w_part == 0, 0.0, w_part * np.exp(-log_e)) / tau
+        C = w_scaled + s_over_e[:, None] * (q_neg - p) / tau
+    return within, log_sp, np.where(has_pos[:, None], C, 0.0)
 
 
-def _log_excess(problem: Problem, H: np.ndarray, packed, rep, W, wl) -> float:
-    sw, ls = excess_parts_packed(jnp.asarray(H), jnp.asarray(problem.labels), jnp.asarray(rep),
-                                 jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index),
-                                 jnp.asarray(packed.valid), None if W is None else jnp.asarray(W),
-                                 None if wl is None else jnp.asarray(wl), problem.prototype_anchors)
-    return float(combine_log(sw, ls))
+def _chunks(width: int) -> list[np.ndarray]:
+    """Row blocks of one batch sized so that a block's (c, w) temporaries stay near 64 MB."""
+    c = max(1, min(width, (8 * 2 ** 20) // max(width, 1)))
+    return [np.arange(s, min(s + c, width)) for s in range(0, width, c)]
+
+
+def _scl_log_excess(problem: Problem, arrays) -> float:
+    Z, R, lab, mem, anc, _ = arrays
+    total_w, log_terms = 0.0, []
+    for b in range(len(Z)):
+        for rows in _chunks(Z.shape[1]):
+            within, log_sp, _ = _anchor_rows(Z[b], R[b], lab[b], mem[b], anc[b], problem.tau, rows, None)
+            total_w += float(within.sum())
+            log_terms.append(log_sp[np.isfinite(log_sp)])
+    flat = np.concatenate(log_terms)
+    log_sp_sum = float(logsumexp(flat)) if flat.size else -np.inf
+    if total_w <= 0:
+        return log_sp_sum
+    return float(np.logaddexp(np.log(total_w), log_sp_sum))
 
 
 def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
-    """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0)."""
+    """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64 NumPy; -inf if
+    E = 0). The same formulas as the JAX objective :func:`ufm.excess.log_excess_packed`."""
     W, wl = problem.prototype_rows()
-    return _log_excess(problem, np.asarray(H, dtype=np.float64), pack(problem.batches(epoch)),
-                       representatives(problem.labels), W, wl)
+    arrays = _batch_arrays(problem, np.asarray(H, dtype=np.float64), pack(problem.batches(epoch)), W, wl)
+    return _scl_log_excess(problem, arrays)
+
+
+def _gradient_blocks(problem: Problem, arrays, log_e: float, relu_rows: int) -> tuple[np.ndarray, float]:
+    """Per batch b: A_b = sym(C_b) - N_b (w, w), C_b = grad_G log E restricted to the batch, and
+    sum_b <N_b, G0_b>. ``relu_rows``: 0 without ReLU; else the number of leading rows of a batch on
+    which G >= 0 is a constraint."""
+    Z, R, lab, mem, anc, _ = arrays
+    nb, w = lab.shape
+    blocks = np.zeros((nb, w, w))
+    ng0 = 0.0
+    for b in range(nb):
+        for rows in _chunks(w):
+            blocks[b, rows] = _anchor_rows(Z[b], R[b], lab[b], mem[b], anc[b], problem.tau, rows, log_e)[2]
+        A = (blocks[b] + blocks[b].T) / 2
+        if relu_rows:
+            ok = (np.arange(w) < relu_rows) & mem[b]
+            gram = Z[b] @ Z[b].T
+            active = ok[:, None] & ok[None, :] & (gram <= ACTIVE_TOL)
+            np.fill_diagonal(active, False)
+            N = np.where(active, np.maximum(A, 0.0), 0.0)
+            ng0 += float(np.sum(N * gram))
+            A -= N
+        blocks[b] = A
+    return blocks, ng0
 
 
 def problem_constant(problem: Problem, epoch: int = 0) -> float:
@@ -308,22 +362,18 @@ def _snapped(problem: Problem, H: np.ndarray) -> np.ndarray | None:
     return None if tied is None else tied[0][tied[1]]
 
 
-def _scl_rgap(problem: Problem, H: np.ndarray, log_e: float, packed, rep, W, wl, lift) -> tuple[float, float, str]:
+def _scl_rgap(problem: Problem, H: np.ndarray, log_e: float, packed, W, lift) -> tuple[float, float, str]:
     """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes), in units of E(H) = e^log_e."""
     n = problem.n
+    arrays = _batch_arrays(problem, H, packed, W, None if W is None else problem.prototype_rows()[1])
     relu_rows = 0
     if problem.relu:
         relu_rows = packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0)
-    blocks, ng0 = _gradient_blocks(jnp.asarray(H), jnp.asarray(problem.labels), jnp.asarray(rep),
-                                   jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index),
-                                   jnp.asarray(packed.valid), None if W is None else jnp.asarray(W),
-                                   None if wl is None else jnp.asarray(wl), jnp.asarray(log_e),
-                                   problem.prototype_anchors, relu_rows)
-    blocks = np.asarray(blocks)
+    blocks, ng0 = _gradient_blocks(problem, arrays, log_e, relu_rows)
     p = 0 if W is None else len(W)
     m = n + p
-    gidx = np.concatenate([packed.index, np.broadcast_to(np.arange(n, m), (len(packed.index), p))], axis=1)
-    gvalid = np.concatenate([packed.valid, np.ones((len(packed.index), p), dtype=bool)], axis=1)
+    gidx = arrays[5]
+    gvalid = arrays[3]
     if len(blocks) == 1 and gvalid.all() and np.array_equal(np.sort(gidx[0]), np.arange(m)):
         order = np.argsort(gidx[0])
         A = blocks[0][np.ix_(order, order)]
@@ -351,7 +401,7 @@ def _scl_rgap(problem: Problem, H: np.ndarray, log_e: float, packed, rep, W, wl,
             out = apply_full(TV)
             return np.vstack([out[:n], L.T @ out[n:]])
         dense = None
-    return relative_dual_gap(apply_A, X, n, float(np.sum(ng0)), dense, seed=problem.seed)
+    return relative_dual_gap(apply_A, X, n, ng0, dense, seed=problem.seed)
 
 
 def _prototype_lift(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,11 +424,10 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
                            f"(batches of width {max(len(b) for b in problem.batches(0))}); use batches, or "
                            "solve without a certificate (--no-certify)")
     packed = pack(problem.batches(0))
-    rep = representatives(problem.labels)
     W, wl = problem.prototype_rows()
     lift = None if W is None else _prototype_lift(W)
     const = problem_constant(problem)
-    log_e = _log_excess(problem, H, packed, rep, W, wl) if log_excess is None else float(log_excess)
+    log_e = problem_log_excess(problem, H) if log_excess is None else float(log_excess)
     if log_e == -np.inf:           # E = 0 <= E*: optimal outright
         return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance,
                            time.perf_counter() - t0, "exact", 0.0)
@@ -386,11 +435,11 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     candidates = [(H, log_e)]
     snapped = _snapped(problem, H)
     if snapped is not None:
-        candidates.append((snapped, _log_excess(problem, snapped, packed, rep, W, wl)))
+        candidates.append((snapped, problem_log_excess(problem, snapped)))
     for G0_rows, log_e0 in candidates:
         if not np.isfinite(log_e0):
             continue
-        rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, log_e0, packed, rep, W, wl, lift)
+        rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, log_e0, packed, W, lift)
         # bound on E*: E(G0) (1 - rgap0); relative to E(H): 1 - e^{log_e0 - log_e} (1 - rgap0)
         rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
         if rel < best_rel:

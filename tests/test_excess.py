@@ -38,8 +38,13 @@ def test_excess_equals_the_mpmath_reference(tau, spread):
     problem = Problem.from_counts(counts, tau=tau, dim=4)
     H = _near_collapse(counts, 4, spread, seed=1)
     want = R.excess_mp(H, problem.labels, tau)
-    got = np.exp(problem_log_excess(problem, H))
-    assert got == pytest.approx(float(want), rel=1e-9)
+    # both backends: NumPy (the certificate's) and JAX (gradient descent's objective)
+    assert np.exp(problem_log_excess(problem, H)) == pytest.approx(float(want), rel=1e-9)
+    packed = pack(problem.batches(0))
+    jax_log = log_excess_packed(jnp.asarray(H), jnp.asarray(problem.labels),
+                                jnp.asarray(representatives(problem.labels)), tau,
+                                jnp.asarray(packed.index), jnp.asarray(packed.valid))
+    assert np.exp(float(jax_log)) == pytest.approx(float(want), rel=1e-9)
 
 
 @pytest.mark.parametrize("tau", [0.5, 0.05, 0.01])
@@ -53,6 +58,12 @@ def test_excess_with_batches_and_prototypes(tau):
         want = R.excess_mp(H, problem.labels, tau, batches=problem.batches(0), prototypes=W,
                            prototype_labels=wl, prototype_anchors=problem.prototype_anchors)
         assert np.exp(problem_log_excess(problem, H)) == pytest.approx(float(want), rel=1e-9)
+        packed = pack(problem.batches(0))
+        jax_log = log_excess_packed(jnp.asarray(H), jnp.asarray(problem.labels),
+                                    jnp.asarray(representatives(problem.labels)), tau, jnp.asarray(packed.index),
+                                    jnp.asarray(packed.valid), None if W is None else jnp.asarray(W),
+                                    None if wl is None else jnp.asarray(wl), problem.prototype_anchors)
+        assert np.exp(float(jax_log)) == pytest.approx(float(want), rel=1e-9)
         # and the constant: loss = constant + excess (float64 loop at this tau)
         if tau == 0.5:
             loop = scl_loop(H, problem.labels, tau, problem.batches(0), "sum", W, wl, problem.prototype_anchors)
