@@ -5,7 +5,9 @@ Constraint set (docs/theory.md section 1), one row per example, H (n, d):
     S   = { H : ||h_i|| = 1 for every i }                      (no ReLU)
     S_+ = { H : ||h_i|| = 1 and h_i >= 0 for every i }         (ReLU)
 
-Objective: the SCL loss (sum reduction) of the problem's batching, ``ufm.loss.scl_loss_packed``.
+Objective: log E, the logarithm of the excess of the SCL loss (sum reduction) over the problem's
+batching (``ufm.excess.log_excess_packed``, docs/theory.md section 3a): the loss minus its constant,
+to full relative precision at any tau (the loss itself does not resolve the geometry below tau ~ 0.07).
 
 Method (default ``optimizer="bb"``): Riemannian / projected gradient descent with Barzilai-Borwein
 step sizes and a nonmonotone Armijo backtracking line search (Grippo-Lampariello-Lucidi, memory 10),
@@ -47,16 +49,19 @@ objective). Random schemes (random, balanced, binding) reshuffle every epoch fro
 loss, first trial step twice the last accepted one). All epochs are packed to one fixed width and batch
 count, so one compiled shape serves every epoch. Prototypes are fixed rows added to every batch.
 
-Stopping criterion (checked after every epoch on the reported objective: the loss over the batching of
+Stopping criterion (checked after every epoch on the reported objective: log E over the batching of
 epoch 0): converged when BOTH
 
-    |L_k - L_{k-1}| / max(|L_k|, 1) <= tol          (relative loss change over one epoch)
-    ||g(H_k)||_F <= sqrt(tol * max(|L_k|, 1))        (Riemannian / tangent-cone gradient norm)
+    |log E_k - log E_{k-1}| <= tol                  (the relative change of the excess over one epoch)
+    ||g(H_k)||_F <= tol ** GRAD_POWER                (Riemannian gradient of log E; 1e-9 at tol 1e-12)
 
-(near a nondegenerate minimum L - L* ~ ||g||^2 / (2 mu), so the second test asks for a loss error of
-order tol relative). A non-finite loss or gradient stops with status ``"error"``; running out of
-``steps`` epochs gives ``"not_converged"``; a line search that cannot decrease the loss any more (the
-floating-point floor) stops, and counts as converged only if the gradient test holds.
+or E = 0 exactly (a global minimum). A non-finite value or gradient stops with status ``"error"``;
+running out of ``steps`` epochs gives ``"not_converged"``; a line search that cannot decrease log E
+any more (the floating-point floor) stops. Then the certificate (``solvers.certificate``) decides:
+``optimal`` when it proves the relative gap on E within ``gap_tol``, else ``stationary``
+(``converged`` only with ``certify=False``). Below tau = 0.2 the solve runs through warm-started
+temperature stages first (:func:`continuation_taus`); where the certificate fails and some classes are
+numerically collapsed, they are tied and the solve runs again (:func:`_polished`).
 
 Public API: :func:`solve`, :func:`solve_many` (many random starts in one compiled call, vmapped in
 groups of :func:`default_lanes`),
@@ -598,6 +603,17 @@ def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: floa
     if tied is None:
         return sol
     V0, tie = tied
+    # the tied point itself first: its rows are exactly equal within the tied classes, so the
+    # within-class rounding (far above E at small tau) is gone; often that alone is proved optimal
+    snapped = V0[tie]
+    cert = certify_embeddings(problem, snapped, gap_tol)
+    if cert.certified:
+        status, message = certified_status("converged", "classes within SNAP_TOL tied to their mean", cert)
+        return replace(sol, embeddings=snapped, class_mean_gram=class_mean_gram(snapped, problem.labels),
+                       loss=problem_constant(problem) + cert.excess, excess=cert.excess,
+                       log_excess=cert.log_excess, certificate=cert, lower_bound=cert.lower_bound,
+                       status=status, message=message,
+                       extra=dict(sol.extra, polish="classes within SNAP_TOL tied to their normalised mean"))
     data = _data(problem, V0, steps, lr, tol, dtype, tie=tie)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_compiled(cfg, None)(data))

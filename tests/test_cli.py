@@ -122,3 +122,32 @@ def test_verify_exit_code_is_nonzero_on_failure(capsys, monkeypatch):
 def test_verify_unknown_check_is_a_one_line_error(capsys):
     assert main(["verify", "--only", "nonsense"]) == 2
     assert "unknown check" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--counts", "2,2", "--tau", "0.5", "--batching", "balanced", "--batch-size", "3", "--method", "convex"],
+     "positive"),                                         # no epoch-0 batch holds a positive pair
+    (["--counts", "4,4", "--method", "reduced", "--starts", "3"], "--starts"),
+    (["--counts", "4,4", "--method", "convex", "--float32"], "--float32"),
+    (["--counts", "4,4", "--method", "reduced", "--no-certify"], "--no-certify"),
+    (["--counts", "4,4", "--gap-tol", "0"], "--gap-tol"),
+])
+def test_solve_bad_input_one_line_exit_2(capsys, argv, match):
+    assert main(["solve", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ufm: error:") and match in err and "\n" not in err
+
+
+def test_solve_starts_keeps_a_certified_start_and_counts_the_stalled(capsys):
+    """ReLU at d = k: some starts stall (THEORY section 3); --starts keeps a certified one."""
+    argv = ["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--relu", "--dim", "4", "--starts", "8", "--json"]
+    out = run_json(capsys, argv)
+    assert out["status"] == "optimal" and out["distance"]["of"] < 1e-6
+    assert out["starts"]["tried"] == 8 and out["starts"]["optimal"] + out["starts"]["stationary"] == 8
+
+
+def test_solve_exit_1_when_not_proved(capsys):
+    """A stalled ReLU start at d = k (seed 3 stalls) is stationary: exit 1, JSON printed anyway."""
+    code = main(["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--relu", "--dim", "4", "--seed", "3", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["status"] == "stationary" and not out["certificate"]["certified"]

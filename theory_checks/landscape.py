@@ -223,7 +223,8 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     return {
         "problem": problem.describe(), "optimum": bound, "optimum_status": optimum.status,
         "predicted_geometry": prediction.geometry, "gaps": gaps,
-        "converged": sum(s.status == "converged" for s in solutions),
+        "optimal": sum(s.status == "optimal" for s in solutions),
+        "stationary": sum(s.status == "stationary" for s in solutions),
         "max_procrustes_residual": max(procrustes_distance(s.embeddings, H) for s in solutions),
         "slice": slice_data,
         "hessian": hessian,

@@ -420,7 +420,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     fig = plots.landscape_figure(data, title=f"counts {list(problem.counts)}, tau {problem.tau}, "
                                              f"{'ReLU' if problem.relu else 'no ReLU'}, d = {problem.dim}")
     if not args.json:
-        print(f"{args.starts} starts: {data['converged']} converged; largest relative gap to the convex "
+        print(f"{args.starts} starts: {data['optimal']} certified optimal, {data['stationary']} stationary; largest relative gap to the convex "
               f"optimum {max(data['gaps']):.3g}; largest Procrustes residual {data['max_procrustes_residual']:.3g}")
     _finish_figure(fig, data, args, "ufm-landscape.png")
     return 0

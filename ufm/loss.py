@@ -40,6 +40,7 @@ import numpy as np
 
 from ufm.batching import PackedBatches, pack
 from ufm.errors import ProblemError
+from ufm.excess import batch_rows
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
 
@@ -113,20 +114,9 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
     the anchors in row blocks of c (module docstring), memory O(c * m) per batch, same value and
     gradient up to round-off.
     """
-    n_batches = index.shape[0]
-    rows = H[index]                                   # (n_batches, width, d)
-    row_labels = labels[index]
-    member = valid
-    is_anchor = valid
-    if prototypes is not None:
-        p = prototypes.shape[0]
-        proto = jnp.broadcast_to(prototypes.astype(H.dtype), (n_batches, p, H.shape[1]))
-        rows = jnp.concatenate([rows, proto], axis=1)
-        row_labels = jnp.concatenate(
-            [row_labels, jnp.broadcast_to(prototype_labels, (n_batches, p))], axis=1)
-        member = jnp.concatenate([valid, jnp.ones((n_batches, p), dtype=bool)], axis=1)
-        is_anchor = jnp.concatenate(
-            [valid, jnp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1)
+    # the batch rows and masks (the representatives of ufm.excess are not needed here: rep = identity)
+    rows, _, row_labels, member, is_anchor = batch_rows(
+        H, labels, jnp.arange(H.shape[0]), index, valid, prototypes, prototype_labels, prototype_anchors)
     width = rows.shape[1]
     if chunk_size is None or chunk_size >= width:
         batch_terms = _batch_terms
