@@ -331,6 +331,12 @@ def memory_estimate(problem: Problem) -> int:
     return 8 * len(batches) * width * width * 3
 
 
+def certificate_fits(problem: Problem) -> bool:
+    """Whether the certificate's gradient blocks fit ``CACHE_BYTES`` (solvers skip it otherwise, and
+    say so; :func:`certify_embeddings` refuses)."""
+    return memory_estimate(problem) <= CACHE_BYTES
+
+
 def collapsed_rows(problem: Problem, H: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """``(V (q, d), tie (n,))`` with every class whose rows lie within ``SNAP_TOL`` of their
     normalised mean tied to that mean (one row of V; with ReLU clipped at 0 first), the other rows

@@ -90,11 +90,11 @@ from ufm.batching import pack
 from ufm.constraints import retract as unit_rows
 from ufm.errors import ProblemError
 from ufm.geometry import class_mean_gram
-from solvers.certificate import (GAP_TOL, certify_embeddings, collapsed_rows, problem_constant,
-                                 problem_log_excess)
+from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, collapsed_rows,
+                                 memory_estimate, problem_constant, problem_log_excess)
 from ufm.excess import log_excess_packed, representatives
 from ufm.problem import Problem
-from ufm.solution import Solution, certified_status
+from ufm.solution import Solution, certified_status, join
 
 DEFAULT_STEPS = 5000
 DEFAULT_LR = 0.1
@@ -580,7 +580,12 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
         message = (f"stopped after {epochs} epochs: relative change of the excess {float(s.rel_change):.3g} "
                    f"(tol {tol:g}), Riemannian gradient norm of log E {float(s.gnorm):.3g} "
                    f"(tol {extra['grad_tol']:.3g}); raise steps")
-    cert = certify_embeddings(problem, H, gap_tol, log_excess=log_e) if certify else None
+    cert = None
+    if certify and certificate_fits(problem):
+        cert = certify_embeddings(problem, H, gap_tol, log_excess=log_e)
+    elif certify:
+        message = join(message, f"no certificate: its gradient blocks would need "
+                                f"{memory_estimate(problem) / 2 ** 30:.1f} GB (use batches for a certified solve)")
     status, message = certified_status(status, message, cert)
     excess = float(np.exp(log_e))
     return Solution("gd", class_mean_gram(H, problem.labels), const + excess, status, embeddings=H,

@@ -171,7 +171,7 @@ def _best_start(solutions) -> tuple[object, dict]:
     return best, {"tried": len(solutions), "kept": solutions.index(best), **counts}
 
 
-def _check_solve_options(args: argparse.Namespace, problem: Problem) -> None:
+def _check_solve_options(args: argparse.Namespace) -> None:
     """Options that do not apply to the chosen method are errors, not ignored."""
     if args.method != "gd":
         for flag, value in (("--steps", args.steps), ("--lr", args.lr), ("--tol", args.tol),
@@ -193,7 +193,7 @@ def _check_solve_options(args: argparse.Namespace, problem: Problem) -> None:
 
 def cmd_solve(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
-    _check_solve_options(args, problem)
+    _check_solve_options(args)
     from theory_checks.predictions import predict
 
     certify = not args.no_certify
