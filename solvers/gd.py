@@ -452,10 +452,10 @@ def continuation_taus(tau: float) -> list[float]:
     return stages
 
 
-def _staged(fn: Callable, data: Data, taus, tol: float) -> LoopState:
-    """Run ``fn`` (a compiled run) through the continuation stages of ``taus`` (one list per run, or
-    one list for all), each warm-started from the last, then at the data's own tau. The returned
-    state's ``epoch`` counts every stage's epochs."""
+def _staged(fn: Callable, data: Data) -> LoopState:
+    """Run ``fn`` (a compiled run) through the continuation stages (:func:`continuation_taus` of the
+    smallest tau in ``data``; a run whose own tau is larger stays at it), each warm-started from the
+    last, then at the data's own tau. The returned state's ``epoch`` counts every stage's epochs."""
     tau = np.asarray(data.tau)
     stages = continuation_taus(float(tau.min()))
     epochs = 0
@@ -681,7 +681,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     seed = problem.seed if seed is None else seed
     data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
     t0 = time.perf_counter()
-    out = _staged(_compiled(cfg, None), data, None, tol)
+    out = _staged(_compiled(cfg, None), data)
     seconds = time.perf_counter() - t0
     sol = _solution(problem, jax.tree_util.tree_map(np.asarray, out), cfg, seconds, tol, dtype,
                     certify=certify, gap_tol=gap_tol)
@@ -716,7 +716,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     H0 = jax.vmap(lambda key: random_start(key, problem.n, problem.dim, problem.relu, dtype))(keys)
     axes = tuple(0 if f == "H0" else None for f in Data._fields)
     t0 = time.perf_counter()
-    out = _staged(_compiled(cfg, axes, group), data._replace(H0=H0), None, tol)
+    out = _staged(_compiled(cfg, axes, group), data._replace(H0=H0))
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
@@ -811,7 +811,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     group = _check_lanes(default_lanes(first, len(problems), dtype, width) if lanes is None else lanes,
                          len(problems))
     t0 = time.perf_counter()
-    out = _staged(_compiled(cfg, axes, group), stacked, None, tol)
+    out = _staged(_compiled(cfg, axes, group), stacked)
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = []
