@@ -430,6 +430,10 @@ def _epoch_arrays(problem: Problem, steps: int) -> tuple[np.ndarray, np.ndarray]
     return index, valid
 
 
+#: The tied polish runs only where the tied point's relative gap is below this (a precision matter);
+#: a larger gap is a wrong geometry, which a second run from the same point does not change.
+POLISH_GAP = 1e-2
+
 #: Temperature continuation: below this tau a solve first runs at tau = 0.5, 0.25, ... (each stage
 #: warm-started from the last, to ``CONTINUATION_TOL``), then at its own tau. At small tau a class can
 #: stop short of collapse in a configuration whose within-class term is 0 (an anchor that sees all its
@@ -619,6 +623,8 @@ def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: floa
                        log_excess=cert.log_excess, certificate=cert, lower_bound=cert.lower_bound,
                        status=status, message=message,
                        extra=dict(sol.extra, polish="classes within SNAP_TOL tied to their normalised mean"))
+    if not cert.relative_gap <= POLISH_GAP:
+        return sol          # a wrong geometry (a stall), not a matter of precision: solving again won't help
     data = _data(problem, V0, steps, lr, tol, dtype, tie=tie)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_compiled(cfg, None)(data))

@@ -167,11 +167,11 @@ def violating_batching(counts) -> Batching:
 
 
 def second_minimiser(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """Two collapsed nonnegative configurations (n, dim) for a batching that violates THEORY section 4
+    """Two collapsed nonnegative configurations (n, dim) for a batching that violates theory.md section 4
     condition 2: the orthogonal frame, and the same frame with every class c in the second half of
     the class list rotated to share a direction with class c - k/2 (which it never meets), at cosine
     1/2 (mu_c = (e_{c - k/2} + sqrt(3) e_c) / 2). Pairs that meet stay orthogonal, so both reach the
-    bound of THEORY section 2 in every batch."""
+    bound of theory.md section 2 in every batch."""
     k, d = problem.k, problem.dim
     half = k // 2
     frame = np.eye(k, d)
@@ -182,7 +182,7 @@ def second_minimiser(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _necessary(problem: Problem, tools: Tools) -> tuple[float, dict]:
-    """THEORY section 4: necessity is shown by exhibiting a second minimiser, not by reading a solver.
+    """theory.md section 4: necessity is shown by exhibiting a second minimiser, not by reading a solver.
     The measured value is the largest |cosine| between class means on the pairs that never meet, for
     a configuration that (a) has the same loss as the orthogonal frame to 1e-12, (b) equals THEORY's
     batched closed form, and (c) is proved optimal by the certificate; 0 if any of these fails."""
@@ -203,7 +203,7 @@ def _necessary(problem: Problem, tools: Tools) -> tuple[float, dict]:
                    "max_abs_cosine_on_unmet_pairs": unmet}
 
 
-#: THEORY section 3 (small tau) check values for counts (8, 8, 2, 2), no ReLU: mean-Gram entries
+#: theory.md section 3 (small tau) check values for counts (8, 8, 2, 2), no ReLU: mean-Gram entries
 #: majority-majority / majority-minority / minority-minority.
 SMALL_TAU_VALUES = {0.5: (-0.4969, -0.3488, -0.0329), 0.1: (-0.3416, -0.3468, -0.2693),
                     0.05: (-0.3387, -0.3401, -0.3002), 0.02: (-0.3358, -0.3361, -0.3198),
@@ -321,7 +321,7 @@ CATALOGUE: list[Check] = [
     Check("imbalanced-not-etf", "[LAND]",
           "Without ReLU, imbalance breaks the symmetry: the optimum is NOT a simplex ETF",
           "smallest distance of the GD mean Gram to the ETF", 0.01,
-          "the distance at counts (8,8,2,2), tau 0.5 is ~0.1 (THEORY section 2 values); solver error is "
+          "the distance at counts (8,8,2,2), tau 0.5 is ~0.1 (theory.md section 2 values); solver error is "
           "< 1e-4, so 0.01 separates the two without ambiguity",
           _imbalanced_instances, _not_etf, comparison="at_least"),
     Check("imbalanced-reduced-program", "[LAND]",
@@ -357,7 +357,7 @@ CATALOGUE: list[Check] = [
           "smallest relative gap of GD over the lower bound", 1e-3,
           "at k = 4, d = 2 the gap is of order 1e-1; 1e-3 is 1000x above solver accuracy",
           lambda quick: [Problem.balanced(4, 4, tau=0.5, dim=2)], _landscape_small_dim, comparison="at_least"),
-    Check("relu-landscape-needs-2k", "[OF] / THEORY section 3",
+    Check("relu-landscape-needs-2k", "[OF] / theory.md section 3",
           "With ReLU the nonnegative landscape at d = k is not benign in practice (some of 20 starts stall in a "
           "spurious configuration, reported), while at d = 2k every start reaches the orthogonal frame",
           "largest distance to the orthogonal frame over 20 starts at d = 2k", GRAM_TOL, WHY_LOSS_GRAM,
@@ -367,7 +367,7 @@ CATALOGUE: list[Check] = [
           SCORE_NOTE, GRAM_TOL, WHY_LOSS_GRAM,
           lambda quick: [Problem.from_counts([6, 6, 3, 3], tau=0.5, relu=True, batching=Batching.binding(8))],
           lambda p, t: _against_prediction(p, t, ("gd", "convex"))),
-    Check("batching-conditions-necessary", "[OF] / THEORY section 4",
+    Check("batching-conditions-necessary", "[OF] / theory.md section 4",
           "The batching conditions are necessary: for a generated batching in which classes never meet, a "
           "second minimiser exists that is not an orthogonal frame (same loss as the orthogonal frame to "
           "1e-12, equal to the batched closed form, and proved optimal by the certificate)",
@@ -377,7 +377,7 @@ CATALOGUE: list[Check] = [
           lambda quick: [Problem.balanced(4, 4, tau=0.5, relu=True,
                                           batching=violating_batching([4, 4, 4, 4]))],
           _necessary, comparison="at_least"),
-    Check("small-tau-geometry", "THEORY section 3 (small tau)",
+    Check("small-tau-geometry", "theory.md section 3 (small tau)",
           "In excess form the reduced program and gradient descent give THEORY's small-tau geometry for "
           "(8, 8, 2, 2), which approaches the simplex ETF as tau -> 0 (E / L ~ 1e-57 at tau = 0.01)",
           "largest |mean-Gram entry - check value| over both solvers (inf unless certified optimal)", 1e-4,
@@ -405,7 +405,7 @@ CATALOGUE: list[Check] = [
           "the fixed classifier (the centred prototype geometry: a simplex ETF)",
           "largest change of the distance to the CE limit from one prototype count to the next "
           "(negative = shrinking)", -0.01,
-          "THEORY section 5 reports steps of about -0.03 (0.167, 0.140, 0.111, 0.080); -0.01 demands a "
+          "theory.md section 5 reports steps of about -0.03 (0.167, 0.140, 0.111, 0.080); -0.01 demands a "
           "clear decrease while allowing solver error (~1e-5)",
           lambda quick: [((10, 10, 2, 2), 0.5, (1, 2, 4) if quick else (1, 2, 4, 8))],
           _prototype_trend, describe=lambda inst: {"counts": list(inst[0]), "tau": inst[1]}),
