@@ -123,11 +123,6 @@ def best_multipliers(f0: float, C: np.ndarray, G0: np.ndarray,
     return best, best_cand
 
 
-def best_bound(f0: float, C: np.ndarray, G0: np.ndarray, candidates: list[dict]) -> float:
-    """The largest :func:`linearization_bound` over candidate multiplier sets (dicts of y, Z, fixed, N)."""
-    return best_multipliers(f0, C, G0, candidates)[0]
-
-
 def feasible_point(V: np.ndarray, n: int, nonnegative: bool) -> np.ndarray:
     """An exactly feasible matrix near a solver's slightly infeasible V (q, q), for an upper bound.
 

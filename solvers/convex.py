@@ -198,7 +198,7 @@ def _align_prototypes(X: np.ndarray, W: np.ndarray, n: int) -> np.ndarray:
 
 def _dual_candidates(rel: Relaxation, C: np.ndarray, G0: np.ndarray, mask: np.ndarray | None,
                      n: int) -> list[dict]:
-    """Multiplier guesses for :func:`solvers.bound.best_bound` (solver duals, both signs, and a
+    """Multiplier guesses for :func:`solvers.bound.best_multipliers` (solver duals, both signs, and a
     dual-free estimate). With prototypes they live on M (``lift`` T): y on diag(M_HH), Z on the
     fixed block M_AA = I_r, N on the entries of G under the ReLU constraint."""
     cons = rel.constraints
@@ -301,7 +301,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     - ``status`` ``optimal`` / ``optimal_inaccurate`` / ``error``: inaccurate solver statuses, and
       residuals above 1e-6, give ``optimal_inaccurate``, unless (``certified``) the bracket
       [``certified_lower_bound``, ``certified_upper_bound``] proves the value to 1e-9 relative
-      (:func:`solvers.cvx_common.certified_status`; ``solver_status`` keeps what the solver said);
+      (the certificate of the recovered embeddings, :func:`_judge`; ``solver_status`` keeps what the solver said);
     - ``extra``: ``residuals`` (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with ReLU,
       ``max_asymmetry``), ``solver``, ``solver_status`` (cvxpy's), ``solver_value``, ``rank``
       (eigenvalues above 1e-6 * largest), ``tight`` (rank <= dim), ``factor`` (how embeddings were

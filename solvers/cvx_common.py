@@ -111,18 +111,3 @@ def finish_status(status: str, message: str, res: dict[str, float] | None) -> tu
     if bad:
         return status, (message + "; " if message else "") + f"residuals: {bad}"
     return status, message
-
-
-def certified_status(status: str, message: str, residuals: dict[str, float], lower: float,
-                     upper: float) -> tuple[str, str]:
-    """``optimal_inaccurate`` becomes ``optimal`` when the bracket [lower, upper] (a certified lower
-    bound and the objective at an exactly feasible point) proves the value to
-    :data:`CERTIFIED_GAP_TOL` and the residuals are within :data:`RESIDUAL_TOL`; the message keeps
-    what the solver said and gives the bracket. Anything else is returned unchanged."""
-    if status != "optimal_inaccurate" or residual_violation(residuals):
-        return status, message
-    gap = upper - lower
-    if not (np.isfinite(gap) and gap <= CERTIFIED_GAP_TOL * max(1.0, abs(upper))):
-        return status, message
-    return "optimal", (f"{message}; the optimum is certified anyway: it lies in [{lower:.12g}, "
-                       f"{upper:.12g}] (gap {gap:.2g})").lstrip("; ")
