@@ -368,10 +368,11 @@ def _snapped(problem: Problem, H: np.ndarray) -> np.ndarray | None:
     return None if tied is None else tied[0][tied[1]]
 
 
-def _scl_rgap(problem: Problem, H: np.ndarray, log_e: float, packed, W, lift) -> tuple[float, float, str]:
-    """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes), in units of E(H) = e^log_e."""
+def _scl_rgap(problem: Problem, H: np.ndarray, arrays, log_e: float, packed, W,
+              lift) -> tuple[float, float, str]:
+    """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes; ``arrays`` its batch rows,
+    :func:`_batch_arrays`), in units of E(H) = e^log_e."""
     n = problem.n
-    arrays = _batch_arrays(problem, H, packed, W, None if W is None else problem.prototype_rows()[1])
     relu_rows = 0
     if problem.relu:
         relu_rows = packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0)
@@ -433,19 +434,21 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     W, wl = problem.prototype_rows()
     lift = None if W is None else _prototype_lift(W)
     const = problem_constant(problem)
-    log_e = problem_log_excess(problem, H) if log_excess is None else float(log_excess)
+    arrays = _batch_arrays(problem, H, packed, W, wl)
+    log_e = _scl_log_excess(problem, arrays) if log_excess is None else float(log_excess)
     if log_e == -np.inf:           # E = 0 <= E*: optimal outright
         return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance,
                            time.perf_counter() - t0, "exact", 0.0)
     best_rel, lam, method = np.inf, np.nan, "dense"
-    candidates = [(H, log_e)]
+    candidates = [(H, arrays, log_e)]
     snapped = _snapped(problem, H)
     if snapped is not None:
-        candidates.append((snapped, problem_log_excess(problem, snapped)))
-    for G0_rows, log_e0 in candidates:
+        snapped_arrays = _batch_arrays(problem, snapped, packed, W, wl)
+        candidates.append((snapped, snapped_arrays, _scl_log_excess(problem, snapped_arrays)))
+    for G0_rows, G0_arrays, log_e0 in candidates:
         if not np.isfinite(log_e0):
             continue
-        rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, log_e0, packed, W, lift)
+        rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, G0_arrays, log_e0, packed, W, lift)
         # bound on E*: E(G0) (1 - rgap0); relative to E(H): 1 - e^{log_e0 - log_e} (1 - rgap0)
         rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
         if rel < best_rel:

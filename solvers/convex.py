@@ -368,11 +368,9 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     if certified and feasible:
         cert = _judge(problem, H, extra.get("certified_lower_bound", -np.inf), gap_tol)
         solver_word = status
-        status, message = certified_status("converged", message, cert)
-        if status == "stationary":
-            status = "optimal_inaccurate"
+        status, message = certified_status("converged", message, cert, unproved="optimal_inaccurate")
         extra["solver_word"] = solver_word
-    log_e = problem_log_excess(problem, H)
+    log_e = cert.log_excess if cert is not None else problem_log_excess(problem, H)
     return Solution(
         method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),
         loss=loss, status=status, embeddings=H, gram=Gfull[:n, :n],
@@ -395,7 +393,6 @@ def _judge(problem: Problem, H: np.ndarray, bracket_lower: float, gap_tol: float
                    relative_gap=rel, certified=bool(rel <= gap_tol))
 
 
-#: Clarabel's interior point keeps a dense block of (n(n+1)/2)^2 entries for the n x n PSD cone.
 def relaxation_memory(problem: Problem, solver: str | None = None) -> int:
     """Estimated bytes of the n x n program (m = n + prototype rank): Clarabel's dense PSD scaling
     block, 8 (m(m+1)/2)^2; SCS keeps the canonicalised program, about 64 bytes per anchor-term entry."""
@@ -403,8 +400,9 @@ def relaxation_memory(problem: Problem, solver: str | None = None) -> int:
     m = problem.n + (0 if W is None else int(np.linalg.matrix_rank(W)))
     if cvx_common.solver_call(solver, None)[0] == "CLARABEL":
         return 8 * (m * (m + 1) // 2) ** 2
-    entries = sum(len(b) + (0 if W is None else len(W)) for b in problem.batches(0))
-    return 64 * entries * (max(len(b) for b in problem.batches(0)) + (0 if W is None else len(W)))
+    p = 0 if W is None else len(W)
+    batches = problem.batches(0)
+    return 64 * sum(len(b) + p for b in batches) * (max(len(b) for b in batches) + p)
 
 
 def _check_memory(problem: Problem, solver: str | None) -> None:

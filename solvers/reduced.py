@@ -191,9 +191,8 @@ def _finish(problem: Problem, V: np.ndarray, status: str, message: str, iters: i
         cert = certify_mean_gram(counts, tau, problem.relu, V, gap_tol)
     M = V @ V.T
     np.fill_diagonal(M, 1.0)
-    status, message = certified_status(status, message, cert)
-    if status == "stationary" and extra.get("program") != "factored":
-        status = "optimal_inaccurate"
+    status, message = certified_status(status, message, cert, unproved="stationary"
+                                       if extra.get("program") == "factored" else "optimal_inaccurate")
     if problem.relu:
         H_rows, info = nonnegative_factor(M, problem.dim, seed=problem.seed)
     else:

@@ -60,11 +60,13 @@ def join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def certified_status(status: str, message: str, certificate) -> tuple[str, str]:
+def certified_status(status: str, message: str, certificate,
+                     unproved: str = "stationary") -> tuple[str, str]:
     """The status a certificate proves (docs/theory.md "Statuses"): ``optimal`` when it certifies the
     point (whatever the solver said, except ``error``); otherwise ``stationary`` for a solver that
-    stopped (``converged``), the solver's own word for ``not_converged`` / ``error``, each with the gap
-    in the message. Without a certificate the status is unchanged."""
+    stopped (``converged``; ``unproved`` names it: ``"optimal_inaccurate"`` for a convex program), the
+    solver's own word for ``not_converged`` / ``error``, each with the gap in the message. Without a
+    certificate the status is unchanged."""
     if certificate is None or status == "error":
         return status, message
     gap = (f"relative gap {certificate.relative_gap:.3g} on the excess (tolerance "
@@ -73,5 +75,5 @@ def certified_status(status: str, message: str, certificate) -> tuple[str, str]:
         return "optimal", join(message if status != "converged" else "", f"certified: {gap}")
     note = f"the certificate does not prove this point globally optimal: {gap}"
     if status in ("converged", "optimal", "stationary"):
-        return "stationary", join(note, message)
+        return unproved, join(note, message)
     return status, join(message, note)
