@@ -72,12 +72,6 @@ FACTORED_GRAD_TOL = 1e-12     # stop when ||Riemannian grad of log E||_F <= this
 FACTORED_STARTS = 4           # starts tried until one is certified
 
 
-def log_weights(counts) -> np.ndarray:
-    """log w (k, k) with w_cc' = n_c' - [c = c']: how many others of class c' an anchor of class c sees."""
-    n = np.asarray(counts, dtype=float)
-    return np.log(n[None, :] - np.eye(len(n)))
-
-
 def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     """The reduced objective sum_c n_c log((n_c - 1) + sum_c' n_c' e^{(M_cc' - 1)/tau}) at M (k, k)
     and its gradient C (k, k), NumPy float64: the constant plus the excess (:func:`ufm.excess.reduced_excess`).
