@@ -43,6 +43,7 @@ import scipy.sparse.linalg
 from scipy.special import logsumexp
 
 from solvers.factor import pivoted_cholesky
+from solvers.sizing import CACHE_BYTES, certificate_bytes
 from ufm.batching import pack
 from ufm.errors import ProblemError
 from ufm.excess import (excess_constant, log_softplus_np, reduced_constant, reduced_excess,
@@ -61,8 +62,6 @@ LANCZOS_TOL = 1e-4
 LANCZOS_MAXITER = 300
 #: Rows of a class within this distance of their mean are also tried collapsed.
 SNAP_TOL = 1e-3
-#: Largest cache of the gradient blocks (bytes); beyond, the certificate refuses (see the message).
-CACHE_BYTES = 3 * 2 ** 30
 
 
 @dataclass(frozen=True)
@@ -128,12 +127,19 @@ def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray
         if dense_A is not None and Z is not None:
             S[n_free:, n_free:] -= Z
         S = (S + S.T) / 2
-        lam = float(np.linalg.eigvalsh(S)[0])
+        if not np.isfinite(S).all():
+            return np.nan, np.nan, "failed (non-finite gradient of log E)"
+        try:
+            lam = float(np.linalg.eigvalsh(S)[0])
+        except np.linalg.LinAlgError:
+            return np.nan, np.nan, "failed (eigenvalues did not converge)"
         margin = 10 * np.sqrt(q) * np.finfo(float).eps * float(np.linalg.norm(S))
         method = "dense"
     else:
         lam, margin = _lanczos_lower_bound(slack, X, seed)
         method = "lanczos"
+        if not np.isfinite(lam):
+            return np.nan, np.nan, "failed (Lanczos: non-finite)"
     lam_low = lam - margin
     rgap = trace_term + float(n_g0) + q * max(-lam_low, 0.0)
     return rgap, lam_low, method
@@ -323,18 +329,10 @@ def problem_constant(problem: Problem, epoch: int = 0) -> float:
     return excess_constant(problem.labels, problem.batches(epoch), wl, problem.prototype_anchors)
 
 
-def memory_estimate(problem: Problem) -> int:
-    """Bytes the certificate's gradient blocks take (float64), from the batching of epoch 0."""
-    p = 0 if problem.prototypes is None else problem.k * problem.prototypes.per_class
-    batches = problem.batches(0)
-    width = max(len(b) for b in batches) + p
-    return 8 * len(batches) * width * width * 3
-
-
 def certificate_fits(problem: Problem) -> bool:
     """Whether the certificate's gradient blocks fit ``CACHE_BYTES`` (solvers skip it otherwise, and
     say so; :func:`certify_embeddings` refuses)."""
-    return memory_estimate(problem) <= CACHE_BYTES
+    return certificate_bytes(problem) <= CACHE_BYTES
 
 
 def collapsed_rows(problem: Problem, H: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -425,7 +423,7 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     bound on the optimal loss that holds whatever produced H (module docstring)."""
     t0 = time.perf_counter()
     H = np.asarray(H, dtype=np.float64)
-    need = memory_estimate(problem)
+    need = certificate_bytes(problem)
     if need > CACHE_BYTES:
         raise ProblemError(f"the certificate needs about {need / 2 ** 30:.1f} GB for its gradient blocks "
                            f"(batches of width {max(len(b) for b in problem.batches(0))}); use batches, or "
@@ -448,7 +446,8 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     for G0_rows, G0_arrays, log_e0 in candidates:
         if not np.isfinite(log_e0):
             continue
-        rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, G0_arrays, log_e0, packed, W, lift)
+        with np.errstate(invalid="ignore", over="ignore"):   # non-finite blocks: reported as "failed"
+            rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, G0_arrays, log_e0, packed, W, lift)
         # bound on E*: E(G0) (1 - rgap0); relative to E(H): 1 - e^{log_e0 - log_e} (1 - rgap0)
         rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
         if rel < best_rel:

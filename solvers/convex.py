@@ -27,7 +27,6 @@ The optimum is a lower bound on the UFM loss for every d, tight when d >= rank o
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,6 +43,7 @@ from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F4
 from ufm.geometry import mean_gram_from_gram
 from ufm.loss import problem_loss
 from solvers.certificate import GAP_TOL, certify_embeddings, problem_log_excess
+from solvers.sizing import physical_memory
 from ufm.errors import ProblemError
 from ufm.problem import Problem
 from ufm.solution import Solution, certified_status
@@ -407,19 +407,12 @@ def relaxation_memory(problem: Problem, solver: str | None = None) -> int:
 
 def _check_memory(problem: Problem, solver: str | None) -> None:
     need = relaxation_memory(problem, solver)
-    have = _physical_memory()
+    have = physical_memory()
     if need > have // 2:
         raise ProblemError(f"the n x n program at n = {problem.n} needs about {need / 2 ** 30:.3g} GB "
                            f"(this machine has {have / 2 ** 30:.0f} GB); solve by gradient descent, whose "
                            "certificate scales to large n (--method gd), or use the reduced program "
                            "for full batches (--method reduced)")
-
-
-def _physical_memory() -> int:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 16 * 2 ** 30
 
 
 def convex_optimum(problem: Problem, solver: str | None = None) -> Solution:

@@ -90,8 +90,9 @@ from ufm.batching import pack
 from ufm.constraints import retract as unit_rows
 from ufm.errors import ProblemError
 from ufm.geometry import class_mean_gram
+from solvers.sizing import certificate_bytes
 from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, collapsed_rows,
-                                 memory_estimate, problem_constant, problem_log_excess)
+                                 problem_constant, problem_log_excess)
 from ufm.excess import log_excess_packed, representatives
 from ufm.problem import Problem
 from ufm.solution import Solution, certified_status, join
@@ -589,7 +590,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
         cert = certify_embeddings(problem, H, gap_tol, log_excess=log_e)
     elif certify:
         message = join(message, f"no certificate: its gradient blocks would need "
-                                f"{memory_estimate(problem) / 2 ** 30:.1f} GB (use batches for a certified solve)")
+                                f"{certificate_bytes(problem) / 2 ** 30:.1f} GB (use batches for a certified solve)")
     status, message = certified_status(status, message, cert)
     excess = float(np.exp(log_e))
     return Solution("gd", class_mean_gram(H, problem.labels), const + excess, status, embeddings=H,

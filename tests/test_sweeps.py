@@ -7,14 +7,22 @@ import pytest
 from reference import etf_loss, orthogonal_frame_loss
 from solvers.convex import solve_reduced
 from theory_checks import sweeps
-from ufm import Problem
+from ufm import Problem, ProblemError
 from ufm.cli import main
 
 
-def test_step_and_long_tail_counts():
-    assert sweeps.step_counts(4, 32, 4) == [32, 32, 8, 8]
-    assert sweeps.step_counts(4, 10, 3) == [10, 10, 3, 3]        # rounded n_max / R
-    assert sweeps.long_tail_counts(3, 20, 4) == [20, 10, 5]
+def test_sweep_points_are_exactly_the_ratios_asked_for():
+    """Each point's counts have exactly the ratio on its label; a ratio that the counts cannot realise
+    refuses the whole sweep before anything runs (it is not relabelled)."""
+    result = sweeps.sweep_imbalance([1, 4], k=4, n_max=8, tau=0.5, relu_options=(False,), show_progress=False)
+    for ratio, counts in zip(result.x, result.meta["counts"]):
+        assert max(counts) / min(counts) == ratio
+    with pytest.raises(ProblemError, match="sweep point 1e\\+06.*not a whole number"):
+        sweeps.sweep_imbalance([1, 1e6], n_max=10, show_progress=False)
+    with pytest.raises(ProblemError, match="minority fraction"):
+        sweeps.sweep_imbalance([1, 2], n_max=10, minority_fraction=0, show_progress=False)
+    with pytest.raises(ProblemError, match="empty"):
+        sweeps.sweep_temperature([], [4, 4], show_progress=False)
 
 
 def test_imbalance_sweep_numbers():
@@ -22,7 +30,7 @@ def test_imbalance_sweep_numbers():
     relu, plain = result.series["ReLU"], result.series["no ReLU"]
     # ReLU: orthogonal frame, closed-form loss (THEORY.md section 2)
     for ratio, loss in zip([1, 4], relu["loss"]):
-        assert loss == pytest.approx(orthogonal_frame_loss(sweeps.step_counts(4, 8, ratio), 0.5), rel=1e-6)
+        assert loss == pytest.approx(orthogonal_frame_loss([8, 8, 8 // ratio, 8 // ratio], 0.5), rel=1e-6)
     assert max(relu["dist:OF"]) < 1e-4
     assert max(abs(v) for v in relu["cos:maj-min"]) < 1e-4
     # no ReLU: ETF at R = 1 (cosine -1/(k-1)); at R = 4 the THEORY.md check values for (8, 8, 2, 2)
@@ -48,20 +56,27 @@ def test_temperature_sweep_matches_reduced_program():
 
 
 def test_batching_sweep_fixed_partition_breaks_the_frame_binding_keeps_it():
-    result = sweeps.sweep_batching([3, 6], [4, 4, 2, 2], schemes=("fixed-random", "binding"), show_progress=False)
-    assert result.series["binding"]["dist:OF"][0] != result.series["binding"]["dist:OF"][0]   # NaN: size <= k
-    assert result.meta["skipped"][0]["scheme"] == "binding"
-    assert result.series["binding"]["dist:OF"][1] < 1e-4
-    assert result.series["fixed-random"]["conditions_met"][0] is False
-    assert result.series["fixed-random"]["dist:OF"][0] > 0.05
+    fixed = sweeps.sweep_batching([3], [4, 4, 2, 2], schemes=("fixed-random",), show_progress=False)
+    binding = sweeps.sweep_batching([6], [4, 4, 2, 2], schemes=("binding",), show_progress=False)
+    assert binding.series["binding"]["dist:OF"][0] < 1e-4
+    assert fixed.series["fixed-random"]["conditions_met"][0] is False
+    assert fixed.series["fixed-random"]["dist:OF"][0] > 0.05
+
+
+def test_batching_sweep_refuses_a_point_it_cannot_pose():
+    """Batch-binding needs a batch size above k: the sweep refuses (no NaN point, no empty figure)."""
+    with pytest.raises(ProblemError, match="sweep point 3, binding: batch-binding"):
+        sweeps.sweep_batching([3, 6], [4, 4, 2, 2], schemes=("fixed-random", "binding"), show_progress=False)
+    with pytest.raises(ProblemError, match="unknown batching scheme"):
+        sweeps.sweep_batching([6], [4, 4, 2, 2], schemes=("bogus",), show_progress=False)
 
 
 def test_sweep_command_writes_figure_and_json(tmp_path, capsys):
     out = tmp_path / "sweep.pdf"
-    assert main(["sweep", "imbalance", "--ratios", "1,2", "--classes", "3", "--n-max", "4", "--relu-options",
-                 "no-relu", "--out", str(out), "--json", "--no-progress"]) == 0
+    assert main(["sweep", "imbalance", "--ratios", "1,2", "--classes", "3", "--n-max", "4",
+                 "--out", str(out), "--json", "--no-progress"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert out.exists() and out.stat().st_size > 1000 and data["figure"] == str(out)
+    assert out.exists() and out.stat().st_size > 1000 and data["figure"] == str(out.resolve())
     assert data["x"] == [1.0, 2.0] and len(data["series"]["no ReLU"]["loss"]) == 2
 
 
@@ -74,7 +89,7 @@ def test_sweep_command_prints_a_table(tmp_path, capsys):
     """Without --json: one table per series with the counts of each point and every quantity; the
     balanced point's loss is the ETF closed form (tests/reference.py), printed to 6 digits."""
     assert main(["sweep", "imbalance", "--ratios", "1,2", "--classes", "3", "--n-max", "4", "--tau", "0.5",
-                 "--relu-options", "no-relu", "--out", str(tmp_path / "s.png"), "--no-progress"]) == 0
+                 "--out", str(tmp_path / "s.png"), "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "no ReLU:"
     header = lines[1].split()

@@ -41,49 +41,47 @@ class SweepResult:
         return {"kind": self.kind, "x": self.x, "xlabel": self.xlabel, "series": self.series, "meta": self.meta}
 
 
-def step_counts(k: int, n_max: int, ratio: float, minority_fraction: float = 0.5) -> list[int]:
-    """STEP counts with ``n_min = max(2, round(n_max / ratio))`` (rounded so any ratio can be swept)."""
-    k_min = int(round(minority_fraction * k))
-    return [n_max] * (k - k_min) + [max(2, int(round(n_max / ratio)))] * k_min
-
-
-def long_tail_counts(k: int, n_max: int, ratio: float) -> list[int]:
-    """``n_c = max(2, round(n_max * ratio^(-c/(k-1))))``."""
-    return [max(2, int(round(n_max * ratio ** (-c / (k - 1))))) for c in range(k)]
-
-
-def block_cosines(M: np.ndarray, counts: Sequence[int], profile: str) -> dict[str, float]:
-    """Mean cosine between class means per block (see the module docstring)."""
+def block_cosines(M: np.ndarray, counts: Sequence[int], profile: str,
+                  minority_fraction: float | None = None) -> dict[str, float]:
+    """Mean cosine between class means per block (see the module docstring). STEP: the minority
+    classes are the last ``round(minority_fraction * k)`` (the profile's own split, so ratio 1 has the
+    same blocks), or without a fraction the classes below the largest count; a block without a pair
+    (one minority class has no min-min pair) is left out rather than reported as NaN."""
     C = cosines(M)
     k = len(counts)
     if profile == "long-tail":
         return {"head-head": float(C[0, 1]), "head-tail": float(C[0, k - 1]), "tail-tail": float(C[k - 2, k - 1])}
     counts = np.asarray(counts)
-    major = counts == counts.max()
-    if major.all():  # ratio 1: every pair is majority-majority
-        major = np.arange(k) < k - int(round(k / 2))
+    if minority_fraction is not None:
+        major = np.arange(k) < k - int(round(minority_fraction * k))
+    else:
+        major = counts == counts.max()
+        if major.all():  # equal counts: split as the default profile does
+            major = np.arange(k) < k - int(round(k / 2))
     off = ~np.eye(k, dtype=bool)
     blocks = {"maj-maj": np.outer(major, major) & off, "maj-min": np.outer(major, ~major),
               "min-min": np.outer(~major, ~major) & off}
-    return {name: float(C[mask].mean()) if mask.any() else float("nan") for name, mask in blocks.items()}
+    return {name: float(C[mask].mean()) for name, mask in blocks.items() if mask.any()}
 
 
-def _geometry_row(M: np.ndarray, loss: float, counts, profile: str) -> dict[str, float]:
+def _geometry_row(M: np.ndarray, loss: float, counts, profile: str,
+                  minority_fraction: float | None = None) -> dict[str, float]:
     k = len(counts)
-    row = {f"cos:{name}": value for name, value in block_cosines(M, counts, profile).items()}
+    row = {f"cos:{name}": value for name, value in block_cosines(M, counts, profile, minority_fraction).items()}
     row["dist:ETF"] = normalized_distance(M, etf_gram(k))
     row["dist:OF"] = normalized_distance(M, orthogonal_frame_gram(k))
     row["loss"] = float(loss)
     return row
 
 
-def _reduced_point(problem: Problem, profile: str, check_gd: bool, gd_starts: int) -> dict:
+def _reduced_point(problem: Problem, profile: str, check_gd: bool, gd_starts: int,
+                   minority_fraction: float | None = None) -> dict:
     """One full-batch sweep point: the reduced program's geometry row, its status, and with
     ``check_gd`` the relative gap of the best of ``gd_starts`` vmapped GD starts."""
     from solvers.convex import solve_reduced
 
     sol = solve_reduced(problem)
-    row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile)
+    row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile, minority_fraction)
     row["status"] = sol.status
     if check_gd:
         row["gd_gap"] = _gd_gap(problem, sol.lower_bound, gd_starts)
@@ -103,48 +101,121 @@ def _append(series: dict, name: str, row: dict) -> None:
         target.setdefault(key, []).append(value)
 
 
+def _problems(points, make) -> list[Problem]:
+    """Every point's Problem, built (so validated) before anything is solved: a sweep runs exactly the
+    points it is asked for, or refuses them all with the first point's :class:`ProblemError`."""
+    problems = []
+    for point in points:
+        try:
+            problems.append(make(*point))
+        except ProblemError as err:
+            raise ProblemError(f"sweep point {', '.join(map(_label, point))}: {err}") from None
+    return problems
+
+
+def _label(value) -> str:
+    return ("ReLU" if value else "no ReLU") if isinstance(value, bool) else f"{value:g}" if isinstance(
+        value, float) else str(value)
+
+
+def _check_relu_options(relu_options) -> tuple[bool, ...]:
+    options = tuple(relu_options)
+    if not options or not all(isinstance(r, bool) for r in options) or len(set(options)) != len(options):
+        raise ProblemError(f"relu_options must be (False,), (True,) or (False, True) (got {relu_options!r})")
+    return options
+
+
+def _values(values, name: str) -> list[float]:
+    values = list(values)
+    if not values:
+        raise ProblemError(f"{name} is empty; give at least one value to sweep")
+    return values
+
+
+def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
+                       minority_fraction: float = 0.5, tau: float = 0.5,
+                       relu_options=(False, True)) -> tuple[list[tuple], list[Problem]]:
+    """The points ``(R, relu)`` of :func:`sweep_imbalance` and their problems (validated, unsolved)."""
+    if profile not in ("step", "long-tail"):
+        raise ProblemError(f"an imbalance sweep needs profile step or long-tail (got {profile!r})")
+    ratios = _values(ratios, "the list of ratios")
+    points = [(float(r), relu) for r in ratios for relu in _check_relu_options(relu_options)]
+    return points, _problems(points, lambda r, relu: Problem.from_profile(
+        profile, k, n_max, r, minority_fraction, tau=tau, relu=relu))
+
+
+def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
+                         relu_options=(False, True)) -> tuple[list[tuple], list[Problem]]:
+    """The points ``(tau, relu)`` of :func:`sweep_temperature` and their problems (validated, unsolved)."""
+    taus = _values(taus, "the list of temperatures")
+    points = [(float(t), relu) for t in taus for relu in _check_relu_options(relu_options)]
+    return points, _problems(points, lambda t, relu: Problem.from_counts(counts, tau=t, relu=relu))
+
+
 def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
                     minority_fraction: float = 0.5, tau: float = 0.5, relu_options=(False, True),
                     check_gd: bool = False, gd_starts: int = 4, show_progress: bool = True) -> SweepResult:
-    """Optimal geometry against the imbalance ratio R, with and without ReLU (reduced program)."""
-    if min(ratios) < 1:
-        raise ProblemError(f"imbalance ratios must be >= 1 (got {min(ratios):g}); R = n_max / n_min")
+    """Optimal geometry against the imbalance ratio R, with and/or without ReLU (reduced program).
+
+    Each point is ``Problem.from_profile(profile, k, n_max, R, minority_fraction)``: exactly the ratio
+    R (``n_max / R`` a whole number), or the sweep is refused before any point is solved."""
+    points, problems = imbalance_problems(ratios, profile=profile, k=k, n_max=n_max,
+                                          minority_fraction=minority_fraction, tau=tau, relu_options=relu_options)
     series: dict = {}
     counts_used = []
-    points = [(r, relu) for r in ratios for relu in relu_options]
-    for ratio, relu in progress(points, label="sweep imbalance", enabled=show_progress):
-        counts = (step_counts(k, n_max, ratio, minority_fraction) if profile == "step"
-                  else long_tail_counts(k, n_max, ratio))
-        problem = Problem.from_counts(counts, tau=tau, relu=relu)
-        _append(series, "ReLU" if relu else "no ReLU", _reduced_point(problem, profile, check_gd, gd_starts))
-        if not relu or len(relu_options) == 1:
-            counts_used.append(counts)
-    return SweepResult("imbalance", [float(r) for r in ratios], "imbalance ratio R", series,
-                       {"profile": profile, "k": k, "n_max": n_max, "tau": tau, "counts": counts_used,
-                        "minority_fraction": minority_fraction})
+    for (ratio, relu), problem in progress(list(zip(points, problems)), label="sweep imbalance",
+                                           enabled=show_progress):
+        _append(series, "ReLU" if relu else "no ReLU", _reduced_point(
+            problem, profile, check_gd, gd_starts, minority_fraction if profile == "step" else None))
+        if relu == points[0][1]:
+            counts_used.append(list(problem.counts))
+    meta = {"profile": profile, "k": k, "n_max": n_max, "tau": tau, "counts": counts_used}
+    if profile == "step":
+        meta["minority_fraction"] = minority_fraction
+    return SweepResult("imbalance", [float(r) for r in ratios], "imbalance ratio R", series, meta)
 
 
 def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options=(False, True),
                       check_gd: bool = False, gd_starts: int = 4, show_progress: bool = True) -> SweepResult:
     """Optimal geometry against the temperature tau for fixed counts (reduced program)."""
+    points, problems = temperature_problems(taus, counts, relu_options=relu_options)
     series: dict = {}
-    profile = "step" if len(set(counts)) <= 2 else "long-tail"
-    points = [(t, relu) for t in taus for relu in relu_options]
-    for tau, relu in progress(points, label="sweep temperature", enabled=show_progress):
-        problem = Problem.from_counts(counts, tau=tau, relu=relu)
+    profile = "step" if len(set(problems[0].counts)) <= 2 else "long-tail"
+    for (tau, relu), problem in progress(list(zip(points, problems)), label="sweep temperature",
+                                         enabled=show_progress):
         _append(series, "ReLU" if relu else "no ReLU", _reduced_point(problem, profile, check_gd, gd_starts))
     return SweepResult("temperature", [float(t) for t in taus], "temperature tau", series,
-                       {"counts": list(counts)})
+                       {"counts": list(problems[0].counts)})
+
+
+#: The batching sweep's schemes: ``fixed-random`` is one random partition drawn once (the same batches
+#: every epoch), which can break docs/theory.md section 4's conditions; the others are
+#: :class:`~ufm.batching.Batching` schemes.
+BATCHING_SCHEMES = ("fixed-random", "random", "balanced", "binding")
 
 
 def batching_for(scheme: str, batch_size: int, counts: Sequence[int], seed: int):
-    """A :class:`~ufm.batching.Batching` by name; ``"fixed-random"`` is one random partition drawn once
-    (the same batches every epoch), which can break docs/theory.md section 4's conditions."""
+    """A :class:`~ufm.batching.Batching` by name (:data:`BATCHING_SCHEMES`)."""
     from ufm.batching import Batching
 
+    if scheme not in BATCHING_SCHEMES:
+        raise ProblemError(f"unknown batching scheme {scheme!r}; use one of {', '.join(BATCHING_SCHEMES)}")
     if scheme == "fixed-random":
         return Batching.from_lists(Batching.random(batch_size).batches(counts, seed=seed))
     return Batching(scheme, batch_size=batch_size)
+
+
+def batching_problems(batch_sizes: Sequence[int], counts: Sequence[int], *, tau: float = 0.5,
+                      schemes: Sequence[str] = ("fixed-random", "random", "binding"), relu: bool = True,
+                      seed: int = 0) -> tuple[list[tuple], list[Problem]]:
+    """The points ``(batch size, scheme)`` of :func:`sweep_batching` and their problems (validated,
+    unsolved)."""
+    schemes = _values(schemes, "the list of schemes")
+    if len(set(schemes)) != len(schemes):
+        raise ProblemError(f"the list of schemes names one twice ({', '.join(schemes)})")
+    points = [(b, s) for b in _values(batch_sizes, "the list of batch sizes") for s in schemes]
+    return points, _problems(points, lambda size, scheme: Problem.from_counts(
+        counts, tau=tau, relu=relu, seed=seed, batching=batching_for(scheme, size, counts, seed)))
 
 
 def sweep_batching(batch_sizes: Sequence[int], counts: Sequence[int], *, tau: float = 0.5,
@@ -153,23 +224,17 @@ def sweep_batching(batch_sizes: Sequence[int], counts: Sequence[int], *, tau: fl
     """Geometry reached by gradient descent under mini-batching, against the batch size, per scheme
     (``random`` and ``balanced`` reshuffle every epoch, ``binding`` is batch-binding, ``fixed-random``
     keeps one random partition): distance of the mean Gram to the orthogonal frame and to the ETF,
-    NC1, and whether the epoch-0 batches meet docs/theory.md section 4's conditions."""
+    NC1, and whether the epoch-0 batches meet docs/theory.md section 4's conditions. Every point's
+    problem is built before any is solved; a point that cannot be posed (binding with a batch size
+    <= k, batches without a positive pair) refuses the sweep."""
     from ufm.batching import check_conditions
     from solvers.gd import solve
 
+    points, problems = batching_problems(batch_sizes, counts, tau=tau, schemes=schemes, relu=relu, seed=seed)
     series: dict = {}
-    k = len(counts)
-    points = [(b, s) for b in batch_sizes for s in schemes]
-    skipped = []
-    for size, scheme in progress(points, label="sweep batching", enabled=show_progress):
-        try:
-            problem = Problem.from_counts(counts, tau=tau, relu=relu, seed=seed,
-                                          batching=batching_for(scheme, size, counts, seed))
-        except ProblemError as err:   # e.g. batch-binding needs batch size > k: a gap in the line
-            skipped.append({"batch_size": size, "scheme": scheme, "reason": str(err)})
-            _append(series, scheme, {"dist:OF": float("nan"), "dist:ETF": float("nan"), "nc1": float("nan"),
-                                     "loss": float("nan"), "conditions_met": None, "status": "skipped"})
-            continue
+    k = problems[0].k
+    for (size, scheme), problem in progress(list(zip(points, problems)), label="sweep batching",
+                                            enabled=show_progress):
         sol = solve(problem, seed=seed)
         M = sol.class_mean_gram
         _append(series, scheme, {"dist:OF": normalized_distance(M, orthogonal_frame_gram(k)),
@@ -178,4 +243,12 @@ def sweep_batching(batch_sizes: Sequence[int], counts: Sequence[int], *, tau: fl
                                  "conditions_met": check_conditions(problem.labels, problem.batches()).orthogonal_frame,
                                  "status": sol.status})
     return SweepResult("batching", [float(b) for b in batch_sizes], "batch size", series,
-                       {"counts": list(counts), "tau": tau, "relu": relu, "skipped": skipped})
+                       {"counts": list(problems[0].counts), "tau": tau, "relu": relu})
+
+
+def nonfinite_points(result: SweepResult) -> list[str]:
+    """'series at x: quantity' for every numeric value of the sweep that is NaN or infinite."""
+    return [f"{name} at {x:g}: {quantity}" for name, quantities in result.series.items()
+            for quantity, values in quantities.items()
+            for x, v in zip(result.x, values)
+            if isinstance(v, float) and not np.isfinite(v)]

@@ -28,7 +28,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ufm.errors import ProblemError
+from ufm.errors import ProblemError, whole_number
 
 SCHEMES = ("full", "random", "balanced", "binding", "explicit")
 
@@ -52,30 +52,48 @@ class Batching:
 
     @staticmethod
     def random(batch_size: int) -> "Batching":
-        return Batching("random", batch_size=int(batch_size))
+        return Batching("random", batch_size=whole_number(batch_size, "batch size"))
 
     @staticmethod
     def balanced(batch_size: int) -> "Batching":
-        return Batching("balanced", batch_size=int(batch_size))
+        return Batching("balanced", batch_size=whole_number(batch_size, "batch size"))
 
     @staticmethod
     def binding(batch_size: int) -> "Batching":
-        return Batching("binding", batch_size=int(batch_size))
+        return Batching("binding", batch_size=whole_number(batch_size, "batch size"))
 
     @staticmethod
     def from_lists(batches: Sequence[Sequence[int]]) -> "Batching":
-        return Batching("explicit", explicit=tuple(tuple(int(i) for i in b) for b in batches))
+        """An explicit batching; every index must be an integer (floats such as 2.0 are refused)."""
+        if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__"):
+            raise ProblemError(f"batches must be a list of lists of example indices (got {batches!r})")
+        out = []
+        for b, batch in enumerate(batches):
+            if isinstance(batch, (str, bytes)) or not hasattr(batch, "__iter__"):
+                raise ProblemError(f"batch {b} must be a list of example indices (got {batch!r})")
+            out.append(tuple(whole_number(i, f"example index in batch {b}") for i in batch))
+        return Batching("explicit", explicit=tuple(out))
 
     @staticmethod
     def from_file(path: str | Path) -> "Batching":
         """Read a JSON list of lists of example indices."""
+        path = Path(path)
+        if path.is_dir():
+            raise ProblemError(f"batches file {path} is a directory; give the JSON file inside it")
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ProblemError(f"batches file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProblemError(f"batches file {path} cannot be read ({err.__class__.__name__}: "
+                               f"{getattr(err, 'strerror', None) or err}); check the path and its "
+                               "permissions") from None
         except json.JSONDecodeError as err:
             raise ProblemError(f"batches file {path} is not valid JSON ({err.msg}); "
                                "it must hold a list of lists of example indices") from None
+        except RecursionError:
+            raise ProblemError(f"batches file {path} nests its lists too deeply; it must hold a list of "
+                               "lists of example indices") from None
         if not isinstance(data, list) or not all(isinstance(b, list) for b in data):
             raise ProblemError(f"batches file {path} must hold a list of lists of example indices")
         if not all(isinstance(i, int) and not isinstance(i, bool) for b in data for i in b):
@@ -92,7 +110,12 @@ class Batching:
         n, k = int(sum(counts)), len(counts)
         if self.scheme not in SCHEMES:
             raise ProblemError(f"unknown batching scheme {self.scheme!r}; use one of {', '.join(SCHEMES)}")
+        if self.scheme in ("full", "explicit") and self.batch_size is not None:
+            raise ProblemError(f"a batch size does not apply to the {self.scheme} batching "
+                               f"(got {self.batch_size}); drop it or use random, balanced or binding")
         if self.scheme in ("random", "balanced", "binding"):
+            if self.batch_size is not None:
+                whole_number(self.batch_size, "batch size")
             if self.batch_size is None or self.batch_size < 2:
                 raise ProblemError(f"batching {self.scheme!r} needs a batch size of at least 2 "
                                    "(--batch-size B)")
@@ -232,6 +255,22 @@ def _components(n_nodes: int, edges: list[tuple[int, int]]) -> int:
     return len({find(a) for a in range(n_nodes)})
 
 
+def checked_batch(batch: Sequence[int], b: int, n: int) -> np.ndarray:
+    """Batch ``b`` as an int array, or :class:`ProblemError` if it names an example twice or one
+    outside 0..n-1 (a repeated index is not a positive pair)."""
+    index = np.asarray(batch)
+    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        raise ProblemError(f"batch {b} must be a 1-D list of integer example indices")
+    index = index.astype(np.int64)
+    if index.size and (index.min() < 0 or index.max() >= n):
+        bad = index[(index < 0) | (index >= n)][0]
+        raise ProblemError(f"batch {b} names example {bad}, which does not exist: examples are numbered "
+                           f"0..{n - 1}")
+    if len(np.unique(index)) != len(index):
+        raise ProblemError(f"batch {b} lists an example twice; list each example once per batch")
+    return index
+
+
 def check_conditions(labels: Sequence[int], batches: Sequence[Sequence[int]],
                      prototype_labels: Sequence[int] | None = None) -> BatchConditions:
     """Check the two conditions of docs/theory.md section 4 for ``labels`` (n,) and a list of batches.
@@ -245,9 +284,12 @@ def check_conditions(labels: Sequence[int], batches: Sequence[Sequence[int]],
     with a prototype is then connected through it, as [PROTO] describes.
     """
     labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ProblemError("labels must be a non-empty 1-D array of class indices 0..k-1")
     k = int(labels.max()) + 1
     proto = np.asarray(prototype_labels if prototype_labels is not None else [], dtype=int)
     n = len(labels)
+    batches = [checked_batch(batch, b, n) for b, batch in enumerate(batches)]
     node_labels = np.concatenate([labels, proto])
     proto_nodes = np.arange(n, n + len(proto))
 

@@ -1,76 +1,165 @@
-"""The ``ufm`` command (its contract: docs/cli.md): argument parsing and output only.
+"""The ``ufm`` command (its contract: docs/cli.md): argument parsing, checks and output only.
 
-Bad input ends with a one-line ``ufm: error: ...`` on stderr and exit code 2, never a traceback.
+Exit codes: 0 success; 1 a solver failure or a result the certificate does not prove (``error``,
+``not_converged``, ``stationary``), or an internal error; 2 bad input. Bad input is caught before any
+work: every value by its ``argparse`` type (:mod:`ufm.cli_values`), every combination of options and
+the memory a run would need (:mod:`solvers.sizing`) by the command's checks; it ends with one line
+``ufm <command>: error: ...`` on stderr naming the problem and the fix, never a traceback. With
+``--json`` a JSON object is printed on stdout whatever the exit code (``{"error", "exit_code"}`` where
+nothing was computed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ufm import cli_values as values
 from ufm.batching import Batching, check_conditions
 from ufm.errors import ProblemError
-from ufm.problem import Problem, Prototypes
+from ufm.problem import IMBALANCE_PROFILES, SEED_MAX, TAU_MAX, TAU_MIN, Problem, Prototypes
+
+
+class UsageError(ProblemError):
+    """Bad command-line input found by ``argparse`` (an unknown option, a bad value)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` that raises :class:`UsageError` (one line, exit 2 in :func:`main`) instead of
+    printing the usage and exiting, and that never expands an abbreviated option."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 # ---------------------------------------------------------------- problem options (shared)
-def add_problem_options(parser: argparse.ArgumentParser) -> None:
+#: Defaults of the problem options (CLI.md "Describing a problem"). The parser's own default is None
+#: so that an option the user gave can be told from one left out: an option that does not apply to
+#: what the others describe is an error, not ignored.
+PROBLEM_DEFAULTS = {"classes": 4, "imbalance": "balanced", "n_max": 10, "ratio": 1.0, "minority_fraction": 0.5,
+                    "tau": 1.0, "batching": "full", "prototypes": "none", "prototypes_per_class": 1,
+                    "prototype_anchors": "yes", "seed": 0}
+
+TAU = values.real(TAU_MIN, TAU_MAX)
+SEED = values.integer(0, SEED_MAX)
+CLASSES = values.integer(2, 10 ** 6)
+N_MAX = values.integer(2, 10 ** 12)
+RATIO = values.real(1, 10 ** 12)
+FRACTION = values.real(0, 1, lo_open=True, hi_open=True)
+DIM = values.integer(1, 10 ** 6)
+
+
+def add_problem_options(parser: argparse.ArgumentParser, batching: bool = True,
+                        prototypes: bool = True) -> None:
     """The options of CLI.md "Describing a problem"."""
     g = parser.add_argument_group("problem")
-    g.add_argument("--counts", help="class counts, e.g. 8,8,2,2 (overrides --classes/--imbalance)")
-    g.add_argument("--classes", type=int, default=4, help="number of classes K (default 4)")
-    g.add_argument("--imbalance", choices=("balanced", "step", "long-tail"), default="balanced")
-    g.add_argument("--n-max", type=int, default=10, help="examples in the largest class (default 10)")
-    g.add_argument("--ratio", type=float, default=1.0, help="imbalance ratio R >= 1 (default 1)")
-    g.add_argument("--minority-fraction", type=float, default=0.5,
-                   help="fraction of minority classes under STEP (default 0.5)")
-    g.add_argument("--tau", type=float, default=1.0, help="temperature > 0 (default 1.0)")
-    g.add_argument("--relu", action="store_true", help="nonnegative embeddings (ReLU)")
-    g.add_argument("--dim", type=int, default=None, help="embedding dimension (default k; 2k with --relu)")
-    g.add_argument("--batching", choices=("full", "random", "balanced", "binding"), default="full")
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--batches-file", help="JSON list of lists of example indices")
-    g.add_argument("--prototypes", choices=("none", "etf", "of"), default="none")
-    g.add_argument("--prototypes-per-class", type=int, default=1)
-    g.add_argument("--prototype-anchors", choices=("yes", "no"), default="yes",
-                   help="whether prototypes are anchors too ((P-b), default) or not ((P-a))")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    g.add_argument("--counts", type=values.counts,
+                   help="class counts, e.g. 8,8,2,2 (instead of --classes/--imbalance/--n-max/--ratio)")
+    g.add_argument("--classes", type=CLASSES, help="number of classes K (default 4)")
+    g.add_argument("--imbalance", choices=IMBALANCE_PROFILES, help="count profile (default balanced)")
+    g.add_argument("--n-max", type=N_MAX, help="examples in the largest class (default 10)")
+    g.add_argument("--ratio", type=RATIO,
+                   help="imbalance ratio R = n_max / n_min >= 1, with --imbalance step or long-tail; "
+                        "n_max / R must be a whole number")
+    g.add_argument("--minority-fraction", type=FRACTION,
+                   help="fraction of minority classes, with --imbalance step (default 0.5)")
+    g.add_argument("--tau", type=TAU, help=f"temperature in [{TAU_MIN:g}, {TAU_MAX:g}] (default 1.0)")
+    g.add_argument("--relu", action="store_true", help="nonnegative embeddings (ReLU; default off)")
+    g.add_argument("--dim", type=DIM, help="embedding dimension (default k; 2k with --relu)")
+    if batching:
+        g.add_argument("--batching", choices=("full", "random", "balanced", "binding"),
+                       help="batching scheme (default full)")
+        g.add_argument("--batch-size", type=values.integer(2), help="batch size, with --batching other than full")
+        g.add_argument("--batches-file", type=values.readable_file,
+                       help="JSON list of lists of example indices (examples numbered class by class)")
+    if prototypes:
+        g.add_argument("--prototypes", choices=("none", "etf", "of"), help="fixed prototypes (default none)")
+        g.add_argument("--prototypes-per-class", type=values.integer(1, 1000),
+                       help="prototypes per class, with --prototypes etf|of (default 1)")
+        g.add_argument("--prototype-anchors", choices=("yes", "no"),
+                       help="with --prototypes: whether prototypes are anchors too ((P-b), default yes) "
+                            "or not ((P-a))")
+    g.add_argument("--seed", type=SEED, help=f"seed of every random choice, 0..{SEED_MAX} (default 0)")
 
 
-def _parse_counts(text: str) -> list[int]:
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ProblemError(f"--counts {text!r} must be comma-separated whole numbers, e.g. 8,8,2,2") from None
-    return values  # Problem.from_counts rejects non-integers with its own message
+def _given(args: argparse.Namespace, *names: str) -> list[str]:
+    """The options among ``names`` (attribute names) that the user gave, as ``--option`` strings."""
+    return ["--" + name.replace("_", "-") for name in names
+            if getattr(args, name, None) not in (None, False)]
+
+
+def _option(args: argparse.Namespace, name: str):
+    value = getattr(args, name, None)
+    return PROBLEM_DEFAULTS[name] if value is None else value
+
+
+def refuse(options: list[str], why: str) -> None:
+    """Raise the error for options that do not apply (``why`` says what they need)."""
+    if options:
+        raise ProblemError(f"{options[0]} does not apply {why}; drop it")
+
+
+def problem_counts(args: argparse.Namespace) -> list[int]:
+    """The class counts the options describe (``--counts``, or a profile), after checking that no
+    option is given that the choice makes meaningless."""
+    if args.counts is not None:
+        refuse(_given(args, "classes", "imbalance", "n_max", "ratio", "minority_fraction"),
+               "with --counts (the counts give every class)")
+        return list(args.counts)
+    imbalance = _option(args, "imbalance")
+    if imbalance == "balanced":
+        refuse(_given(args, "ratio", "minority_fraction"), "to balanced classes (use --imbalance step or long-tail)")
+    elif imbalance == "long-tail":
+        refuse(_given(args, "minority_fraction"), "to --imbalance long-tail (only step has minority classes)")
+    from ufm.problem import profile_counts
+    return profile_counts(imbalance, _option(args, "classes"), _option(args, "n_max"), _option(args, "ratio"),
+                          _option(args, "minority_fraction"))
+
+
+def _batching(args: argparse.Namespace) -> Batching:
+    if getattr(args, "batches_file", None) is not None:
+        refuse(_given(args, "batching", "batch_size"), "with --batches-file (the file gives the batches)")
+        return Batching.from_file(args.batches_file)
+    scheme = _option(args, "batching")
+    if scheme == "full":
+        refuse(_given(args, "batch_size"), "to full batching (use --batching random, balanced or binding)")
+        return Batching.full()
+    if args.batch_size is None:
+        raise ProblemError(f"--batching {scheme} needs --batch-size B")
+    return Batching(scheme, batch_size=args.batch_size)
+
+
+def _prototypes(args: argparse.Namespace) -> Prototypes | None:
+    kind = _option(args, "prototypes")
+    if kind == "none":
+        refuse(_given(args, "prototypes_per_class", "prototype_anchors"), "without --prototypes etf|of")
+        return None
+    return Prototypes(kind, _option(args, "prototypes_per_class"), _option(args, "prototype_anchors") == "yes")
 
 
 def problem_from_args(args: argparse.Namespace) -> Problem:
-    """Build (and so validate) the Problem that the options describe."""
-    if args.batches_file:
-        batching = Batching.from_file(args.batches_file)
-    elif args.batching == "full":
-        batching = Batching.full()
-    else:
-        if args.batch_size is None:
-            raise ProblemError(f"--batching {args.batching} needs --batch-size B")
-        batching = Batching(args.batching, batch_size=args.batch_size)
-    prototypes = None
-    if args.prototypes != "none":
-        prototypes = Prototypes(args.prototypes, args.prototypes_per_class, args.prototype_anchors == "yes")
-    options = dict(tau=args.tau, relu=args.relu, dim=args.dim, batching=batching,
-                   prototypes=prototypes, seed=args.seed)
-    if args.counts:
-        return Problem.from_counts(_parse_counts(args.counts), **options)
-    if args.imbalance == "balanced":
-        return Problem.balanced(args.classes, args.n_max, **options)
-    if args.imbalance == "step":
-        return Problem.step(args.classes, args.n_max, args.ratio, args.minority_fraction, **options)
-    return Problem.long_tail(args.classes, args.n_max, args.ratio, **options)
+    """Build (and so validate) the Problem that the options describe; its size is checked before any
+    array of n entries exists."""
+    from solvers import sizing
+
+    counts = problem_counts(args)
+    n = sum(counts)
+    sizing.require(32 * n, f"a problem of n = {n} examples (labels and one epoch of batches)",
+                   "lower the counts")
+    batching = _batching(args) if hasattr(args, "batching") else Batching.full()
+    prototypes = _prototypes(args) if hasattr(args, "prototypes") else None
+    return Problem.from_counts(counts, tau=_option(args, "tau"), relu=args.relu, dim=args.dim,
+                               batching=batching, prototypes=prototypes, seed=_option(args, "seed"))
 
 
 # ---------------------------------------------------------------- output helpers
@@ -101,32 +190,6 @@ def print_table(rows: Sequence[Sequence], header: Sequence[str]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-# ---------------------------------------------------------------- commands
-def cmd_batches_check(args: argparse.Namespace) -> int:
-    problem = problem_from_args(args)
-    _, proto_labels = problem.prototype_rows()
-    batches = problem.batches(epoch=0)
-    result = check_conditions(problem.labels, batches, proto_labels).to_dict()
-    result.update(problem=problem.describe(), n_batches=len(batches))
-    if problem.batching.is_random:
-        result["note"] = ("random scheme: checked on the batches of epoch 0; "
-                          "later epochs reshuffle")
-    if args.json:
-        print_json(result)
-        return 0
-    print(f"batching: {problem.batching.scheme}, {len(batches)} batch(es), counts {list(problem.counts)}")
-    print(f"neural collapse guaranteed (ReLU): {'yes' if result['neural_collapse'] else 'no'}")
-    print(f"orthogonal frame guaranteed (ReLU): {'yes' if result['orthogonal_frame'] else 'no'}")
-    v = result["violations"]
-    for d in v["disconnected_classes"]:
-        print(f"  class {d['class']}: its examples fall into {d['components']} pieces that never share a batch")
-    for a, b in v["unmet_pairs"]:
-        print(f"  classes {a} and {b} never meet in a batch where one of them has a positive")
-    if "note" in result:
-        print(f"note: {result['note']}")
-    return 0
-
-
 def solution_report(problem: Problem, solution, prediction) -> dict:
     """The JSON object of ``ufm solve`` (CLI.md)."""
     from ufm.geometry import etf_gram, nc1, normalized_distance, orthogonal_frame_gram
@@ -135,7 +198,8 @@ def solution_report(problem: Problem, solution, prediction) -> dict:
     report = {
         "method": solution.method, "counts": list(problem.counts), "tau": problem.tau,
         "relu": problem.relu, "dim": problem.dim, "batching": problem.batching.scheme,
-        "loss": solution.loss, "excess": solution.excess, "lower_bound": solution.lower_bound,
+        "loss": solution.loss, "excess": solution.excess, "log_excess": solution.log_excess,
+        "lower_bound": solution.lower_bound,
         "certificate": None if solution.certificate is None else solution.certificate.to_dict(),
         "class_mean_gram": M,
         "nc1": nc1(solution.embeddings, problem.labels)[0] if solution.embeddings is not None else None,
@@ -171,66 +235,6 @@ def _best_start(solutions) -> tuple[object, dict]:
     return best, {"tried": len(solutions), "kept": solutions.index(best), **counts}
 
 
-def _check_solve_options(args: argparse.Namespace) -> None:
-    """Options that do not apply to the chosen method are errors, not ignored."""
-    if args.method != "gd":
-        for flag, value in (("--steps", args.steps), ("--lr", args.lr), ("--tol", args.tol),
-                            ("--starts", args.starts)):
-            if value is not None:
-                raise ProblemError(f"{flag} applies to --method gd only (got --method {args.method})")
-        if args.float32:
-            raise ProblemError(f"--float32 applies to --method gd only (got --method {args.method}); "
-                               "the convex programs run in float64")
-    if args.starts is not None and args.starts < 1:
-        raise ProblemError(f"--starts must be at least 1 (got {args.starts})")
-    if not 0 < args.gap_tol < 1:
-        raise ProblemError(f"--gap-tol must lie in (0, 1): the largest relative gap on the excess that "
-                           f"counts as optimal (got {args.gap_tol})")
-    if args.no_certify and args.method != "gd":
-        raise ProblemError(f"--no-certify applies to --method gd only: the {args.method} program is always "
-                           "judged by its certificate")
-
-
-def cmd_solve(args: argparse.Namespace) -> int:
-    problem = problem_from_args(args)
-    _check_solve_options(args)
-    from theory_checks.predictions import predict
-
-    certify = not args.no_certify
-    if args.method == "gd":
-        import jax.numpy as jnp
-        from solvers import gd
-
-        options = {key: value for key, value in (("steps", args.steps), ("learning_rate", args.lr),
-                                                 ("tol", args.tol)) if value is not None}
-        if args.float32:
-            options["dtype"] = jnp.float32
-        if args.starts and args.starts > 1:
-            sols = gd.solve_many(problem, range(args.seed, args.seed + args.starts), certify=certify,
-                                 gap_tol=args.gap_tol, **options)
-            solution, starts = _best_start(sols)
-            solution.extra["starts"] = starts
-        else:
-            solution = gd.solve(problem, seed=args.seed, certify=certify, gap_tol=args.gap_tol, **options)
-    else:
-        from solvers import convex
-
-        if args.method == "convex":
-            if problem.n > 100:
-                print(f"ufm: note: the n x n program with n = {problem.n} may take minutes (about 50 s at n = 96 "
-                      "on 2 cores); --method reduced solves full-batch problems in seconds", file=sys.stderr)
-            solution = convex.solve_relaxation(problem, gap_tol=args.gap_tol)
-        else:
-            solution = convex.solve_reduced(problem, gap_tol=args.gap_tol)
-    report = solution_report(problem, solution, predict(problem))
-    code = 0 if solution.status in ("optimal", "converged") else 1
-    if args.json:
-        print_json(report)
-        return code
-    _print_solution(report)
-    return code
-
-
 def _fmt(value, digits: int = 10) -> str:
     return "-" if value is None else (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
 
@@ -263,10 +267,166 @@ def _print_solution(report: dict) -> None:
     print(f"why: {report['predicted']['why']}")
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _status_points(result, select) -> list[str]:
+    """'series at x: status' for every sweep point whose solver status ``select`` accepts."""
+    return [f"{name} at {x:g}: {status}" for name, q in result.series.items()
+            for x, status in zip(result.x, q.get("status", [])) if select(status)]
+
+
+def _print_sweep(result) -> None:
+    """One table per series (rows: swept values; columns: every quantity), then any solver trouble."""
+    counts = result.meta.get("counts")
+    if not (isinstance(counts, list) and len(counts) == len(result.x)
+            and all(isinstance(c, (list, tuple)) for c in counts)):
+        counts = None                     # one count vector for the whole sweep: in the title instead
+    for name, quantities in result.series.items():
+        print(f"{name}:")
+        header = [result.xlabel] + (["counts"] if counts else []) + list(quantities)
+        rows = []
+        for i, x in enumerate(result.x):
+            row = [f"{x:g}"] + ([",".join(map(str, counts[i]))] if counts else [])
+            row += [_fmt(values[i], 6) if isinstance(values[i], (int, float)) else values[i]
+                    for values in quantities.values()]
+            rows.append(row)
+        print_table(rows, header)
+        print()
+    trouble = _status_points(result, lambda status: status not in ("optimal", "converged"))
+    if trouble:
+        print("solver status not optimal at: " + "; ".join(trouble))
+    if counts is None and result.meta.get("counts"):
+        print(f"counts: {result.meta['counts']}")
+
+
+# ---------------------------------------------------------------- commands
+# Each command checks everything first (values, combinations, memory, output paths) and returns 0
+# right there when ``args.validate_only`` (main(..., validate_only=True): what the fuzz tests and a
+# script's pre-flight use); only then does it compute.
+
+def cmd_batches_check(args: argparse.Namespace) -> int:
+    from solvers import sizing
+
+    refuse(_given(args, "tau", "relu", "dim"), "to batches check (the conditions depend on the counts and "
+                                               "the batches only)")
+    problem = problem_from_args(args)
+    sizing.require(sizing.problem_bytes(problem), "checking this batching", "use larger batches")
+    if args.validate_only:
+        return 0
+    _, proto_labels = problem.prototype_rows()
+    batches = problem.batches(epoch=0)
+    result = check_conditions(problem.labels, batches, proto_labels).to_dict()
+    result.update(problem=problem.describe(), n_batches=len(batches))
+    if problem.batching.is_random:
+        result["note"] = ("random scheme: checked on the batches of epoch 0; "
+                          "later epochs reshuffle")
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"batching: {problem.batching.scheme}, {len(batches)} batch(es), counts {list(problem.counts)}")
+    print(f"neural collapse guaranteed (ReLU): {'yes' if result['neural_collapse'] else 'no'}")
+    print(f"orthogonal frame guaranteed (ReLU): {'yes' if result['orthogonal_frame'] else 'no'}")
+    v = result["violations"]
+    for d in v["disconnected_classes"]:
+        print(f"  class {d['class']}: its examples fall into {d['components']} pieces that never share a batch")
+    for a, b in v["unmet_pairs"]:
+        print(f"  classes {a} and {b} never meet in a batch where one of them has a positive")
+    if "note" in result:
+        print(f"note: {result['note']}")
+    return 0
+
+
+GD_ONLY = ("steps", "lr", "tol", "starts", "float32", "no_certify", "chunk_size")
+
+
+def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
+    """Options that do not apply to the chosen method are errors; the run must fit in memory."""
+    from solvers import convex, gd, sizing
+
+    if args.method != "gd":
+        refuse(_given(args, *GD_ONLY), f"to --method {args.method} (gradient descent options; the convex "
+                                       "programs run in float64 and are always judged by their certificate)")
+    if args.no_certify:
+        refuse(_given(args, "gap_tol"), "with --no-certify (no certificate, so no gap)")
+    if args.starts is not None and args.seed is not None and args.seed + args.starts - 1 > SEED_MAX:
+        raise ProblemError(f"--starts {args.starts} from --seed {args.seed} runs past the largest seed "
+                           f"{SEED_MAX}; lower one of them")
+    if args.method == "gd":
+        need = sizing.gd_bytes(problem, args.steps or gd.DEFAULT_STEPS, args.chunk_size, args.starts or 1,
+                               certify=not args.no_certify)
+        ways = ("evaluate the loss in row blocks (--chunk-size C, memory ~ C n), use mini-batches "
+                "(--batching random --batch-size B)")
+        if problem.is_full_batch and problem.prototypes is None:
+            ways += ", or solve the reduced program (--method reduced; counts enter only as weights)"
+        sizing.require(need, f"gradient descent on n = {problem.n} (d = {problem.dim}, widest batch "
+                             f"{sizing.batch_shape(problem)[1]})", ways)
+    elif args.method == "reduced":
+        if not problem.is_full_batch or problem.prototypes is not None:
+            raise ProblemError("--method reduced solves full-batch problems without prototypes (THEORY "
+                               "section 3); use --method gd or --method convex")
+        sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}",
+                       "use fewer classes, or ufm predict")
+    else:
+        sizing.require(convex.relaxation_memory(problem), f"the n x n program at n = {problem.n}",
+                       "solve by gradient descent, whose certificate scales to large n (--method gd), or "
+                       "use the reduced program for full batches (--method reduced)")
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    problem = problem_from_args(args)
+    _check_solve(args, problem)
+    if args.validate_only:
+        return 0
     from theory_checks.predictions import predict
 
+    from solvers.certificate import GAP_TOL
+
+    certify = not args.no_certify
+    gap_tol = args.gap_tol if args.gap_tol is not None else GAP_TOL
+    if args.method == "gd":
+        import jax.numpy as jnp
+        from solvers import gd
+
+        options = {key: value for key, value in (("steps", args.steps), ("learning_rate", args.lr),
+                                                 ("tol", args.tol), ("chunk_size", args.chunk_size))
+                   if value is not None}
+        if args.float32:
+            options["dtype"] = jnp.float32
+        seed = _option(args, "seed")
+        if args.starts and args.starts > 1:
+            sols = gd.solve_many(problem, range(seed, seed + args.starts), certify=certify,
+                                 gap_tol=gap_tol, **options)
+            solution, starts = _best_start(sols)
+            solution.extra["starts"] = starts
+        else:
+            solution = gd.solve(problem, seed=seed, certify=certify, gap_tol=gap_tol, **options)
+    else:
+        from solvers import convex
+
+        if args.method == "convex":
+            if problem.n > 100:
+                print(f"ufm: note: the n x n program with n = {problem.n} may take minutes (about 50 s at n = 96 "
+                      "on 2 cores); --method reduced solves full-batch problems in seconds", file=sys.stderr)
+            solution = convex.solve_relaxation(problem, gap_tol=gap_tol)
+        else:
+            solution = convex.solve_reduced(problem, gap_tol=gap_tol)
+    report = solution_report(problem, solution, predict(problem))
+    code = 0 if solution.status in ("optimal", "converged") else 1
+    if args.json:
+        print_json(report)
+        return code
+    _print_solution(report)
+    return code
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from solvers import sizing
+
     problem = problem_from_args(args)
+    sizing.require(sizing.reduced_bytes(problem) + sizing.problem_bytes(problem),
+                   f"the prediction at k = {problem.k}, n = {problem.n}", "use fewer classes or examples")
+    if args.validate_only:
+        return 0
+    from theory_checks.predictions import predict
+
     prediction = predict(problem).to_dict()
     if args.json:
         print_json(prediction | {"problem": problem.describe()})
@@ -293,12 +453,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise ProblemError(f"unknown check(s) {', '.join(sorted(unknown))}; "
                                f"known: {', '.join(c.name for c in CATALOGUE)}")
         checks = [c for c in CATALOGUE if c.name in wanted]
+    if args.validate_only:
+        return 0
     results = run_checks(checks, quick=args.quick, show_progress=not args.no_progress)
     passed = all(r.passed for r in results)
     report = {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick}
     if args.save:
-        from pathlib import Path
-        Path(args.save).write_text(json.dumps(to_jsonable(report), indent=2))
+        args.save.write_text(json.dumps(to_jsonable(report), indent=2))
     if args.json:
         print_json(report)
     else:
@@ -313,243 +474,342 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 if r.error:
                     print(f"  error: {r.error}")
         print(f"\n{sum(r.passed for r in results)}/{len(results)} checks passed")
+        if args.save:
+            print(f"report written to {args.save.resolve()}")
     return 0 if passed else 1
 
 
-def _floats(text: str, option: str) -> list[float]:
-    """Parse a list ``1,2,4`` or an evenly spaced range ``start:stop:count`` (for geometric spacing
-    give a list)."""
+def figure_target(args: argparse.Namespace, default_name: str) -> Path:
+    """Where the figure goes: ``--out``, or ``default_name`` in the current directory (printed);
+    checked writable before any work."""
+    if args.out is not None:
+        return args.out
     try:
-        if ":" in text:
-            start, stop, count = text.split(":")
-            return [float(v) for v in np.linspace(float(start), float(stop), int(count))]
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ProblemError(f"{option} {text!r} must be a comma-separated list (1,2,4) or a range "
-                           "start:stop:count (1:20:8)") from None
+        return values.figure_path(default_name)
+    except argparse.ArgumentTypeError as err:
+        raise ProblemError(f"no --out given and the default figure {default_name}: {err}; pass --out PATH") from None
 
 
-def _finish_figure(fig, data: dict, args: argparse.Namespace, default_name: str) -> None:
+def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path) -> None:
     from ufm import plots
 
-    path = plots.save(fig, args.out or default_name)
+    path = plots.save(fig, path).resolve()
     data = dict(data, figure=str(path))
     if args.json:
         print_json(data)
+        print(f"figure written to {path}", file=sys.stderr)
     else:
         print(f"figure written to {path}")
 
 
-RELU_OPTIONS = {"both": (False, True), "relu": (True,), "no-relu": (False,)}
+def _relu_options(args: argparse.Namespace) -> tuple[bool, ...]:
+    """The ReLU convention of every command: no ReLU by default, ``--relu`` for ReLU; the imbalance and
+    temperature sweeps also take ``--compare-relu`` to draw both."""
+    if getattr(args, "compare_relu", False):
+        refuse(_given(args, "relu"), "with --compare-relu (which draws both)")
+        return (False, True)
+    return (bool(args.relu),)
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def _sweep_points(args: argparse.Namespace):
+    """The sweep's (points, problems), all validated, and the call that runs it."""
     from theory_checks import sweeps
-    from ufm import plots
 
     progress_on = not args.no_progress
     if args.sweep == "imbalance":
-        result = sweeps.sweep_imbalance(_floats(args.ratios, "--ratios"), profile=args.profile, k=args.classes,
-                                        n_max=args.n_max, minority_fraction=args.minority_fraction,
-                                        tau=args.tau, relu_options=RELU_OPTIONS[args.relu_options],
-                                        check_gd=args.check_gd, show_progress=progress_on)
-        panels = [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
-                  ("loss", "optimal loss (sum, nats)")]
-        title = f"{args.profile} imbalance, k = {args.classes}, tau = {args.tau}"
-        logx = True
-    elif args.sweep == "temperature":
-        counts = [int(c) for c in _floats(args.counts, "--counts")]
-        result = sweeps.sweep_temperature(_floats(args.taus, "--taus"), counts,
-                                          relu_options=RELU_OPTIONS[args.relu_options], check_gd=args.check_gd,
-                                          show_progress=progress_on)
-        panels = [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
-                  ("loss", "optimal loss (sum, nats)")]
-        title, logx = f"counts {counts}", True
+        imbalance = args.imbalance or "step"
+        if imbalance != "step":
+            refuse(_given(args, "minority_fraction"), f"to --imbalance {imbalance} (only step has minority classes)")
+        options = dict(profile=imbalance, k=args.classes or 4, n_max=args.n_max or 32,
+                       minority_fraction=args.minority_fraction or 0.5, tau=args.tau or 0.5,
+                       relu_options=_relu_options(args))
+        points, problems = sweeps.imbalance_problems(args.ratios, **options)
+        return problems, lambda: sweeps.sweep_imbalance(args.ratios, check_gd=args.check_gd,
+                                                        show_progress=progress_on, **options)
+    if args.sweep == "temperature":
+        counts = list(args.counts or (20, 20, 4, 4))
+        relu_options = _relu_options(args)
+        points, problems = sweeps.temperature_problems(args.taus, counts, relu_options=relu_options)
+        return problems, lambda: sweeps.sweep_temperature(args.taus, counts, relu_options=relu_options,
+                                                          check_gd=args.check_gd, show_progress=progress_on)
+    counts = list(args.counts or (8, 8, 4, 4))
+    options = dict(tau=args.tau or 0.5, schemes=args.schemes, relu=bool(args.relu), seed=args.seed or 0)
+    points, problems = sweeps.batching_problems(args.batch_sizes, counts, **options)
+    return problems, lambda: sweeps.sweep_batching(args.batch_sizes, counts, show_progress=progress_on, **options)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from solvers import gd, sizing
+
+    problems, run = _sweep_points(args)
+    path = figure_target(args, f"ufm-sweep-{args.sweep}.png")
+    for problem in problems:
+        check_gd = getattr(args, "check_gd", False)
+        if args.sweep == "batching" or check_gd:
+            sizing.require(sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=4 if check_gd else 1),
+                           f"gradient descent on n = {problem.n}", "use smaller counts")
+        sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}", "use fewer classes")
+    if args.validate_only:
+        return 0
+    from theory_checks.sweeps import nonfinite_points
+    from ufm import plots
+
+    result = run()
+    if args.sweep == "batching":
+        of = result.meta["relu"]
+        panels = [("dist:OF" if of else "dist:ETF", "distance to orthogonal frame" if of else "distance to simplex ETF"),
+                  ("nc1", "NC1 (within-class)")]
+        title = f"counts {result.meta['counts']}, tau = {result.meta['tau']:g}, {'ReLU' if of else 'no ReLU'}"
     else:
-        counts = [int(c) for c in _floats(args.counts, "--counts")]
-        result = sweeps.sweep_batching([int(b) for b in _floats(args.batch_sizes, "--batch-sizes")], counts,
-                                       tau=args.tau, schemes=args.schemes.split(","), relu=not args.no_relu,
-                                       seed=args.seed, show_progress=progress_on)
-        panels = [("dist:OF", "distance to orthogonal frame"), ("nc1", "NC1 (within-class)")]
-        title, logx = f"counts {counts}, tau = {args.tau}, {'no ReLU' if args.no_relu else 'ReLU'}", False
-    fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=logx,
+        panels = [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
+                  ("loss", "optimal loss (sum, nats)")]
+        title = (f"{result.meta['profile']} imbalance, k = {result.meta['k']}, tau = {result.meta['tau']:g}"
+                 if args.sweep == "imbalance" else f"counts {result.meta['counts']}")
+    fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=args.sweep != "batching",
                              logy=args.sweep == "batching", title=title)
     if not args.json:
         _print_sweep(result)
-    _finish_figure(fig, result.to_dict(), args, f"ufm-sweep-{args.sweep}.png")
-    return 1 if _sweep_points(result, lambda status: status == "error") else 0
+    _finish_figure(fig, result.to_dict(), args, path)
+    failed = _status_points(result, lambda status: status in FAILED) + nonfinite_points(result)
+    if failed:
+        print(f"ufm sweep: error: {len(failed)} point(s) failed: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
 
 
-def _sweep_points(result, select) -> list[str]:
-    """'series at x: status' for every sweep point whose solver status ``select`` accepts."""
-    return [f"{name} at {x:g}: {status}" for name, q in result.series.items()
-            for x, status in zip(result.x, q.get("status", [])) if select(status)]
-
-
-def _print_sweep(result) -> None:
-    """One table per series (rows: swept values; columns: every quantity), then any solver trouble."""
-    counts = result.meta.get("counts")
-    if not (isinstance(counts, list) and len(counts) == len(result.x)
-            and all(isinstance(c, (list, tuple)) for c in counts)):
-        counts = None                     # one count vector for the whole sweep: in the title instead
-    for name, quantities in result.series.items():
-        print(f"{name}:")
-        header = [result.xlabel] + (["counts"] if counts else []) + list(quantities)
-        rows = []
-        for i, x in enumerate(result.x):
-            row = [f"{x:g}"] + ([",".join(map(str, counts[i]))] if counts else [])
-            row += [_fmt(values[i], 6) if isinstance(values[i], (int, float)) else values[i]
-                    for values in quantities.values()]
-            rows.append(row)
-        print_table(rows, header)
-        print()
-    trouble = _sweep_points(result, lambda status: status not in ("optimal", "converged"))
-    if trouble:
-        print("solver status not optimal at: " + "; ".join(trouble))
-    if counts is None and result.meta.get("counts"):
-        print(f"counts: {result.meta['counts']}")
+#: Solver statuses that make a command exit 1: a failure, or a result the certificate does not prove.
+FAILED = ("error", "not_converged", "stationary", "optimal_inaccurate")
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
+    from solvers import convex, gd, sizing
+    from theory_checks.landscape import MAX_HESSIAN_SIZE
+
+    problem = problem_from_args(args)
+    path = figure_target(args, "ufm-landscape.png")
+    need = sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=args.starts) + sizing.slice_bytes(problem, args.resolution)
+    if problem.n * problem.dim <= MAX_HESSIAN_SIZE:
+        need += sizing.hessian_bytes(problem)
+    sizing.require(need, f"the landscape of n = {problem.n} with {args.starts} starts and a "
+                         f"{args.resolution} x {args.resolution} slice", "use fewer starts, a lower --resolution "
+                                                                          "or fewer examples")
+    if not (problem.is_full_batch and problem.prototypes is None):
+        sizing.require(convex.relaxation_memory(problem), f"the landscape's n x n program at n = {problem.n}",
+                       "use a full batch without prototypes (its reduced program), or fewer examples")
+    if args.validate_only:
+        return 0
     from theory_checks.landscape import landscape_data
     from ufm import plots
 
-    problem = problem_from_args(args)
     data = landscape_data(problem, starts=args.starts, slice_directions=args.directions,
                           resolution=args.resolution, radius=args.radius)
     fig = plots.landscape_figure(data, title=f"counts {list(problem.counts)}, tau {problem.tau}, "
                                              f"{'ReLU' if problem.relu else 'no ReLU'}, d = {problem.dim}")
     if not args.json:
-        print(f"{args.starts} starts: {data['optimal']} certified optimal, {data['stationary']} stationary; largest relative gap to the convex "
-              f"optimum {max(data['gaps']):.3g}; largest Procrustes residual {data['max_procrustes_residual']:.3g}")
-    _finish_figure(fig, data, args, "ufm-landscape.png")
+        print(f"{args.starts} starts: {data['optimal']} certified optimal, {data['stationary']} stationary; "
+              f"largest relative gap to the convex optimum {max(data['gaps']):.3g}; largest Procrustes "
+              f"residual {data['max_procrustes_residual']:.3g}")
+    _finish_figure(fig, data, args, path)
     return 0
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from ufm.explore import SLIDER_RANGES, ExplorerState
+
+    state = ExplorerState()
+    for name, attr in (("ratio", "ratio"), ("classes", "k"), ("tau", "tau")):
+        value = getattr(args, name)
+        lo, hi = SLIDER_RANGES[attr]
+        if value is not None and not lo <= value <= hi:
+            raise ProblemError(f"--{name} {value:g} is outside the explorer's slider range [{lo:g}, {hi:g}]")
+        if value is not None:
+            setattr(state, attr, value)
+    state.relu = bool(args.relu)
     import matplotlib
 
-    if args.out:
+    if args.out is None and not args.validate_only:
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
+            raise ProblemError("no display for the explorer window; run it on a desktop, or save a snapshot "
+                               "with --out FILE.png")
+    if args.validate_only:
+        return 0
+    if args.out is not None:
         matplotlib.use("Agg")
     from ufm import plots
-    from ufm.explore import Explorer, ExplorerState, main as explore_main
+    from ufm.explore import Explorer, main as explore_main
 
-    if args.out:  # headless: draw the starting state and save it
-        explorer = Explorer(ExplorerState(ratio=args.ratio, k=args.classes, tau=args.tau, relu=args.relu))
-        print(f"snapshot written to {plots.save(explorer.fig, args.out)}")
+    if args.out is not None:  # headless: draw the starting state and save it
+        explorer = Explorer(state)
+        print(f"snapshot written to {plots.save(explorer.fig, args.out).resolve()}")
         return 0
     if matplotlib.get_backend().lower() == "agg":
         raise ProblemError("no display for the explorer window (matplotlib backend Agg); run it on a desktop, "
                            "or save a snapshot with --out FILE.png")
-    explore_main()
+    explore_main(state)
     return 0
 
 
+# ---------------------------------------------------------------- the parser
+def _output_options(parser: argparse.ArgumentParser, figure: bool = False) -> None:
+    if figure:
+        parser.add_argument("--out", type=values.figure_path,
+                            help="figure file (.png, .pdf, .svg by extension; default ufm-<command>.png in the "
+                                 "current directory, path printed)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ufm", description="The unconstrained features model with the supervised contrastive loss.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ufm import __version__
+
+    parser = Parser(prog="ufm", description="The unconstrained features model with the supervised contrastive "
+                                            "loss. Exit codes: 0 success, 1 solver failure or unproved result, "
+                                            "2 bad input.")
+    parser.add_argument("--version", action="version", version=f"ufm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     batches = sub.add_parser("batches", help="inspect a batching")
-    batches_sub = batches.add_subparsers(dest="batches_command", required=True)
+    batches_sub = batches.add_subparsers(dest="batches_command", required=True, parser_class=Parser)
     check = batches_sub.add_parser(
         "check", help="whether the batching guarantees NC and the orthogonal frame under ReLU")
     add_problem_options(check)
-    check.add_argument("--json", action="store_true", help="print one JSON object")
+    _output_options(check)
     check.set_defaults(handler=cmd_batches_check)
 
     solve = sub.add_parser("solve", help="solve a problem and compare with the prediction")
     add_problem_options(solve)
-    solve.add_argument("--method", choices=("gd", "convex", "reduced"), default="gd")
-    solve.add_argument("--steps", type=int, default=None, help="gradient descent: maximum steps")
-    solve.add_argument("--lr", type=float, default=None, help="gradient descent: learning rate")
-    solve.add_argument("--tol", type=float, default=None, help="gradient descent: stopping tolerance")
+    solve.add_argument("--method", choices=("gd", "convex", "reduced"), default="gd",
+                       help="gradient descent (default), the n x n convex program, or the reduced k x k program")
+    solve.add_argument("--steps", type=values.integer(1, 10 ** 7), help="gradient descent: at most this many "
+                                                                       "epochs (default 5000)")
+    solve.add_argument("--lr", type=values.real(0, 1e6, lo_open=True),
+                       help="gradient descent: first trial step (default 0.1)")
+    solve.add_argument("--tol", type=values.real(0, 1, lo_open=True, hi_open=True),
+                       help="gradient descent: stopping tolerance (default 1e-12 in float64, 1e-6 in float32)")
     solve.add_argument("--float32", action="store_true", help="gradient descent in float32 (speed option)")
-    solve.add_argument("--starts", type=int, default=None,
-                       help="gradient descent: S random starts in one call, the best certified kept "
-                            "(useful with ReLU at d < 2k, or after a stationary result)")
+    solve.add_argument("--chunk-size", type=values.integer(1),
+                       help="gradient descent: evaluate the loss in row blocks of C anchors (memory ~ C n "
+                            "instead of n^2), for large full batches")
+    solve.add_argument("--starts", type=values.integer(1, 1000),
+                       help="gradient descent: S random starts (seeds seed..seed+S-1) in one call, the best "
+                            "certified kept (useful with ReLU at d < 2k, or after a stationary result)")
     solve.add_argument("--no-certify", action="store_true",
                        help="gradient descent: skip the certificate (status 'converged' instead of "
                             "'optimal' / 'stationary')")
-    solve.add_argument("--gap-tol", type=float, default=1e-6,
+    solve.add_argument("--gap-tol", type=values.real(0, 1, lo_open=True, hi_open=True),
                        help="largest relative gap on the excess that counts as optimal (default 1e-6)")
-    solve.add_argument("--json", action="store_true", help="print one JSON object")
+    _output_options(solve)
     solve.set_defaults(handler=cmd_solve)
 
     pred = sub.add_parser("predict", help="what the theory predicts for a problem")
     add_problem_options(pred)
-    pred.add_argument("--json", action="store_true", help="print one JSON object")
+    _output_options(pred)
     pred.set_defaults(handler=cmd_predict)
 
     verify = sub.add_parser("verify", help="run the theorem catalogue")
-    verify.add_argument("--quick", action="store_true", help="fewer, smaller instances (under a minute)")
+    verify.add_argument("--quick", action="store_true", help="fewer, smaller instances")
     verify.add_argument("--only", action="append", metavar="NAME", help="run only this check (repeatable)")
-    verify.add_argument("--json", action="store_true", help="print one JSON object")
-    verify.add_argument("--save", metavar="FILE", help="also write the JSON report to FILE")
+    verify.add_argument("--save", metavar="FILE.json", type=values.json_path,
+                        help="also write the JSON report to FILE.json")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _output_options(verify)
     verify.set_defaults(handler=cmd_verify)
 
     sweep = sub.add_parser("sweep", help="optimal geometry against imbalance, temperature or batching")
-    sweep_sub = sweep.add_subparsers(dest="sweep", required=True)
+    sweep_sub = sweep.add_subparsers(dest="sweep", required=True, parser_class=Parser)
     imb = sweep_sub.add_parser("imbalance", help="against the imbalance ratio R (reduced program)")
-    imb.add_argument("--ratios", default="1,2,4,8,16", help="list 1,2,4 or range start:stop:count")
-    imb.add_argument("--profile", choices=("step", "long-tail"), default="step")
-    imb.add_argument("--classes", type=int, default=4)
-    imb.add_argument("--n-max", type=int, default=32)
-    imb.add_argument("--minority-fraction", type=float, default=0.5)
-    imb.add_argument("--tau", type=float, default=0.5)
+    imb.add_argument("--ratios", type=values.reals(1, 1e12), default=[1.0, 2.0, 4.0, 8.0, 16.0],
+                     help="list 1,2,4 or range start:stop:count; n_max / R must be a whole number "
+                          "(default 1,2,4,8,16)")
+    imb.add_argument("--imbalance", choices=("step", "long-tail"), help="count profile (default step)")
+    imb.add_argument("--classes", type=CLASSES, help="number of classes K (default 4)")
+    imb.add_argument("--n-max", type=N_MAX, help="examples in the largest class (default 32)")
+    imb.add_argument("--minority-fraction", type=FRACTION, help="with step: fraction of minority classes "
+                                                               "(default 0.5)")
+    imb.add_argument("--tau", type=TAU, help="temperature (default 0.5)")
     temp = sweep_sub.add_parser("temperature", help="against the temperature (reduced program)")
-    temp.add_argument("--taus", default="0.1,0.2,0.5,1,2")
-    temp.add_argument("--counts", default="20,20,4,4")
+    temp.add_argument("--taus", type=values.reals(TAU_MIN, TAU_MAX), default=[0.1, 0.2, 0.5, 1.0, 2.0],
+                      help="list or range start:stop:count (default 0.1,0.2,0.5,1,2)")
+    temp.add_argument("--counts", type=values.counts, help="class counts (default 20,20,4,4)")
     for p in (imb, temp):
-        p.add_argument("--relu-options", choices=tuple(RELU_OPTIONS), default="both")
+        p.add_argument("--relu", action="store_true", help="ReLU only (default: no ReLU only)")
+        p.add_argument("--compare-relu", action="store_true", help="both, side by side")
         p.add_argument("--check-gd", action="store_true", help="cross-check each point with vmapped GD")
     bat = sweep_sub.add_parser("batching", help="against the batch size per scheme (gradient descent)")
-    bat.add_argument("--batch-sizes", default="6,8,12,16")
-    bat.add_argument("--counts", default="8,8,4,4")
-    bat.add_argument("--schemes", default="fixed-random,random,binding",
-                     help="comma-separated: fixed-random (one partition, every epoch), random, balanced, binding")
-    bat.add_argument("--tau", type=float, default=0.5)
-    bat.add_argument("--no-relu", action="store_true")
-    bat.add_argument("--seed", type=int, default=0)
+    bat.add_argument("--batch-sizes", type=values.integers(2, 10 ** 6), default=[6, 8, 12, 16],
+                     help="list of batch sizes (default 6,8,12,16)")
+    bat.add_argument("--counts", type=values.counts, help="class counts (default 8,8,4,4)")
+    bat.add_argument("--schemes", type=values.names(("fixed-random", "random", "balanced", "binding")),
+                     default=["fixed-random", "random", "binding"],
+                     help="comma-separated: fixed-random (one partition, every epoch), random, balanced, "
+                          "binding (default fixed-random,random,binding)")
+    bat.add_argument("--tau", type=TAU, help="temperature (default 0.5)")
+    bat.add_argument("--relu", action="store_true", help="nonnegative embeddings (the orthogonal frame of "
+                                                         "THEORY section 4; default off)")
+    bat.add_argument("--seed", type=SEED, help="seed of the batches and starts (default 0)")
     for p in (imb, temp, bat):
-        p.add_argument("--out", help="figure file (.png, .pdf, .svg)")
-        p.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
-        p.add_argument("--no-progress", action="store_true")
+        _output_options(p, figure=True)
+        p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
         p.set_defaults(handler=cmd_sweep)
 
     land = sub.add_parser("landscape", help="random starts, a loss slice, Hessian spectra, convergence")
     add_problem_options(land)
-    land.add_argument("--starts", type=int, default=20)
-    land.add_argument("--directions", choices=("random", "hessian"), default="random")
-    land.add_argument("--resolution", type=int, default=31)
-    land.add_argument("--radius", type=float, default=1.0)
-    land.add_argument("--out", help="figure file (.png, .pdf, .svg)")
-    land.add_argument("--json", action="store_true")
+    land.add_argument("--starts", type=values.integer(1, 1000), default=20, help="random starts (default 20)")
+    land.add_argument("--directions", choices=("random", "hessian"), default="random",
+                      help="slice directions (default random)")
+    land.add_argument("--resolution", type=values.integer(3, 201), default=31,
+                      help="slice grid points per axis (default 31)")
+    land.add_argument("--radius", type=values.real(0, 100, lo_open=True), default=1.0,
+                      help="slice half-width before the retraction (default 1)")
+    _output_options(land, figure=True)
     land.set_defaults(handler=cmd_landscape)
 
     explore = sub.add_parser("explore", help="the interactive explorer window")
-    explore.add_argument("--out", help="save a snapshot of the starting state instead of opening a window")
-    explore.add_argument("--ratio", type=float, default=4.0, help="starting imbalance ratio")
-    explore.add_argument("--classes", type=int, default=4, help="starting number of classes")
-    explore.add_argument("--tau", type=float, default=0.5, help="starting temperature")
+    explore.add_argument("--out", type=values.figure_path,
+                         help="save a snapshot of the starting state instead of opening a window")
+    explore.add_argument("--ratio", type=values.real(), help="starting imbalance ratio (default 4)")
+    explore.add_argument("--classes", type=values.integer(), help="starting number of classes (default 4)")
+    explore.add_argument("--tau", type=values.real(), help="starting temperature (default 0.5)")
     explore.add_argument("--relu", action="store_true", help="start with ReLU on")
     explore.set_defaults(handler=cmd_explore)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, validate_only: bool = False) -> int:
+    """Run the ``ufm`` command with ``argv`` (default ``sys.argv[1:]``) and return its exit code.
+
+    ``validate_only``: check everything (values, combinations, memory, output paths) and return 0
+    without computing: the same checks a real run makes first.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     try:
+        args = build_parser().parse_args(argv)
+        args.validate_only = validate_only
         return int(args.handler(args) or 0)
     except ProblemError as err:
-        print(f"ufm: error: {err}", file=sys.stderr)
-        return 2
+        prog = f"ufm {' '.join(a for a in argv[:2] if not a.startswith('-'))}".strip()
+        return _fail(f"{prog}: error: {err}", 2, as_json)
+    except SystemExit as done:        # --help, --version
+        return int(done.code or 0) if isinstance(done.code, (int, type(None))) else 2
     except KeyboardInterrupt:
         print("ufm: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head & co.
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except MemoryError:
+        return _fail("ufm: error: ran out of memory although the size estimate fit; retry with fewer examples "
+                     "or --chunk-size", 1, as_json)
+    except Exception as err:  # a bug: one line, the traceback on request
+        if os.environ.get("UFM_TRACEBACK"):
+            raise
+        return _fail(f"ufm: internal error: {type(err).__name__}: {err} (a bug; please report it with the "
+                     "command line; UFM_TRACEBACK=1 shows the traceback)", 1, as_json)
+
+
+def _fail(message: str, code: int, as_json: bool) -> int:
+    message = " ".join(message.split())     # one line, whatever the exception held
+    print(message, file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": code}))
+    return code

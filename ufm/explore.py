@@ -22,7 +22,11 @@ from ufm import plots
 from ufm.batching import Batching
 from ufm.errors import ProblemError
 from ufm.geometry import etf_gram, normalized_distance, orthogonal_frame_gram
-from ufm.problem import Problem
+from ufm.problem import Problem, profile_counts
+
+
+#: The sliders' ranges (the ``ufm explore`` starting values must lie inside them).
+SLIDER_RANGES = {"ratio": (1.0, 20.0), "k": (2, 20), "tau": (0.05, 2.0)}
 
 
 @dataclass
@@ -50,11 +54,11 @@ class Explorer:
         self.ax_text = self.fig.add_axes([0.79, 0.42, 0.20, 0.52])
         self.ax_text.axis("off")
         self.sliders = {
-            "R": Slider(self.fig.add_axes([0.12, 0.30, 0.5, 0.03]), "ratio R", 1.0, 20.0,
+            "R": Slider(self.fig.add_axes([0.12, 0.30, 0.5, 0.03]), "ratio R", *SLIDER_RANGES["ratio"],
                         valinit=self.state.ratio, valstep=0.5),
-            "k": Slider(self.fig.add_axes([0.12, 0.24, 0.5, 0.03]), "classes k", 2, 20,
+            "k": Slider(self.fig.add_axes([0.12, 0.24, 0.5, 0.03]), "classes k", *SLIDER_RANGES["k"],
                         valinit=self.state.k, valstep=1),
-            "tau": Slider(self.fig.add_axes([0.12, 0.18, 0.5, 0.03]), "tau", 0.05, 2.0,
+            "tau": Slider(self.fig.add_axes([0.12, 0.18, 0.5, 0.03]), "tau", *SLIDER_RANGES["tau"],
                           valinit=self.state.tau, valstep=0.05),
         }
         self.relu = CheckButtons(self.fig.add_axes([0.70, 0.17, 0.1, 0.16]), ["ReLU"], [self.state.relu])
@@ -79,11 +83,10 @@ class Explorer:
         s.batching = self.batching.value_selected
 
     def problem(self) -> Problem:
-        """The problem the widgets describe (STEP counts rounded so any R works)."""
-        from theory_checks.sweeps import long_tail_counts, step_counts
-
+        """The problem the widgets describe (the smallest count rounded so any R on the slider works;
+        the panel shows the counts used)."""
         s = self.state
-        counts = step_counts(s.k, s.n_max, s.ratio) if s.profile == "step" else long_tail_counts(s.k, s.n_max, s.ratio)
+        counts = profile_counts(s.profile, s.k, s.n_max, s.ratio, rounded=True)
         batching = Batching.full()
         if s.batching != "full":
             size = max(s.k + 2, sum(counts) // 4)
@@ -152,8 +155,8 @@ def _compact(value) -> str:
     return str(value)
 
 
-def main() -> Explorer:
-    """Open the explorer window (blocks until it is closed)."""
-    explorer = Explorer()
+def main(state: ExplorerState | None = None) -> Explorer:
+    """Open the explorer window at ``state`` (default :class:`ExplorerState`); blocks until it is closed."""
+    explorer = Explorer(state)
     plt.show()
     return explorer

@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm.batching import PackedBatches, pack
-from ufm.errors import ProblemError
+from ufm.batching import PackedBatches, checked_batch, pack
+from ufm.errors import ProblemError, finite_number
 from ufm.excess import batch_rows
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
@@ -145,23 +145,33 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
     """
     if reduction not in REDUCTIONS:
         raise ProblemError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
-    if not tau > 0:
-        raise ProblemError(f"temperature tau must be positive (got {tau})")
+    if not isinstance(tau, jax.core.Tracer):
+        tau = finite_number(tau, "temperature tau")
+        if not tau > 0:
+            raise ProblemError(f"temperature tau must be positive (got {tau})")
     if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
                                        and not isinstance(chunk_size, bool) and chunk_size >= 1):
         raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
     H = jnp.asarray(H)
-    if H.ndim != 2:
-        raise ProblemError(f"H must have shape (n, d) (got shape {H.shape})")
+    if H.ndim != 2 or H.shape[0] == 0 or H.shape[1] == 0:
+        raise ProblemError(f"H must have shape (n, d) with n, d >= 1 (got shape {H.shape})")
+    if not jnp.issubdtype(H.dtype, jnp.floating):
+        H = H.astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    if not isinstance(H, jax.core.Tracer) and not bool(jnp.isfinite(H).all()):
+        raise ProblemError("H holds NaN or infinite entries; the loss of such embeddings is undefined")
     labels_np = np.asarray(labels)
     if labels_np.shape != (H.shape[0],):
         raise ProblemError(f"labels must have shape ({H.shape[0]},) to match H (got {labels_np.shape})")
+    if not np.issubdtype(labels_np.dtype, np.integer):
+        raise ProblemError(f"labels must be integers (got dtype {labels_np.dtype})")
     if batches is None:
         packed = pack([np.arange(H.shape[0])])
     elif isinstance(batches, PackedBatches):
         packed = batches
     else:
-        packed = pack([np.asarray(b) for b in batches])
+        if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__") or len(batches) == 0:
+            raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
+        packed = pack([checked_batch(b, i, H.shape[0]) for i, b in enumerate(batches)])
     if (prototypes is None) != (prototype_labels is None):
         raise ProblemError("give prototypes and prototype_labels together")
     if prototypes is not None:

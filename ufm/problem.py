@@ -10,10 +10,18 @@ from typing import Sequence
 import numpy as np
 
 from ufm.batching import Batching
-from ufm.errors import ProblemError
+from ufm.errors import ProblemError, finite_number, whole_number
 from ufm.geometry import etf_gram, factor_gram, orthogonal_frame_gram
 
 PROTOTYPE_KINDS = ("etf", "of")
+
+#: The temperatures the toolkit accepts. Below 1e-3 the certificate's gradient of log E loses its
+#: finite range and the excess form is tested (against mpmath) only down to 1e-3; the tau -> 0 limit
+#: itself is a prediction (``ufm predict``: the simplex ETF for d >= k-1). Above 1e6 the logits
+#: <h_i, h_j>/tau fall below 1e-6 and the geometry no longer moves the loss in float64.
+TAU_MIN, TAU_MAX = 1e-3, 1e6
+#: Seeds feed ``numpy.random.default_rng`` and ``jax.random.PRNGKey`` (32-bit keys).
+SEED_MAX = 2 ** 32 - 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,9 @@ class Prototypes:
 
 
 def _as_counts(counts: Sequence) -> tuple[int, ...]:
+    if isinstance(counts, (str, bytes)) or not hasattr(counts, "__iter__"):
+        raise ProblemError(f"counts must be a sequence of class counts such as [8, 8, 2, 2] "
+                           f"(got {counts!r})")
     out = []
     for c in counts:
         try:
@@ -49,6 +60,58 @@ def _as_counts(counts: Sequence) -> tuple[int, ...]:
             raise ProblemError(f"class count {c!r} is not an integer; counts are numbers of examples")
         out.append(int(c))
     return tuple(out)
+
+
+IMBALANCE_PROFILES = ("balanced", "step", "long-tail")
+
+
+def profile_counts(imbalance: str, k: int, n_max: int, ratio: float = 1.0, minority_fraction: float = 0.5,
+                   *, rounded: bool = False) -> list[int]:
+    """Class counts of an imbalance profile (docs/theory.md section 2), the one definition of each:
+
+    - ``"balanced"``: ``[n_max] * k`` (ratio 1);
+    - ``"step"``: ``k_min = round(minority_fraction * k)`` minority classes of ``n_min`` examples after
+      ``k - k_min`` majority classes of ``n_max``;
+    - ``"long-tail"``: ``n_c = round(n_max * ratio^(-c/(k-1)))`` for c = 1..k-2 between ``n_max`` and
+      ``n_min``.
+
+    ``n_min = n_max / ratio`` must be a whole number of at least 2 examples, so the counts have exactly
+    the ratio asked for (:class:`ProblemError` otherwise). ``rounded=True`` instead takes
+    ``n_min = max(2, round(n_max / ratio))``: for a continuous slider (the explorer), which shows the
+    counts it used.
+    """
+    if imbalance not in IMBALANCE_PROFILES:
+        raise ProblemError(f"unknown imbalance profile {imbalance!r}; use one of {', '.join(IMBALANCE_PROFILES)}")
+    k = whole_number(k, "number of classes k", 2)
+    n_max = whole_number(n_max, "n_max (examples in the largest class)", 2)
+    ratio = finite_number(ratio, "imbalance ratio")
+    if ratio < 1:
+        raise ProblemError(f"imbalance ratio must be >= 1 (got {ratio:g}); R = n_max / n_min")
+    if imbalance == "balanced":
+        if ratio != 1:
+            raise ProblemError(f"a balanced problem has ratio 1 (got {ratio:g}); use step or long-tail")
+        return [n_max] * k
+    exact = n_max / ratio
+    n_min = int(round(exact))
+    if rounded:
+        n_min = max(2, n_min)
+    elif abs(exact - n_min) > 1e-9 * max(1.0, exact):
+        raise ProblemError(f"n_max / ratio = {n_max}/{ratio:g} = {exact:g} is not a whole number of "
+                           "examples; choose n_max divisible by the ratio")
+    elif n_min < 2:
+        raise ProblemError(f"n_max / ratio = {n_max}/{ratio:g} leaves {n_min} example(s) in the smallest "
+                           "class, which needs at least 2; raise n_max or lower the ratio")
+    if imbalance == "step":
+        minority_fraction = finite_number(minority_fraction, "minority fraction")
+        if not 0 < minority_fraction < 1:
+            raise ProblemError(f"minority fraction must lie strictly between 0 and 1 (got {minority_fraction:g})")
+        k_min = int(round(minority_fraction * k))
+        if not 1 <= k_min <= k - 1:
+            raise ProblemError(f"minority fraction {minority_fraction:g} with k = {k} leaves no majority or "
+                               "no minority class")
+        return [n_max] * (k - k_min) + [n_min] * k_min
+    middle = [max(n_min, int(round(n_max * ratio ** (-c / (k - 1))))) for c in range(1, k - 1)]
+    return [n_max] + middle + [n_min]
 
 
 @dataclass(frozen=True)
@@ -79,15 +142,26 @@ class Problem:
                     prototypes: Prototypes | None = None, seed: int = 0) -> "Problem":
         counts = _as_counts(counts)
         k = len(counts)
-        problem = cls(counts=counts, tau=float(tau), relu=bool(relu),
-                      dim=int(dim) if dim is not None else (2 * k if relu else k),
-                      batching=batching or Batching.full(), prototypes=prototypes, seed=int(seed))
+        if not isinstance(relu, (bool, np.bool_)):
+            raise ProblemError(f"relu must be True or False (got {relu!r})")
+        if batching is not None and not isinstance(batching, Batching):
+            hint = (" (Batching.full())" if batching == "full" else
+                    f" such as Batching.{batching}(8)" if batching in ("random", "balanced", "binding") else "")
+            raise ProblemError(f"batching must be a ufm.Batching{hint}, not {batching!r}")
+        if prototypes is not None and not isinstance(prototypes, Prototypes):
+            raise ProblemError(f"prototypes must be a ufm.Prototypes such as Prototypes('etf') or None "
+                               f"(got {prototypes!r})")
+        dim = (2 * k if relu else k) if dim is None else whole_number(dim, "embedding dimension dim", 1)
+        problem = cls(counts=counts, tau=finite_number(tau, "temperature tau"), relu=bool(relu), dim=dim,
+                      batching=batching or Batching.full(), prototypes=prototypes,
+                      seed=whole_number(seed, "seed", 0, SEED_MAX))
         problem.validate()
         return problem
 
     @classmethod
     def balanced(cls, k: int, m: int, **options) -> "Problem":
         """k classes of m examples each."""
+        k, m = whole_number(k, "number of classes k"), whole_number(m, "examples per class")
         if k < 2:
             raise ProblemError(f"need at least 2 classes (got k = {k})")
         return cls.from_counts([m] * k, **options)
@@ -95,34 +169,21 @@ class Problem:
     @classmethod
     def step(cls, k: int, n_max: int, ratio: float, minority_fraction: float = 0.5,
              **options) -> "Problem":
-        """STEP imbalance: ``k_min = round(minority_fraction * k)`` minority classes of
-        ``n_min = n_max / ratio`` examples after ``k - k_min`` majority classes of ``n_max``."""
-        if ratio < 1:
-            raise ProblemError(f"imbalance ratio must be >= 1 (got {ratio})")
-        if not 0 < minority_fraction < 1:
-            raise ProblemError(f"minority fraction must lie strictly between 0 and 1 (got {minority_fraction})")
-        k_min = int(round(minority_fraction * k))
-        if not 1 <= k_min <= k - 1:
-            raise ProblemError(f"minority fraction {minority_fraction} with k = {k} leaves no "
-                               "majority or no minority class")
-        n_min = n_max / ratio
-        if not float(n_min).is_integer():
-            rounded = int(round(n_min))
-            if abs(n_min - rounded) > 1e-9 * max(1.0, n_min):
-                raise ProblemError(f"n_max / ratio = {n_max}/{ratio} = {n_min:g} is not a whole number of "
-                                   "examples; choose n_max divisible by the ratio")
-            n_min = rounded
-        return cls.from_counts([n_max] * (k - k_min) + [int(n_min)] * k_min, **options)
+        """STEP imbalance (:func:`profile_counts`): ``round(minority_fraction * k)`` minority classes of
+        exactly ``n_max / ratio`` examples (a whole number) after the majority classes of ``n_max``."""
+        return cls.from_counts(profile_counts("step", k, n_max, ratio, minority_fraction), **options)
 
     @classmethod
     def long_tail(cls, k: int, n_max: int, ratio: float, **options) -> "Problem":
-        """Long-tail imbalance: ``n_c = round(n_max * ratio^(-c/(k-1)))``, at least 2."""
-        if ratio < 1:
-            raise ProblemError(f"imbalance ratio must be >= 1 (got {ratio})")
-        if k < 2:
-            raise ProblemError(f"need at least 2 classes (got k = {k})")
-        counts = [max(2, int(round(n_max * ratio ** (-c / (k - 1))))) for c in range(k)]
-        return cls.from_counts(counts, **options)
+        """Long-tail imbalance (:func:`profile_counts`): ``n_c = round(n_max * ratio^(-c/(k-1)))``,
+        the last class exactly ``n_max / ratio`` (a whole number)."""
+        return cls.from_counts(profile_counts("long-tail", k, n_max, ratio), **options)
+
+    @classmethod
+    def from_profile(cls, imbalance: str, k: int, n_max: int, ratio: float = 1.0,
+                     minority_fraction: float = 0.5, **options) -> "Problem":
+        """The profile by name (:func:`profile_counts`): ``"balanced"``, ``"step"`` or ``"long-tail"``."""
+        return cls.from_counts(profile_counts(imbalance, k, n_max, ratio, minority_fraction), **options)
 
     def with_(self, **changes) -> "Problem":
         """A copy with some fields changed, validated again."""
@@ -144,8 +205,14 @@ class Problem:
                                    "every class needs at least 2 examples")
         if not (isinstance(self.tau, (int, float)) and math.isfinite(self.tau) and self.tau > 0):
             raise ProblemError(f"temperature tau must be a positive number (got {self.tau})")
-        if self.dim < 1:
-            raise ProblemError(f"embedding dimension must be at least 1 (got {self.dim})")
+        if not TAU_MIN <= self.tau <= TAU_MAX:
+            raise ProblemError(f"temperature tau = {self.tau:g} is outside the supported range "
+                               f"[{TAU_MIN:g}, {TAU_MAX:g}] (docs/theory.md section 3a); for the tau -> 0 "
+                               "limit see `ufm predict`")
+        whole_number(self.dim, "embedding dimension dim", 1)
+        whole_number(self.seed, "seed", 0, SEED_MAX)
+        if not isinstance(self.relu, (bool, np.bool_)):
+            raise ProblemError(f"relu must be True or False (got {self.relu!r})")
         if self.relu and self.dim < k:
             raise ProblemError(f"with ReLU the optimum is an orthogonal frame of k = {k} nonnegative "
                                f"vectors, which needs dim >= k (got dim = {self.dim}); raise --dim")
@@ -153,8 +220,7 @@ class Problem:
             p = self.prototypes
             if p.kind not in PROTOTYPE_KINDS:
                 raise ProblemError(f"unknown prototype kind {p.kind!r}; use one of {', '.join(PROTOTYPE_KINDS)}")
-            if p.per_class < 1:
-                raise ProblemError(f"prototypes per class must be at least 1 (got {p.per_class})")
+            whole_number(p.per_class, "prototypes per class", 1)
             need = k if p.kind == "of" else k - 1
             if self.dim < need:
                 raise ProblemError(f"{p.kind} prototypes for k = {k} classes need dim >= {need} "

@@ -74,6 +74,8 @@ def certified_status(status: str, message: str, certificate,
     if certificate.certified:
         return "optimal", join(message if status != "converged" else "", f"certified: {gap}")
     note = f"the certificate does not prove this point globally optimal: {gap}"
+    if str(certificate.method).startswith("failed"):
+        note = f"the certificate {certificate.method}, so it proves nothing here: {gap}"
     if status in ("converged", "optimal", "stationary"):
         return unproved, join(note, message)
     return status, join(message, note)

@@ -1,0 +1,121 @@
+"""The size guard: estimated memory of a solve, checked before anything is allocated.
+
+Every estimate is in bytes and deliberately generous (the point is to refuse a run that cannot fit
+in one line, not to predict the peak to the megabyte). The constants come from measured peaks on
+the 2-core CI machine (float64, CPU):
+
+- gradient descent on a batch of width w holds the (w, w) logits and about five temporaries of the
+  same shape while it differentiates (peak resident memory grew by 4.4 * 8 w^2 bytes from w = 2000
+  to w = 4000): :data:`LOGIT_COPIES` = 6;
+- ``chunk_size = c`` replaces w^2 by c w (the loss never forms more than c rows of logits);
+- deterministic batchings evaluate all batches at once (vmapped), random schemes one batch per step
+  but pack every epoch's indices first (int32 index + bool mask per entry, plus the epoch's list);
+- ``starts`` vmapped starts multiply the per-batch working set;
+- the certificate's gradient blocks (``certificate_bytes``) are skipped, and the
+  solution says so, above ``CACHE_BYTES``, so they add at most that much.
+
+:func:`require` compares an estimate with :func:`memory_budget` (80 % of the machine's physical
+memory) and raises :class:`ufm.ProblemError` naming the estimate and the way that fits.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ufm.errors import ProblemError
+from ufm.problem import Problem
+
+#: (w, w) float64 arrays alive at the peak of one batch's loss and gradient (measured, see above).
+LOGIT_COPIES = 6
+#: The certificate keeps its gradient blocks in memory up to this size and is skipped above it.
+CACHE_BYTES = 3 * 2 ** 30
+#: Share of the physical memory a run may plan to use.
+BUDGET_SHARE = 0.8
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (16 GiB if the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2 ** 30
+
+
+def memory_budget() -> int:
+    """Bytes a single run may plan to use: :data:`BUDGET_SHARE` of :func:`physical_memory`."""
+    return int(BUDGET_SHARE * physical_memory())
+
+
+def batch_shape(problem: Problem) -> tuple[int, int]:
+    """(number of batches per epoch, widest batch incl. prototypes), without drawing any batch."""
+    n, k = problem.n, problem.k
+    p = 0 if problem.prototypes is None else k * problem.prototypes.per_class
+    b = problem.batching
+    if b.scheme == "full":
+        return 1, n + p
+    if b.scheme == "explicit":
+        return len(b.explicit), max(len(x) for x in b.explicit) + p
+    size = int(b.batch_size)
+    if b.scheme == "binding":
+        return -(-(n - k) // max(size - k, 1)), size + p
+    return -(-n // size), min(size, n) + p
+
+
+def problem_bytes(problem: Problem) -> int:
+    """Labels, one epoch's batches as index arrays (about 100 bytes of overhead each) and their packing."""
+    batches, width = batch_shape(problem)
+    return 16 * problem.n + batches * (100 + 9 * width)
+
+
+def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts: int = 1,
+             certify: bool = True) -> int:
+    """Gradient descent (``solvers.gd``) on ``problem`` for at most ``steps`` epochs (module docstring)."""
+    batches, width = batch_shape(problem)
+    rows = width if chunk_size is None else min(int(chunk_size), width)
+    per_batch = LOGIT_COPIES * 8 * rows * width
+    working = per_batch * (1 if problem.batching.is_random else batches) * max(int(starts), 1)
+    epochs = 0
+    if problem.batching.is_random:
+        epochs = int(steps) * (batches * width * 5 + problem.n * 8 + batches * 100)
+    embeddings = 10 * 8 * problem.n * problem.dim * max(int(starts), 1)
+    certificate = min(certificate_bytes(problem), CACHE_BYTES) if certify else 0
+    return problem_bytes(problem) + working + epochs + embeddings + certificate
+
+
+def certificate_bytes(problem: Problem) -> int:
+    """The certificate's gradient blocks: 3 float64 (w, w) arrays per batch (no batch is drawn)."""
+    batches, width = batch_shape(problem)
+    return 8 * batches * width * width * 3
+
+
+def reduced_bytes(problem: Problem) -> int:
+    """The reduced k x k program (factored path and its certificate): a few dozen (k, k) arrays."""
+    return problem_bytes(problem) + 64 * 8 * problem.k ** 2
+
+
+def hessian_bytes(problem: Problem) -> int:
+    """A dense Riemannian Hessian of the loss, (n d)^2 float64, with its eigendecomposition."""
+    return 3 * 8 * (problem.n * problem.dim) ** 2
+
+
+def slice_bytes(problem: Problem, resolution: int) -> int:
+    """A loss slice of resolution^2 points evaluated together (vmapped), each one batch set of logits."""
+    batches, width = batch_shape(problem)
+    return resolution ** 2 * (2 * 8 * batches * width * width + 8 * problem.n * problem.dim)
+
+
+def gib(nbytes: float) -> str:
+    """Bytes as a short human string (GB, TB, PB)."""
+    for unit, scale in (("PB", 2 ** 50), ("TB", 2 ** 40), ("GB", 2 ** 30)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes / 2 ** 20:.3g} MB"
+
+
+def require(need: int, what: str, ways: str) -> None:
+    """Raise :class:`ProblemError` if ``need`` bytes exceed :func:`memory_budget`: ``what`` names the
+    run, ``ways`` the alternatives that fit (both end up in the one-line message)."""
+    budget = memory_budget()
+    if need > budget:
+        raise ProblemError(f"{what} needs about {gib(need)} of memory, more than the {gib(budget)} this "
+                           f"machine allows ({int(100 * BUDGET_SHARE)} % of {gib(physical_memory())}); {ways}")
