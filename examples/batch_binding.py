@@ -1,7 +1,7 @@
 """Batch-binding against plain batches under ReLU (docs/theory.md section 4, [OF]).
 
 What it shows: left, the class-mean Gram reached when the batches are fixed and two class pairs never
-meet (THEORY's counterexample: 4 classes x 4 examples, batches {classes 0, 1} and {2, 3}) - the
+meet (docs/theory.md's counterexample: 4 classes x 4 examples, batches {classes 0, 1} and {2, 3}) - the
 unmet pairs are not orthogonal; middle, the same problem with batch-binding - the orthogonal frame;
 right, the distance to the orthogonal frame against the batch size for one fixed random partition,
 random batches reshuffled every epoch, and batch-binding (gradient descent; log scale, round-off at

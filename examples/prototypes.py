@@ -2,7 +2,7 @@
 
 What it shows: without ReLU, counts (10, 10, 2, 2), tau 0.5, simplex-ETF prototypes joining every
 batch: the distance of the class-mean Gram to the ETF (the cross-entropy limit) shrinks as the number
-of prototypes per class grows (THEORY's check values 0.167, 0.140, 0.111, 0.080 for 1, 2, 4, 8), from
+of prototypes per class grows (docs/theory.md's check values 0.167, 0.140, 0.111, 0.080 for 1, 2, 4, 8), from
 the n x n convex program; the heatmaps show the class-mean Gram with 1 and with the most prototypes.
 
     python examples/prototypes.py [--out-dir figures] [--quick]

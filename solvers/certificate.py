@@ -468,7 +468,7 @@ def _finish(log_e: float, const: float, rel: float, tolerance: float, t0: float,
 # ---------------------------------------------------------------- the reduced k x k program
 def certify_mean_gram(counts, tau: float, relu: bool, V: np.ndarray,
                       tolerance: float = GAP_TOL) -> Certificate:
-    """The certificate of the reduced program (THEORY section 3) at M = V V^T, V (k, r) unit rows
+    """The certificate of the reduced program (docs/theory.md section 3) at M = V V^T, V (k, r) unit rows
     (nonnegative with ReLU): a lower bound on its optimum, which is the full-batch optimum. The same
     dual bound as :func:`certify_embeddings`, on the dense k x k gradient of log E(M)."""
     t0 = time.perf_counter()

@@ -4,6 +4,7 @@ Every estimate is in bytes and deliberately generous (the point is to refuse a r
 in one line, not to predict the peak to the megabyte). The constants come from measured peaks on
 the 2-core CI machine (float64, CPU):
 
+- compiling gradient descent costs a fixed :data:`JIT_BYTES`;
 - gradient descent on a batch of width w holds the (w, w) logits and about five temporaries of the
   same shape while it differentiates (peak resident memory grew by 4.4 * 8 w^2 bytes from w = 2000
   to w = 4000): :data:`LOGIT_COPIES` = 6;
@@ -27,6 +28,9 @@ from ufm.problem import Problem
 
 #: (w, w) float64 arrays alive at the peak of one batch's loss and gradient (measured, see above).
 LOGIT_COPIES = 6
+#: Compiling the solver (XLA) and its buffers: the peak grew by 350 MB at n = 1000 where the logits are
+#: 8 MB (measured), so a fixed allowance.
+JIT_BYTES = 512 * 2 ** 20
 #: The certificate keeps its gradient blocks in memory up to this size and is skipped above it.
 CACHE_BYTES = 3 * 2 ** 30
 #: Share of the physical memory a run may plan to use.
@@ -79,7 +83,7 @@ def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts
         epochs = int(steps) * (batches * width * 5 + problem.n * 8 + batches * 100)
     embeddings = 10 * 8 * problem.n * problem.dim * max(int(starts), 1)
     certificate = min(certificate_bytes(problem), CACHE_BYTES) if certify else 0
-    return problem_bytes(problem) + working + epochs + embeddings + certificate
+    return JIT_BYTES + problem_bytes(problem) + working + epochs + embeddings + certificate
 
 
 def certificate_bytes(problem: Problem) -> int:

@@ -1,4 +1,4 @@
-"""Independent reference computations for the tests: plain Python loops over THEORY.md's formulas.
+"""Independent reference computations for the tests: plain Python loops over docs/theory.md's formulas.
 
 Nothing here imports the toolkit's loss; it is written from the formula alone.
 """
@@ -12,7 +12,7 @@ import numpy as np
 
 def scl_loop(H, labels, tau, batches=None, reduction="sum", prototypes=None, prototype_labels=None,
              prototype_anchors=True):
-    """SCL by a double loop over anchors and positives (THEORY.md section 1), in float64 Python."""
+    """SCL by a double loop over anchors and positives (docs/theory.md section 1), in float64 Python."""
     H = np.asarray(H, dtype=float)
     labels = [int(y) for y in labels]
     rows = [H[i] for i in range(len(H))]
@@ -73,14 +73,14 @@ def supcon_reference(features, labels, temperature, base_temperature=None):
 
 
 def orthogonal_frame_loss(counts, tau):
-    """THEORY.md section 2: sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))."""
+    """docs/theory.md section 2: sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))."""
     n = sum(counts)
     return sum(c * math.log((c - 1) + (n - c) * math.exp(-1 / tau)) for c in counts)
 
 
 def etf_loss(counts, tau):
     """SCL at collapsed simplex-ETF embeddings for any counts: anchors of class c see n_c - 1 positives
-    at inner product 1 and n - n_c negatives at -1/(k-1). Balanced counts give THEORY.md's
+    at inner product 1 and n - n_c negatives at -1/(k-1). Balanced counts give docs/theory.md's
     n log((m-1) + (n-m) exp(-(1 + 1/(k-1))/tau))."""
     n, k = sum(counts), len(counts)
     return sum(c * math.log((c - 1) + (n - c) * math.exp(-(1 + 1 / (k - 1)) / tau)) for c in counts)

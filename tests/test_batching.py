@@ -1,4 +1,4 @@
-"""Batching schemes, packing, and the conditions of THEORY.md section 4."""
+"""Batching schemes, packing, and the conditions of docs/theory.md section 4."""
 
 import json
 
@@ -157,3 +157,12 @@ def test_from_file(tmp_path):
 def test_bad_batchings_are_named(batching, match):
     with pytest.raises(ProblemError, match=match):
         Problem.from_counts([2, 2, 2], batching=batching)
+
+
+def test_check_conditions_refuses_a_repeated_index():
+    """An example listed twice in one batch is not a positive pair of itself: refused, not counted."""
+    labels = np.array([0, 0, 1, 1])
+    with pytest.raises(ProblemError, match="twice"):
+        check_conditions(labels, [[0, 0, 2], [1, 3]])
+    with pytest.raises(ProblemError, match="does not exist"):
+        check_conditions(labels, [[0, 1, 9], [2, 3]])

@@ -1,6 +1,6 @@
 """The certificate (solvers/certificate.py): a lower bound that holds whatever produced the point.
 
-Independent references: THEORY's closed forms (tests/reference.py) and the mpmath STEP optimum
+Independent references: docs/theory.md's closed forms (tests/reference.py) and the mpmath STEP optimum
 (tests/reference_mp.py). The bound must never exceed the optimum, must be tight at the optimum, and a
 status ``optimal`` must never be reported with a relative gap above its tolerance."""
 
@@ -41,7 +41,7 @@ def test_tight_at_the_etf_and_the_orthogonal_frame(tau):
        seed=st.integers(0, 10 ** 6), relu=st.booleans())
 def test_the_bound_never_exceeds_the_closed_form_optimum(k, m, tau, spread, seed, relu):
     """Property: at any point (near or far from the optimum) the certificate's lower bound is below
-    THEORY's closed-form optimum (balanced: ETF without ReLU, orthogonal frame with it)."""
+    docs/theory.md's closed-form optimum (balanced: ETF without ReLU, orthogonal frame with it)."""
     problem = Problem.balanced(k, m, tau=tau, relu=relu)
     rng = np.random.default_rng(seed)
     base = np.eye(k, problem.dim) if relu else np.hstack([etf_vectors(k), np.zeros((k, problem.dim - k))])
@@ -82,7 +82,7 @@ def test_lanczos_agrees_with_the_dense_eigenvalue(monkeypatch):
 
 
 def test_prototypes_certificate():
-    """ReLU + orthonormal prototypes: h_i = w_{y_i} is optimal (THEORY section 5), under any batching."""
+    """ReLU + orthonormal prototypes: h_i = w_{y_i} is optimal (docs/theory.md section 5), under any batching."""
     problem = Problem.from_counts([8, 4, 2], tau=0.5, relu=True, prototypes=Prototypes("of", 2),
                                   batching=Batching.random(6))
     W, _ = problem.prototype_rows()
@@ -106,7 +106,7 @@ def test_no_optimal_status_without_a_certified_gap(counts, tau, relu, seed):
 
 
 def test_stalled_relu_starts_are_stationary_never_converged():
-    """ReLU at d = k: some of 32 starts stall where two classes share a coordinate (THEORY section 3).
+    """ReLU at d = k: some of 32 starts stall where two classes share a coordinate (docs/theory.md section 3).
     Each start is optimal (certified) or stationary (with its gap); the stalled ones are above the
     orthogonal-frame optimum, and the certificate's bound stays below it."""
     problem = Problem.from_counts([8, 8, 2, 2], tau=0.5, relu=True, dim=4)

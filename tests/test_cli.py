@@ -84,7 +84,7 @@ def test_solve_json_contract(capsys, method):
 
 def test_solve_gd_certificate_reports_the_gap(capsys):
     out = run_json(capsys, ["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--json"])
-    assert out["lower_bound"] == pytest.approx(35.98345, abs=1e-5)      # THEORY.md section 2 check value
+    assert out["lower_bound"] == pytest.approx(35.98345, abs=1e-5)      # docs/theory.md section 2 check value
     from reference_mp import step_optimum_mp
     assert out["lower_bound"] <= float(step_optimum_mp(2, 8, 2, 2, 0.5)["loss"]) * (1 + 1e-15)
     assert out["certificate"]["relative_gap"] < 1e-6 and out["status"] == "optimal"
@@ -104,7 +104,7 @@ def test_solve_table_and_float32(capsys):
 def test_predict_json(capsys):
     out = run_json(capsys, ["predict", "--counts", "10,5,3,2", "--tau", "0.5", "--json"])
     assert out["geometry"] == "reduced-program"
-    assert out["loss"] == pytest.approx(35.714086, abs=1e-6)             # THEORY.md section 3 check value
+    assert out["loss"] == pytest.approx(35.714086, abs=1e-6)             # docs/theory.md section 3 check value
     assert "why" in out and len(out["class_mean_gram"]) == 4
 
 
@@ -146,7 +146,7 @@ def test_solve_bad_input_one_line_exit_2(capsys, argv, match):
 
 
 def test_solve_starts_keeps_a_certified_start_and_counts_the_stalled(capsys):
-    """ReLU at d = k: some starts stall (THEORY section 3); --starts keeps a certified one."""
+    """ReLU at d = k: some starts stall (docs/theory.md section 3); --starts keeps a certified one."""
     argv = ["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--relu", "--dim", "4", "--starts", "8", "--json"]
     out = run_json(capsys, argv)
     assert out["status"] == "optimal" and out["distance"]["of"] < 1e-6
@@ -158,3 +158,83 @@ def test_solve_exit_1_when_not_proved(capsys):
     code = main(["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--relu", "--dim", "4", "--seed", "3", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["status"] == "stationary" and not out["certificate"]["certified"]
+
+
+# ---------------------------------------------------------------- the cases of the reliability issue
+ISSUE_CASES = [
+    ("solve --tau 1e-300", "--tau"), ("solve --seed -1", "--seed"),
+    ("solve --seed 1180591620717411303424", "--seed"), ("solve --imbalance step --ratio nan", "--ratio"),
+    ("sweep imbalance --ratios=", "--ratios"), ("sweep imbalance --ratios 1:16:0", "count of points"),
+    ("sweep imbalance --ratios 1,inf", "finite"), ("sweep batching --batch-sizes 0", "--batch-sizes"),
+    ("solve --batches-file {tmp}", "is a directory"), ("landscape --resolution 1", "--resolution"),
+    ("sweep imbalance --out {tmp}/missing/x.png", "does not exist"),
+    ("sweep imbalance --out {tmp}/file.txt/x.png", "does not exist"),
+    ("landscape --out {tmp}", "--out"),
+    ("solve --counts 1e7,1e7", "whole number"), ("solve --counts 10000000,10000000", "memory"),
+    ("solve --counts=", "--counts"), ("solve --counts 4,4 --batching random --batch-size 1", "--batch-size"),
+    ("solve --counts 2,2 --batching random --batch-size 2", "no batch"),
+    ("sweep imbalance --ratios 1,1e6 --n-max 10", "not a whole number"),
+    ("sweep imbalance --minority-fraction 0", "--minority-fraction"),
+    ("sweep batching --schemes bogus", "unknown 'bogus'"), ("sweep batching --batch-sizes 1", "--batch-sizes"),
+    ("sweep batching --batch-sizes 3,6 --schemes binding", "must exceed k"),
+    ("solve --method convex --float32", "--float32"), ("solve --method reduced --no-certify", "--no-certify"),
+    ("solve --batch-size 4", "--batch-size does not apply"), ("explore --tau -1", "slider range"),
+    ("solve --dim 2.7", "--dim"), ("solve --counts 4,4 --classes 3", "--classes does not apply"),
+    ("solve --ratio 2", "--ratio does not apply"), ("solve --imbalance long-tail --ratio 2 --minority-fraction 0.5",
+                                                    "--minority-fraction does not apply"),
+    ("solve --no-certify --gap-tol 0.01", "--gap-tol does not apply"),
+    ("solve --prototypes-per-class 2", "--prototypes-per-class does not apply"),
+    ("solve --batches-file {tmp}/b.json --batching random", "--batching does not apply"),
+    ("solve --method reduced --batching random --batch-size 4", "full-batch"),
+    ("solve --method convex --counts 300,300", "memory"), ("solve --starts 5 --seed 4294967295", "largest seed"),
+    ("sweep imbalance --relu --compare-relu", "--relu does not apply"), ("verify --save {tmp}/r.txt", ".json"),
+    ("solve --rel", "unrecognized"), ("bogus", "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("line,match", ISSUE_CASES)
+def test_listed_bad_input_is_one_line_exit_2_before_any_work(line, match, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "b.json").write_text("[[0, 1, 2, 3], [4, 5, 6, 7]]")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in line.split()]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert one_line_error(err) and match in err, err
+
+
+def test_json_error_object_and_version(capsys):
+    assert main(["solve", "--counts", "4,1", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"error": captured.err.strip(), "exit_code": 2}
+    assert main(["--version"]) == 0
+    from ufm import __version__
+    assert capsys.readouterr().out.strip() == f"ufm {__version__}"
+
+
+def test_version_matches_pyproject():
+    import re
+    from pathlib import Path
+
+    from ufm import __version__
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', text, re.M).group(1) == __version__
+
+
+def test_figure_without_out_goes_to_a_printed_default_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "imbalance", "--ratios", "1", "--classes", "2", "--n-max", "4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    path = tmp_path / "ufm-sweep-imbalance.png"
+    assert path.exists() and f"figure written to {path.resolve()}" in out
+
+
+def test_internal_error_is_one_line_exit_1(monkeypatch, capsys):
+    """A bug below the command (here a solver that raises) gives one line and exit 1, not a traceback."""
+    from solvers import gd
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(gd, "solve", broken)
+    assert main(["solve", "--counts", "3,3"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ufm: internal error: RuntimeError: boom") and "\n" not in err

@@ -1,13 +1,13 @@
 """The convex relaxation (solvers/convex.py, solvers/reduced.py) against independent values only:
-the closed forms of THEORY.md section 2 (tests/reference.py), THEORY.md's printed check values, the
-per-anchor bound of THEORY.md section 2 ("Why the ReLU case is symmetric"), and the brute-force loop
+the closed forms of docs/theory.md section 2 (tests/reference.py), docs/theory.md's printed check values, the
+per-anchor bound of docs/theory.md section 2 ("Why the ReLU case is symmetric"), and the brute-force loop
 scl_loop.
 
 Tolerances: Clarabel runs at 1e-10; the n x n programs with ReLU or prototypes can stop at
 Clarabel's "AlmostSolved" with the value ~1e-7 absolute (< 1e-8 relative) from the optimum, so values
 are compared at 1e-6 relative (the requirement). Gram entries are less accurate than values: the loss
 is flat to second order at the optimum, so a value right to 1e-10 can come with entries ~1e-5 off
-(seen on the k x k program at tau = 1); Grams are compared at 1e-4. THEORY.md's printed values are
+(seen on the k x k program at tau = 1); Grams are compared at 1e-4. docs/theory.md's printed values are
 compared at half a unit of their last printed digit.
 """
 
@@ -30,7 +30,7 @@ GRAM = 1e-4     # Gram entries: see the module docstring
 
 
 def per_anchor_bound(counts, batches, tau):
-    """THEORY.md section 2: each anchor with positives is bounded below by
+    """docs/theory.md section 2: each anchor with positives is bounded below by
     log(|P| + |N| exp(-1/tau)), attained by collapse + orthogonal frame. Sum over batches and anchors."""
     labels = np.repeat(np.arange(len(counts)), counts)
     total = 0.0
@@ -43,7 +43,7 @@ def per_anchor_bound(counts, batches, tau):
     return total
 
 
-# ------------------------------------------------------------------ closed forms (THEORY section 2)
+# ------------------------------------------------------------------ closed forms (docs/theory.md section 2)
 @pytest.mark.parametrize("counts", [(4, 4, 4), (10, 5, 3, 2)])
 def test_relu_orthogonal_frame_both_programs(counts):
     problem = Problem.from_counts(counts, tau=0.5, relu=True)
@@ -120,7 +120,7 @@ def test_step_three_values_rank_and_fast_path(counts, tau):
     for vals in (a_vals, b_vals, c_vals):          # exactly three off-diagonal values (to GRAM)
         assert np.ptp(vals) < GRAM
     a, b, c = a_vals.mean(), b_vals.mean(), c_vals.mean()
-    # THEORY's 2 x 2 matrix; its determinant is 0 at the optimum (rank k - 1)
+    # docs/theory.md's 2 x 2 matrix; its determinant is 0 at the optimum (rank k - 1)
     T = np.array([[1 + (k_maj - 1) * a, b * math.sqrt(k_maj * k_min)],
                   [b * math.sqrt(k_maj * k_min), 1 + (k_min - 1) * c]])
     assert abs(np.linalg.det(T)) < GRAM
@@ -133,12 +133,12 @@ def test_step_three_values_rank_and_fast_path(counts, tau):
     assert abs(fast.extra["block_determinant"]) < 1e-6
 
 
-# ------------------------------------------------------------------ batching (THEORY section 4)
+# ------------------------------------------------------------------ batching (docs/theory.md section 4)
 def test_batches_where_classes_never_meet():
     """4 classes x 4, tau 0.5, batches {classes 0, 1} and {classes 2, 3}, ReLU. Robust facts:
     the optimum is the per-anchor bound (each batch reaches its own orthogonal frame); met pairs are
     orthogonal; the unmet pairs are NOT forced to orthogonality: a non-orthogonal configuration with
-    mu_0 . mu_3 = 0.91 (THEORY's value) reaches the same optimum, and the interior-point solution (the
+    mu_0 . mu_3 = 0.91 (docs/theory.md's value) reaches the same optimum, and the interior-point solution (the
     relative interior of the optimal face) has positive unmet inner products."""
     batching = Batching.from_lists([range(0, 8), range(8, 16)])
     problem = Problem.from_counts([4] * 4, tau=0.5, relu=True, batching=batching)
@@ -187,7 +187,7 @@ def test_recovered_embeddings_reach_the_optimum(counts, tau, relu, batching):
 
 
 def test_prototypes_relu_of_force_the_prototypes():
-    """THEORY section 5: ReLU with nonnegative orthonormal prototypes forces h_i = w_{y_i} for any
+    """docs/theory.md section 5: ReLU with nonnegative orthonormal prototypes forces h_i = w_{y_i} for any
     batching; the optimum is then the loss of those embeddings (brute-force loop)."""
     protos = Prototypes("of", per_class=2, anchors=True)
     problem = Problem.from_counts([5, 3, 2], tau=0.5, relu=True, prototypes=protos,
@@ -339,8 +339,8 @@ def test_reduced_k100():
 
 # ---------------------------------------------------------------- the factored (Burer-Monteiro) fast path
 @pytest.mark.parametrize("counts,tau,relu", [
-    ((10, 5, 3, 2), 0.5, False),                 # THEORY.md's check value 35.714086
-    ((8, 8, 2, 2), 0.5, False),                  # THEORY.md's STEP check value 35.98345
+    ((10, 5, 3, 2), 0.5, False),                 # docs/theory.md's check value 35.714086
+    ((8, 8, 2, 2), 0.5, False),                  # docs/theory.md's STEP check value 35.98345
     ((30, 17, 11, 7, 5, 4, 3, 2), 0.2, False),
     ((40, 31, 23, 17, 12, 9, 7, 5, 3, 2), 1.0, False),
     ((12, 7, 4, 2), 0.3, True),
@@ -434,7 +434,7 @@ def test_feasible_point_restores_every_constraint():
 
 def test_relu_program_at_the_orthogonal_frame():
     """With ReLU Clarabel usually stops at AlmostSolved on the n x n program; whatever it says, the
-    bound is valid and the recovered point is THEORY's orthogonal-frame closed form
+    bound is valid and the recovered point is docs/theory.md's orthogonal-frame closed form
     (tests/reference.py), which the certificate proves."""
     problem = Problem.from_counts([6, 4, 3, 2], tau=0.5, relu=True)
     sol = solve_relaxation(problem)

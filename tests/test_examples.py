@@ -1,4 +1,4 @@
-"""The example scripts run and their numbers match THEORY.md (the long ones are marked slow)."""
+"""The example scripts run and their numbers match docs/theory.md (the long ones are marked slow)."""
 
 import json
 import os
@@ -29,7 +29,7 @@ def test_every_example_says_what_it_shows():
 
 def test_prototypes_example_reproduces_theory_values(tmp_path):
     data = run_example("prototypes", tmp_path)
-    # THEORY.md section 5 check values for n_w = 1, 2, 4 (given to 3 decimals)
+    # docs/theory.md section 5 check values for n_w = 1, 2, 4 (given to 3 decimals)
     assert data["distance_to_etf"] == pytest.approx([0.167, 0.140, 0.111], abs=1.5e-3)
 
 

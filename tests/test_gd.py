@@ -1,5 +1,5 @@
-"""solvers.gd against independent values: the closed forms of THEORY.md section 2 (tests/reference.py),
-THEORY.md's check values for STEP imbalance without ReLU, and a plain double-loop loss (scl_loop) at
+"""solvers.gd against independent values: the closed forms of docs/theory.md section 2 (tests/reference.py),
+docs/theory.md's check values for STEP imbalance without ReLU, and a plain double-loop loss (scl_loop) at
 hand-built optimal embeddings. Nothing here compares the solver with itself, except where the point is
 consistency (solve_many versus separate solves).
 
@@ -70,7 +70,7 @@ def test_step_no_relu_is_not_etf_and_matches_theory_check_values():
     problem = Problem.from_counts((8, 8, 2, 2), tau=0.5)
     sol = gd.solve(problem)
     assert sol.status == "optimal", sol.message
-    # THEORY.md section 2 states 35.98345 (7 digits): agreement to its rounding, 5e-6
+    # docs/theory.md section 2 states 35.98345 (7 digits): agreement to its rounding, 5e-6
     assert sol.loss == pytest.approx(35.98345, abs=5e-6)
     # the ETF is feasible, so the optimum is below its loss; strictly here
     assert sol.loss < etf_loss(problem.counts, problem.tau) - 1e-3
@@ -104,7 +104,7 @@ def test_relu_minibatch_reaches_orthogonal_frame(batching):
 
 
 def test_classes_that_never_meet_are_not_an_orthogonal_frame():
-    # THEORY.md section 4: 4 classes x 4 examples, tau 0.5, batches {classes 0, 1} and {classes 2, 3}
+    # docs/theory.md section 4: 4 classes x 4 examples, tau 0.5, batches {classes 0, 1} and {classes 2, 3}
     batches = [list(range(0, 8)), list(range(8, 16))]
     problem = Problem.balanced(4, 4, relu=True, tau=0.5, batching=Batching.from_lists(batches))
     sol = gd.solve(problem)
@@ -267,7 +267,7 @@ def test_riemannian_grad_is_the_tangent_cone_projection():
 
 
 def test_relu_with_orthonormal_prototypes_pins_every_row_to_its_prototype():
-    # THEORY.md section 5: ReLU + nonnegative orthonormal prototypes force h_i = w_{y_i}, any batching
+    # docs/theory.md section 5: ReLU + nonnegative orthonormal prototypes force h_i = w_{y_i}, any batching
     problem = Problem.from_counts((10, 10, 2, 2), relu=True, tau=0.5, prototypes=Prototypes("of", 2),
                                   batching=Batching.random(6))
     sol = gd.solve(problem, steps=1000)
@@ -279,7 +279,7 @@ def test_relu_with_orthonormal_prototypes_pins_every_row_to_its_prototype():
 
 # ---------------------------------------------------------------- scale: chunked loss, padded sweeps, compiles
 def test_chunked_solve_equals_plain_solve():
-    problem = Problem.step(4, 12, 3, tau=0.5)            # no ReLU: THEORY's reduced program is the optimum
+    problem = Problem.step(4, 12, 3, tau=0.5)            # no ReLU: docs/theory.md's reduced program is the optimum
     plain = gd.solve(problem)
     chunked = gd.solve(problem, chunk_size=7)
     assert chunked.status == plain.status == "optimal"
@@ -306,7 +306,7 @@ def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monk
     for p, sol in zip(problems, sweep):
         assert sol.status == "optimal", sol.message
         assert sol.embeddings.shape == (p.n, p.dim)
-        # independent value: the reduced convex program (Clarabel) of THEORY.md section 3
+        # independent value: the reduced convex program (Clarabel) of docs/theory.md section 3
         assert sol.loss == pytest.approx(solve_reduced(p, fast_path=False).loss, rel=LOSS_RTOL)
     for p, sol in zip(problems[::3], sweep[::3]):      # and each is that problem's own solve
         assert sol.loss == pytest.approx(gd.solve(p).loss, rel=1e-10)

@@ -1,4 +1,4 @@
-"""Geometry metrics against closed forms (THEORY.md section 6) and direct computations."""
+"""Geometry metrics against closed forms (docs/theory.md section 6) and direct computations."""
 
 import math
 

@@ -1,5 +1,5 @@
 """scl_loss against a plain double loop (tests/reference.py), the reference SupCon formula, the closed
-forms of THEORY.md section 2, and finite differences."""
+forms of docs/theory.md section 2, and finite differences."""
 
 import math
 
@@ -190,7 +190,7 @@ def test_bad_shapes():
 
 # ---------------------------------------------------------------- memory-bounded (chunked) evaluation
 def _grad_loop(H, labels, tau):
-    """Full-batch sum-reduction gradient from THEORY.md's formula by loops (independent of the JAX
+    """Full-batch sum-reduction gradient from docs/theory.md's formula by loops (independent of the JAX
     code): dL/dG_ia = softmax_a(G_i. / tau over A(i)) / tau - [a in P(i)] / (tau |P(i)|) for each
     anchor i with positives, then dL/dH = (C + C^T) H since G = H H^T."""
     H = np.asarray(H, dtype=float)
@@ -316,3 +316,23 @@ def test_problem_losses_of_a_stack_match_the_loop():
     np.testing.assert_allclose(problem_losses(problem, Hs), want, rtol=1e-12)
     # in groups of 3 (the last group of 1): same values
     np.testing.assert_allclose(problem_losses(problem, Hs, lanes=3), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(batches=[[0, 1, 100]]), "example 100, which does not exist"),   # not clamped
+    (dict(batches=[[0, 0, 1]]), "twice"),                                 # not a positive pair
+    (dict(batches=[]), "non-empty"),
+    (dict(labels=np.array([0, 0, 1])), "labels must have shape"),
+    (dict(tau=float("nan")), "tau"),
+    (dict(H_entry=np.nan), "NaN or infinite"),
+    (dict(H_entry=np.inf), "NaN or infinite"),
+])
+def test_scl_loss_refuses_bad_input(kwargs, match):
+    H = np.eye(4, 3)
+    H[3] = [1.0, 0.0, 0.0]
+    if "H_entry" in kwargs:
+        H[0, 0] = kwargs.pop("H_entry")
+    labels = kwargs.pop("labels", np.array([0, 0, 1, 1]))
+    tau = kwargs.pop("tau", 0.5)
+    with pytest.raises(ProblemError, match=match):
+        scl_loss(H, labels, tau, **kwargs)

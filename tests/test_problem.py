@@ -1,4 +1,4 @@
-"""Problem constructors (THEORY.md section 2 profiles) and validation messages."""
+"""Problem constructors (docs/theory.md section 2 profiles) and validation messages."""
 
 import numpy as np
 import pytest
@@ -48,6 +48,17 @@ def test_relu_default_dimension_is_2k():
     (lambda: Problem.step(4, 10, 2, minority_fraction=1.0), "minority fraction"),
     (lambda: Problem.balanced(4, 3, prototypes=Prototypes("of"), dim=3), "need dim"),
     (lambda: Problem.balanced(4, 3, prototypes=Prototypes("xyz")), "prototype kind"),
+    (lambda: Problem.from_counts("44"), "sequence of class counts"),           # not (4, 4)
+    (lambda: Problem.from_counts([4, 4], dim=2.7), "dim must be an integer"),  # not 2
+    (lambda: Problem.from_counts([4, 4], batching="random"), "Batching.random"),
+    (lambda: Problem.from_counts([4, 4], seed=-1), "seed"),
+    (lambda: Problem.from_counts([4, 4], seed=2 ** 70), "seed"),
+    (lambda: Problem.from_counts([4, 4], relu="yes"), "relu"),
+    (lambda: Problem.balanced(3, 3, tau=1e-300), "supported range"),
+    (lambda: Problem.long_tail(4, 10, 3), "whole number"),                    # not a relabelled 10/3
+    (lambda: Problem.long_tail(4, 10, 10), "at least 2"),                     # not clamped to 2
+    (lambda: Problem.from_counts([4, 4], batching=Batching.random(2.5)), "batch size must be an integer"),
+    (lambda: Problem.from_counts([4, 4], batching=Batching("full", batch_size=4)), "does not apply"),
 ])
 def test_bad_input_is_named(make, match):
     with pytest.raises(ProblemError, match=match):
@@ -75,3 +86,10 @@ def test_batches_follow_problem_seed():
     q = p.with_(seed=2)
     assert not all(np.array_equal(a, b) for a, b in zip(p.batches(), q.batches()))
     assert all(np.array_equal(a, b) for a, b in zip(p.batches(), p.with_(tau=2.0).batches()))
+
+
+def test_profiles_have_exactly_the_ratio_asked_for():
+    for k, n_max, ratio in [(4, 12, 3), (5, 100, 20), (6, 40, 8), (3, 2, 1)]:
+        for make in (Problem.step, Problem.long_tail):
+            counts = make(k, n_max, ratio).counts
+            assert max(counts) == n_max and max(counts) / min(counts) == ratio

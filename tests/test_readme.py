@@ -25,3 +25,20 @@ def test_readme_python_examples_run():
             exec(compile(block, "README.md", "exec"), {})
     finally:
         CATALOGUE[:] = saved   # the example appends a check; later tests see the shipped catalogue
+
+
+def test_readme_error_examples_are_what_the_command_prints(capsys):
+    """Each ``$ ufm ...`` line of a README console block followed by an error line prints that line
+    (up to the machine-dependent memory figures) and exits 2, before any work."""
+    import re
+    import shlex
+
+    from ufm.cli import main
+
+    text = (ROOT / "README.md").read_text()
+    pairs = re.findall(r"^\$ ufm (.*)\n(ufm .*: error: .*)$", text, re.M)
+    assert pairs
+    for command, shown in pairs:
+        assert main(shlex.split(command), validate_only=True) == 2
+        printed = capsys.readouterr().err.strip()
+        assert printed.split(" more than ")[0] == shown.split(" more than ")[0]

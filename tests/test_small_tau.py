@@ -1,5 +1,5 @@
 """Small temperatures (docs/theory.md "Small tau"): predict, the reduced program and gradient descent
-against THEORY's check values for (8, 8, 2, 2), computed to 30+ digits by the mpmath reference
+against docs/theory.md's check values for (8, 8, 2, 2), computed to 30+ digits by the mpmath reference
 (tests/reference_mp.py: the block program solved by Newton's method from the formula alone), and
 against each other on random imbalanced counts."""
 
@@ -31,7 +31,7 @@ def test_reduced_and_predict_match_the_check_values(tau, references):
     problem = Problem.from_counts([8, 8, 2, 2], tau=tau)
     for M in (solve_reduced(problem).class_mean_gram, predict(problem).class_mean_gram):
         np.testing.assert_allclose(M, ref["M"], atol=1e-6)
-    # THEORY's printed values (4 decimals) agree with the reference
+    # docs/theory.md's printed values (4 decimals) agree with the reference
     a, b, c = SMALL_TAU_VALUES[tau]
     assert abs(float(ref["a"]) - a) <= 5e-5 and abs(float(ref["b"]) - b) <= 5e-5 and abs(float(ref["c"]) - c) <= 5e-5
     sol = solve_reduced(problem)

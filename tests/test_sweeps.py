@@ -28,12 +28,12 @@ def test_sweep_points_are_exactly_the_ratios_asked_for():
 def test_imbalance_sweep_numbers():
     result = sweeps.sweep_imbalance([1, 4], k=4, n_max=8, tau=0.5, show_progress=False)
     relu, plain = result.series["ReLU"], result.series["no ReLU"]
-    # ReLU: orthogonal frame, closed-form loss (THEORY.md section 2)
+    # ReLU: orthogonal frame, closed-form loss (docs/theory.md section 2)
     for ratio, loss in zip([1, 4], relu["loss"]):
         assert loss == pytest.approx(orthogonal_frame_loss([8, 8, 8 // ratio, 8 // ratio], 0.5), rel=1e-6)
     assert max(relu["dist:OF"]) < 1e-4
     assert max(abs(v) for v in relu["cos:maj-min"]) < 1e-4
-    # no ReLU: ETF at R = 1 (cosine -1/(k-1)); at R = 4 the THEORY.md check values for (8, 8, 2, 2)
+    # no ReLU: ETF at R = 1 (cosine -1/(k-1)); at R = 4 the docs/theory.md check values for (8, 8, 2, 2)
     assert plain["cos:maj-maj"][0] == pytest.approx(-1 / 3, abs=1e-4)
     assert plain["dist:ETF"][0] < 1e-4
     assert plain["loss"][1] == pytest.approx(35.98345, abs=1e-5)

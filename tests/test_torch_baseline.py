@@ -1,4 +1,4 @@
-"""The PyTorch baseline of benchmarks/ computes THEORY.md's loss (sum reduction): checked against the
+"""The PyTorch baseline of benchmarks/ computes docs/theory.md's loss (sum reduction): checked against the
 brute-force loop. Skipped when torch is not installed (it is a `bench` extra, never a dependency)."""
 
 import numpy as np

@@ -184,7 +184,7 @@ def second_minimiser(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
 def _necessary(problem: Problem, tools: Tools) -> tuple[float, dict]:
     """theory.md section 4: necessity is shown by exhibiting a second minimiser, not by reading a solver.
     The measured value is the largest |cosine| between class means on the pairs that never meet, for
-    a configuration that (a) has the same loss as the orthogonal frame to 1e-12, (b) equals THEORY's
+    a configuration that (a) has the same loss as the orthogonal frame to 1e-12, (b) equals docs/theory.md's
     batched closed form, and (c) is proved optimal by the certificate; 0 if any of these fails."""
     cond = check_conditions(problem.labels, problem.batches())
     if not cond.unmet_pairs:
@@ -211,7 +211,7 @@ SMALL_TAU_VALUES = {0.5: (-0.4969, -0.3488, -0.0329), 0.1: (-0.3416, -0.3468, -0
 
 
 def _small_tau(problem: Problem, tools: Tools) -> tuple[float, dict]:
-    """Largest difference between THEORY's 4-decimal check values and the mean Grams of the reduced
+    """Largest difference between docs/theory.md's 4-decimal check values and the mean Grams of the reduced
     program and of gradient descent (both in excess form), at one temperature."""
     a, b, c = SMALL_TAU_VALUES[problem.tau]
     want = np.array([[1, a, b, b], [a, 1, b, b], [b, b, 1, c], [b, b, c, 1]])
@@ -378,7 +378,7 @@ CATALOGUE: list[Check] = [
                                           batching=violating_batching([4, 4, 4, 4]))],
           _necessary, comparison="at_least"),
     Check("small-tau-geometry", "theory.md section 3 (small tau)",
-          "In excess form the reduced program and gradient descent give THEORY's small-tau geometry for "
+          "In excess form the reduced program and gradient descent give docs/theory.md's small-tau geometry for "
           "(8, 8, 2, 2), which approaches the simplex ETF as tau -> 0 (E / L ~ 1e-57 at tau = 0.01)",
           "largest |mean-Gram entry - check value| over both solvers (inf unless certified optimal)", 1e-4,
           "the check values are printed to 4 decimals (rounding <= 5e-5); both solvers agree with the mpmath "

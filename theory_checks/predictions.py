@@ -117,23 +117,23 @@ def predict(problem: Problem) -> Prediction:
                               "class counts", hyp, orthogonal_frame_excess(counts, tau))
         batches = problem.batches(epoch=0)
         conditions = check_conditions(problem.labels, batches)
-        hyp["batching meets THEORY section 4"] = conditions.orthogonal_frame
+        hyp["batching meets docs/theory.md section 4"] = conditions.orthogonal_frame
         if problem.batching.scheme == "binding" or conditions.orthogonal_frame:
             loss = batched_orthogonal_frame_loss(problem.labels, batches, tau)
             return Prediction("orthogonal-frame", loss, orthogonal_frame_gram(k),
                               "[OF] ReLU with a batching that connects every class and meets every class pair "
-                              "(THEORY section 4): every minimiser is NC + orthogonal frame; loss given for "
+                              "(docs/theory.md section 4): every minimiser is NC + orthogonal frame; loss given for "
                               "the batches of epoch 0", hyp)
         problems = [f"class {c} splits into {p} pieces" for c, p in conditions.disconnected_classes]
         problems += [f"classes {a} and {b} never meet" for a, b in conditions.unmet_pairs]
         return Prediction("none", None, None,
-                          "no result applies: the batching violates THEORY section 4 (" + "; ".join(problems) +
+                          "no result applies: the batching violates docs/theory.md section 4 (" + "; ".join(problems) +
                           "), so the orthogonal frame is not guaranteed", hyp)
 
     if not full:
         return Prediction("none", None, None,
                           "no result applies: without ReLU a batched optimum is in general neither ETF nor NC "
-                          "(THEORY section 4); solve it instead", hyp)
+                          "(docs/theory.md section 4); solve it instead", hyp)
     if problem.dim < k - 1:
         return Prediction("none", None, None,
                           f"no result applies: dim = {problem.dim} < k - 1 = {k - 1}, so the rank k-1 optimum "

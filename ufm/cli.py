@@ -360,8 +360,8 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
                              f"{sizing.batch_shape(problem)[1]})", ways)
     elif args.method == "reduced":
         if not problem.is_full_batch or problem.prototypes is not None:
-            raise ProblemError("--method reduced solves full-batch problems without prototypes (THEORY "
-                               "section 3); use --method gd or --method convex")
+            raise ProblemError("--method reduced solves full-batch problems without prototypes "
+                               "(docs/theory.md section 3); use --method gd or --method convex")
         sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}",
                        "use fewer classes, or ufm predict")
     else:
@@ -572,7 +572,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _finish_figure(fig, result.to_dict(), args, path)
     failed = _status_points(result, lambda status: status in FAILED) + nonfinite_points(result)
     if failed:
-        print(f"ufm sweep: error: {len(failed)} point(s) failed: " + "; ".join(failed), file=sys.stderr)
+        hint = ""
+        if args.sweep == "batching" and not args.relu and any(s != "fixed-random" for s in result.series):
+            hint = (" (reshuffled batches change the loss every epoch; without ReLU they share no minimiser, so "
+                    "gradient descent runs to its epoch budget: see --relu, or the fixed-random scheme)")
+        print(f"ufm sweep {args.sweep}: {len(failed)} point(s) not proved: " + "; ".join(failed) + hint,
+              file=sys.stderr)
         return 1
     return 0
 
@@ -627,7 +632,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     state.relu = bool(args.relu)
     import matplotlib
 
-    if args.out is None and not args.validate_only:
+    if args.out is None:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
             raise ProblemError("no display for the explorer window; run it on a desktop, or save a snapshot "
                                "with --out FILE.png")
@@ -744,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "binding (default fixed-random,random,binding)")
     bat.add_argument("--tau", type=TAU, help="temperature (default 0.5)")
     bat.add_argument("--relu", action="store_true", help="nonnegative embeddings (the orthogonal frame of "
-                                                         "THEORY section 4; default off)")
+                                                         "docs/theory.md section 4; default off)")
     bat.add_argument("--seed", type=SEED, help="seed of the batches and starts (default 0)")
     for p in (imb, temp, bat):
         _output_options(p, figure=True)

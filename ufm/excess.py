@@ -1,7 +1,7 @@
 """The excess form of the SCL loss (docs/theory.md, "The excess form"): the loss minus its
 geometry-free constant, to full relative precision at any temperature.
 
-Per anchor i of a batch with positives P(i) and negatives N(i) (THEORY section 1),
+Per anchor i of a batch with positives P(i) and negatives N(i) (docs/theory.md section 1),
 
     l(i) = log|P(i)| + within(i) + softplus(lse_N(i) - lse_P(i)),
     lse_P(i) = logsumexp_{j in P(i)} G_ij / tau,   lse_N(i) = logsumexp_{a in N(i)} G_ia / tau,
@@ -21,7 +21,7 @@ rounding of order 1e-16 / tau, far above E at small tau). The between-class part
 delta_i = lse_N(i) - lse_P(i) = logsumexp_N(G_ia/tau - m_i) - logsumexp_P(U_ij), with
 m_i = <h_i, r_i>/tau, and log softplus(delta) keeps full relative precision for delta -> -inf.
 
-Reduced form (full batch, collapsed; THEORY section 3): with
+Reduced form (full batch, collapsed; docs/theory.md section 3): with
 x_c(M) = sum_{c' != c} (n_c' / (n_c - 1)) exp((M_cc' - 1)/tau),
 
     E(M) = sum_c n_c log1p(x_c(M)),   constant sum_c n_c log(n_c - 1).
