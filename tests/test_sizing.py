@@ -27,19 +27,21 @@ def test_batch_shape_is_that_of_the_drawn_batches(problem):
 
 
 def test_gd_estimate_bounds_the_measured_peak():
-    """A full-batch solve at n = 2000 in a fresh process: the growth of its peak resident memory stays
-    below the estimate, and the estimate is not absurdly loose (within 10x)."""
+    """A full-batch solve at n = 2000 in a fresh process: its peak resident memory stays below the
+    memory after the imports plus the estimate, and the estimate is not absurdly loose (within 10x of
+    the whole peak). (Measured on the 2-core machine: peak 0.67 GB after 0.18 GB of imports;
+    estimate 0.68 GB.)"""
     code = (
         "import resource, json\n"
         "from ufm import Problem\nfrom solvers import gd\n"
         "p = Problem.balanced(4, 500, tau=0.5)\n"
         "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "gd.solve(p, steps=5, certify=False)\n"
-        "print(json.dumps(1024 * (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0)))\n")
-    grown = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                      check=True).stdout.strip().splitlines()[-1])
+        "print(json.dumps([1024 * r0, 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))\n")
+    before, peak = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                             check=True).stdout.strip().splitlines()[-1])
     estimate = sizing.gd_bytes(Problem.balanced(4, 500, tau=0.5), steps=5, certify=False)
-    assert grown < estimate < 10 * max(grown, 1)
+    assert peak < before + estimate and estimate < 10 * peak
 
 
 def test_chunking_and_starts_scale_the_estimate():
