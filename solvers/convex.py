@@ -46,7 +46,7 @@ from solvers.certificate import GAP_TOL, certify_embeddings, problem_log_excess
 from solvers.sizing import physical_memory
 from ufm.errors import ProblemError
 from ufm.problem import Problem
-from ufm.solution import Solution, certified_status
+from ufm.solution import Solution, certified_status, join
 
 __all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss",
            "build_relaxation", "solve_relaxation", "solve_reduced", "solve_block", "convex_optimum",
@@ -370,6 +370,11 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         solver_word = status
         status, message = certified_status("converged", message, cert, unproved="optimal_inaccurate")
         extra["solver_word"] = solver_word
+    if cert is None and status == "optimal":        # the solver's word alone proves nothing
+        status = "optimal_inaccurate"
+        message = join(message, "no certificate (" + ("certified=False" if not certified else
+                                                      "the recovered embeddings are not unit rows")
+                       + "), so optimality is not proved")
     log_e = cert.log_excess if cert is not None else problem_log_excess(problem, H)
     return Solution(
         method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),

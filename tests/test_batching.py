@@ -166,3 +166,19 @@ def test_check_conditions_refuses_a_repeated_index():
         check_conditions(labels, [[0, 0, 2], [1, 3]])
     with pytest.raises(ProblemError, match="does not exist"):
         check_conditions(labels, [[0, 1, 9], [2, 3]])
+
+
+
+@pytest.mark.parametrize("labels,batches,protos,match", [
+    ([0, 0, 1, 1], None, None, "batches must be a list"),
+    ([0, 0, 1, 1], 5, None, "batches must be a list"),
+    ([[0], [1, 2]], [[0]], None, "labels must be"),
+    ([0, 0, 10 ** 9, 10 ** 9], [[0, 1, 2, 3]], None, "every class present"),   # not a 888 PB bincount
+    ([0, 0, 1, 1], [[0, 1, 2, 3]], [7], "prototype labels must lie in 0..1"),
+    ([0, 0, 1, 1], [[0, 1, 2, 3]], [-1], "prototype labels must lie"),
+    ([0, 0, 1, 1], [[0, 1, 2, 3]], [0.5], "prototype labels must be"),
+    ([0, 0, 1, 1], [[0, 1, 2, 3]], "ab", "prototype labels must be"),
+])
+def test_check_conditions_refuses_bad_arguments(labels, batches, protos, match):
+    with pytest.raises(ProblemError, match=match):
+        check_conditions(labels, batches, protos)

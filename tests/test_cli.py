@@ -35,7 +35,7 @@ def test_batches_check_binding(capsys):
 
 
 def test_batches_check_table(capsys):
-    assert main(["batches", "check", "--counts", "4,4,4", "--batching", "random", "--batch-size", "2"]) == 0
+    assert main(["batches", "check", "--counts", "4,4,4", "--batching", "random", "--batch-size", "3"]) == 0
     text = capsys.readouterr().out
     assert "orthogonal frame guaranteed (ReLU): no" in text
 
@@ -168,7 +168,19 @@ ISSUE_CASES = [
     ("sweep imbalance --ratios 1,inf", "finite"), ("sweep batching --batch-sizes 0", "--batch-sizes"),
     ("solve --batches-file {tmp}", "is a directory"), ("landscape --resolution 1", "--resolution"),
     ("sweep imbalance --out {tmp}/missing/x.png", "does not exist"),
-    ("sweep imbalance --out {tmp}/file.txt/x.png", "does not exist"),
+    ("sweep imbalance --out {tmp}/file.txt/x.png", "not a directory"),
+    ("sweep imbalance --out /proc/x.png", "cannot be written"),
+    ("solve --counts 4,4,2 --dim 1 --method reduced", "dim >= k - 1"),
+    ("solve --counts 4,4,2 --batches-file {tmp}/single.json", "no anchor has a negative"),
+    ("solve --counts 4,4,2 --batching random --batch-size 10", "full batching"),
+    ("solve --counts 4,4,2 --dim 100000", "exceeds the 10 rows"),
+    ("batches check --counts 10000000,10000000 --batching random --batch-size 2", "batches per epoch"),
+    ("solve --counts 4,4 --counts 4,4,2", "given twice"),
+    ("predict --counts 4,4,2 --seed 3", "--seed does not apply"),
+    ("solve --imbalance step", "needs --ratio"),
+    ("sweep imbalance --ratios 1,1", "twice"), ("sweep batching --batch-sizes 6,6", "twice"),
+    ("solve --counts ４,４", "whole number"), ("solve --tau 1_0", "not a number"),
+    ("solve --batches-file=", "empty"), ("solve --batches-file /dev/null", "not a regular file"),
     ("landscape --out {tmp}", "--out"),
     ("solve --counts 1e7,1e7", "whole number"), ("solve --counts 10000000,10000000", "memory"),
     ("solve --counts=", "--counts"), ("solve --counts 4,4 --batching random --batch-size 1", "--batch-size"),
@@ -196,6 +208,7 @@ ISSUE_CASES = [
 def test_listed_bad_input_is_one_line_exit_2_before_any_work(line, match, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "b.json").write_text("[[0, 1, 2, 3], [4, 5, 6, 7]]")
+    (tmp_path / "single.json").write_text("[[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in line.split()]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

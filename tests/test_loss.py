@@ -326,10 +326,16 @@ def test_problem_losses_of_a_stack_match_the_loop():
     (dict(tau=float("nan")), "tau"),
     (dict(H_entry=np.nan), "NaN or infinite"),
     (dict(H_entry=np.inf), "NaN or infinite"),
+    (dict(tau=1e-300), "tau must lie in"),
+    (dict(batches=[[]]), "empty"),
+    (dict(H="abc"), "real"),
+    (dict(H=None), "real"),
+    (dict(H=np.eye(4, 3) * (1 + 1j)), "real"),
 ])
 def test_scl_loss_refuses_bad_input(kwargs, match):
-    H = np.eye(4, 3)
-    H[3] = [1.0, 0.0, 0.0]
+    H = kwargs.pop("H") if "H" in kwargs else np.eye(4, 3)
+    if isinstance(H, np.ndarray) and H.dtype == float:
+        H[3] = [1.0, 0.0, 0.0]
     if "H_entry" in kwargs:
         H[0, 0] = kwargs.pop("H_entry")
     labels = kwargs.pop("labels", np.array([0, 0, 1, 1]))

@@ -59,6 +59,19 @@ def test_relu_default_dimension_is_2k():
     (lambda: Problem.long_tail(4, 10, 10), "at least 2"),                     # not clamped to 2
     (lambda: Problem.from_counts([4, 4], batching=Batching.random(2.5)), "batch size must be an integer"),
     (lambda: Problem.from_counts([4, 4], batching=Batching("full", batch_size=4)), "does not apply"),
+    (lambda: Problem.from_counts([4, "4"]), "not an integer"),
+    (lambda: Problem.from_counts([4, 4], batching=np.array([1, 2])), "ufm.Batching"),
+    (lambda: Problem.from_counts([4, 4], batching=Batching("explicit", explicit=((0, 1.5), (2, 3, 4, 5, 6, 7)))),
+     "must be an integer"),
+    (lambda: Problem.from_counts([4, 4], batching=Batching.random(8)), "full batching"),  # batch size >= n
+    (lambda: Problem.from_counts([4, 4]).with_(counts=(4, "4")), "not an integer"),
+    (lambda: Problem.from_counts([4, 4]).with_(counts=(4, 4.5)), "not an integer"),
+    (lambda: Problem.from_counts([4, 4]).with_(batching="x"), "ufm.Batching"),
+    (lambda: Problem.from_counts([4, 4]).with_(prototypes="etf"), "ufm.Prototypes"),
+    (lambda: Problem.from_counts([4, 4], prototypes=Prototypes("etf", 1, "no")), "anchors"),
+    (lambda: Problem.from_profile("long-tail", 4, 10, 2, 0.3), "step profile only"),
+    (lambda: Problem.from_counts([4, 4, 2], batching=Batching.from_lists([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]])),
+     "no anchor has a negative"),
 ])
 def test_bad_input_is_named(make, match):
     with pytest.raises(ProblemError, match=match):
@@ -93,3 +106,8 @@ def test_profiles_have_exactly_the_ratio_asked_for():
         for make in (Problem.step, Problem.long_tail):
             counts = make(k, n_max, ratio).counts
             assert max(counts) == n_max and max(counts) / min(counts) == ratio
+
+
+def test_with_normalises_and_accepts_numpy_scalars():
+    p = Problem.from_counts([4, 4]).with_(tau=np.float32(0.5), counts=[3, 3])
+    assert p.counts == (3, 3) and p.tau == 0.5

@@ -193,14 +193,16 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     seeds = [problem.seed + s for s in range(starts)]
     solutions = solve_many(problem, seeds)
     optimum = convex_optimum(problem)
-    bound = float(optimum.lower_bound)
+    # no certified bound (a failed convex solve): the gaps are NaN and the notes say why
+    bound = float("nan") if optimum.lower_bound is None else float(optimum.lower_bound)
     gaps = [(s.loss - bound) / abs(bound) for s in solutions]
     best = int(np.argmin([s.loss for s in solutions]))
     H = solutions[best].embeddings
     prediction = predict(problem)
     target = prediction.class_mean_gram if prediction.class_mean_gram is not None else optimum.class_mean_gram
     hessian: dict = {"minimum": None, "saddle": None}
-    notes = []
+    notes = [] if optimum.lower_bound is not None else [
+        f"no lower bound from the convex optimum ({optimum.status}: {optimum.message}); gaps are NaN"]
     if problem.n * problem.dim <= MAX_HESSIAN_SIZE:
         hessian["minimum"] = riemannian_hessian_eigenvalues(problem, H).tolist()
         equal = [c for c in range(problem.k) if problem.counts[c] == problem.counts[0]]

@@ -140,8 +140,9 @@ def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int
         raise ProblemError(f"an imbalance sweep needs profile step or long-tail (got {profile!r})")
     ratios = _values(ratios, "the list of ratios")
     points = [(float(r), relu) for r in ratios for relu in _check_relu_options(relu_options)]
+    fraction = minority_fraction if profile == "step" else None
     return points, _problems(points, lambda r, relu: Problem.from_profile(
-        profile, k, n_max, r, minority_fraction, tau=tau, relu=relu))
+        profile, k, n_max, r, fraction, tau=tau, relu=relu))
 
 
 def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,

@@ -119,6 +119,9 @@ class Batching:
             if self.batch_size is None or self.batch_size < 2:
                 raise ProblemError(f"batching {self.scheme!r} needs a batch size of at least 2 "
                                    "(--batch-size B)")
+            if self.batch_size >= n:
+                raise ProblemError(f"a batch size of {self.batch_size} puts all n = {n} examples in one batch: "
+                                   f"that is full batching; use a batch size below {n}, or --batching full")
             if self.scheme == "binding" and self.batch_size <= k:
                 raise ProblemError(f"batch-binding puts one example of each of the {k} classes in every "
                                    f"batch, so the batch size must exceed k = {k} "
@@ -129,6 +132,8 @@ class Batching:
                 raise ProblemError("the explicit batching holds no batch; give at least one list of "
                                    "example indices")
             for b, batch in enumerate(batches):
+                for i in batch:
+                    whole_number(i, f"example index in batch {b}")
                 if len(batch) == 0:
                     raise ProblemError(f"batch {b} is empty; every batch needs at least one example")
                 bad = [i for i in batch if i < 0 or i >= n]
@@ -255,11 +260,35 @@ def _components(n_nodes: int, edges: list[tuple[int, int]]) -> int:
     return len({find(a) for a in range(n_nodes)})
 
 
+def class_labels(labels, k: int | None = None, name: str = "labels") -> np.ndarray:
+    """``labels`` as a 1-D int64 array of classes 0..k-1, or :class:`ProblemError`. Without ``k``, every
+    class from 0 to the largest label must occur (so k <= n, and a stray huge label is caught)."""
+    try:
+        array = np.asarray(labels)
+    except (ValueError, TypeError):
+        array = None
+    if array is None or array.ndim != 1 or array.size == 0 or not (
+            np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.bool_)):
+        raise ProblemError(f"{name} must be a non-empty 1-D list of integer class indices (got {labels!r})")
+    array = array.astype(np.int64)
+    top = k if k is not None else int(array.max()) + 1
+    if array.min() < 0 or array.max() >= top:
+        raise ProblemError(f"{name} must lie in 0..{top - 1} (got {array.min()}..{array.max()})")
+    if k is None and len(np.unique(array)) != top:
+        raise ProblemError(f"{name} must number the classes 0..k-1 with every class present "
+                           f"(got {len(np.unique(array))} distinct labels up to {top - 1})")
+    return array
+
+
 def checked_batch(batch: Sequence[int], b: int, n: int) -> np.ndarray:
     """Batch ``b`` as an int array, or :class:`ProblemError` if it names an example twice or one
     outside 0..n-1 (a repeated index is not a positive pair)."""
-    index = np.asarray(batch)
-    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+    try:
+        index = np.asarray(batch)
+    except (ValueError, TypeError):
+        index = None
+    if index is None or index.ndim != 1 or (index.size and not (
+            np.issubdtype(index.dtype, np.integer) and not np.issubdtype(index.dtype, np.bool_))):
         raise ProblemError(f"batch {b} must be a 1-D list of integer example indices")
     index = index.astype(np.int64)
     if index.size and (index.min() < 0 or index.max() >= n):
@@ -283,12 +312,13 @@ def check_conditions(labels: Sequence[int], batches: Sequence[Sequence[int]],
     Prototypes (fixed labelled rows in every batch) are counted as members of every batch: a class
     with a prototype is then connected through it, as [PROTO] describes.
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ProblemError("labels must be a non-empty 1-D array of class indices 0..k-1")
+    labels = class_labels(labels)
     k = int(labels.max()) + 1
-    proto = np.asarray(prototype_labels if prototype_labels is not None else [], dtype=int)
+    proto = class_labels(prototype_labels, k, "prototype labels") if prototype_labels is not None else \
+        np.zeros(0, dtype=np.int64)
     n = len(labels)
+    if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__"):
+        raise ProblemError(f"batches must be a list of lists of example indices (got {batches!r})")
     batches = [checked_batch(batch, b, n) for b, batch in enumerate(batches)]
     node_labels = np.concatenate([labels, proto])
     proto_nodes = np.arange(n, n + len(proto))

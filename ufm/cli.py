@@ -46,6 +46,9 @@ class Parser(argparse.ArgumentParser):
 #: Defaults of the problem options (CLI.md "Describing a problem"). The parser's own default is None
 #: so that an option the user gave can be told from one left out: an option that does not apply to
 #: what the others describe is an error, not ignored.
+#: Most batches an epoch may hold: drawing and packing them is a Python loop per batch.
+MAX_BATCHES = 100_000
+
 PROBLEM_DEFAULTS = {"classes": 4, "imbalance": "balanced", "n_max": 10, "ratio": 1.0, "minority_fraction": 0.5,
                     "tau": 1.0, "batching": "full", "prototypes": "none", "prototypes_per_class": 1,
                     "prototype_anchors": "yes", "seed": 0}
@@ -119,11 +122,14 @@ def problem_counts(args: argparse.Namespace) -> list[int]:
     imbalance = _option(args, "imbalance")
     if imbalance == "balanced":
         refuse(_given(args, "ratio", "minority_fraction"), "to balanced classes (use --imbalance step or long-tail)")
-    elif imbalance == "long-tail":
-        refuse(_given(args, "minority_fraction"), "to --imbalance long-tail (only step has minority classes)")
+    else:
+        if args.ratio is None:
+            raise ProblemError(f"--imbalance {imbalance} needs --ratio R (R = n_max / n_min > 1)")
+        if imbalance == "long-tail":
+            refuse(_given(args, "minority_fraction"), "to --imbalance long-tail (only step has minority classes)")
     from ufm.problem import profile_counts
     return profile_counts(imbalance, _option(args, "classes"), _option(args, "n_max"), _option(args, "ratio"),
-                          _option(args, "minority_fraction"))
+                          args.minority_fraction)
 
 
 def _batching(args: argparse.Namespace) -> Batching:
@@ -156,10 +162,23 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
     n = sum(counts)
     sizing.require(32 * n, f"a problem of n = {n} examples (labels and one epoch of batches)",
                    "lower the counts")
+    if getattr(args, "batch_size", None) is not None and n // args.batch_size > MAX_BATCHES:
+        raise ProblemError(f"--batch-size {args.batch_size} cuts n = {n} examples into more than {MAX_BATCHES} "
+                           "batches per epoch; use larger batches")
     batching = _batching(args) if hasattr(args, "batching") else Batching.full()
     prototypes = _prototypes(args) if hasattr(args, "prototypes") else None
+    rows = n + (0 if prototypes is None else len(counts) * prototypes.per_class)
+    if args.dim is not None and args.dim > rows:
+        raise ProblemError(f"--dim {args.dim} exceeds the {rows} rows (examples and prototypes): they span at "
+                           f"most {rows} dimensions; use --dim <= {rows}")
     return Problem.from_counts(counts, tau=_option(args, "tau"), relu=args.relu, dim=args.dim,
                                batching=batching, prototypes=prototypes, seed=_option(args, "seed"))
+
+
+def _refuse_unused_seed(args: argparse.Namespace, problem: Problem, command: str) -> None:
+    """``--seed`` where nothing is random (no reshuffled batching) changes nothing: an error."""
+    if not problem.batching.is_random:
+        refuse(_given(args, "seed"), f"to {command} with a {problem.batching.scheme} batching (nothing is random)")
 
 
 # ---------------------------------------------------------------- output helpers
@@ -308,6 +327,7 @@ def cmd_batches_check(args: argparse.Namespace) -> int:
     refuse(_given(args, "tau", "relu", "dim"), "to batches check (the conditions depend on the counts and "
                                                "the batches only)")
     problem = problem_from_args(args)
+    _refuse_unused_seed(args, problem, "batches check")
     sizing.require(sizing.problem_bytes(problem), "checking this batching", "use larger batches")
     if args.validate_only:
         return 0
@@ -362,6 +382,9 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
         if not problem.is_full_batch or problem.prototypes is not None:
             raise ProblemError("--method reduced solves full-batch problems without prototypes "
                                "(docs/theory.md section 3); use --method gd or --method convex")
+        if not problem.relu and problem.dim < problem.k - 1:
+            raise ProblemError(f"--method reduced has no rank constraint, so it needs dim >= k - 1 = "
+                               f"{problem.k - 1} (got --dim {problem.dim}); use --method gd")
         sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}",
                        "use fewer classes, or ufm predict")
     else:
@@ -421,6 +444,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from solvers import sizing
 
     problem = problem_from_args(args)
+    _refuse_unused_seed(args, problem, "predict")
     sizing.require(sizing.reduced_bytes(problem) + sizing.problem_bytes(problem),
                    f"the prediction at k = {problem.k}, n = {problem.n}", "use fewer classes or examples")
     if args.validate_only:
@@ -548,7 +572,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.sweep == "batching" or check_gd:
             sizing.require(sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=4 if check_gd else 1),
                            f"gradient descent on n = {problem.n}", "use smaller counts")
-        sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}", "use fewer classes")
+        sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}, n = {problem.n}",
+                       "use fewer classes or examples")
     if args.validate_only:
         return 0
     from theory_checks.sweeps import nonfinite_points
@@ -615,6 +640,10 @@ def cmd_landscape(args: argparse.Namespace) -> int:
               f"largest relative gap to the convex optimum {max(data['gaps']):.3g}; largest Procrustes "
               f"residual {data['max_procrustes_residual']:.3g}")
     _finish_figure(fig, data, args, path)
+    if not np.isfinite(data["gaps"]).all():
+        print(f"ufm landscape: the convex optimum is not certified ({data['optimum_status']}), so the gaps "
+              "are unknown", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -788,6 +817,7 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False) -> i
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
     try:
+        _refuse_repeats(argv)
         args = build_parser().parse_args(argv)
         args.validate_only = validate_only
         return int(args.handler(args) or 0)
@@ -802,6 +832,8 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False) -> i
     except BrokenPipeError:  # output piped into head & co.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:    # a file that could not be written after all (the checks found it writable)
+        return _fail(f"ufm: error: {err}", 1, as_json)
     except MemoryError:
         return _fail("ufm: error: ran out of memory although the size estimate fit; retry with fewer examples "
                      "or --chunk-size", 1, as_json)
@@ -810,6 +842,23 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False) -> i
             raise
         return _fail(f"ufm: internal error: {type(err).__name__}: {err} (a bug; please report it with the "
                      "command line; UFM_TRACEBACK=1 shows the traceback)", 1, as_json)
+
+
+#: Options that may be given more than once (they accumulate).
+REPEATABLE = ("--only",)
+
+
+def _refuse_repeats(argv: list[str]) -> None:
+    """An option given twice is an error (argparse would keep the last one silently)."""
+    seen = set()
+    for token in argv:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name.startswith("--") and name not in REPEATABLE:
+            if name in seen:
+                raise UsageError(f"{name} is given twice; give it once")
+            seen.add(name)
 
 
 def _fail(message: str, code: int, as_json: bool) -> int:

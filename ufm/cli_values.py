@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
-_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_REAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 #: Most values a list or a start:stop:count range may hold (a sweep's points).
 MAX_POINTS = 1000
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
@@ -33,10 +34,12 @@ def _as_int(text: str, what: str = "an integer") -> int:
 
 
 def _as_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _error(f"{text!r} is not a number") from None
+    text = text.strip()
+    if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        raise _error(f"{text!r} is not a finite number")
+    if not _REAL.fullmatch(text):
+        raise _error(f"{text!r} is not a number; write it like 0.5, 2 or 1e-3")
+    value = float(text)
     if not math.isfinite(value):
         raise _error(f"{text!r} is not a finite number")
     return value
@@ -119,9 +122,18 @@ def reals(lo: float | None = None, hi: float | None = None, lo_open: bool = Fals
             values = [_as_float(x) for x in _items(text)]
         for v in values:
             _in_range(v, lo, hi, lo_open, hi_open)
+        _distinct(values, text)
         return values
     parse.__name__ = "list"
     return parse
+
+
+def _distinct(values: list, text: str) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise _error(f"{text!r} holds {_number(v)} twice; a sweep runs each point once")
+        seen.add(v)
 
 
 def integers(lo: int | None = None, hi: int | None = None) -> Callable[[str], list[int]]:
@@ -130,6 +142,7 @@ def integers(lo: int | None = None, hi: int | None = None) -> Callable[[str], li
         values = [_as_int(x) for x in _items(text)]
         for v in values:
             _in_range(v, lo, hi)
+        _distinct(values, text)
         return values
     parse.__name__ = "list"
     return parse
@@ -150,15 +163,23 @@ def names(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
 
 
 def _writable(path: Path) -> Path:
+    """``path`` if a file can be written there: checked by opening it for appending (and removing it
+    again if it did not exist), which also catches /proc, read-only mounts and permissions."""
     if path.is_dir():
         raise _error(f"{path} is a directory; give a file name inside it")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
+    parent = path.parent
+    if not parent.exists():
         raise _error(f"the directory {parent} does not exist; create it first or write elsewhere")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise _error(f"the directory {parent} is not writable; write elsewhere")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise _error(f"{path} exists and is not writable")
+    if not parent.is_dir():
+        raise _error(f"{parent} is a file, not a directory; write elsewhere")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise _error(f"{path} cannot be written ({err.strerror or err}); write elsewhere") from None
+    if not existed:
+        path.unlink()
     return path
 
 
@@ -180,11 +201,15 @@ def json_path(text: str) -> Path:
 
 def readable_file(text: str) -> Path:
     """An existing, readable file (not a directory)."""
+    if not text.strip():
+        raise _error("the file name is empty")
     path = Path(text)
     if path.is_dir():
         raise _error(f"{text} is a directory; give the JSON file inside it")
-    if not path.is_file():
+    if not path.exists():
         raise _error(f"{text} does not exist")
+    if not path.is_file():
+        raise _error(f"{text} is not a regular file; give a JSON file")
     if not os.access(path, os.R_OK):
         raise _error(f"{text} is not readable; check its permissions")
     return path

@@ -40,6 +40,7 @@ import numpy as np
 
 from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
+from ufm.problem import TAU_MAX, TAU_MIN
 from ufm.excess import batch_rows
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
@@ -147,11 +148,20 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
         raise ProblemError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
     if not isinstance(tau, jax.core.Tracer):
         tau = finite_number(tau, "temperature tau")
-        if not tau > 0:
-            raise ProblemError(f"temperature tau must be positive (got {tau})")
+        if not TAU_MIN <= tau <= TAU_MAX:
+            raise ProblemError(f"temperature tau must lie in [{TAU_MIN:g}, {TAU_MAX:g}] (got {tau:g}); "
+                               "docs/theory.md section 3a")
     if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
                                        and not isinstance(chunk_size, bool) and chunk_size >= 1):
         raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
+    if not isinstance(H, jax.core.Tracer):
+        try:
+            H = np.asarray(H) if not isinstance(H, jax.Array) else H
+        except (ValueError, TypeError):
+            H = None
+        if H is None or not (np.issubdtype(H.dtype, np.floating) or np.issubdtype(H.dtype, np.integer)) \
+                or np.issubdtype(H.dtype, np.bool_):
+            raise ProblemError("H must be a real (n, d) array of embeddings")
     H = jnp.asarray(H)
     if H.ndim != 2 or H.shape[0] == 0 or H.shape[1] == 0:
         raise ProblemError(f"H must have shape (n, d) with n, d >= 1 (got shape {H.shape})")
@@ -171,7 +181,10 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
     else:
         if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__") or len(batches) == 0:
             raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
-        packed = pack([checked_batch(b, i, H.shape[0]) for i, b in enumerate(batches)])
+        checked = [checked_batch(b, i, H.shape[0]) for i, b in enumerate(batches)]
+        if any(len(b) == 0 for b in checked):
+            raise ProblemError("a batch is empty; every batch needs at least one example")
+        packed = pack(checked)
     if (prototypes is None) != (prototype_labels is None):
         raise ProblemError("give prototypes and prototype_labels together")
     if prototypes is not None:

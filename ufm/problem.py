@@ -47,15 +47,14 @@ class Prototypes:
 
 
 def _as_counts(counts: Sequence) -> tuple[int, ...]:
+    """Counts as a tuple of ints: integers, or floats with an integer value; strings and bools refused."""
     if isinstance(counts, (str, bytes)) or not hasattr(counts, "__iter__"):
         raise ProblemError(f"counts must be a sequence of class counts such as [8, 8, 2, 2] "
                            f"(got {counts!r})")
     out = []
     for c in counts:
-        try:
-            whole = not isinstance(c, bool) and float(c).is_integer()
-        except (TypeError, ValueError):
-            whole = False
+        whole = (isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, (bool, np.bool_))
+                 and math.isfinite(c) and float(c).is_integer())
         if not whole:
             raise ProblemError(f"class count {c!r} is not an integer; counts are numbers of examples")
         out.append(int(c))
@@ -65,12 +64,12 @@ def _as_counts(counts: Sequence) -> tuple[int, ...]:
 IMBALANCE_PROFILES = ("balanced", "step", "long-tail")
 
 
-def profile_counts(imbalance: str, k: int, n_max: int, ratio: float = 1.0, minority_fraction: float = 0.5,
+def profile_counts(imbalance: str, k: int, n_max: int, ratio: float = 1.0, minority_fraction: float | None = None,
                    *, rounded: bool = False) -> list[int]:
     """Class counts of an imbalance profile (docs/theory.md section 2), the one definition of each:
 
     - ``"balanced"``: ``[n_max] * k`` (ratio 1);
-    - ``"step"``: ``k_min = round(minority_fraction * k)`` minority classes of ``n_min`` examples after
+    - ``"step"``: ``k_min = round(minority_fraction * k)`` (default fraction 0.5) minority classes of ``n_min`` examples after
       ``k - k_min`` majority classes of ``n_max``;
     - ``"long-tail"``: ``n_c = round(n_max * ratio^(-c/(k-1)))`` for c = 1..k-2 between ``n_max`` and
       ``n_min``.
@@ -82,6 +81,8 @@ def profile_counts(imbalance: str, k: int, n_max: int, ratio: float = 1.0, minor
     """
     if imbalance not in IMBALANCE_PROFILES:
         raise ProblemError(f"unknown imbalance profile {imbalance!r}; use one of {', '.join(IMBALANCE_PROFILES)}")
+    if imbalance != "step" and minority_fraction is not None:
+        raise ProblemError(f"a minority fraction applies to the step profile only (got {imbalance!r})")
     k = whole_number(k, "number of classes k", 2)
     n_max = whole_number(n_max, "n_max (examples in the largest class)", 2)
     ratio = finite_number(ratio, "imbalance ratio")
@@ -102,7 +103,8 @@ def profile_counts(imbalance: str, k: int, n_max: int, ratio: float = 1.0, minor
         raise ProblemError(f"n_max / ratio = {n_max}/{ratio:g} leaves {n_min} example(s) in the smallest "
                            "class, which needs at least 2; raise n_max or lower the ratio")
     if imbalance == "step":
-        minority_fraction = finite_number(minority_fraction, "minority fraction")
+        minority_fraction = finite_number(0.5 if minority_fraction is None else minority_fraction,
+                                          "minority fraction")
         if not 0 < minority_fraction < 1:
             raise ProblemError(f"minority fraction must lie strictly between 0 and 1 (got {minority_fraction:g})")
         k_min = int(round(minority_fraction * k))
@@ -144,16 +146,9 @@ class Problem:
         k = len(counts)
         if not isinstance(relu, (bool, np.bool_)):
             raise ProblemError(f"relu must be True or False (got {relu!r})")
-        if batching is not None and not isinstance(batching, Batching):
-            hint = (" (Batching.full())" if batching == "full" else
-                    f" such as Batching.{batching}(8)" if batching in ("random", "balanced", "binding") else "")
-            raise ProblemError(f"batching must be a ufm.Batching{hint}, not {batching!r}")
-        if prototypes is not None and not isinstance(prototypes, Prototypes):
-            raise ProblemError(f"prototypes must be a ufm.Prototypes such as Prototypes('etf') or None "
-                               f"(got {prototypes!r})")
         dim = (2 * k if relu else k) if dim is None else whole_number(dim, "embedding dimension dim", 1)
         problem = cls(counts=counts, tau=finite_number(tau, "temperature tau"), relu=bool(relu), dim=dim,
-                      batching=batching or Batching.full(), prototypes=prototypes,
+                      batching=Batching.full() if batching is None else batching, prototypes=prototypes,
                       seed=whole_number(seed, "seed", 0, SEED_MAX))
         problem.validate()
         return problem
@@ -181,19 +176,34 @@ class Problem:
 
     @classmethod
     def from_profile(cls, imbalance: str, k: int, n_max: int, ratio: float = 1.0,
-                     minority_fraction: float = 0.5, **options) -> "Problem":
+                     minority_fraction: float | None = None, **options) -> "Problem":
         """The profile by name (:func:`profile_counts`): ``"balanced"``, ``"step"`` or ``"long-tail"``."""
         return cls.from_counts(profile_counts(imbalance, k, n_max, ratio, minority_fraction), **options)
 
     def with_(self, **changes) -> "Problem":
         """A copy with some fields changed, validated again."""
+        if "counts" in changes:
+            changes["counts"] = _as_counts(changes["counts"])
         problem = replace(self, **changes)
         problem.validate()
         return problem
 
     # ---------------------------------------------------------------- validation
     def validate(self) -> None:
-        """Raise :class:`ProblemError` naming the first problem found."""
+        """Raise :class:`ProblemError` naming the first problem found (types first, then values)."""
+        if not isinstance(self.counts, tuple) or not all(type(c) is int for c in self.counts):
+            _as_counts(self.counts)          # names a non-integer count
+            raise ProblemError(f"counts must be a tuple of ints (got {self.counts!r}); build problems with "
+                               "Problem.from_counts")
+        if not isinstance(self.batching, Batching):
+            hint = ""
+            if isinstance(self.batching, str):
+                hint = (" (Batching.full())" if self.batching == "full" else f" such as Batching.{self.batching}(8)"
+                        if self.batching in ("random", "balanced", "binding") else "")
+            raise ProblemError(f"batching must be a ufm.Batching{hint}, not {self.batching!r}")
+        if self.prototypes is not None and not isinstance(self.prototypes, Prototypes):
+            raise ProblemError(f"prototypes must be a ufm.Prototypes such as Prototypes('etf') or None "
+                               f"(got {self.prototypes!r})")
         k = len(self.counts)
         if k < 2:
             raise ProblemError(f"need at least 2 classes (got {k})")
@@ -203,7 +213,8 @@ class Problem:
             if n_c < 2:
                 raise ProblemError(f"class {c} has {n_c} example(s), so its anchors have no positive pair; "
                                    "every class needs at least 2 examples")
-        if not (isinstance(self.tau, (int, float)) and math.isfinite(self.tau) and self.tau > 0):
+        if not (isinstance(self.tau, (int, float, np.integer, np.floating)) and not isinstance(self.tau, bool)
+                and math.isfinite(self.tau) and self.tau > 0):
             raise ProblemError(f"temperature tau must be a positive number (got {self.tau})")
         if not TAU_MIN <= self.tau <= TAU_MAX:
             raise ProblemError(f"temperature tau = {self.tau:g} is outside the supported range "
@@ -221,6 +232,8 @@ class Problem:
             if p.kind not in PROTOTYPE_KINDS:
                 raise ProblemError(f"unknown prototype kind {p.kind!r}; use one of {', '.join(PROTOTYPE_KINDS)}")
             whole_number(p.per_class, "prototypes per class", 1)
+            if not isinstance(p.anchors, (bool, np.bool_)):
+                raise ProblemError(f"Prototypes.anchors must be True or False (got {p.anchors!r})")
             need = k if p.kind == "of" else k - 1
             if self.dim < need:
                 raise ProblemError(f"{p.kind} prototypes for k = {k} classes need dim >= {need} "
@@ -228,9 +241,14 @@ class Problem:
         self.batching.validate(self.counts)
         if self.prototypes is None and not self.batching.scheme == "full":
             labels = self.labels
-            if not any(np.bincount(labels[np.asarray(b)]).max() >= 2 for b in self.batches(0)):
+            per_batch = [np.bincount(labels[np.asarray(b)], minlength=k) for b in self.batches(0)]
+            if not any(c.max() >= 2 for c in per_batch):
                 raise ProblemError("no batch (epoch 0) holds two examples of one class, so no anchor has a "
                                    "positive and the loss is 0 for every embedding; use larger batches")
+            if not any(c.max() >= 2 and (c > 0).sum() >= 2 for c in per_batch):
+                raise ProblemError("no batch (epoch 0) holds a positive pair together with another class, so "
+                                   "no anchor has a negative and the loss does not depend on how the classes "
+                                   "relate (every collapsed embedding is optimal); use larger or mixed batches")
 
     # ---------------------------------------------------------------- derived data
     @property
