@@ -43,7 +43,7 @@ from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F4
 from ufm.geometry import mean_gram_from_gram
 from ufm.loss import problem_loss
 from solvers.certificate import GAP_TOL, certify_embeddings, problem_log_excess
-from solvers.sizing import physical_memory
+from solvers import sizing
 from ufm.errors import ProblemError
 from ufm.problem import Problem
 from ufm.solution import Solution, certified_status, join
@@ -313,7 +313,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       bracket made it polish the multipliers, :func:`_polished`).
     """
     t0 = time.perf_counter()
-    _check_memory(problem, solver)
+    check_relaxation_memory(problem, solver)
     rel = build_relaxation(problem)
     program, terms, W = rel.program, rel.terms, rel.W
     status, raw, message = cvx_common.solve(program, solver, solver_options)
@@ -410,14 +410,12 @@ def relaxation_memory(problem: Problem, solver: str | None = None) -> int:
     return 64 * sum(len(b) + p for b in batches) * (max(len(b) for b in batches) + p)
 
 
-def _check_memory(problem: Problem, solver: str | None) -> None:
-    need = relaxation_memory(problem, solver)
-    have = physical_memory()
-    if need > have // 2:
-        raise ProblemError(f"the n x n program at n = {problem.n} needs about {need / 2 ** 30:.3g} GB "
-                           f"(this machine has {have / 2 ** 30:.0f} GB); solve by gradient descent, whose "
-                           "certificate scales to large n (--method gd), or use the reduced program "
-                           "for full batches (--method reduced)")
+def check_relaxation_memory(problem: Problem, solver: str | None) -> None:
+    """The size guard of the n x n program (:func:`solvers.sizing.require`, the same budget as the
+    ``ufm`` command's)."""
+    sizing.require(relaxation_memory(problem, solver), f"the n x n program at n = {problem.n}",
+                   "solve by gradient descent, whose certificate scales to large n (--method gd), or use "
+                   "the reduced program for full batches (--method reduced)")
 
 
 def convex_optimum(problem: Problem, solver: str | None = None) -> Solution:

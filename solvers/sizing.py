@@ -50,38 +50,59 @@ def memory_budget() -> int:
     return int(BUDGET_SHARE * physical_memory())
 
 
-def batch_shape(problem: Problem) -> tuple[int, int]:
-    """(number of batches per epoch, widest batch incl. prototypes), without drawing any batch."""
-    n, k = problem.n, problem.k
-    p = 0 if problem.prototypes is None else k * problem.prototypes.per_class
-    b = problem.batching
+def batching_shape(counts, batching, prototype_rows: int = 0) -> tuple[int, int]:
+    """(number of batches per epoch, widest batch incl. ``prototype_rows``) of a
+    :class:`~ufm.batching.Batching` for these class counts, without drawing any batch."""
+    n, k = int(sum(counts)), len(counts)
+    b = batching
     if b.scheme == "full":
-        return 1, n + p
+        return 1, n + prototype_rows
     if b.scheme == "explicit":
-        return len(b.explicit), max(len(x) for x in b.explicit) + p
+        return len(b.explicit), max((len(x) for x in b.explicit), default=0) + prototype_rows
     size = int(b.batch_size)
     if b.scheme == "binding":
-        return -(-(n - k) // max(size - k, 1)), size + p
-    return -(-n // size), min(size, n) + p
+        return -(-(n - k) // max(size - k, 1)), min(size, n) + prototype_rows
+    return -(-n // size), min(size, n) + prototype_rows
+
+
+def batch_shape(problem: Problem) -> tuple[int, int]:
+    """:func:`batching_shape` of a problem (its prototypes included)."""
+    p = 0 if problem.prototypes is None else problem.k * problem.prototypes.per_class
+    return batching_shape(problem.counts, problem.batching, p)
+
+
+def input_bytes(counts, batching, prototype_rows: int = 0) -> int:
+    """Labels (8 n), one epoch's batches as index arrays (about 100 bytes of overhead each, and the
+    scheme's Python lists while dealing, about 40 bytes per example) and their packing."""
+    n = int(sum(counts))
+    batches, width = batching_shape(counts, batching, prototype_rows)
+    return 56 * n + batches * (100 + 9 * width)
 
 
 def problem_bytes(problem: Problem) -> int:
-    """Labels, one epoch's batches as index arrays (about 100 bytes of overhead each) and their packing."""
-    batches, width = batch_shape(problem)
-    return 16 * problem.n + batches * (100 + 9 * width)
+    """:func:`input_bytes` of a problem."""
+    p = 0 if problem.prototypes is None else problem.k * problem.prototypes.per_class
+    return input_bytes(problem.counts, problem.batching, p)
+
+
+def conditions_bytes(problem: Problem) -> int:
+    """``ufm.check_conditions``: the problem's batches plus its (k, k) meeting matrices."""
+    return problem_bytes(problem) + 3 * 8 * problem.k ** 2
 
 
 def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts: int = 1,
-             certify: bool = True) -> int:
-    """Gradient descent (``solvers.gd``) on ``problem`` for at most ``steps`` epochs (module docstring)."""
+             certify: bool = True, lanes: int | None = None) -> int:
+    """Gradient descent (``solvers.gd``) on ``problem`` for at most ``steps`` epochs (module docstring);
+    ``starts`` starts of which ``lanes`` run side by side (default all; ``solvers.gd.default_lanes``)."""
     batches, width = batch_shape(problem)
     rows = width if chunk_size is None else min(int(chunk_size), width)
     per_batch = LOGIT_COPIES * 8 * rows * width
-    working = per_batch * (1 if problem.batching.is_random else batches) * max(int(starts), 1)
+    side_by_side = max(int(starts), 1) if lanes is None else max(min(int(lanes), int(starts)), 1)
+    working = per_batch * (1 if problem.batching.is_random else batches) * side_by_side
     epochs = 0
     if problem.batching.is_random:
         epochs = int(steps) * (batches * width * 5 + problem.n * 8 + batches * 100)
-    embeddings = 10 * 8 * problem.n * problem.dim * max(int(starts), 1)
+    embeddings = 10 * 8 * problem.n * problem.dim * max(int(starts), 1) + 3 * 8 * problem.dim ** 2  # NC1: d x d
     certificate = min(certificate_bytes(problem), CACHE_BYTES) if certify else 0
     return JIT_BYTES + problem_bytes(problem) + working + epochs + embeddings + certificate
 

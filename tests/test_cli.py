@@ -173,7 +173,7 @@ ISSUE_CASES = [
     ("solve --counts 4,4,2 --dim 1 --method reduced", "dim >= k - 1"),
     ("solve --counts 4,4,2 --batches-file {tmp}/single.json", "no anchor has a negative"),
     ("solve --counts 4,4,2 --batching random --batch-size 10", "full batching"),
-    ("solve --counts 4,4,2 --dim 100000", "exceeds the 10 rows"),
+    ("solve --counts 4,4,2 --dim 100000", "exceeds both the 10 rows"),
     ("batches check --counts 10000000,10000000 --batching random --batch-size 2", "batches per epoch"),
     ("solve --counts 4,4 --counts 4,4,2", "given twice"),
     ("predict --counts 4,4,2 --seed 3", "--seed does not apply"),
@@ -181,6 +181,11 @@ ISSUE_CASES = [
     ("sweep imbalance --ratios 1,1", "twice"), ("sweep batching --batch-sizes 6,6", "twice"),
     ("solve --counts ４,４", "whole number"), ("solve --tau 1_0", "not a number"),
     ("solve --batches-file=", "empty"), ("solve --batches-file /dev/null", "not a regular file"),
+    ("solve --batches-file {tmp}/" + "x" * 300, "too long"), ("landscape --out {tmp}/" + "x" * 300 + ".png", "too long"),
+    ("landscape --counts 200,200 --directions hessian", "--directions hessian"),
+    ("batches check --counts 4,4 --seed 0", "--seed does not apply"),
+    ("batches check --classes 1000 --n-max 1000 --batching binding --batch-size 1001", "batches per epoch"),
+    ("explore --tau 0.07", "slider's steps"),
     ("landscape --out {tmp}", "--out"),
     ("solve --counts 1e7,1e7", "whole number"), ("solve --counts 10000000,10000000", "memory"),
     ("solve --counts=", "--counts"), ("solve --counts 4,4 --batching random --batch-size 1", "--batch-size"),
@@ -251,3 +256,19 @@ def test_internal_error_is_one_line_exit_1(monkeypatch, capsys):
     assert main(["solve", "--counts", "3,3"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ufm: internal error: RuntimeError: boom") and "\n" not in err
+
+
+def test_best_start_keeps_the_certified_start_whichever_it_is():
+    """--starts keeps the certified start with the smallest gap, here the second of three (found by
+    identity: Solutions hold arrays, so == between them is not defined)."""
+    import numpy as np
+
+    from ufm.cli import _best_start
+    from ufm.solution import Solution
+
+    def start(status, gap, certified):
+        cert = dataclasses.make_dataclass("C", ["certified", "relative_gap"])(certified, gap)
+        return Solution("gd", np.eye(2), 1.0, status, embeddings=np.eye(2), log_excess=0.0, certificate=cert)
+    solutions = [start("stationary", 0.3, False), start("optimal", 1e-9, True), start("optimal", 1e-7, True)]
+    best, counts = _best_start(solutions)
+    assert best is solutions[1] and counts["kept"] == 1 and counts["optimal"] == 2 and counts["stationary"] == 1

@@ -26,31 +26,29 @@ def test_batch_shape_is_that_of_the_drawn_batches(problem):
     assert count == len(batches) and width == max(len(b) for b in batches) + p
 
 
-def test_gd_estimate_bounds_the_measured_peak():
-    """A full-batch solve at n = 2000 in a fresh process: its peak resident memory stays below the
-    memory after the imports plus the estimate, and the estimate is not absurdly loose (within 10x of
-    the whole peak). (Measured on the 2-core machine: peak 0.67 GB after 0.18 GB of imports;
-    estimate 0.68 GB.)"""
-    code = (
-        "import resource, json\n"
-        "from ufm import Problem\nfrom solvers import gd\n"
-        "p = Problem.balanced(4, 500, tau=0.5)\n"
-        "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "gd.solve(p, steps=5, certify=False)\n"
-        "print(json.dumps([1024 * r0, 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))\n")
-    before, peak = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                             check=True).stdout.strip().splitlines()[-1])
-    estimate = sizing.gd_bytes(Problem.balanced(4, 500, tau=0.5), steps=5, certify=False)
-    assert peak < before + estimate and estimate < 10 * peak
+PEAK = (
+    "import resource, json, sys\n"
+    "from ufm import Problem\nfrom solvers import gd\n"
+    "p = Problem.balanced(4, int(sys.argv[1]), tau=0.5)\n"
+    "gd.solve(p, steps=2, certify=False)\n"
+    "print(json.dumps(1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n")
 
 
-def test_chunking_and_starts_scale_the_estimate():
-    problem = Problem.balanced(4, 2500)
-    fixed = sizing.JIT_BYTES
-    plain = sizing.gd_bytes(problem, 10, certify=False) - fixed
-    chunked = sizing.gd_bytes(problem, 10, chunk_size=100, certify=False) - fixed
-    assert plain > 50 * chunked     # w^2 -> c w with w = 10000, c = 100
-    assert sizing.gd_bytes(problem, 10, starts=4, certify=False) - fixed > 3.9 * plain
+def _peak(per_class: int) -> int:
+    out = subprocess.run([sys.executable, "-c", PEAK, str(per_class)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_gd_estimate_follows_the_measured_peak():
+    """Full-batch solves at n = 2000 and n = 4000 in fresh processes: the estimate's growth between the
+    two (its w^2 term) bounds the measured growth of the peak resident memory and is within 3x of it,
+    and each estimate plus the imports bounds that run's peak."""
+    small, large = Problem.balanced(4, 500, tau=0.5), Problem.balanced(4, 1000, tau=0.5)
+    est_small, est_large = (sizing.gd_bytes(p, steps=2, certify=False) for p in (small, large))
+    peak_small, peak_large = _peak(500), _peak(1000)
+    imports = 300 * 2 ** 20
+    assert peak_small < imports + est_small and peak_large < imports + est_large
+    assert peak_large - peak_small < est_large - est_small < 3 * (peak_large - peak_small)
 
 
 def test_require_names_the_estimate_and_the_way_out(monkeypatch):

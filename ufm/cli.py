@@ -1,7 +1,7 @@
 """The ``ufm`` command (its contract: docs/cli.md): argument parsing, checks and output only.
 
 Exit codes: 0 success; 1 a solver failure or a result the certificate does not prove (``error``,
-``not_converged``, ``stationary``), or an internal error; 2 bad input. Bad input is caught before any
+``not_converged``, ``stationary``, ``optimal_inaccurate``), or an internal error; 2 bad input. Bad input is caught before any
 work: every value by its ``argparse`` type (:mod:`ufm.cli_values`), every combination of options and
 the memory a run would need (:mod:`solvers.sizing`) by the command's checks; it ends with one line
 ``ufm <command>: error: ...`` on stderr naming the problem and the fix, never a traceback. With
@@ -43,19 +43,22 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- problem options (shared)
+#: Most batches an epoch may hold: drawing and packing them is a Python loop per batch.
+MAX_BATCHES = 100_000
+#: Largest embedding dimension beyond the number of rows: extra dimensions add nothing (the rows span at
+#: most n of them) but cost memory and time (an over-parameterised d is allowed up to this).
+MAX_SPARE_DIM = 1024
+
 #: Defaults of the problem options (CLI.md "Describing a problem"). The parser's own default is None
 #: so that an option the user gave can be told from one left out: an option that does not apply to
 #: what the others describe is an error, not ignored.
-#: Most batches an epoch may hold: drawing and packing them is a Python loop per batch.
-MAX_BATCHES = 100_000
-
 PROBLEM_DEFAULTS = {"classes": 4, "imbalance": "balanced", "n_max": 10, "ratio": 1.0, "minority_fraction": 0.5,
                     "tau": 1.0, "batching": "full", "prototypes": "none", "prototypes_per_class": 1,
                     "prototype_anchors": "yes", "seed": 0}
 
 TAU = values.real(TAU_MIN, TAU_MAX)
 SEED = values.integer(0, SEED_MAX)
-CLASSES = values.integer(2, 10 ** 6)
+CLASSES = values.integer(2, values.MAX_CLASSES)
 N_MAX = values.integer(2, 10 ** 12)
 RATIO = values.real(1, 10 ** 12)
 FRACTION = values.real(0, 1, lo_open=True, hi_open=True)
@@ -98,7 +101,7 @@ def add_problem_options(parser: argparse.ArgumentParser, batching: bool = True,
 def _given(args: argparse.Namespace, *names: str) -> list[str]:
     """The options among ``names`` (attribute names) that the user gave, as ``--option`` strings."""
     return ["--" + name.replace("_", "-") for name in names
-            if getattr(args, name, None) not in (None, False)]
+            if getattr(args, name, None) is not None and getattr(args, name, None) is not False]
 
 
 def _option(args: argparse.Namespace, name: str):
@@ -124,7 +127,7 @@ def problem_counts(args: argparse.Namespace) -> list[int]:
         refuse(_given(args, "ratio", "minority_fraction"), "to balanced classes (use --imbalance step or long-tail)")
     else:
         if args.ratio is None:
-            raise ProblemError(f"--imbalance {imbalance} needs --ratio R (R = n_max / n_min > 1)")
+            raise ProblemError(f"--imbalance {imbalance} needs --ratio R (R = n_max / n_min >= 1)")
         if imbalance == "long-tail":
             refuse(_given(args, "minority_fraction"), "to --imbalance long-tail (only step has minority classes)")
     from ufm.problem import profile_counts
@@ -160,17 +163,20 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
 
     counts = problem_counts(args)
     n = sum(counts)
-    sizing.require(32 * n, f"a problem of n = {n} examples (labels and one epoch of batches)",
-                   "lower the counts")
-    if getattr(args, "batch_size", None) is not None and n // args.batch_size > MAX_BATCHES:
-        raise ProblemError(f"--batch-size {args.batch_size} cuts n = {n} examples into more than {MAX_BATCHES} "
-                           "batches per epoch; use larger batches")
     batching = _batching(args) if hasattr(args, "batching") else Batching.full()
     prototypes = _prototypes(args) if hasattr(args, "prototypes") else None
-    rows = n + (0 if prototypes is None else len(counts) * prototypes.per_class)
-    if args.dim is not None and args.dim > rows:
-        raise ProblemError(f"--dim {args.dim} exceeds the {rows} rows (examples and prototypes): they span at "
-                           f"most {rows} dimensions; use --dim <= {rows}")
+    p = 0 if prototypes is None else len(counts) * prototypes.per_class
+    if batching.scheme in ("random", "balanced", "binding") and not 2 <= batching.batch_size < n:
+        batching.validate(counts)                      # the one-line message of a batch size out of range
+    batches, _ = sizing.batching_shape(counts, batching, p)
+    if batches > MAX_BATCHES:
+        raise ProblemError(f"the batching cuts n = {n} examples into {batches} batches per epoch, more than "
+                           f"{MAX_BATCHES}; use larger batches")
+    sizing.require(sizing.input_bytes(counts, batching, p),
+                   f"a problem of n = {n} examples (labels and one epoch of batches)", "lower the counts")
+    if args.dim is not None and args.dim > max(n + p, MAX_SPARE_DIM):
+        raise ProblemError(f"--dim {args.dim} exceeds both the {n + p} rows (examples and prototypes), which span "
+                           f"at most {n + p} dimensions, and {MAX_SPARE_DIM}; use a smaller --dim")
     return Problem.from_counts(counts, tau=_option(args, "tau"), relu=args.relu, dim=args.dim,
                                batching=batching, prototypes=prototypes, seed=_option(args, "seed"))
 
@@ -251,7 +257,8 @@ def _best_start(solutions) -> tuple[object, dict]:
     best = min(ok, key=key) if ok else solutions[0]
     counts = {status: sum(s.status == status for s in solutions)
               for status in ("optimal", "stationary", "converged", "not_converged", "error")}
-    return best, {"tried": len(solutions), "kept": solutions.index(best), **counts}
+    kept = next(i for i, s in enumerate(solutions) if s is best)   # identity: Solutions hold arrays
+    return best, {"tried": len(solutions), "kept": kept, **counts}
 
 
 def _fmt(value, digits: int = 10) -> str:
@@ -328,7 +335,8 @@ def cmd_batches_check(args: argparse.Namespace) -> int:
                                                "the batches only)")
     problem = problem_from_args(args)
     _refuse_unused_seed(args, problem, "batches check")
-    sizing.require(sizing.problem_bytes(problem), "checking this batching", "use larger batches")
+    sizing.require(sizing.conditions_bytes(problem), f"checking this batching (k = {problem.k})",
+                   "use larger batches or fewer classes")
     if args.validate_only:
         return 0
     _, proto_labels = problem.prototype_rows()
@@ -357,6 +365,14 @@ def cmd_batches_check(args: argparse.Namespace) -> int:
 GD_ONLY = ("steps", "lr", "tol", "starts", "float32", "no_certify", "chunk_size")
 
 
+def _lanes(problem: Problem, starts: int) -> int:
+    """How many of ``starts`` starts gradient descent runs side by side (``solvers.gd.default_lanes``),
+    from the batch width alone (no batch is drawn)."""
+    from solvers import gd, sizing
+
+    return gd.default_lanes(problem, starts, width=sizing.batch_shape(problem)[1]) if starts > 1 else 1
+
+
 def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
     """Options that do not apply to the chosen method are errors; the run must fit in memory."""
     from solvers import convex, gd, sizing
@@ -370,8 +386,9 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
         raise ProblemError(f"--starts {args.starts} from --seed {args.seed} runs past the largest seed "
                            f"{SEED_MAX}; lower one of them")
     if args.method == "gd":
-        need = sizing.gd_bytes(problem, args.steps or gd.DEFAULT_STEPS, args.chunk_size, args.starts or 1,
-                               certify=not args.no_certify)
+        starts = args.starts or 1
+        need = sizing.gd_bytes(problem, args.steps or gd.DEFAULT_STEPS, args.chunk_size, starts,
+                               certify=not args.no_certify, lanes=_lanes(problem, starts))
         ways = ("evaluate the loss in row blocks (--chunk-size C, memory ~ C n), use mini-batches "
                 "(--batching random --batch-size B)")
         if problem.is_full_batch and problem.prototypes is None:
@@ -388,9 +405,7 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
         sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}",
                        "use fewer classes, or ufm predict")
     else:
-        sizing.require(convex.relaxation_memory(problem), f"the n x n program at n = {problem.n}",
-                       "solve by gradient descent, whose certificate scales to large n (--method gd), or "
-                       "use the reduced program for full batches (--method reduced)")
+        convex.check_relaxation_memory(problem, None)
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -536,7 +551,8 @@ def _relu_options(args: argparse.Namespace) -> tuple[bool, ...]:
 
 
 def _sweep_points(args: argparse.Namespace):
-    """The sweep's (points, problems), all validated, and the call that runs it."""
+    """``(problems, run)``: every point's problem, validated, and the call that runs the sweep (which
+    builds the same problems again: cheap, and the sweep functions stay usable on their own)."""
     from theory_checks import sweeps
 
     progress_on = not args.no_progress
@@ -547,18 +563,19 @@ def _sweep_points(args: argparse.Namespace):
         options = dict(profile=imbalance, k=args.classes or 4, n_max=args.n_max or 32,
                        minority_fraction=args.minority_fraction or 0.5, tau=args.tau or 0.5,
                        relu_options=_relu_options(args))
-        points, problems = sweeps.imbalance_problems(args.ratios, **options)
+        _, problems = sweeps.imbalance_problems(args.ratios, **options)
         return problems, lambda: sweeps.sweep_imbalance(args.ratios, check_gd=args.check_gd,
                                                         show_progress=progress_on, **options)
     if args.sweep == "temperature":
         counts = list(args.counts or (20, 20, 4, 4))
         relu_options = _relu_options(args)
-        points, problems = sweeps.temperature_problems(args.taus, counts, relu_options=relu_options)
+        _, problems = sweeps.temperature_problems(args.taus, counts, relu_options=relu_options)
         return problems, lambda: sweeps.sweep_temperature(args.taus, counts, relu_options=relu_options,
                                                           check_gd=args.check_gd, show_progress=progress_on)
     counts = list(args.counts or (8, 8, 4, 4))
-    options = dict(tau=args.tau or 0.5, schemes=args.schemes, relu=bool(args.relu), seed=args.seed or 0)
-    points, problems = sweeps.batching_problems(args.batch_sizes, counts, **options)
+    schemes = args.schemes or (["fixed-random", "random", "binding"] if args.relu else ["fixed-random"])
+    options = dict(tau=args.tau or 0.5, schemes=schemes, relu=bool(args.relu), seed=args.seed or 0)
+    _, problems = sweeps.batching_problems(args.batch_sizes, counts, **options)
     return problems, lambda: sweeps.sweep_batching(args.batch_sizes, counts, show_progress=progress_on, **options)
 
 
@@ -617,15 +634,19 @@ def cmd_landscape(args: argparse.Namespace) -> int:
 
     problem = problem_from_args(args)
     path = figure_target(args, "ufm-landscape.png")
-    need = sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=args.starts) + sizing.slice_bytes(problem, args.resolution)
-    if problem.n * problem.dim <= MAX_HESSIAN_SIZE:
+    size = problem.n * problem.dim
+    if args.directions == "hessian" and size > MAX_HESSIAN_SIZE:
+        raise ProblemError(f"--directions hessian needs the dense Hessian, (n d)^2 entries, and n d = {size} "
+                           f"exceeds {MAX_HESSIAN_SIZE}; use --directions random")
+    need = sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=args.starts, lanes=_lanes(problem, args.starts)) \
+        + sizing.slice_bytes(problem, args.resolution)
+    if size <= MAX_HESSIAN_SIZE:
         need += sizing.hessian_bytes(problem)
     sizing.require(need, f"the landscape of n = {problem.n} with {args.starts} starts and a "
                          f"{args.resolution} x {args.resolution} slice", "use fewer starts, a lower --resolution "
                                                                           "or fewer examples")
     if not (problem.is_full_batch and problem.prototypes is None):
-        sizing.require(convex.relaxation_memory(problem), f"the landscape's n x n program at n = {problem.n}",
-                       "use a full batch without prototypes (its reduced program), or fewer examples")
+        convex.check_relaxation_memory(problem, None)     # the landscape's reference optimum
     if args.validate_only:
         return 0
     from theory_checks.landscape import landscape_data
@@ -653,11 +674,15 @@ def cmd_explore(args: argparse.Namespace) -> int:
     state = ExplorerState()
     for name, attr in (("ratio", "ratio"), ("classes", "k"), ("tau", "tau")):
         value = getattr(args, name)
-        lo, hi = SLIDER_RANGES[attr]
-        if value is not None and not lo <= value <= hi:
+        if value is None:
+            continue
+        lo, hi, step = SLIDER_RANGES[attr]
+        if not lo <= value <= hi:
             raise ProblemError(f"--{name} {value:g} is outside the explorer's slider range [{lo:g}, {hi:g}]")
-        if value is not None:
-            setattr(state, attr, value)
+        if abs((value - lo) / step - round((value - lo) / step)) > 1e-9:
+            raise ProblemError(f"--{name} {value:g} is not on the slider's steps of {step:g} from {lo:g}; "
+                               f"use e.g. {lo + step * round((value - lo) / step):g}")
+        setattr(state, attr, value)
     state.relu = bool(args.relu)
     import matplotlib
 
@@ -773,9 +798,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="list of batch sizes (default 6,8,12,16)")
     bat.add_argument("--counts", type=values.counts, help="class counts (default 8,8,4,4)")
     bat.add_argument("--schemes", type=values.names(("fixed-random", "random", "balanced", "binding")),
-                     default=["fixed-random", "random", "binding"],
                      help="comma-separated: fixed-random (one partition, every epoch), random, balanced, "
-                          "binding (default fixed-random,random,binding)")
+                          "binding (default fixed-random,random,binding with --relu; fixed-random without, "
+                          "since reshuffled batches share no minimiser without ReLU and gradient descent "
+                          "cannot converge)")
     bat.add_argument("--tau", type=TAU, help="temperature (default 0.5)")
     bat.add_argument("--relu", action="store_true", help="nonnegative embeddings (the orthogonal frame of "
                                                          "docs/theory.md section 4; default off)")

@@ -20,6 +20,8 @@ _REAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 #: Most values a list or a start:stop:count range may hold (a sweep's points).
 MAX_POINTS = 1000
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
+#: Most classes ``--counts`` may list (the same bound as ``--classes``).
+MAX_CLASSES = 10 ** 6
 
 
 def _error(message: str) -> argparse.ArgumentTypeError:
@@ -80,19 +82,19 @@ def real(lo: float | None = None, hi: float | None = None, lo_open: bool = False
     return parse
 
 
-def _items(text: str) -> list[str]:
+def _items(text: str, limit: int = MAX_POINTS) -> list[str]:
     items = [x.strip() for x in text.split(",")]
     if not text.strip() or any(x == "" for x in items):
         raise _error(f"{text!r} must be a comma-separated list without empty entries, e.g. 1,2,4")
-    if len(items) > MAX_POINTS:
-        raise _error(f"the list holds {len(items)} values; at most {MAX_POINTS}")
+    if len(items) > limit:
+        raise _error(f"the list holds {len(items)} values; at most {limit}")
     return items
 
 
 def counts(text: str) -> tuple[int, ...]:
     """Class counts ``8,8,2,2``: at least two whole numbers, each at least 2 (a class needs a positive pair)."""
     values = []
-    for item in _items(text):
+    for item in _items(text, MAX_CLASSES):
         value = _as_int(item, "a whole number of examples")
         if value < 2:
             raise _error(f"a class with {value} example(s) has no positive pair; every count must be at least 2 "
@@ -162,7 +164,20 @@ def names(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _stat_safely(check: Callable[[Path], Path], path: Path) -> Path:
+    """``check(path)``, with an operating-system error (a name too long, a directory not searchable)
+    turned into the option's one-line error."""
+    try:
+        return check(path)
+    except OSError as err:
+        raise _error(f"{str(path)[:80]}{'...' if len(str(path)) > 80 else ''}: {err.strerror or err}") from None
+
+
 def _writable(path: Path) -> Path:
+    return _stat_safely(_writable_unsafe, path)
+
+
+def _writable_unsafe(path: Path) -> Path:
     """``path`` if a file can be written there: checked by opening it for appending (and removing it
     again if it did not exist), which also catches /proc, read-only mounts and permissions."""
     if path.is_dir():
@@ -203,7 +218,11 @@ def readable_file(text: str) -> Path:
     """An existing, readable file (not a directory)."""
     if not text.strip():
         raise _error("the file name is empty")
-    path = Path(text)
+    return _stat_safely(_readable_unsafe, Path(text))
+
+
+def _readable_unsafe(path: Path) -> Path:
+    text = str(path)
     if path.is_dir():
         raise _error(f"{text} is a directory; give the JSON file inside it")
     if not path.exists():

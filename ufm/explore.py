@@ -25,8 +25,8 @@ from ufm.geometry import etf_gram, normalized_distance, orthogonal_frame_gram
 from ufm.problem import Problem, profile_counts
 
 
-#: The sliders' ranges (the ``ufm explore`` starting values must lie inside them).
-SLIDER_RANGES = {"ratio": (1.0, 20.0), "k": (2, 20), "tau": (0.05, 2.0)}
+#: The sliders' (low, high, step) (the ``ufm explore`` starting values must lie on them).
+SLIDER_RANGES = {"ratio": (1.0, 20.0, 0.5), "k": (2, 20, 1), "tau": (0.05, 2.0, 0.05)}
 
 
 @dataclass
@@ -54,12 +54,9 @@ class Explorer:
         self.ax_text = self.fig.add_axes([0.79, 0.42, 0.20, 0.52])
         self.ax_text.axis("off")
         self.sliders = {
-            "R": Slider(self.fig.add_axes([0.12, 0.30, 0.5, 0.03]), "ratio R", *SLIDER_RANGES["ratio"],
-                        valinit=self.state.ratio, valstep=0.5),
-            "k": Slider(self.fig.add_axes([0.12, 0.24, 0.5, 0.03]), "classes k", *SLIDER_RANGES["k"],
-                        valinit=self.state.k, valstep=1),
-            "tau": Slider(self.fig.add_axes([0.12, 0.18, 0.5, 0.03]), "tau", *SLIDER_RANGES["tau"],
-                          valinit=self.state.tau, valstep=0.05),
+            "R": self._slider(0.30, "ratio R", "ratio", self.state.ratio),
+            "k": self._slider(0.24, "classes k", "k", self.state.k),
+            "tau": self._slider(0.18, "tau", "tau", self.state.tau),
         }
         self.relu = CheckButtons(self.fig.add_axes([0.70, 0.17, 0.1, 0.16]), ["ReLU"], [self.state.relu])
         self.profile = RadioButtons(self.fig.add_axes([0.82, 0.17, 0.15, 0.16]), ["step", "long-tail"])
@@ -72,6 +69,10 @@ class Explorer:
         self.batching.on_clicked(lambda _label: self.update())
         self.gd_button.on_clicked(lambda _event: self.update(use_gd=True))
         self.update()
+
+    def _slider(self, bottom: float, label: str, name: str, value) -> Slider:
+        low, high, step = SLIDER_RANGES[name]
+        return Slider(self.fig.add_axes([0.12, bottom, 0.5, 0.03]), label, low, high, valinit=value, valstep=step)
 
     def _read_widgets(self) -> None:
         s = self.state

@@ -179,7 +179,10 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
     elif isinstance(batches, PackedBatches):
         packed = batches
     else:
-        if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__") or len(batches) == 0:
+        if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__"):
+            raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
+        batches = list(batches)
+        if not batches:
             raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
         checked = [checked_batch(b, i, H.shape[0]) for i, b in enumerate(batches)]
         if any(len(b) == 0 for b in checked):
