@@ -417,12 +417,43 @@ def _prototype_lift(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return L, Q
 
 
+#: How far a row's norm may be from 1 (and, with ReLU, an entry below 0) for H to count as feasible.
+FEASIBLE_TOL = 1e-9
+
+
+def feasible_embeddings(problem: Problem, H) -> np.ndarray:
+    """H as a float64 (n, d) array if it is feasible for ``problem`` (unit rows within
+    :data:`FEASIBLE_TOL`, nonnegative with ReLU), else :class:`ProblemError`: the dual bound holds for
+    the optimum over feasible points only, so an infeasible H would give a bound that is not one."""
+    if not isinstance(problem, Problem):
+        raise ProblemError(f"the certificate needs a ufm.Problem (got {type(problem).__name__})")
+    try:
+        array = np.asarray(H)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ProblemError("H must be a real (n, d) array of embeddings")
+    array = array.astype(np.float64)
+    if array.shape != (problem.n, problem.dim):
+        raise ProblemError(f"H must have shape (n, d) = ({problem.n}, {problem.dim}) (got {array.shape})")
+    if not np.isfinite(array).all():
+        raise ProblemError("H holds NaN or infinite entries")
+    worst = float(np.max(np.abs(np.linalg.norm(array, axis=1) - 1.0)))
+    if worst > FEASIBLE_TOL:
+        raise ProblemError(f"H's rows must have unit norm (the farthest is off by {worst:.3g}); normalise them")
+    if problem.relu and array.min() < -FEASIBLE_TOL:
+        raise ProblemError(f"with ReLU H must be nonnegative (its smallest entry is {array.min():.3g})")
+    return array
+
+
 def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL,
                        log_excess: float | None = None) -> Certificate:
     """The certificate of embeddings H (n, d) for ``problem`` (its batching at epoch 0): a lower
     bound on the optimal loss that holds whatever produced H (module docstring)."""
     t0 = time.perf_counter()
-    H = np.asarray(H, dtype=np.float64)
+    H = feasible_embeddings(problem, H)
+    if not (isinstance(tolerance, (int, float, np.floating)) and 0 < tolerance < 1):
+        raise ProblemError(f"the certificate's tolerance must lie in (0, 1) (got {tolerance!r})")
     need = certificate_bytes(problem)
     if need > CACHE_BYTES:
         raise ProblemError(f"the certificate needs about {need / 2 ** 30:.1f} GB for its gradient blocks "

@@ -342,9 +342,8 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         if W is not None:
             X = _align_prototypes(X, W, n)
         extra["factor"] = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
-    H = X[:n]
-    if problem.relu:                     # exactly feasible: nonnegative unit rows
-        H = unit_rows(np.maximum(H, 0.0))
+    H = X[:n]                            # exactly feasible: unit rows (nonnegative with ReLU)
+    H = unit_rows(np.maximum(H, 0.0)) if problem.relu else unit_rows(H)
     loss = problem_loss(problem, H)
     # H is feasible for the relaxation (unit rows, nonnegative with ReLU), so the relaxation optimum
     # is at most loss(H): the solver's value is capped by it (an interior-point G* a little

@@ -43,6 +43,7 @@ there the certificate says so (``optimal_inaccurate``).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import cvxpy as cp
@@ -54,10 +55,10 @@ from solvers.certificate import GAP_TOL, certify_mean_gram
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.constraints import retract
 from ufm.errors import ProblemError
-from ufm.loss import full_batch_loss_bucketed
+from ufm.loss import full_batch_loss_bucketed, problem_loss
 from ufm.problem import Problem
 from ufm.excess import reduced_constant, reduced_excess
-from ufm.solution import Solution, certified_status
+from ufm.solution import Solution, certified_status, join
 
 #: Above this many examples the collapsed embeddings' loss is computed from the reduced formula
 #: instead of the full n x n JAX loss.
@@ -314,6 +315,20 @@ def solve_reduced(problem: Problem, solver: str | None = None,
     the recovered embeddings).
     """
     _check(problem)
+    if not isinstance(gap_tol, (int, float, np.floating)) or not 0 < gap_tol < 1:
+        raise ProblemError(f"gap_tol must lie in (0, 1) (got {gap_tol!r})")
+    solution = _solve_reduced(problem, solver, solver_options, fast_path, gap_tol)
+    if problem.relu or problem.dim >= problem.k - 1 or solution.status != "optimal":
+        return solution
+    # the reduced program has no rank constraint: at d < k - 1 its optimum (still a valid lower bound)
+    # has rank up to k - 1, and the d-dimensional factor below does not attain it
+    note = (f"dim = {problem.dim} < k - 1: the reduced optimum (the lower bound) has rank up to k - 1, which "
+            f"d-dimensional embeddings cannot attain; loss is that of its rank-{problem.dim} factor")
+    return replace(solution, status="optimal_inaccurate", message=join(solution.message, note),
+                   loss=float(problem_loss(problem, solution.embeddings)))
+
+
+def _solve_reduced(problem: Problem, solver, solver_options, fast_path, gap_tol: float) -> Solution:
     t0 = time.perf_counter()
     counts, tau, k = problem.counts, problem.tau, problem.k
     _, k_g, n_g = count_groups(counts)

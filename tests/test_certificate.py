@@ -142,3 +142,28 @@ def test_certified_solve_at_n_5000_with_batches():
     assert sol.status == "optimal", sol.message
     assert sol.certificate.method == "lanczos"
     np.testing.assert_allclose(sol.class_mean_gram, np.eye(10), atol=1e-6)
+
+
+@pytest.mark.parametrize("change,relu,match", [
+    (lambda H: 0.9 * H, False, "unit norm"),                 # a bound for shrunk rows would not be one
+    (lambda H: 0.9 * H, True, "unit norm"),
+    (lambda H: np.hstack([H, -H]) / np.sqrt(2), True, "shape"),
+    (lambda H: H[:5], False, "shape"),
+    (lambda H: H * (1 + 0j), False, "real"),
+    (lambda H: np.where(H > 0.5, np.nan, H), False, "NaN"),
+])
+def test_certificate_refuses_infeasible_embeddings(change, relu, match):
+    """The dual bound holds over feasible points: infeasible H is refused, never given a 'bound'."""
+    from ufm import ProblemError
+    problem = Problem.from_counts([4, 4, 2], tau=0.5, relu=relu)
+    H = np.repeat(np.eye(3, problem.dim), problem.counts, axis=0)
+    with pytest.raises(ProblemError, match=match):
+        certify_embeddings(problem, change(H))
+
+
+def test_certificate_refuses_negative_rows_under_relu():
+    from ufm import ProblemError
+    problem = Problem.from_counts([4, 4, 2], tau=0.5, relu=True, dim=6)
+    H = np.repeat(np.hstack([np.eye(3), -np.eye(3)]) / np.sqrt(2), problem.counts, axis=0)
+    with pytest.raises(ProblemError, match="nonnegative"):
+        certify_embeddings(problem, H)

@@ -455,3 +455,14 @@ def test_the_n_by_n_program_refuses_what_does_not_fit():
 def test_a_batching_without_positive_pairs_is_refused():
     with pytest.raises(ProblemError, match="positive"):
         Problem.from_counts([2, 2], tau=0.5, batching=Batching.from_lists([[0, 2], [1, 3]]))
+
+
+def test_reduced_program_below_rank_k_minus_1_is_not_called_optimal():
+    """Without ReLU at d < k - 1 the reduced optimum (a valid lower bound) is not attainable: the
+    solution says optimal_inaccurate and reports its d-dimensional embeddings' own loss."""
+    from ufm import problem_loss
+    problem = Problem.from_counts([4, 4, 2], tau=0.5, dim=1)
+    sol = solve_reduced(problem)
+    assert sol.status == "optimal_inaccurate" and "dim = 1 < k - 1" in sol.message
+    assert sol.loss == pytest.approx(problem_loss(problem, sol.embeddings), rel=1e-12)
+    assert sol.lower_bound < sol.loss - 1.0                    # 13.733 against the rank-1 factor's 15.626

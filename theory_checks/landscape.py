@@ -195,7 +195,8 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     optimum = convex_optimum(problem)
     # no certified bound (a failed convex solve): the gaps are NaN and the notes say why
     bound = float("nan") if optimum.lower_bound is None else float(optimum.lower_bound)
-    gaps = [(s.loss - bound) / abs(bound) for s in solutions]
+    scale = abs(bound) if bound != 0 else 1.0      # an optimum of 0 (tiny tau, pairs): absolute gaps
+    gaps = [(s.loss - bound) / scale for s in solutions]
     best = int(np.argmin([s.loss for s in solutions]))
     H = solutions[best].embeddings
     prediction = predict(problem)
@@ -230,7 +231,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
         "max_procrustes_residual": max(procrustes_distance(s.embeddings, H) for s in solutions),
         "slice": slice_data,
         "hessian": hessian,
-        "curves": {"loss_gap": ((history - bound) / abs(bound)).tolist(), "checkpoints": list(checkpoints),
+        "curves": {"loss_gap": ((history - bound) / scale).tolist(), "checkpoints": list(checkpoints),
                    "distance": distances},
         "notes": notes,
     }

@@ -92,7 +92,7 @@ def _gd_gap(problem: Problem, optimum: float, starts: int) -> float:
     from solvers.gd import solve_many
 
     best = min(s.loss for s in solve_many(problem, list(range(starts))))
-    return float((best - optimum) / abs(optimum))
+    return float((best - optimum) / (abs(optimum) if optimum != 0 else 1.0))   # absolute where the optimum is 0
 
 
 def _append(series: dict, name: str, row: dict) -> None:
@@ -201,6 +201,9 @@ def batching_for(scheme: str, batch_size: int, counts: Sequence[int], seed: int)
 
     if scheme not in BATCHING_SCHEMES:
         raise ProblemError(f"unknown batching scheme {scheme!r}; use one of {', '.join(BATCHING_SCHEMES)}")
+    if batch_size >= sum(counts):
+        raise ProblemError(f"a batch size of {batch_size} puts all n = {sum(counts)} examples in one batch: "
+                           "that is full batching; use batch sizes below n")
     if scheme == "fixed-random":
         return Batching.from_lists(Batching.random(batch_size).batches(counts, seed=seed))
     return Batching(scheme, batch_size=batch_size)

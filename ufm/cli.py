@@ -385,6 +385,11 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
     if args.starts is not None and args.seed is not None and args.seed + args.starts - 1 > SEED_MAX:
         raise ProblemError(f"--starts {args.starts} from --seed {args.seed} runs past the largest seed "
                            f"{SEED_MAX}; lower one of them")
+    if args.method == "gd" and problem.batching.is_random:
+        draws = (args.steps or gd.DEFAULT_STEPS) * sizing.batch_shape(problem)[0]
+        if draws > MAX_BATCHES * 10:
+            raise ProblemError(f"a reshuffled batching draws every epoch's batches before the first step: "
+                               f"{draws} batches for these --steps, more than {MAX_BATCHES * 10}; lower --steps")
     if args.method == "gd":
         starts = args.starts or 1
         need = sizing.gd_bytes(problem, args.steps or gd.DEFAULT_STEPS, args.chunk_size, starts,
@@ -680,8 +685,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         if not lo <= value <= hi:
             raise ProblemError(f"--{name} {value:g} is outside the explorer's slider range [{lo:g}, {hi:g}]")
         if abs((value - lo) / step - round((value - lo) / step)) > 1e-9:
-            raise ProblemError(f"--{name} {value:g} is not on the slider's steps of {step:g} from {lo:g}; "
-                               f"use e.g. {lo + step * round((value - lo) / step):g}")
+            raise ProblemError(f"--{name} {value!r} is not on the slider's steps of {step:g} from {lo:g}; "
+                               f"use e.g. {round(lo + step * round((value - lo) / step), 10)!r}")
         setattr(state, attr, value)
     state.relu = bool(args.relu)
     import matplotlib
@@ -712,8 +717,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def _output_options(parser: argparse.ArgumentParser, figure: bool = False) -> None:
     if figure:
         parser.add_argument("--out", type=values.figure_path,
-                            help="figure file (.png, .pdf, .svg by extension; default ufm-<command>.png in the "
-                                 "current directory, path printed)")
+                            help="figure file (.png, .pdf, .svg by extension; default ufm-landscape.png or "
+                                 "ufm-sweep-<kind>.png in the current directory, path printed)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
