@@ -88,13 +88,13 @@ import optax
 import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraints import retract as unit_rows
-from ufm.errors import ProblemError
+from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
 from solvers.sizing import certificate_bytes
 from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, collapsed_rows,
                                  problem_constant, problem_log_excess)
 from ufm.excess import log_excess_packed, representatives
-from ufm.problem import Problem
+from ufm.problem import SEED_MAX, Problem
 from ufm.solution import Solution, certified_status, join
 
 DEFAULT_STEPS = 5000
@@ -685,7 +685,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     _check_gap_tol(gap_tol)
-    seed = problem.seed if seed is None else seed
+    seed = problem.seed if seed is None else whole_number(seed, "seed", 0, SEED_MAX)
     data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
     t0 = time.perf_counter()
     out = _staged(_compiled(cfg, None), data)
@@ -712,7 +712,9 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     _check_gap_tol(gap_tol)
-    seeds = [int(s) for s in seeds]
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ProblemError(f"seeds must be a list of integer seeds (got {seeds!r})")
+    seeds = [whole_number(s, "seed", 0, SEED_MAX) for s in seeds]
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
     data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)

@@ -358,3 +358,15 @@ def test_mean_gram_snapshots_match_runs_stopped_early():
     for epoch, M in zip(snaps["epochs"][1:4], snaps["grams"][1:4]):
         early = gd.solve(problem, seed=3, steps=epoch)
         np.testing.assert_allclose(M, class_mean_gram(early.embeddings, problem.labels), atol=1e-12)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda p: gd.solve(p, steps=2, seed=2 ** 70), "at most"),
+    (lambda p: gd.solve(p, steps=2, seed=1.5), "integer"),
+    (lambda p: gd.solve_many(p, 5, steps=2), "list of integer seeds"),
+    (lambda p: gd.solve_many(p, [1.7], steps=2), "integer"),
+])
+def test_bad_seeds_are_refused(call, match):
+    """Seeds are integers in 0..2^32-1 (not truncated, no OverflowError from JAX)."""
+    with pytest.raises(ProblemError, match=match):
+        call(Problem.balanced(2, 3))
