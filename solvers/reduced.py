@@ -151,7 +151,7 @@ def solve_factored(problem: Problem, rank: int | None = None, seed: int | None =
     ``extra["program"] = "factored"``). Status ``"optimal"`` when certified, else ``"stationary"``
     (the best start), or with ``fallback`` the general cvxpy program's solution, judged the same way.
     """
-    _check(problem)
+    check_applicable(problem)
     t0 = time.perf_counter()
     counts, tau = problem.counts, problem.tau
     seed = problem.seed if seed is None else int(seed)
@@ -213,7 +213,8 @@ def feasible_factor(M: np.ndarray, relu: bool) -> np.ndarray:
     return V / np.linalg.norm(V, axis=1, keepdims=True)
 
 
-def _check(problem: Problem) -> None:
+def check_applicable(problem: Problem) -> None:
+    """Raise :class:`ProblemError` unless the reduced program applies: full batch, no prototypes."""
     if not problem.is_full_batch:
         raise ProblemError(f"the reduced program assumes full-batch collapse; this problem uses "
                            f"{problem.batching.scheme!r} batching: use the n x n program "
@@ -314,7 +315,7 @@ def solve_reduced(problem: Problem, solver: str | None = None,
     ``"block"`` / ``"general"``), ``residuals``, ``solver_status``, ``embedding_loss`` (SCL loss of
     the recovered embeddings).
     """
-    _check(problem)
+    check_applicable(problem)
     if not isinstance(gap_tol, (int, float, np.floating)) or not 0 < gap_tol < 1:
         raise ProblemError(f"gap_tol must lie in (0, 1) (got {gap_tol!r})")
     solution = _solve_reduced(problem, solver, solver_options, fast_path, gap_tol)

@@ -375,7 +375,7 @@ def _lanes(problem: Problem, starts: int) -> int:
 
 def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
     """Options that do not apply to the chosen method are errors; the run must fit in memory."""
-    from solvers import convex, gd, sizing
+    from solvers import convex, gd, reduced, sizing
 
     if args.method != "gd":
         refuse(_given(args, *GD_ONLY), f"to --method {args.method} (gradient descent options; the convex "
@@ -401,9 +401,7 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
         sizing.require(need, f"gradient descent on n = {problem.n} (d = {problem.dim}, widest batch "
                              f"{sizing.batch_shape(problem)[1]})", ways)
     elif args.method == "reduced":
-        if not problem.is_full_batch or problem.prototypes is not None:
-            raise ProblemError("--method reduced solves full-batch problems without prototypes "
-                               "(docs/theory.md section 3); use --method gd or --method convex")
+        reduced.check_applicable(problem)
         if not problem.relu and problem.dim < problem.k - 1:
             raise ProblemError(f"--method reduced has no rank constraint, so it needs dim >= k - 1 = "
                                f"{problem.k - 1} (got --dim {problem.dim}); use --method gd")
