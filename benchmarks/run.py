@@ -404,7 +404,7 @@ def bench_explorer() -> dict:
     if here.exists():
         import matplotlib
         matplotlib.use("Agg")
-        from ufm.explore import Explorer, ExplorerState
+        from ufm.app.explore import Explorer, ExplorerState
         for k in (4, 8, 12, 16, 20):
             t0 = _now()
             ex = Explorer(ExplorerState(k=k, profile="long-tail"))

@@ -16,8 +16,8 @@ def parse(description: str) -> argparse.Namespace:
 
 def write(fig, data: dict, out_dir: str, name: str) -> None:
     """Save the figure as PNG and PDF and the numbers behind it as JSON."""
-    from ufm import plots
-    from ufm.cli import to_jsonable
+    from ufm.app import plots
+    from ufm.app.cli import to_jsonable
 
     out = Path(out_dir)
     for suffix in (".png", ".pdf"):

@@ -15,7 +15,9 @@ from _common import parse, write
 
 from solvers.gd import solve
 from theory_checks.sweeps import sweep_batching
-from ufm import Batching, Problem, check_conditions, plots
+from ufm import Batching, Problem, check_conditions
+from ufm.app import plots
+from ufm.app.progress import progress
 
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0])
@@ -30,7 +32,7 @@ if __name__ == "__main__":
                            "conditions": check_conditions(problem.labels, problem.batches()).to_dict()}
         plots.gram_heatmap(solution.class_mean_gram, ax=ax, title=name, vmin=-1, vmax=1)
     sizes = [6, 8] if args.quick else [6, 8, 10, 12, 16]
-    result = sweep_batching(sizes, [8, 8, 4, 4], tau=0.5)
+    result = sweep_batching(sizes, [8, 8, 4, 4], tau=0.5, progress=progress)
     ax = axes[0, 2]
     for index, (scheme, values) in enumerate(result.series.items()):
         ax.semilogy(result.x, np.maximum(values["dist:OF"], 1e-16), marker="os^"[index], ms=4,

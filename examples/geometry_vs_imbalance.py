@@ -12,12 +12,13 @@ reduced k x k convex program; ``--quick`` uses fewer ratios.
 from _common import parse, write
 
 from theory_checks.sweeps import sweep_imbalance
-from ufm import plots
+from ufm.app import plots
+from ufm.app.progress import progress
 
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0])
     ratios = [1, 4, 16] if args.quick else [1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32]
-    result = sweep_imbalance(ratios, profile="step", k=4, n_max=64, tau=0.5)
+    result = sweep_imbalance(ratios, profile="step", k=4, n_max=64, tau=0.5, progress=progress)
     fig = plots.sweep_figure(result.x, result.series, result.xlabel,
                              [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
                               ("loss", "optimal loss (sum, nats)")],

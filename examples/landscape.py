@@ -13,7 +13,8 @@ accuracy.
 from _common import parse, write
 
 from theory_checks.landscape import landscape_data
-from ufm import Problem, plots
+from ufm import Problem
+from ufm.app import plots
 
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0])

@@ -11,7 +11,8 @@ the n x n convex program; the heatmaps show the class-mean Gram with 1 and with 
 from _common import parse, write
 
 from solvers.convex import solve_relaxation
-from ufm import Problem, Prototypes, plots
+from ufm import Problem, Prototypes
+from ufm.app import plots
 from ufm.geometry import etf_gram, normalized_distance
 
 if __name__ == "__main__":

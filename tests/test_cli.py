@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ufm.cli import main
+from ufm.app.cli import main
 
 
 def one_line_error(err: str) -> bool:
@@ -265,7 +265,7 @@ def test_best_start_keeps_the_certified_start_whichever_it_is():
     identity: Solutions hold arrays, so == between them is not defined)."""
     import numpy as np
 
-    from ufm.cli import _best_start
+    from theory_checks.report import best_start as _best_start
     from ufm.solution import Solution
 
     def start(status, gap, certified):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reference import orthogonal_frame_loss
-from ufm.explore import Explorer, ExplorerState
+from ufm.app.explore import Explorer, ExplorerState
 from ufm.geometry import etf_gram
 
 
@@ -60,7 +60,7 @@ def test_gd_button(explorer):
 
 
 def test_explore_command_snapshot_and_headless_message(tmp_path, capsys):
-    from ufm.cli import main
+    from ufm.app.cli import main
 
     out = tmp_path / "explorer.png"
     assert main(["explore", "--out", str(out), "--classes", "3", "--relu"]) == 0

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from reference import scl_loop
 from ufm import Batching, Problem, ProblemError, Prototypes, scl_loss
-from ufm.cli import main
+from ufm.app.cli import main
 
 COMMANDS = [["solve"], ["predict"], ["batches", "check"], ["landscape"], ["sweep", "imbalance"],
             ["sweep", "temperature"], ["sweep", "batching"], ["verify"], ["explore"]]

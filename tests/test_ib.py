@@ -334,5 +334,5 @@ def test_module_imports_neither_solvers_nor_front_ends():
         elif isinstance(node, ast.ImportFrom):
             names.add(node.module or "")
     assert not any(n.split(".")[0] == "solvers" for n in names)
-    assert not any(n in ("ufm.cli", "ufm.plots", "ufm.explore", "ufm.__main__") for n in names)
+    assert not any(n in ("ufm.app.cli", "ufm.app.plots", "ufm.app.explore", "ufm.__main__") for n in names)
     assert not any(n.split(".")[0] in ("jax", "torch", "matplotlib") for n in names)

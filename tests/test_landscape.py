@@ -64,7 +64,7 @@ def test_landscape_data_and_command(tmp_path, capsys):
     import json
 
     from solvers.convex import solve_reduced
-    from ufm.cli import main
+    from ufm.app.cli import main
 
     out = tmp_path / "landscape.png"
     assert main(["landscape", "--counts", "4,4,2", "--tau", "0.5", "--dim", "4", "--starts", "6",
@@ -82,7 +82,7 @@ def test_landscape_data_and_command(tmp_path, capsys):
 def test_landscape_without_feasible_directions_is_reported_not_crashed(tmp_path, capsys):
     import json
 
-    from ufm.cli import main
+    from ufm.app.cli import main
 
     assert main(["landscape", "--counts", "3,3", "--relu", "--dim", "2", "--starts", "2", "--out",
                  str(tmp_path / "l.png"), "--json"]) == 0

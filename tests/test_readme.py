@@ -33,7 +33,7 @@ def test_readme_error_examples_are_what_the_command_prints(capsys):
     import re
     import shlex
 
-    from ufm.cli import main
+    from ufm.app.cli import main
 
     text = (ROOT / "README.md").read_text()
     pairs = re.findall(r"^\$ ufm (.*)\n(ufm .*: error: .*)$", text, re.M)

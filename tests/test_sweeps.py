@@ -8,25 +8,25 @@ from reference import etf_loss, orthogonal_frame_loss
 from solvers.convex import solve_reduced
 from theory_checks import sweeps
 from ufm import Problem, ProblemError
-from ufm.cli import main
+from ufm.app.cli import main
 
 
 def test_sweep_points_are_exactly_the_ratios_asked_for():
     """Each point's counts have exactly the ratio on its label; a ratio that the counts cannot realise
     refuses the whole sweep before anything runs (it is not relabelled)."""
-    result = sweeps.sweep_imbalance([1, 4], k=4, n_max=8, tau=0.5, relu_options=(False,), show_progress=False)
+    result = sweeps.sweep_imbalance([1, 4], k=4, n_max=8, tau=0.5, relu_options=(False,))
     for ratio, counts in zip(result.x, result.meta["counts"]):
         assert max(counts) / min(counts) == ratio
     with pytest.raises(ProblemError, match="sweep point 1e\\+06.*not a whole number"):
-        sweeps.sweep_imbalance([1, 1e6], n_max=10, show_progress=False)
+        sweeps.sweep_imbalance([1, 1e6], n_max=10)
     with pytest.raises(ProblemError, match="minority fraction"):
-        sweeps.sweep_imbalance([1, 2], n_max=10, minority_fraction=0, show_progress=False)
+        sweeps.sweep_imbalance([1, 2], n_max=10, minority_fraction=0)
     with pytest.raises(ProblemError, match="empty"):
-        sweeps.sweep_temperature([], [4, 4], show_progress=False)
+        sweeps.sweep_temperature([], [4, 4])
 
 
 def test_imbalance_sweep_numbers():
-    result = sweeps.sweep_imbalance([1, 4], k=4, n_max=8, tau=0.5, show_progress=False)
+    result = sweeps.sweep_imbalance([1, 4], k=4, n_max=8, tau=0.5)
     relu, plain = result.series["ReLU"], result.series["no ReLU"]
     # ReLU: orthogonal frame, closed-form loss (docs/theory.md section 2)
     for ratio, loss in zip([1, 4], relu["loss"]):
@@ -44,20 +44,20 @@ def test_imbalance_sweep_numbers():
 
 def test_imbalance_sweep_gd_cross_check():
     result = sweeps.sweep_imbalance([2], k=3, n_max=6, tau=1.0, relu_options=(False,), check_gd=True,
-                                    gd_starts=2, show_progress=False)
+                                    gd_starts=2)
     assert abs(result.series["no ReLU"]["gd_gap"][0]) < 1e-7
 
 
 def test_temperature_sweep_matches_reduced_program():
-    result = sweeps.sweep_temperature([0.5, 1.0], [6, 6, 2], relu_options=(False,), show_progress=False)
+    result = sweeps.sweep_temperature([0.5, 1.0], [6, 6, 2], relu_options=(False,))
     for tau, loss in zip([0.5, 1.0], result.series["no ReLU"]["loss"]):
         assert loss == pytest.approx(solve_reduced(Problem.from_counts([6, 6, 2], tau=tau), fast_path=False).lower_bound,
                                      rel=1e-6)
 
 
 def test_batching_sweep_fixed_partition_breaks_the_frame_binding_keeps_it():
-    fixed = sweeps.sweep_batching([3], [4, 4, 2, 2], schemes=("fixed-random",), show_progress=False)
-    binding = sweeps.sweep_batching([6], [4, 4, 2, 2], schemes=("binding",), show_progress=False)
+    fixed = sweeps.sweep_batching([3], [4, 4, 2, 2], schemes=("fixed-random",))
+    binding = sweeps.sweep_batching([6], [4, 4, 2, 2], schemes=("binding",))
     assert binding.series["binding"]["dist:OF"][0] < 1e-4
     assert fixed.series["fixed-random"]["conditions_met"][0] is False
     assert fixed.series["fixed-random"]["dist:OF"][0] > 0.05
@@ -66,9 +66,9 @@ def test_batching_sweep_fixed_partition_breaks_the_frame_binding_keeps_it():
 def test_batching_sweep_refuses_a_point_it_cannot_pose():
     """Batch-binding needs a batch size above k: the sweep refuses (no NaN point, no empty figure)."""
     with pytest.raises(ProblemError, match="sweep point 3, binding: batch-binding"):
-        sweeps.sweep_batching([3, 6], [4, 4, 2, 2], schemes=("fixed-random", "binding"), show_progress=False)
+        sweeps.sweep_batching([3, 6], [4, 4, 2, 2], schemes=("fixed-random", "binding"))
     with pytest.raises(ProblemError, match="unknown batching scheme"):
-        sweeps.sweep_batching([6], [4, 4, 2, 2], schemes=("bogus",), show_progress=False)
+        sweeps.sweep_batching([6], [4, 4, 2, 2], schemes=("bogus",))
 
 
 def test_sweep_command_writes_figure_and_json(tmp_path, capsys):

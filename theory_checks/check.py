@@ -15,9 +15,8 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from ufm.progress import progress
 
 
 def _default(name: str) -> Callable:
@@ -116,10 +115,20 @@ class CheckResult:
                 "instances": self.instances, "error": self.error}
 
 
+#: A progress reporter: called with the list of items and a label, it yields the items (a front end
+#: passes its progress bar, e.g. ``ufm.app.progress.progress``; None runs silently).
+Progress = Callable[..., Iterable]
+
+
+def each(items: Sequence, label: str, progress: Progress | None) -> Iterable:
+    """``items`` through the reporter ``progress`` (or as they are when it is None)."""
+    return items if progress is None else progress(list(items), label=label)
+
+
 def run_checks(checks: Sequence[Check], quick: bool = False, tools: Tools | None = None,
-               show_progress: bool = True) -> list[CheckResult]:
-    """Run checks in order with a progress bar on stderr."""
+               progress: Progress | None = None) -> list[CheckResult]:
+    """Run checks in order, reporting to ``progress`` (see :data:`Progress`)."""
     results = []
-    for check in progress(checks, label="verify", enabled=show_progress):
+    for check in each(checks, "verify", progress):
         results.append(check.run(quick=quick, tools=tools))
     return results

@@ -1,6 +1,6 @@
 """Sweeps: how the optimal geometry moves with the imbalance ratio, the temperature, or the batching.
 
-Each sweep returns a :class:`SweepResult` (JSON-ready numbers; ``ufm.plots.sweep_figure`` draws it).
+Each sweep returns a :class:`SweepResult` (JSON-ready numbers; ``ufm.app.plots.sweep_figure`` draws it).
 Full-batch points use the reduced k x k program (fast: counts only enter as weights); ``check_gd``
 cross-checks each point with gradient descent from several random starts in one vmapped call and
 records the relative gap of the best start to the reduced optimum.
@@ -20,7 +20,7 @@ import numpy as np
 from ufm.errors import ProblemError
 from ufm.geometry import cosines, etf_gram, nc1, normalized_distance, orthogonal_frame_gram
 from ufm.problem import Problem
-from ufm.progress import progress
+from theory_checks.check import Progress, each
 
 
 @dataclass
@@ -155,7 +155,7 @@ def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
 
 def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
                     minority_fraction: float = 0.5, tau: float = 0.5, relu_options=(False, True),
-                    check_gd: bool = False, gd_starts: int = 4, show_progress: bool = True) -> SweepResult:
+                    check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None) -> SweepResult:
     """Optimal geometry against the imbalance ratio R, with and/or without ReLU (reduced program).
 
     Each point is ``Problem.from_profile(profile, k, n_max, R, minority_fraction)``: exactly the ratio
@@ -164,8 +164,7 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
                                           minority_fraction=minority_fraction, tau=tau, relu_options=relu_options)
     series: dict = {}
     counts_used = []
-    for (ratio, relu), problem in progress(list(zip(points, problems)), label="sweep imbalance",
-                                           enabled=show_progress):
+    for (ratio, relu), problem in each(list(zip(points, problems)), "sweep imbalance", progress):
         _append(series, "ReLU" if relu else "no ReLU", _reduced_point(
             problem, profile, check_gd, gd_starts, minority_fraction if profile == "step" else None))
         if relu == points[0][1]:
@@ -177,13 +176,12 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
 
 
 def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options=(False, True),
-                      check_gd: bool = False, gd_starts: int = 4, show_progress: bool = True) -> SweepResult:
+                      check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None) -> SweepResult:
     """Optimal geometry against the temperature tau for fixed counts (reduced program)."""
     points, problems = temperature_problems(taus, counts, relu_options=relu_options)
     series: dict = {}
     profile = "step" if len(set(problems[0].counts)) <= 2 else "long-tail"
-    for (tau, relu), problem in progress(list(zip(points, problems)), label="sweep temperature",
-                                         enabled=show_progress):
+    for (tau, relu), problem in each(list(zip(points, problems)), "sweep temperature", progress):
         _append(series, "ReLU" if relu else "no ReLU", _reduced_point(problem, profile, check_gd, gd_starts))
     return SweepResult("temperature", [float(t) for t in taus], "temperature tau", series,
                        {"counts": list(problems[0].counts)})
@@ -224,7 +222,7 @@ def batching_problems(batch_sizes: Sequence[int], counts: Sequence[int], *, tau:
 
 def sweep_batching(batch_sizes: Sequence[int], counts: Sequence[int], *, tau: float = 0.5,
                    schemes: Sequence[str] = ("fixed-random", "random", "binding"), relu: bool = True,
-                   seed: int = 0, show_progress: bool = True) -> SweepResult:
+                   seed: int = 0, progress: Progress | None = None) -> SweepResult:
     """Geometry reached by gradient descent under mini-batching, against the batch size, per scheme
     (``random`` and ``balanced`` reshuffle every epoch, ``binding`` is batch-binding, ``fixed-random``
     keeps one random partition): distance of the mean Gram to the orthogonal frame and to the ETF,
@@ -237,8 +235,7 @@ def sweep_batching(batch_sizes: Sequence[int], counts: Sequence[int], *, tau: fl
     points, problems = batching_problems(batch_sizes, counts, tau=tau, schemes=schemes, relu=relu, seed=seed)
     series: dict = {}
     k = problems[0].k
-    for (size, scheme), problem in progress(list(zip(points, problems)), label="sweep batching",
-                                            enabled=show_progress):
+    for (size, scheme), problem in each(list(zip(points, problems)), "sweep batching", progress):
         sol = solve(problem, seed=seed)
         M = sol.class_mean_gram
         _append(series, scheme, {"dist:OF": normalized_distance(M, orthogonal_frame_gram(k)),

@@ -1,5 +1,5 @@
 """``python -m ufm`` runs the ``ufm`` command."""
 
-from ufm.cli import main
+from ufm.app.cli import main
 
 raise SystemExit(main())

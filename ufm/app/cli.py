@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 a solver failure or a result the certificate does not prove (``error``,
 ``not_converged``, ``stationary``, ``optimal_inaccurate``), or an internal error; 2 bad input. Bad input is caught before any
-work: every value by its ``argparse`` type (:mod:`ufm.cli_values`), every combination of options and
+work: every value by its ``argparse`` type (:mod:`ufm.app.cli_values`), every combination of options and
 the memory a run would need (:mod:`solvers.sizing`) by the command's checks; it ends with one line
 ``ufm <command>: error: ...`` on stderr naming the problem and the fix, never a traceback. With
 ``--json`` a JSON object is printed on stdout whatever the exit code (``{"error", "exit_code"}`` where
@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ufm import cli_values as values
+from ufm.app import cli_values as values
+from ufm.app.progress import progress
 from ufm.batching import Batching, check_conditions
 from ufm.errors import ProblemError
 from ufm.problem import IMBALANCE_PROFILES, SEED_MAX, TAU_MAX, TAU_MIN, Problem, Prototypes
@@ -215,52 +216,6 @@ def print_table(rows: Sequence[Sequence], header: Sequence[str]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def solution_report(problem: Problem, solution, prediction) -> dict:
-    """The JSON object of ``ufm solve`` (CLI.md)."""
-    from ufm.geometry import etf_gram, nc1, normalized_distance, orthogonal_frame_gram
-
-    M = np.asarray(solution.class_mean_gram)
-    report = {
-        "method": solution.method, "counts": list(problem.counts), "tau": problem.tau,
-        "relu": problem.relu, "dim": problem.dim, "batching": problem.batching.scheme,
-        "loss": solution.loss, "excess": solution.excess, "log_excess": solution.log_excess,
-        "lower_bound": solution.lower_bound,
-        "certificate": None if solution.certificate is None else solution.certificate.to_dict(),
-        "class_mean_gram": M,
-        "nc1": nc1(solution.embeddings, problem.labels)[0] if solution.embeddings is not None else None,
-        "distance": {
-            "etf": normalized_distance(M, etf_gram(problem.k)),
-            "of": normalized_distance(M, orthogonal_frame_gram(problem.k)),
-            "predicted": (None if prediction.class_mean_gram is None
-                          else normalized_distance(M, prediction.class_mean_gram)),
-        },
-        "predicted": {"geometry": prediction.geometry, "loss": prediction.loss, "why": prediction.why},
-        "status": solution.status, "message": solution.message,
-        "iterations": solution.iterations, "seconds": solution.seconds,
-    }
-    if "starts" in solution.extra:
-        report["starts"] = solution.extra["starts"]
-    if "residuals" in solution.extra:
-        report["residuals"] = solution.extra["residuals"]
-    return report
-
-
-def _best_start(solutions) -> tuple[object, dict]:
-    """The start to keep: the certified one with the smallest relative gap, else the lowest excess;
-    with a count of how the starts ended."""
-    def key(sol):
-        cert = sol.certificate
-        certified = cert is not None and cert.certified
-        return (0 if certified else 1, cert.relative_gap if certified else 0.0,
-                sol.log_excess if sol.log_excess is not None else np.inf)
-    ok = [s for s in solutions if s.status != "error"]
-    best = min(ok, key=key) if ok else solutions[0]
-    counts = {status: sum(s.status == status for s in solutions)
-              for status in ("optimal", "stationary", "converged", "not_converged", "error")}
-    kept = next(i for i, s in enumerate(solutions) if s is best)   # identity: Solutions hold arrays
-    return best, {"tried": len(solutions), "kept": kept, **counts}
-
-
 def _fmt(value, digits: int = 10) -> str:
     return "-" if value is None else (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
 
@@ -417,6 +372,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.validate_only:
         return 0
     from theory_checks.predictions import predict
+    from theory_checks.report import best_start, solution_report
 
     from solvers.certificate import GAP_TOL
 
@@ -435,7 +391,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         if args.starts and args.starts > 1:
             sols = gd.solve_many(problem, range(seed, seed + args.starts), certify=certify,
                                  gap_tol=gap_tol, **options)
-            solution, starts = _best_start(sols)
+            solution, starts = best_start(sols)
             solution.extra["starts"] = starts
         else:
             solution = gd.solve(problem, seed=seed, certify=certify, gap_tol=gap_tol, **options)
@@ -497,7 +453,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         checks = [c for c in CATALOGUE if c.name in wanted]
     if args.validate_only:
         return 0
-    results = run_checks(checks, quick=args.quick, show_progress=not args.no_progress)
+    results = run_checks(checks, quick=args.quick, progress=None if args.no_progress else progress)
     passed = all(r.passed for r in results)
     report = {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick}
     if args.save:
@@ -533,7 +489,7 @@ def figure_target(args: argparse.Namespace, default_name: str) -> Path:
 
 
 def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path) -> None:
-    from ufm import plots
+    from ufm.app import plots
 
     path = plots.save(fig, path).resolve()
     data = dict(data, figure=str(path))
@@ -558,7 +514,7 @@ def _sweep_points(args: argparse.Namespace):
     builds the same problems again: cheap, and the sweep functions stay usable on their own)."""
     from theory_checks import sweeps
 
-    progress_on = not args.no_progress
+    bar = None if args.no_progress else progress
     if args.sweep == "imbalance":
         imbalance = args.imbalance or "step"
         if imbalance != "step":
@@ -568,18 +524,18 @@ def _sweep_points(args: argparse.Namespace):
                        relu_options=_relu_options(args))
         _, problems = sweeps.imbalance_problems(args.ratios, **options)
         return problems, lambda: sweeps.sweep_imbalance(args.ratios, check_gd=args.check_gd,
-                                                        show_progress=progress_on, **options)
+                                                        progress=bar, **options)
     if args.sweep == "temperature":
         counts = list(args.counts or (20, 20, 4, 4))
         relu_options = _relu_options(args)
         _, problems = sweeps.temperature_problems(args.taus, counts, relu_options=relu_options)
         return problems, lambda: sweeps.sweep_temperature(args.taus, counts, relu_options=relu_options,
-                                                          check_gd=args.check_gd, show_progress=progress_on)
+                                                          check_gd=args.check_gd, progress=bar)
     counts = list(args.counts or (8, 8, 4, 4))
     schemes = args.schemes or (["fixed-random", "random", "binding"] if args.relu else ["fixed-random"])
     options = dict(tau=args.tau or 0.5, schemes=schemes, relu=bool(args.relu), seed=args.seed or 0)
     _, problems = sweeps.batching_problems(args.batch_sizes, counts, **options)
-    return problems, lambda: sweeps.sweep_batching(args.batch_sizes, counts, show_progress=progress_on, **options)
+    return problems, lambda: sweeps.sweep_batching(args.batch_sizes, counts, progress=bar, **options)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -597,7 +553,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.validate_only:
         return 0
     from theory_checks.sweeps import nonfinite_points
-    from ufm import plots
+    from ufm.app import plots
 
     result = run()
     if args.sweep == "batching":
@@ -653,7 +609,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     if args.validate_only:
         return 0
     from theory_checks.landscape import landscape_data
-    from ufm import plots
+    from ufm.app import plots
 
     data = landscape_data(problem, starts=args.starts, slice_directions=args.directions,
                           resolution=args.resolution, radius=args.radius)
@@ -672,7 +628,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from ufm.explore import SLIDER_RANGES, ExplorerState
+    from ufm.app.explore import SLIDER_RANGES, ExplorerState
 
     state = ExplorerState()
     for name, attr in (("ratio", "ratio"), ("classes", "k"), ("tau", "tau")):
@@ -697,8 +653,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return 0
     if args.out is not None:
         matplotlib.use("Agg")
-    from ufm import plots
-    from ufm.explore import Explorer, main as explore_main
+    from ufm.app import plots
+    from ufm.app.explore import Explorer, main as explore_main
 
     if args.out is not None:  # headless: draw the starting state and save it
         explorer = Explorer(state)

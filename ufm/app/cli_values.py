@@ -2,7 +2,7 @@
 
 Each function below (or the function it returns) turns the text of one option into its value, or
 raises ``argparse.ArgumentTypeError`` with a message naming the problem and the fix; ``argparse``
-prefixes the option's name and the command prints it as one line with exit code 2 (``ufm.cli``).
+prefixes the option's name and the command prints it as one line with exit code 2 (``ufm.app.cli``).
 Nothing here computes anything: these checks run before any work.
 """
 

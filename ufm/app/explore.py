@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.widgets import Button, CheckButtons, RadioButtons, Slider
 
-from ufm import plots
+from ufm.app import plots
 from ufm.batching import Batching
 from ufm.errors import ProblemError
 from ufm.geometry import etf_gram, normalized_distance, orthogonal_frame_gram
