@@ -44,6 +44,7 @@ from scipy.special import logsumexp
 
 from solvers.factor import pivoted_cholesky
 from solvers.sizing import CACHE_BYTES, certificate_bytes
+from ufm.constraint_sets import SPHERE
 from ufm.batching import pack
 from ufm.errors import ProblemError
 from ufm.excess import (excess_constant, log_softplus_np, reduced_constant, reduced_excess,
@@ -438,7 +439,7 @@ def feasible_embeddings(problem: Problem, H) -> np.ndarray:
         raise ProblemError(f"H must have shape (n, d) = ({problem.n}, {problem.dim}) (got {array.shape})")
     if not np.isfinite(array).all():
         raise ProblemError("H holds NaN or infinite entries")
-    worst = float(np.max(np.abs(np.linalg.norm(array, axis=1) - 1.0)))
+    worst = float(SPHERE.violation(array))
     if worst > FEASIBLE_TOL:
         raise ProblemError(f"H's rows must have unit norm (the farthest is off by {worst:.3g}); normalise them")
     if problem.relu and array.min() < -FEASIBLE_TOL:

@@ -38,7 +38,8 @@ from scipy.special import logsumexp, softmax
 from solvers import cvx_common
 from solvers.bound import (best_multipliers, dual_free_multipliers, dual_free_multipliers_lifted,
                            feasible_point, linearization_bound, slack)
-from solvers.factor import eigen_factor, nonnegative_factor, pivoted_cholesky, unit_rows
+from solvers.factor import eigen_factor, nonnegative_factor, pivoted_cholesky
+from ufm.constraint_sets import unit_sphere
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
 from ufm.loss import problem_loss
@@ -343,12 +344,12 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
             X = _align_prototypes(X, W, n)
         extra["factor"] = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
     H = X[:n]                            # exactly feasible: unit rows (nonnegative with ReLU)
-    H = unit_rows(np.maximum(H, 0.0)) if problem.relu else unit_rows(H)
+    H = unit_sphere(problem.relu).retract(H)
     loss = problem_loss(problem, H)
     # H is feasible for the relaxation (unit rows, nonnegative with ReLU), so the relaxation optimum
     # is at most loss(H): the solver's value is capped by it (an interior-point G* a little
     # infeasible can sit above the optimum; the raw value stays in extra["solver_value"]).
-    feasible = bool(np.allclose(np.linalg.norm(H, axis=1), 1.0, atol=1e-9))
+    feasible = bool(unit_sphere(problem.relu).violation(H) <= 1e-9)
     extra["feasible_upper_bound"] = loss if feasible else None
     if certified:
         lower, best = best_multipliers(value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))

@@ -87,7 +87,7 @@ import optax
 
 import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
-from ufm.constraints import retract as unit_rows
+from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
 from solvers.sizing import certificate_bytes
@@ -115,37 +115,19 @@ OPTIMIZERS = ("bb", "adam", "sgd")
 
 # ------------------------------------------------------------------ the constraint set
 def riemannian_grad(H: jnp.ndarray, G: jnp.ndarray, relu: bool) -> jnp.ndarray:
-    """Projection of the Euclidean gradient G (n, d) on the tangent (cone) of the constraint set at H.
-
-    Sphere: ``g_i = G_i - <G_i, h_i> h_i``. ReLU (h_i >= 0): on the free coordinates F = {j: h_ij > 0}
-    the same tangent projection (h_i is supported on F); on the active ones (h_ij = 0) ``min(G_ij, 0)``
-    (moving there is only allowed upward). Then ``-g`` is the projection of ``-G`` onto the tangent cone
-    and ``||g||_F`` is zero exactly at a KKT point.
-    """
-    radial = jnp.sum(G * H, axis=1, keepdims=True)
-    if not relu:
-        return G - radial * H
-    free = H > 0
-    return jnp.where(free, G - radial * H, jnp.minimum(G, 0.0))
+    """The descent direction on the problem's set (``ufm.constraint_sets``: the tangent projection on
+    the sphere, the tangent-cone projection on the nonnegative sphere)."""
+    return unit_sphere(relu).direction(H, G)
 
 
 def retract(V: jnp.ndarray, relu: bool) -> jnp.ndarray:
-    """Map V (n, d) back to the constraint set: rows normalised; with ReLU clipped at 0 first (the
-    metric projection onto S_+ row by row). A row with no positive entry (only for huge steps) becomes
-    the unit vector of its largest coordinate instead of 0/0."""
-    if relu:
-        clipped = jnp.maximum(V, 0.0)
-        dead = jnp.all(clipped <= 0.0, axis=1, keepdims=True)
-        onehot = jax.nn.one_hot(jnp.argmax(V, axis=1), V.shape[1], dtype=V.dtype)
-        V = jnp.where(dead, onehot, clipped)
-    norm = jnp.linalg.norm(V, axis=1, keepdims=True)
-    return V / norm
+    """The retraction of the problem's set (``ufm.constraint_sets``)."""
+    return unit_sphere(relu).retract(V)
 
 
 def random_start(key: jax.Array, n: int, d: int, relu: bool, dtype=jnp.float64) -> jnp.ndarray:
     """Random point of the constraint set: Gaussian rows (absolute values with ReLU), normalised."""
-    X = jax.random.normal(key, (n, d), dtype=dtype)
-    return retract(jnp.abs(X) if relu else X, relu)
+    return unit_sphere(relu).random_point(key, (n, d), dtype)
 
 
 # ------------------------------------------------------------------ static configuration
@@ -242,7 +224,7 @@ def _bb_step(cfg: Config, loss, H, f, G, index, valid, st: BBState):
         f_ref = jnp.maximum(f_ref, f)
     trial = jnp.clip(trial, ALPHA_MIN, ALPHA_MAX).astype(dtype)
     # the tangent gradient (not the cone one) measures the first-order decrease of the actual move
-    gt = riemannian_grad(H, G, False)
+    gt = unit_sphere(cfg.relu).tangent(H, G)
 
     def ls_cond(c):
         alpha, H_t, f_t, ok, i = c
@@ -569,7 +551,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                         message=f"the loss, its gradient or the iterate became non-finite (NaN/inf, or rows "
                                 f"no longer unit after an overflowing step) by epoch {epochs}; lower the "
                                 "learning rate or use optimizer='bb'", extra=extra)
-    H = unit_rows(H, problem.relu)   # exact float64 unit rows (float32 runs round to ~1e-7)
+    H = unit_sphere(problem.relu).retract(H)   # exact float64 unit rows (float32 runs round to ~1e-7)
     log_e = problem_log_excess(problem, H)
     if bool(s.converged):
         status, message = "converged", ""

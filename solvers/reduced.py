@@ -53,7 +53,7 @@ from solvers import cvx_common
 from solvers.bound import feasible_point
 from solvers.certificate import GAP_TOL, certify_mean_gram
 from solvers.factor import eigen_factor, nonnegative_factor
-from ufm.constraints import retract
+from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import full_batch_loss_bucketed, problem_loss
 from ufm.problem import Problem
@@ -82,14 +82,6 @@ def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     return reduced_constant(counts) + ex.value, ex.value * ex.grad_log
 
 
-def _rgrad(V: np.ndarray, G: np.ndarray, relu: bool) -> np.ndarray:
-    """Riemannian (ReLU: tangent-cone) gradient on unit rows, as :func:`solvers.gd.riemannian_grad`."""
-    radial = np.sum(G * V, axis=1, keepdims=True)
-    if not relu:
-        return G - radial * V
-    return np.where(V > 0, G - radial * V, np.minimum(G, 0.0))
-
-
 def _factored_value_grad(V: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     """f(V) = log E(V V^T) and grad_V f = (C + C^T) V, C = d log E / dM (module docstring)."""
     ex = reduced_excess(V @ V.T, counts, tau)
@@ -107,9 +99,10 @@ def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: i
     k = len(counts)
     r = (2 * k if relu else k) if rank is None else int(rank)
     X = np.random.default_rng(seed).standard_normal((k, r))
-    V = retract(np.abs(X) if relu else X, relu)
+    cset = unit_sphere(relu)
+    V = cset.point(X)
     f, G = _factored_value_grad(V, counts, tau)
-    g, gt = _rgrad(V, G, relu), _rgrad(V, G, False)
+    g, gt = cset.direction(V, G), cset.tangent(V, G)
     alpha = 1.0
     hist = [f]
     V_prev = g_prev = None
@@ -127,7 +120,7 @@ def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: i
         alpha = min(max(alpha, 1e-12), 1e12)
         f_ref = max(hist[-10:])
         for _ in range(60):
-            V_t = retract(V - alpha * g, relu)
+            V_t = cset.retract(V - alpha * g)
             f_t, G_t = _factored_value_grad(V_t, counts, tau)
             dec = float(np.sum(gt * (V_t - V)))
             if np.isfinite(f_t) and dec < 0 and f_t <= f_ref + 1e-4 * dec:
@@ -137,7 +130,7 @@ def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: i
             break                                     # floating-point floor: no decrease left
         V_prev, g_prev = V, g
         V, f, G = V_t, f_t, G_t
-        g, gt = _rgrad(V, G, relu), _rgrad(V, G, False)
+        g, gt = cset.direction(V, G), cset.tangent(V, G)
         hist.append(f)
     return V, f, it, float(np.linalg.norm(g))
 

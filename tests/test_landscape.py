@@ -6,12 +6,13 @@ import pytest
 from reference import etf_vectors, scl_loop
 from theory_checks import landscape as L
 from ufm import Problem
+from ufm.constraint_sets import unit_sphere
 
 
 def second_derivative_along(problem, H, xi, eps=1e-4):
     """d^2/dt^2 L(R(H + t xi)) at 0 by central differences of the brute-force loop (the row-normalising
     retraction is second order, so this equals <xi, Hess xi> at any H)."""
-    f = lambda t: scl_loop(L.retract(H + t * xi, problem.relu), problem.labels, problem.tau)
+    f = lambda t: scl_loop(unit_sphere(problem.relu).retract(H + t * xi), problem.labels, problem.tau)
     return (f(eps) - 2 * f(0.0) + f(-eps)) / eps**2
 
 
@@ -24,7 +25,7 @@ def collapsed(problem, vectors):
 def test_hessian_quadratic_form_matches_finite_differences():
     problem = Problem.from_counts([3, 2, 2], tau=0.6, dim=3)
     rng = np.random.default_rng(0)
-    H = L.retract(rng.standard_normal((problem.n, 3)), False)
+    H = unit_sphere(False).retract(rng.standard_normal((problem.n, 3)))
     R, B = L.riemannian_hessian(problem, H)
     for _ in range(3):
         c = rng.standard_normal(R.shape[0])

@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ufm.batching import pack
-from ufm.constraints import retract
+from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import scl_loss_packed
 from ufm.problem import Problem
@@ -136,7 +136,7 @@ def loss_slice(problem: Problem, H: np.ndarray, directions: str = "random", radi
         raise ValueError(f"unknown directions {directions!r}; use 'random' or 'hessian'")
     f = _loss_function(problem)
     grid = np.linspace(-radius, radius, resolution)
-    points = np.stack([retract(H + a * U + b * V, problem.relu) for b in grid for a in grid])
+    points = np.stack([unit_sphere(problem.relu).retract(H + a * U + b * V) for b in grid for a in grid])
     values = np.asarray(jax.vmap(f)(jnp.asarray(points))).reshape(resolution, resolution)
     return Slice(grid, grid, values, directions)
 

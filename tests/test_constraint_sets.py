@@ -1,0 +1,83 @@
+"""The constraint sets (ufm/constraint_sets.py): one implementation answering NumPy and JAX alike,
+each map checked against its defining formula."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ufm.constraint_sets import (CONSTRAINT_SETS, EUCLIDEAN, NONNEGATIVE_SPHERE, SPHERE, array_module,
+                                 unit_sphere)
+
+RNG = np.random.default_rng(0)
+H0 = RNG.standard_normal((7, 4))
+G0 = RNG.standard_normal((7, 4))
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRAINT_SETS))
+def test_numpy_and_jax_give_the_same_maps(name):
+    cset = CONSTRAINT_SETS[name]
+    H = cset.point(H0)
+    assert array_module(H) is np and array_module(cset.point(jnp.asarray(H0))) is jnp
+    for f in (cset.tangent, cset.direction):
+        np.testing.assert_allclose(np.asarray(f(jnp.asarray(H), jnp.asarray(G0))), f(H, G0), atol=1e-15)
+    np.testing.assert_allclose(np.asarray(cset.retract(jnp.asarray(H0 * 3))), cset.retract(H0 * 3), atol=1e-15)
+    assert float(cset.violation(H)) <= 1e-15
+    jitted = jax.jit(lambda H, G: cset.direction(cset.retract(H), G))
+    np.testing.assert_allclose(np.asarray(jitted(jnp.asarray(H0), jnp.asarray(G0))), cset.direction(cset.retract(H0), G0),
+                               atol=1e-15)
+
+
+def test_rows_land_on_the_sphere_and_the_nonnegative_sphere():
+    S = SPHERE.retract(H0)
+    np.testing.assert_allclose(np.linalg.norm(S, axis=1), 1.0, rtol=1e-15)
+    np.testing.assert_allclose(S * np.linalg.norm(H0, axis=1, keepdims=True), H0, rtol=1e-14)
+    P = NONNEGATIVE_SPHERE.retract(H0)
+    assert (P >= 0).all()
+    np.testing.assert_allclose(np.linalg.norm(P, axis=1), 1.0, rtol=1e-15)
+    assert unit_sphere(True) is NONNEGATIVE_SPHERE and unit_sphere(False) is SPHERE
+
+
+def test_a_row_without_positive_entry_becomes_its_largest_coordinate():
+    X = np.array([[-3.0, -1.0, -2.0], [1.0, -1.0, 0.0]])
+    np.testing.assert_array_equal(NONNEGATIVE_SPHERE.retract(X), [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(np.asarray(NONNEGATIVE_SPHERE.retract(jnp.asarray(X))), [[0, 1, 0], [1, 0, 0]])
+
+
+def test_tangent_projection_is_orthogonal_to_each_row_and_idempotent():
+    H = SPHERE.point(H0)
+    T = SPHERE.tangent(H, G0)
+    np.testing.assert_allclose(np.sum(T * H, axis=1), 0.0, atol=1e-15)
+    np.testing.assert_allclose(SPHERE.tangent(H, T), T, atol=1e-15)
+    # a brute-force loop over the rows: (I - h h^T) g
+    for i in range(len(H)):
+        np.testing.assert_allclose(T[i], (np.eye(4) - np.outer(H[i], H[i])) @ G0[i], atol=1e-15)
+
+
+def test_the_cone_direction_of_the_nonnegative_sphere():
+    H = np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    G = np.array([[1.0, -1.0, 2.0], [-3.0, 4.0, 0.5]])
+    D = NONNEGATIVE_SPHERE.direction(H, G)
+    # free coordinates: the tangent projection; active ones (h = 0): min(G, 0)
+    radial = np.sum(G * H, axis=1)
+    expected = np.array([[1.0 - radial[0] * 0.6, -1.0 - radial[0] * 0.8, 0.0],
+                         [-3.0, 0.0, 0.5 - radial[1]]])
+    np.testing.assert_allclose(D, expected, atol=1e-15)
+    # -D is the projection of -G on the tangent cone: at a KKT point it vanishes
+    kkt_G = np.array([[0.6, 0.8, 3.0], [2.0, 1.0, 1.0]])    # radial on the free part, >= 0 on active
+    assert np.abs(NONNEGATIVE_SPHERE.direction(np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]), kkt_G)).max() == 0
+
+
+def test_violation_measures_the_distance_to_the_set():
+    assert float(SPHERE.violation(np.array([[2.0, 0.0]]))) == 1.0
+    assert float(NONNEGATIVE_SPHERE.violation(np.array([[0.6, -0.8]]))) == pytest.approx(0.8)
+    assert EUCLIDEAN.violation(H0) == 0.0
+    np.testing.assert_array_equal(EUCLIDEAN.retract(H0), H0)
+
+
+def test_random_points_lie_on_the_set_and_follow_the_key():
+    for cset in (SPHERE, NONNEGATIVE_SPHERE):
+        X = cset.random_point(jax.random.PRNGKey(3), (5, 3))
+        assert float(cset.violation(X)) <= 1e-15
+        np.testing.assert_array_equal(X, cset.random_point(jax.random.PRNGKey(3), (5, 3)))
+        assert float(cset.violation(cset.random_point_np(np.random.default_rng(1), (5, 3)))) <= 1e-15

@@ -1,0 +1,133 @@
+"""The constraint sets of the UFM (docs/theory.md section 1), each written once for NumPy and JAX.
+
+One row per example, H (n, d):
+
+- :data:`SPHERE`               S   = { H : ||h_i|| = 1 for every i }                (SCL, no ReLU)
+- :data:`NONNEGATIVE_SPHERE`   S_+ = { H : ||h_i|| = 1 and h_i >= 0 }              (SCL, ReLU)
+- :data:`EUCLIDEAN`            R^(n x d), or any pytree of arrays                   (CE, learned classifier)
+
+Each set supplies, in the manner of pymanopt's manifolds (separate from any optimiser):
+
+- ``tangent(H, G)``: the projection of a Euclidean gradient G on the tangent space at H
+  (sphere: ``g_i = G_i - <G_i, h_i> h_i``);
+- ``direction(H, G)``: the descent direction of a first-order method, ``-direction`` being the
+  projection of ``-G`` onto the tangent *cone* (for S_+: the tangent projection on the free
+  coordinates h_ij > 0 and ``min(G_ij, 0)`` on the active ones); ``||direction||_F`` is 0 exactly at a
+  KKT point, so it is the stationarity measure;
+- ``retract(V)``: a map back onto the set (rows normalised; for S_+ clipped at 0 first, and a row with
+  no positive entry becomes the unit vector of its largest coordinate instead of 0/0);
+- ``point(X)``: a random point from a standard Gaussian draw X (``random_point`` draws it with a
+  ``jax.random`` key, ``random_point_np`` with a NumPy generator);
+- ``violation(H)``: how far H is from the set (0 on it).
+
+The functions take NumPy arrays or JAX arrays (tracers included) and answer in the same kind: the
+array module is chosen from the input (:func:`array_module`), so there is one implementation per set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def array_module(a: Any):
+    """``numpy`` for NumPy arrays (and Python numbers), ``jax.numpy`` for JAX arrays and tracers."""
+    return np if isinstance(a, (np.ndarray, np.generic, float, int)) else jnp
+
+
+class Sphere:
+    """S: unit rows."""
+
+    name = "sphere"
+
+    def tangent(self, H, G):
+        xp = array_module(H)
+        return G - xp.sum(G * H, axis=1, keepdims=True) * H
+
+    def direction(self, H, G):
+        return self.tangent(H, G)
+
+    def retract(self, V):
+        xp = array_module(V)
+        with np.errstate(invalid="ignore", divide="ignore"):   # non-finite rows stay non-finite
+            return V / xp.linalg.norm(V, axis=1, keepdims=True)
+
+    def point(self, X):
+        return self.retract(X)
+
+    def violation(self, H) -> Any:
+        xp = array_module(H)
+        return xp.max(xp.abs(xp.linalg.norm(H, axis=1) - 1.0))
+
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> jnp.ndarray:
+        return self.point(jax.random.normal(key, shape, dtype=dtype))
+
+    def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        return self.point(rng.standard_normal(shape))
+
+
+class NonnegativeSphere(Sphere):
+    """S_+: unit, nonnegative rows."""
+
+    name = "nonnegative-sphere"
+
+    def direction(self, H, G):
+        xp = array_module(H)
+        return xp.where(H > 0, self.tangent(H, G), xp.minimum(G, 0.0))
+
+    def retract(self, V):
+        xp = array_module(V)
+        clipped = xp.maximum(V, 0.0)
+        dead = xp.all(clipped <= 0.0, axis=1, keepdims=True)
+        largest = xp.eye(V.shape[1], dtype=V.dtype)[xp.argmax(V, axis=1)]
+        return super().retract(xp.where(dead, largest, clipped))
+
+    def point(self, X):
+        return self.retract(array_module(X).abs(X))
+
+    def violation(self, H) -> Any:
+        xp = array_module(H)
+        return xp.maximum(super().violation(H), xp.maximum(-xp.min(H), 0.0))
+
+
+class Euclidean:
+    """The whole space (any pytree of arrays): every map is the identity."""
+
+    name = "euclidean"
+
+    def tangent(self, H, G):
+        return G
+
+    def direction(self, H, G):
+        return G
+
+    def retract(self, V):
+        return V
+
+    def point(self, X):
+        return X
+
+    def violation(self, H) -> float:
+        return 0.0
+
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> jnp.ndarray:
+        return jax.random.normal(key, shape, dtype=dtype)
+
+    def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        return rng.standard_normal(shape)
+
+
+SPHERE = Sphere()
+NONNEGATIVE_SPHERE = NonnegativeSphere()
+EUCLIDEAN = Euclidean()
+
+#: The registry: a new constraint set is one class above plus one entry here.
+CONSTRAINT_SETS = {s.name: s for s in (SPHERE, NONNEGATIVE_SPHERE, EUCLIDEAN)}
+
+
+def unit_sphere(relu: bool) -> Sphere:
+    """The embeddings' set of an SCL (or fixed-classifier CE) problem: S_+ with ReLU, else S."""
+    return NONNEGATIVE_SPHERE if relu else SPHERE
