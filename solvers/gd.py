@@ -84,10 +84,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from optax import tree_utils as otu
 
 import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
+from solvers import descent
+from solvers.optimizers import OPTIMIZERS
 from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
 from solvers.sizing import certificate_bytes
@@ -100,17 +103,12 @@ from ufm.solution import Solution, certified_status, join
 DEFAULT_STEPS = 5000
 DEFAULT_LR = 0.1
 DEFAULT_TOL = {jnp.float64: 1e-12, jnp.float32: 1e-6}
-NONMONOTONE_MEMORY = 10
-ARMIJO_C = 1e-4
-MAX_BACKTRACKS = 50
-ALPHA_MIN, ALPHA_MAX = 1e-12, 1e12
 #: The gradient test is ||grad log E|| <= tol ** GRAD_POWER (1e-9 at tol 1e-12): the certificate's
 #: gap is first order in the stationarity residual (its multipliers are estimated at the point), so
 #: the point must be more accurate than the value alone would need.
 GRAD_POWER = 0.75
 HISTORY = 20000   # at most this many epochs of loss history are kept
 
-OPTIMIZERS = ("bb", "adam", "sgd")
 
 
 # ------------------------------------------------------------------ the constraint set
@@ -136,9 +134,8 @@ class Config(NamedTuple):
 
     relu: bool
     steps: int
-    method: str                       # "bb" or "optax"
-    tx_name: str | None               # "adam" / "sgd" built inside the trace, or None
-    tx: Any                           # user GradientTransformation or None
+    optimizer: str | None             # a name of solvers.optimizers.OPTIMIZERS (built inside the trace)
+    tx: Any                           # or a user's optax GradientTransformation (then optimizer None)
     stochastic: bool                  # random scheme: one step per batch
     prototype_anchors: bool
     history: int
@@ -164,16 +161,6 @@ class Data(NamedTuple):
     tie: jnp.ndarray          # (n,) row of the iterate V behind each example: H = V[tie]
 
 
-class BBState(NamedTuple):
-    """Memory of the Barzilai-Borwein line search."""
-
-    H_prev: jnp.ndarray
-    g_prev: jnp.ndarray
-    alpha: jnp.ndarray        # last accepted step
-    f_hist: jnp.ndarray       # (NONMONOTONE_MEMORY,) last losses (nonmonotone reference)
-    k: jnp.ndarray            # steps taken
-
-
 class LoopState(NamedTuple):
     H: jnp.ndarray
     f: jnp.ndarray            # reported objective at H
@@ -184,7 +171,7 @@ class LoopState(NamedTuple):
     converged: jnp.ndarray
     stalled: jnp.ndarray
     bad: jnp.ndarray          # non-finite seen
-    opt: Any                  # BBState or optax state
+    opt: Any                  # the transform's state (solvers.optimizers)
     history: jnp.ndarray      # (history,) reported loss after each epoch (nan beyond)
     gram_snaps: jnp.ndarray   # (snapshots, k, k) class-mean Gram at the start and after epochs 2^j
 
@@ -197,56 +184,11 @@ def _loss_fn(cfg: Config, data: Data) -> Callable:
     return loss
 
 
-def _make_tx(cfg: Config, lr, total_steps: int) -> optax.GradientTransformation:
-    if cfg.tx is not None:
-        return cfg.tx
-    if cfg.tx_name == "adam":
-        return optax.adam(optax.cosine_decay_schedule(lr, max(total_steps, 1), alpha=1e-4))
-    return optax.sgd(lr)
-
-
-def _bb_step(cfg: Config, loss, H, f, G, index, valid, st: BBState):
-    """One BB + Armijo step on the loss of the batches (index, valid). Returns (H, stalled, BBState)."""
-    dtype = H.dtype
-    G = jnp.where(jnp.isfinite(f), G, 0.0)          # E = 0 (log E = -inf): a global minimum, stay
-    g = riemannian_grad(H, G, cfg.relu)
-    gg = jnp.sum(g * g)
-    if cfg.stochastic:
-        trial = jnp.where(st.k > 0, 2.0 * st.alpha, st.alpha)
-        f_ref = f
-    else:
-        s = H - st.H_prev
-        y = g - st.g_prev
-        sy, ss, yy = jnp.sum(s * y), jnp.sum(s * s), jnp.sum(y * y)
-        bb = jnp.where(st.k % 2 == 0, ss / jnp.where(sy > 0, sy, 1.0), sy / jnp.where(yy > 0, yy, 1.0))
-        trial = jnp.where((st.k > 0) & (sy > 0), bb, jnp.where(st.k > 0, 2.0 * st.alpha, st.alpha))
-        f_ref = jnp.max(jnp.where(jnp.isfinite(st.f_hist), st.f_hist, f))
-        f_ref = jnp.maximum(f_ref, f)
-    trial = jnp.clip(trial, ALPHA_MIN, ALPHA_MAX).astype(dtype)
-    # the tangent gradient (not the cone one) measures the first-order decrease of the actual move
-    gt = unit_sphere(cfg.relu).tangent(H, G)
-
-    def ls_cond(c):
-        alpha, H_t, f_t, ok, i = c
-        return (~ok) & (i < MAX_BACKTRACKS)
-
-    def ls_body(c):
-        alpha, _, _, _, i = c
-        H_t = retract(H - alpha * g, cfg.relu)
-        f_t = loss(H_t, index, valid)
-        dec = jnp.sum(gt * (H_t - H))
-        ok = ((f_t == -jnp.inf) | (jnp.isfinite(f_t) & (f_t <= f_ref + ARMIJO_C * dec))) & (dec < 0)
-        return jnp.where(ok, alpha, alpha / 2), H_t, f_t, ok, i + 1
-
-    alpha, H_t, f_t, ok, _ = jax.lax.while_loop(
-        ls_cond, ls_body, (trial, H, f, jnp.asarray(False), jnp.asarray(0)))
-    # a zero gradient (padding batch or exact optimum) is not a stall: nothing to do
-    nothing = gg == 0
-    H_new = jnp.where(ok, H_t, H)
-    stalled = (~ok) & (~nothing)
-    f_hist = jnp.roll(st.f_hist, 1).at[0].set(jnp.where(ok, f_t, f))
-    new = BBState(H, g, jnp.where(ok, alpha, st.alpha), f_hist, st.k + ok.astype(st.k.dtype))
-    return H_new, stalled, new
+def _make_tx(cfg: Config, lr, total_steps: int) -> optax.GradientTransformationExtraArgs:
+    """The run's transform: the user's, or the named optimiser's (``solvers.optimizers``)."""
+    tx = cfg.tx if cfg.tx is not None else OPTIMIZERS[cfg.optimizer](
+        lr, total_steps, unit_sphere(cfg.relu), cfg.stochastic)
+    return optax.with_extra_args_support(tx)
 
 
 def _run(cfg: Config, data: Data):
@@ -275,21 +217,14 @@ def _run(cfg: Config, data: Data):
         G = jnp.where(jnp.isfinite(f), G, 0.0)
         return f, G, jnp.linalg.norm(riemannian_grad(H, G, cfg.relu))
 
-    if cfg.method == "bb":
-        opt0 = BBState(H0, jnp.zeros_like(H0), data.lr.astype(dtype),
-                       jnp.full((NONMONOTONE_MEMORY,), jnp.nan, dtype), jnp.asarray(0))
-        tx = None
-    else:
-        tx = _make_tx(cfg, data.lr, cfg.steps * groups)
-        opt0 = tx.init(H0)
+    cset = unit_sphere(cfg.relu)
+    tx = _make_tx(cfg, data.lr, cfg.steps * groups)
+    opt0 = tx.init(H0)
 
     def step(H, f, G, index, valid, opt):
-        """One step on the loss of (index, valid); f, G at H for those batches."""
-        if cfg.method == "bb":
-            return _bb_step(cfg, loss, H, f, G, index, valid, opt)
-        g = riemannian_grad(H, G, cfg.relu)
-        updates, opt = tx.update(g, opt, H)
-        return retract(H + updates, cfg.relu), jnp.asarray(False), opt
+        """One step on the loss of (index, valid); f, G at H for those batches (solvers.descent)."""
+        H, opt, stalled = descent.step(lambda V: loss(V, index, valid), cset, tx, H, f, G, opt)
+        return H, stalled, opt
 
     def epoch_body(s: LoopState) -> LoopState:
         idx = data.ep_index[s.epoch % E]
@@ -479,12 +414,9 @@ def _check_args(steps, learning_rate, tol, dtype, optimizer):
 
 
 def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = None) -> Config:
-    if isinstance(optimizer, str):
-        method, name, tx = ("bb", None, None) if optimizer == "bb" else ("optax", optimizer, None)
-    else:
-        method, name, tx = "optax", None, optimizer
+    name, tx = (optimizer, None) if isinstance(optimizer, str) else (None, optimizer)
     anchors = problem.prototype_anchors
-    return Config(bool(problem.relu), int(steps), method, name, tx, bool(problem.batching.is_random),
+    return Config(bool(problem.relu), int(steps), name, tx, bool(problem.batching.is_random),
                   bool(anchors), min(int(steps), HISTORY),
                   None if chunk_size is None else int(chunk_size), problem.k)
 
@@ -529,7 +461,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     const = problem_constant(problem)
     hist = np.exp(np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)])
     extra = {
-        "optimizer": cfg.tx_name or ("bb" if cfg.method == "bb" else "custom"),
+        "optimizer": cfg.optimizer or "custom",
         "dtype": jnp.dtype(dtype).name,
         "relative_excess_change": float(s.rel_change),
         "riemannian_grad_norm": float(s.gnorm),
@@ -542,8 +474,9 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                                       :len(snapshot_epochs(epochs))].tolist()},
         "solver_log_excess": float(s.f),
     }
-    if cfg.method == "bb":
-        extra["last_step_size"] = float(s.opt.alpha)
+    bb_step = otu.tree_get(s.opt, "step")
+    if bb_step is not None:
+        extra["last_step_size"] = float(bb_step)
     norms = np.linalg.norm(H, axis=1)
     if bool(s.bad) or not np.all(np.isfinite(H)) or not np.all(np.abs(norms - 1) <= 1e-3):
         M = np.full((problem.k, problem.k), np.nan)

@@ -1,0 +1,102 @@
+"""Gradient descent over (objective, constraint set, transform), as pure functions in the manner of
+jaxopt and optax: :func:`init`, :func:`update` (one step), :func:`run` (a ``lax.while_loop``), with the
+state in a NamedTuple. :mod:`solvers.gd` builds its epochs of batches from :func:`step`.
+
+One step from params P with f = objective(P), G = grad f(P):
+
+    g = constraint_set.direction(P, G)                       (the descent direction; 0 at a KKT point)
+    u, tx_state = tx.update(g, tx_state, P, value=f, grad=g, value_fn=objective o retract)
+    P' = constraint_set.retract(P + u)
+
+A non-finite f (E = 0 exactly, f = log E = -inf: a global minimum) gives g = 0, so the point stays.
+
+Stopping (:func:`update`): converged when |f_k - f_(k-1)| <= tol and ||g_k||_F <= grad_tol (with
+f = log E the first is the relative change of the excess), or f = -inf; stalled when a transform
+that searches (it has an ``accepted`` field, :func:`solvers.transforms.nonmonotone_armijo`) finds no
+step while g != 0; failed on a non-finite value or gradient, or a point off the set by more than
+``FEASIBILITY_TOL`` (an overflowing step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from optax import tree_utils as otu
+
+#: A point this far off its constraint set (after a retraction) is a failure, not a result.
+FEASIBILITY_TOL = 1e-3
+
+
+def step(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params,
+         value, grad, tx_state) -> tuple[Any, Any, jax.Array]:
+    """One step from ``params`` with ``value`` = objective(params) and ``grad`` its Euclidean gradient.
+    Returns ``(new params, new transform state, stalled)``."""
+    grad = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
+    g = constraint_set.direction(params, grad)
+    updates, tx_state = tx.update(g, tx_state, params, value=value, grad=g,
+                                  value_fn=lambda p: objective(constraint_set.retract(p)))
+    new = constraint_set.retract(otu.tree_add(params, updates))
+    accepted = otu.tree_get(tx_state, "accepted", default=jnp.asarray(True))
+    stalled = (~accepted) & (otu.tree_vdot(g, g) > 0)
+    return new, tx_state, stalled
+
+
+class DescentState(NamedTuple):
+    params: Any
+    value: jax.Array          # objective(params)
+    grad: Any                 # its Euclidean gradient
+    grad_norm: jax.Array      # ||constraint_set.direction(params, grad)||_F
+    change: jax.Array         # |value - previous value|
+    iteration: jax.Array
+    converged: jax.Array
+    stalled: jax.Array
+    failed: jax.Array
+    tx_state: Any
+
+
+def _measure(objective, constraint_set, params):
+    value, grad = jax.value_and_grad(objective)(params)
+    grad = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
+    return value, grad, otu.tree_norm(constraint_set.direction(params, grad))
+
+
+def _failed(constraint_set, params, value, grad_norm) -> jax.Array:
+    bad_value = ~jnp.isfinite(value) & (value != -jnp.inf)
+    on_set = jnp.asarray(constraint_set.violation(params) <= FEASIBILITY_TOL)
+    return bad_value | ~jnp.isfinite(grad_norm) | ~on_set
+
+
+def init(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params) -> DescentState:
+    """The state at ``params`` (a point of the constraint set)."""
+    value, grad, grad_norm = _measure(objective, constraint_set, params)
+    dtype = otu.tree_dtype(params)
+    return DescentState(params, value, grad, grad_norm, jnp.asarray(jnp.inf, dtype), jnp.asarray(0),
+                        value == -jnp.inf, jnp.asarray(False),
+                        _failed(constraint_set, params, value, grad_norm), tx.init(params))
+
+
+def update(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs,
+           state: DescentState, tol: float, grad_tol: float) -> DescentState:
+    """One step and the stopping tests (module docstring)."""
+    params, tx_state, stalled = step(objective, constraint_set, tx, state.params, state.value, state.grad,
+                                     state.tx_state)
+    value, grad, grad_norm = _measure(objective, constraint_set, params)
+    zero = value == -jnp.inf
+    change = jnp.where(zero, 0.0, jnp.abs(value - state.value))
+    failed = _failed(constraint_set, params, value, grad_norm)
+    converged = (zero | ((change <= tol) & (grad_norm <= grad_tol))) & ~failed
+    return DescentState(params, value, grad, grad_norm, change, state.iteration + 1, converged, stalled,
+                        failed, tx_state)
+
+
+def run(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params, *,
+        max_steps: int, tol: float, grad_tol: float) -> DescentState:
+    """Steps until converged, stalled, failed or ``max_steps`` (jit it with the objective fixed)."""
+    def going(s: DescentState):
+        return ~s.converged & ~s.stalled & ~s.failed & (s.iteration < max_steps)
+
+    return jax.lax.while_loop(going, lambda s: update(objective, constraint_set, tx, s, tol, grad_tol),
+                              init(objective, constraint_set, tx, params))

@@ -1,0 +1,128 @@
+"""The default optimiser's pieces as optax transforms (``GradientTransformationExtraArgs``).
+
+The default method of :mod:`solvers.gd` is the spectral projected gradient method (Birgin, Martinez,
+Raydan 2000) on the constraint set: a Barzilai-Borwein step, then a nonmonotone Armijo backtracking
+search (Grippo-Lampariello-Lucidi) along the retraction. Written as two transforms, chained like
+``optax.lbfgs`` chains ``scale_by_lbfgs`` and ``scale_by_zoom_linesearch``:
+
+    chain(scale_by_barzilai_borwein(lr), nonmonotone_armijo(constraint_set))
+
+The solver (:func:`solvers.descent.step`) feeds every transform the same arguments, so any optax
+transform runs through the same path: ``updates`` = g, the descent direction of the constraint set
+(``constraint_set.direction(params, grad f)``), and the extra arguments ``value`` = f(params),
+``grad`` = g and ``value_fn`` = f composed with the retraction. The new point is
+``retract(params + updates)``.
+
+- :func:`scale_by_barzilai_borwein`: ``updates = -a g`` with the alternating BB steps
+  a = <s,s>/<s,y> (even steps), <s,y>/<y,y> (odd steps), s = params - previous params,
+  y = g - previous g; the first step is ``initial_step``; where <s,y> <= 0, twice the last step.
+  Clipped to [1e-12, 1e12].
+- :func:`nonmonotone_armijo`: tries ``P(m) = retract(params + m u)`` from m = 1 (or, with
+  ``initial="double"``, twice the last accepted m) and halves m until
+  f(P(m)) <= max(last ``memory`` accepted values, f(params)) + c <g, P(m) - params> with a decrease
+  (<g, P(m) - params> < 0); E = 0 (f = -inf) is always accepted. After ``max_backtracks`` halvings it
+  returns a zero update and records ``accepted = False`` (the floating-point floor, or a zero
+  gradient). ``memory=1`` is the monotone search (the reference is f(params) alone, as a
+  stochastic step on a new batch needs).
+
+The tangent projection is not needed in the search: on the nonnegative sphere the cone direction g
+and the tangent gradient differ only on active coordinates whose move is 0, so <g, P(m) - params>
+is the tangent gradient's first-order decrease along the actual move.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from optax import tree_utils as otu
+
+NONMONOTONE_MEMORY = 10
+ARMIJO_C = 1e-4
+MAX_BACKTRACKS = 50
+STEP_MIN, STEP_MAX = 1e-12, 1e12
+
+
+class BarzilaiBorweinState(NamedTuple):
+    previous_params: optax.Params
+    previous_grad: optax.Updates
+    step: jax.Array            # the last step a
+    count: jax.Array           # steps taken
+
+
+def scale_by_barzilai_borwein(initial_step: float | jax.Array = 1.0) -> optax.GradientTransformationExtraArgs:
+    """``updates -> -a updates`` with the alternating Barzilai-Borwein step a (module docstring)."""
+
+    def init(params):
+        zeros = otu.tree_zeros_like(params)
+        dtype = otu.tree_dtype(params)
+        return BarzilaiBorweinState(params, zeros, jnp.asarray(initial_step, dtype), jnp.asarray(0))
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        s = otu.tree_sub(params, state.previous_params)
+        y = otu.tree_sub(updates, state.previous_grad)
+        sy, ss, yy = otu.tree_vdot(s, y), otu.tree_vdot(s, s), otu.tree_vdot(y, y)
+        bb = jnp.where(state.count % 2 == 0, ss / jnp.where(sy > 0, sy, 1.0), sy / jnp.where(yy > 0, yy, 1.0))
+        first = state.count == 0
+        step = jnp.where(first, state.step, jnp.where(sy > 0, bb, 2.0 * state.step))
+        step = jnp.clip(step, STEP_MIN, STEP_MAX).astype(state.step.dtype)
+        new = BarzilaiBorweinState(params, updates, step, state.count + 1)
+        return otu.tree_scale(-step, updates), new
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+class ArmijoState(NamedTuple):
+    values: jax.Array          # (memory,) last accepted values (nan: none yet)
+    scale: jax.Array           # the last accepted multiplier m
+    count: jax.Array           # accepted steps
+    accepted: jax.Array        # whether the last search found a step
+
+
+def nonmonotone_armijo(constraint_set, memory: int = NONMONOTONE_MEMORY, c: float = ARMIJO_C,
+                       max_backtracks: int = MAX_BACKTRACKS,
+                       initial: str = "one") -> optax.GradientTransformationExtraArgs:
+    """Backtracking along ``retract(params + m updates)`` (module docstring). Needs the extra
+    arguments ``value``, ``grad`` and ``value_fn``. ``initial``: ``"one"`` (start every search at
+    m = 1: the step of the previous transform) or ``"double"`` (twice the last accepted m)."""
+    if initial not in ("one", "double"):
+        raise ValueError(f"initial must be 'one' or 'double' (got {initial!r})")
+
+    def init(params):
+        dtype = otu.tree_dtype(params)
+        return ArmijoState(jnp.full((memory,), jnp.nan, dtype), jnp.asarray(1.0, dtype), jnp.asarray(0),
+                           jnp.asarray(True))
+
+    def update(updates, state, params=None, *, value, grad, value_fn, **extra):
+        del extra
+        if memory == 1:       # monotone: the reference is the value here (the batch may have changed)
+            reference = jnp.asarray(value)
+        else:
+            reference = jnp.max(jnp.where(jnp.isfinite(state.values), state.values, value))
+            reference = jnp.maximum(reference, value)
+        m0 = jnp.where((state.count > 0) & (initial == "double"), 2.0 * state.scale, 1.0).astype(state.scale.dtype)
+
+        def searching(carry):
+            _, _, _, ok, i = carry
+            return (~ok) & (i < max_backtracks)
+
+        def backtrack(carry):
+            m, _, _, _, i = carry
+            trial = constraint_set.retract(otu.tree_add_scale(params, m, updates))
+            f_trial = value_fn(trial)
+            decrease = otu.tree_vdot(grad, otu.tree_sub(trial, params))
+            ok = ((f_trial == -jnp.inf) | (jnp.isfinite(f_trial) & (f_trial <= reference + c * decrease))) \
+                & (decrease < 0)
+            return jnp.where(ok, m, m / 2), trial, f_trial, ok, i + 1
+
+        m, trial, f_trial, ok, _ = jax.lax.while_loop(
+            searching, backtrack, (m0, params, jnp.asarray(value), jnp.asarray(False), jnp.asarray(0)))
+        step = jax.tree_util.tree_map(lambda t, p: jnp.where(ok, t - p, jnp.zeros_like(p)), trial, params)
+        values = jnp.roll(state.values, 1).at[0].set(jnp.where(ok, f_trial, value))
+        new = ArmijoState(values, jnp.where(ok, m, state.scale), state.count + ok.astype(state.count.dtype), ok)
+        return step, new
+
+    return optax.GradientTransformationExtraArgs(init, update)

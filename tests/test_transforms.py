@@ -1,0 +1,98 @@
+"""The optimiser pieces (solvers/transforms.py, solvers/optimizers.py, solvers/descent.py): each
+transform against its formula computed by hand, the generic solver on problems with known minimisers,
+and any optax transform (``optax.lbfgs`` included) through ``gd.solve``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ufm import Problem
+from ufm.constraint_sets import EUCLIDEAN, SPHERE
+from solvers import descent, gd, optimizers
+from solvers.transforms import nonmonotone_armijo, scale_by_barzilai_borwein
+
+
+def test_barzilai_borwein_branches():
+    tx = scale_by_barzilai_borwein(1.0)
+    p = [jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]), jnp.array([1.0, 1.0])]
+    g = [jnp.array([1.0, 0.0]), jnp.array([3.0, 0.0]), jnp.array([3.0, 2.0])]
+    state = tx.init(p[0])
+    u0, state = tx.update(g[0], state, p[0])
+    np.testing.assert_allclose(u0, -1.0 * np.array(g[0]))     # first step: the initial step
+    u1, state = tx.update(g[1], state, p[1])          # count 1 (odd): <s,y>/<y,y>
+    s, y = np.array(p[1] - p[0]), np.array(g[1] - g[0])
+    np.testing.assert_allclose(u1, -(s @ y) / (y @ y) * np.array(g[1]))
+    u2, state = tx.update(g[2], state, p[2])          # count 2 (even): <s,s>/<s,y>
+    s, y = np.array(p[2] - p[1]), np.array(g[2] - g[1])
+    np.testing.assert_allclose(u2, -(s @ s) / (s @ y) * np.array(g[2]))
+    last = float(state.step)
+    u3, state = tx.update(jnp.array([2.0, 1.0]), state, jnp.array([2.0, 1.0]))   # <s,y> < 0: twice the last
+    assert float(state.step) == pytest.approx(2 * last)
+
+
+def test_armijo_accepts_the_first_halving_that_satisfies_the_condition():
+    f = lambda x: jnp.sum((x - 3.0) ** 2)
+    x = jnp.array([0.0])
+    g = jax.grad(f)(x)                                   # -6
+    tx = nonmonotone_armijo(EUCLIDEAN, memory=1)
+    state = tx.init(x)
+    u = -4.0 * g                                         # far too long: x + u = 24
+    step, state = tx.update(u, state, x, value=f(x), grad=g, value_fn=f)
+    # brute force: halve m from 1 until f(x + m u) <= f(x) + 1e-4 <g, m u>
+    m = 1.0
+    while not float(f(x + m * u)) <= float(f(x)) + 1e-4 * float(g @ (m * u)):
+        m /= 2
+    np.testing.assert_allclose(step, m * u)
+    assert bool(state.accepted) and float(state.scale) == m
+
+
+def test_armijo_reports_no_step_at_a_minimum():
+    f = lambda x: jnp.sum(x ** 2)
+    x = jnp.zeros(2)
+    tx = nonmonotone_armijo(EUCLIDEAN)
+    step, state = tx.update(jnp.zeros(2), tx.init(x), x, value=f(x), grad=jnp.zeros(2), value_fn=f)
+    assert not bool(state.accepted) and np.all(np.asarray(step) == 0)
+
+
+def test_generic_run_finds_the_minimiser_on_the_euclidean_set_and_the_sphere():
+    A = jnp.diag(jnp.array([1.0, 2.0, 5.0]))
+    b = jnp.array([1.0, -1.0, 2.0])
+    quad = lambda x: 0.5 * x @ A @ x - b @ x
+    tx = optimizers.OPTIMIZERS["bb"](0.1, 100, EUCLIDEAN, False)
+    out = jax.jit(lambda x: descent.run(quad, EUCLIDEAN, tx, x, max_steps=200, tol=1e-15, grad_tol=1e-10))(jnp.zeros(3))
+    np.testing.assert_allclose(out.params, np.linalg.solve(np.asarray(A), np.asarray(b)), atol=1e-10)
+    assert bool(out.converged)
+    # on the sphere: the minimiser of -<c, x> over unit rows is c / ||c||
+    c = jnp.array([[3.0, 4.0]])
+    lin = lambda X: -jnp.sum(X * c)
+    tx = optimizers.OPTIMIZERS["bb"](0.1, 100, SPHERE, False)
+    out = descent.run(lin, SPHERE, tx, SPHERE.retract(jnp.array([[1.0, -1.0]])), max_steps=200, tol=1e-15,
+                      grad_tol=1e-10)
+    np.testing.assert_allclose(out.params, [[0.6, 0.8]], atol=1e-10)
+
+
+def test_optax_lbfgs_runs_through_solve_and_reaches_the_certified_optimum():
+    problem = Problem.from_counts([6, 6, 3, 3], tau=0.5)
+    reference = gd.solve(problem)
+    for optimizer in (optax.lbfgs(), "lbfgs"):
+        sol = gd.solve(problem, optimizer=optimizer, steps=500)
+        assert sol.status == "optimal", sol.message
+        assert sol.certificate.relative_gap <= 1e-6
+        assert sol.excess == pytest.approx(reference.excess, rel=1e-6)
+
+
+def test_lbfgs_under_relu_never_claims_more_than_its_certificate_proves():
+    # the clipped retraction makes f o R nonsmooth on the nonnegative sphere: L-BFGS is not the tool
+    # there, and the status says so instead of claiming optimality
+    sol = gd.solve(Problem.from_counts([6, 6, 3, 3], tau=0.5, relu=True), optimizer="lbfgs", steps=200)
+    assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-6
+
+
+def test_a_new_optimiser_is_one_registration(monkeypatch):
+    monkeypatch.setitem(optimizers.OPTIMIZERS, "momentum",
+                        lambda lr, steps, cset, stochastic: optax.sgd(lr, momentum=0.5))
+    sol = gd.solve(Problem.balanced(3, 4, tau=0.5), optimizer="momentum", steps=3000, learning_rate=0.05)
+    assert sol.extra["optimizer"] == "momentum"
+    assert sol.status == "optimal", sol.message
