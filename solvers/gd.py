@@ -89,7 +89,7 @@ from optax import tree_utils as otu
 import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
-from solvers import descent
+from solvers import descent, generic
 from solvers.optimizers import OPTIMIZERS
 from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
@@ -601,6 +601,9 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     _check_gap_tol(gap_tol)
     seed = problem.seed if seed is None else whole_number(seed, "seed", 0, SEED_MAX)
+    if problem.objective is not None:
+        return generic.solve_many(problem, [seed], steps=steps, learning_rate=lr, optimizer=optimizer,
+                                  dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)[0]
     data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
     t0 = time.perf_counter()
     out = _staged(_compiled(cfg, None), data)
@@ -632,6 +635,9 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     seeds = [whole_number(s, "seed", 0, SEED_MAX) for s in seeds]
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
+    if problem.objective is not None:
+        return generic.solve_many(problem, seeds, steps=steps, learning_rate=lr, optimizer=optimizer,
+                                  dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)
     data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)
     width = _batch_width(data.mon_index, data.protos)
     group = _check_lanes(default_lanes(problem, len(seeds), dtype, width) if lanes is None else lanes,
@@ -710,6 +716,8 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                                "pad=True allows different counts under full batch)")
         if p.batching.scheme == "explicit" and p.batching != first.batching:
             raise ProblemError("solve_batched needs the same explicit batching for every problem")
+    if any(p.objective is not None for p in problems):
+        raise ProblemError("solve_batched is for SCL problems; solve a CE problem with solve or solve_many")
     if pad and not all(p.is_full_batch for p in problems):
         raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
     steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol, chunk_size)

@@ -12,6 +12,7 @@ import numpy as np
 from ufm.batching import Batching
 from ufm.errors import ProblemError, finite_number, whole_number
 from ufm.geometry import etf_gram, factor_gram, orthogonal_frame_gram
+from ufm.objectives.ce import CrossEntropy
 
 PROTOTYPE_KINDS = ("etf", "of")
 
@@ -127,7 +128,9 @@ class Problem:
     - ``dim``: embedding dimension d (default k without ReLU, 2k with ReLU: gradient descent at d = k
       with ReLU often stalls, docs/theory.md section 3);
     - ``batching``: a :class:`~ufm.batching.Batching` (default full batch);
-    - ``prototypes``: a :class:`Prototypes` or None; ``seed``: every random choice.
+    - ``prototypes``: a :class:`Prototypes` or None; ``seed``: every random choice;
+    - ``objective``: None for SCL (the default), or a :class:`~ufm.objectives.ce.CrossEntropy`
+      (full batch, no prototypes; docs/theory.md section 7).
     """
 
     counts: tuple[int, ...]
@@ -137,20 +140,27 @@ class Problem:
     batching: Batching = field(default_factory=Batching.full)
     prototypes: Prototypes | None = None
     seed: int = 0
+    objective: CrossEntropy | None = None
 
     # ---------------------------------------------------------------- constructors
     @classmethod
-    def from_counts(cls, counts: Sequence[int], *, tau: float = 1.0, relu: bool = False,
+    def from_counts(cls, counts: Sequence[int], *, tau: float | None = None, relu: bool = False,
                     dim: int | None = None, batching: Batching | None = None,
-                    prototypes: Prototypes | None = None, seed: int = 0) -> "Problem":
+                    prototypes: Prototypes | None = None, seed: int = 0,
+                    objective: CrossEntropy | None = None) -> "Problem":
+        """The problem with these class counts; ``tau`` defaults to 1 and is refused for the learned
+        classifier (its logits have no temperature); ``objective`` None is SCL."""
         counts = _as_counts(counts)
+        if isinstance(objective, CrossEntropy) and objective.learned and tau is not None:
+            raise ProblemError("the learned-classifier CE has no temperature (its logits are W h + b); drop tau")
+        tau = 1.0 if tau is None else tau
         k = len(counts)
         if not isinstance(relu, (bool, np.bool_)):
             raise ProblemError(f"relu must be True or False (got {relu!r})")
         dim = (2 * k if relu else k) if dim is None else whole_number(dim, "embedding dimension dim", 1)
         problem = cls(counts=counts, tau=finite_number(tau, "temperature tau"), relu=bool(relu), dim=dim,
                       batching=Batching.full() if batching is None else batching, prototypes=prototypes,
-                      seed=whole_number(seed, "seed", 0, SEED_MAX))
+                      seed=whole_number(seed, "seed", 0, SEED_MAX), objective=objective)
         problem.validate()
         return problem
 
@@ -205,13 +215,17 @@ class Problem:
         if self.prototypes is not None and not isinstance(self.prototypes, Prototypes):
             raise ProblemError(f"prototypes must be a ufm.Prototypes such as Prototypes('etf') or None "
                                f"(got {self.prototypes!r})")
+        if self.objective is not None and not isinstance(self.objective, CrossEntropy):
+            raise ProblemError(f"objective must be None (SCL) or a ufm.CrossEntropy (got {self.objective!r})")
         k = len(self.counts)
         if k < 2:
             raise ProblemError(f"need at least 2 classes (got {k})")
         for c, n_c in enumerate(self.counts):
             if n_c < 0:
                 raise ProblemError(f"class {c} has a negative count ({n_c})")
-            if n_c < 2:
+            if n_c < 1:
+                raise ProblemError(f"class {c} has no example; every class needs at least one")
+            if n_c < 2 and self.objective is None:
                 raise ProblemError(f"class {c} has {n_c} example(s), so its anchors have no positive pair; "
                                    "every class needs at least 2 examples")
         if not (isinstance(self.tau, (int, float, np.integer, np.floating)) and not isinstance(self.tau, bool)
@@ -239,6 +253,13 @@ class Problem:
             if self.dim < need:
                 raise ProblemError(f"{p.kind} prototypes for k = {k} classes need dim >= {need} "
                                    f"(got {self.dim})")
+        if self.objective is not None:
+            self.objective.validate(k, self.dim, bool(self.relu))
+            if self.prototypes is not None:
+                raise ProblemError("prototypes belong to SCL; the CE objective has its own classifier (drop them)")
+            if self.batching.scheme != "full":
+                raise ProblemError("the CE objective is a sum over examples with no batch structure; use full "
+                                   "batch (drop the batching)")
         self.batching.validate(self.counts)
         if self.prototypes is None and not self.batching.scheme == "full":
             labels = self.labels

@@ -1,0 +1,91 @@
+"""Gradient descent for an objective written through the interface of ``ufm.objectives`` (cross-entropy):
+:func:`solvers.descent.run` over the objective's constraint set with a named optimiser or any optax
+transform, then the objective's own float64 evaluation and proved lower bound decide the status.
+
+SCL keeps its own driver (:mod:`solvers.gd`: batching epochs, temperature stages, the tied polish),
+built on the same :func:`solvers.descent.step`. ``gd.solve`` sends a problem here when its
+``objective`` is not SCL.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ufm.geometry import class_mean_gram
+from ufm.objectives import objective_of
+from ufm.problem import Problem
+from ufm.solution import Solution, certified_status
+from solvers import descent
+from solvers.certificate import Certificate
+from solvers.optimizers import OPTIMIZERS
+
+#: The gradient test is ||direction|| <= tol ** GRAD_POWER, as in solvers.gd.
+GRAD_POWER = 0.75
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(problem: Problem, optimizer, steps: int, lr: float, tol: float, many: bool):
+    objective = objective_of(problem)
+    value, cset = objective.solver_value(problem), objective.constraint_set(problem)
+    tx = optax.with_extra_args_support(optimizer if not isinstance(optimizer, str)
+                                       else OPTIMIZERS[optimizer](lr, steps, cset, False))
+
+    def run(params):
+        return descent.run(value, cset, tx, params, max_steps=steps, tol=tol, grad_tol=tol ** GRAD_POWER)
+    return jax.jit(jax.vmap(run) if many else run)
+
+
+def _solution(problem: Problem, state: descent.DescentState, seconds: float, tol: float, certify: bool,
+              gap_tol: float, optimizer) -> Solution:
+    objective = objective_of(problem)
+    iterations = int(state.iteration)
+    extra = {"optimizer": optimizer if isinstance(optimizer, str) else "custom", "objective": objective.NAME,
+             "direction_norm": float(state.grad_norm), "value_change": float(state.change)}
+    if bool(state.failed):
+        k = problem.k
+        return Solution("gd", np.full((k, k), np.nan), float("nan"), "error", iterations=iterations,
+                        seconds=seconds, extra=extra,
+                        message=f"the objective, its gradient or the point became non-finite by step {iterations}; "
+                                "lower the learning rate or use optimizer='bb'")
+    ev = objective.evaluate(problem, jax.tree_util.tree_map(np.asarray, state.params))
+    extra.update(ev.info)
+    if bool(state.converged):
+        status, message = "converged", ""
+    elif bool(state.stalled):
+        status, message = "converged", "line search cannot decrease the objective further (floating-point floor)"
+    else:
+        status = "not_converged"
+        message = (f"stopped after {iterations} steps: change {float(state.change):.3g} (tol {tol:g}), direction "
+                   f"norm {float(state.grad_norm):.3g} (tol {tol ** GRAD_POWER:.3g}); raise steps")
+    cert = None
+    if certify:
+        gap = ev.relative_gap
+        cert = Certificate(excess=ev.loss, log_excess=ev.log_loss, lower_bound=ev.lower_bound,
+                           excess_lower_bound=ev.lower_bound, gap=ev.loss - ev.lower_bound, relative_gap=gap,
+                           certified=bool(gap <= gap_tol), tolerance=gap_tol, seconds=0.0, method=ev.method,
+                           lambda_min=float("nan"))
+    status, message = certified_status(status, message, cert)
+    return Solution("gd", class_mean_gram(ev.embeddings, problem.labels), ev.loss, status,
+                    embeddings=ev.embeddings, lower_bound=None if cert is None else cert.lower_bound,
+                    excess=ev.loss, log_excess=ev.log_loss, certificate=cert, iterations=iterations,
+                    seconds=seconds, message=message, extra=extra)
+
+
+def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_rate: float, optimizer,
+               dtype, tol: float, certify: bool, gap_tol: float) -> list[Solution]:
+    """One vmapped run per seed (``jax.random.PRNGKey(seed)`` starts, as ``gd.solve_many``)."""
+    objective = objective_of(problem)
+    starts = [objective.start(problem, jax.random.PRNGKey(int(s)), dtype) for s in seeds]
+    params = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *starts)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(_compiled(problem, optimizer, int(steps), float(learning_rate), float(tol), True)(params))
+    seconds = time.perf_counter() - t0
+    return [_solution(problem, jax.tree_util.tree_map(lambda x: x[i], out), seconds, tol, certify, gap_tol,
+                      optimizer) for i in range(len(seeds))]

@@ -1,0 +1,309 @@
+"""Cross-entropy (CE), the second objective (docs/theory.md section 7).
+
+Two models, chosen by :class:`CrossEntropy`'s ``classifier``:
+
+- **Fixed classifier** (``"etf"`` or ``"of"``; the [PROTO] limit of many prototypes). Unit-norm
+  embeddings H (n, d) (nonnegative with ReLU), classifier rows w_c (k, d) fixed as the simplex ETF or
+  the orthogonal frame, loss (sum over examples)
+
+      L(H) = sum_i f_i(h_i),   f_i(h) = log sum_c exp(w_c . h / tau) - w_{y_i} . h / tau
+                                      = log(1 + sum_{c != y_i} exp((w_c - w_{y_i}) . h / tau)).
+
+  L has no geometry-free constant (its excess is L itself) and underflows at small tau, so the solver
+  minimises log L = logsumexp_i log softplus(logsumexp_{c != y_i} z_ic), z_ic = (w_c - w_{y_i}) . h_i / tau.
+  Closed forms (:func:`fixed_prediction`): the ETF classifier gives h_i = w_{y_i}; the OF classifier
+  gives the centred, normalised rows (k e_y - 1)/sqrt(k(k-1)) without ReLU (an ETF) and h_i = e_{y_i}
+  with ReLU (the OF).
+
+- **Learned classifier with weight decay** (``"learned"``; the UFM of Zhu et al. 2021). Unconstrained
+  H (n, d), W (k, d), b (k,):
+
+      F(H, W, b) = (1/n) sum_i CE(W h_i + b, y_i) + (lambda/2) (||W||_F^2 + ||H||_F^2 + ||b||^2).
+
+  Balanced classes: the simplex ETF with self-duality (W proportional to the centred class means);
+  :func:`learned_prediction` gives the optimal value from a 1-D convex problem.
+
+Certificates (lower bounds that rest on no solver, :func:`fixed_relative_gap`, :func:`learned_lower_bound`)
+are derived in docs/theory.md section 7.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from ufm.constraint_sets import EUCLIDEAN, unit_sphere
+from ufm.errors import ProblemError, finite_number
+from ufm.excess import log_softplus
+from ufm.geometry import etf_gram, factor_gram
+
+NAME = "ce"
+CLASSIFIERS = ("etf", "of", "learned")
+#: The weight decays the toolkit accepts. Balanced, the optimum is H = W = 0 once lambda sqrt(k n) >= 1
+#: (the slope of CE at 0 in :func:`learned_optimal_product`), so above 1 it is 0 for every problem;
+#: below 1e-6 the norms grow as log(1/lambda) and the conditioning of F with them.
+WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX = 1e-6, 1.0
+
+
+@dataclass(frozen=True)
+class CrossEntropy:
+    """The CE objective of a :class:`~ufm.problem.Problem`: ``classifier`` ``"etf"``, ``"of"`` (fixed
+    rows) or ``"learned"`` (with ``weight_decay`` lambda > 0, required there and refused elsewhere)."""
+
+    classifier: str = "etf"
+    weight_decay: float | None = None
+
+    name = NAME
+
+    @property
+    def learned(self) -> bool:
+        return self.classifier == "learned"
+
+    def validate(self, k: int, dim: int, relu: bool) -> None:
+        """Raise :class:`ProblemError` for a classifier, weight decay, dim or ReLU that does not fit."""
+        if self.classifier not in CLASSIFIERS:
+            raise ProblemError(f"unknown classifier {self.classifier!r}; use one of {', '.join(CLASSIFIERS)}")
+        if self.learned:
+            if self.weight_decay is None:
+                raise ProblemError("the learned classifier needs a weight decay lambda > 0 (--weight-decay), "
+                                   "without which the CE minimum is not attained")
+            lam = finite_number(self.weight_decay, "weight decay")
+            if not WEIGHT_DECAY_MIN <= lam <= WEIGHT_DECAY_MAX:
+                raise ProblemError(f"weight decay must lie in [{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}] "
+                                   f"(got {lam:g}); docs/theory.md section 7")
+            if relu:
+                raise ProblemError("the learned-classifier UFM has unconstrained features; ReLU does not apply "
+                                   "to it (drop --relu, or use --classifier of)")
+            return
+        if self.weight_decay is not None:
+            raise ProblemError(f"weight decay applies to the learned classifier only (the {self.classifier} "
+                               "classifier is fixed and the embeddings have unit norm); drop it")
+        if self.classifier == "etf" and relu:
+            raise ProblemError("the fixed ETF classifier has negative entries, so with ReLU no closed form is "
+                               "known; use --classifier of with --relu")
+        need = k - 1 if self.classifier == "etf" else k
+        if dim < need:
+            raise ProblemError(f"the fixed {self.classifier} classifier for k = {k} classes needs dim >= {need} "
+                               f"(got {dim})")
+
+
+def classifier_rows(kind: str, k: int, dim: int) -> np.ndarray:
+    """The fixed classifier W (k, dim), unit rows: the simplex ETF (``"etf"``, Gram k/(k-1)(I - 11^T/k))
+    or the orthogonal frame (``"of"``, the first k standard basis vectors)."""
+    if kind == "of":
+        return np.eye(k, dim)
+    W = factor_gram(etf_gram(k), dim)
+    return W / np.linalg.norm(W, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- fixed classifier (JAX)
+def fixed_margins(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau) -> jnp.ndarray:
+    """z (n, k): z_ic = (w_c - w_{y_i}) . h_i / tau, with -inf at c = y_i."""
+    logits = H @ W.T / tau
+    own = jnp.take_along_axis(logits, labels[:, None], axis=1)
+    k = W.shape[0]
+    return jnp.where(jnp.arange(k)[None, :] == labels[:, None], -jnp.inf, logits - own)
+
+
+def fixed_log_loss(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau) -> jnp.ndarray:
+    """log L(H) of the fixed-classifier CE (module docstring), to full relative precision; JAX."""
+    per_example = log_softplus(jax.scipy.special.logsumexp(fixed_margins(H, labels, W, tau), axis=1))
+    return jax.scipy.special.logsumexp(per_example)
+
+
+def fixed_relative_gap(H: np.ndarray, labels: np.ndarray, W: np.ndarray, tau: float, relu: bool) -> float:
+    """A proved bound on (L(H) - L*) / L(H), L* the minimum over the unit (nonnegative) sphere.
+
+    Each f_i is convex, so its minimum over the ball B = {||h|| <= 1} (intersected with h >= 0 under
+    ReLU), which contains the sphere, is at least the linearisation bound
+    f_i(h_i) + min_{x in B} <grad f_i, x - h_i> = f_i(h_i) - <grad f_i, h_i> - sigma_B(-grad f_i),
+    sigma_B(v) = ||v|| (||max(v, 0)|| under ReLU). Divided by L with g = grad log L = grad L / L:
+
+        (L - LB) / L = sum_i [ <g_i, h_i> + sigma_B(-g_i) ]   (>= 0; 0 at a minimiser on the sphere).
+    """
+    Hj = jnp.asarray(H, dtype=jnp.float64)
+    g = np.asarray(jax.grad(fixed_log_loss)(Hj, jnp.asarray(labels), jnp.asarray(W, dtype=jnp.float64), tau))
+    support = np.linalg.norm(np.maximum(-g, 0.0) if relu else -g, axis=1)
+    return float(max(np.sum(np.sum(g * np.asarray(H), axis=1) + support), 0.0))
+
+
+# ---------------------------------------------------------------- learned classifier
+class LearnedParams(NamedTuple):
+    H: jnp.ndarray            # (n, d)
+    W: jnp.ndarray            # (k, d)
+    b: jnp.ndarray            # (k,)
+
+
+def learned_loss(params: LearnedParams, labels: jnp.ndarray, weight_decay) -> jnp.ndarray:
+    """F(H, W, b) of the learned-classifier UFM (module docstring); JAX."""
+    logits = params.H @ params.W.T + params.b[None, :]
+    ce = jax.scipy.special.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+    norms = jnp.sum(params.W ** 2) + jnp.sum(params.H ** 2) + jnp.sum(params.b ** 2)
+    return jnp.mean(ce) + 0.5 * weight_decay * norms
+
+
+def learned_lower_bound(params: LearnedParams, labels: np.ndarray, weight_decay: float) -> float:
+    """A lower bound on min F by convex duality (docs/theory.md section 7).
+
+    ||W||^2 + ||H||^2 >= 2 ||W H^T||_* relaxes F to the convex G(Z, b) = g(Z + b 1^T) + lambda ||Z||_* +
+    lambda/2 ||b||^2 over logits Z (k, n), g(U) = (1/n) sum_i CE(u_i, y_i). Its dual at Y (k, n) with
+    ||Y||_2 <= lambda is D(Y) = (1/n) sum_i entropy(q_i) - ||Y 1||^2 / (2 lambda), q_i = n y_i + e_{y_i} in
+    the simplex. The candidate Y = theta grad g(U) (columns (softmax(u_i) - e_{y_i})/n), theta =
+    min(1, lambda / ||grad g(U)||_2), gives q_i = theta softmax(u_i) + (1 - theta) e_{y_i}."""
+    H, W, b = (np.asarray(a, dtype=np.float64) for a in params)
+    labels = np.asarray(labels)
+    n, k = H.shape[0], W.shape[0]
+    U = W @ H.T + b[:, None]                                  # (k, n)
+    P = np.exp(U - U.max(axis=0, keepdims=True))
+    P /= P.sum(axis=0, keepdims=True)
+    E = np.zeros((k, n))
+    E[labels, np.arange(n)] = 1.0
+    grad = (P - E) / n
+    norm = np.linalg.norm(grad, 2)
+    theta = 1.0 if norm <= weight_decay else weight_decay / norm
+    Q = theta * P + (1 - theta) * E
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.sum(np.where(Q > 0, Q * np.log(Q), 0.0))
+    Y1 = (theta * grad).sum(axis=1)
+    return float(entropy / n - Y1 @ Y1 / (2 * weight_decay))
+
+
+def centred_means(H: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mc (k, d): the class means centred by their (unweighted) average."""
+    means = np.stack([H[labels == c].mean(axis=0) for c in range(k)])
+    return means - means.mean(axis=0, keepdims=True)
+
+
+def self_duality(W: np.ndarray, H: np.ndarray, labels: np.ndarray) -> float:
+    """||W/||W||_F - Mc/||Mc||_F||_F with Mc the centred class means (0: self-dual, Zhu et al. NC3)."""
+    Mc = centred_means(np.asarray(H), np.asarray(labels), W.shape[0])
+    return float(np.linalg.norm(W / np.linalg.norm(W) - Mc / np.linalg.norm(Mc)))
+
+
+# ---------------------------------------------------------------- predictions
+class CEPrediction(NamedTuple):
+    geometry: str
+    class_mean_gram: np.ndarray | None     # (k, k) of the predicted class means (raw; None: no closed form)
+    loss: float | None
+    why: str
+
+
+def fixed_prediction(classifier: str, relu: bool, counts, tau: float) -> CEPrediction:
+    """The fixed-classifier optimum in closed form (docs/theory.md section 7): every example of class y
+    sits at one point whose margins (w_c - w_y) . h all equal -m, so L* = n log(1 + (k-1) e^{-m/tau})
+    with m = k/(k-1) (ETF), sqrt(k/(k-1)) (OF, no ReLU), 1 (OF, ReLU)."""
+    k, n = len(counts), int(sum(counts))
+    if classifier == "etf":
+        m, geometry, M = k / (k - 1), "etf", etf_gram(k)
+        why = "h_i = w_{y_i}: the ETF classifier's own rows"
+    elif relu:
+        m, geometry, M = 1.0, "of", np.eye(k)
+        why = "h_i = e_{y_i}: with h >= 0 every margin is at least -1, reached only at the standard basis"
+    else:
+        m, geometry, M = float(np.sqrt(k / (k - 1))), "etf", etf_gram(k)
+        why = "h_i = (k e_{y_i} - 1)/sqrt(k(k-1)): the centred, normalised OF rows, a simplex ETF"
+    loss = n * float(np.log1p((k - 1) * np.exp(-m / tau)))
+    return CEPrediction(geometry, M, loss, why)
+
+
+def learned_optimal_product(k: int, n: int, weight_decay: float) -> float:
+    """p* = argmin_{p >= 0} log(1 + (k-1) e^{-p k/(k-1)}) + lambda sqrt(k n) p (a 1-D convex problem)."""
+    slope = weight_decay * np.sqrt(k * n)
+    f = lambda p: np.log1p((k - 1) * np.exp(-p * k / (k - 1))) + slope * p
+    if slope >= 1.0:            # the derivative at 0 is -1 + slope: the optimum is H = W = 0
+        return 0.0
+    hi = 1.0
+    while f(2 * hi) < f(hi):
+        hi *= 2
+    return float(minimize_scalar(f, bounds=(0.0, 2 * hi), method="bounded",
+                                 options={"xatol": 1e-14}).x)
+
+
+def learned_prediction(counts, weight_decay: float, dim: int) -> CEPrediction:
+    """Balanced counts and dim >= k-1: W = a M_etf, h_i = s m_{y_i}, b = 0 with k a^2 = n s^2 and a s = p*
+    (:func:`learned_optimal_product`); the optimal value F* = log(1 + (k-1) e^{-p* k/(k-1)}) + lambda sqrt(kn) p*.
+    Otherwise no closed form is known (minority collapse under imbalance)."""
+    k, n = len(counts), int(sum(counts))
+    if len(set(counts)) > 1 or dim < k - 1:
+        reason = "imbalanced classes" if len(set(counts)) > 1 else f"dim {dim} < k - 1"
+        return CEPrediction("unknown", None, None, f"no closed form for the learned classifier with {reason}")
+    p = learned_optimal_product(k, n, weight_decay)
+    value = float(np.log1p((k - 1) * np.exp(-p * k / (k - 1))) + weight_decay * np.sqrt(k * n) * p)
+    s2 = p * np.sqrt(k / n)                                 # ||h_i||^2 = s^2, with k a^2 = n s^2, a s = p
+    return CEPrediction("etf" if p > 0 else "zero", s2 * etf_gram(k), value,
+                        "balanced classes: a simplex ETF with W proportional to the centred means (self-dual); "
+                        "the norms from a 1-D convex problem")
+
+
+# ---------------------------------------------------------------- the objective interface
+class Evaluation(NamedTuple):
+    """An objective's account of a point (what a Solution reports). ``loss`` (its excess too: CE has no
+    geometry-free constant), ``log_loss``, ``lower_bound`` and ``relative_gap`` proved independently of
+    the solver, ``method`` of the bound, ``embeddings`` (n, d), ``info`` (objective-specific numbers)."""
+
+    embeddings: np.ndarray
+    loss: float
+    log_loss: float
+    lower_bound: float
+    relative_gap: float
+    method: str
+    info: dict
+
+
+def constraint_set(problem):
+    """Unit rows (nonnegative with ReLU) for a fixed classifier; the whole space for the learned one."""
+    return EUCLIDEAN if problem.objective.learned else unit_sphere(problem.relu)
+
+
+def start(problem, key: jax.Array, dtype=jnp.float64):
+    """A random start: a random point of the sphere set, or (learned) Gaussian H, W of scale 0.1 and b = 0."""
+    n, k, d = problem.n, problem.k, problem.dim
+    if not problem.objective.learned:
+        return constraint_set(problem).random_point(key, (n, d), dtype)
+    kh, kw = jax.random.split(key)
+    return LearnedParams(0.1 * jax.random.normal(kh, (n, d), dtype), 0.1 * jax.random.normal(kw, (k, d), dtype),
+                         jnp.zeros((k,), dtype))
+
+
+def solver_value(problem):
+    """The function of the parameters that gradient descent minimises: log L (fixed) or F (learned)."""
+    labels = jnp.asarray(problem.labels)
+    if problem.objective.learned:
+        lam = float(problem.objective.weight_decay)
+        return lambda params: learned_loss(params, labels, lam)
+    W = jnp.asarray(classifier_rows(problem.objective.classifier, problem.k, problem.dim))
+    tau = problem.tau
+    return lambda H: fixed_log_loss(H, labels, W.astype(H.dtype), tau)
+
+
+def evaluate(problem, params) -> Evaluation:
+    """The loss of ``params`` in float64 and its proved bound (module docstring)."""
+    labels = np.asarray(problem.labels)
+    if problem.objective.learned:
+        params = LearnedParams(*(np.asarray(a, dtype=np.float64) for a in params))
+        lam = float(problem.objective.weight_decay)
+        loss = float(learned_loss(LearnedParams(*map(jnp.asarray, params)), jnp.asarray(labels), lam))
+        bound = learned_lower_bound(params, labels, lam)
+        info = {"self_duality": self_duality(params.W, params.H, labels),
+                "classifier": params.W, "bias": params.b}
+        gap = (loss - bound) / loss if loss > 0 else 0.0
+        return Evaluation(params.H, loss, float(np.log(loss)), bound, max(gap, 0.0), "nuclear-norm dual", info)
+    H = np.asarray(params, dtype=np.float64)
+    W = classifier_rows(problem.objective.classifier, problem.k, problem.dim)
+    log_loss = float(fixed_log_loss(jnp.asarray(H), jnp.asarray(labels), jnp.asarray(W), problem.tau))
+    gap = fixed_relative_gap(H, labels, W, problem.tau, problem.relu)
+    loss = float(np.exp(log_loss))
+    return Evaluation(H, loss, log_loss, loss * (1.0 - gap), gap, "ball linearisation", {})
+
+
+def predict(problem) -> CEPrediction:
+    """The closed-form prediction of the problem's CE optimum."""
+    ce = problem.objective
+    if ce.learned:
+        return learned_prediction(problem.counts, float(ce.weight_decay), problem.dim)
+    return fixed_prediction(ce.classifier, problem.relu, problem.counts, problem.tau)
