@@ -50,7 +50,8 @@ def test_every_check_is_covered_here():
     covered = {"relu-orthogonal-frame", "balanced-etf", "imbalanced-not-etf", "imbalanced-reduced-program",
                "step-block-form", "relaxation-tight", "landscape-benign", "landscape-needs-dim", "relu-landscape-needs-2k",
                "batch-binding-sufficient", "batching-conditions-necessary", "prototypes-relu-exact",
-               "prototypes-approach-ce-limit", "ib-critical-betas", "small-tau-geometry", "certified-large-n"}
+               "prototypes-approach-ce-limit", "ib-critical-betas", "small-tau-geometry", "certified-large-n",
+               "ce-fixed-classifier-closed-form", "ce-learned-etf-self-duality"}
     assert covered == set(CHECKS)
 
 
@@ -172,3 +173,13 @@ def test_small_tau_check_fails_on_the_etf_and_on_an_uncertified_solver():
 def test_certified_large_n_check_fails_without_a_proof():
     stalled = solver_returning(EYE, lambda p: 1.0, status="stationary")
     assert not run("certified-large-n", gd=stalled).passed
+
+
+def test_ce_fixed_check_fails_on_a_wrong_geometry_and_on_an_unproved_solver():
+    assert not run("ce-fixed-classifier-closed-form", gd=solver_returning(EYE, true_loss, status="optimal")).passed
+    assert not run("ce-fixed-classifier-closed-form", gd=solver_returning(ETF, true_loss)).passed
+
+
+def test_ce_learned_check_fails_without_self_duality():
+    # collapsed ETF means at the right value, but no classifier: self-duality unmeasured (inf)
+    assert not run("ce-learned-etf-self-duality", gd=solver_returning(ETF, true_loss, status="optimal")).passed

@@ -28,10 +28,11 @@ import numpy as np
 from ufm.batching import check_conditions
 from ufm.geometry import etf_gram, orthogonal_frame_gram
 from ufm.loss import problem_loss
+from ufm.objectives import objective_of
 from ufm.problem import Problem
 from solvers.reduced import solve_reduced
 
-GEOMETRIES = ("etf", "orthogonal-frame", "reduced-program", "prototypes", "none")
+GEOMETRIES = ("etf", "orthogonal-frame", "reduced-program", "prototypes", "zero", "none")
 
 #: The small-temperature limit (docs/theory.md "Small tau"): the largest cosine between class means
 #: dominates the excess, so the geometry tends to a spherical code: the simplex ETF when d >= k - 1.
@@ -99,6 +100,13 @@ def batched_orthogonal_frame_loss(labels: np.ndarray, batches, tau: float) -> fl
     return total
 
 
+def _predict_objective(problem: Problem) -> Prediction:
+    """A non-SCL objective's own closed form (``ufm.objectives``: for CE, docs/theory.md section 7)."""
+    p = objective_of(problem).predict(problem)
+    hyp = {"objective": problem.objective.name, "relu": problem.relu, "balanced": len(set(problem.counts)) == 1}
+    return Prediction(p.geometry, p.loss, p.class_mean_gram, p.why, hyp, excess=p.loss)
+
+
 def predict(problem: Problem) -> Prediction:
     """The prediction of docs/theory.md for ``problem`` (see the module docstring for the cases)."""
     k, counts, tau = problem.k, problem.counts, problem.tau
@@ -107,6 +115,8 @@ def predict(problem: Problem) -> Prediction:
     hyp: dict[str, bool] = {"relu": problem.relu, "full_batch": full, "balanced": balanced,
                             "dim >= k": problem.dim >= k, "dim >= k-1": problem.dim >= k - 1}
 
+    if problem.objective is not None:
+        return _predict_objective(problem)
     if problem.prototypes is not None:
         return _predict_with_prototypes(problem, hyp)
 

@@ -39,6 +39,8 @@ def solution_report(problem: Problem, solution: Solution, prediction: Prediction
     }
     if "starts" in solution.extra:
         report["starts"] = solution.extra["starts"]
+    if "self_duality" in solution.extra:
+        report["self_duality"] = solution.extra["self_duality"]
     if "residuals" in solution.extra:
         report["residuals"] = solution.extra["residuals"]
     return report

@@ -24,6 +24,7 @@ from ufm.app import cli_values as values
 from ufm.app.progress import progress
 from ufm.batching import Batching, check_conditions
 from ufm.errors import ProblemError
+from ufm.objectives.ce import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN, CrossEntropy
 from ufm.problem import IMBALANCE_PROFILES, SEED_MAX, TAU_MAX, TAU_MIN, Problem, Prototypes
 
 
@@ -55,7 +56,7 @@ MAX_SPARE_DIM = 1024
 #: what the others describe is an error, not ignored.
 PROBLEM_DEFAULTS = {"classes": 4, "imbalance": "balanced", "n_max": 10, "ratio": 1.0, "minority_fraction": 0.5,
                     "tau": 1.0, "batching": "full", "prototypes": "none", "prototypes_per_class": 1,
-                    "prototype_anchors": "yes", "seed": 0}
+                    "prototype_anchors": "yes", "seed": 0, "loss": "scl"}
 
 TAU = values.real(TAU_MIN, TAU_MAX)
 SEED = values.integer(0, SEED_MAX)
@@ -67,9 +68,17 @@ DIM = values.integer(1, 10 ** 6)
 
 
 def add_problem_options(parser: argparse.ArgumentParser, batching: bool = True,
-                        prototypes: bool = True) -> None:
-    """The options of CLI.md "Describing a problem"."""
+                        prototypes: bool = True, objective: bool = False) -> None:
+    """The options of CLI.md "Describing a problem" (``objective``: also --loss, --classifier and
+    --weight-decay)."""
     g = parser.add_argument_group("problem")
+    if objective:
+        g.add_argument("--loss", choices=("scl", "ce"), help="objective: supervised contrastive (default) or "
+                                                             "cross-entropy (docs/theory.md section 7)")
+        g.add_argument("--classifier", choices=CLASSIFIERS,
+                       help="with --loss ce: fixed ETF or orthogonal-frame rows, or a learned classifier")
+        g.add_argument("--weight-decay", type=values.real(WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX),
+                       help=f"with --classifier learned: lambda in [{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}]")
     g.add_argument("--counts", type=values.counts,
                    help="class counts, e.g. 8,8,2,2 (instead of --classes/--imbalance/--n-max/--ratio)")
     g.add_argument("--classes", type=CLASSES, help="number of classes K (default 4)")
@@ -178,8 +187,29 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
     if args.dim is not None and args.dim > max(n + p, MAX_SPARE_DIM):
         raise ProblemError(f"--dim {args.dim} exceeds both the {n + p} rows (examples and prototypes), which span "
                            f"at most {n + p} dimensions, and {MAX_SPARE_DIM}; use a smaller --dim")
-    return Problem.from_counts(counts, tau=_option(args, "tau"), relu=args.relu, dim=args.dim,
-                               batching=batching, prototypes=prototypes, seed=_option(args, "seed"))
+    objective = _objective(args)
+    learned = objective is not None and objective.learned
+    if learned:
+        refuse(_given(args, "tau"), "to the learned classifier (its logits W h + b have no temperature)")
+    return Problem.from_counts(counts, tau=None if learned else _option(args, "tau"), relu=args.relu, dim=args.dim,
+                               batching=batching, prototypes=prototypes, seed=_option(args, "seed"),
+                               objective=objective)
+
+
+def _objective(args: argparse.Namespace) -> CrossEntropy | None:
+    """None (SCL) or the CrossEntropy that --loss ce, --classifier and --weight-decay describe."""
+    if _option(args, "loss") == "scl":
+        refuse(_given(args, "classifier", "weight_decay"), "to --loss scl (they describe the CE objective)")
+        return None
+    if args.classifier is None:
+        raise ProblemError("--loss ce needs --classifier etf, of or learned")
+    if args.classifier != "learned":
+        refuse(_given(args, "weight_decay"), f"to the fixed {args.classifier} classifier (use --classifier learned)")
+    elif args.weight_decay is None:
+        raise ProblemError("--classifier learned needs --weight-decay lambda > 0")
+    for option in _given(args, "batching", "batch_size", "batches_file", "prototypes"):
+        refuse([option], "to --loss ce (a sum over examples with its own classifier: full batch, no prototypes)")
+    return CrossEntropy(args.classifier, args.weight_decay)
 
 
 def _refuse_unused_seed(args: argparse.Namespace, problem: Problem, command: str) -> None:
@@ -332,6 +362,8 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
     """Options that do not apply to the chosen method are errors; the run must fit in memory."""
     from solvers import convex, gd, reduced, sizing
 
+    if args.method != "gd" and problem.objective is not None:
+        raise ProblemError(f"--method {args.method} solves the SCL programs; --loss ce runs with --method gd")
     if args.method != "gd":
         refuse(_given(args, *GD_ONLY), f"to --method {args.method} (gradient descent options; the convex "
                                        "programs run in float64 and are always judged by their certificate)")
@@ -694,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_batches_check)
 
     solve = sub.add_parser("solve", help="solve a problem and compare with the prediction")
-    add_problem_options(solve)
+    add_problem_options(solve, objective=True)
     solve.add_argument("--method", choices=("gd", "convex", "reduced"), default="gd",
                        help="gradient descent (default), the n x n convex program, or the reduced k x k program")
     solve.add_argument("--steps", type=values.integer(1, 10 ** 7), help="gradient descent: at most this many "
@@ -719,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(handler=cmd_solve)
 
     pred = sub.add_parser("predict", help="what the theory predicts for a problem")
-    add_problem_options(pred)
+    add_problem_options(pred, objective=True)
     _output_options(pred)
     pred.set_defaults(handler=cmd_predict)
 

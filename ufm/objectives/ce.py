@@ -202,7 +202,7 @@ def fixed_prediction(classifier: str, relu: bool, counts, tau: float) -> CEPredi
         m, geometry, M = k / (k - 1), "etf", etf_gram(k)
         why = "h_i = w_{y_i}: the ETF classifier's own rows"
     elif relu:
-        m, geometry, M = 1.0, "of", np.eye(k)
+        m, geometry, M = 1.0, "orthogonal-frame", np.eye(k)
         why = "h_i = e_{y_i}: with h >= 0 every margin is at least -1, reached only at the standard basis"
     else:
         m, geometry, M = float(np.sqrt(k / (k - 1))), "etf", etf_gram(k)
@@ -231,7 +231,7 @@ def learned_prediction(counts, weight_decay: float, dim: int) -> CEPrediction:
     k, n = len(counts), int(sum(counts))
     if len(set(counts)) > 1 or dim < k - 1:
         reason = "imbalanced classes" if len(set(counts)) > 1 else f"dim {dim} < k - 1"
-        return CEPrediction("unknown", None, None, f"no closed form for the learned classifier with {reason}")
+        return CEPrediction("none", None, None, f"no closed form for the learned classifier with {reason}")
     p = learned_optimal_product(k, n, weight_decay)
     value = float(np.log1p((k - 1) * np.exp(-p * k / (k - 1))) + weight_decay * np.sqrt(k * n) * p)
     s2 = p * np.sqrt(k / n)                                 # ||h_i||^2 = s^2, with k a^2 = n s^2, a s = p
