@@ -1,4 +1,4 @@
-"""Cross-entropy, the second objective (ufm/objectives/ce.py, docs/theory.md section 7), against
+"""Cross-entropy, the second objective (ufm/objectives/ce.py, docs/theory.md section 10), against
 brute-force minimisers written here in NumPy/SciPy, independently of the toolkit's JAX code."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Information-bottleneck view (docs/theory.md section 7) against independent computations.
+"""Information-bottleneck view (docs/theory.md section 10) against independent computations.
 
 Independent references used here: ``np.linalg.eigvals(Sigma_W @ inv(Sigma_X))`` (nonsymmetric, no
 span handling), canonical correlations from the SVD of ``Q_X^T Q_Y`` (QR of the centred data and

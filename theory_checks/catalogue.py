@@ -439,7 +439,7 @@ CATALOGUE: list[Check] = [
           "clear decrease while allowing solver error (~1e-5)",
           lambda quick: [((10, 10, 2, 2), 0.5, (1, 2, 4) if quick else (1, 2, 4, 8))],
           _prototype_trend, describe=lambda inst: {"counts": list(inst[0]), "tau": inst[1]}),
-    Check("ce-fixed-classifier-closed-form", "[PROTO] CE limit / theory.md section 7",
+    Check("ce-fixed-classifier-closed-form", "[PROTO] CE limit / theory.md section 10",
           "Cross-entropy with a fixed classifier on unit embeddings: the ETF classifier's optimum is its own rows, "
           "the OF classifier's is the centred OF (an ETF) without ReLU and the OF itself with ReLU, on any counts",
           "largest of the relative loss error and the mean-Gram entry error against the closed form "
@@ -449,7 +449,7 @@ CATALOGUE: list[Check] = [
           lambda quick: [((5, 4, 3), 0.2, "of", False), ((3, 2, 4, 2), 0.1, "of", True)] +
           ([] if quick else [((6, 2, 3), 0.5, "etf", False), ((4, 4, 1, 1), 0.05, "of", False)]),
           _ce_fixed, describe=lambda i: {"counts": list(i[0]), "tau": i[1], "classifier": i[2], "relu": i[3]}),
-    Check("ce-learned-etf-self-duality", "[CE] Zhu et al. 2021 / theory.md section 7",
+    Check("ce-learned-etf-self-duality", "[CE] Zhu et al. 2021 / theory.md section 10",
           "Cross-entropy with a learned classifier and weight decay on balanced classes: the centred class "
           "means form a simplex ETF, the classifier is self-dual, and the value is the 1-D closed form",
           "largest of the distance of the centred means to the ETF, the self-duality and the relative value "

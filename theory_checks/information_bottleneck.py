@@ -1,4 +1,4 @@
-"""The Gaussian information-bottleneck view of embeddings (docs/theory.md section 7) [IB].
+"""The Gaussian information-bottleneck view of embeddings (docs/theory.md section 10) [IB].
 
 NumPy/SciPy only, float64. Shapes: embeddings ``X`` (n, d), one row per example; ``labels`` (n,)
 integer class ids; covariances (d, d).

@@ -101,7 +101,7 @@ def batched_orthogonal_frame_loss(labels: np.ndarray, batches, tau: float) -> fl
 
 
 def _predict_objective(problem: Problem) -> Prediction:
-    """A non-SCL objective's own closed form (``ufm.objectives``: for CE, docs/theory.md section 7)."""
+    """A non-SCL objective's own closed form (``ufm.objectives``: for CE, docs/theory.md section 10)."""
     p = objective_of(problem).predict(problem)
     hyp = {"objective": problem.objective.name, "relu": problem.relu, "balanced": len(set(problem.counts)) == 1}
     return Prediction(p.geometry, p.loss, p.class_mean_gram, p.why, hyp, excess=p.loss)

@@ -130,7 +130,7 @@ class Problem:
     - ``batching``: a :class:`~ufm.batching.Batching` (default full batch);
     - ``prototypes``: a :class:`Prototypes` or None; ``seed``: every random choice;
     - ``objective``: None for SCL (the default), or a :class:`~ufm.objectives.ce.CrossEntropy`
-      (full batch, no prototypes; docs/theory.md section 7).
+      (full batch, no prototypes; docs/theory.md section 10).
     """
 
     counts: tuple[int, ...]

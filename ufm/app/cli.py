@@ -74,7 +74,7 @@ def add_problem_options(parser: argparse.ArgumentParser, batching: bool = True,
     g = parser.add_argument_group("problem")
     if objective:
         g.add_argument("--loss", choices=("scl", "ce"), help="objective: supervised contrastive (default) or "
-                                                             "cross-entropy (docs/theory.md section 7)")
+                                                             "cross-entropy (docs/theory.md section 10)")
         g.add_argument("--classifier", choices=CLASSIFIERS,
                        help="with --loss ce: fixed ETF or orthogonal-frame rows, or a learned classifier")
         g.add_argument("--weight-decay", type=values.real(WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX),

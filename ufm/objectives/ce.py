@@ -1,4 +1,4 @@
-"""Cross-entropy (CE), the second objective (docs/theory.md section 7).
+"""Cross-entropy (CE), the second objective (docs/theory.md section 10).
 
 Two models, chosen by :class:`CrossEntropy`'s ``classifier``:
 
@@ -24,7 +24,7 @@ Two models, chosen by :class:`CrossEntropy`'s ``classifier``:
   :func:`learned_prediction` gives the optimal value from a 1-D convex problem.
 
 Certificates (lower bounds that rest on no solver, :func:`fixed_relative_gap`, :func:`learned_lower_bound`)
-are derived in docs/theory.md section 7.
+are derived in docs/theory.md section 10.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class CrossEntropy:
             lam = finite_number(self.weight_decay, "weight decay")
             if not WEIGHT_DECAY_MIN <= lam <= WEIGHT_DECAY_MAX:
                 raise ProblemError(f"weight decay must lie in [{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}] "
-                                   f"(got {lam:g}); docs/theory.md section 7")
+                                   f"(got {lam:g}); docs/theory.md section 10")
             if relu:
                 raise ProblemError("the learned-classifier UFM has unconstrained features; ReLU does not apply "
                                    "to it (drop --relu, or use --classifier of)")
@@ -148,7 +148,7 @@ def learned_loss(params: LearnedParams, labels: jnp.ndarray, weight_decay) -> jn
 
 
 def learned_lower_bound(params: LearnedParams, labels: np.ndarray, weight_decay: float) -> float:
-    """A lower bound on min F by convex duality (docs/theory.md section 7).
+    """A lower bound on min F by convex duality (docs/theory.md section 10).
 
     ||W||^2 + ||H||^2 >= 2 ||W H^T||_* relaxes F to the convex G(Z, b) = g(Z + b 1^T) + lambda ||Z||_* +
     lambda/2 ||b||^2 over logits Z (k, n), g(U) = (1/n) sum_i CE(u_i, y_i). Its dual at Y (k, n) with
@@ -194,7 +194,7 @@ class CEPrediction(NamedTuple):
 
 
 def fixed_prediction(classifier: str, relu: bool, counts, tau: float) -> CEPrediction:
-    """The fixed-classifier optimum in closed form (docs/theory.md section 7): every example of class y
+    """The fixed-classifier optimum in closed form (docs/theory.md section 10): every example of class y
     sits at one point whose margins (w_c - w_y) . h all equal -m, so L* = n log(1 + (k-1) e^{-m/tau})
     with m = k/(k-1) (ETF), sqrt(k/(k-1)) (OF, no ReLU), 1 (OF, ReLU)."""
     k, n = len(counts), int(sum(counts))
