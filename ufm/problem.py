@@ -224,7 +224,7 @@ class Problem:
             if n_c < 0:
                 raise ProblemError(f"class {c} has a negative count ({n_c})")
             if n_c < 1:
-                raise ProblemError(f"class {c} has no example; every class needs at least one")
+                raise ProblemError(f"class {c} has 0 examples; every class needs at least one")
             if n_c < 2 and self.objective is None:
                 raise ProblemError(f"class {c} has {n_c} example(s), so its anchors have no positive pair; "
                                    "every class needs at least 2 examples")
