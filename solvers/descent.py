@@ -57,13 +57,15 @@ class DescentState(NamedTuple):
     tx_state: Any
 
 
-def _measure(objective, constraint_set, params):
+def measure(objective: Callable, constraint_set, params) -> tuple[jax.Array, Any, jax.Array]:
+    """``(f, grad f, ||direction||_F)`` at ``params``; the gradient is 0 where f is not finite."""
     value, grad = jax.value_and_grad(objective)(params)
     grad = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
     return value, grad, otu.tree_norm(constraint_set.direction(params, grad))
 
 
-def _failed(constraint_set, params, value, grad_norm) -> jax.Array:
+def failed(constraint_set, params, value, grad_norm) -> jax.Array:
+    """A non-finite value (other than -inf: E = 0) or direction norm, or a point off its set."""
     bad_value = ~jnp.isfinite(value) & (value != -jnp.inf)
     on_set = jnp.asarray(constraint_set.violation(params) <= FEASIBILITY_TOL)
     return bad_value | ~jnp.isfinite(grad_norm) | ~on_set
@@ -71,11 +73,11 @@ def _failed(constraint_set, params, value, grad_norm) -> jax.Array:
 
 def init(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params) -> DescentState:
     """The state at ``params`` (a point of the constraint set)."""
-    value, grad, grad_norm = _measure(objective, constraint_set, params)
+    value, grad, grad_norm = measure(objective, constraint_set, params)
     dtype = otu.tree_dtype(params)
     return DescentState(params, value, grad, grad_norm, jnp.asarray(jnp.inf, dtype), jnp.asarray(0),
                         value == -jnp.inf, jnp.asarray(False),
-                        _failed(constraint_set, params, value, grad_norm), tx.init(params))
+                        failed(constraint_set, params, value, grad_norm), tx.init(params))
 
 
 def update(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs,
@@ -83,13 +85,13 @@ def update(objective: Callable, constraint_set, tx: optax.GradientTransformation
     """One step and the stopping tests (module docstring)."""
     params, tx_state, stalled = step(objective, constraint_set, tx, state.params, state.value, state.grad,
                                      state.tx_state)
-    value, grad, grad_norm = _measure(objective, constraint_set, params)
+    value, grad, grad_norm = measure(objective, constraint_set, params)
     zero = value == -jnp.inf
     change = jnp.where(zero, 0.0, jnp.abs(value - state.value))
-    failed = _failed(constraint_set, params, value, grad_norm)
-    converged = (zero | ((change <= tol) & (grad_norm <= grad_tol))) & ~failed
+    bad = failed(constraint_set, params, value, grad_norm)
+    converged = (zero | ((change <= tol) & (grad_norm <= grad_tol))) & ~bad
     return DescentState(params, value, grad, grad_norm, change, state.iteration + 1, converged, stalled,
-                        failed, tx_state)
+                        bad, tx_state)
 
 
 def run(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params, *,

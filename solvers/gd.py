@@ -16,9 +16,9 @@ the spectral projected gradient method (Birgin, Martinez, Raydan 2000) on a prod
     g_i    = P_i(grad_i L(H))          Riemannian gradient: grad projected on the tangent space of
                                        row i's sphere, (I - h_i h_i^T) grad_i; with ReLU also zeroed
                                        on active bounds (h_ij = 0 and grad_ij > 0), i.e. the projection
-                                       of -grad onto the tangent cone of S_+ (see :func:`riemannian_grad`)
+                                       of -grad onto the tangent cone of S_+ (``ufm.constraint_sets``)
     H(a)   = R(H - a g)                R: rows normalised (ReLU: clipped at 0 first, rows that would
-                                       become zero keep their largest coordinate, see :func:`retract`)
+                                       become zero keep their largest coordinate, ``ufm.constraint_sets``)
     a_0    = <s,s>/<s,y> or <s,y>/<y,y> (alternating BB1/BB2), s = H_k - H_{k-1}, y = g_k - g_{k-1}
     accept a when L(H(a)) <= max_{last 10} L + c <g, H(a) - H>, c = 1e-4, else halve a.
 
@@ -112,17 +112,6 @@ HISTORY = 20000   # at most this many epochs of loss history are kept
 
 
 # ------------------------------------------------------------------ the constraint set
-def riemannian_grad(H: jnp.ndarray, G: jnp.ndarray, relu: bool) -> jnp.ndarray:
-    """The descent direction on the problem's set (``ufm.constraint_sets``: the tangent projection on
-    the sphere, the tangent-cone projection on the nonnegative sphere)."""
-    return unit_sphere(relu).direction(H, G)
-
-
-def retract(V: jnp.ndarray, relu: bool) -> jnp.ndarray:
-    """The retraction of the problem's set (``ufm.constraint_sets``)."""
-    return unit_sphere(relu).retract(V)
-
-
 def random_start(key: jax.Array, n: int, d: int, relu: bool, dtype=jnp.float64) -> jnp.ndarray:
     """Random point of the constraint set: Gaussian rows (absolute values with ReLU), normalised."""
     return unit_sphere(relu).random_point(key, (n, d), dtype)
@@ -165,7 +154,7 @@ class LoopState(NamedTuple):
     H: jnp.ndarray
     f: jnp.ndarray            # reported objective at H
     G: jnp.ndarray            # its Euclidean gradient at H
-    gnorm: jnp.ndarray        # ||riemannian_grad||_F
+    gnorm: jnp.ndarray        # ||constraint set's direction||_F
     rel_change: jnp.ndarray
     epoch: jnp.ndarray
     converged: jnp.ndarray
@@ -200,10 +189,6 @@ def _run(cfg: Config, data: Data):
     dtype = H0.dtype
     tol = data.tol.astype(dtype)
 
-    def feasible(H):
-        # rows must stay unit (an overflowing step gives 0/inf rows: an error, never a silent number)
-        return jnp.all(jnp.abs(jnp.linalg.norm(H, axis=1) - 1.0) <= 1e-3)
-
     def mean_gram(V):
         H = V[data.tie]
         # rows whose label is out of range (padding of solve_batched) are dropped by segment_sum
@@ -212,12 +197,12 @@ def _run(cfg: Config, data: Data):
         means = sums / jnp.maximum(sizes, 1.0)[:, None]
         return means @ means.T
 
-    def monitor(H):
-        f, G = vg(H, data.mon_index, data.mon_valid)
-        G = jnp.where(jnp.isfinite(f), G, 0.0)
-        return f, G, jnp.linalg.norm(riemannian_grad(H, G, cfg.relu))
-
     cset = unit_sphere(cfg.relu)
+
+    def monitor(H):
+        """The reported objective (epoch-0 batching) at H: (f, G, ||direction||_F)."""
+        return descent.measure(lambda V: loss(V, data.mon_index, data.mon_valid), cset, H)
+
     tx = _make_tx(cfg, data.lr, cfg.steps * groups)
     opt0 = tx.init(H0)
 
@@ -249,7 +234,8 @@ def _run(cfg: Config, data: Data):
         # f = log E: its change is the relative change of E; E = 0 (f = -inf) is a global minimum
         zero = f == -jnp.inf
         rel = jnp.where(zero, 0.0, jnp.abs(f - s.f))
-        bad = (~zero & ~(jnp.isfinite(f) & jnp.isfinite(gnorm))) | ~feasible(H)
+        # an overflowing step gives 0/inf rows: an error, never a silent number
+        bad = descent.failed(cset, H, f, gnorm)
         converged = zero | ((rel <= tol) & (gnorm <= tol ** GRAD_POWER))
         history = s.history.at[jnp.minimum(s.epoch, cfg.history - 1)].set(f)
         done = s.epoch + 1
@@ -263,7 +249,7 @@ def _run(cfg: Config, data: Data):
 
     f0, G0, gn0 = monitor(H0)
     s0 = LoopState(H0, f0, G0, gn0, jnp.asarray(jnp.inf, dtype), jnp.asarray(0), f0 == -jnp.inf,
-                   jnp.asarray(False), (~(jnp.isfinite(f0) & jnp.isfinite(gn0)) & (f0 != -jnp.inf)) | ~feasible(H0), opt0,
+                   jnp.asarray(False), descent.failed(cset, H0, f0, gn0), opt0,
                    jnp.full((cfg.history,), jnp.nan, dtype),
                    jnp.full((n_snapshots(cfg.steps), cfg.n_classes, cfg.n_classes), jnp.nan, dtype)
                    .at[0].set(mean_gram(H0)))
@@ -477,8 +463,8 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     bb_step = otu.tree_get(s.opt, "step")
     if bb_step is not None:
         extra["last_step_size"] = float(bb_step)
-    norms = np.linalg.norm(H, axis=1)
-    if bool(s.bad) or not np.all(np.isfinite(H)) or not np.all(np.abs(norms - 1) <= 1e-3):
+    if bool(s.bad) or not np.all(np.isfinite(H)) or \
+            not unit_sphere(problem.relu).violation(H) <= descent.FEASIBILITY_TOL:
         M = np.full((problem.k, problem.k), np.nan)
         return Solution("gd", M, float("nan"), "error", embeddings=H, iterations=epochs, seconds=seconds,
                         message=f"the loss, its gradient or the iterate became non-finite (NaN/inf, or rows "

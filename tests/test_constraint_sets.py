@@ -81,3 +81,20 @@ def test_random_points_lie_on_the_set_and_follow_the_key():
         assert float(cset.violation(X)) <= 1e-15
         np.testing.assert_array_equal(X, cset.random_point(jax.random.PRNGKey(3), (5, 3)))
         assert float(cset.violation(cset.random_point_np(np.random.default_rng(1), (5, 3)))) <= 1e-15
+
+
+def test_the_direction_is_the_tangent_cone_projection_kkt_conditions():
+    rng = np.random.default_rng(0)
+    H = np.abs(rng.standard_normal((5, 4)))
+    H[:, 0] = 0.0                          # an active bound in every row
+    H /= np.linalg.norm(H, axis=1, keepdims=True)
+    G = rng.standard_normal((5, 4))
+    g = np.asarray(SPHERE.direction(jnp.asarray(H), jnp.asarray(G)))
+    np.testing.assert_allclose(np.sum(g * H, axis=1), 0.0, atol=1e-14)
+    gc = np.asarray(NONNEGATIVE_SPHERE.direction(jnp.asarray(H), jnp.asarray(G)))
+    # -gc is the projection of -G on {v : <v_i, h_i> = 0, v_i0 >= 0}: check the KKT conditions directly
+    v = -gc
+    assert np.allclose(np.sum(v * H, axis=1), 0.0, atol=1e-14) and (v[:, 0] >= 0).all()
+    np.testing.assert_allclose(v[:, 0], np.maximum(-G[:, 0], 0.0))
+    free = v[:, 1:] + G[:, 1:]
+    np.testing.assert_allclose(free, np.sum(G * H, axis=1, keepdims=True) * H[:, 1:], atol=1e-14)

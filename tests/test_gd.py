@@ -249,23 +249,6 @@ def test_bad_arguments(kwargs):
         gd.solve(Problem.balanced(3, 4), **kwargs)
 
 
-def test_riemannian_grad_is_the_tangent_cone_projection():
-    rng = np.random.default_rng(0)
-    H = np.abs(rng.standard_normal((5, 4)))
-    H[:, 0] = 0.0                          # an active bound in every row
-    H /= np.linalg.norm(H, axis=1, keepdims=True)
-    G = rng.standard_normal((5, 4))
-    g = np.asarray(gd.riemannian_grad(jnp.asarray(H), jnp.asarray(G), relu=False))
-    np.testing.assert_allclose(np.sum(g * H, axis=1), 0.0, atol=1e-14)
-    gc = np.asarray(gd.riemannian_grad(jnp.asarray(H), jnp.asarray(G), relu=True))
-    # -gc is the projection of -G on {v : <v_i, h_i> = 0, v_i0 >= 0}: check the KKT conditions directly
-    v = -gc
-    assert np.allclose(np.sum(v * H, axis=1), 0.0, atol=1e-14) and (v[:, 0] >= 0).all()
-    np.testing.assert_allclose(v[:, 0], np.maximum(-G[:, 0], 0.0))
-    free = v[:, 1:] + G[:, 1:]
-    np.testing.assert_allclose(free, np.sum(G * H, axis=1, keepdims=True) * H[:, 1:], atol=1e-14)
-
-
 def test_relu_with_orthonormal_prototypes_pins_every_row_to_its_prototype():
     # docs/theory.md section 5: ReLU + nonnegative orthonormal prototypes force h_i = w_{y_i}, any batching
     problem = Problem.from_counts((10, 10, 2, 2), relu=True, tau=0.5, prototypes=Prototypes("of", 2),
