@@ -162,6 +162,17 @@ def test_solve_exit_1_when_not_proved(capsys):
 
 # ---------------------------------------------------------------- the cases of the reliability issue
 ISSUE_CASES = [
+    # the cross-entropy options (issue 13)
+    ("solve --loss ce --counts 3,3", "needs --classifier"),
+    ("solve --classifier of --counts 3,3", "--classifier does not apply to --loss scl"),
+    ("solve --loss ce --classifier of --weight-decay 0.1 --counts 3,3", "--weight-decay does not apply"),
+    ("solve --loss ce --classifier learned --counts 3,3", "needs --weight-decay"),
+    ("solve --loss ce --classifier learned --weight-decay 0.1 --tau 0.5 --counts 3,3", "--tau does not apply"),
+    ("solve --loss ce --classifier learned --weight-decay 5 --counts 3,3", "--weight-decay"),
+    ("solve --loss ce --classifier etf --relu --counts 3,3", "no closed form"),
+    ("solve --loss ce --classifier of --method reduced --counts 3,3", "--method gd"),
+    ("solve --loss ce --classifier of --batching random --batch-size 3 --counts 3,3", "--batching does not apply"),
+    ("predict --loss ce --classifier of --dim 2 --counts 3,3,3", "needs dim >= 3"),
     ("solve --tau 1e-300", "--tau"), ("solve --seed -1", "--seed"),
     ("solve --seed 1180591620717411303424", "--seed"), ("solve --imbalance step --ratio nan", "--ratio"),
     ("sweep imbalance --ratios=", "--ratios"), ("sweep imbalance --ratios 1:16:0", "count of points"),

@@ -207,8 +207,8 @@ def _objective(args: argparse.Namespace) -> CrossEntropy | None:
         refuse(_given(args, "weight_decay"), f"to the fixed {args.classifier} classifier (use --classifier learned)")
     elif args.weight_decay is None:
         raise ProblemError("--classifier learned needs --weight-decay lambda > 0")
-    for option in _given(args, "batching", "batch_size", "batches_file", "prototypes"):
-        refuse([option], "to --loss ce (a sum over examples with its own classifier: full batch, no prototypes)")
+    refuse(_given(args, "batching", "batch_size", "batches_file", "prototypes"),
+           "to --loss ce (a sum over examples with its own classifier: full batch, no prototypes)")
     return CrossEntropy(args.classifier, args.weight_decay)
 
 

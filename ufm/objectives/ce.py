@@ -23,7 +23,7 @@ Two models, chosen by :class:`CrossEntropy`'s ``classifier``:
   Balanced classes: the simplex ETF with self-duality (W proportional to the centred class means);
   :func:`learned_prediction` gives the optimal value from a 1-D convex problem.
 
-Certificates (lower bounds that rest on no solver, :func:`fixed_relative_gap`, :func:`learned_lower_bound`)
+Certificates (lower bounds that rest on no solver, :func:`fixed_log_loss_and_gap`, :func:`learned_lower_bound`)
 are derived in docs/theory.md section 10.
 """
 
@@ -116,8 +116,10 @@ def fixed_log_loss(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau) -> 
     return jax.scipy.special.logsumexp(per_example)
 
 
-def fixed_relative_gap(H: np.ndarray, labels: np.ndarray, W: np.ndarray, tau: float, relu: bool) -> float:
-    """A proved bound on (L(H) - L*) / L(H), L* the minimum over the unit (nonnegative) sphere.
+def fixed_log_loss_and_gap(H: np.ndarray, labels: np.ndarray, W: np.ndarray, tau: float,
+                           relu: bool) -> tuple[float, float]:
+    """``(log L(H), gap)`` from one evaluation of log L and its gradient, with ``gap`` a proved bound on
+    (L(H) - L*) / L(H), L* the minimum over the unit (nonnegative) sphere.
 
     Each f_i is convex, so its minimum over the ball B = {||h|| <= 1} (intersected with h >= 0 under
     ReLU), which contains the sphere, is at least the linearisation bound
@@ -127,9 +129,10 @@ def fixed_relative_gap(H: np.ndarray, labels: np.ndarray, W: np.ndarray, tau: fl
         (L - LB) / L = sum_i [ <g_i, h_i> + sigma_B(-g_i) ]   (>= 0; 0 at a minimiser on the sphere).
     """
     Hj = jnp.asarray(H, dtype=jnp.float64)
-    g = np.asarray(jax.grad(fixed_log_loss)(Hj, jnp.asarray(labels), jnp.asarray(W, dtype=jnp.float64), tau))
+    log_loss, g = jax.value_and_grad(fixed_log_loss)(Hj, jnp.asarray(labels), jnp.asarray(W, dtype=jnp.float64), tau)
+    g = np.asarray(g)
     support = np.linalg.norm(np.maximum(-g, 0.0) if relu else -g, axis=1)
-    return float(max(np.sum(np.sum(g * np.asarray(H), axis=1) + support), 0.0))
+    return float(log_loss), float(max(np.sum(np.sum(g * np.asarray(H), axis=1) + support), 0.0))
 
 
 # ---------------------------------------------------------------- learned classifier
@@ -295,8 +298,7 @@ def evaluate(problem, params) -> Evaluation:
         return Evaluation(params.H, loss, float(np.log(loss)), bound, max(gap, 0.0), "nuclear-norm dual", info)
     H = np.asarray(params, dtype=np.float64)
     W = classifier_rows(problem.objective.classifier, problem.k, problem.dim)
-    log_loss = float(fixed_log_loss(jnp.asarray(H), jnp.asarray(labels), jnp.asarray(W), problem.tau))
-    gap = fixed_relative_gap(H, labels, W, problem.tau, problem.relu)
+    log_loss, gap = fixed_log_loss_and_gap(H, labels, W, problem.tau, problem.relu)
     loss = float(np.exp(log_loss))
     return Evaluation(H, loss, log_loss, loss * (1.0 - gap), gap, "ball linearisation", {})
 
