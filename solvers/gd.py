@@ -46,8 +46,10 @@ Batching: an *epoch* walks the problem's batching. Deterministic batchings (full
 step on the whole batching loss L = sum_B L_B per epoch (exact gradient descent on the theory's
 objective). Random schemes (random, balanced, binding) reshuffle every epoch from the problem's seed
 (``problem.batches(epoch)``) and take one step per batch (stochastic; monotone Armijo on each batch's
-loss, first trial step twice the last accepted one). All epochs are packed to one fixed width and batch
-count, so one compiled shape serves every epoch. Prototypes are fixed rows added to every batch.
+loss, first trial step twice the last accepted one). A random epoch is drawn inside the compiled loop
+from the key ``fold_in(PRNGKey(seed), epoch)`` (:mod:`ufm.random_batches`, the same draw as
+``problem.batches(epoch)``), so memory holds one epoch's batches, whatever
+the number of epochs. Prototypes are fixed rows added to every batch.
 
 Stopping criterion (checked after every epoch on the reported objective: log E over the batching of
 epoch 0): converged when BOTH
@@ -98,6 +100,7 @@ from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, 
                                  problem_constant, problem_log_excess)
 from ufm.excess import log_excess_packed, representatives
 from ufm.problem import SEED_MAX, Problem
+from ufm.random_batches import draw, draw_shape
 from ufm.solution import Solution, certified_status, join
 
 DEFAULT_STEPS = 5000
@@ -130,6 +133,7 @@ class Config(NamedTuple):
     history: int
     chunk_size: int | None = None     # memory-bounded loss (ufm.loss), None: plain
     n_classes: int = 0                # k, for the class-mean Gram snapshots
+    draw: tuple | None = None         # random scheme: (scheme, counts, batch size) drawn per epoch
 
 
 class Data(NamedTuple):
@@ -140,8 +144,9 @@ class Data(NamedTuple):
     labels: jnp.ndarray       # (n,)
     mon_index: jnp.ndarray    # (nb0, w0) epoch-0 batching: the reported objective
     mon_valid: jnp.ndarray
-    ep_index: jnp.ndarray     # (E, groups, per_group, width): epoch e uses ep_index[e % E]
-    ep_valid: jnp.ndarray
+    ep_index: jnp.ndarray     # (1, nb, width) deterministic batching: one step on all of it per epoch
+    ep_valid: jnp.ndarray     # (a random scheme's are (1, 1, 1) dummies: drawn from batch_key instead)
+    batch_key: jnp.ndarray    # (2,) uint32: epoch e of a random scheme draws from fold_in(batch_key, e)
     protos: jnp.ndarray | None
     proto_labels: jnp.ndarray | None
     lr: jnp.ndarray           # ()
@@ -184,7 +189,7 @@ def _run(cfg: Config, data: Data):
     """The whole solve as one pure function (jit / vmap it). Returns the final LoopState."""
     loss = _loss_fn(cfg, data)
     vg = jax.value_and_grad(loss)
-    E, groups = data.ep_index.shape[0], data.ep_index.shape[1]
+    groups = draw_shape(*cfg.draw)[0] if cfg.draw is not None else 1
     H0 = data.H0
     dtype = H0.dtype
     tol = data.tol.astype(dtype)
@@ -212,18 +217,18 @@ def _run(cfg: Config, data: Data):
         return H, stalled, opt
 
     def epoch_body(s: LoopState) -> LoopState:
-        idx = data.ep_index[s.epoch % E]
-        val = data.ep_valid[s.epoch % E]
+        if cfg.draw is not None:
+            # this epoch's batches, drawn here (ufm.random_batches): one (batch, width) slice at a time
+            idx, val = draw(*cfg.draw, jax.random.fold_in(data.batch_key, s.epoch))
+            idx, val = idx[:, None], val[:, None]
+        else:
+            idx, val = data.ep_index, data.ep_valid
         if cfg.stochastic:
             def batch_step(carry, b):
                 H, stalled, opt = carry
                 index, valid = b
                 f, G = vg(H, index, valid)
                 H2, st2, opt2 = step(H, f, G, index, valid, opt)
-                # padding batches (no valid entry: epochs with fewer batches) leave everything as is
-                has = jnp.any(valid)
-                H2 = jnp.where(has, H2, H)
-                opt2 = jax.tree_util.tree_map(lambda a, b: jnp.where(has, a, b), opt2, opt)
                 return (H2, stalled | st2, opt2), None
             (H, stalled, opt), _ = jax.lax.scan(batch_step, (s.H, jnp.asarray(False), s.opt), (idx, val))
             # a random scheme cannot prove a stall on one batch: keep walking
@@ -312,28 +317,6 @@ def _check_lanes(lanes, runs: int) -> int | None:
 
 
 # ------------------------------------------------------------------ problem -> arrays
-def _epoch_arrays(problem: Problem, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Packed batches of every epoch, shape (E, groups, per_group, width).
-
-    Deterministic batchings: E = 1, one group holding all batches. Random schemes: E = steps epochs
-    drawn from the seed, one batch per group; width and group count padded to the maxima, so one
-    compiled shape serves every epoch (padding batches have no valid entry and are skipped).
-    """
-    if not problem.batching.is_random:
-        packed = pack(problem.batches(0))
-        return packed.index[None, None], packed.valid[None, None]
-    epochs = [problem.batches(e) for e in range(steps)]
-    width = max(len(b) for bs in epochs for b in bs)
-    groups = max(len(bs) for bs in epochs)
-    index = np.zeros((steps, groups, 1, width), dtype=np.int32)
-    valid = np.zeros((steps, groups, 1, width), dtype=bool)
-    for e, bs in enumerate(epochs):
-        packed = pack(bs, width)
-        index[e, :len(bs), 0] = packed.index
-        valid[e, :len(bs), 0] = packed.valid
-    return index, valid
-
-
 #: The tied polish runs only where the tied point's relative gap is below this (a precision matter);
 #: a larger gap is a wrong geometry, which a second run from the same point does not change.
 POLISH_GAP = 1e-2
@@ -402,9 +385,11 @@ def _check_args(steps, learning_rate, tol, dtype, optimizer):
 def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = None) -> Config:
     name, tx = (optimizer, None) if isinstance(optimizer, str) else (None, optimizer)
     anchors = problem.prototype_anchors
-    return Config(bool(problem.relu), int(steps), name, tx, bool(problem.batching.is_random),
+    b = problem.batching
+    return Config(bool(problem.relu), int(steps), name, tx, bool(b.is_random),
                   bool(anchors), min(int(steps), HISTORY),
-                  None if chunk_size is None else int(chunk_size), problem.k)
+                  None if chunk_size is None else int(chunk_size), problem.k,
+                  (b.scheme, tuple(problem.counts), int(b.batch_size)) if b.is_random else None)
 
 
 def n_snapshots(steps: int) -> int:
@@ -422,11 +407,14 @@ def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = 
     H = V[tie] (the collapsed polish)."""
     mon = pack(problem.batches(0))
     tie = np.arange(problem.n, dtype=np.int32) if tie is None else np.asarray(tie, dtype=np.int32)
-    ep_index, ep_valid = _epoch_arrays(problem, steps)
+    if problem.batching.is_random:
+        ep_index, ep_valid = np.zeros((1, 1, 1), np.int32), np.zeros((1, 1, 1), bool)
+    else:
+        ep_index, ep_valid = mon.index[None], mon.valid[None]
     W, wl = problem.prototype_rows()
     return Data(jnp.asarray(H0, dtype), jnp.asarray(problem.tau, dtype), jnp.asarray(problem.labels),
                 jnp.asarray(mon.index), jnp.asarray(mon.valid), jnp.asarray(ep_index),
-                jnp.asarray(ep_valid), None if W is None else jnp.asarray(W, dtype),
+                jnp.asarray(ep_valid), jax.random.PRNGKey(problem.seed), None if W is None else jnp.asarray(W, dtype),
                 None if wl is None else jnp.asarray(wl), jnp.asarray(lr, dtype), jnp.asarray(tol, dtype),
                 jnp.asarray(representatives(problem.labels)), jnp.asarray(tie))
 
@@ -715,9 +703,6 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
             raise ProblemError(f"pad_to = {n_pad} is smaller than the largest problem "
                                f"(n = {max(p.n for p in problems)})")
         datas = [_pad_data(d, n_pad) for d in datas]
-    shapes = {(d.ep_index.shape, d.mon_index.shape) for d in datas}
-    if len(shapes) > 1:   # random batchings of different seeds may pack differently: pad
-        raise ProblemError("the problems' batchings pack to different shapes; use equal batchings")
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *datas)
     shared = ("protos", "proto_labels", "lr", "tol") + (() if pad else ("labels", "rep", "tie"))
     axes = tuple(None if f in shared else 0 for f in Data._fields)

@@ -182,3 +182,42 @@ def test_check_conditions_refuses_a_repeated_index():
 def test_check_conditions_refuses_bad_arguments(labels, batches, protos, match):
     with pytest.raises(ProblemError, match=match):
         check_conditions(labels, batches, protos)
+
+
+@pytest.mark.parametrize("scheme, counts, batch_size", [
+    ("random", (6, 5, 4, 3), 5), ("random", (3, 2), 8),
+    ("balanced", (6, 5, 4, 3), 5), ("balanced", (9, 2, 2), 4),
+    ("binding", (6, 5, 4, 3), 7), ("binding", (2, 2, 2), 4), ("binding", (1, 1, 2), 5)])
+def test_every_epoch_has_the_stated_shape_and_the_scheme_draws_uniformly(scheme, counts, batch_size):
+    """ufm.random_batches draws each epoch at one fixed shape (draw_shape, derived by hand in its
+    docstring) and shuffles uniformly: over 400 epochs each example's share of the first batch is its
+    expected share to within 5 binomial standard deviations (a deterministic draw: seed 0)."""
+    from ufm.random_batches import draw_shape
+    n, k = sum(counts), len(counts)
+    groups, width = draw_shape(scheme, counts, batch_size)
+    labels = np.repeat(np.arange(k), counts)
+    binding = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    epochs = 400
+    in_first = np.zeros(n)
+    for epoch in range(epochs):
+        batches = Batching(scheme, batch_size=batch_size).batches(counts, seed=0, epoch=epoch)
+        assert len(batches) == groups and max(len(b) for b in batches) == width
+        assert covers_all(batches, n)
+        if scheme != "binding":           # a partition
+            assert sum(len(b) for b in batches) == n
+        else:
+            assert all(set(binding) <= set(b.tolist()) for b in batches)
+        if scheme == "balanced":          # each class split as evenly as a round-robin deal allows
+            per_class = np.array([np.bincount(labels[b], minlength=k) for b in batches])
+            assert (per_class.max(axis=0) - per_class.min(axis=0) <= 1).all()
+            assert all(np.array_equal(b, np.sort(b)) for b in batches)
+        in_first[batches[0]] += 1
+    movable = np.setdiff1d(np.arange(n), binding) if scheme == "binding" else np.arange(n)
+    if scheme == "balanced":   # per class: the first batch takes a fixed number of each class
+        first = Batching(scheme, batch_size=batch_size).batches(counts, seed=0, epoch=0)[0]
+        share = np.bincount(labels[first], minlength=k)[labels] / np.asarray(counts)[labels]
+    else:
+        share = np.full(n, (width - (k if scheme == "binding" else 0)) / len(movable))
+    p = share[movable]
+    sigma = np.sqrt(epochs * p * (1 - p)) + 1e-12
+    assert np.all(np.abs(in_first[movable] - epochs * p) <= 5 * sigma + 1e-9)

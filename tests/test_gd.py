@@ -11,6 +11,7 @@ orders of margin on every problem here (measured errors: ~1e-10 and ~1e-8).
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -119,13 +120,28 @@ def test_classes_that_never_meet_are_not_an_orthogonal_frame():
     assert of_distance(sol) > 10 * GRAM_TOL
 
 
-def test_random_scheme_packs_every_epoch_to_one_shape():
-    problem = Problem.from_counts((7, 5, 3), relu=True, tau=0.5, batching=Batching.random(4), seed=2)
-    index, valid = gd._epoch_arrays(problem, steps=5)
-    assert index.shape[0] == 5 and index.ndim == 4
-    for e in range(5):
-        got = [index[e, b, 0][valid[e, b, 0]] for b in range(index.shape[1]) if valid[e, b, 0].any()]
-        want = problem.batches(e)
+@pytest.mark.parametrize("scheme, batch_size", [("random", 4), ("balanced", 4), ("binding", 5)])
+def test_random_epochs_drawn_in_the_loop_are_the_reported_batches(scheme, batch_size, monkeypatch):
+    """The compiled loop draws each epoch itself; every epoch it steps on is problem.batches(epoch)."""
+    problem = Problem.from_counts((7, 5, 3), relu=True, tau=0.5, seed=2,
+                                  batching=getattr(Batching, scheme)(batch_size))
+    seen = []
+    real_draw = gd.draw
+
+    def recording_draw(*args):
+        index, valid = real_draw(*args)
+        jax.debug.callback(lambda i, v: seen.append((np.asarray(i), np.asarray(v))), index, valid)
+        return index, valid
+    monkeypatch.setattr(gd, "draw", recording_draw)
+    gd._compiled.cache_clear()
+    try:
+        sol = gd.solve(problem, steps=4, certify=False)
+    finally:
+        gd._compiled.cache_clear()
+    assert sol.iterations == 4 and len(seen) == 4
+    for epoch, (index, valid) in enumerate(seen):
+        got = [row[mask] for row, mask in zip(index, valid)]
+        want = problem.batches(epoch)
         assert len(got) == len(want)
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)

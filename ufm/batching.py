@@ -14,14 +14,14 @@ Schemes (:class:`Batching`):
   ``batch_size - k``, so every batch has ``batch_size`` examples (the last may be smaller).
 - ``explicit``: a fixed list of batches given by the user.
 
-Random schemes draw from ``numpy.random.default_rng((seed, epoch))``: the same seed and epoch give the
-same batches; a new epoch reshuffles.
+Random schemes draw in JAX from the key ``fold_in(PRNGKey(seed), epoch)`` (:mod:`ufm.random_batches`,
+which gradient descent also calls inside its loop): the same seed and epoch give the same batches; a
+new epoch reshuffles.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -29,6 +29,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ufm.errors import ProblemError, whole_number
+from ufm.random_batches import RANDOM_SCHEMES, epoch_batches
 
 SCHEMES = ("full", "random", "balanced", "binding", "explicit")
 
@@ -103,7 +104,7 @@ class Batching:
     @property
     def is_random(self) -> bool:
         """Whether batches change with the epoch (reshuffled from the seed)."""
-        return self.scheme in ("random", "balanced", "binding")
+        return self.scheme in RANDOM_SCHEMES
 
     def validate(self, counts: Sequence[int]) -> None:
         """Raise :class:`ProblemError` if this batching does not fit these class counts."""
@@ -154,36 +155,11 @@ class Batching:
     def batches(self, counts: Sequence[int], seed: int = 0, epoch: int = 0) -> list[np.ndarray]:
         """The list of batches (index arrays) for this epoch."""
         counts = [int(c) for c in counts]
-        n, k = sum(counts), len(counts)
-        rng = np.random.default_rng((int(seed), int(epoch)))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
         if self.scheme == "full":
-            return [np.arange(n)]
+            return [np.arange(sum(counts))]
         if self.scheme == "explicit":
             return [np.asarray(b, dtype=np.int64) for b in self.explicit]
-        bs = int(self.batch_size)
-        if self.scheme == "random":
-            perm = rng.permutation(n)
-            return [perm[i:i + bs] for i in range(0, n, bs)]
-        if self.scheme == "balanced":
-            n_batches = math.ceil(n / bs)
-            parts: list[list[int]] = [[] for _ in range(n_batches)]
-            offset = 0
-            for c, start in zip(counts, starts):
-                members = start + rng.permutation(c)
-                # deal round-robin, starting where the previous class stopped, so sizes stay even
-                for j, example in enumerate(members):
-                    parts[(offset + j) % n_batches].append(int(example))
-                offset += c
-            return [np.sort(np.array(p, dtype=np.int64)) for p in parts if p]
-        # binding
-        binding = starts.copy()
-        rest = np.setdiff1d(np.arange(n), binding)
-        rest = rest[rng.permutation(len(rest))]
-        chunk = bs - k
-        if len(rest) == 0:
-            return [binding]
-        return [np.concatenate([binding, rest[i:i + chunk]]) for i in range(0, len(rest), chunk)]
+        return epoch_batches(self.scheme, counts, int(self.batch_size), seed, epoch)
 
 
 class PackedBatches(NamedTuple):
