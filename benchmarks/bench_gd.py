@@ -43,7 +43,7 @@ def main() -> None:
     gd.solve(problem, optimizer=args.optimizer, steps=args.steps, tol=1e-12)   # compile
     compile_and_run = time.perf_counter() - t0
     sol = gd.solve(problem, optimizer=args.optimizer, steps=args.steps, tol=1e-12)
-    hist = np.asarray(sol.extra["loss_history"])
+    hist = np.asarray(sol.info.loss_history)
     rel = np.abs(hist - best) / abs(best)
     hit = np.flatnonzero(rel <= args.target)
     per_epoch = sol.seconds / max(sol.iterations, 1)

@@ -111,7 +111,7 @@ def bench_gd_vs_torch(reps: int, cap: float, target: float = 1e-6, lr: float = 0
     rows = []
     for r in range(reps):
         sol = gd.solve(problem, seed=r, tol=1e-12)
-        gaps = np.abs(np.asarray(sol.extra["loss_history"]) - best) / abs(best)
+        gaps = np.abs(np.asarray(sol.info.loss_history) - best) / abs(best)
         hit = np.flatnonzero(gaps <= target)
         H0 = np.asarray(gd._start(problem, r, jnp.float64))
         base = torch_baseline.run(H0, problem.labels, problem.tau, best, target, lr, threads=threads,
@@ -372,17 +372,17 @@ def bench_convex(cap: float, general_max_k: int) -> dict:
     for k in (5, 10, 20, 40, 70, 100):
         problem = Problem.long_tail(k, 50, 10.0, tau=0.5)
         t0 = _now()
-        solve_reduced(problem, fast_path="factored")      # cold: compiles the embedding check's loss
+        solve_reduced(problem, program="factored")      # cold: compiles the embedding check's loss
         t_cold = _now() - t0
         t0 = _now()
-        fast = solve_reduced(problem, fast_path="factored")
+        fast = solve_reduced(problem, program="factored")
         t_fast = _now() - t0
         row = {"k": k, "n": problem.n, "factored_seconds": t_fast, "factored_cold_seconds": t_cold,
                "factored_status": fast.status,
-               "factored_value": fast.loss, "certified_gap": fast.extra.get("certified_gap")}
+               "factored_value": fast.loss, "certified_gap": fast.info.certified_gap}
         if k <= general_max_k:
             t0 = _now()
-            gen = solve_reduced(problem, fast_path=False)
+            gen = solve_reduced(problem, program="general")
             row.update(general_seconds=_now() - t0, general_status=gen.status, general_value=gen.loss,
                        relative_difference=abs(gen.loss - fast.loss) / abs(gen.loss))
         reduced.append(row)
@@ -390,7 +390,7 @@ def bench_convex(cap: float, general_max_k: int) -> dict:
               flush=True)
     problem = Problem.step(100, 50, 10.0, tau=0.5)
     t0 = _now()
-    block = solve_reduced(problem, fast_path=True)
+    block = solve_reduced(problem, program="block")
     t_block = _now() - t0
     return {"cap_seconds": cap, "nxn": nxn, "reduced": reduced,
             "step_block_k100_seconds": t_block, "step_block_k100_status": block.status}

@@ -47,7 +47,7 @@ from solvers.certificate import GAP_TOL, certify_embeddings, problem_log_excess
 from solvers import sizing
 from ufm.errors import ProblemError
 from ufm.problem import Problem
-from ufm.solution import Solution, certified_status, join
+from ufm.solution import ProgramInfo, Solution, certified_status, join
 
 __all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss",
            "build_relaxation", "solve_relaxation", "solve_reduced", "solve_block", "convex_optimum",
@@ -303,7 +303,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       residuals above 1e-6, give ``optimal_inaccurate``, unless (``certified``) the bracket
       [``certified_lower_bound``, ``certified_upper_bound``] proves the value to 1e-9 relative
       (the certificate of the recovered embeddings, :func:`_judge`; ``solver_status`` keeps what the solver said);
-    - ``extra``: ``residuals`` (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with ReLU,
+    - ``info`` (a :class:`~ufm.solution.ProgramInfo`, ``program="relaxation"``): ``residuals`` (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with ReLU,
       ``max_asymmetry``), ``solver``, ``solver_status`` (cvxpy's), ``solver_value``, ``rank``
       (eigenvalues above 1e-6 * largest), ``tight`` (rank <= dim), ``factor`` (how embeddings were
       made), ``certified_lower_bound`` (a bound that does not trust the solver, :mod:`solvers.bound`;
@@ -319,38 +319,39 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     program, terms, W = rel.program, rel.terms, rel.W
     status, raw, message = cvx_common.solve(program, solver, solver_options)
     name = cvx_common.solver_call(solver, solver_options)[0]
-    extra: dict[str, Any] = {"solver": name, "solver_status": raw, "anchor_terms": len(terms)}
+    record: dict[str, Any] = {"program": "relaxation", "solver": name, "solver_status": raw,
+                              "anchor_terms": len(terms)}
     n, k = problem.n, problem.k
     Gfull = rel.gram()
     if Gfull is None:
         return Solution(method="convex", class_mean_gram=np.full((k, k), np.nan), loss=float("nan"),
                         status="error", iterations=cvx_common.iterations(program),
                         seconds=time.perf_counter() - t0, message=message or f"{name} returned no Gram",
-                        extra=extra)
+                        info=ProgramInfo(**record))
     mask = _relu_mask(problem, W)
     residuals = cvx_common.gram_residuals(Gfull, mask)
     status, message = cvx_common.finish_status(status, message, residuals)
     value, C = relaxation_loss(Gfull, terms, problem.tau)
-    extra.update(residuals=residuals, solver_value=float(program.value))
+    record.update(residuals=residuals, solver_value=float(program.value))
     vals = np.linalg.eigvalsh(Gfull)
     rank = int((vals > 1e-6 * vals.max()).sum())
-    extra.update(rank=rank, tight=rank <= problem.dim)
+    record.update(rank=rank, tight=rank <= problem.dim)
     if problem.relu and W is None:
         X, info = nonnegative_factor(Gfull, problem.dim, seed=problem.seed)
-        extra["factor"] = info
+        record["factor"] = info
     else:
         X = eigen_factor(Gfull, problem.dim)
         if W is not None:
             X = _align_prototypes(X, W, n)
-        extra["factor"] = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
+        record["factor"] = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
     H = X[:n]                            # exactly feasible: unit rows (nonnegative with ReLU)
     H = unit_sphere(problem.relu).retract(H)
     loss = problem_loss(problem, H)
     # H is feasible for the relaxation (unit rows, nonnegative with ReLU), so the relaxation optimum
     # is at most loss(H): the solver's value is capped by it (an interior-point G* a little
-    # infeasible can sit above the optimum; the raw value stays in extra["solver_value"]).
+    # infeasible can sit above the optimum; the raw value stays in info.solver_value).
     feasible = bool(unit_sphere(problem.relu).violation(H) <= 1e-9)
-    extra["feasible_upper_bound"] = loss if feasible else None
+    record["feasible_upper_bound"] = loss if feasible else None
     if certified:
         lower, best = best_multipliers(value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))
         # upper bounds on the optimum that hold exactly: the embeddings' loss (their Gram is feasible)
@@ -362,14 +363,14 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
             polished = _polished(best, C, Gfull, n)
             if polished is not None:
                 lower = max(lower, linearization_bound(value, C, Gfull, **polished))
-                extra["polished_multipliers"] = True
-        extra.update(certified_lower_bound=lower, certified_upper_bound=upper, certified_gap=upper - lower)
+                record["polished_multipliers"] = True
+        record.update(certified_lower_bound=lower, certified_upper_bound=upper, certified_gap=upper - lower)
     cert = None
     if certified and feasible:
-        cert = _judge(problem, H, extra.get("certified_lower_bound", -np.inf), gap_tol)
+        cert = _judge(problem, H, record.get("certified_lower_bound", -np.inf), gap_tol)
         solver_word = status
         status, message = certified_status("converged", message, cert, unproved="optimal_inaccurate")
-        extra["solver_word"] = solver_word
+        record["solver_word"] = solver_word
     if cert is None and status == "optimal":        # the solver's word alone proves nothing
         status = "optimal_inaccurate"
         message = join(message, "no certificate (" + ("certified=False" if not certified else
@@ -380,7 +381,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),
         loss=loss, status=status, embeddings=H, gram=Gfull[:n, :n],
         lower_bound=None if cert is None else cert.lower_bound, iterations=cvx_common.iterations(program),
-        seconds=time.perf_counter() - t0, message=message, extra=extra,
+        seconds=time.perf_counter() - t0, message=message, info=ProgramInfo(**record),
         excess=float(np.exp(log_e)), log_excess=log_e, certificate=cert)
 
 

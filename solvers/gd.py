@@ -101,7 +101,7 @@ from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, 
 from ufm.excess import log_excess_packed, representatives
 from ufm.problem import SEED_MAX, Problem
 from ufm.random_batches import draw, draw_shape
-from ufm.solution import Solution, certified_status, join
+from ufm.solution import DescentInfo, Solution, certified_status, join
 
 DEFAULT_STEPS = 5000
 DEFAULT_LR = 0.1
@@ -434,46 +434,39 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     epochs = int(s.epoch)
     const = problem_constant(problem)
     hist = np.exp(np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)])
-    extra = {
-        "optimizer": cfg.optimizer or "custom",
-        "dtype": jnp.dtype(dtype).name,
-        "relative_excess_change": float(s.rel_change),
-        "riemannian_grad_norm": float(s.gnorm),
-        "grad_tol": float(tol ** GRAD_POWER),
-        "tol": tol,
-        "excess_history": hist.tolist(),
-        "loss_history": (const + hist).tolist(),
-        "mean_gram_checkpoints": {"epochs": snapshot_epochs(epochs),
-                                  "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
-                                      :len(snapshot_epochs(epochs))].tolist()},
-        "solver_log_excess": float(s.f),
-    }
     bb_step = otu.tree_get(s.opt, "step")
-    if bb_step is not None:
-        extra["last_step_size"] = float(bb_step)
+    grad_tol = float(tol ** GRAD_POWER)
+    info = DescentInfo(
+        optimizer=cfg.optimizer or "custom", dtype=jnp.dtype(dtype).name, tol=tol, grad_tol=grad_tol,
+        value_change=float(s.rel_change), direction_norm=float(s.gnorm), solver_value=float(s.f),
+        loss_history=(const + hist).tolist(), excess_history=hist.tolist(),
+        mean_gram_checkpoints={"epochs": snapshot_epochs(epochs),
+                               "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
+                                   :len(snapshot_epochs(epochs))].tolist()},
+        last_step_size=None if bb_step is None else float(bb_step))
     if bool(s.bad) or not np.all(np.isfinite(H)) or \
             not unit_sphere(problem.relu).violation(H) <= descent.FEASIBILITY_TOL:
         M = np.full((problem.k, problem.k), np.nan)
         return Solution("gd", M, float("nan"), "error", embeddings=H, iterations=epochs, seconds=seconds,
                         message=f"the loss, its gradient or the iterate became non-finite (NaN/inf, or rows "
                                 f"no longer unit after an overflowing step) by epoch {epochs}; lower the "
-                                "learning rate or use optimizer='bb'", extra=extra)
+                                "learning rate or use optimizer='bb'", info=info)
     H = unit_sphere(problem.relu).retract(H)   # exact float64 unit rows (float32 runs round to ~1e-7)
     log_e = problem_log_excess(problem, H)
     if bool(s.converged):
         status, message = "converged", ""
     elif bool(s.stalled):
         # at the floating-point floor: the certificate, if any, judges the point
-        ok = float(s.gnorm) <= extra["grad_tol"] or certify
+        ok = float(s.gnorm) <= grad_tol or certify
         status = "converged" if ok else "not_converged"
         message = ("line search cannot decrease the excess further (floating-point floor)"
                    + ("" if ok else f"; Riemannian gradient norm of log E {float(s.gnorm):.3g} above "
-                      f"{extra['grad_tol']:.3g}"))
+                      f"{grad_tol:.3g}"))
     else:
         status = "not_converged"
         message = (f"stopped after {epochs} epochs: relative change of the excess {float(s.rel_change):.3g} "
                    f"(tol {tol:g}), Riemannian gradient norm of log E {float(s.gnorm):.3g} "
-                   f"(tol {extra['grad_tol']:.3g}); raise steps")
+                   f"(tol {grad_tol:.3g}); raise steps")
     cert = None
     if certify and certificate_fits(problem):
         cert = certify_embeddings(problem, H, gap_tol, log_excess=log_e)
@@ -485,7 +478,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     return Solution("gd", class_mean_gram(H, problem.labels), const + excess, status, embeddings=H,
                     lower_bound=None if cert is None else cert.lower_bound, excess=excess,
                     log_excess=log_e, certificate=cert, iterations=epochs, seconds=seconds,
-                    message=message, extra=extra)
+                    message=message, info=info)
 
 
 def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: float, tol: float, dtype,
@@ -512,7 +505,7 @@ def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: floa
                        loss=problem_constant(problem) + cert.excess, excess=cert.excess,
                        log_excess=cert.log_excess, certificate=cert, lower_bound=cert.lower_bound,
                        status=status, message=message,
-                       extra=dict(sol.extra, polish="classes within SNAP_TOL tied to their normalised mean"))
+                       info=replace(sol.info, polish="classes within SNAP_TOL tied to their normalised mean"))
     if not cert.relative_gap <= POLISH_GAP:
         return sol          # a wrong geometry (a stall), not a matter of precision: solving again won't help
     data = _data(problem, V0, steps, lr, tol, dtype, tie=tie)
@@ -523,10 +516,10 @@ def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: floa
                          tie=tie, gap_tol=gap_tol)
     if polished.status == "error" or not (polished.certificate.relative_gap < sol.certificate.relative_gap):
         return sol
-    extra = dict(polished.extra, polished_from_iterations=sol.iterations,
-                 polish="classes within SNAP_TOL tied to one row each, then solved again")
+    info = replace(polished.info, polished_from_iterations=sol.iterations,
+                   polish="classes within SNAP_TOL tied to one row each, then solved again")
     return replace(polished, iterations=sol.iterations + polished.iterations,
-                   seconds=sol.seconds + polished.seconds, extra=extra)
+                   seconds=sol.seconds + polished.seconds, info=info)
 
 
 def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=None):

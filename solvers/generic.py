@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import replace
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from optax import tree_utils as otu
 
 from ufm.geometry import class_mean_gram
 from ufm.objectives import objective_of
 from ufm.problem import Problem
-from ufm.solution import Solution, certified_status
+from ufm.solution import DescentInfo, Solution, certified_status
 from solvers import descent
 from solvers.certificate import Certificate
 from solvers.optimizers import OPTIMIZERS
@@ -46,16 +48,18 @@ def _solution(problem: Problem, state: descent.DescentState, seconds: float, tol
               gap_tol: float, optimizer) -> Solution:
     objective = objective_of(problem)
     iterations = int(state.iteration)
-    extra = {"optimizer": optimizer if isinstance(optimizer, str) else "custom", "objective": objective.NAME,
-             "direction_norm": float(state.grad_norm), "value_change": float(state.change)}
+    info = DescentInfo(optimizer=optimizer if isinstance(optimizer, str) else "custom", objective=objective.NAME,
+                       dtype=jnp.dtype(otu.tree_dtype(state.params)).name, tol=tol, grad_tol=tol ** GRAD_POWER,
+                       value_change=float(state.change), direction_norm=float(state.grad_norm),
+                       solver_value=float(state.value))
     if bool(state.failed):
         k = problem.k
         return Solution("gd", np.full((k, k), np.nan), float("nan"), "error", iterations=iterations,
-                        seconds=seconds, extra=extra,
+                        seconds=seconds, info=info,
                         message=f"the objective, its gradient or the point became non-finite by step {iterations}; "
                                 "lower the learning rate or use optimizer='bb'")
     ev = objective.evaluate(problem, jax.tree_util.tree_map(np.asarray, state.params))
-    extra.update(ev.info)
+    info = replace(info, metrics=dict(ev.info))
     if bool(state.converged):
         status, message = "converged", ""
     elif bool(state.stalled):
@@ -75,7 +79,7 @@ def _solution(problem: Problem, state: descent.DescentState, seconds: float, tol
     return Solution("gd", class_mean_gram(ev.embeddings, problem.labels), ev.loss, status,
                     embeddings=ev.embeddings, lower_bound=None if cert is None else cert.lower_bound,
                     excess=ev.loss, log_excess=ev.log_loss, certificate=cert, iterations=iterations,
-                    seconds=seconds, message=message, extra=extra)
+                    seconds=seconds, message=message, info=info)
 
 
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_rate: float, optimizer,

@@ -30,9 +30,10 @@ r = k can stall, docs/theory.md section 3), minimising log E:
 
     f(V) = log E(V V^T),   grad_V f = (C + C^T) V,   C = d log E / dM   (k, k)
 
-by Riemannian Barzilai-Borwein gradient descent with a nonmonotone Armijo search on the product of
-spheres (the method of :mod:`solvers.gd`, in NumPy: at k <= 100 a step costs well under a
-millisecond and nothing needs compiling). The result is not trusted on its own: every path's M is
+by :func:`solvers.descent.run`, the solver of gradient descent, with its default optimiser
+(Barzilai-Borwein steps and a nonmonotone Armijo search on the product of spheres,
+:mod:`solvers.transforms`), jit-compiled once per (k, rank, ReLU) with counts and tau traced.
+The result is not trusted on its own: every path's M is
 judged by :func:`solvers.certificate.certify_mean_gram` (weak duality on the excess), which sets the
 status: ``optimal`` only when the relative gap on E is within the tolerance. The factored path tries
 ``FACTORED_STARTS`` starts before it gives up (status ``stationary``). The cvxpy programs (block,
@@ -42,14 +43,19 @@ there the certificate says so (``optimal_inaccurate``).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 from typing import Any
 
 import cvxpy as cp
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from solvers import cvx_common
+from solvers import cvx_common, descent
+from solvers.optimizers import OPTIMIZERS
 from solvers.bound import feasible_point
 from solvers.certificate import GAP_TOL, certify_mean_gram
 from solvers.factor import eigen_factor, nonnegative_factor
@@ -57,8 +63,8 @@ from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import full_batch_loss_bucketed, problem_loss
 from ufm.problem import Problem
-from ufm.excess import reduced_constant, reduced_excess
-from ufm.solution import Solution, certified_status, join
+from ufm.excess import reduced_constant, reduced_excess, reduced_log_excess
+from ufm.solution import ProgramInfo, Solution, certified_status, join
 
 #: Above this many examples the collapsed embeddings' loss is computed from the reduced formula
 #: instead of the full n x n JAX loss.
@@ -82,57 +88,43 @@ def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     return reduced_constant(counts) + ex.value, ex.value * ex.grad_log
 
 
-def _factored_value_grad(V: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
-    """f(V) = log E(V V^T) and grad_V f = (C + C^T) V, C = d log E / dM (module docstring)."""
-    ex = reduced_excess(V @ V.T, counts, tau)
-    return ex.log_value, (ex.grad_log + ex.grad_log.T) @ V
+@functools.lru_cache(maxsize=32)
+def _factored_run(relu: bool, max_iter: int, grad_tol: float):
+    """jit of :func:`solvers.descent.run` on f(V) = log E(V V^T) over unit rows (nonnegative with
+    ReLU), by the default optimiser of gradient descent (BB + nonmonotone Armijo,
+    :data:`solvers.optimizers.OPTIMIZERS` ``"bb"``); counts and tau are traced, so one compile serves
+    every problem of a shape."""
+    cset = unit_sphere(relu)
+    tx = optax.with_extra_args_support(OPTIMIZERS["bb"](1.0, max_iter, cset, False))
+
+    def run(V0, counts, tau):
+        def objective(V):
+            return reduced_log_excess(V @ V.T, counts, tau)
+        # tol = inf: stop on the gradient test alone (or a stalled search: the floating-point floor)
+        return descent.run(objective, cset, tx, V0, max_steps=max_iter, tol=float("inf"), grad_tol=grad_tol)
+    return jax.jit(run)
 
 
-def factored_bb(counts, tau: float, relu: bool, rank: int | None = None, seed: int = 0,
-                max_iter: int = FACTORED_MAX_ITER,
-                grad_tol: float = FACTORED_GRAD_TOL) -> tuple[np.ndarray, float, int, float]:
+def factored_descent(counts, tau: float, relu: bool, rank: int | None = None, seed: int = 0,
+                     max_iter: int = FACTORED_MAX_ITER,
+                     grad_tol: float = FACTORED_GRAD_TOL) -> tuple[np.ndarray, float, int, float, str]:
     """Minimise log E of the factored reduced program (module docstring) over V (k, rank) with unit
-    rows (nonnegative with ReLU) by Riemannian BB + nonmonotone Armijo from a random start.
+    rows (nonnegative with ReLU) from a random start, by :func:`solvers.descent.run` (the solver of
+    gradient descent, BB + nonmonotone Armijo), float64.
 
-    Returns ``(V (k, rank), log E(V V^T), iterations, ||Riemannian gradient||_F)``.
+    Returns ``(V (k, rank), log E(V V^T), iterations, ||Riemannian gradient||_F, stop)`` with
+    ``stop`` one of ``"gradient"`` (below ``grad_tol``), ``"stalled"`` (no decrease left: the
+    floating-point floor), ``"failed"`` (non-finite) or ``"max_iter"``.
     """
     k = len(counts)
     r = (2 * k if relu else k) if rank is None else int(rank)
-    X = np.random.default_rng(seed).standard_normal((k, r))
-    cset = unit_sphere(relu)
-    V = cset.point(X)
-    f, G = _factored_value_grad(V, counts, tau)
-    g, gt = cset.direction(V, G), cset.tangent(V, G)
-    alpha = 1.0
-    hist = [f]
-    V_prev = g_prev = None
-    it = 0
-    for it in range(max_iter):
-        if np.linalg.norm(g) <= grad_tol or f == -np.inf:
-            break
-        if V_prev is not None:
-            s, y = V - V_prev, g - g_prev
-            sy = float(np.sum(s * y))
-            if sy > 0:
-                alpha = float(np.sum(s * s)) / sy if it % 2 == 0 else sy / float(np.sum(y * y))
-            else:
-                alpha = 2 * alpha
-        alpha = min(max(alpha, 1e-12), 1e12)
-        f_ref = max(hist[-10:])
-        for _ in range(60):
-            V_t = cset.retract(V - alpha * g)
-            f_t, G_t = _factored_value_grad(V_t, counts, tau)
-            dec = float(np.sum(gt * (V_t - V)))
-            if np.isfinite(f_t) and dec < 0 and f_t <= f_ref + 1e-4 * dec:
-                break
-            alpha /= 2
-        else:
-            break                                     # floating-point floor: no decrease left
-        V_prev, g_prev = V, g
-        V, f, G = V_t, f_t, G_t
-        g, gt = cset.direction(V, G), cset.tangent(V, G)
-        hist.append(f)
-    return V, f, it, float(np.linalg.norm(g))
+    V0 = unit_sphere(relu).point(np.random.default_rng(seed).standard_normal((k, r)))
+    state = _factored_run(bool(relu), int(max_iter), float(grad_tol))(
+        jnp.asarray(V0, jnp.float64), jnp.asarray(counts, jnp.float64), jnp.asarray(tau, jnp.float64))
+    stop = ("failed" if bool(state.failed) else "gradient" if bool(state.converged)
+            else "stalled" if bool(state.stalled) else "max_iter")
+    return (np.asarray(state.params, dtype=np.float64), float(state.value), int(state.iteration),
+            float(state.grad_norm), stop)
 
 
 def solve_factored(problem: Problem, rank: int | None = None, seed: int | None = None,
@@ -141,7 +133,7 @@ def solve_factored(problem: Problem, rank: int | None = None, seed: int | None =
 
     Up to ``FACTORED_STARTS`` starts (seeds ``seed``, ``seed + 1``, ...) until the certificate proves
     one; returns a :class:`~ufm.solution.Solution` like :func:`solve_reduced` (``method="reduced"``,
-    ``extra["program"] = "factored"``). Status ``"optimal"`` when certified, else ``"stationary"``
+    ``info.program = "factored"``). Status ``"optimal"`` when certified, else ``"stationary"``
     (the best start), or with ``fallback`` the general cvxpy program's solution, judged the same way.
     """
     check_applicable(problem)
@@ -151,7 +143,7 @@ def solve_factored(problem: Problem, rank: int | None = None, seed: int | None =
     best = None
     total_iters = 0
     for start in range(FACTORED_STARTS):
-        V, f, iters, gnorm = factored_bb(counts, tau, problem.relu, rank, seed + start)
+        V, f, iters, gnorm, _ = factored_descent(counts, tau, problem.relu, rank, seed + start)
         total_iters += iters
         cert = certify_mean_gram(counts, tau, problem.relu, V, gap_tol)
         if best is None or cert.relative_gap < best[1].relative_gap:
@@ -161,16 +153,15 @@ def solve_factored(problem: Problem, rank: int | None = None, seed: int | None =
     tried = start + 1
     V, cert, f, gnorm = best
     if not cert.certified and fallback:
-        sol = solve_reduced(problem, fast_path=False, gap_tol=gap_tol)
-        sol.extra["factored_relative_gap"] = cert.relative_gap
-        return sol
-    extra: dict[str, Any] = {"solver": "factored-bb", "program": "factored", "solver_log_excess": f,
-                             "riemannian_grad_norm": gnorm, "rank": int(V.shape[1]), "starts_tried": tried}
-    return _finish(problem, V, "converged", "", total_iters, t0, extra, gap_tol, cert)
+        sol = solve_reduced(problem, program="general", gap_tol=gap_tol)
+        return replace(sol, info=replace(sol.info, factored_relative_gap=cert.relative_gap))
+    record: dict[str, Any] = {"solver": "factored-descent", "program": "factored", "solver_value": f,
+                              "direction_norm": gnorm, "rank": int(V.shape[1]), "starts_tried": tried}
+    return _finish(problem, V, "converged", "", total_iters, t0, record, gap_tol, cert)
 
 
 def _finish(problem: Problem, V: np.ndarray, status: str, message: str, iters: int, t0: float,
-            extra: dict[str, Any], gap_tol: float, cert=None) -> Solution:
+            record: dict[str, Any], gap_tol: float, cert=None) -> Solution:
     """Certify M = V V^T (V (k, r) unit rows), factor it into collapsed embeddings and build the
     Solution (shared by every path). A converged solver whose point the certificate does not prove
     is ``stationary``; a cvxpy program's is ``optimal_inaccurate``."""
@@ -180,21 +171,21 @@ def _finish(problem: Problem, V: np.ndarray, status: str, message: str, iters: i
     M = V @ V.T
     np.fill_diagonal(M, 1.0)
     status, message = certified_status(status, message, cert, unproved="stationary"
-                                       if extra.get("program") == "factored" else "optimal_inaccurate")
+                                       if record["program"] == "factored" else "optimal_inaccurate")
     if problem.relu:
         H_rows, info = nonnegative_factor(M, problem.dim, seed=problem.seed)
     else:
         H_rows = eigen_factor(M, problem.dim)
         info = {"method": "eigen", "factor_residual": float(np.abs(H_rows @ H_rows.T - M).max())}
-    extra["factor"] = info
+    record["factor"] = info
     H = H_rows[problem.labels]
-    extra["embedding_loss"] = (full_batch_loss_bucketed(H, problem.labels, problem.tau)
+    record["embedding_loss"] = (full_batch_loss_bucketed(H, problem.labels, problem.tau)
                                if problem.n <= EMBEDDING_LOSS_MAX_N else None)
-    extra["residuals"] = cvx_common.gram_residuals(M, np.ones_like(M, dtype=bool) if problem.relu else None)
+    record["residuals"] = cvx_common.gram_residuals(M, np.ones_like(M, dtype=bool) if problem.relu else None)
     return Solution(method="reduced", class_mean_gram=M, loss=reduced_constant(counts) + cert.excess,
                     status=status, embeddings=H, lower_bound=cert.lower_bound, excess=cert.excess,
                     log_excess=cert.log_excess, certificate=cert, iterations=iters,
-                    seconds=time.perf_counter() - t0, message=message, extra=extra)
+                    seconds=time.perf_counter() - t0, message=message, info=ProgramInfo(**record))
 
 
 def feasible_factor(M: np.ndarray, relu: bool) -> np.ndarray:
@@ -284,34 +275,56 @@ def block_to_gram(counts, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def solve_block(problem: Problem, solver: str | None = None,
                 solver_options: dict[str, Any] | None = None) -> Solution:
-    """The block fast path only (see :func:`solve_reduced`, which calls it when ``fast_path`` allows);
-    ``extra["block"]`` holds the values a (q,), b (q, q), the group sizes and counts, and
-    ``extra["block_determinant"]`` det T (0 at a rank k - 1 optimum)."""
-    return solve_reduced(problem, solver, solver_options, fast_path=True)
+    """The block fast path only (see :func:`solve_reduced`, which calls it for ``program="block"``);
+    ``info.block`` holds the values a (q,), b (q, q), the group sizes and counts, and
+    ``info.block_determinant`` det T (0 at a rank k - 1 optimum)."""
+    return solve_reduced(problem, solver, solver_options, program="block")
+
+
+#: The reduced programs: ``"factored"`` (:func:`solve_factored`, descent on the factor, certified),
+#: ``"block"`` (cvxpy, constant on the blocks of equal counts), ``"general"`` (cvxpy, k x k), and
+#: ``"auto"`` (:func:`choose_program`).
+PROGRAMS = ("auto", "factored", "block", "general")
+
+
+def choose_program(problem: Problem, program: str = "auto", solver: str | None = None) -> str:
+    """The reduced program to run: ``program`` itself unless it is ``"auto"``; then ``"factored"``,
+    or, when a cvxpy ``solver`` is named, ``"block"`` where some classes share a count and there are
+    at most :data:`BLOCK_MAX_GROUPS` distinct counts, else ``"general"``. A cvxpy ``solver`` named
+    with ``program="factored"`` does not apply: :class:`ProblemError`."""
+    if program not in PROGRAMS:
+        raise ProblemError(f"unknown reduced program {program!r}; use one of {', '.join(PROGRAMS)}")
+    if program == "factored" and solver is not None:
+        raise ProblemError(f"solver {solver!r} does not apply to the factored reduced program (it runs "
+                           "gradient descent); drop the solver or choose program 'block' or 'general'")
+    if program != "auto":
+        return program
+    if solver is None:
+        return "factored"
+    _, k_g, _ = count_groups(problem.counts)
+    return "block" if len(k_g) < problem.k and len(k_g) <= BLOCK_MAX_GROUPS else "general"
 
 
 def solve_reduced(problem: Problem, solver: str | None = None,
                   solver_options: dict[str, Any] | None = None,
-                  fast_path: bool | str | None = None, gap_tol: float = GAP_TOL) -> Solution:
+                  program: str = "auto", gap_tol: float = GAP_TOL) -> Solution:
     """Solve the reduced program (module docstring) for a full-batch problem without prototypes.
 
-    ``fast_path``: None (default) is the certified factored path (:func:`solve_factored`) unless a
-    cvxpy ``solver`` is named (then the block program where some classes share a count and there are
-    at most ``BLOCK_MAX_GROUPS`` distinct counts, else the general one); True forces the block
-    program, False the general k x k program, ``"factored"`` the factored path. Every path is judged
+    ``program``: one of :data:`PROGRAMS`, resolved by :func:`choose_program` (the default
+    ``"auto"`` is the certified factored path unless a cvxpy ``solver`` is named). Every path is judged
     by the certificate (:func:`solvers.certificate.certify_mean_gram`) at an exactly feasible point
     near its M.
     Returns a :class:`~ufm.solution.Solution` with ``method="reduced"``: ``class_mean_gram`` M (k, k),
     ``loss`` the reduced objective at M (constant + ``excess``), ``lower_bound`` the certificate's,
     ``embeddings`` (n, dim) the collapsed rows h_i = m_{y_i} with the means factored from M (top
-    eigenpairs; with ReLU a nonnegative factor), and ``extra``: ``program`` (``"factored"`` /
+    eigenpairs; with ReLU a nonnegative factor), and ``info`` (a :class:`~ufm.solution.ProgramInfo`): ``program`` (``"factored"`` /
     ``"block"`` / ``"general"``), ``residuals``, ``solver_status``, ``embedding_loss`` (SCL loss of
     the recovered embeddings).
     """
     check_applicable(problem)
     if not isinstance(gap_tol, (int, float, np.floating)) or not 0 < gap_tol < 1:
         raise ProblemError(f"gap_tol must lie in (0, 1) (got {gap_tol!r})")
-    solution = _solve_reduced(problem, solver, solver_options, fast_path, gap_tol)
+    solution = _solve_reduced(problem, solver, solver_options, choose_program(problem, program, solver), gap_tol)
     if problem.relu or problem.dim >= problem.k - 1 or solution.status != "optimal":
         return solution
     # the reduced program has no rank constraint: at d < k - 1 its optimum (still a valid lower bound)
@@ -322,39 +335,39 @@ def solve_reduced(problem: Problem, solver: str | None = None,
                    loss=float(problem_loss(problem, solution.embeddings)))
 
 
-def _solve_reduced(problem: Problem, solver, solver_options, fast_path, gap_tol: float) -> Solution:
+def _solve_reduced(problem: Problem, solver, solver_options, program: str, gap_tol: float) -> Solution:
     t0 = time.perf_counter()
     counts, tau, k = problem.counts, problem.tau, problem.k
     _, k_g, n_g = count_groups(counts)
-    if fast_path == "factored" or (fast_path is None and solver is None):
+    if program == "factored":
         return solve_factored(problem, gap_tol=gap_tol)
-    use_block = (len(k_g) < k and len(k_g) <= BLOCK_MAX_GROUPS) if fast_path is None else bool(fast_path)
+    use_block = program == "block"
     name = cvx_common.solver_call(solver, solver_options)[0]
-    extra: dict[str, Any] = {"solver": name, "program": "block" if use_block else "general"}
+    record: dict[str, Any] = {"solver": name, "program": "block" if use_block else "general"}
     if use_block:
-        program, a, b = build_block(counts, tau, problem.relu)
+        cvx_program, a, b = build_block(counts, tau, problem.relu)
     else:
-        program, Mvar, _ = build_reduced(counts, tau, problem.relu)
-    status, raw, message = cvx_common.solve(program, solver, solver_options)
-    extra["solver_status"] = raw
-    iters = cvx_common.iterations(program)
+        cvx_program, Mvar, _ = build_reduced(counts, tau, problem.relu)
+    status, raw, message = cvx_common.solve(cvx_program, solver, solver_options)
+    record["solver_status"] = raw
+    iters = cvx_common.iterations(cvx_program)
     if (use_block and a.value is None) or (not use_block and Mvar.value is None):
         return Solution(method="reduced", class_mean_gram=np.full((k, k), np.nan), loss=float("nan"),
                         status="error", iterations=iters, seconds=time.perf_counter() - t0,
-                        message=message or f"{name} returned no solution", extra=extra)
+                        message=message or f"{name} returned no solution", info=ProgramInfo(**record))
     if use_block:
         M = block_to_gram(counts, a.value, b.value)
         det = float(np.linalg.det(_block_T(k_g, a.value, b.value)))
-        extra.update(block={"a": a.value.tolist(), "b": b.value.tolist(), "sizes": k_g.tolist(),
+        record.update(block={"a": a.value.tolist(), "b": b.value.tolist(), "sizes": k_g.tolist(),
                             "counts": n_g.tolist()}, block_determinant=det)
     else:
         M = (Mvar.value + Mvar.value.T) / 2
     mask = np.ones((k, k), dtype=bool) if problem.relu else None
-    extra.update(solver_residuals=cvx_common.gram_residuals(M, mask), solver_value=float(program.value))
+    record.update(solver_residuals=cvx_common.gram_residuals(M, mask), solver_value=float(cvx_program.value))
     if status == "error":
         return Solution(method="reduced", class_mean_gram=M, loss=float("nan"), status="error",
-                        iterations=iters, seconds=time.perf_counter() - t0, message=message, extra=extra)
-    return _finish(problem, feasible_factor(M, problem.relu), "converged", message, iters, t0, extra,
+                        iterations=iters, seconds=time.perf_counter() - t0, message=message, info=ProgramInfo(**record))
+    return _finish(problem, feasible_factor(M, problem.relu), "converged", message, iters, t0, record,
                    gap_tol)
 
 

@@ -106,10 +106,10 @@ def test_learned_classifier_reaches_the_etf_with_self_duality(k, m, lam):
     assert sol.loss == pytest.approx(best.fun, rel=1e-8)
     assert ce.predict(problem).loss == pytest.approx(best.fun, rel=1e-8)
     assert sol.lower_bound <= best.fun * (1 + 1e-12)
-    assert sol.extra["self_duality"] <= 1e-5
+    assert sol.info.metrics["self_duality"] <= 1e-5
     Mc = ce.centred_means(sol.embeddings, labels, k)
     assert normalized_distance(Mc @ Mc.T, etf_gram(k)) <= 1e-5
-    np.testing.assert_allclose(sol.extra["bias"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(sol.info.metrics["bias"], 0.0, atol=1e-5)
 
 
 def test_the_certificate_of_a_poor_point_is_not_optimal():

@@ -284,4 +284,4 @@ def test_best_start_keeps_the_certified_start_whichever_it_is():
         return Solution("gd", np.eye(2), 1.0, status, embeddings=np.eye(2), log_excess=0.0, certificate=cert)
     solutions = [start("stationary", 0.3, False), start("optimal", 1e-9, True), start("optimal", 1e-7, True)]
     best, counts = _best_start(solutions)
-    assert best is solutions[1] and counts["kept"] == 1 and counts["optimal"] == 2 and counts["stationary"] == 1
+    assert best is solutions[1] and counts.kept == 1 and counts.ended["optimal"] == 2 and counts.ended["stationary"] == 1

@@ -49,12 +49,12 @@ def test_relu_orthogonal_frame_both_programs(counts):
     problem = Problem.from_counts(counts, tau=0.5, relu=True)
     want = orthogonal_frame_loss(counts, 0.5)
     for sol in (solve_relaxation(problem), solve_reduced(problem),
-                solve_reduced(problem, fast_path=False)):
+                solve_reduced(problem, program="general")):
         assert sol.status in ("optimal", "optimal_inaccurate"), sol.message
         assert sol.lower_bound == pytest.approx(want, rel=REL), sol.method
         np.testing.assert_allclose(sol.class_mean_gram, np.eye(len(counts)), atol=GRAM)
         # the recovered embeddings are an exact orthogonal frame: their loss is the closed form
-        emb_loss = sol.loss if sol.method == "convex" else sol.extra["embedding_loss"]
+        emb_loss = sol.loss if sol.method == "convex" else sol.info.embedding_loss
         assert emb_loss == pytest.approx(want, rel=1e-9)
         assert (sol.embeddings >= 0).all()
 
@@ -63,7 +63,7 @@ def test_relu_orthogonal_frame_both_programs(counts):
 def test_no_relu_balanced_etf_both_programs(k, m, tau):
     problem = Problem.balanced(k, m, tau=tau)
     want = etf_loss([m] * k, tau)
-    for sol in (solve_relaxation(problem), solve_reduced(problem), solve_reduced(problem, fast_path=False)):
+    for sol in (solve_relaxation(problem), solve_reduced(problem), solve_reduced(problem, program="general")):
         # what the toolkit guarantees, not Clarabel's word: a valid bound below the closed form, a
         # feasible point within REL of it, and the right geometry (Clarabel's own status changes with
         # the CPU at the edge of its tolerance; the certificate then decides)
@@ -80,7 +80,7 @@ def test_no_relu_balanced_etf_both_programs(k, m, tau):
     ((7, 2, 3), 0.3, False), ((5, 4, 2, 2), 0.7, True)])
 def test_reduced_equals_relaxation(counts, tau, relu):
     problem = Problem.from_counts(counts, tau=tau, relu=relu)
-    full, reduced = solve_relaxation(problem), solve_reduced(problem, fast_path=False)
+    full, reduced = solve_relaxation(problem), solve_reduced(problem, program="general")
     assert reduced.loss == pytest.approx(full.loss, abs=1e-5)
     np.testing.assert_allclose(reduced.class_mean_gram, full.class_mean_gram, atol=GRAM)
 
@@ -94,7 +94,7 @@ def test_theory_check_value_10_5_3_2():
 
 def test_theory_check_value_8_8_2_2():
     problem = Problem.from_counts([8, 8, 2, 2], tau=0.5)
-    for sol in (solve_reduced(problem), solve_reduced(problem, fast_path=False), solve_relaxation(problem)):
+    for sol in (solve_reduced(problem), solve_reduced(problem, program="general"), solve_relaxation(problem)):
         assert abs(sol.loss - 35.98345) <= 5e-6               # printed to 5 decimals
         assert sol.lower_bound <= float(step_optimum_mp(2, 8, 2, 2, 0.5)["loss"]) * (1 + 1e-15)
         M = sol.class_mean_gram
@@ -107,8 +107,8 @@ def test_theory_check_value_8_8_2_2():
 @pytest.mark.parametrize("counts,tau", [((8, 8, 8, 2, 2, 2), 0.5), ((9, 9, 3, 3, 3), 1.0)])
 def test_step_three_values_rank_and_fast_path(counts, tau):
     problem = Problem.from_counts(counts, tau=tau)
-    general = solve_reduced(problem, fast_path=False)
-    assert general.extra["program"] == "general"
+    general = solve_reduced(problem, program="general")
+    assert general.info.program == "general"
     M = general.class_mean_gram
     k_maj = sum(c == counts[0] for c in counts)
     k_min = len(counts) - k_maj
@@ -126,11 +126,11 @@ def test_step_three_values_rank_and_fast_path(counts, tau):
     assert abs(np.linalg.det(T)) < GRAM
     eig = np.linalg.eigvalsh(M)
     assert eig[0] < 1e-6 and eig[1] > 1e-3                   # rank exactly k - 1
-    fast = solve_reduced(problem, fast_path=True)
-    assert fast.extra["program"] == "block"
+    fast = solve_reduced(problem, program="block")
+    assert fast.info.program == "block"
     assert fast.loss == pytest.approx(general.loss, rel=1e-8)
     np.testing.assert_allclose(fast.class_mean_gram, M, atol=GRAM)
-    assert abs(fast.extra["block_determinant"]) < 1e-6
+    assert abs(fast.info.block_determinant) < 1e-6
 
 
 # ------------------------------------------------------------------ batching (docs/theory.md section 4)
@@ -179,8 +179,8 @@ def test_recovered_embeddings_reach_the_optimum(counts, tau, relu, batching):
     loop) equals the cvxpy optimum: an independent check of the cvxpy objective."""
     problem = Problem.from_counts(counts, tau=tau, relu=relu, batching=batching, dim=12)
     sol = solve_relaxation(problem)
-    assert sol.extra["tight"], sol.extra["rank"]
-    assert sol.extra["solver_value"] == pytest.approx(sol.loss, rel=REL)
+    assert sol.info.tight, sol.info.rank
+    assert sol.info.solver_value == pytest.approx(sol.loss, rel=REL)
     brute = scl_loop(sol.embeddings, problem.labels, tau, problem.batches(0))
     assert brute == pytest.approx(sol.loss, rel=1e-10)
     np.testing.assert_allclose(np.linalg.norm(sol.embeddings, axis=1), 1.0, atol=1e-12)
@@ -224,7 +224,7 @@ def test_prototype_program_is_accurate(counts, kind, per_class, anchors):
     protos = Prototypes(kind, per_class=per_class, anchors=anchors)
     problem = Problem.from_counts(counts, tau=0.5, prototypes=protos, dim=8)
     sol = solve_relaxation(problem)
-    assert sol.extra["tight"]
+    assert sol.info.tight
     W, w_labels = problem.prototype_rows()
     brute = scl_loop(sol.embeddings, problem.labels, 0.5, prototypes=W, prototype_labels=w_labels,
                      prototype_anchors=anchors)
@@ -272,16 +272,16 @@ def test_inaccurate_solver_status_is_reported():
     problem = Problem.from_counts([6, 3, 2], tau=0.5)
     sol = solve_relaxation(problem, solver="SCS", solver_options={"max_iters": 5})
     assert sol.status in ("optimal_inaccurate", "error")
-    assert sol.extra["solver_status"] != "optimal"
+    assert sol.info.solver_status != "optimal"
     assert sol.message
     if sol.status != "error":
-        assert set(sol.extra["residuals"]) >= {"min_eigenvalue", "max_diag_error"}
+        assert set(sol.info.residuals) >= {"min_eigenvalue", "max_diag_error"}
 
 
 def test_scs_selectable():
     problem = Problem.balanced(3, 3, tau=1.0)
-    sol = solve_reduced(problem, solver="SCS", fast_path=False)
-    assert sol.extra["solver"] == "SCS"
+    sol = solve_reduced(problem, solver="SCS", program="general")
+    assert sol.info.solver == "SCS"
     assert sol.lower_bound == pytest.approx(etf_loss([3] * 3, 1.0), rel=1e-4)   # first-order: loose
 
 
@@ -297,7 +297,7 @@ def test_reduced_rejects_batching_and_prototypes():
 def test_certified_lower_bound_is_below_the_closed_form():
     for problem, want in [(Problem.from_counts([6, 3, 2], tau=0.5, relu=True), orthogonal_frame_loss([6, 3, 2], 0.5)),
                           (Problem.balanced(4, 3, tau=0.5), etf_loss([3] * 4, 0.5))]:
-        for sol in (solve_relaxation(problem), solve_reduced(problem, fast_path=False), solve_reduced(problem)):
+        for sol in (solve_relaxation(problem), solve_reduced(problem, program="general"), solve_reduced(problem)):
             assert sol.lower_bound <= want * (1 + 1e-14)
             assert sol.lower_bound >= want - 1e-3
 
@@ -322,19 +322,19 @@ def test_certify_gd_like_solutions():
 
 def test_reduced_scales_to_many_classes():
     problem = Problem.long_tail(30, 40, 10.0)
-    sol = solve_reduced(problem, fast_path=False)     # long-tail rounding repeats counts
+    sol = solve_reduced(problem, program="general")     # long-tail rounding repeats counts
     assert sol.status in ("optimal", "optimal_inaccurate"), sol.message
     assert sol.lower_bound <= sol.loss and sol.lower_bound == pytest.approx(sol.loss, rel=1e-5)
-    assert sol.extra["program"] == "general"
-    assert sol.extra["embedding_loss"] == pytest.approx(sol.loss, rel=1e-7)   # rank k - 1 <= dim
+    assert sol.info.program == "general"
+    assert sol.info.embedding_loss == pytest.approx(sol.loss, rel=1e-7)   # rank k - 1 <= dim
 
 
 @pytest.mark.slow
 def test_reduced_k100():
     problem = Problem.long_tail(100, 50, 10.0)
-    sol = solve_reduced(problem, fast_path=False)
+    sol = solve_reduced(problem, program="general")
     assert sol.status in ("optimal", "optimal_inaccurate"), sol.message
-    assert sol.extra["embedding_loss"] == pytest.approx(sol.loss, rel=1e-7)
+    assert sol.info.embedding_loss == pytest.approx(sol.loss, rel=1e-7)
 
 
 # ---------------------------------------------------------------- the factored (Burer-Monteiro) fast path
@@ -349,8 +349,8 @@ def test_factored_path_agrees_with_the_general_program(counts, tau, relu):
     from solvers.reduced import solve_factored
     problem = Problem.from_counts(counts, tau=tau, relu=relu)
     fast = solve_factored(problem, fallback=False)
-    general = solve_reduced(problem, fast_path=False)
-    assert fast.status == "optimal" and fast.extra["program"] == "factored"
+    general = solve_reduced(problem, program="general")
+    assert fast.status == "optimal" and fast.info.program == "factored"
     assert fast.loss == pytest.approx(general.loss, rel=REL)
     np.testing.assert_allclose(fast.class_mean_gram, general.class_mean_gram, atol=GRAM)
     # the certificate is a valid lower bound, and tight
@@ -365,7 +365,7 @@ def test_factored_path_agrees_with_the_general_program(counts, tau, relu):
 
 def test_theory_check_value_through_the_default_path():
     sol = solve_reduced(Problem.from_counts((10, 5, 3, 2), tau=0.5))
-    assert sol.extra["program"] == "factored"          # all counts differ: the default fast path
+    assert sol.info.program == "factored"          # all counts differ: the default fast path
     assert sol.loss == pytest.approx(35.714086, abs=5e-7)
 
 
@@ -380,9 +380,9 @@ def test_factored_path_reports_stationary_when_no_start_is_certified(monkeypatch
     problem = Problem.from_counts((10, 5, 3, 2), tau=0.5)
     sol = reduced.solve_factored(problem, gap_tol=1e-300)
     assert sol.status == "stationary" and "relative gap" in sol.message
-    assert sol.extra["starts_tried"] == reduced.FACTORED_STARTS
+    assert sol.info.starts_tried == reduced.FACTORED_STARTS
     fallback = reduced.solve_factored(problem, gap_tol=1e-300, fallback=True)
-    assert fallback.extra["program"] == "general" and fallback.status == "optimal_inaccurate"
+    assert fallback.info.program == "general" and fallback.status == "optimal_inaccurate"
     assert fallback.loss == pytest.approx(35.714086, abs=5e-7)
 
 
@@ -466,3 +466,24 @@ def test_reduced_program_below_rank_k_minus_1_is_not_called_optimal():
     assert sol.status == "optimal_inaccurate" and "dim = 1 < k - 1" in sol.message
     assert sol.loss == pytest.approx(problem_loss(problem, sol.embeddings), rel=1e-12)
     assert sol.lower_bound < sol.loss - 1.0                    # 13.733 against the rank-1 factor's 15.626
+
+
+def test_choose_program_names_every_reduced_program():
+    """The chooser of the reduced program (solvers.reduced.choose_program): named choices pass through;
+    "auto" is the factored path, or with a cvxpy solver named the block program where counts repeat
+    (at most BLOCK_MAX_GROUPS groups) and the general one otherwise; the rest is refused."""
+    from solvers.reduced import BLOCK_MAX_GROUPS, PROGRAMS, choose_program
+    step = Problem.from_counts([6, 6, 2, 2], tau=0.5)
+    distinct = Problem.from_counts([2, 3, 4, 5], tau=0.5)
+    many_groups = Problem.from_counts(list(range(2, 2 + BLOCK_MAX_GROUPS + 1)) * 2, tau=0.5)
+    assert PROGRAMS == ("auto", "factored", "block", "general")
+    for name in ("factored", "block", "general"):
+        assert choose_program(step, name) == name
+    assert choose_program(step) == "factored" and choose_program(distinct) == "factored"
+    assert choose_program(step, solver="CLARABEL") == "block"
+    assert choose_program(distinct, solver="CLARABEL") == "general"
+    assert choose_program(many_groups, solver="CLARABEL") == "general"
+    with pytest.raises(ProblemError, match="unknown reduced program"):
+        choose_program(step, "fast")
+    with pytest.raises(ProblemError, match="does not apply to the factored"):
+        solve_reduced(step, solver="SCS", program="factored")

@@ -53,7 +53,7 @@ def test_relu_imbalanced_reaches_orthogonal_frame(problem):
     assert sol.loss == pytest.approx(want, rel=LOSS_RTOL)
     assert sol.loss >= want * (1 - 1e-12)        # the closed form is the global minimum
     assert of_distance(sol) < GRAM_TOL
-    assert sol.extra["riemannian_grad_norm"] <= sol.extra["grad_tol"]
+    assert sol.info.direction_norm <= sol.info.grad_tol
 
 
 # ---------------------------------------------------------------- no ReLU
@@ -236,7 +236,7 @@ def test_float32_is_finite_at_small_tau():
     problem = Problem.long_tail(6, 20, 10, relu=True, tau=0.05)
     sol = gd.solve(problem, dtype=jnp.float32)
     assert sol.status != "error", sol.message
-    assert sol.extra["dtype"] == "float32"
+    assert sol.info.dtype == "float32"
     assert np.isfinite(sol.embeddings).all() and math.isfinite(sol.loss)
     # float32 logits |G|/tau <= 20 keep ~6 digits; the float32 stopping tolerance is 1e-6
     assert sol.loss == pytest.approx(orthogonal_frame_loss(problem.counts, 0.05), rel=1e-4)
@@ -253,9 +253,9 @@ def test_optax_optimizers(optimizer):
 
 def test_history_and_diagnostics():
     sol = gd.solve(Problem.balanced(3, 4, tau=0.5))
-    hist = sol.extra["loss_history"]
+    hist = sol.info.loss_history
     assert len(hist) == sol.iterations and all(map(math.isfinite, hist))
-    assert sol.extra["relative_excess_change"] <= 1e-10
+    assert sol.info.value_change <= 1e-10
 
 
 @pytest.mark.parametrize("kwargs", [{"steps": 0}, {"learning_rate": -1.0}, {"learning_rate": math.inf},
@@ -306,7 +306,7 @@ def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monk
         assert sol.status == "optimal", sol.message
         assert sol.embeddings.shape == (p.n, p.dim)
         # independent value: the reduced convex program (Clarabel) of docs/theory.md section 3
-        assert sol.loss == pytest.approx(solve_reduced(p, fast_path=False).loss, rel=LOSS_RTOL)
+        assert sol.loss == pytest.approx(solve_reduced(p, program="general").loss, rel=LOSS_RTOL)
     for p, sol in zip(problems[::3], sweep[::3]):      # and each is that problem's own solve
         assert sol.loss == pytest.approx(gd.solve(p).loss, rel=1e-10)
     gd._compiled.cache_clear()
@@ -352,7 +352,7 @@ def test_mean_gram_snapshots_match_runs_stopped_early():
     from ufm.geometry import class_mean_gram
 
     problem = Problem.from_counts([6, 4, 2], tau=0.5, dim=4)
-    snaps = gd.solve(problem, seed=3).extra["mean_gram_checkpoints"]
+    snaps = gd.solve(problem, seed=3).info.mean_gram_checkpoints
     assert snaps["epochs"][:4] == [0, 1, 2, 4]
     for epoch, M in zip(snaps["epochs"][1:4], snaps["grams"][1:4]):
         early = gd.solve(problem, seed=3, steps=epoch)

@@ -72,7 +72,7 @@ def test_landscape_data_and_command(tmp_path, capsys):
                  "--resolution", "7", "--out", str(out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert out.exists() and out.stat().st_size > 5000
-    optimum = solve_reduced(Problem.from_counts([4, 4, 2], tau=0.5), fast_path=False).lower_bound
+    optimum = solve_reduced(Problem.from_counts([4, 4, 2], tau=0.5), program="general").lower_bound
     assert data["optimum"] == pytest.approx(optimum, rel=1e-7)
     assert len(data["gaps"]) == 6 and max(abs(g) for g in data["gaps"]) < 1e-7   # every start is global
     assert min(data["hessian"]["minimum"]) > -1e-7 and min(data["hessian"]["saddle"]) < -0.1

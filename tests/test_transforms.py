@@ -94,5 +94,5 @@ def test_a_new_optimiser_is_one_registration(monkeypatch):
     monkeypatch.setitem(optimizers.OPTIMIZERS, "momentum",
                         lambda lr, steps, cset, stochastic: optax.sgd(lr, momentum=0.5))
     sol = gd.solve(Problem.balanced(3, 4, tau=0.5), optimizer="momentum", steps=3000, learning_rate=0.05)
-    assert sol.extra["optimizer"] == "momentum"
+    assert sol.info.optimizer == "momentum"
     assert sol.status == "optimal", sol.message

@@ -103,8 +103,8 @@ def _step_block_form(problem: Problem, tools: Tools) -> tuple[float, dict]:
     """Spread of the mean-Gram entries inside each of the three off-diagonal blocks (0 = block form) of
     the general k x k program (the block fast path has the form by construction, so it is not used),
     and the distance from the fast path's Gram."""
-    M = np.asarray(tools.reduced(problem, fast_path=False).class_mean_gram)
-    fast = np.asarray(tools.reduced(problem, fast_path=True).class_mean_gram)
+    M = np.asarray(tools.reduced(problem, program="general").class_mean_gram)
+    fast = np.asarray(tools.reduced(problem, program="block").class_mean_gram)
     counts = np.asarray(problem.counts)
     major = counts == counts.max()
     off = ~np.eye(len(counts), dtype=bool)
@@ -115,7 +115,7 @@ def _step_block_form(problem: Problem, tools: Tools) -> tuple[float, dict]:
     values = {name: float(M[mask].mean()) if mask.any() else None for name, mask in blocks.items()}
     fast_distance = normalized_distance(M, fast)
     return max(max(spreads.values()), fast_distance), {"block_values": values, "block_spreads": spreads,
-                                                       "fast_path_distance": fast_distance}
+                                                       "block_program_distance": fast_distance}
 
 
 def _certificate_gap(problem: Problem, tools: Tools) -> tuple[float, dict]:
@@ -282,7 +282,7 @@ def _ce_learned(instance: tuple, tools: Tools) -> tuple[float, dict]:
     sol, pred = tools.gd(problem), tools.predict(problem)
     Mc = ce.centred_means(np.asarray(sol.embeddings), problem.labels, k)
     parts = {"distance_to_etf": normalized_distance(Mc @ Mc.T, etf_gram(k)),
-             "self_duality": float(sol.extra.get("self_duality", float("inf"))),
+             "self_duality": float(sol.info.metrics.get("self_duality", float("inf"))),
              "value_error": abs(sol.loss / pred.loss - 1.0)}
     worst = max(parts.values()) if sol.status == "optimal" else float("inf")
     return worst, dict(parts, status=sol.status)

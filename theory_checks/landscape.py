@@ -214,13 +214,13 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
                          f"{riemannian_gradient_norm(problem, saddle):.2g}")
     else:
         notes.append(f"Hessian skipped: n d = {problem.n * problem.dim} > {MAX_HESSIAN_SIZE}")
-    history = np.asarray(solutions[best].extra.get("loss_history", []), dtype=float)
+    history = np.asarray(solutions[best].info.loss_history, dtype=float)
     try:
         slice_data = loss_slice(problem, H, slice_directions, radius, resolution, seed=problem.seed).to_dict()
     except ProblemError as err:
         slice_data = None
         notes.append(f"slice skipped: {err}")
-    snapshots = solutions[best].extra["mean_gram_checkpoints"]
+    snapshots = solutions[best].info.mean_gram_checkpoints
     checkpoints = snapshots["epochs"]
     distances = [normalized_distance(np.asarray(M), target) for M in snapshots["grams"]]
     return {

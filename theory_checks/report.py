@@ -9,7 +9,7 @@ import numpy as np
 
 from ufm.geometry import etf_gram, nc1, normalized_distance, orthogonal_frame_gram
 from ufm.problem import Problem
-from ufm.solution import Solution
+from ufm.solution import DescentInfo, ProgramInfo, Solution, Starts
 from theory_checks.predictions import Prediction
 
 
@@ -37,16 +37,16 @@ def solution_report(problem: Problem, solution: Solution, prediction: Prediction
         "status": solution.status, "message": solution.message,
         "iterations": solution.iterations, "seconds": solution.seconds,
     }
-    if "starts" in solution.extra:
-        report["starts"] = solution.extra["starts"]
-    if "self_duality" in solution.extra:
-        report["self_duality"] = solution.extra["self_duality"]
-    if "residuals" in solution.extra:
-        report["residuals"] = solution.extra["residuals"]
+    if solution.starts is not None:
+        report["starts"] = solution.starts.to_dict()
+    if isinstance(solution.info, DescentInfo) and "self_duality" in solution.info.metrics:
+        report["self_duality"] = solution.info.metrics["self_duality"]
+    if isinstance(solution.info, ProgramInfo) and solution.info.residuals is not None:
+        report["residuals"] = solution.info.residuals
     return report
 
 
-def best_start(solutions: Sequence[Solution]) -> tuple[Solution, dict]:
+def best_start(solutions: Sequence[Solution]) -> tuple[Solution, Starts]:
     """The start to keep: the certified one with the smallest relative gap, else the lowest excess;
     with a count of how the starts ended."""
     def key(sol):
@@ -59,4 +59,4 @@ def best_start(solutions: Sequence[Solution]) -> tuple[Solution, dict]:
     counts = {status: sum(s.status == status for s in solutions)
               for status in ("optimal", "stationary", "converged", "not_converged", "error")}
     kept = next(i for i, s in enumerate(solutions) if s is best)   # identity: Solutions hold arrays
-    return best, {"tried": len(solutions), "kept": kept, **counts}
+    return best, Starts(len(solutions), kept, counts)

@@ -35,7 +35,6 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import logsumexp
 
 #: Below this argument log softplus(x) = x - e^x / 2 to full precision (the next term is e^{2x}/3).
 _LOG_SOFTPLUS_SWITCH = -30.0
@@ -210,7 +209,7 @@ def excess_constant(labels: Sequence[int], batches: Sequence[Sequence[int]],
     return total
 
 
-# ---------------------------------------------------------------- reduced excess (NumPy)
+# ---------------------------------------------------------------- reduced excess
 class ReducedExcess(NamedTuple):
     """The reduced excess at M (k, k): ``log_value`` = log E(M), ``value`` = E(M) (0 if it
     underflows), ``grad_log`` (k, k) = d log E / dM (not symmetrised; the diagonal is 0)."""
@@ -220,33 +219,33 @@ class ReducedExcess(NamedTuple):
     grad_log: np.ndarray
 
 
-def reduced_log_x(M: np.ndarray, counts: Sequence[int], tau: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(log x (k,), Z (k, k))`` with Z_cc' = (M_cc' - 1)/tau + log(n_c' / (n_c - 1)) off the diagonal
-    (-inf on it) and log x_c = logsumexp_c' Z_cc' (module docstring)."""
-    n = np.asarray(counts, dtype=float)
-    k = len(n)
-    with np.errstate(divide="ignore"):
-        logw = np.log(n[None, :]) - np.log(n[:, None] - 1.0)
-    Z = (np.asarray(M, dtype=float) - 1.0) / tau + logw
-    Z[np.diag_indices(k)] = -np.inf
-    return logsumexp(Z, axis=1), Z
+def reduced_log_excess(M: jnp.ndarray, counts: jnp.ndarray, tau: float | jnp.ndarray) -> jnp.ndarray:
+    """JAX log E(M) of the reduced form (module docstring): gradient descent on a factor M = V V^T
+    (:func:`solvers.reduced.factored_descent`) runs on it, and :func:`reduced_excess` is its value and
+    gradient for the certificate; ``counts`` (k,) float:
+
+        log E = logsumexp_c [ log n_c + log softplus(logsumexp_{c' != c} Z_cc') ],
+        Z_cc' = (M_cc' - 1)/tau + log(n_c' / (n_c - 1)).
+    """
+    k = counts.shape[0]
+    Z = (M - 1.0) / tau + jnp.log(counts)[None, :] - jnp.log(counts - 1.0)[:, None]
+    log_x = _masked_lse(Z, ~jnp.eye(k, dtype=bool), axis=1)
+    return jax.nn.logsumexp(jnp.log(counts) + log_softplus(log_x))
+
+
+_reduced_value_and_grad = jax.jit(jax.value_and_grad(reduced_log_excess))
 
 
 def reduced_excess(M: np.ndarray, counts: Sequence[int], tau: float) -> ReducedExcess:
-    """E(M) = sum_c n_c softplus(log x_c) in log space, with d log E / dM:
-    dE/dM_cc' = n_c sigmoid(log x_c) exp(Z_cc' - log x_c) / tau."""
-    n = np.asarray(counts, dtype=float)
-    lx, Z = reduced_log_x(M, counts, tau)
-    log_terms = np.log(n) + log_softplus_np(lx)
-    log_e = float(logsumexp(log_terms))
-    with np.errstate(over="ignore", invalid="ignore"):
-        # log of n_c sigmoid(lx_c) / E, then times softmax_c'(Z_c.) / tau
-        weight = np.exp(np.log(n) - np.logaddexp(0.0, -lx) - log_e)   # log sigmoid = -softplus(-x)
-        grad = weight[:, None] * np.exp(Z - lx[:, None]) / tau
-    grad[np.diag_indices(len(n))] = 0.0
-    return ReducedExcess(log_e, float(np.exp(log_e)), grad)
+    """log E(M) and d log E / dM of :func:`reduced_log_excess` (the one formula, differentiated by
+    JAX) in float64, as NumPy: what the certificate and the reduced programs judge."""
+    log_e, grad = _reduced_value_and_grad(jnp.asarray(M, dtype=jnp.float64), jnp.asarray(counts, dtype=jnp.float64),
+                                          jnp.asarray(tau, dtype=jnp.float64))
+    log_e = float(log_e)
+    return ReducedExcess(log_e, float(np.exp(log_e)), np.asarray(grad, dtype=np.float64))
 
 
 def reduced_constant(counts: Sequence[int]) -> float:
     """``sum_c n_c log(n_c - 1)``: the reduced loss minus its excess."""
     return float(sum(c * np.log(c - 1.0) for c in counts))
+

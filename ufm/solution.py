@@ -3,15 +3,132 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
-#: ``optimal``: a certificate proves the value to its tolerance (relative gap on the excess);
-#: ``stationary``: the solver stopped at a point the certificate does not prove global; ``converged``:
-#: stopped, no certificate computed; ``optimal_inaccurate``: a convex program whose certified bracket
-#: fails; ``not_converged``; ``error``.
-STATUSES = ("optimal", "stationary", "converged", "optimal_inaccurate", "not_converged", "error")
+class Status(str, Enum):
+    """What a solve proved (docs/theory.md "Statuses"). A ``str`` subclass: it compares equal to, and
+    prints and serialises as, its value (``Status.OPTIMAL == "optimal"``).
+
+    - ``optimal``: a certificate proves the value to its tolerance (relative gap on the excess);
+    - ``stationary``: the solver stopped at a point the certificate does not prove global;
+    - ``converged``: stopped, no certificate computed;
+    - ``optimal_inaccurate``: a convex program whose certified bracket fails;
+    - ``not_converged``: out of steps; ``error``: non-finite values, or no solution.
+    """
+
+    OPTIMAL = "optimal"
+    STATIONARY = "stationary"
+    CONVERGED = "converged"
+    OPTIMAL_INACCURATE = "optimal_inaccurate"
+    NOT_CONVERGED = "not_converged"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+STATUSES = tuple(s.value for s in Status)
+
+
+# ---------------------------------------------------------------- typed solver records
+@dataclass(frozen=True)
+class DescentInfo:
+    """How a gradient-descent solve ran (:mod:`solvers.gd`, :mod:`solvers.generic`).
+
+    - ``optimizer``: its name, or ``"custom"`` for a user's optax transform; ``objective``: ``"scl"``
+      or another objective's name; ``dtype`` of the run;
+    - ``tol``, ``grad_tol``: the stopping tolerances; ``value_change``: the last change of the solver's
+      value (for SCL, |log E_k - log E_(k-1)|: the relative change of the excess);
+      ``direction_norm``: the last ||descent direction||_F (the Riemannian gradient's norm);
+    - ``solver_value``: the solver's own (float32 or float64) last value (SCL: log E);
+    - ``loss_history``, ``excess_history``: the loss and excess after each epoch (SCL);
+    - ``mean_gram_checkpoints``: ``{"epochs": [...], "grams": [(k, k), ...]}``, the class-mean Gram
+      at the start and after epochs 1, 2, 4, ... (SCL);
+    - ``last_step_size``: the BB step at the end (where the transform has one);
+    - ``polish``: what the tied polish did, if it ran; ``polished_from_iterations``: epochs before it;
+    - ``metrics``: numbers an objective reports about its point (cross-entropy: ``self_duality``,
+      ``classifier``, ``bias``), by that objective's names.
+    """
+
+    optimizer: str
+    objective: str = "scl"
+    dtype: str = "float64"
+    tol: float | None = None
+    grad_tol: float | None = None
+    value_change: float | None = None
+    direction_norm: float | None = None
+    solver_value: float | None = None
+    loss_history: list[float] = field(default_factory=list)
+    excess_history: list[float] = field(default_factory=list)
+    mean_gram_checkpoints: dict[str, list] | None = None
+    last_step_size: float | None = None
+    polish: str | None = None
+    polished_from_iterations: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """How a convex or reduced program ran (:mod:`solvers.convex`, :mod:`solvers.reduced`).
+
+    - ``program``: ``"relaxation"`` (n x n), ``"factored"``, ``"block"`` or ``"general"`` (reduced);
+    - ``solver``: the cvxpy solver's name or ``"factored-descent"``; ``solver_status``: its own word;
+      ``solver_value``: its objective value (the factored path: its log E);
+    - ``residuals``: of the Gram judged (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with
+      ReLU, ``max_asymmetry``); ``solver_residuals``: of the solver's raw Gram (reduced cvxpy);
+    - ``factor``: how the embeddings were made from the Gram (method, residual);
+    - ``embedding_loss``: the SCL loss of the recovered embeddings (reduced; None above
+      ``EMBEDDING_LOSS_MAX_N``); ``rank``: the Gram's numerical rank (n x n) or the factor's rank
+      (factored); ``tight``: rank <= dim (n x n);
+    - factored path: ``direction_norm`` (Riemannian gradient of log E), ``starts_tried``, and
+      ``factored_relative_gap`` where it fell back to the general program;
+    - block program: ``block`` (values a, b, group sizes and counts) and ``block_determinant``;
+    - n x n program: ``anchor_terms``, ``certified_lower_bound`` / ``certified_upper_bound`` /
+      ``certified_gap`` (the dual bracket, :mod:`solvers.bound`), ``feasible_upper_bound``,
+      ``polished_multipliers``, ``solver_word`` (the status before the certificate judged).
+    """
+
+    program: str
+    solver: str
+    solver_status: str | None = None
+    solver_value: float | None = None
+    residuals: dict[str, float] | None = None
+    solver_residuals: dict[str, float] | None = None
+    factor: dict[str, Any] | None = None
+    embedding_loss: float | None = None
+    rank: int | None = None
+    tight: bool | None = None
+    direction_norm: float | None = None
+    starts_tried: int | None = None
+    factored_relative_gap: float | None = None
+    block: dict[str, list] | None = None
+    block_determinant: float | None = None
+    anchor_terms: int | None = None
+    certified_lower_bound: float | None = None
+    certified_upper_bound: float | None = None
+    certified_gap: float | None = None
+    feasible_upper_bound: float | None = None
+    polished_multipliers: bool = False
+    solver_word: str | None = None
+
+
+@dataclass(frozen=True)
+class Starts:
+    """How several starts ended (:func:`theory_checks.report.best_start`): ``tried``, the index
+    ``kept``, and the number that ended with each status."""
+
+    tried: int
+    kept: int
+    ended: dict[str, int]
+
+    def to_dict(self) -> dict[str, int]:
+        return {"tried": self.tried, "kept": self.kept, **self.ended}
 
 
 @dataclass(frozen=True)
@@ -29,30 +146,36 @@ class Solution:
       the excess, certified) or None where none was computed.
     - ``lower_bound``: a valid lower bound on the optimal loss: the certificate's, never a feasible
       value; None without a certificate.
-    - ``status``: one of :data:`STATUSES`; ``message`` says what went wrong, if anything.
-    - ``iterations``, ``seconds``; ``extra``: solver-specific diagnostics (residuals, history, ...).
+    - ``status``: a :class:`Status` (a string given is converted; an unknown one is a ValueError);
+      ``message`` says what went wrong, if anything.
+    - ``iterations``, ``seconds``; ``info``: the solver's typed record (:class:`DescentInfo` or
+      :class:`ProgramInfo`); ``starts``: how several starts ended, where there were several.
     """
 
     method: str
     class_mean_gram: np.ndarray
     loss: float
-    status: str
+    status: Status
     embeddings: np.ndarray | None = None
     gram: np.ndarray | None = None
     lower_bound: float | None = None
     iterations: int = 0
     seconds: float = 0.0
     message: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    info: DescentInfo | ProgramInfo | None = None
     excess: float | None = None
     log_excess: float | None = None
     certificate: Any = None
+    starts: Starts | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
 
     @property
     def ok(self) -> bool:
         """Whether the solver reports full success (``optimal``, or ``converged`` where no certificate
         was asked for)."""
-        return self.status in ("optimal", "converged")
+        return self.status in (Status.OPTIMAL, Status.CONVERGED)
 
 
 def join(*parts: str) -> str:

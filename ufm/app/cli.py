@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -424,7 +425,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             sols = gd.solve_many(problem, range(seed, seed + args.starts), certify=certify,
                                  gap_tol=gap_tol, **options)
             solution, starts = best_start(sols)
-            solution.extra["starts"] = starts
+            solution = replace(solution, starts=starts)
         else:
             solution = gd.solve(problem, seed=seed, certify=certify, gap_tol=gap_tol, **options)
     else:
