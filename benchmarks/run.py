@@ -543,6 +543,7 @@ def markdown(res: dict) -> str:
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DEFAULT_OUT = Path(__file__).resolve().parent
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
 
@@ -566,7 +567,9 @@ def res_date() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="ufm-scl benchmarks (no assertions)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions")
-    parser.add_argument("--out", default=str(Path(__file__).parent), help="folder for results.json and RESULTS.md")
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help="folder for results.json and RESULTS.md (the README's table is regenerated only "
+                             "for the default, benchmarks/)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="sections to run: gd_vs_torch gd_scaling many certificate convex explorer gpu")
     parser.add_argument("--markdown-only", action="store_true",
@@ -576,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out)
         md = markdown(json.loads((out / "results.json").read_text()))
         (out / "RESULTS.md").write_text(md)
-        update_readme(md)
+        _readme_if_default(out, md)
         print(md)
         return
     q = args.quick
@@ -613,9 +616,17 @@ def main(argv: list[str] | None = None) -> None:
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float))
     md = markdown(res)
     (out / "RESULTS.md").write_text(md)
-    if update_readme(md):
-        print("(README.md results table regenerated)")
+    _readme_if_default(out, md)
     print(md)
+
+
+def _readme_if_default(out: Path, md: str) -> None:
+    """The README's table follows the stored results only: a run written elsewhere (``--out DIR``,
+    say a quick comparison) leaves the README alone."""
+    if out.resolve() != DEFAULT_OUT.resolve():
+        print(f"(README.md left as it is: results written to {out}, not {DEFAULT_OUT})")
+    elif update_readme(md):
+        print("(README.md results table regenerated)")
 
 
 if __name__ == "__main__":

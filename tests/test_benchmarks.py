@@ -50,3 +50,17 @@ def test_gpu_section_skips_without_a_gpu_and_keeps_an_earlier_measurement(tmp_pa
     md = (tmp_path / "RESULTS.md").read_text()
     assert "GPU: H100" in md and "| n=100000 chunk 4096 |" in md and "20.0%" in md
     assert "No GPU was available" not in md
+
+
+def test_a_run_written_elsewhere_leaves_the_readme_alone(tmp_path, monkeypatch):
+    """--out DIR (say a quick comparison) never rewrites the README's stored table; only the default
+    folder, benchmarks/, does."""
+    from benchmarks import run
+
+    written = []
+    monkeypatch.setattr(run, "update_readme", lambda md: written.append(md) or True)
+    (tmp_path / "results.json").write_text((run.DEFAULT_OUT / "results.json").read_text())
+    run.main(["--markdown-only", "--out", str(tmp_path)])
+    assert written == [] and (tmp_path / "RESULTS.md").exists()
+    run._readme_if_default(run.DEFAULT_OUT, "| table |")
+    assert written == ["| table |"]
