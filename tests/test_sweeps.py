@@ -1,6 +1,7 @@
 """Sweeps: the numbers behind the figures against independent values and the solvers."""
 
 import json
+import math
 
 import pytest
 
@@ -46,6 +47,44 @@ def test_imbalance_sweep_gd_cross_check():
     result = sweeps.sweep_imbalance([2], k=3, n_max=6, tau=1.0, relu_options=(False,), check_gd=True,
                                     gd_starts=2)
     assert abs(result.series["no ReLU"]["gd_gap"][0]) < 1e-7
+
+
+def test_gd_cross_check_runs_every_point_and_start_in_one_batched_call_with_the_separate_results(monkeypatch):
+    """check_gd solves all points and starts of one shape in one padded solve_batched call; each gap
+    equals the gap computed from separate gd.solve runs (same seeds) to 1e-9 relative."""
+    from solvers import gd
+
+    calls = []
+    real = gd.solve_batched
+    monkeypatch.setattr(gd, "solve_batched", lambda runs, **kw: calls.append(len(runs)) or real(runs, **kw))
+    result = sweeps.sweep_imbalance([1, 2], k=3, n_max=6, tau=1.0, check_gd=True, gd_starts=2)
+    assert calls == [4, 4]                       # two shapes (ReLU or not) x (2 ratios x 2 starts)
+    for relu, name in ((False, "no ReLU"), (True, "ReLU")):
+        for ratio, gap in zip([1, 2], result.series[name]["gd_gap"]):
+            problem = Problem.from_profile("step", 3, 6, ratio, 0.5, tau=1.0, relu=relu)
+            best = min(gd.solve(problem, seed=s).loss for s in range(2))
+            optimum = solve_reduced(problem).lower_bound
+            assert gap == pytest.approx((best - optimum) / abs(optimum), abs=1e-9)
+
+
+def test_ce_imbalance_sweep_matches_the_fixed_etf_closed_form():
+    """With the fixed ETF classifier every point is the ETF, h_i = w_{y_i}, and the loss is
+    n log(1 + (k - 1) exp(-(k / (k - 1)) / tau)) (docs/theory.md section 10, worked out by hand:
+    w_c . w_y = -1/(k - 1) for c != y)."""
+    from ufm import CrossEntropy
+
+    k, tau = 3, 0.5
+    result = sweeps.sweep_imbalance([1, 2, 4], k=k, n_max=8, tau=tau, relu_options=(False,),
+                                    objective=CrossEntropy("etf"))
+    row = result.series["no ReLU"]
+    for counts, loss, dist, status in zip(result.meta["counts"], row["loss"], row["dist:ETF"], row["status"]):
+        assert status == "optimal" and dist < 1e-7
+        assert loss == pytest.approx(sum(counts) * math.log1p((k - 1) * math.exp(-(k / (k - 1)) / tau)), rel=1e-9)
+    assert result.meta["loss"] == "CE, etf classifier"
+    with pytest.raises(ProblemError, match="check_gd"):
+        sweeps.sweep_imbalance([1], k=3, n_max=4, objective=CrossEntropy("etf"), check_gd=True)
+    with pytest.raises(ProblemError, match="no temperature"):
+        sweeps.sweep_temperature([0.5], [4, 4], objective=CrossEntropy("learned", 0.01))
 
 
 def test_temperature_sweep_matches_reduced_program():

@@ -2,8 +2,9 @@
 
 Each sweep returns a :class:`SweepResult` (JSON-ready numbers; ``ufm.app.plots.sweep_figure`` draws it).
 Full-batch points use the reduced k x k program (fast: counts only enter as weights); ``check_gd``
-cross-checks each point with gradient descent from several random starts in one vmapped call and
-records the relative gap of the best start to the reduced optimum.
+cross-checks every point with gradient descent from several random starts, all points and starts in
+one vmapped call (:func:`solvers.gd.solve_batched` with padding), and records the relative gap of the
+best start to the reduced optimum.
 
 Cosines between class means are reported per block: for STEP imbalance ``maj-maj``, ``maj-min`` and
 ``min-min`` (averaged over the block; the optimum is block-constant, docs/theory.md section 3); for
@@ -12,7 +13,7 @@ long-tail, ``head-head`` (classes 0, 1), ``head-tail`` (0, k-1) and ``tail-tail`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -74,25 +75,80 @@ def _geometry_row(M: np.ndarray, loss: float, counts, profile: str,
     return row
 
 
-def _reduced_point(problem: Problem, profile: str, check_gd: bool, gd_starts: int,
-                   minority_fraction: float | None = None) -> dict:
-    """One full-batch sweep point: the reduced program's geometry row, its status, and with
-    ``check_gd`` the relative gap of the best of ``gd_starts`` vmapped GD starts."""
+def _reduced_points(problems: Sequence[Problem], profile: str, check_gd: bool, gd_starts: int,
+                    minority_fraction: float | None, label: str, progress: Progress | None) -> list[dict]:
+    """The full-batch sweep points: each point's reduced program (geometry row and status), and with
+    ``check_gd`` the relative gap of the best of ``gd_starts`` gradient-descent starts to the reduced
+    optimum, every point and start in one vmapped call (:func:`_gd_gaps`).
+
+    The reduced points run one after another: each is a few milliseconds of compiled descent
+    (:func:`solvers.reduced.solve_factored`), counts and tau traced, so a sweep compiles once per
+    (k, ReLU) and vmapping them would save nothing worth another compile."""
     from solvers.convex import solve_reduced
 
-    sol = solve_reduced(problem)
-    row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile, minority_fraction)
-    row["status"] = sol.status
+    if problems[0].objective is not None:
+        return _objective_points(problems, profile, minority_fraction, label, progress)
+    rows, optima = [], []
+    for problem in each(problems, label, progress):
+        sol = solve_reduced(problem)
+        row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile, minority_fraction)
+        row["status"] = str(sol.status)
+        rows.append(row)
+        optima.append(sol.lower_bound)
     if check_gd:
-        row["gd_gap"] = _gd_gap(problem, sol.lower_bound, gd_starts)
-    return row
+        for row, gap in zip(rows, _gd_gaps(problems, optima, gd_starts, progress)):
+            row["gd_gap"] = gap
+    return rows
 
 
-def _gd_gap(problem: Problem, optimum: float, starts: int) -> float:
-    from solvers.gd import solve_many
+def _objective_points(problems: Sequence[Problem], profile: str, minority_fraction: float | None,
+                      label: str, progress: Progress | None) -> list[dict]:
+    """Sweep points of an interface objective (cross-entropy): each point is
+    :func:`solvers.gd.solve`, whose status the objective's own proved bound decides
+    (:mod:`solvers.generic`); the row holds its geometry, loss and status."""
+    from solvers.gd import solve
 
-    best = min(s.loss for s in solve_many(problem, list(range(starts))))
-    return float((best - optimum) / (abs(optimum) if optimum != 0 else 1.0))   # absolute where the optimum is 0
+    rows = []
+    for problem in each(problems, label, progress):
+        sol = solve(problem)
+        row = _geometry_row(sol.class_mean_gram, sol.loss, problem.counts, profile, minority_fraction)
+        row["status"] = str(sol.status)
+        rows.append(row)
+    return rows
+
+
+def _check_objective(objective, check_gd: bool, sweep: str) -> None:
+    """Refuse what a sweep over an interface objective cannot do, before anything runs."""
+    if objective is None:
+        return
+    if check_gd:
+        raise ProblemError("check_gd cross-checks the reduced SCL program with gradient descent; with the "
+                           f"{objective.name} objective every point is a certified gradient-descent solve "
+                           "already (drop check_gd)")
+    if sweep == "temperature" and objective.learned:
+        raise ProblemError("the learned-classifier CE loss has no temperature; sweep the imbalance instead, "
+                           "or use a fixed classifier (etf or of)")
+
+
+def _gd_gaps(problems: Sequence[Problem], optima: Sequence[float], starts: int,
+             progress: Progress | None) -> list[float]:
+    """For each problem the relative gap (best of ``starts`` starts, seeds 0 .. starts - 1) to its
+    optimum, absolute where the optimum is 0. The problems and starts of one shape (k, dim, ReLU) run
+    in one :func:`solvers.gd.solve_batched` call, padded to their largest n (``pad=True``: one
+    compiled program per shape for the whole sweep)."""
+    from solvers.gd import solve_batched
+
+    shapes: dict[tuple, list[int]] = {}
+    for i, problem in enumerate(problems):
+        shapes.setdefault((problem.k, problem.dim, problem.relu), []).append(i)
+    losses: dict[int, list[float]] = {}
+    for members in each(list(shapes.values()), "gd cross-check (vmapped per shape)", progress):
+        runs = [replace(problems[i], seed=seed) for i in members for seed in range(starts)]
+        sols = solve_batched(runs, pad=True)
+        for j, i in enumerate(members):
+            losses[i] = [s.loss for s in sols[j * starts:(j + 1) * starts]]
+    return [float((min(losses[i]) - optimum) / (abs(optimum) if optimum != 0 else 1.0))
+            for i, optimum in enumerate(optima)]
 
 
 def _append(series: dict, name: str, row: dict) -> None:
@@ -133,58 +189,75 @@ def _values(values, name: str) -> list[float]:
 
 
 def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
-                       minority_fraction: float = 0.5, tau: float = 0.5,
-                       relu_options=(False, True)) -> tuple[list[tuple], list[Problem]]:
-    """The points ``(R, relu)`` of :func:`sweep_imbalance` and their problems (validated, unsolved)."""
+                       minority_fraction: float = 0.5, tau: float | None = 0.5,
+                       relu_options=(False, True), objective=None) -> tuple[list[tuple], list[Problem]]:
+    """The points ``(R, relu)`` of :func:`sweep_imbalance` and their problems (validated, unsolved).
+    ``objective``: None (SCL) or a :class:`~ufm.CrossEntropy` (the learned classifier takes no tau)."""
     if profile not in ("step", "long-tail"):
         raise ProblemError(f"an imbalance sweep needs profile step or long-tail (got {profile!r})")
     ratios = _values(ratios, "the list of ratios")
     points = [(float(r), relu) for r in ratios for relu in _check_relu_options(relu_options)]
     fraction = minority_fraction if profile == "step" else None
+    if objective is not None and objective.learned:
+        tau = None
     return points, _problems(points, lambda r, relu: Problem.from_profile(
-        profile, k, n_max, r, fraction, tau=tau, relu=relu))
+        profile, k, n_max, r, fraction, tau=tau, relu=relu, objective=objective))
 
 
 def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
-                         relu_options=(False, True)) -> tuple[list[tuple], list[Problem]]:
+                         relu_options=(False, True), objective=None) -> tuple[list[tuple], list[Problem]]:
     """The points ``(tau, relu)`` of :func:`sweep_temperature` and their problems (validated, unsolved)."""
+    _check_objective(objective, False, "temperature")
     taus = _values(taus, "the list of temperatures")
     points = [(float(t), relu) for t in taus for relu in _check_relu_options(relu_options)]
-    return points, _problems(points, lambda t, relu: Problem.from_counts(counts, tau=t, relu=relu))
+    return points, _problems(points, lambda t, relu: Problem.from_counts(counts, tau=t, relu=relu,
+                                                                          objective=objective))
 
 
 def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
-                    minority_fraction: float = 0.5, tau: float = 0.5, relu_options=(False, True),
-                    check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None) -> SweepResult:
-    """Optimal geometry against the imbalance ratio R, with and/or without ReLU (reduced program).
+                    minority_fraction: float = 0.5, tau: float | None = 0.5, relu_options=(False, True),
+                    check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
+                    objective=None) -> SweepResult:
+    """Optimal geometry against the imbalance ratio R, with and/or without ReLU (reduced program; with a
+    cross-entropy ``objective``, its certified gradient-descent solve).
 
     Each point is ``Problem.from_profile(profile, k, n_max, R, minority_fraction)``: exactly the ratio
     R (``n_max / R`` a whole number), or the sweep is refused before any point is solved."""
+    _check_objective(objective, check_gd, "imbalance")
     points, problems = imbalance_problems(ratios, profile=profile, k=k, n_max=n_max,
-                                          minority_fraction=minority_fraction, tau=tau, relu_options=relu_options)
+                                          minority_fraction=minority_fraction, tau=tau, relu_options=relu_options,
+                                          objective=objective)
     series: dict = {}
     counts_used = []
-    for (ratio, relu), problem in each(list(zip(points, problems)), "sweep imbalance", progress):
-        _append(series, "ReLU" if relu else "no ReLU", _reduced_point(
-            problem, profile, check_gd, gd_starts, minority_fraction if profile == "step" else None))
+    rows = _reduced_points(problems, profile, check_gd, gd_starts,
+                           minority_fraction if profile == "step" else None, "sweep imbalance", progress)
+    for (ratio, relu), problem, row in zip(points, problems, rows):
+        _append(series, "ReLU" if relu else "no ReLU", row)
         if relu == points[0][1]:
             counts_used.append(list(problem.counts))
-    meta = {"profile": profile, "k": k, "n_max": n_max, "tau": tau, "counts": counts_used}
+    meta = {"profile": profile, "k": k, "n_max": n_max,
+            "tau": None if objective is not None and objective.learned else problems[0].tau, "counts": counts_used,
+            "loss": "scl" if objective is None else objective.describe()}
     if profile == "step":
         meta["minority_fraction"] = minority_fraction
     return SweepResult("imbalance", [float(r) for r in ratios], "imbalance ratio R", series, meta)
 
 
 def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options=(False, True),
-                      check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None) -> SweepResult:
-    """Optimal geometry against the temperature tau for fixed counts (reduced program)."""
-    points, problems = temperature_problems(taus, counts, relu_options=relu_options)
+                      check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
+                      objective=None) -> SweepResult:
+    """Optimal geometry against the temperature tau for fixed counts (reduced program; with a
+    fixed-classifier cross-entropy ``objective``, its certified gradient-descent solve)."""
+    _check_objective(objective, check_gd, "temperature")
+    points, problems = temperature_problems(taus, counts, relu_options=relu_options, objective=objective)
     series: dict = {}
     profile = "step" if len(set(problems[0].counts)) <= 2 else "long-tail"
-    for (tau, relu), problem in each(list(zip(points, problems)), "sweep temperature", progress):
-        _append(series, "ReLU" if relu else "no ReLU", _reduced_point(problem, profile, check_gd, gd_starts))
+    rows = _reduced_points(problems, profile, check_gd, gd_starts, None, "sweep temperature", progress)
+    for (tau, relu), row in zip(points, rows):
+        _append(series, "ReLU" if relu else "no ReLU", row)
     return SweepResult("temperature", [float(t) for t in taus], "temperature tau", series,
-                       {"counts": list(problems[0].counts)})
+                       {"counts": list(problems[0].counts),
+                        "loss": "scl" if objective is None else objective.describe()})
 
 
 #: The batching sweep's schemes: ``fixed-random`` is one random partition drawn once (the same batches

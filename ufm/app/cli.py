@@ -68,18 +68,24 @@ FRACTION = values.real(0, 1, lo_open=True, hi_open=True)
 DIM = values.integer(1, 10 ** 6)
 
 
+def add_objective_options(g) -> None:
+    """--loss, --classifier and --weight-decay (``solve``, ``predict`` and the imbalance and
+    temperature sweeps)."""
+    g.add_argument("--loss", choices=("scl", "ce"), help="objective: supervised contrastive (default) or "
+                                                         "cross-entropy (docs/theory.md section 10)")
+    g.add_argument("--classifier", choices=CLASSIFIERS,
+                   help="with --loss ce: fixed ETF or orthogonal-frame rows, or a learned classifier")
+    g.add_argument("--weight-decay", type=values.real(WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX),
+                   help=f"with --classifier learned: lambda in [{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}]")
+
+
 def add_problem_options(parser: argparse.ArgumentParser, batching: bool = True,
                         prototypes: bool = True, objective: bool = False) -> None:
     """The options of CLI.md "Describing a problem" (``objective``: also --loss, --classifier and
     --weight-decay)."""
     g = parser.add_argument_group("problem")
     if objective:
-        g.add_argument("--loss", choices=("scl", "ce"), help="objective: supervised contrastive (default) or "
-                                                             "cross-entropy (docs/theory.md section 10)")
-        g.add_argument("--classifier", choices=CLASSIFIERS,
-                       help="with --loss ce: fixed ETF or orthogonal-frame rows, or a learned classifier")
-        g.add_argument("--weight-decay", type=values.real(WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX),
-                       help=f"with --classifier learned: lambda in [{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}]")
+        add_objective_options(g)
     g.add_argument("--counts", type=values.counts,
                    help="class counts, e.g. 8,8,2,2 (instead of --classes/--imbalance/--n-max/--ratio)")
     g.add_argument("--classes", type=CLASSES, help="number of classes K (default 4)")
@@ -548,22 +554,28 @@ def _sweep_points(args: argparse.Namespace):
     from theory_checks import sweeps
 
     bar = None if args.no_progress else progress
+    objective = _objective(args) if args.sweep != "batching" else None
+    if objective is not None:
+        refuse(_given(args, "check_gd"), "to --loss ce (every point is a certified gradient-descent solve already)")
     if args.sweep == "imbalance":
         imbalance = args.imbalance or "step"
         if imbalance != "step":
             refuse(_given(args, "minority_fraction"), f"to --imbalance {imbalance} (only step has minority classes)")
+        learned = objective is not None and objective.learned
+        if learned:
+            refuse(_given(args, "tau"), "to the learned classifier (its logits have no temperature)")
         options = dict(profile=imbalance, k=args.classes or 4, n_max=args.n_max or 32,
-                       minority_fraction=args.minority_fraction or 0.5, tau=args.tau or 0.5,
-                       relu_options=_relu_options(args))
+                       minority_fraction=args.minority_fraction or 0.5, tau=None if learned else args.tau or 0.5,
+                       relu_options=_relu_options(args), objective=objective)
         _, problems = sweeps.imbalance_problems(args.ratios, **options)
         return problems, lambda: sweeps.sweep_imbalance(args.ratios, check_gd=args.check_gd,
                                                         progress=bar, **options)
     if args.sweep == "temperature":
         counts = list(args.counts or (20, 20, 4, 4))
         relu_options = _relu_options(args)
-        _, problems = sweeps.temperature_problems(args.taus, counts, relu_options=relu_options)
+        _, problems = sweeps.temperature_problems(args.taus, counts, relu_options=relu_options, objective=objective)
         return problems, lambda: sweeps.sweep_temperature(args.taus, counts, relu_options=relu_options,
-                                                          check_gd=args.check_gd, progress=bar)
+                                                          check_gd=args.check_gd, progress=bar, objective=objective)
     counts = list(args.counts or (8, 8, 4, 4))
     schemes = args.schemes or (["fixed-random", "random", "binding"] if args.relu else ["fixed-random"])
     options = dict(tau=args.tau or 0.5, schemes=schemes, relu=bool(args.relu), seed=args.seed or 0)
@@ -581,6 +593,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.sweep == "batching" or check_gd:
             sizing.require(sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=4 if check_gd else 1),
                            f"gradient descent on n = {problem.n}", "use smaller counts")
+        if problem.objective is not None:
+            sizing.require(sizing.gd_bytes(problem, gd.DEFAULT_STEPS), f"gradient descent on n = {problem.n}",
+                           "use smaller counts")
+            continue
         sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}, n = {problem.n}",
                        "use fewer classes or examples")
     if args.validate_only:
@@ -597,8 +613,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         panels = [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
                   ("loss", "optimal loss (sum, nats)")]
-        title = (f"{result.meta['profile']} imbalance, k = {result.meta['k']}, tau = {result.meta['tau']:g}"
+        title = (f"{result.meta['profile']} imbalance, k = {result.meta['k']}"
+                 + ("" if result.meta["tau"] is None else f", tau = {result.meta['tau']:g}")
                  if args.sweep == "imbalance" else f"counts {result.meta['counts']}")
+        if result.meta["loss"] != "scl":
+            title += f", {result.meta['loss']}"
     fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=args.sweep != "batching",
                              logy=args.sweep == "batching", title=title)
     if not args.json:
@@ -785,6 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--relu", action="store_true", help="ReLU only (default: no ReLU only)")
         p.add_argument("--compare-relu", action="store_true", help="both, side by side")
         p.add_argument("--check-gd", action="store_true", help="cross-check each point with vmapped GD")
+        add_objective_options(p.add_argument_group("objective"))
     bat = sweep_sub.add_parser("batching", help="against the batch size per scheme (gradient descent)")
     bat.add_argument("--batch-sizes", type=values.integers(2, 10 ** 6), default=[6, 8, 12, 16],
                      help="list of batch sizes (default 6,8,12,16)")

@@ -64,6 +64,12 @@ class CrossEntropy:
     def learned(self) -> bool:
         return self.classifier == "learned"
 
+    def describe(self) -> str:
+        """A short label: ``"CE, etf classifier"`` or ``"CE, learned classifier, lambda = 0.005"``."""
+        if self.learned:
+            return f"CE, learned classifier, lambda = {self.weight_decay:g}"
+        return f"CE, {self.classifier} classifier"
+
     def validate(self, k: int, dim: int, relu: bool) -> None:
         """Raise :class:`ProblemError` for a classifier, weight decay, dim or ReLU that does not fit."""
         if self.classifier not in CLASSIFIERS:
