@@ -10,6 +10,10 @@ One step from params P with f = objective(P), G = grad f(P):
 
 A non-finite f (E = 0 exactly, f = log E = -inf: a global minimum) gives g = 0, so the point stays.
 
+One evaluation per step: with ``keep`` the transform also receives ``value_and_grad_fn``; a search that uses it
+(:func:`solvers.transforms.nonmonotone_armijo`) keeps f and grad f at the point it accepts, and
+:func:`after_step` takes them from its state instead of evaluating the new point again.
+
 Stopping (:func:`update`): converged when |f_k - f_(k-1)| <= tol and ||g_k||_F <= grad_tol (with
 f = log E the first is the relative change of the excess), or f = -inf; stalled when a transform
 that searches (it has an ``accepted`` field, :func:`solvers.transforms.nonmonotone_armijo`) finds no
@@ -31,13 +35,17 @@ FEASIBILITY_TOL = 1e-3
 
 
 def step(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params,
-         value, grad, tx_state) -> tuple[Any, Any, jax.Array]:
+         value, grad, tx_state, keep: bool = False) -> tuple[Any, Any, jax.Array]:
     """One step from ``params`` with ``value`` = objective(params) and ``grad`` its Euclidean gradient.
-    Returns ``(new params, new transform state, stalled)``."""
+    Returns ``(new params, new transform state, stalled)``. ``keep``: also pass the transform
+    ``value_and_grad_fn`` so that it can keep f and grad f at the new point; only for a transform
+    that accepts it (:data:`solvers.optimizers.KEEPS_EVALUATION`: optax's own line searches refuse
+    unknown arguments), and only where the next step is on the same objective (not a new batch)."""
     grad = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
     g = constraint_set.direction(params, grad)
+    kept = {"value_and_grad_fn": lambda p: value_and_grad(objective, p)} if keep else {}
     updates, tx_state = tx.update(g, tx_state, params, value=value, grad=g,
-                                  value_fn=lambda p: objective(constraint_set.retract(p)))
+                                  value_fn=lambda p: objective(constraint_set.retract(p)), **kept)
     new = constraint_set.retract(otu.tree_add(params, updates))
     accepted = otu.tree_get(tx_state, "accepted", default=jnp.asarray(True))
     stalled = (~accepted) & (otu.tree_vdot(g, g) > 0)
@@ -57,11 +65,33 @@ class DescentState(NamedTuple):
     tx_state: Any
 
 
+def value_and_grad(objective: Callable, params) -> tuple[jax.Array, Any]:
+    """``(f, grad f)`` at ``params``; the gradient is 0 where f is not finite."""
+    value, grad = jax.value_and_grad(objective)(params)
+    return value, jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
+
+
 def measure(objective: Callable, constraint_set, params) -> tuple[jax.Array, Any, jax.Array]:
     """``(f, grad f, ||direction||_F)`` at ``params``; the gradient is 0 where f is not finite."""
-    value, grad = jax.value_and_grad(objective)(params)
-    grad = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
+    value, grad = value_and_grad(objective, params)
     return value, grad, otu.tree_norm(constraint_set.direction(params, grad))
+
+
+def after_step(objective: Callable, constraint_set, params, tx_state, value, grad,
+               keep: bool) -> tuple[jax.Array, Any, jax.Array]:
+    """``(f, grad f, ||direction||_F)`` at the new ``params`` after :func:`step` from a point with
+    ``value`` and ``grad``: with ``keep`` (as given to :func:`step`), the transform's kept evaluation
+    (a search that evaluated value and gradient at the point it accepted,
+    :func:`solvers.transforms.nonmonotone_armijo`), or the old ones where it found no step (the
+    point did not move); otherwise a new evaluation."""
+    kept = otu.tree_get(tx_state, "accepted_value")
+    if not keep or kept is None:
+        return measure(objective, constraint_set, params)
+    accepted = otu.tree_get(tx_state, "accepted")
+    new_value = jnp.where(accepted, kept, value)
+    new_grad = jax.tree_util.tree_map(lambda a, b: jnp.where(accepted, a, b),
+                                      otu.tree_get(tx_state, "accepted_grad"), grad)
+    return new_value, new_grad, otu.tree_norm(constraint_set.direction(params, new_grad))
 
 
 def failed(constraint_set, params, value, grad_norm) -> jax.Array:
@@ -81,11 +111,11 @@ def init(objective: Callable, constraint_set, tx: optax.GradientTransformationEx
 
 
 def update(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs,
-           state: DescentState, tol: float, grad_tol: float) -> DescentState:
-    """One step and the stopping tests (module docstring)."""
+           state: DescentState, tol: float, grad_tol: float, keep: bool = False) -> DescentState:
+    """One step and the stopping tests (module docstring); ``keep`` as in :func:`step`."""
     params, tx_state, stalled = step(objective, constraint_set, tx, state.params, state.value, state.grad,
-                                     state.tx_state)
-    value, grad, grad_norm = measure(objective, constraint_set, params)
+                                     state.tx_state, keep)
+    value, grad, grad_norm = after_step(objective, constraint_set, params, tx_state, state.value, state.grad, keep)
     zero = value == -jnp.inf
     change = jnp.where(zero, 0.0, jnp.abs(value - state.value))
     bad = failed(constraint_set, params, value, grad_norm)
@@ -95,10 +125,11 @@ def update(objective: Callable, constraint_set, tx: optax.GradientTransformation
 
 
 def run(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params, *,
-        max_steps: int, tol: float, grad_tol: float) -> DescentState:
-    """Steps until converged, stalled, failed or ``max_steps`` (jit it with the objective fixed)."""
+        max_steps: int, tol: float, grad_tol: float, keep: bool = False) -> DescentState:
+    """Steps until converged, stalled, failed or ``max_steps`` (jit it with the objective fixed);
+    ``keep`` as in :func:`step`."""
     def going(s: DescentState):
         return ~s.converged & ~s.stalled & ~s.failed & (s.iteration < max_steps)
 
-    return jax.lax.while_loop(going, lambda s: update(objective, constraint_set, tx, s, tol, grad_tol),
+    return jax.lax.while_loop(going, lambda s: update(objective, constraint_set, tx, s, tol, grad_tol, keep),
                               init(objective, constraint_set, tx, params))

@@ -92,7 +92,7 @@ import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from solvers import descent, generic
-from solvers.optimizers import OPTIMIZERS
+from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
 from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
 from solvers.sizing import certificate_bytes
@@ -209,11 +209,14 @@ def _run(cfg: Config, data: Data):
         return descent.measure(lambda V: loss(V, data.mon_index, data.mon_valid), cset, H)
 
     tx = _make_tx(cfg, data.lr, cfg.steps * groups)
+    keep = cfg.optimizer in KEEPS_EVALUATION and not cfg.stochastic
     opt0 = tx.init(H0)
 
     def step(H, f, G, index, valid, opt):
-        """One step on the loss of (index, valid); f, G at H for those batches (solvers.descent)."""
-        H, opt, stalled = descent.step(lambda V: loss(V, index, valid), cset, tx, H, f, G, opt)
+        """One step on the loss of (index, valid); f, G at H for those batches (solvers.descent). A
+        deterministic batching's step is on the reported objective itself, so the search keeps f and
+        G at the new point (one evaluation per step); a random batch's is not."""
+        H, opt, stalled = descent.step(lambda V: loss(V, index, valid), cset, tx, H, f, G, opt, keep=keep)
         return H, stalled, opt
 
     def epoch_body(s: LoopState) -> LoopState:
@@ -235,7 +238,11 @@ def _run(cfg: Config, data: Data):
             stalled = jnp.asarray(False)
         else:
             H, stalled, opt = step(s.H, s.f, s.G, idx[0], val[0], s.opt)
-        f, G, gnorm = monitor(H)
+        if cfg.stochastic:
+            f, G, gnorm = monitor(H)
+        else:     # the step's objective is the reported one: reuse what the search kept
+            f, G, gnorm = descent.after_step(lambda V: loss(V, data.mon_index, data.mon_valid), cset, H, opt,
+                                             s.f, s.G, keep)
         # f = log E: its change is the relative change of E; E = 0 (f = -inf) is a global minimum
         zero = f == -jnp.inf
         rel = jnp.where(zero, 0.0, jnp.abs(f - s.f))
@@ -435,6 +442,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     const = problem_constant(problem)
     hist = np.exp(np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)])
     bb_step = otu.tree_get(s.opt, "step")
+    trials = otu.tree_get(s.opt, "trials")
     grad_tol = float(tol ** GRAD_POWER)
     info = DescentInfo(
         optimizer=cfg.optimizer or "custom", dtype=jnp.dtype(dtype).name, tol=tol, grad_tol=grad_tol,
@@ -443,7 +451,8 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
         mean_gram_checkpoints={"epochs": snapshot_epochs(epochs),
                                "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
                                    :len(snapshot_epochs(epochs))].tolist()},
-        last_step_size=None if bb_step is None else float(bb_step))
+        last_step_size=None if bb_step is None else float(bb_step),
+        evaluations=None if trials is None or cfg.stochastic else 1 + int(trials))
     if bool(s.bad) or not np.all(np.isfinite(H)) or \
             not unit_sphere(problem.relu).violation(H) <= descent.FEASIBILITY_TOL:
         M = np.full((problem.k, problem.k), np.nan)

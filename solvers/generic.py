@@ -26,7 +26,7 @@ from ufm.problem import Problem
 from ufm.solution import DescentInfo, Solution, certified_status
 from solvers import descent
 from solvers.certificate import Certificate
-from solvers.optimizers import OPTIMIZERS
+from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
 
 #: The gradient test is ||direction|| <= tol ** GRAD_POWER, as in solvers.gd.
 GRAD_POWER = 0.75
@@ -40,7 +40,8 @@ def _compiled(problem: Problem, optimizer, steps: int, lr: float, tol: float, ma
                                        else OPTIMIZERS[optimizer](lr, steps, cset, False))
 
     def run(params):
-        return descent.run(value, cset, tx, params, max_steps=steps, tol=tol, grad_tol=tol ** GRAD_POWER)
+        return descent.run(value, cset, tx, params, max_steps=steps, tol=tol, grad_tol=tol ** GRAD_POWER,
+                           keep=isinstance(optimizer, str) and optimizer in KEEPS_EVALUATION)
     return jax.jit(jax.vmap(run) if many else run)
 
 

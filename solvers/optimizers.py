@@ -44,6 +44,11 @@ def lbfgs(learning_rate, total_steps: int, constraint_set, stochastic: bool) -> 
     return optax.lbfgs()
 
 
+#: The named optimisers whose transform takes the extra argument ``value_and_grad_fn`` and keeps f
+#: and grad f at the point it accepts (:func:`solvers.transforms.nonmonotone_armijo`), so that the
+#: solver evaluates once per step (:func:`solvers.descent.after_step`).
+KEEPS_EVALUATION = frozenset({"bb"})
+
 #: The registry of named optimisers.
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "bb": spectral_projected_gradient,

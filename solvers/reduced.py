@@ -101,7 +101,8 @@ def _factored_run(relu: bool, max_iter: int, grad_tol: float):
         def objective(V):
             return reduced_log_excess(V @ V.T, counts, tau)
         # tol = inf: stop on the gradient test alone (or a stalled search: the floating-point floor)
-        return descent.run(objective, cset, tx, V0, max_steps=max_iter, tol=float("inf"), grad_tol=grad_tol)
+        return descent.run(objective, cset, tx, V0, max_steps=max_iter, tol=float("inf"), grad_tol=grad_tol,
+                           keep=True)
     return jax.jit(run)
 
 

@@ -80,6 +80,9 @@ class ArmijoState(NamedTuple):
     scale: jax.Array           # the last accepted multiplier m
     count: jax.Array           # accepted steps
     accepted: jax.Array        # whether the last search found a step
+    trials: jax.Array          # objective evaluations made by every search so far
+    accepted_value: jax.Array  # with value_and_grad_fn: f at the accepted point (nan otherwise)
+    accepted_grad: optax.Updates   # ... and its Euclidean gradient (zeros otherwise)
 
 
 def nonmonotone_armijo(constraint_set, memory: int = NONMONOTONE_MEMORY, c: float = ARMIJO_C,
@@ -87,16 +90,23 @@ def nonmonotone_armijo(constraint_set, memory: int = NONMONOTONE_MEMORY, c: floa
                        initial: str = "one") -> optax.GradientTransformationExtraArgs:
     """Backtracking along ``retract(params + m updates)`` (module docstring). Needs the extra
     arguments ``value``, ``grad`` and ``value_fn``. ``initial``: ``"one"`` (start every search at
-    m = 1: the step of the previous transform) or ``"double"`` (twice the last accepted m)."""
+    m = 1: the step of the previous transform) or ``"double"`` (twice the last accepted m).
+
+    With the extra argument ``value_and_grad_fn`` (f and its Euclidean gradient at a point of the
+    set) each trial evaluates both, and the state keeps them at the accepted point
+    (``accepted_value``, ``accepted_grad``), so the solver need not evaluate there again
+    (:func:`solvers.descent.update`): one loss-and-gradient evaluation per step where the first trial
+    is accepted, as optax's zoom line search keeps ``value`` and ``grad`` in its state."""
     if initial not in ("one", "double"):
         raise ValueError(f"initial must be 'one' or 'double' (got {initial!r})")
 
     def init(params):
         dtype = otu.tree_dtype(params)
         return ArmijoState(jnp.full((memory,), jnp.nan, dtype), jnp.asarray(1.0, dtype), jnp.asarray(0),
-                           jnp.asarray(True))
+                           jnp.asarray(True), jnp.asarray(0), jnp.asarray(jnp.nan, dtype),
+                           otu.tree_zeros_like(params))
 
-    def update(updates, state, params=None, *, value, grad, value_fn, **extra):
+    def update(updates, state, params=None, *, value, grad, value_fn, value_and_grad_fn=None, **extra):
         del extra
         if memory == 1:       # monotone: the reference is the value here (the batch may have changed)
             reference = jnp.asarray(value)
@@ -104,25 +114,32 @@ def nonmonotone_armijo(constraint_set, memory: int = NONMONOTONE_MEMORY, c: floa
             reference = jnp.max(jnp.where(jnp.isfinite(state.values), state.values, value))
             reference = jnp.maximum(reference, value)
         m0 = jnp.where((state.count > 0) & (initial == "double"), 2.0 * state.scale, 1.0).astype(state.scale.dtype)
+        evaluate = value_and_grad_fn if value_and_grad_fn is not None else \
+            (lambda p: (value_fn(p), state.accepted_grad))
 
         def searching(carry):
-            _, _, _, ok, i = carry
+            ok, i = carry[3], carry[5]
             return (~ok) & (i < max_backtracks)
 
         def backtrack(carry):
-            m, _, _, _, i = carry
+            m, _, _, _, _, i = carry
             trial = constraint_set.retract(otu.tree_add_scale(params, m, updates))
-            f_trial = value_fn(trial)
+            f_trial, g_trial = evaluate(trial)
             decrease = otu.tree_vdot(grad, otu.tree_sub(trial, params))
             ok = ((f_trial == -jnp.inf) | (jnp.isfinite(f_trial) & (f_trial <= reference + c * decrease))) \
                 & (decrease < 0)
-            return jnp.where(ok, m, m / 2), trial, f_trial, ok, i + 1
+            return jnp.where(ok, m, m / 2), trial, f_trial, ok, g_trial, i + 1
 
-        m, trial, f_trial, ok, _ = jax.lax.while_loop(
-            searching, backtrack, (m0, params, jnp.asarray(value), jnp.asarray(False), jnp.asarray(0)))
-        step = jax.tree_util.tree_map(lambda t, p: jnp.where(ok, t - p, jnp.zeros_like(p)), trial, params)
+        m, trial, f_trial, ok, g_trial, tried = jax.lax.while_loop(
+            searching, backtrack, (m0, params, jnp.asarray(value), jnp.asarray(False), state.accepted_grad,
+                                   jnp.asarray(0)))
+        # the move m u itself (0 when no step was found): the solver's retract(params + m u) is the
+        # trial point's own expression, so a kept value and gradient belong to the new iterate
+        step = otu.tree_scale(jnp.where(ok, m, 0.0).astype(state.scale.dtype), updates)
         values = jnp.roll(state.values, 1).at[0].set(jnp.where(ok, f_trial, value))
-        new = ArmijoState(values, jnp.where(ok, m, state.scale), state.count + ok.astype(state.count.dtype), ok)
+        kept_value = jnp.where(ok & (value_and_grad_fn is not None), f_trial, jnp.nan).astype(state.accepted_value.dtype)
+        new = ArmijoState(values, jnp.where(ok, m, state.scale), state.count + ok.astype(state.count.dtype), ok,
+                          state.trials + tried, kept_value, g_trial)
         return step, new
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -39,6 +39,7 @@ def test_solvers_return_their_typed_records():
     assert isinstance(sol.info, DescentInfo) and sol.info.optimizer == "bb" and sol.info.objective == "scl"
     assert len(sol.info.loss_history) == sol.iterations
     assert sol.info.mean_gram_checkpoints["epochs"][0] == 0
+    assert sol.info.evaluations <= 1.5 * sol.iterations + 1       # the search's kept evaluations reused
     red = solve_reduced(problem)
     assert isinstance(red.info, ProgramInfo) and red.info.program == "factored"
     assert red.info.solver == "factored-descent" and red.info.starts_tried >= 1

@@ -51,6 +51,10 @@ class DescentInfo:
     - ``mean_gram_checkpoints``: ``{"epochs": [...], "grams": [(k, k), ...]}``, the class-mean Gram
       at the start and after epochs 1, 2, 4, ... (SCL);
     - ``last_step_size``: the BB step at the end (where the transform has one);
+    - ``evaluations``: loss-and-gradient evaluations of the run where the search counts them (the
+      default optimiser on a deterministic batching: 1 at the start plus one per trial of every
+      search, the accepted trial's evaluation being reused as the next step's; of the last run, where
+      a temperature continuation or the tied polish ran several), else None;
     - ``polish``: what the tied polish did, if it ran; ``polished_from_iterations``: epochs before it;
     - ``metrics``: numbers an objective reports about its point (cross-entropy: ``self_duality``,
       ``classifier``, ``bias``), by that objective's names.
@@ -68,6 +72,7 @@ class DescentInfo:
     excess_history: list[float] = field(default_factory=list)
     mean_gram_checkpoints: dict[str, list] | None = None
     last_step_size: float | None = None
+    evaluations: int | None = None
     polish: str | None = None
     polished_from_iterations: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
