@@ -35,20 +35,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
-from scipy.special import logsumexp
 
 from solvers.factor import pivoted_cholesky
 from solvers.sizing import CACHE_BYTES, certificate_bytes
 from ufm.constraint_sets import SPHERE
 from ufm.batching import pack
 from ufm.errors import ProblemError
-from ufm.excess import (excess_constant, log_softplus_np, reduced_constant, reduced_excess,
-                        representatives)
+from ufm.excess import (anchor_gradient_rows, excess_constant, log_excess_packed, reduced_constant,
+                        reduced_excess, representatives, stacked_batches, weight_gradient_rows)
 from ufm.problem import Problem
 
 #: Default tolerance on the relative gap (gap / E) for ``certified`` (and status ``optimal``).
@@ -202,119 +202,91 @@ def _lanczos_lower_bound(slack: Callable[[np.ndarray], np.ndarray], X: np.ndarra
     return lam, 10 * q * np.finfo(float).eps * top
 
 
-# ---------------------------------------------------------------- SCL over a batching (NumPy)
-def _batch_arrays(problem: Problem, H: np.ndarray, packed, W, wl) -> tuple[np.ndarray, ...]:
-    """The padded rows of every batch, as :func:`ufm.excess.batch_rows` (NumPy): Z, R (nb, w, d),
-    labels, member, is_anchor (nb, w), and the global row index (nb, w) of each (prototype rows
-    n..n+p-1)."""
-    labels = problem.labels
-    rep = representatives(labels)
-    index, valid = packed.index, packed.valid
-    Z, R, lab, mem, anc = H[index], H[rep[index]], labels[index], valid, valid
-    gidx = index
-    if W is not None:
-        nb, p = len(index), len(W)
-        first = np.array([np.flatnonzero(labels == c)[0] for c in wl])
-        Z = np.concatenate([Z, np.broadcast_to(W, (nb, p, H.shape[1]))], axis=1)
-        R = np.concatenate([R, np.broadcast_to(H[rep[first]], (nb, p, H.shape[1]))], axis=1)
-        lab = np.concatenate([lab, np.broadcast_to(wl, (nb, p))], axis=1)
-        mem = np.concatenate([valid, np.ones((nb, p), dtype=bool)], axis=1)
-        anc = np.concatenate([valid, np.full((nb, p), problem.prototype_anchors)], axis=1)
-        gidx = np.concatenate([index, np.broadcast_to(np.arange(problem.n, problem.n + p), (nb, p))], axis=1)
-    return Z, R, lab, mem, anc, gidx
+# ---------------------------------------------------------------- SCL over a batching
+class _BatchRows(NamedTuple):
+    """The padded rows of every batch (:func:`ufm.excess.batch_rows`): Z, R (nb, w, d), labels,
+    member, is_anchor (nb, w); ``index`` (nb, w) the row of [H; W] of each (prototypes n..n+p-1)."""
+
+    Z: np.ndarray
+    R: np.ndarray
+    labels: np.ndarray
+    member: np.ndarray
+    is_anchor: np.ndarray
+    index: np.ndarray
 
 
-def _lse_rows(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Row-wise logsumexp of a over mask (-inf where the mask is empty)."""
-    top = np.max(np.where(mask, a, -np.inf), axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return top[:, 0] + np.log(np.sum(np.where(mask, np.exp(np.where(mask, a, top) - top), 0.0), axis=1))
+def _batch_rows(problem: Problem, H: np.ndarray, packed, W, wl) -> _BatchRows:
+    s = stacked_batches(jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
+                        jnp.asarray(packed.index), jnp.asarray(packed.valid),
+                        None if W is None else jnp.asarray(wl), problem.prototype_anchors)
+    rows = H if W is None else np.vstack([H, W])
+    index, rep = np.asarray(s.index), np.asarray(s.rep)
+    return _BatchRows(rows[index], rows[rep[index]], np.asarray(s.labels)[index], np.asarray(s.member),
+                      np.asarray(s.is_anchor), index)
 
 
-def _anchor_rows(Z, R, lab, mem, anc, tau: float, rows: np.ndarray, log_e: float | None):
-    """For the anchors ``rows`` of one batch: ``(within (c,), log softplus (c,), C (c, w) or None)``
-    with C = grad_G log E restricted to those rows (``log_e`` = log E of the whole point). The same
-    formulas as :func:`ufm.excess.block_parts` (docs/theory.md section 3a)."""
-    Zr = Z[rows]
-    logits = Zr @ Z.T / tau
-    U = Zr @ (Z - R).T / tau
-    shift = np.sum(Zr * R[rows], axis=1) / tau
-    others = mem[rows][:, None] & mem[None, :]
-    others[np.arange(len(rows)), rows] = False
-    same = lab[rows][:, None] == lab[None, :]
-    pos, neg = others & same, others & ~same
-    n_pos = pos.sum(axis=1)
-    has_pos = anc[rows] & mem[rows] & (n_pos > 0)
-    top = np.max(np.where(pos, U, -np.inf), axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    e_pos = np.where(pos, np.exp(np.where(pos, U, top) - top), 0.0)
-    sum_pos = np.where(n_pos > 0, e_pos.sum(axis=1), 1.0)
-    npos = np.maximum(n_pos, 1)
-    mean_u = np.sum(np.where(pos, U, 0.0), axis=1) / npos
-    within = np.where(has_pos, np.log(sum_pos / npos) + (top[:, 0] - mean_u), 0.0)
-    lse_pos = top[:, 0] + np.log(sum_pos)
-    a = logits - shift[:, None]
-    lse_neg = _lse_rows(a, neg)
-    delta = lse_neg - lse_pos
-    log_sp = np.where(has_pos, log_softplus_np(delta), -np.inf)
-    if log_e is None:
-        return within, log_sp, None
-    p = e_pos / sum_pos[:, None]
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        q_neg = np.where(neg, np.exp(np.where(neg, a, 0.0) - np.where(np.isfinite(lse_neg), lse_neg, 0.0)[:, None]), 0.0)
-        s_over_e = np.exp(-np.logaddexp(0.0, -delta) - log_e)           # sigmoid(delta) / E
-        w_part = p - np.where(pos, 1.0 / npos[:, None], 0.0)
-        # (p - 1/|P|) / (tau E): exactly 0 where p = 1/|P| (collapse), never 0 * inf
-        w_scaled = np.where(w_part == 0, 0.0, w_part * np.exp(-log_e)) / tau
-        C = w_scaled + s_over_e[:, None] * (q_neg - p) / tau
-    return within, log_sp, np.where(has_pos[:, None], C, 0.0)
+def _chunk_rows(width: int) -> int:
+    """Anchors per row block, so that a block's (c, w) temporaries stay near 64 MB."""
+    return max(1, min(width, (8 * 2 ** 20) // max(width, 1)))
 
 
-def _chunks(width: int) -> list[np.ndarray]:
-    """Row blocks of one batch sized so that a block's (c, w) temporaries stay near 64 MB."""
-    c = max(1, min(width, (8 * 2 ** 20) // max(width, 1)))
-    return [np.arange(s, min(s + c, width)) for s in range(0, width, c)]
+def _bucket(size: int, low: int) -> int:
+    """The next power of two >= size (at least ``low``): padded shapes share compiled code."""
+    return max(low, 1 << (max(size, 1) - 1).bit_length())
 
 
-def _scl_log_excess(problem: Problem, arrays) -> float:
-    Z, R, lab, mem, anc, _ = arrays
-    total_w, log_terms = 0.0, []
-    for b in range(len(Z)):
-        for rows in _chunks(Z.shape[1]):
-            within, log_sp, _ = _anchor_rows(Z[b], R[b], lab[b], mem[b], anc[b], problem.tau, rows, None)
-            total_w += float(within.sum())
-            log_terms.append(log_sp[np.isfinite(log_sp)])
-    flat = np.concatenate(log_terms)
-    log_sp_sum = float(logsumexp(flat)) if flat.size else -np.inf
-    if total_w <= 0:
-        return log_sp_sum
-    return float(np.logaddexp(np.log(total_w), log_sp_sum))
+def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float, np.ndarray]:
+    """``(log E, C (nb, w, w))`` with C_b = grad_G log E on batch b (not symmetrised): the one SCL
+    formula differentiated by JAX (:func:`ufm.excess.anchor_gradient_rows`). Batches are padded to
+    a power-of-two width and dimension (rows outside the batch, zero coordinates) and evaluated in
+    groups of a fixed number, so problems of many sizes share a few compiled shapes."""
+    nb, w = rows.labels.shape
+    d = rows.Z.shape[2]
+    wp, dp = _bucket(w, 8), _bucket(d, 4)
+    group = min(_bucket(nb, 1), max(1, 2 ** 20 // (wp * wp)))
+    padded = -(-nb // group) * group
+    Z, R = np.zeros((padded, wp, dp)), np.zeros((padded, wp, dp))
+    Z[:nb, :w, :d], R[:nb, :w, :d] = rows.Z, rows.R
+    labels = np.zeros((padded, wp), dtype=np.int32)
+    member, anchor = np.zeros((padded, wp), dtype=bool), np.zeros((padded, wp), dtype=bool)
+    labels[:nb, :w], member[:nb, :w], anchor[:nb, :w] = rows.labels, rows.member, rows.is_anchor
+    log_rows, C = np.empty((nb, w)), np.empty((nb, w, w))
+    tau = jnp.asarray(problem.tau, dtype=jnp.float64)
+    for start in range(0, nb, group):
+        part = slice(start, start + group)
+        log_e, D = anchor_gradient_rows(Z[part], R[part], labels[part], member[part], anchor[part], tau,
+                                        chunk_size=_chunk_rows(wp))
+        take = min(group, nb - start)
+        log_rows[start:start + take] = np.asarray(log_e)[:take, :w]
+        C[start:start + take] = np.asarray(D)[:take, :w, :w]
+    return weight_gradient_rows(log_rows, C), C
 
 
 def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
-    """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64 NumPy; -inf if
-    E = 0). The same formulas as the JAX objective :func:`ufm.excess.log_excess_packed`."""
+    """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0):
+    the JAX objective :func:`ufm.excess.log_excess_packed`, in row blocks of bounded memory."""
+    packed = pack(problem.batches(epoch))
     W, wl = problem.prototype_rows()
-    arrays = _batch_arrays(problem, np.asarray(H, dtype=np.float64), pack(problem.batches(epoch)), W, wl)
-    return _scl_log_excess(problem, arrays)
+    width = packed.index.shape[1] + (0 if W is None else len(W))
+    chunk = _chunk_rows(width)
+    return float(log_excess_packed(
+        jnp.asarray(H, dtype=jnp.float64), jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
+        jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index), jnp.asarray(packed.valid),
+        None if W is None else jnp.asarray(W, dtype=jnp.float64), None if wl is None else jnp.asarray(wl),
+        prototype_anchors=problem.prototype_anchors, chunk_size=None if chunk >= width else chunk))
 
 
-def _gradient_blocks(problem: Problem, arrays, log_e: float, relu_rows: int) -> tuple[np.ndarray, float]:
-    """Per batch b: A_b = sym(C_b) - N_b (w, w), C_b = grad_G log E restricted to the batch, and
-    sum_b <N_b, G0_b>. ``relu_rows``: 0 without ReLU; else the number of leading rows of a batch on
-    which G >= 0 is a constraint."""
-    Z, R, lab, mem, anc, _ = arrays
-    nb, w = lab.shape
-    blocks = np.zeros((nb, w, w))
+def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> tuple[np.ndarray, float]:
+    """Per batch b: A_b = sym(C_b) - N_b (w, w) (in place of ``blocks``), and sum_b <N_b, G0_b>.
+    ``relu_rows``: 0 without ReLU; else the number of leading rows of a batch on which G >= 0 is a
+    constraint (N = max(sym C, 0) on its active entries, G0_ij <= ``ACTIVE_TOL``)."""
+    nb, w = rows.labels.shape
     ng0 = 0.0
     for b in range(nb):
-        for rows in _chunks(w):
-            blocks[b, rows] = _anchor_rows(Z[b], R[b], lab[b], mem[b], anc[b], problem.tau, rows, log_e)[2]
         A = (blocks[b] + blocks[b].T) / 2
         if relu_rows:
-            ok = (np.arange(w) < relu_rows) & mem[b]
-            gram = Z[b] @ Z[b].T
+            ok = (np.arange(w) < relu_rows) & rows.member[b]
+            gram = rows.Z[b] @ rows.Z[b].T
             active = ok[:, None] & ok[None, :] & (gram <= ACTIVE_TOL)
             np.fill_diagonal(active, False)
             N = np.where(active, np.maximum(A, 0.0), 0.0)
@@ -367,29 +339,29 @@ def _snapped(problem: Problem, H: np.ndarray) -> np.ndarray | None:
     return None if tied is None else tied[0][tied[1]]
 
 
-def _scl_rgap(problem: Problem, H: np.ndarray, arrays, log_e: float, packed, W,
+def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndarray, packed, W,
               lift) -> tuple[float, float, str]:
-    """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes; ``arrays`` its batch rows,
-    :func:`_batch_arrays`), in units of E(H) = e^log_e."""
+    """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes; ``rows`` its batch rows and
+    ``blocks`` grad_G log E on each batch, :func:`_log_excess_and_gradient`), in units of E(H)."""
     n = problem.n
     relu_rows = 0
     if problem.relu:
         relu_rows = packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0)
-    blocks, ng0 = _gradient_blocks(problem, arrays, log_e, relu_rows)
+    blocks, ng0 = _relu_multipliers(rows, blocks, relu_rows)
     p = 0 if W is None else len(W)
     m = n + p
-    gidx = arrays[5]
-    gvalid = arrays[3]
+    gidx = rows.index
+    gvalid = rows.member
     if len(blocks) == 1 and gvalid.all() and np.array_equal(np.sort(gidx[0]), np.arange(m)):
         order = np.argsort(gidx[0])
         A = blocks[0][np.ix_(order, order)]
         apply_full = lambda V: A @ V                                   # noqa: E731
         dense_full = A
     else:
-        rows = np.repeat(gidx[:, :, None], gidx.shape[1], axis=2)
-        cols = np.repeat(gidx[:, None, :], gidx.shape[1], axis=1)
+        row_of = np.repeat(gidx[:, :, None], gidx.shape[1], axis=2)
+        col_of = np.repeat(gidx[:, None, :], gidx.shape[1], axis=1)
         keep = gvalid[:, :, None] & gvalid[:, None, :]
-        A = scipy.sparse.csr_matrix((blocks[keep], (rows[keep], cols[keep])), shape=(m, m))
+        A = scipy.sparse.csr_matrix((blocks[keep], (row_of[keep], col_of[keep])), shape=(m, m))
         apply_full = lambda V: A @ V                                   # noqa: E731
         dense_full = None
     if lift is None:
@@ -447,8 +419,7 @@ def feasible_embeddings(problem: Problem, H) -> np.ndarray:
     return array
 
 
-def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL,
-                       log_excess: float | None = None) -> Certificate:
+def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL) -> Certificate:
     """The certificate of embeddings H (n, d) for ``problem`` (its batching at epoch 0): a lower
     bound on the optimal loss that holds whatever produced H (module docstring)."""
     t0 = time.perf_counter()
@@ -464,22 +435,22 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     W, wl = problem.prototype_rows()
     lift = None if W is None else _prototype_lift(W)
     const = problem_constant(problem)
-    arrays = _batch_arrays(problem, H, packed, W, wl)
-    log_e = _scl_log_excess(problem, arrays) if log_excess is None else float(log_excess)
+    rows = _batch_rows(problem, H, packed, W, wl)
+    log_e, blocks = _log_excess_and_gradient(problem, rows)
     if log_e == -np.inf:           # E = 0 <= E*: optimal outright
         return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance,
                            time.perf_counter() - t0, "exact", 0.0)
     best_rel, lam, method = np.inf, np.nan, "dense"
-    candidates = [(H, arrays, log_e)]
+    candidates = [(H, rows, log_e, blocks)]
     snapped = _snapped(problem, H)
     if snapped is not None:
-        snapped_arrays = _batch_arrays(problem, snapped, packed, W, wl)
-        candidates.append((snapped, snapped_arrays, _scl_log_excess(problem, snapped_arrays)))
-    for G0_rows, G0_arrays, log_e0 in candidates:
+        snapped_rows = _batch_rows(problem, snapped, packed, W, wl)
+        candidates.append((snapped, snapped_rows, *_log_excess_and_gradient(problem, snapped_rows)))
+    for G0_H, G0_rows, log_e0, G0_blocks in candidates:
         if not np.isfinite(log_e0):
             continue
         with np.errstate(invalid="ignore", over="ignore"):   # non-finite blocks: reported as "failed"
-            rgap0, lam0, method0 = _scl_rgap(problem, G0_rows, G0_arrays, log_e0, packed, W, lift)
+            rgap0, lam0, method0 = _scl_rgap(problem, G0_H, G0_rows, G0_blocks, packed, W, lift)
         # bound on E*: E(G0) (1 - rgap0); relative to E(H): 1 - e^{log_e0 - log_e} (1 - rgap0)
         rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
         if rel < best_rel:

@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import cvxpy as cp
+import jax.numpy as jnp
 import numpy as np
-from scipy.special import logsumexp, softmax
 
 from solvers import cvx_common
 from solvers.bound import (best_multipliers, dual_free_multipliers, dual_free_multipliers_lifted,
@@ -43,7 +43,9 @@ from ufm.constraint_sets import unit_sphere
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
 from ufm.loss import problem_loss
-from solvers.certificate import GAP_TOL, certify_embeddings, problem_log_excess
+from solvers.certificate import GAP_TOL, certify_embeddings, problem_constant, problem_log_excess
+from ufm.batching import pack
+from ufm.excess import gram_gradient_rows, representatives, stacked_batches, weight_gradient_rows
 from solvers import sizing
 from ufm.errors import ProblemError
 from ufm.problem import Problem
@@ -83,18 +85,24 @@ def anchor_terms(problem: Problem) -> tuple[list[AnchorTerm], np.ndarray | None]
     return terms, W
 
 
-def relaxation_loss(G: np.ndarray, terms: list[AnchorTerm], tau: float) -> tuple[float, np.ndarray]:
-    """L(G) and its gradient C (m, m) (not symmetrised; <C, G> equals <sym C, G> for symmetric G),
-    in NumPy float64, from the same anchor terms as the cvxpy program."""
-    G = np.asarray(G, dtype=float)
+def relaxation_loss(G: np.ndarray, problem: Problem) -> tuple[float, np.ndarray]:
+    """L(G) and its gradient C (m, m) (not symmetrised; <C, G> equals <sym C, G> for symmetric G) at
+    a symmetric G (m, m) over the rows [H; W], float64, for the problem's batching at epoch 0. The
+    Gram-space SCL of :mod:`ufm.excess` (:func:`ufm.excess.gram_gradient_rows`, the formula every
+    backend evaluates): L = constant + E(G), C = E(G) grad_G log E."""
+    packed = pack(problem.batches(0))
+    _, w_labels = problem.prototype_rows()
+    batches = stacked_batches(jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
+                              jnp.asarray(packed.index), jnp.asarray(packed.valid),
+                              None if w_labels is None else jnp.asarray(w_labels), problem.prototype_anchors)
+    G = np.asarray(G, dtype=np.float64)
+    log_rows, D = gram_gradient_rows(jnp.asarray(G), batches, jnp.asarray(problem.tau, dtype=jnp.float64))
+    D = np.array(D, dtype=np.float64)
+    excess = float(np.exp(weight_gradient_rows(np.asarray(log_rows), D)))
+    index = np.asarray(batches.index)
     C = np.zeros_like(G)
-    total = 0.0
-    for t in terms:
-        z = G[t.i, t.others] / tau
-        total += logsumexp(z) - G[t.i, t.positives].sum() / (tau * len(t.positives))
-        C[t.i, t.others] += softmax(z) / tau
-        C[t.i, t.positives] -= 1.0 / (tau * len(t.positives))
-    return float(total), C
+    np.add.at(C, (index[:, :, None], index[:, None, :]), D)
+    return problem_constant(problem) + excess, excess * C
 
 
 def _relu_mask(problem: Problem, W: np.ndarray | None) -> np.ndarray | None:
@@ -281,7 +289,7 @@ def _feasible_value(rel: Relaxation, problem: Problem, mask: np.ndarray | None) 
     G = V if rel.lift is None else rel.lift @ V @ rel.lift.T
     if mask is not None and float(G[mask].min()) < 0:
         return float("inf")
-    return relaxation_loss(G, rel.terms, problem.tau)[0]
+    return relaxation_loss(G, problem)[0]
 
 
 def solve_relaxation(problem: Problem, solver: str | None = None,
@@ -331,7 +339,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     mask = _relu_mask(problem, W)
     residuals = cvx_common.gram_residuals(Gfull, mask)
     status, message = cvx_common.finish_status(status, message, residuals)
-    value, C = relaxation_loss(Gfull, terms, problem.tau)
+    value, C = relaxation_loss(Gfull, problem)
     record.update(residuals=residuals, solver_value=float(program.value))
     vals = np.linalg.eigvalsh(Gfull)
     rank = int((vals > 1e-6 * vals.max()).sum())

@@ -218,17 +218,29 @@ def count_groups(counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return group, np.bincount(group), np.array(values)
 
 
+def excess_expression(B: cp.Expression, group_sizes, group_counts, tau: float) -> cp.Expression:
+    """The reduced excess as a cvxpy expression over B (q, q): the cosine within group g on the
+    diagonal, between groups g and h off it, for groups of k_g classes of n_g examples each,
+
+        sum_g k_g n_g logistic( logsumexp_h ( (B_gh - 1)/tau + log w_gh ) ),
+        w_gh = (k_h - [g = h]) n_h / (n_g - 1),
+
+    that is sum_c n_c log1p(x_c(M)) of :func:`ufm.excess.reduced_log_excess` for the block-constant M
+    (the general k x k program is the case of k singleton groups, B = M). A zero weight (a
+    singleton's own diagonal) becomes e^{-2/tau - 60}, below every other term by a factor e^{-60}."""
+    k_g, n_g = np.asarray(group_sizes, dtype=float), np.asarray(group_counts, dtype=float)
+    with np.errstate(divide="ignore"):
+        log_w = np.log((k_g[None, :] - np.eye(len(k_g))) * n_g[None, :]) - np.log(n_g[:, None] - 1.0)
+    log_w[~np.isfinite(log_w)] = -2.0 / tau - 60.0
+    return (k_g * n_g) @ cp.logistic(cp.log_sum_exp((B - 1) / tau + log_w, axis=1))
+
+
 def build_reduced(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variable, dict]:
     """The general k x k program: ``(program, M, named constraints)``."""
     n = np.asarray(counts, dtype=float)
     k = len(n)
     M = cp.Variable((k, k), symmetric=True, name="M")
-    # excess form: sum_c n_c log1p(x_c) = sum_c n_c logistic(log x_c); the diagonal (excluded from
-    # x_c) gets a weight e^{-2/tau - 60}, below every off-diagonal term by a factor e^{-60}
-    with np.errstate(divide="ignore"):
-        logw = np.log(n[None, :]) - np.log(n[:, None] - 1.0)
-    np.fill_diagonal(logw, -2.0 / tau - 60.0)
-    loss = n @ cp.logistic(cp.log_sum_exp((M - 1) / tau + logw, axis=1))
+    loss = excess_expression(M, np.ones(k), n, tau)
     constraints = {
         "psd": M >> 0,
         "unit_diagonal": cp.diag(M) == 1,
@@ -245,15 +257,7 @@ def build_block(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variable
     a = cp.Variable(q, name="a")                        # within group g (unused when k_g = 1)
     b = cp.Variable((q, q), symmetric=True, name="b")   # between groups (off-diagonal used)
     T = cp.Variable((q, q), PSD=True, name="T")
-    loss = 0
-    for g in range(q):
-        # excess form: log1p(x_g) = logistic(log x_g), x_g relative to the n_g - 1 positives
-        base = np.log(n_g[g] - 1.0)
-        logits = []
-        if k_g[g] >= 2:
-            logits.append(np.log((k_g[g] - 1) * n_g[g]) - base + (a[g] - 1) / tau)
-        logits += [np.log(k_g[h] * n_g[h]) - base + (b[g, h] - 1) / tau for h in range(q) if h != g]
-        loss += k_g[g] * n_g[g] * cp.logistic(cp.log_sum_exp(cp.hstack(logits)))
+    loss = excess_expression(b + cp.diag(a), k_g, n_g, tau)
     constraints = [a <= 1]
     constraints += [T[g, g] == 1 + (k_g[g] - 1) * a[g] for g in range(q)]
     constraints += [T[g, h] == b[g, h] * np.sqrt(k_g[g] * k_g[h]) for g in range(q) for h in range(g + 1, q)]

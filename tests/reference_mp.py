@@ -166,16 +166,21 @@ def log_positive_count_sum(labels, batches=None, prototype_labels=None, prototyp
 
 
 def excess_mp(H, labels, tau, batches=None, prototypes=None, prototype_labels=None,
-              prototype_anchors=True, dps=60, extra_dps=EXTRA_DPS, return_terms=False):
+              prototype_anchors=True, dps=60, extra_dps=EXTRA_DPS, return_terms=False, unit=False):
     """E = L - sum log|P(i)| by plain loops, via the decomposition
     E = sum_{anchors with positives} [ within(i) + softplus(lse_N(i) - lse_P(i)) ],
     within(i) = lse_P - mean_P G_ij/tau - log|P| (>= 0), softplus term 0 if N(i) is empty.
 
     Computed at dps + extra_dps digits (the float64 entries are converted exactly, the Gram entries
     are then exact up to that precision), so E keeps ~dps correct digits even when E/L ~ 1e-56.
-    With return_terms=True also returns (sum within, sum softplus)."""
+    With return_terms=True also returns (sum within, sum softplus). With unit=True every row is first
+    divided by its norm in mp precision: E on the sphere at the points the float64 rows stand for
+    (whose norms are 1 only to ~1e-16, which at small tau moves a collapsed class's within-class
+    term by ~(1e-16/tau)^2, comparable to E itself)."""
     rows, row_labels, n, proto_ids = _rows_and_labels(H, labels, prototypes, prototype_labels)
     with mp.workdps(dps + extra_dps):
+        if unit:
+            rows = [[v / mpmath.sqrt(mpmath.fsum(x * x for x in r)) for v in r] for r in rows]
         t = to_mpf(tau)
         G = _Gram(rows)
         within_terms, split_terms = [], []

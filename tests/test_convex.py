@@ -394,7 +394,7 @@ def test_lifted_bound_stays_valid_for_perturbed_multipliers():
     rel = build_relaxation(problem)
     cvx_common.solve(rel.program, None, None)
     G0 = rel.gram()
-    f0, C = relaxation_loss(G0, rel.terms, problem.tau)
+    f0, C = relaxation_loss(G0, problem)
     cands = _dual_candidates(rel, C, G0, _relu_mask(problem, rel.W), problem.n)
     H = gd.solve(problem).embeddings
     W, w_labels = problem.prototype_rows()
@@ -487,3 +487,33 @@ def test_choose_program_names_every_reduced_program():
         choose_program(step, "fast")
     with pytest.raises(ProblemError, match="does not apply to the factored"):
         solve_reduced(step, solver="SCS", program="factored")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Problem.from_counts([4, 3, 3], tau=0.3, dim=3),
+    lambda: Problem.from_counts([4, 4, 2], tau=0.5, batching=Batching("random", 5), seed=3),
+    lambda: Problem.from_counts([3, 2, 2], tau=0.4, prototypes=Prototypes("etf", per_class=1), dim=4),
+])
+def test_relaxation_loss_is_the_loop_and_its_gradient_the_finite_difference(make):
+    """The n x n program's objective in NumPy (the Gram-space SCL of ufm.excess): its value at the Gram
+    of unit rows [H; W] equals the brute-force loop over the formula, and its gradient C matches
+    central differences of the value along symmetric directions E_ij + E_ji (the loss is smooth:
+    step 1e-5 gives truncation ~1e-10 and rounding ~1e-11 / 1e-5, so 1e-6 absolute)."""
+    problem = make()
+    W, w_labels = problem.prototype_rows()
+    rng = np.random.default_rng(0)
+    H = rng.standard_normal((problem.n, problem.dim))
+    H /= np.linalg.norm(H, axis=1, keepdims=True)
+    rows = H if W is None else np.vstack([H, W])
+    G = rows @ rows.T
+    value, C = relaxation_loss(G, problem)
+    want = scl_loop(H, problem.labels, problem.tau, problem.batches(0), prototypes=W, prototype_labels=w_labels,
+                    prototype_anchors=problem.prototype_anchors)
+    assert value == pytest.approx(want, rel=1e-12)
+    m, h = len(G), 1e-5
+    for i, j in [(0, 1), (1, 5), (2, m - 1), (3, 3)]:
+        step = np.zeros_like(G)
+        step[i, j] += h
+        step[j, i] += h
+        fd = (relaxation_loss(G + step, problem)[0] - relaxation_loss(G - step, problem)[0]) / (2 * h)
+        assert (C + C.T)[i, j] == pytest.approx(fd, abs=1e-6)      # <C, E_ij + E_ji>

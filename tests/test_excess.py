@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import mpmath
 import numpy as np
 import pytest
 
 import reference_mp as R
 from reference import collapsed_embeddings, scl_loop
-from solvers.certificate import problem_constant, problem_log_excess
+from solvers.certificate import certify_embeddings, problem_constant, problem_log_excess
 from ufm import Batching, Problem, Prototypes
 from ufm.batching import pack
 from ufm.excess import excess_parts_packed, log_excess_packed, reduced_excess, representatives
@@ -45,6 +46,35 @@ def test_excess_equals_the_mpmath_reference(tau, spread):
                                 jnp.asarray(representatives(problem.labels)), tau,
                                 jnp.asarray(packed.index), jnp.asarray(packed.valid))
     assert np.exp(float(jax_log)) == pytest.approx(float(want), rel=1e-9)
+
+
+@pytest.mark.parametrize("tau", [0.02, 0.01])
+@pytest.mark.parametrize("spread", [1e-8, 1e-6])
+def test_near_collapse_excess_is_that_of_the_normalised_rows(tau, spread):
+    """Near collapse at small tau the excess is the within-class term, ~ var(X)/2 with X ~ spread^2/tau
+    (the between-class term is ~e^{-1.5/tau}): at spread 1e-8, tau 0.01, within ~ 1e-28 per anchor
+    while X ~ 1e-14. Two float64 traps meet here, and the test sees both:
+
+    - float rows have norm 1 only to ~1e-16, which moves X by ~1e-16/tau, as much as X itself: the
+      excess of the rows as given differs from that of the points they stand for (the rows
+      normalised exactly, which mpmath does in 80 digits) by ~10% at spread 1e-8;
+    - a within term formed from e^X carries an absolute error eps |X|, here 1e-2 relative (the
+      toolkit's earlier formula was off by 7e-3 in log E at spread 1e-8).
+
+    The toolkit computes the normalised points' excess from the centred logits X - mean X, so its
+    error is the rounding of X: 1e-8 in log E (measured 1.8e-9), on every backend that reports it:
+    the JAX objective and the certificate's Gram-space pass."""
+    counts = [4, 3, 3]
+    problem = Problem.from_counts(counts, tau=tau, dim=3)
+    means = _unit(np.eye(3) - 1 / 3)
+    rng = np.random.default_rng(5)
+    H = _unit(collapsed_embeddings(means, counts) + spread * rng.standard_normal((sum(counts), 3)))
+    want = float(mpmath.log(R.excess_mp(H, problem.labels, tau, unit=True)))
+    assert problem_log_excess(problem, H) == pytest.approx(want, abs=1e-8)
+    assert certify_embeddings(problem, H).log_excess == pytest.approx(want, abs=1e-8)
+    if spread == 1e-8:
+        # the rows as given, norm error kept: a different number, by far more than the tolerance
+        assert abs(float(mpmath.log(R.excess_mp(H, problem.labels, tau))) - want) > 1e-3
 
 
 @pytest.mark.parametrize("tau", [0.5, 0.05, 0.01])

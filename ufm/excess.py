@@ -14,12 +14,15 @@ Per anchor i of a batch with positives P(i) and negatives N(i) (docs/theory.md s
 At small tau E is far below the rounding of L (at tau = 0.05 about 1e-9 of it, at 0.01 about 1e-57),
 so solvers and certificates work on E, or on log E (E underflows below tau ~ 0.002).
 
-Precision. ``within(i)`` is shift invariant, so it is computed from U_ij = <h_i, h_j - r_j> / tau,
-where r_j is a fixed representative row of j's class (``rep``): rows equal to their representative
-give U = 0 exactly, so a collapsed class has within = 0 exactly (a Gram entry G_ij - 1 would carry
-rounding of order 1e-16 / tau, far above E at small tau). The between-class part is
-delta_i = lse_N(i) - lse_P(i) = logsumexp_N(G_ia/tau - m_i) - logsumexp_P(U_ij), with
-m_i = <h_i, r_i>/tau, and log softplus(delta) keeps full relative precision for delta -> -inf.
+Precision. Every anchor's terms are computed from X_ij = G_ij / tau - s_i, its logits shifted by
+s_i = <h_i, r_i> / tau, where r_i is a fixed representative row of i's class (``rep``); the excess
+does not depend on the shift. On positives X_ij = <h_i, h_j - r_j> / tau - (|h_j|^2 - |r_j|^2) / (2 tau)
+is formed from the difference h_j - r_j, so rows equal to their representative give X = 0 exactly
+(a Gram entry G_ij - 1 would carry rounding of order 1e-16 / tau, far above E at small tau), and the
+norm term removes the ~1e-16 norm error of float rows: E is that of the rows normalised exactly.
+The within-class term is taken from the centred logits v = X - mean_P X as log1p(mean_P (e^v - 1 - v))
+(:func:`anchor_parts`), so near collapse, where within ~ var_P(X)/2 is far below X, its error is the
+rounding of X and not eps |X|. log softplus(delta) keeps full relative precision for delta -> -inf.
 
 Reduced form (full batch, collapsed; docs/theory.md section 3): with
 x_c(M) = sum_{c' != c} (n_c' / (n_c - 1)) exp((M_cc' - 1)/tau),
@@ -29,12 +32,17 @@ x_c(M) = sum_{c' != c} (n_c' / (n_c - 1)) exp((M_cc' - 1)/tau),
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+#: Taylor terms of e^v - 1 - v kept for |v| <= 1/2: v^2/2! .. v^17/17! (the next, 0.5^18/18!, is
+#: below 1e-16 of 0.5^2/2).
+_EXPM1MX_TERMS = 16
 
 #: Below this argument log softplus(x) = x - e^x / 2 to full precision (the next term is e^{2x}/3).
 _LOG_SOFTPLUS_SWITCH = -30.0
@@ -76,30 +84,43 @@ def combine_log(sum_within: jnp.ndarray, log_sum_softplus: jnp.ndarray) -> jnp.n
 
 
 # ---------------------------------------------------------------- n x n excess (JAX)
+class AnchorInputs(NamedTuple):
+    """What the excess of c anchors of one batch (m rows) depends on, in Gram space:
+
+    - ``X`` (c, m): X_ij = G_ij / tau - s_i, the anchor's logits shifted by s_i = <h_i, r_i> / tau
+      (r_i its class representative; the excess does not depend on s_i). On positives X_ij =
+      (<h_i, h_j - r_j> - (|h_j|^2 - |r_j|^2)/2) / tau, computed from the difference h_j - r_j where
+      rows are known (:func:`row_inputs`): exactly 0 when h_j = r_j, and blind to the ~1e-16 norm
+      error of float rows (equal to G_ij/tau - s_i on unit rows);
+    - ``positives``, ``negatives`` (c, m) bool: P(i) and N(i);
+    - ``has_pos`` (c,) bool: the anchor counts (a member, an anchor, with a positive);
+    - ``n_pos`` (c,) int: |P(i)|.
+    """
+
+    X: jnp.ndarray
+    positives: jnp.ndarray
+    negatives: jnp.ndarray
+    has_pos: jnp.ndarray
+    n_pos: jnp.ndarray
+
+
 class AnchorParts(NamedTuple):
     """Per-anchor pieces of the excess for c anchors: ``within`` (c,) >= 0, ``log_softplus`` (c,)
-    (log of the between-class term, -inf without negatives), ``has_pos`` (c,) bool."""
+    (log of the between-class term, -inf without negatives), ``has_pos`` (c,) bool, ``n_pos`` (c,)."""
 
     within: jnp.ndarray
     log_softplus: jnp.ndarray
     has_pos: jnp.ndarray
+    n_pos: jnp.ndarray
 
 
-def block_parts(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
-                is_anchor: jnp.ndarray, tau, rows: jnp.ndarray) -> AnchorParts:
-    """Excess pieces of the anchors ``rows`` (c,) of one batch (module docstring).
-
-    Z (m, d) rows of the batch (padded), R (m, d) the class representative of each row, labels (m,),
-    member (m,) bool (False on padding), is_anchor (m,) bool; ``rows`` may hold indices >= m (padding
-    of the last block of a chunked evaluation): those give no anchor.
-    """
-    m = Z.shape[0]
+def _anchor_masks(labels, member, is_anchor, rows):
+    """``(r, positives, negatives, has_pos, n_pos)`` for the anchors ``rows`` (c,) of a batch of m rows;
+    ``rows`` may hold indices >= m (padding of a chunked evaluation), which give no anchor; r is
+    ``rows`` with those replaced by 0."""
+    m = labels.shape[0]
     inside = rows < m
     r = jnp.where(inside, rows, 0)
-    Zr = Z[r]
-    logits = (Zr @ Z.T) / tau                                      # G_ia / tau          (c, m)
-    U = (Zr @ (Z - R).T) / tau                                     # <h_i, h_j - r_j>/tau (c, m)
-    shift = jnp.sum(Zr * R[r], axis=1) / tau                       # m_i = <h_i, r_i>/tau (c,)
     not_self = r[:, None] != jnp.arange(m)[None, :]
     others = (member[r] & inside)[:, None] & member[None, :] & not_self
     same = labels[r][:, None] == labels[None, :]
@@ -107,58 +128,229 @@ def block_parts(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp
     negatives = others & ~same
     n_pos = positives.sum(axis=1)
     has_pos = is_anchor[r] & member[r] & inside & (n_pos > 0)
+    return r, positives, negatives, has_pos, n_pos
 
-    top = jax.lax.stop_gradient(jnp.max(jnp.where(positives, U, -jnp.inf), axis=1, keepdims=True))
-    top = jnp.where(jnp.isfinite(top), top, 0.0)
-    sum_exp = jnp.sum(jnp.where(positives, jnp.exp(jnp.where(positives, U, top) - top), 0.0), axis=1)
-    npos = jnp.maximum(n_pos, 1).astype(Z.dtype)
-    mean_exp = jnp.where(n_pos > 0, sum_exp / npos, 1.0)
-    lse_pos = top[:, 0] + jnp.log(jnp.where(n_pos > 0, sum_exp, 1.0))
-    mean_u = jnp.sum(jnp.where(positives, U, 0.0), axis=1) / npos
-    # within = log(mean exp(U - top)) + top - mean U: exactly 0 when every U_ij is 0 (collapse)
-    within = jnp.log(mean_exp) + (top[:, 0] - mean_u)
-    lse_neg = _masked_lse(logits - shift[:, None], negatives, axis=1)
+
+def row_inputs(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
+               is_anchor: jnp.ndarray, tau, rows: jnp.ndarray, unit_rows: bool = True) -> AnchorInputs:
+    """:class:`AnchorInputs` of the anchors ``rows`` (c,) from the batch's rows: Z (m, d) rows of the
+    batch (padded), R (m, d) the class representative of each row, labels (m,), member (m,) bool
+    (False on padding), is_anchor (m,) bool. Positives: X = (Z_r (Z - R)^T - gap) / tau, from the
+    difference h_j - r_j (exactly 0 when h_j = r_j); the rest: Z_r Z^T / tau - <z_r, r_r> / tau.
+    ``unit_rows`` (static): the rows stand for points of the sphere, and gap_j = (|h_j|^2 - |r_j|^2)/2
+    removes their ~1e-16 norm error (as if they were normalised first); False for rows of any norm
+    (the plain loss of ``ufm.loss``), gap = 0, X = G_ij/tau - s_i exactly."""
+    r, positives, negatives, has_pos, n_pos = _anchor_masks(labels, member, is_anchor, rows)
+    Zr = Z[r]
+    D = Z - R
+    gap = jnp.sum((Z + R) * D, axis=1) / 2 if unit_rows else jnp.zeros(Z.shape[0], Z.dtype)
+    own = jnp.sum(Zr * R[r], axis=1)                               # <h_i, r_i>   (c,)
+    X = jnp.where(positives, Zr @ D.T - gap[None, :], Zr @ Z.T - own[:, None]) / tau
+    return AnchorInputs(X, positives, negatives, has_pos, n_pos)
+
+
+def gram_inputs(G: jnp.ndarray, rep_gram: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
+                is_anchor: jnp.ndarray, tau, rows: jnp.ndarray) -> AnchorInputs:
+    """:class:`AnchorInputs` of the anchors ``rows`` (c,) from a batch's Gram G (m, m) (any symmetric
+    matrix: the convex program's points) and ``rep_gram`` (m,), G_{i r_i} for each row's class
+    representative r_i; X = (G_ij - G_{i r_i}) / tau."""
+    r, positives, negatives, has_pos, n_pos = _anchor_masks(labels, member, is_anchor, rows)
+    X = (G[r] - rep_gram[r][:, None]) / tau
+    return AnchorInputs(X, positives, negatives, has_pos, n_pos)
+
+
+@jax.custom_jvp
+def expm1_pair(v: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(e^v - 1, e^v - 1 - v)``, both to full relative precision, from one exponential: the second
+    is the Taylor series sum_{k>=2} v^k / k! for |v| <= 1/2 (16 terms, the first omitted below 1e-16
+    of the sum), else expm1(v) - v (which loses at most a factor 4 there). Finite for v <= 709. The
+    derivatives (e^v, e^v - 1) are taken from the pair itself (a custom rule: autodiff keeps the
+    pair, not the series' partial sums, and computes no second exponential), to every order."""
+    q = jnp.expm1(v)
+    small = jnp.abs(v) <= 0.5
+    x = jnp.where(small, v, 0.0)
+    series = jnp.zeros_like(x)
+    for k in range(_EXPM1MX_TERMS + 1, 1, -1):        # Horner: x^2 (1/2! + x (1/3! + x (...)))
+        series = 1.0 / math.factorial(k) + x * series
+    return q, jnp.where(small, x * x * series, q - v)
+
+
+@expm1_pair.defjvp
+def _expm1_pair_jvp(primals, tangents):
+    (v,), (dv,) = primals, tangents
+    q, r = expm1_pair(v)
+    return (q, r), ((q + 1.0) * dv, q * dv)
+
+
+def expm1mx(v: jnp.ndarray) -> jnp.ndarray:
+    """e^v - 1 - v (>= 0) to full relative precision (:func:`expm1_pair`)."""
+    return expm1_pair(v)[1]
+
+
+def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
+    """The excess of each anchor (module docstring), the one formula every backend evaluates.
+
+    With v_ij = X_ij - mean_P X (centred on the positives, so mean_P v = 0) and t = max_P v if it
+    exceeds 1, else t = 0 (a constant for autodiff):
+
+        within(i) = log mean_P e^{v} = t + log1p(mean_P (e^{v-t} - 1 - (v-t)) - t),
+        lse_P(i) = log|P| + mean_P X + within(i),   delta(i) = lse_N X - lse_P(i),
+
+    lse_N shifted by max_N X. With t = 0 (every row near collapse) within keeps its full relative
+    precision, where it is ~ var_P(X)/2, far below X itself: its error is that of v (the rounding of
+    X, not of e^X), and it is exactly 0 when every X_ij on P(i) is equal (collapse: all 0). With
+    t > 0 nothing overflows (v - t <= 0) and within >= O(1/|P|). Each entry takes one exponential."""
+    X, positives, negatives = inputs.X, inputs.positives, inputs.negatives
+    has_any_pos = inputs.n_pos > 0
+    npos = jnp.maximum(inputs.n_pos, 1).astype(X.dtype)
+    mean_x = jnp.sum(jnp.where(positives, X, 0.0), axis=1) / npos
+    # max_P v = max_P X - mean_P X >= 0 (mean_P v = 0); reductions of X alone, fused with mean_x's
+    top = jax.lax.stop_gradient(jnp.max(jnp.where(positives, X, -jnp.inf), axis=1) - mean_x)
+    t = jnp.where(has_any_pos & (top > 1.0), top, 0.0)
+    v = X - mean_x[:, None]
+    t_neg = jax.lax.stop_gradient(jnp.max(jnp.where(negatives, X, -jnp.inf), axis=1))
+    t_neg = jnp.where(jnp.isfinite(t_neg), t_neg, 0.0)
+    # one exponential per entry: e^w - 1 - w on positives (w = v - t <= 1), e^w on negatives
+    # (w = X - max_N X <= 0; as 1 + expm1(w), exact to eps against their sum, which is >= 1)
+    w = jnp.where(positives, v - t[:, None], jnp.where(negatives, X - t_neg[:, None], 0.0))
+    q, r = expm1_pair(w)
+    e = jnp.where(positives, r, jnp.where(negatives, q + 1.0, 0.0))
+    within = t + jnp.log1p(jnp.sum(jnp.where(positives, e, 0.0), axis=1) / npos - t)
+    within = jnp.where(has_any_pos, within, 0.0)
+    lse_pos = jnp.log(npos) + mean_x + within
+    has_neg = jnp.any(negatives, axis=1)
+    sum_neg = jnp.sum(jnp.where(negatives, e, 0.0), axis=1)
+    lse_neg = jnp.where(has_neg, t_neg + jnp.log(jnp.where(has_neg, sum_neg, 1.0)), -jnp.inf)
     delta = lse_neg - lse_pos
+    has_pos = inputs.has_pos
     return AnchorParts(jnp.where(has_pos, within, 0.0),
-                       jnp.where(has_pos, log_softplus(delta), -jnp.inf), has_pos)
+                       jnp.where(has_pos, log_softplus(delta), -jnp.inf), has_pos, inputs.n_pos)
 
 
-def _batch_parts(Z, R, labels, member, is_anchor, tau, chunk_size: int | None) -> AnchorParts:
+def block_parts(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
+                is_anchor: jnp.ndarray, tau, rows: jnp.ndarray, unit_rows: bool = True) -> AnchorParts:
+    """Excess pieces of the anchors ``rows`` (c,) of one batch (arguments of :func:`row_inputs`)."""
+    return anchor_parts(row_inputs(Z, R, labels, member, is_anchor, tau, rows, unit_rows))
+
+
+def anchor_log_excess(inputs: AnchorInputs) -> jnp.ndarray:
+    """log e_i = log(within(i) + softplus(delta(i))) of each anchor (c,), -inf for none."""
+    parts = anchor_parts(inputs)
+    return combine_log(parts.within, parts.log_softplus)
+
+
+def anchor_gradient(inputs: AnchorInputs, tau) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(log e (c,), D (c, m))`` with D_ij = d log e_i / d G_ij, the Gram-space gradient of each
+    anchor's log excess (JAX's derivative of :func:`anchor_parts`; the shift s_i has total
+    derivative 0, so d/dG_ij = (d/dX_ij) / tau). Then d log E / d G_ij = sum_i e^{log e_i - log E}
+    D_ij, in full precision however small E is."""
+    log_e, pullback = jax.vjp(lambda X: anchor_log_excess(inputs._replace(X=X)), inputs.X)
+    (dX,) = pullback(jnp.where(jnp.isfinite(log_e), 1.0, 0.0).astype(log_e.dtype))
+    return log_e, jnp.where(inputs.has_pos[:, None], dX, 0.0) / tau
+
+
+def batch_parts(Z, R, labels, member, is_anchor, tau, chunk_size: int | None,
+                unit_rows: bool = True) -> AnchorParts:
     """:func:`block_parts` for every row of one batch, in row blocks of ``chunk_size`` (None: one
     block) under ``jax.checkpoint`` so neither value nor gradient holds more than O(c m) logits."""
     m = Z.shape[0]
     if chunk_size is None or chunk_size >= m:
-        return block_parts(Z, R, labels, member, is_anchor, tau, jnp.arange(m, dtype=jnp.int32))
+        return block_parts(Z, R, labels, member, is_anchor, tau, jnp.arange(m, dtype=jnp.int32), unit_rows)
     n_blocks = -(-m // chunk_size)
     blocks = jnp.arange(n_blocks * chunk_size, dtype=jnp.int32).reshape(n_blocks, chunk_size)
-    body = jax.checkpoint(lambda rows: block_parts(Z, R, labels, member, is_anchor, tau, rows))
+    body = jax.checkpoint(lambda rows: block_parts(Z, R, labels, member, is_anchor, tau, rows, unit_rows))
     parts = jax.lax.map(body, blocks)
     return AnchorParts(*(p.reshape(-1)[:m] for p in parts))
+
+
+class StackedBatches(NamedTuple):
+    """A packed batching over the stacked rows [H; W] (n examples, then p prototypes), prototypes
+    appended to every batch: ``labels`` (n + p,), ``rep`` (n + p,) each row's class representative
+    (a prototype's is that of the first example of its class), ``index`` (nb, w + p) rows of every
+    batch, ``member`` and ``is_anchor`` (nb, w + p) bool."""
+
+    labels: jnp.ndarray
+    rep: jnp.ndarray
+    index: jnp.ndarray
+    member: jnp.ndarray
+    is_anchor: jnp.ndarray
+
+
+def stacked_batches(labels, rep, index, valid, prototype_labels=None,
+                    prototype_anchors: bool = True) -> StackedBatches:
+    """:class:`StackedBatches` of a packed batching (``ufm.batching.pack``: index, valid (nb, w)) with
+    labels (n,), ``rep`` (n,) (:func:`representatives`) and the p prototypes' labels (or None)."""
+    if prototype_labels is None:
+        return StackedBatches(labels, rep, index, valid, valid)
+    n, p, n_batches = labels.shape[0], prototype_labels.shape[0], index.shape[0]
+    first = jnp.argmax(labels[None, :] == prototype_labels[:, None], axis=1)          # (p,)
+    return StackedBatches(
+        jnp.concatenate([labels, prototype_labels]), jnp.concatenate([rep, rep[first]]),
+        jnp.concatenate([index, jnp.broadcast_to(n + jnp.arange(p, dtype=index.dtype), (n_batches, p))], axis=1),
+        jnp.concatenate([valid, jnp.ones((n_batches, p), dtype=bool)], axis=1),
+        jnp.concatenate([valid, jnp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1))
 
 
 def batch_rows(H, labels, rep, index, valid, prototypes=None, prototype_labels=None,
                prototype_anchors: bool = True):
     """The padded rows of every batch: ``(Z, R, labels, member, is_anchor)``, each with a leading
     batch axis (n_batches, width [+ p]). Prototypes (p, d) are appended to every batch; ``rep`` (n,)
-    is the representative example of each example's class, and a prototype's representative is that
-    of the first example of its class (``rep`` of that example)."""
-    n_batches = index.shape[0]
-    Z = H[index]
-    R = H[rep[index]]
-    row_labels = labels[index]
-    member = valid
-    is_anchor = valid
-    if prototypes is not None:
-        p = prototypes.shape[0]
-        W = jnp.broadcast_to(prototypes.astype(H.dtype), (n_batches, p, H.shape[1]))
-        first = jnp.argmax(labels[None, :] == prototype_labels[:, None], axis=1)   # (p,)
-        RW = jnp.broadcast_to(H[rep[first]], (n_batches, p, H.shape[1]))
-        Z = jnp.concatenate([Z, W], axis=1)
-        R = jnp.concatenate([R, RW], axis=1)
-        row_labels = jnp.concatenate([row_labels, jnp.broadcast_to(prototype_labels, (n_batches, p))], axis=1)
-        member = jnp.concatenate([valid, jnp.ones((n_batches, p), dtype=bool)], axis=1)
-        is_anchor = jnp.concatenate([valid, jnp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1)
-    return Z, R, row_labels, member, is_anchor
+    is the representative example of each example's class (:class:`StackedBatches`)."""
+    s = stacked_batches(labels, rep, index, valid, prototype_labels, prototype_anchors)
+    rows = H if prototypes is None else jnp.concatenate([H, prototypes.astype(H.dtype)])
+    return rows[s.index], rows[s.rep[s.index]], s.labels[s.index], s.member, s.is_anchor
+
+
+def _row_blocks(width: int, chunk_size: int | None) -> jnp.ndarray:
+    """Anchor row blocks (n_blocks, c) covering 0..width-1 (the last padded with indices >= width)."""
+    c = width if chunk_size is None else max(1, min(int(chunk_size), width))
+    return jnp.arange(-(-width // c) * c, dtype=jnp.int32).reshape(-1, c)
+
+
+def weight_gradient_rows(log_rows: np.ndarray, D: np.ndarray) -> float:
+    """log E from each anchor's log e (..., c), and D (..., c, m), the rows d log e_i / dG, turned in
+    place into those of d log E / dG: log E = logsumexp_i log e_i, d log E / dG = sum_i
+    e^{log e_i - log E} D_i (NumPy, float64; -inf and D = 0 when E = 0)."""
+    finite = np.isfinite(log_rows)
+    if not finite.any():
+        D[...] = 0.0
+        return -np.inf
+    top = float(np.max(log_rows[finite]))
+    log_total = top + float(np.log(np.sum(np.exp(log_rows[finite] - top))))
+    weight = np.where(finite, np.exp(np.where(finite, log_rows, 0.0) - log_total), 0.0)
+    D *= weight[..., None]
+    return log_total
+
+
+@partial(jax.jit, static_argnames=("chunk_size",))
+def anchor_gradient_rows(Z, R, labels, member, is_anchor, tau,
+                         chunk_size: int | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(log e (nb, w), D (nb, w, w))``: each anchor's log excess and its Gram-space gradient rows
+    (:func:`anchor_gradient`) over the batches (the output of :func:`batch_rows`), anchors in row
+    blocks of ``chunk_size``; :func:`weight_gradient_rows` turns them into log E and d log E / dG."""
+    width = Z.shape[1]
+    blocks = _row_blocks(width, chunk_size)
+
+    def one_batch(Zb, Rb, lb, mb, ab):
+        log_e, D = jax.lax.map(lambda rows: anchor_gradient(row_inputs(Zb, Rb, lb, mb, ab, tau, rows), tau), blocks)
+        return log_e.reshape(-1)[:width], D.reshape(-1, width)[:width]
+
+    return jax.vmap(one_batch)(Z, R, labels, member, is_anchor)
+
+
+@jax.jit
+def gram_gradient_rows(G, batches: StackedBatches, tau) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(log e (nb, w), D (nb, w, w))`` at a symmetric matrix G (m, m) over the rows [H; W] (the
+    convex program's points, not necessarily a Gram of unit rows): :func:`anchor_gradient_rows` from
+    G's entries (:func:`gram_inputs`); D_b's rows and columns are the rows ``batches.index[b]``."""
+    rows = jnp.arange(batches.index.shape[1], dtype=jnp.int32)
+
+    def one_batch(idx, member, is_anchor):
+        inputs = gram_inputs(G[idx][:, idx], G[idx, batches.rep[idx]], batches.labels[idx], member,
+                             is_anchor, tau, rows)
+        return anchor_gradient(inputs, tau)
+
+    return jax.lax.map(lambda a: one_batch(*a), (batches.index, batches.member, batches.is_anchor))
 
 
 @partial(jax.jit, static_argnames=("prototype_anchors", "chunk_size"))
@@ -169,7 +361,7 @@ def excess_parts_packed(H, labels, rep, tau, index, valid, prototypes=None, prot
     class (:func:`representatives`), tau traced. Both are scalars; :func:`combine_log` gives log E."""
     Z, R, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, prototypes,
                                                      prototype_labels, prototype_anchors)
-    parts = jax.vmap(lambda *a: _batch_parts(*a, tau, chunk_size))(Z, R, row_labels, member, is_anchor)
+    parts = jax.vmap(lambda *a: batch_parts(*a, tau, chunk_size))(Z, R, row_labels, member, is_anchor)
     flat_ls = parts.log_softplus.reshape(-1)
     return jnp.sum(parts.within), _masked_lse(flat_ls, jnp.isfinite(flat_ls), axis=0)
 
@@ -180,6 +372,17 @@ def log_excess_packed(H, labels, rep, tau, index, valid, prototypes=None, protot
     Differentiable in H (the objective of gradient descent)."""
     return combine_log(*excess_parts_packed(H, labels, rep, tau, index, valid, prototypes,
                                             prototype_labels, prototype_anchors, chunk_size))
+
+
+def class_representatives(labels: jnp.ndarray) -> jnp.ndarray:
+    """:func:`representatives` in JAX (traceable): (n,) index of the first example of each example's
+    class, by a stable sort of the labels."""
+    n = labels.shape[0]
+    order = jnp.argsort(labels, stable=True)
+    ordered = labels[order]
+    starts = jnp.concatenate([jnp.ones(1, dtype=bool), ordered[1:] != ordered[:-1]])
+    first = jax.lax.cummax(jnp.where(starts, jnp.arange(n), 0), axis=0)
+    return jnp.zeros(n, dtype=order.dtype).at[order].set(order[first])
 
 
 def representatives(labels: Sequence[int]) -> np.ndarray:

@@ -16,17 +16,18 @@ batch; with ``prototype_anchors=True`` they are anchors too ((P-b)), otherwise o
 negatives ((P-a)).
 
 Implementation: the batching is packed once into padded index arrays plus masks
-(:func:`ufm.batching.pack`); each batch's Gram is formed with one matmul and the anchor terms are
-computed for all anchors at once with a masked, max-shifted logsumexp, so the same jitted function
-serves every batching and is finite in float32 at small tau.
+(:func:`ufm.batching.pack`), and every anchor term is the excess form of :mod:`ufm.excess` plus its
+constant, l(i) = log|P(i)| + within(i) + softplus(delta(i)): SCL is written once in JAX
+(:func:`ufm.excess.anchor_parts`), for the loss, the solver's objective and the certificate's
+gradient alike. All anchors of a batch are evaluated at once with masked, max-shifted sums, so the
+same jitted function serves every batching and is finite in float32 at small tau.
 
 Memory-bounded evaluation (``chunk_size=c``): each batch's anchors are processed in row blocks of c;
 a block forms its (c, m) logits against all m rows of the batch and reduces them at once to the c
-anchor terms (the same masked, max-shifted logsumexp per row, so the values are those of the plain
-evaluation up to round-off). The blocks run in a ``jax.lax.map`` whose body is rematerialised
-(``jax.checkpoint``), so neither the loss nor its gradient ever holds more than O(c * m) logits:
-memory O(c * m + m * d) per batch instead of O(m^2), at the price of recomputing each block's logits
-once in the backward pass.
+anchor terms. The blocks run in a ``jax.lax.map`` whose body is rematerialised (``jax.checkpoint``),
+so neither the loss nor its gradient ever holds more than O(c * m) logits: memory O(c * m + m * d)
+per batch instead of O(m^2), at the price of recomputing each block's logits once in the backward
+pass.
 """
 
 from __future__ import annotations
@@ -41,65 +42,20 @@ import numpy as np
 from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
 from ufm.problem import TAU_MAX, TAU_MIN
-from ufm.excess import batch_rows
+from ufm.excess import batch_parts, batch_rows, class_representatives
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
 
 
-def _batch_terms(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
-                 tau: float) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """Anchor terms of one batch: every row of Z as an anchor (:func:`_block_terms` with all rows).
-
-    Z (m, d) rows of the batch (padded), labels (m,), member (m,) bool (False on padding),
-    is_anchor (m,) bool. Returns (terms (m,), anchor mask (m,), has-positive mask (m,)).
-    """
-    return _block_terms(Z, labels, member, is_anchor, tau, jnp.arange(Z.shape[0], dtype=jnp.int32))
-
-
-def _block_terms(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
-                 tau: float, rows: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """Anchor terms of the anchors ``rows`` (c,) of one batch, against all m rows of the batch.
-
-    Z (m, d), labels (m,), member (m,), is_anchor (m,) as in :func:`_batch_terms`; ``rows`` may hold
-    indices >= m (padding of the last block): those rows give terms 0 and are not anchors.
-    Returns (terms (c,), anchor mask (c,), has-positive mask (c,)).
-    """
-    m = Z.shape[0]
-    inside = rows < m
-    r = jnp.where(inside, rows, 0)
-    logits = (Z[r] @ Z.T) / tau                                   # (c, m)
-    not_self = r[:, None] != jnp.arange(m)[None, :]
-    row_member = member[r] & inside
-    others = row_member[:, None] & member[None, :] & not_self
-    positives = others & (labels[r][:, None] == labels[None, :])
-    n_pos = positives.sum(axis=1)
-    anchors = is_anchor[r] & row_member
-    has_pos = anchors & (n_pos > 0)
-
-    masked = jnp.where(others, logits, -jnp.inf)
-    row_max = jax.lax.stop_gradient(jnp.max(masked, axis=1, keepdims=True))
-    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-    sum_exp = jnp.sum(jnp.where(others, jnp.exp(logits - row_max), 0.0), axis=1)
-    lse = row_max[:, 0] + jnp.log(jnp.where(sum_exp > 0, sum_exp, 1.0))
-    pos_mean = jnp.sum(jnp.where(positives, logits, 0.0), axis=1) / jnp.maximum(n_pos, 1)
-    terms = jnp.where(has_pos, lse - pos_mean, 0.0)
-    return terms, anchors, has_pos
-
-
-def _batch_terms_chunked(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
-                         is_anchor: jnp.ndarray, tau: float,
-                         chunk_size: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """:func:`_batch_terms` in row blocks of ``chunk_size`` anchors (module docstring).
-
-    Same inputs and outputs (terms (m,), anchor mask (m,), has-positive mask (m,)); peak memory
-    O(chunk_size * m) in the loss and in its gradient.
-    """
-    m = Z.shape[0]
-    n_blocks = -(-m // chunk_size)
-    blocks = jnp.arange(n_blocks * chunk_size, dtype=jnp.int32).reshape(n_blocks, chunk_size)
-    body = jax.checkpoint(lambda rows: _block_terms(Z, labels, member, is_anchor, tau, rows))
-    terms, anchors, has_pos = jax.lax.map(body, blocks)
-    return terms.reshape(-1)[:m], anchors.reshape(-1)[:m], has_pos.reshape(-1)[:m]
+def _anchor_terms(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
+                  is_anchor: jnp.ndarray, tau, chunk_size: int | None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(l (m,), has a positive (m,))``: the anchor terms l(i) of one batch (0 for an anchor without positives): the excess
+    pieces of :func:`ufm.excess.batch_parts` (the one SCL formula, on rows of any norm) plus the constant,
+    l(i) = log|P(i)| + within(i) + softplus(delta(i)). Z, R (m, d) the batch's rows and their class
+    representatives, labels, member, is_anchor (m,)."""
+    parts = batch_parts(Z, R, labels, member, is_anchor, tau, chunk_size, unit_rows=False)
+    log_count = jnp.log(jnp.maximum(parts.n_pos, 1).astype(Z.dtype))
+    return jnp.where(parts.has_pos, log_count + parts.within + jnp.exp(parts.log_softplus), 0.0), parts.has_pos
 
 
 @partial(jax.jit, static_argnames=("reduction", "prototype_anchors", "chunk_size"))
@@ -115,16 +71,11 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
     the anchors in row blocks of c (module docstring), memory O(c * m) per batch, same value and
     gradient up to round-off.
     """
-    # the batch rows and masks (the representatives of ufm.excess are not needed here: rep = identity)
-    rows, _, row_labels, member, is_anchor = batch_rows(
-        H, labels, jnp.arange(H.shape[0]), index, valid, prototypes, prototype_labels, prototype_anchors)
-    width = rows.shape[1]
-    if chunk_size is None or chunk_size >= width:
-        batch_terms = _batch_terms
-    else:
-        batch_terms = partial(_batch_terms_chunked, chunk_size=int(chunk_size))
-    terms, anchors, has_pos = jax.vmap(batch_terms, in_axes=(0, 0, 0, 0, None))(
-        rows, row_labels, member, is_anchor, tau)
+    Z, R, row_labels, member, is_anchor = batch_rows(
+        H, labels, class_representatives(labels), index, valid, prototypes, prototype_labels, prototype_anchors)
+    chunk = None if chunk_size is None else int(chunk_size)
+    terms, has_pos = jax.vmap(lambda *a: _anchor_terms(*a, tau, chunk))(Z, R, row_labels, member, is_anchor)
+    anchors = is_anchor & member
     batch_sums = terms.sum(axis=1)
     if reduction == "sum":
         return batch_sums.sum()
