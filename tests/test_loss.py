@@ -46,7 +46,7 @@ def loss_cases(draw):
     return H, labels, tau, batches, protos
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(case=loss_cases(), reduction=st.sampled_from(REDUCTIONS))
 def test_matches_double_loop_float64(case, reduction):
     H, labels, tau, batches, protos = case
@@ -57,7 +57,7 @@ def test_matches_double_loop_float64(case, reduction):
     assert got == pytest.approx(want, rel=1e-10, abs=1e-10)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(case=loss_cases(), reduction=st.sampled_from(REDUCTIONS))
 def test_matches_double_loop_float32(case, reduction):
     H, labels, tau, batches, protos = case
