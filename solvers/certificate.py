@@ -48,7 +48,8 @@ from ufm.constraint_sets import SPHERE
 from ufm.batching import pack
 from ufm.errors import ProblemError
 from ufm.excess import (anchor_gradient_rows, excess_constant, log_excess_packed, reduced_constant,
-                        reduced_excess, representatives, stacked_batches, weight_gradient_rows)
+                        reduced_excess, representatives, StackedBatches, stacked_batches,
+                        weight_gradient_rows)
 from ufm.problem import Problem
 
 #: Default tolerance on the relative gap (gap / E) for ``certified`` (and status ``optimal``).
@@ -215,10 +216,17 @@ class _BatchRows(NamedTuple):
     index: np.ndarray
 
 
-def _batch_rows(problem: Problem, H: np.ndarray, packed, W, wl) -> _BatchRows:
-    s = stacked_batches(jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
-                        jnp.asarray(packed.index), jnp.asarray(packed.valid),
-                        None if W is None else jnp.asarray(wl), problem.prototype_anchors)
+def problem_batches(problem: Problem, packed) -> StackedBatches:
+    """The problem's packed batching (``ufm.batching.pack``) over the stacked rows [H; W]
+    (:func:`ufm.excess.stacked_batches`), for its labels, representatives and prototypes."""
+    _, wl = problem.prototype_rows()
+    return stacked_batches(jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
+                           jnp.asarray(packed.index), jnp.asarray(packed.valid),
+                           None if wl is None else jnp.asarray(wl), problem.prototype_anchors)
+
+
+def _batch_rows(problem: Problem, H: np.ndarray, packed, W) -> _BatchRows:
+    s = problem_batches(problem, packed)
     rows = H if W is None else np.vstack([H, W])
     index, rep = np.asarray(s.index), np.asarray(s.rep)
     return _BatchRows(rows[index], rows[rep[index]], np.asarray(s.labels)[index], np.asarray(s.member),
@@ -432,10 +440,10 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
                            f"(batches of width {max(len(b) for b in problem.batches(0))}); use batches, or "
                            "solve without a certificate (--no-certify)")
     packed = pack(problem.batches(0))
-    W, wl = problem.prototype_rows()
+    W, _ = problem.prototype_rows()
     lift = None if W is None else _prototype_lift(W)
     const = problem_constant(problem)
-    rows = _batch_rows(problem, H, packed, W, wl)
+    rows = _batch_rows(problem, H, packed, W)
     log_e, blocks = _log_excess_and_gradient(problem, rows)
     if log_e == -np.inf:           # E = 0 <= E*: optimal outright
         return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance,
@@ -444,7 +452,7 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     candidates = [(H, rows, log_e, blocks)]
     snapped = _snapped(problem, H)
     if snapped is not None:
-        snapped_rows = _batch_rows(problem, snapped, packed, W, wl)
+        snapped_rows = _batch_rows(problem, snapped, packed, W)
         candidates.append((snapped, snapped_rows, *_log_excess_and_gradient(problem, snapped_rows)))
     for G0_H, G0_rows, log_e0, G0_blocks in candidates:
         if not np.isfinite(log_e0):

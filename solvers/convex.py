@@ -43,9 +43,10 @@ from ufm.constraint_sets import unit_sphere
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
 from ufm.loss import problem_loss
-from solvers.certificate import GAP_TOL, certify_embeddings, problem_constant, problem_log_excess
+from solvers.certificate import (GAP_TOL, certify_embeddings, problem_batches, problem_constant,
+                                 problem_log_excess)
 from ufm.batching import pack
-from ufm.excess import gram_gradient_rows, representatives, stacked_batches, weight_gradient_rows
+from ufm.excess import gram_gradient_rows, weight_gradient_rows
 from solvers import sizing
 from ufm.errors import ProblemError
 from ufm.problem import Problem
@@ -90,11 +91,7 @@ def relaxation_loss(G: np.ndarray, problem: Problem) -> tuple[float, np.ndarray]
     a symmetric G (m, m) over the rows [H; W], float64, for the problem's batching at epoch 0. The
     Gram-space SCL of :mod:`ufm.excess` (:func:`ufm.excess.gram_gradient_rows`, the formula every
     backend evaluates): L = constant + E(G), C = E(G) grad_G log E."""
-    packed = pack(problem.batches(0))
-    _, w_labels = problem.prototype_rows()
-    batches = stacked_batches(jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
-                              jnp.asarray(packed.index), jnp.asarray(packed.valid),
-                              None if w_labels is None else jnp.asarray(w_labels), problem.prototype_anchors)
+    batches = problem_batches(problem, pack(problem.batches(0)))
     G = np.asarray(G, dtype=np.float64)
     log_rows, D = gram_gradient_rows(jnp.asarray(G), batches, jnp.asarray(problem.tau, dtype=jnp.float64))
     D = np.array(D, dtype=np.float64)

@@ -182,11 +182,6 @@ def _expm1_pair_jvp(primals, tangents):
     return (q, r), ((q + 1.0) * dv, q * dv)
 
 
-def expm1mx(v: jnp.ndarray) -> jnp.ndarray:
-    """e^v - 1 - v (>= 0) to full relative precision (:func:`expm1_pair`)."""
-    return expm1_pair(v)[1]
-
-
 def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
     """The excess of each anchor (module docstring), the one formula every backend evaluates.
 
@@ -215,8 +210,7 @@ def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
     w = jnp.where(positives, v - t[:, None], jnp.where(negatives, X - t_neg[:, None], 0.0))
     q, r = expm1_pair(w)
     e = jnp.where(positives, r, jnp.where(negatives, q + 1.0, 0.0))
-    within = t + jnp.log1p(jnp.sum(jnp.where(positives, e, 0.0), axis=1) / npos - t)
-    within = jnp.where(has_any_pos, within, 0.0)
+    within = t + jnp.log1p(jnp.sum(jnp.where(positives, e, 0.0), axis=1) / npos - t)   # 0 without positives
     lse_pos = jnp.log(npos) + mean_x + within
     has_neg = jnp.any(negatives, axis=1)
     sum_neg = jnp.sum(jnp.where(negatives, e, 0.0), axis=1)
