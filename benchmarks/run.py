@@ -185,7 +185,7 @@ def bench_scaling(sizes: list[int], chunk_above: int = 5000, chunk: int = 2000,
         # the compiled loss + gradient alone (the profile's dominant piece)
         vg = jax.jit(jax.value_and_grad(
             lambda H: scl_loss_packed(H, data.labels, data.tau, data.mon_index, data.mon_valid, "sum",
-                                      chunk_size=chunk_size)))
+                                      chunk_size=chunk_size, num_classes=problem.k)))
         jax.block_until_ready(vg(data.H0))
         times = []
         for _ in range(2):
@@ -285,7 +285,7 @@ def _loss_grad_floor(problem: Problem, starts: int = 64) -> float:
     data = gd._data(problem, gd._start(problem, 0, dtype), 1, 0.1, 1e-12, dtype)
     vg = jax.value_and_grad(lambda H: scl_loss_packed(H, data.labels, data.tau, data.mon_index,
                                                       data.mon_valid, "sum", data.protos,
-                                                      data.proto_labels))
+                                                      data.proto_labels, num_classes=problem.k))
     evals = int(max(5, min(200, 2e8 / (problem.n ** 2 * problem.dim))))
 
     def repeated(f):

@@ -6,7 +6,7 @@ Constraint set (docs/theory.md section 1), one row per example, H (n, d):
     S_+ = { H : ||h_i|| = 1 and h_i >= 0 for every i }         (ReLU)
 
 Objective: log E, the logarithm of the excess of the SCL loss (sum reduction) over the problem's
-batching (``ufm.excess.log_excess_packed``, docs/theory.md section 3a): the loss minus its constant,
+batching (``ufm.excess_fused.log_excess_packed``, the fused kernel, docs/theory.md section 3a): the loss minus its constant,
 to full relative precision at any tau (the loss itself does not resolve the geometry below tau ~ 0.07).
 
 Method (default ``optimizer="bb"``): Riemannian / projected gradient descent with Barzilai-Borwein
@@ -98,7 +98,8 @@ from ufm.geometry import class_mean_gram
 from solvers.sizing import certificate_bytes
 from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, collapsed_rows,
                                  problem_constant, problem_log_excess)
-from ufm.excess import log_excess_packed, representatives
+from ufm.excess import representatives
+from ufm.excess_fused import log_excess_packed
 from ufm.problem import SEED_MAX, Problem
 from ufm.random_batches import draw, draw_shape
 from ufm.solution import DescentInfo, Solution, certified_status, join
@@ -173,8 +174,8 @@ class LoopState(NamedTuple):
 def _loss_fn(cfg: Config, data: Data) -> Callable:
     """The objective of the iterate V: log E of H = V[tie] over the batches (index, valid)."""
     def loss(V, index, valid):
-        return log_excess_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid, data.protos,
-                                 data.proto_labels, cfg.prototype_anchors, cfg.chunk_size)
+        return log_excess_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid, cfg.n_classes,
+                                 data.protos, data.proto_labels, cfg.prototype_anchors, cfg.chunk_size)
     return loss
 
 

@@ -139,13 +139,14 @@ def row_inputs(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.
     difference h_j - r_j (exactly 0 when h_j = r_j); the rest: Z_r Z^T / tau - <z_r, r_r> / tau.
     ``unit_rows`` (static): the rows stand for points of the sphere, and gap_j = (|h_j|^2 - |r_j|^2)/2
     removes their ~1e-16 norm error (as if they were normalised first); False for rows of any norm
-    (the plain loss of ``ufm.loss``), gap = 0, X = G_ij/tau - s_i exactly."""
+    (the plain loss of ``ufm.loss``), gap = 0, X = G_ij/tau - s_i exactly. The gap is subtracted from
+    every column j (on negatives a ~1e-16 relative change), as the fused kernel's product does."""
     r, positives, negatives, has_pos, n_pos = _anchor_masks(labels, member, is_anchor, rows)
     Zr = Z[r]
     D = Z - R
     gap = jnp.sum((Z + R) * D, axis=1) / 2 if unit_rows else jnp.zeros(Z.shape[0], Z.dtype)
     own = jnp.sum(Zr * R[r], axis=1)                               # <h_i, r_i>   (c,)
-    X = jnp.where(positives, Zr @ D.T - gap[None, :], Zr @ Z.T - own[:, None]) / tau
+    X = (jnp.where(positives, Zr @ D.T, Zr @ Z.T - own[:, None]) - gap[None, :]) / tau
     return AnchorInputs(X, positives, negatives, has_pos, n_pos)
 
 
@@ -182,8 +183,23 @@ def _expm1_pair_jvp(primals, tangents):
     return (q, r), ((q + 1.0) * dv, q * dv)
 
 
-def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
-    """The excess of each anchor (module docstring), the one formula every backend evaluates.
+class AnchorState(NamedTuple):
+    """:class:`AnchorParts` with what their closed-form gradient (:func:`excess_cotangent`) needs,
+    for c anchors of m rows: ``q`` (c, m) = expm1(w) on P(i) and N(i) (w the shifted, centred
+    logits of :func:`anchor_state`), ``mean_q`` (c,) = mean_P q, ``sum_pos`` (c,) = S_P = sum_P e^w,
+    ``sum_neg`` (c,) = S_N = sum_N e^w (0 without negatives), ``delta`` (c,) = lse_N - lse_P."""
+
+    parts: AnchorParts
+    q: jnp.ndarray
+    mean_q: jnp.ndarray
+    sum_pos: jnp.ndarray
+    sum_neg: jnp.ndarray
+    delta: jnp.ndarray
+
+
+def anchor_state(inputs: AnchorInputs) -> AnchorState:
+    """The excess of each anchor (module docstring), the one formula every backend evaluates, with
+    the intermediates of its closed-form gradient (:class:`AnchorState`).
 
     With v_ij = X_ij - mean_P X (centred on the positives, so mean_P v = 0) and t = max_P v if it
     exceeds 1, else t = 0 (a constant for autodiff):
@@ -194,7 +210,8 @@ def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
     lse_N shifted by max_N X. With t = 0 (every row near collapse) within keeps its full relative
     precision, where it is ~ var_P(X)/2, far below X itself: its error is that of v (the rounding of
     X, not of e^X), and it is exactly 0 when every X_ij on P(i) is equal (collapse: all 0). With
-    t > 0 nothing overflows (v - t <= 0) and within >= O(1/|P|). Each entry takes one exponential."""
+    t > 0 nothing overflows (v - t <= 0) and within >= O(1/|P|). Each entry takes one exponential.
+    Differentiable by JAX (the reference path; :func:`excess_cotangent` is its closed form)."""
     X, positives, negatives = inputs.X, inputs.positives, inputs.negatives
     has_any_pos = inputs.n_pos > 0
     npos = jnp.maximum(inputs.n_pos, 1).astype(X.dtype)
@@ -209,16 +226,49 @@ def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
     # (w = X - max_N X <= 0; as 1 + expm1(w), exact to eps against their sum, which is >= 1)
     w = jnp.where(positives, v - t[:, None], jnp.where(negatives, X - t_neg[:, None], 0.0))
     q, r = expm1_pair(w)
-    e = jnp.where(positives, r, jnp.where(negatives, q + 1.0, 0.0))
-    within = t + jnp.log1p(jnp.sum(jnp.where(positives, e, 0.0), axis=1) / npos - t)   # 0 without positives
+    mean_r = jnp.sum(jnp.where(positives, r, 0.0), axis=1) / npos
+    within = t + jnp.log1p(mean_r - t)                      # 0 without positives
     lse_pos = jnp.log(npos) + mean_x + within
     has_neg = jnp.any(negatives, axis=1)
-    sum_neg = jnp.sum(jnp.where(negatives, e, 0.0), axis=1)
+    sum_neg = jnp.sum(jnp.where(negatives, q + 1.0, 0.0), axis=1)
     lse_neg = jnp.where(has_neg, t_neg + jnp.log(jnp.where(has_neg, sum_neg, 1.0)), -jnp.inf)
     delta = lse_neg - lse_pos
     has_pos = inputs.has_pos
-    return AnchorParts(jnp.where(has_pos, within, 0.0),
-                       jnp.where(has_pos, log_softplus(delta), -jnp.inf), has_pos, inputs.n_pos)
+    parts = AnchorParts(jnp.where(has_pos, within, 0.0), jnp.where(has_pos, log_softplus(delta), -jnp.inf),
+                        has_pos, inputs.n_pos)
+    q = jnp.where(positives | negatives, q, 0.0)
+    mean_q = jnp.sum(jnp.where(positives, q, 0.0), axis=1) / npos
+    return AnchorState(parts, q, mean_q, npos * (1.0 + mean_r - t), sum_neg, delta)
+
+
+def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
+    """Per-anchor pieces of the excess (:func:`anchor_state`), differentiable by JAX."""
+    return anchor_state(inputs).parts
+
+
+def excess_cotangent(inputs: AnchorInputs, state: AnchorState, log_scale: jnp.ndarray) -> jnp.ndarray:
+    """d/dX of sum_i e^{log_scale_i} e_i, e_i = within(i) + softplus(delta(i)), in closed form from
+    :func:`anchor_state`'s intermediates (no second exponential): (c, m), with
+    d within(i)/dX_ij = (q_ij - mean_P q)/S_P on P(i) (the centring's -1/|P| folded in exactly) and
+    d softplus(delta(i))/dX_ij = sigmoid(delta) (-(1 + q_ij)/S_P on P(i), (1 + q_ij)/S_N on N(i)).
+    ``log_scale`` (c,): log of each anchor's weight, e.g. log alpha_i - log E (then the rows are those
+    of d log E / dX); -inf or an anchor without positives gives 0. The within term is scaled as
+    (q - mean q) s_i * (s_i / S_P), s_i = e^{log_scale/2}: within <= e^{-log_scale} makes the first
+    factor O(1), so nothing overflows while log E > -1400 (and within = 0 below e^-745)."""
+    parts = state.parts
+    live = parts.has_pos & jnp.isfinite(log_scale)
+    scale = jnp.where(live, log_scale, -jnp.inf)
+    # within > 0 bounds scale by 745 (E >= within >= the smallest double): half stays finite
+    half = jnp.where(parts.within > 0, jnp.exp(0.5 * jnp.where(parts.within > 0, scale, 0.0)), 0.0)
+    within_coef = half / state.sum_pos
+    has_neg = state.sum_neg > 0
+    sig = jnp.exp(jax.nn.log_sigmoid(jnp.where(has_neg, state.delta, 0.0)) + scale)
+    sig = jnp.where(has_neg, sig, 0.0)
+    pos_coef = sig / state.sum_pos
+    neg_coef = sig / jnp.where(has_neg, state.sum_neg, 1.0)
+    q = state.q
+    on_pos = ((q - state.mean_q[:, None]) * half[:, None]) * within_coef[:, None] - pos_coef[:, None] * (1.0 + q)
+    return jnp.where(inputs.positives, on_pos, jnp.where(inputs.negatives, neg_coef[:, None] * (1.0 + q), 0.0))
 
 
 def block_parts(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
@@ -235,12 +285,13 @@ def anchor_log_excess(inputs: AnchorInputs) -> jnp.ndarray:
 
 def anchor_gradient(inputs: AnchorInputs, tau) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(log e (c,), D (c, m))`` with D_ij = d log e_i / d G_ij, the Gram-space gradient of each
-    anchor's log excess (JAX's derivative of :func:`anchor_parts`; the shift s_i has total
-    derivative 0, so d/dG_ij = (d/dX_ij) / tau). Then d log E / d G_ij = sum_i e^{log e_i - log E}
-    D_ij, in full precision however small E is."""
-    log_e, pullback = jax.vjp(lambda X: anchor_log_excess(inputs._replace(X=X)), inputs.X)
-    (dX,) = pullback(jnp.where(jnp.isfinite(log_e), 1.0, 0.0).astype(log_e.dtype))
-    return log_e, jnp.where(inputs.has_pos[:, None], dX, 0.0) / tau
+    anchor's log excess: :func:`excess_cotangent` with log_scale = -log e_i (the closed form of JAX's
+    derivative of :func:`anchor_parts`; the shift s_i has total derivative 0, so d/dG_ij =
+    (d/dX_ij) / tau). Then d log E / d G_ij = sum_i e^{log e_i - log E} D_ij, in full precision
+    however small E is."""
+    state = anchor_state(inputs)
+    log_e = combine_log(state.parts.within, state.parts.log_softplus)
+    return log_e, excess_cotangent(inputs, state, -log_e) / tau
 
 
 def batch_parts(Z, R, labels, member, is_anchor, tau, chunk_size: int | None,

@@ -5,10 +5,12 @@ terms from its shifted logits, is :func:`ufm.excess.anchor_parts`; every JAX and
 evaluates it:
 
 - gradient descent's objective, log of the excess (the loss minus its constant), on the rows:
-  :func:`ufm.excess.log_excess_packed` (with batching, prototypes and row chunking);
+  :func:`ufm.excess_fused.log_excess_packed`, the fused kernel (value and closed-form gradient in one
+  pass, with batching, prototypes and row chunking); :func:`ufm.excess.log_excess_packed` is the same
+  function differentiated by JAX (the reference path, with Hessians);
 - the loss itself on rows of any norm (constant + excess): :func:`ufm.loss.scl_loss`;
-- the Gram-space value and gradient for the certificate and the n x n program's objective: JAX's
-  derivative of the same function of the Gram entries, :func:`ufm.excess.anchor_gradient_rows`
+- the Gram-space value and gradient for the certificate and the n x n program's objective: the
+  closed-form derivative (:func:`ufm.excess.excess_cotangent`) of the same function of the Gram entries, :func:`ufm.excess.anchor_gradient_rows`
   (from rows) and :func:`ufm.excess.gram_gradient_rows` (from any symmetric matrix);
 - the excess constant: :func:`ufm.excess.excess_constant`;
 - the reduced class-level form (full batch, collapsed): :func:`ufm.excess.reduced_log_excess`, and

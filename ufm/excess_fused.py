@@ -1,0 +1,178 @@
+"""The fused value and gradient of the SCL excess over one batch: what gradient descent and the loss
+evaluate (docs/architecture.md "The fused kernel").
+
+For one batch of m rows Z (m, d), their class representatives R (m, d) and per-anchor weights
+alpha (m,) >= 0, :func:`batch_log_excess` returns
+
+    log E_alpha = log sum_i alpha_i e_i,    e_i = within(i) + softplus(delta(i))
+
+(``ufm.excess``: alpha = 1 gives log E; the loss's reductions are other weights). Its JAX
+derivative is a custom rule: the forward pass computes the gradient with the value, block by block
+of c anchors, so ``jax.value_and_grad`` costs one pass and keeps O(c m) memory, chunked or not.
+
+Per block:
+
+1. The logits in one product, X = [Z_r, C] @ [Z - R, onehot(labels)]^T / tau - gap / tau, with
+   C_ic = <z_i, rep_c> - <z_i, rep_{y_i}> (k columns, exactly 0 on i's own class): on positives
+   X_ij = <z_i, z_j - r_j>/tau - gap_j/tau (the precise form of ``ufm.excess.row_inputs``), on
+   negatives <z_i, z_j>/tau - <z_i, r_i>/tau.
+2. :func:`ufm.excess.anchor_state`: one reduction pass, one exponential per entry.
+3. dX = d/dX sum_i alpha_i e_i / E_block in closed form (:func:`ufm.excess.excess_cotangent`), and
+   its pullback through the product (two (c, m) x (m, d + k) products) to Z, R, tau.
+
+Blocks combine as a running log-sum-exp: the gradient of log E is sum_b (E_b / E) d log E_b.
+The gradient matches JAX's derivative of the reference path (``ufm.excess.anchor_parts``) to
+rounding (tests: 1e-12 in float64). Hessian-vector products need that reference path (a custom
+VJP has no forward-mode derivative): ``ufm.loss.scl_loss_packed`` with ``num_classes=None``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ufm.excess import (AnchorInputs, _anchor_masks, _masked_lse, anchor_state, batch_rows, combine_log,
+                        excess_cotangent)
+
+
+class _Grads(NamedTuple):
+    """d log E_alpha / d(Z, R, tau, alpha) of one batch."""
+
+    Z: jnp.ndarray
+    R: jnp.ndarray
+    tau: jnp.ndarray
+    alpha: jnp.ndarray
+
+
+def _logits(Z, R, tau, labels, rows, num_classes: int, unit_rows: bool):
+    """X (c, m) of the anchors ``rows`` (c,) from one product (module docstring, step 1)."""
+    m = Z.shape[0]
+    r = jnp.where(rows < m, rows, 0)
+    Zr = Z[r]
+    classes = jnp.arange(num_classes)
+    onehot = (labels[:, None] == classes[None, :]).astype(Z.dtype)              # (m, k)
+    first = jnp.argmax(labels[None, :] == classes[:, None], axis=1)              # (k,) a row of each class
+    T = Zr @ R[first].T                                                          # (c, k) <z_i, rep_c>
+    own = jnp.clip(labels[r], 0, num_classes - 1)                                # (padding may lie outside)
+    C = T - jnp.take_along_axis(T, own[:, None], axis=1)                        # 0 on the own class
+    left = [Zr, C]
+    right = [Z - R, onehot]
+    if unit_rows:                                                                # -(|z_j|^2 - |r_j|^2)/2
+        left.append(-jnp.ones((rows.shape[0], 1), Z.dtype))
+        right.append((jnp.sum((Z + R) * (Z - R), axis=1) / 2)[:, None])
+    return (jnp.concatenate(left, axis=1) / tau) @ jnp.concatenate(right, axis=1).T
+
+
+def _block(Z, R, labels, member, is_anchor, alpha, tau, rows, num_classes, unit_rows, with_grad):
+    """``(log E_block, grads or None)`` of the anchors ``rows`` (c,): grads are d log E_block /
+    d(Z, R, tau, alpha) (alpha's over the c rows)."""
+    m = Z.shape[0]
+    make = lambda Z_, R_, tau_: _logits(Z_, R_, tau_, labels, rows, num_classes, unit_rows)
+    if with_grad:
+        X, pullback = jax.vjp(make, Z, R, tau)
+    else:
+        X = make(Z, R, tau)
+    r, positives, negatives, has_pos, n_pos = _anchor_masks(labels, member, is_anchor, rows)
+    inputs = AnchorInputs(X, positives, negatives, has_pos, n_pos)
+    state = anchor_state(inputs)
+    a = jnp.where((rows < m) & has_pos, alpha[r], 0.0)
+    log_alpha = jnp.where(a > 0, jnp.log(jnp.where(a > 0, a, 1.0)), -jnp.inf)
+    log_e = combine_log(state.parts.within, state.parts.log_softplus) + log_alpha
+    finite = jnp.isfinite(log_e)
+    top = jnp.max(jnp.where(finite, log_e, -jnp.inf))
+    top_safe = jnp.where(jnp.isfinite(top), top, 0.0)
+    log_block = jnp.where(jnp.isfinite(top),
+                          top_safe + jnp.log(jnp.sum(jnp.where(finite, jnp.exp(log_e - top_safe), 0.0))), -jnp.inf)
+    if not with_grad:
+        return log_block, None
+    ref = jnp.where(jnp.isfinite(log_block), log_block, 0.0)
+    dX = excess_cotangent(inputs, state, log_alpha - ref)
+    dZ, dR, dtau = pullback(dX)
+    d_alpha = jnp.where(a > 0, jnp.exp(log_e - log_alpha - ref), 0.0)            # e_i / E_block
+    return log_block, _Grads(dZ, dR, dtau, d_alpha)
+
+
+def _blocks(m: int, chunk_size: int | None) -> jnp.ndarray:
+    c = m if chunk_size is None else max(1, min(int(chunk_size), m))
+    return jnp.arange(-(-m // c) * c, dtype=jnp.int32).reshape(-1, c)
+
+
+def _merge(log_a, a: _Grads, log_b, b: _Grads):
+    """Gradients of log(E_a + E_b) from those of log E_a and log E_b (running log-sum-exp)."""
+    total = jnp.logaddexp(log_a, log_b)
+    safe = jnp.isfinite(total)
+    wa = jnp.where(safe & jnp.isfinite(log_a), jnp.exp(log_a - jnp.where(safe, total, 0.0)), 0.0)
+    wb = jnp.where(safe & jnp.isfinite(log_b), jnp.exp(log_b - jnp.where(safe, total, 0.0)), 0.0)
+    return total, _Grads(*(wa * x + wb * y for x, y in zip(a, b)))
+
+
+def _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows, with_grad):
+    m = Z.shape[0]
+    blocks = _blocks(m, chunk_size)
+    step = partial(_block, Z, R, labels, member, is_anchor, alpha, tau,
+                   num_classes=num_classes, unit_rows=unit_rows, with_grad=with_grad)
+    if blocks.shape[0] == 1:
+        return step(blocks[0])
+
+    def body(carry, rows):
+        log_b, g_b = step(rows)
+        if not with_grad:
+            return jnp.logaddexp(carry, log_b), None
+        log_a, g_a = carry
+        # alpha's gradient lives on the block's own rows: place it in a padded (nb * c,) vector
+        g_b = g_b._replace(alpha=jax.lax.dynamic_update_slice(jnp.zeros_like(g_a.alpha), g_b.alpha, (rows[0],)))
+        return _merge(log_a, g_a, log_b, g_b), None
+
+    if not with_grad:
+        total, _ = jax.lax.scan(body, jnp.asarray(-jnp.inf, Z.dtype), blocks)
+        return total, None
+    zero = _Grads(jnp.zeros_like(Z), jnp.zeros_like(R), jnp.zeros_like(tau), jnp.zeros(blocks.size, Z.dtype))
+    (total, grads), _ = jax.lax.scan(body, (jnp.asarray(-jnp.inf, Z.dtype), zero), blocks)
+    return total, grads._replace(alpha=grads.alpha[:m])
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def batch_log_excess(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
+                     is_anchor: jnp.ndarray, alpha: jnp.ndarray, tau: jnp.ndarray, num_classes: int,
+                     chunk_size: int | None = None, unit_rows: bool = True) -> jnp.ndarray:
+    """log sum_i alpha_i e_i over one batch (module docstring); -inf when it is 0.
+
+    Z, R (m, d) the batch's rows and their class representatives, labels (m,) in [0, num_classes),
+    member, is_anchor (m,) bool, alpha (m,) >= 0, tau (). Static: ``num_classes``, ``chunk_size``
+    (anchors per block; None: one block), ``unit_rows`` (the rows stand for points of the sphere:
+    their norm error is removed as in ``ufm.excess.row_inputs``). Its derivative with respect to
+    Z, R, tau and alpha is computed with the value (a custom VJP)."""
+    return _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows, False)[0]
+
+
+def _forward(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows):
+    value, grads = _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size,
+                             unit_rows, True)
+    return value, (grads, jnp.isfinite(value))
+
+
+def _backward(num_classes, chunk_size, unit_rows, residual, cotangent):
+    grads, finite = residual
+    g = jnp.where(finite, cotangent, 0.0)
+    return (g * grads.Z, g * grads.R, None, None, None, g * grads.alpha, g * grads.tau)
+
+
+batch_log_excess.defvjp(_forward, _backward)
+
+
+def log_excess_packed(H, labels, rep, tau, index, valid, num_classes: int, prototypes=None,
+                      prototype_labels=None, prototype_anchors: bool = True,
+                      chunk_size: int | None = None) -> jnp.ndarray:
+    """log E over a packed batching, on the fused kernel: the value of
+    :func:`ufm.excess.log_excess_packed` (its arguments, plus the static ``num_classes``, labels of
+    examples and prototypes in [0, num_classes)) with the gradient computed alongside. The objective
+    of gradient descent."""
+    Z, R, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, prototypes,
+                                                     prototype_labels, prototype_anchors)
+    alpha = jnp.ones(member.shape, Z.dtype)
+    logs = jax.vmap(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, True))(
+        Z, R, row_labels, member, is_anchor, alpha)
+    return _masked_lse(logs, jnp.isfinite(logs), axis=0)
