@@ -6,8 +6,8 @@ Constraint set (docs/theory.md section 1), one row per example, H (n, d):
     S_+ = { H : ||h_i|| = 1 and h_i >= 0 for every i }         (ReLU)
 
 Objective: log E, the logarithm of the excess of the SCL loss (sum reduction) over the problem's
-batching (``ufm.excess_fused.log_excess_packed``, the fused kernel, docs/theory.md section 3a): the loss minus its constant,
-to full relative precision at any tau (the loss itself does not resolve the geometry below tau ~ 0.07).
+batching (``ufm.excess_fused.log_excess_packed``, the fused kernel; docs/theory.md section 3a): the
+loss minus its constant, to full relative precision at any tau (the loss itself does not resolve the geometry below tau ~ 0.07).
 
 Method (default ``optimizer="bb"``): Riemannian / projected gradient descent with Barzilai-Borwein
 step sizes and a nonmonotone Armijo backtracking line search (Grippo-Lampariello-Lucidi, memory 10),

@@ -186,7 +186,7 @@ def _expm1_pair_jvp(primals, tangents):
 class AnchorState(NamedTuple):
     """:class:`AnchorParts` with what their closed-form gradient (:func:`excess_cotangent`) needs,
     for c anchors of m rows: ``q`` (c, m) = expm1(w) on P(i) and N(i) (w the shifted, centred
-    logits of :func:`anchor_state`), ``mean_q`` (c,) = mean_P q, ``sum_pos`` (c,) = S_P = sum_P e^w,
+    logits of :func:`anchor_state`; w = 0, so q = 0, elsewhere), ``mean_q`` (c,) = mean_P q, ``sum_pos`` (c,) = S_P = sum_P e^w,
     ``sum_neg`` (c,) = S_N = sum_N e^w (0 without negatives), ``delta`` (c,) = lse_N - lse_P."""
 
     parts: AnchorParts
@@ -236,7 +236,6 @@ def anchor_state(inputs: AnchorInputs) -> AnchorState:
     has_pos = inputs.has_pos
     parts = AnchorParts(jnp.where(has_pos, within, 0.0), jnp.where(has_pos, log_softplus(delta), -jnp.inf),
                         has_pos, inputs.n_pos)
-    q = jnp.where(positives | negatives, q, 0.0)
     mean_q = jnp.sum(jnp.where(positives, q, 0.0), axis=1) / npos
     return AnchorState(parts, q, mean_q, npos * (1.0 + mean_r - t), sum_neg, delta)
 

@@ -81,11 +81,7 @@ def _block(Z, R, labels, member, is_anchor, alpha, tau, rows, num_classes, unit_
     a = jnp.where((rows < m) & has_pos, alpha[r], 0.0)
     log_alpha = jnp.where(a > 0, jnp.log(jnp.where(a > 0, a, 1.0)), -jnp.inf)
     log_e = combine_log(state.parts.within, state.parts.log_softplus) + log_alpha
-    finite = jnp.isfinite(log_e)
-    top = jnp.max(jnp.where(finite, log_e, -jnp.inf))
-    top_safe = jnp.where(jnp.isfinite(top), top, 0.0)
-    log_block = jnp.where(jnp.isfinite(top),
-                          top_safe + jnp.log(jnp.sum(jnp.where(finite, jnp.exp(log_e - top_safe), 0.0))), -jnp.inf)
+    log_block = _masked_lse(log_e, jnp.isfinite(log_e), axis=0)
     if not with_grad:
         return log_block, None
     ref = jnp.where(jnp.isfinite(log_block), log_block, 0.0)
