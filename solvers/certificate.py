@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
@@ -47,9 +48,10 @@ from solvers.sizing import CACHE_BYTES, certificate_bytes
 from ufm.constraint_sets import SPHERE
 from ufm.batching import pack
 from ufm.errors import ProblemError
-from ufm.excess import (anchor_gradient_rows, excess_constant, log_excess_packed, reduced_constant,
+from ufm.excess import (anchor_gradient_rows, excess_constant, reduced_constant,
                         reduced_excess, representatives, StackedBatches, stacked_batches,
                         weight_gradient_rows)
+from ufm.excess_fused import log_excess_packed as fused_log_excess_packed
 from ufm.problem import Problem
 
 #: Default tolerance on the relative gap (gap / E) for ``certified`` (and status ``optimal``).
@@ -270,18 +272,21 @@ def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float,
     return weight_gradient_rows(log_rows, C), C
 
 
+_fused_log_excess = jax.jit(fused_log_excess_packed,
+                            static_argnames=("num_classes", "prototype_anchors", "chunk_size", "mesh"))
+
+
 def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
     """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0):
-    the JAX objective :func:`ufm.excess.log_excess_packed`, in row blocks of bounded memory."""
+    gradient descent's objective (:func:`ufm.excess_fused.log_excess_packed`, value only), in the
+    kernel's blocks of bounded memory."""
     packed = pack(problem.batches(epoch))
     W, wl = problem.prototype_rows()
-    width = packed.index.shape[1] + (0 if W is None else len(W))
-    chunk = _chunk_rows(width)
-    return float(log_excess_packed(
+    return float(_fused_log_excess(
         jnp.asarray(H, dtype=jnp.float64), jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
         jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index), jnp.asarray(packed.valid),
-        None if W is None else jnp.asarray(W, dtype=jnp.float64), None if wl is None else jnp.asarray(wl),
-        prototype_anchors=problem.prototype_anchors, chunk_size=None if chunk >= width else chunk))
+        problem.k, None if W is None else jnp.asarray(W, dtype=jnp.float64),
+        None if wl is None else jnp.asarray(wl), prototype_anchors=problem.prototype_anchors))
 
 
 def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> tuple[np.ndarray, float]:

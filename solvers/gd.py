@@ -91,7 +91,7 @@ from optax import tree_utils as otu
 import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
-from solvers import descent, generic
+from solvers import descent, generic, sharding
 from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
 from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
@@ -135,6 +135,7 @@ class Config(NamedTuple):
     chunk_size: int | None = None     # memory-bounded loss (ufm.loss), None: plain
     n_classes: int = 0                # k, for the class-mean Gram snapshots
     draw: tuple | None = None         # random scheme: (scheme, counts, batch size) drawn per epoch
+    mesh: Any = None                  # full batch rows sharded over these devices (solvers.sharding)
 
 
 class Data(NamedTuple):
@@ -175,7 +176,8 @@ def _loss_fn(cfg: Config, data: Data) -> Callable:
     """The objective of the iterate V: log E of H = V[tie] over the batches (index, valid)."""
     def loss(V, index, valid):
         return log_excess_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid, cfg.n_classes,
-                                 data.protos, data.proto_labels, cfg.prototype_anchors, cfg.chunk_size)
+                                 data.protos, data.proto_labels, cfg.prototype_anchors, cfg.chunk_size,
+                                 cfg.mesh)
     return loss
 
 
@@ -270,23 +272,39 @@ def _run(cfg: Config, data: Data):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(cfg: Config, batched: tuple | None, lanes: int | None = None):
+def _compiled(cfg: Config, batched: tuple | None, lanes: int | None = None, runs_mesh: Any = None):
     """jit(_run) for one config; ``batched``: None, or the vmap in_axes of Data (0 or None per field).
 
     ``lanes``: None vmaps every batched run at once; an int runs them ``lanes`` at a time (vmapped),
     the groups one after another (``jax.lax.map`` with ``batch_size``), in the same compiled call.
+    ``runs_mesh``: the batched runs split over its devices (:func:`solvers.sharding.shard_runs`; the
+    number of runs a multiple of its size), each device grouping its own runs by ``lanes``.
     """
     fn = functools.partial(_run, cfg)
     if batched is None:
         return jax.jit(fn)
     if lanes is None:
-        return jax.jit(jax.vmap(fn, in_axes=(Data(*batched),)))
-    fields = [f for f, axis in zip(Data._fields, batched) if axis == 0]
+        runs = jax.vmap(fn, in_axes=(Data(*batched),))
+    else:
+        fields = [f for f, axis in zip(Data._fields, batched) if axis == 0]
 
-    def grouped(data: Data):
-        xs = {f: getattr(data, f) for f in fields}
-        return jax.lax.map(lambda x: fn(data._replace(**x)), xs, batch_size=lanes)
-    return jax.jit(grouped)
+        def runs(data: Data):
+            xs = {f: getattr(data, f) for f in fields}
+            return jax.lax.map(lambda x: fn(data._replace(**x)), xs, batch_size=lanes)
+    if runs_mesh is not None:
+        runs = sharding.shard_runs(runs, runs_mesh, batched)
+    return jax.jit(runs)
+
+
+def _run_sharded(cfg: Config, batched: tuple, lanes: int | None, mesh, data: Data) -> LoopState:
+    """The batched runs of ``data`` (through the continuation stages), split over ``mesh`` (or on one
+    device when it is None): padded to a multiple of its size, the padding dropped after."""
+    if mesh is None:
+        return _staged(_compiled(cfg, batched, lanes), data)
+    padded, count = sharding.pad_runs(data, batched, mesh.size)
+    per_device = next(np.shape(x)[0] for x, a in zip(padded, batched) if a == 0) // mesh.size
+    lanes = None if lanes is None else min(lanes, per_device)
+    return sharding.unpad_runs(_staged(_compiled(cfg, batched, lanes, mesh), padded), count)
 
 
 #: On a CPU, vmapped starts pay off only while their logits stay in cache: measured on 2 cores
@@ -555,7 +573,7 @@ def _unstack(tree, i):
 def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | None = None,
           optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
           dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
-          certify: bool = True, gap_tol: float = GAP_TOL) -> Solution:
+          certify: bool = True, gap_tol: float = GAP_TOL, devices: int | None = None) -> Solution:
     """Minimise the problem's SCL loss over unit-norm rows (nonnegative with ReLU) from a random start.
 
     - ``steps``: at most this many epochs (default 5000); ``learning_rate``: the first trial step of
@@ -567,8 +585,10 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     - ``tol``: stopping tolerance (module docstring; default 1e-12 in float64, so the gradient test
       asks for ||g|| <= 1e-6 sqrt(L) and the mean Gram lands within ~1e-6 of the minimiser; 1e-6 in
       float32);
-    - ``chunk_size``: None (default) or c: evaluate the loss in row blocks of c anchors
-      (``ufm.loss.scl_loss``), memory O(c n) instead of O(n^2): for large full batches.
+    - ``chunk_size``: None (default: the kernel's own blocks, ``ufm.excess_fused.default_block``) or c:
+      evaluate the loss in row blocks of c anchors (``ufm.loss.scl_loss``), memory O(c n);
+    - ``devices``: None (one device) or p: a full-batch loss and gradient row-sharded over the first p
+      devices (:mod:`solvers.sharding`): the same iterates as one device, up to the order of sums.
 
     Returns a :class:`ufm.Solution` with ``method="gd"``, ``embeddings`` (n, d) float64 unit rows,
     ``class_mean_gram`` (k, k), ``loss`` (float64, sum reduction, over the batching of epoch 0),
@@ -579,6 +599,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     _check_gap_tol(gap_tol)
     seed = problem.seed if seed is None else whole_number(seed, "seed", 0, SEED_MAX)
+    cfg = cfg._replace(mesh=_row_mesh(problem, devices))
     if problem.objective is not None:
         return generic.solve_many(problem, [seed], steps=steps, learning_rate=lr, optimizer=optimizer,
                                   dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)[0]
@@ -591,12 +612,25 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     return _polished(problem, sol, cfg, steps, lr, tol, dtype, gap_tol)
 
 
+def _row_mesh(problem: Problem, devices: int | None):
+    """The mesh of ``solve(devices=...)``: a full-batch SCL problem only."""
+    if devices is None:
+        return None
+    if problem.objective is not None:
+        raise ProblemError("devices shards the SCL loss by rows; this problem's objective is "
+                           f"{problem.objective.name}: drop devices")
+    if not problem.is_full_batch:
+        raise ProblemError(f"devices shards a full-batch solve by rows; this problem's batching is "
+                           f"{problem.batching.scheme}: drop devices, or use the full batch")
+    return sharding.device_mesh(devices, sharding.ROWS)
+
+
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = None,
                learning_rate: float | None = None,
                optimizer: str | optax.GradientTransformation = "bb",
                dtype=jnp.float64, tol: float | None = None,
                chunk_size: int | None = None, lanes: int | None = None, certify: bool = True,
-               gap_tol: float = GAP_TOL) -> list[Solution]:
+               gap_tol: float = GAP_TOL, devices: int | None = None) -> list[Solution]:
     """Solve from several random starts in one compiled call.
 
     Same keywords as :func:`solve`; ``seeds`` gives the starts (the same starts as ``solve(seed=s)``).
@@ -604,9 +638,15 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     inside the same compiled call. Default :func:`default_lanes`: every start on a GPU, on a CPU a
     group that keeps the logits in cache (vmapping more only adds memory traffic there). Each start
     keeps its own stopping test (finished starts stop moving; a group runs until its last start
-    stops). ``seconds`` of every solution is the wall time of the call.
+    stops). ``seconds`` of every solution is the wall time of the call. ``devices``: None (one
+    device) or p: the starts split over the first p devices (:mod:`solvers.sharding`), each device
+    grouping its share by ``lanes``.
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
+    mesh = sharding.device_mesh(devices, sharding.RUNS)
+    if mesh is not None and problem.objective is not None:
+        raise ProblemError(f"devices splits SCL starts over devices; this problem's objective is "
+                           f"{problem.objective.name}: drop devices")
     _check_gap_tol(gap_tol)
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ProblemError(f"seeds must be a list of integer seeds (got {seeds!r})")
@@ -624,7 +664,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     H0 = jax.vmap(lambda key: random_start(key, problem.n, problem.dim, problem.relu, dtype))(keys)
     axes = tuple(0 if f == "H0" else None for f in Data._fields)
     t0 = time.perf_counter()
-    out = _staged(_compiled(cfg, axes, group), data._replace(H0=H0))
+    out = _run_sharded(cfg, axes, group, mesh, data._replace(H0=H0))
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
@@ -660,7 +700,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                   dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
                   pad: bool = False, pad_to: int | None = None,
                   lanes: int | None = None, certify: bool = True,
-                  gap_tol: float = GAP_TOL) -> list[Solution]:
+                  gap_tol: float = GAP_TOL, devices: int | None = None) -> list[Solution]:
     """Solve several problems of equal shape in one vmapped compiled call.
 
     The problems must share counts, dim, relu, prototypes and batching scheme (so their arrays stack);
@@ -676,6 +716,8 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
 
     ``lanes``: how many problems run side by side (vmapped), as in :func:`solve_many` (default
     :func:`default_lanes` at the padded width); the groups run in sequence in the same call.
+    ``devices``: None (one device) or p: the problems split over the first p devices
+    (:mod:`solvers.sharding`).
     """
     problems = list(problems)
     if not problems:
@@ -699,6 +741,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     if pad and not all(p.is_full_batch for p in problems):
         raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
     steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol, chunk_size)
+    mesh = sharding.device_mesh(devices, sharding.RUNS)
     datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
              for p in problems]
     if pad:
@@ -718,7 +761,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     group = _check_lanes(default_lanes(first, len(problems), dtype, width) if lanes is None else lanes,
                          len(problems))
     t0 = time.perf_counter()
-    out = _staged(_compiled(cfg, axes, group), stacked)
+    out = _run_sharded(cfg, axes, group, mesh, stacked)
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = []

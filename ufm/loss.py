@@ -90,9 +90,10 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
 
     H (n, d), labels (n,) int, prototypes (p, d) and prototype_labels (p,) or None. Returns a scalar.
     Jit-compiled once per shape; ``tau`` is traced, so changing it does not recompile.
-    ``chunk_size``: None (default) forms each batch's whole (m, m) logit matrix; an int c evaluates
-    the anchors in row blocks of c (module docstring), memory O(c * m) per batch, same value and
-    gradient up to round-off.
+    ``chunk_size``: an int c evaluates the anchors in row blocks of c (module docstring), memory
+    O(c * m) per batch, same value and gradient up to round-off. None (default): the fused kernel
+    picks its blocks (``ufm.excess_fused.default_block``: cache-sized on a CPU, one on a GPU); the
+    reference path forms each batch's whole (m, m) logit matrix.
     ``num_classes`` (static): labels lie in [0, num_classes), and the loss runs on the fused kernel
     (``ufm.excess_fused``: value and gradient in one pass; no forward-mode derivative). None: the
     reference path, JAX's derivative of ``ufm.excess.anchor_parts`` (Hessians, as the landscape needs).
@@ -119,8 +120,8 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
     ``batches``: None (full batch), a list of index arrays, or a :class:`PackedBatches`.
     ``reduction``: ``"sum"`` (default), ``"mean"`` or ``"mean_with_positives"`` (module docstring).
     ``prototypes`` (p, d) with ``prototype_labels`` (p,): fixed rows added to every batch.
-    ``chunk_size``: None (default) or a positive int: evaluate in row blocks of that many anchors,
-    memory O(chunk_size * n) instead of O(n^2) (module docstring); same value and gradient.
+    ``chunk_size``: None (default: the kernel's own blocks) or a positive int: evaluate in row blocks
+    of that many anchors, memory O(chunk_size * n) (module docstring); same value and gradient.
     Differentiable in H; the returned scalar has H's dtype.
     """
     if reduction not in REDUCTIONS:
