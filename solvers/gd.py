@@ -132,7 +132,7 @@ class Config(NamedTuple):
     stochastic: bool                  # random scheme: one step per batch
     prototype_anchors: bool
     history: int
-    chunk_size: int | None = None     # memory-bounded loss (ufm.loss), None: plain
+    chunk_size: int | None = None     # anchors per kernel block; None: ufm.excess_fused.default_block
     n_classes: int = 0                # k, for the class-mean Gram snapshots
     draw: tuple | None = None         # random scheme: (scheme, counts, batch size) drawn per epoch
     mesh: Any = None                  # full batch rows sharded over these devices (solvers.sharding)
@@ -296,7 +296,7 @@ def _compiled(cfg: Config, batched: tuple | None, lanes: int | None = None, runs
     return jax.jit(runs)
 
 
-def _run_sharded(cfg: Config, batched: tuple, lanes: int | None, mesh, data: Data) -> LoopState:
+def _run_batched(cfg: Config, batched: tuple, lanes: int | None, mesh, data: Data) -> LoopState:
     """The batched runs of ``data`` (through the continuation stages), split over ``mesh`` (or on one
     device when it is None): padded to a multiple of its size, the padding dropped after."""
     if mesh is None:
@@ -664,7 +664,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     H0 = jax.vmap(lambda key: random_start(key, problem.n, problem.dim, problem.relu, dtype))(keys)
     axes = tuple(0 if f == "H0" else None for f in Data._fields)
     t0 = time.perf_counter()
-    out = _run_sharded(cfg, axes, group, mesh, data._replace(H0=H0))
+    out = _run_batched(cfg, axes, group, mesh, data._replace(H0=H0))
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
@@ -761,7 +761,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     group = _check_lanes(default_lanes(first, len(problems), dtype, width) if lanes is None else lanes,
                          len(problems))
     t0 = time.perf_counter()
-    out = _run_sharded(cfg, axes, group, mesh, stacked)
+    out = _run_batched(cfg, axes, group, mesh, stacked)
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     sols = []
