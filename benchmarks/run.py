@@ -23,7 +23,7 @@ Sections:
    certificate seconds, relative gap, peak memory.
 4. ``convex``: the n x n program versus n (Clarabel, SCS) up to a time cap; the reduced program
    versus k: general cvxpy program vs the certified factored path; STEP block path at k = 100.
-5. ``explorer``: ``Explorer.update`` if ufm/explore.py exists, else ``solve_reduced`` (its core) at
+5. ``explorer``: the explorer's update (a slider moved, solved and redrawn) at
    k = 4..20, cold (first call) and warm.
 6. ``gpu`` (only where JAX sees a GPU; elsewhere it records why and keeps an earlier GPU result):
    full-batch GD at n = 1000 .. 100000 (chunked loss above 20000) in float64 and float32, each as a
@@ -206,7 +206,7 @@ def bench_scaling(sizes: list[int], chunk_above: float = float("inf"), chunk: in
                                       chunk_size=chunk_size, num_classes=problem.k)))
         jax.block_until_ready(vg(data.H0))
         times = []
-        for _ in range(2):
+        for _ in range(7 if n <= 5000 else 2):             # the smallest of several: short calls are noisy
             t0 = _now()
             jax.block_until_ready(vg(data.H0))
             times.append(_now() - t0)
@@ -421,31 +421,24 @@ def bench_convex(cap: float, general_max_k: int) -> dict:
 
 # ------------------------------------------------------------------ 5. the explorer's update
 def bench_explorer() -> dict:
-    from solvers.reduced import solve_reduced
-    here = Path(ufm.__file__).parent / "explore.py"      # this tree's explorer, if it has one
+    """The explorer's update as a user waits for it: a slider moved (``Explorer.set``: the ratio, a
+    new value each time) to the figure drawn again (Agg: ``draw_idle`` draws at once), for k = 4 to
+    20, long-tail profile, full batch (the reduced program). Median of 3; cold = construction + first
+    update (compiles)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from ufm.app.explore import Explorer, ExplorerState
     rows = []
-    if here.exists():
-        import matplotlib
-        matplotlib.use("Agg")
-        from ufm.app.explore import Explorer, ExplorerState
-        for k in (4, 8, 12, 16, 20):
-            t0 = _now()
-            ex = Explorer(ExplorerState(k=k, profile="long-tail"))
-            cold = _now() - t0
-            # a redraw is part of what the user waits for: update() plus rendering the canvas
-            warm = _median_time(lambda: (ex.update(), ex.fig.canvas.draw()), 3)
-            rows.append({"k": k, "cold_seconds": cold, "warm_seconds": warm,
-                         "solve_seconds": ex.last_seconds})
-        return {"measured": "Explorer.update (first: construction + update)", "rows": rows}
     for k in (4, 8, 12, 16, 20):
-        problem = Problem.long_tail(k, 40, 8.0, tau=0.5)
         t0 = _now()
-        solve_reduced(problem)
+        ex = Explorer(ExplorerState(k=k, profile="long-tail"))
         cold = _now() - t0
-        warm = _median_time(lambda: solve_reduced(problem.with_(tau=0.6)), 3)
-        rows.append({"k": k, "n": problem.n, "cold_seconds": cold, "warm_seconds": warm})
-    return {"measured": "solve_reduced (default path), the explorer's core (ufm/explore.py is not in "
-                        "this tree)", "rows": rows}
+        ratios = iter([3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0])
+        ex.set(ratio=next(ratios))                                  # the first move compiles nothing new
+        warm = _median_time(lambda: ex.set(ratio=next(ratios)), 3)
+        rows.append({"k": k, "cold_seconds": cold, "warm_seconds": warm, "solve_seconds": ex.last_seconds})
+    return {"measured": "slider moved to figure redrawn (cold: construction + first update, compiles)",
+            "rows": rows}
 
 
 # ------------------------------------------------------------------ output
@@ -478,7 +471,7 @@ def markdown(res: dict) -> str:
             "GPU matmul peak, 64 starts) are not measured; `python -m benchmarks --only gpu` on a GPU "
             "machine adds them (see benchmarks/run.py)."), ""]
     if res.get("updated_sections"):
-        L += ["Re-measured later with `--only`: " + ", ".join(
+        L += ["Re-measured later with `--only` (the sections' own runs; `--quick` where marked): " + ", ".join(
             f"{name} ({date})" for name, date in res["updated_sections"].items()) + ".", ""]
     L += _peers_table(res.get("peers", {}))
     L += _sharded_table(res.get("sharded", {}))
@@ -657,7 +650,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.only is not None and previous.exists():
         # a partial run updates its sections and keeps the others (with their own machine line)
         res = {**json.loads(previous.read_text()), "quick": q}
-        res.setdefault("updated_sections", {}).update({name: res_date() for name in args.only})
+        res.setdefault("updated_sections", {}).update(
+            {name: res_date() + (" --quick" if q else "") for name in args.only})
     print(json.dumps(res["machine"], indent=1))
     for name, fn in sections.items():
         if args.only is not None and name not in args.only:

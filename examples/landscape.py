@@ -20,5 +20,6 @@ if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0])
     problem = Problem.from_counts([8, 8, 4], tau=0.5, dim=4)
     data = landscape_data(problem, starts=8 if args.quick else 20, resolution=15 if args.quick else 41)
-    fig = plots.landscape_figure(data, title="counts (8, 8, 4), tau 0.5, no ReLU, d = 4")
+    fig = plots.landscape_figure(data, title=plots.problem_title(counts=problem.counts, tau=problem.tau,
+                                                                 relu=problem.relu, dim=problem.dim))
     write(fig, data, args.out_dir, "landscape")

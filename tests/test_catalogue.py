@@ -6,6 +6,7 @@ The broken tools return hand-made Solutions (fast); the real tools run in tests/
 import dataclasses
 
 import numpy as np
+import pytest
 
 from theory_checks.catalogue import CATALOGUE
 from theory_checks.check import Tools
@@ -50,7 +51,8 @@ def test_every_check_is_covered_here():
     covered = {"relu-orthogonal-frame", "balanced-etf", "imbalanced-not-etf", "imbalanced-reduced-program",
                "step-block-form", "relaxation-tight", "landscape-benign", "landscape-needs-dim", "relu-landscape-needs-2k",
                "batch-binding-sufficient", "batching-conditions-necessary", "prototypes-relu-exact",
-               "prototypes-approach-ce-limit", "ib-critical-betas", "small-tau-geometry", "certified-large-n",
+               "prototypes-approach-ce-limit", "ib-critical-betas", "small-tau-geometry", "small-tau-etf-limit",
+               "certified-large-n",
                "ce-fixed-classifier-closed-form", "ce-learned-etf-self-duality"}
     assert covered == set(CHECKS)
 
@@ -183,3 +185,17 @@ def test_ce_fixed_check_fails_on_a_wrong_geometry_and_on_an_unproved_solver():
 def test_ce_learned_check_fails_without_self_duality():
     # collapsed ETF means at the right value, but no classifier: self-duality unmeasured (inf)
     assert not run("ce-learned-etf-self-duality", gd=solver_returning(ETF, true_loss, status="optimal")).passed
+
+
+def test_small_tau_etf_limit_fails_when_the_geometry_stops_moving_or_is_not_proved():
+    """A solver whose optimum does not approach the ETF as tau halves (here always 0.9 ETF + 0.1 I, the
+    ratio of distances is 1) fails; so does one whose point is not certified optimal."""
+    from solvers.convex import solve_reduced
+
+    frozen = lambda p: 0.9 * etf_gram(p.k) + 0.1 * np.eye(p.k)
+    result = run("small-tau-etf-limit", reduced=solver_returning(frozen, status="optimal"))
+    assert not result.passed and result.measured == pytest.approx(1.0)
+    unproved = lambda problem, *a, **kw: dataclasses.replace(solve_reduced(problem), status="stationary")
+    result = run("small-tau-etf-limit", reduced=unproved)
+    assert not result.passed and result.measured == float("inf")
+    assert run("small-tau-etf-limit", reduced=solve_reduced).passed

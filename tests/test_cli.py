@@ -200,7 +200,7 @@ ISSUE_CASES = [
     ("landscape --counts 200,200 --directions hessian", "--directions hessian"),
     ("batches check --counts 4,4 --seed 0", "--seed does not apply"),
     ("batches check --classes 1000 --n-max 1000 --batching binding --batch-size 1001", "batches per epoch"),
-    ("explore --tau 0.07", "slider's steps"), ("solve --tau 1000", "--tau"),
+    ("explore --ratio 150 --out {tmp}/e.png", "[1, 100]"), ("solve --tau 1000", "--tau"),
     ("solve --counts 4,4,2 --batching random --batch-size 4 --steps 10000000", "lower --steps"),
     ("sweep batching --batch-sizes 6,1000000 --counts 4,4,2", "full batching"),
     ("landscape --out {tmp}", "--out"),

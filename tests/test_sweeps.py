@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from reference import etf_loss, orthogonal_frame_loss
@@ -138,3 +139,32 @@ def test_sweep_command_prints_a_table(tmp_path, capsys):
     loss = float(first[header.index("loss") - 2])          # "imbalance ratio R" is one column
     assert loss == pytest.approx(etf_loss([4, 4, 4], 0.5), rel=1e-5)
     assert lines[4].split()[1] == "4,2,2"
+
+
+#: docs/theory.md "Small tau" (the mpmath optimum of the block program, tests/reference_mp.py):
+#: counts (8, 8, 2, 2), no ReLU, mean-Gram entries maj-maj / maj-min / min-min.
+SMALL_TAU_TABLE = {0.5: (-0.4969368967, -0.3487554409, -0.0328819047),
+                   0.1: (-0.3415932915, -0.3467975421, -0.2693359063),
+                   0.05: (-0.3387166711, -0.3401315307, -0.3002124618),
+                   0.02: (-0.3358340801, -0.3360729486, -0.3197782457),
+                   0.01: (-0.3346461643, -0.3347070016, -0.3265010531)}
+
+
+def test_temperature_sweep_reaches_the_small_tau_check_values():
+    """The temperature sweep down to tau = 0.01 (the figure of examples/temperature_limit.py): its
+    block cosines are docs/theory.md's mpmath check values (issue floor 1e-4; they hold to 1e-5), and
+    the distance to the ETF falls with tau; with ReLU every cosine is 0 (the orthogonal frame)."""
+    taus = sorted(SMALL_TAU_TABLE)
+    result = sweeps.sweep_temperature(taus, [8, 8, 2, 2])
+    plain = result.series["no ReLU"]
+    for i, tau in enumerate(taus):
+        got = [plain[f"cos:{block}"][i] for block in ("maj-maj", "maj-min", "min-min")]
+        assert got == pytest.approx(SMALL_TAU_TABLE[tau], abs=1e-5), tau
+        assert plain["status"][i] == "optimal"
+    assert np.all(np.diff(plain["dist:ETF"]) > 0)           # taus ascending: farther from the ETF
+    assert plain["dist:ETF"][0] < 0.005
+    relu = result.series["ReLU"]
+    assert max(abs(v) for block in ("maj-maj", "maj-min", "min-min") for v in relu[f"cos:{block}"]) < 1e-6
+    # the excess per example carries the geometry where the loss cannot: E(0.01) ~ 1.19e-56 / 20
+    assert plain["excess_per_example"][0] == pytest.approx(1.18762e-56 / 20, rel=1e-4)
+    assert plain["loss_per_example"][0] == pytest.approx(plain["loss"][0] / 20, rel=1e-15)

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -174,24 +175,33 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
 MAX_HESSIAN_SIZE = 600   # n * d above this: the dense Hessian is skipped (memory and time grow as (n d)^2)
 
 
+#: The stages of :func:`landscape_data`, in order (its ``on_stage`` reports each as it starts).
+LANDSCAPE_STAGES = ("random starts", "convex optimum", "Hessian spectra", "loss slice")
+
+
 def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "random",
-                   resolution: int = 31, radius: float = 1.0) -> dict:
-    """The numbers behind ``ufm landscape`` (JSON-ready):
+                   resolution: int = 31, radius: float = 1.0,
+                   on_stage: Callable[[str], None] | None = None) -> dict:
+    """The numbers behind ``ufm landscape`` (JSON-ready). ``on_stage`` (optional) is called with the
+    name of each of :data:`LANDSCAPE_STAGES` as it starts (a front end's progress).
 
     - ``gaps``: (loss - convex optimum) / |optimum| of ``starts`` random starts (one vmapped call);
     - ``slice``: :func:`loss_slice` through the best start's embeddings;
     - ``hessian``: Riemannian Hessian eigenvalues at that minimiser and, without ReLU and with two
       classes of equal count, at a :func:`symmetric_saddle` (None where skipped);
     - ``curves``: the best start's relative loss gap per epoch, and the distance of its mean Gram to the
-      predicted one at the start and after epochs 1, 2, 4, ... (the solver's own snapshots).
+      predicted one at the start, after epochs 1, 2, 4, ... (the solver's own snapshots) and where it stopped.
     """
     from solvers.convex import convex_optimum
     from solvers.gd import solve_many
     from theory_checks.predictions import predict
     from ufm.geometry import normalized_distance, procrustes_distance
 
+    stage = on_stage or (lambda name: None)
     seeds = [problem.seed + s for s in range(starts)]
+    stage(LANDSCAPE_STAGES[0])
     solutions = solve_many(problem, seeds)
+    stage(LANDSCAPE_STAGES[1])
     optimum = convex_optimum(problem)
     # no certified bound (a failed convex solve): the gaps are NaN and the notes say why
     bound = float("nan") if optimum.lower_bound is None else float(optimum.lower_bound)
@@ -204,6 +214,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     hessian: dict = {"minimum": None, "saddle": None}
     notes = [] if optimum.lower_bound is not None else [
         f"no lower bound from the convex optimum ({optimum.status}: {optimum.message}); gaps are NaN"]
+    stage(LANDSCAPE_STAGES[2])
     if problem.n * problem.dim <= MAX_HESSIAN_SIZE:
         hessian["minimum"] = riemannian_hessian_eigenvalues(problem, H).tolist()
         equal = [c for c in range(problem.k) if problem.counts[c] == problem.counts[0]]
@@ -215,14 +226,18 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     else:
         notes.append(f"Hessian skipped: n d = {problem.n * problem.dim} > {MAX_HESSIAN_SIZE}")
     history = np.asarray(solutions[best].info.loss_history, dtype=float)
+    stage(LANDSCAPE_STAGES[3])
     try:
         slice_data = loss_slice(problem, H, slice_directions, radius, resolution, seed=problem.seed).to_dict()
     except ProblemError as err:
         slice_data = None
         notes.append(f"slice skipped: {err}")
     snapshots = solutions[best].info.mean_gram_checkpoints
-    checkpoints = snapshots["epochs"]
+    checkpoints = list(snapshots["epochs"])
     distances = [normalized_distance(np.asarray(M), target) for M in snapshots["grams"]]
+    if not checkpoints or checkpoints[-1] < solutions[best].iterations:   # and where it stopped
+        checkpoints.append(solutions[best].iterations)
+        distances.append(normalized_distance(solutions[best].class_mean_gram, target))
     return {
         "problem": problem.describe(), "optimum": bound, "optimum_status": optimum.status,
         "predicted_geometry": prediction.geometry, "gaps": gaps,
@@ -231,7 +246,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
         "max_procrustes_residual": max(procrustes_distance(s.embeddings, H) for s in solutions),
         "slice": slice_data,
         "hessian": hessian,
-        "curves": {"loss_gap": ((history - bound) / scale).tolist(), "checkpoints": list(checkpoints),
+        "curves": {"loss_gap": ((history - bound) / scale).tolist(), "checkpoints": checkpoints,
                    "distance": distances},
         "notes": notes,
     }

@@ -29,7 +29,9 @@ class SweepResult:
     """``x``: the swept values; ``series``: name (e.g. ``"ReLU"``) -> quantity -> values over x.
 
     Quantities: ``cos:<block>`` (cosines), ``dist:ETF`` and ``dist:OF`` (normalised Frobenius distances
-    of the mean Gram), ``loss`` (optimal loss, sum reduction), ``gd_gap`` (with ``check_gd``).
+    of the mean Gram), ``loss`` (optimal loss, sum reduction) and ``loss_per_example`` (loss / n: a sum
+    falls with n alone), ``excess_per_example`` (the excess E / n of docs/theory.md "The excess form",
+    SCL full batch: what carries the geometry at small tau), ``gd_gap`` (with ``check_gd``).
     """
 
     kind: str
@@ -66,12 +68,16 @@ def block_cosines(M: np.ndarray, counts: Sequence[int], profile: str,
 
 
 def _geometry_row(M: np.ndarray, loss: float, counts, profile: str,
-                  minority_fraction: float | None = None) -> dict[str, float]:
+                  minority_fraction: float | None = None, log_excess: float | None = None) -> dict[str, float]:
     k = len(counts)
+    n = float(sum(counts))
     row = {f"cos:{name}": value for name, value in block_cosines(M, counts, profile, minority_fraction).items()}
     row["dist:ETF"] = normalized_distance(M, etf_gram(k))
     row["dist:OF"] = normalized_distance(M, orthogonal_frame_gram(k))
     row["loss"] = float(loss)
+    row["loss_per_example"] = float(loss) / n
+    if log_excess is not None:
+        row["excess_per_example"] = float(np.exp(log_excess - np.log(n)))
     return row
 
 
@@ -91,7 +97,8 @@ def _reduced_points(problems: Sequence[Problem], profile: str, check_gd: bool, g
     rows, optima = [], []
     for problem in each(problems, label, progress):
         sol = solve_reduced(problem)
-        row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile, minority_fraction)
+        row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile, minority_fraction,
+                            sol.log_excess)
         row["status"] = str(sol.status)
         rows.append(row)
         optima.append(sol.lower_bound)

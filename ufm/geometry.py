@@ -6,6 +6,8 @@ Shapes: embeddings ``H`` (n, d), one row per example; ``labels`` (n,) in 0..k-1;
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ufm.errors import ProblemError
@@ -69,6 +71,66 @@ def mean_gram_from_gram(gram: np.ndarray, labels: np.ndarray) -> np.ndarray:
     k = int(labels.max()) + 1
     onehot = np.eye(k)[labels] / np.bincount(labels, minlength=k)[labels][:, None]
     return onehot.T @ np.asarray(gram, dtype=float) @ onehot
+
+
+class MeansPicture(NamedTuple):
+    """A 2-D (or 3-D) picture of k class means: ``points`` (k, dims), the origin at 0, and ``stress``
+    (Kruskal's stress-1 of the picture's distances against the true ones, over the k means and the
+    origin: 0 = exact)."""
+
+    points: np.ndarray
+    stress: float
+
+
+def means_picture(gram: np.ndarray, dims: int = 2, starts: int = 4, iterations: int = 300,
+                  tol: float = 1e-9, seed: int = 0) -> MeansPicture:
+    """Metric MDS of the class means and the origin (k + 1 points) from their Gram (k, k), by SMACOF
+    (de Leeuw's majorisation; uniform weights), the best of ``starts`` starts: the top-``dims``
+    eigen-coordinates, then seeded random ones (symmetric means, such as an orthogonal frame, stay
+    stuck together from the eigen start alone).
+
+    Target distances: ||mu_c - mu_c'|| = sqrt(M_cc + M_c'c' - 2 M_cc') and ||mu_c|| = sqrt(M_cc). Unlike
+    the top-``dims`` projection (where orthogonal means beyond the first ``dims`` fall on the origin),
+    every pair keeps a distance near its true one; the stress says how near:
+
+        stress = sqrt( sum_{a<b} (|x_a - x_b| - D_ab)^2 / sum_{a<b} D_ab^2 ).
+
+    Exact (stress ~ 1e-8 or below) when rank M <= dims. The picture is shifted so the origin is at 0."""
+    M = np.asarray(gram, dtype=float)
+    k = M.shape[0]
+    m = k + 1
+    full = np.zeros((m, m))
+    full[:k, :k] = (M + M.T) / 2                       # the origin is the last point (zero row)
+    diag = np.diag(full)
+    D = np.sqrt(np.clip(diag[:, None] + diag[None, :] - 2 * full, 0.0, None))
+    upper = np.triu_indices(m, 1)
+    scale = max(float(np.sum(D[upper] ** 2)), 1e-300)
+
+    def distances(X):
+        return np.sqrt(np.sum((X[:, None] - X[None, :]) ** 2, axis=-1))
+
+    def smacof(X):
+        d = distances(X)
+        s = float(np.sqrt(np.sum((d[upper] - D[upper]) ** 2) / scale))
+        for _ in range(iterations):
+            ratio = np.where(d > 1e-300, D / np.where(d > 1e-300, d, 1.0), 0.0)
+            B = -ratio
+            B[np.diag_indices(m)] = 0.0
+            B[np.diag_indices(m)] = -B.sum(axis=1)
+            X = B @ X / m                               # the Guttman transform (never raises the stress)
+            d = distances(X)
+            s_new = float(np.sqrt(np.sum((d[upper] - D[upper]) ** 2) / scale))
+            done = s - s_new <= tol
+            s = s_new
+            if done:
+                break
+        return X, s
+
+    rng = np.random.default_rng(seed)
+    spread = max(float(np.sqrt(np.max(diag))), 1e-12)
+    inits = [factor_gram(full, dims)] + [rng.normal(scale=spread, size=(m, dims)) for _ in range(starts - 1)]
+    X, stress = min((smacof(X0) for X0 in inits), key=lambda pair: pair[1])
+    return MeansPicture(X[:k] - X[k], stress)
 
 
 def normalized_distance(M: np.ndarray, P: np.ndarray) -> float:

@@ -516,25 +516,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
-def figure_target(args: argparse.Namespace, default_name: str) -> Path:
-    """Where the figure goes: ``--out``, or ``default_name`` in the current directory (printed);
-    checked writable before any work."""
+def figure_target(args: argparse.Namespace, default_name: str) -> Path | None:
+    """Where the figure goes: ``--out``; with ``--json`` and no ``--out``, nowhere (None: the numbers
+    were asked for, and nothing is written behind the user's back); else ``default_name`` in the
+    current directory (printed). Checked writable before any work."""
     if args.out is not None:
         return args.out
+    if getattr(args, "json", False):
+        return None
     try:
         return values.figure_path(default_name)
     except argparse.ArgumentTypeError as err:
         raise ProblemError(f"no --out given and the default figure {default_name}: {err}; pass --out PATH") from None
 
 
-def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path) -> None:
+def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path | None) -> None:
+    """Save the figure (unless ``path`` is None: ``--json`` without ``--out``) and print the data
+    (``--json``) or where the figure went."""
     from ufm.app import plots
 
-    path = plots.save(fig, path).resolve()
-    data = dict(data, figure=str(path))
+    if path is not None:
+        path = plots.save(fig, path).resolve()
+    data = dict(data, figure=None if path is None else str(path))
     if args.json:
         print_json(data)
-        print(f"figure written to {path}", file=sys.stderr)
+        if path is not None:
+            print(f"figure written to {path}", file=sys.stderr)
     else:
         print(f"figure written to {path}")
 
@@ -605,21 +612,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ufm.app import plots
 
     result = run()
-    if args.sweep == "batching":
-        of = result.meta["relu"]
-        panels = [("dist:OF" if of else "dist:ETF", "distance to orthogonal frame" if of else "distance to simplex ETF"),
-                  ("nc1", "NC1 (within-class)")]
-        title = f"counts {result.meta['counts']}, tau = {result.meta['tau']:g}, {'ReLU' if of else 'no ReLU'}"
-    else:
-        panels = [("cos", "cosine between class means"), ("dist", "distance of mean Gram"),
-                  ("loss", "optimal loss (sum, nats)")]
-        title = (f"{result.meta['profile']} imbalance, k = {result.meta['k']}"
-                 + ("" if result.meta["tau"] is None else f", tau = {result.meta['tau']:g}")
-                 if args.sweep == "imbalance" else f"counts {result.meta['counts']}")
-        if result.meta["loss"] != "scl":
-            title += f", {result.meta['loss']}"
-    fig = plots.sweep_figure(result.x, result.series, result.xlabel, panels, logx=args.sweep != "batching",
-                             logy=args.sweep == "batching", title=title)
+    fig = plots.sweep_result_figure(result)
     if not args.json:
         _print_sweep(result)
     _finish_figure(fig, result.to_dict(), args, path)
@@ -660,13 +653,15 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         convex.check_relaxation_memory(problem, None)     # the landscape's reference optimum
     if args.validate_only:
         return 0
-    from theory_checks.landscape import landscape_data
+    from theory_checks.landscape import LANDSCAPE_STAGES, landscape_data
     from ufm.app import plots
+    from ufm.app.progress import Stages
 
-    data = landscape_data(problem, starts=args.starts, slice_directions=args.directions,
-                          resolution=args.resolution, radius=args.radius)
-    fig = plots.landscape_figure(data, title=f"counts {list(problem.counts)}, tau {problem.tau}, "
-                                             f"{'ReLU' if problem.relu else 'no ReLU'}, d = {problem.dim}")
+    with Stages(list(LANDSCAPE_STAGES), "landscape", enabled=not args.no_progress) as stage:
+        data = landscape_data(problem, starts=args.starts, slice_directions=args.directions,
+                              resolution=args.resolution, radius=args.radius, on_stage=stage)
+    fig = plots.landscape_figure(data, title=plots.problem_title(counts=problem.counts, tau=problem.tau,
+                                                                 relu=problem.relu, dim=problem.dim))
     if not args.json:
         print(f"{args.starts} starts: {data['optimal']} certified optimal, {data['stationary']} stationary; "
               f"largest relative gap to the convex optimum {max(data['gaps']):.3g}; largest Procrustes "
@@ -687,13 +682,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is None:
             continue
-        lo, hi, step = SLIDER_RANGES[attr]
+        lo, hi = SLIDER_RANGES[attr]
         if not lo <= value <= hi:
             raise ProblemError(f"--{name} {value:g} is outside the explorer's slider range [{lo:g}, {hi:g}]")
-        if abs((value - lo) / step - round((value - lo) / step)) > 1e-9:
-            raise ProblemError(f"--{name} {value!r} is not on the slider's steps of {step:g} from {lo:g}; "
-                               f"use e.g. {round(lo + step * round((value - lo) / step), 10)!r}")
-        setattr(state, attr, value)
+        if attr == "k" and value != int(value):
+            raise ProblemError(f"--classes {value!r} must be a whole number")
+        setattr(state, attr, int(value) if attr == "k" else value)
     state.relu = bool(args.relu)
     import matplotlib
 
@@ -705,12 +699,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return 0
     if args.out is not None:
         matplotlib.use("Agg")
-    from ufm.app import plots
     from ufm.app.explore import Explorer, main as explore_main
 
-    if args.out is not None:  # headless: draw the starting state and save it
+    if args.out is not None:  # headless: draw the starting state and save it, without the widgets
         explorer = Explorer(state)
-        print(f"snapshot written to {plots.save(explorer.fig, args.out).resolve()}")
+        print(f"snapshot written to {explorer.snapshot(args.out).resolve()}")
         return 0
     if matplotlib.get_backend().lower() == "agg":
         raise ProblemError("no display for the explorer window (matplotlib backend Agg); run it on a desktop, "
@@ -724,7 +717,8 @@ def _output_options(parser: argparse.ArgumentParser, figure: bool = False) -> No
     if figure:
         parser.add_argument("--out", type=values.figure_path,
                             help="figure file (.png, .pdf, .svg by extension; default ufm-landscape.png or "
-                                 "ufm-sweep-<kind>.png in the current directory, path printed)")
+                                 "ufm-sweep-<kind>.png in the current directory, path printed; with --json "
+                                 "and no --out, no figure is written)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -797,8 +791,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "(default 0.5)")
     imb.add_argument("--tau", type=TAU, help="temperature (default 0.5)")
     temp = sweep_sub.add_parser("temperature", help="against the temperature (reduced program)")
-    temp.add_argument("--taus", type=values.reals(TAU_MIN, TAU_MAX), default=[0.1, 0.2, 0.5, 1.0, 2.0],
-                      help="list or range start:stop:count (default 0.1,0.2,0.5,1,2)")
+    temp.add_argument("--taus", type=values.reals(TAU_MIN, TAU_MAX),
+                      default=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
+                      help="list or range start:stop:count (default 0.01,0.02,0.05,0.1,0.2,0.5,1,2: down to "
+                           "the small-tau limit, where the geometry tends to the simplex ETF)")
     temp.add_argument("--counts", type=values.counts, help="class counts (default 20,20,4,4)")
     for p in (imb, temp):
         p.add_argument("--relu", action="store_true", help="ReLU only (default: no ReLU only)")
@@ -833,6 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--radius", type=values.real(0, 100, lo_open=True), default=1.0,
                       help="slice half-width before the retraction (default 1)")
     _output_options(land, figure=True)
+    land.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     land.set_defaults(handler=cmd_landscape)
 
     explore = sub.add_parser("explore", help="the interactive explorer window")

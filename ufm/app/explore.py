@@ -1,18 +1,31 @@
 """The interactive explorer (front end): sliders and toggles for the imbalance ratio R, the number of
 classes k, the temperature tau, ReLU, the imbalance profile and the batching; every change re-solves
-and redraws the class-mean Gram heatmap, the class-mean picture and the metrics.
+and redraws the cosines between class means, the class-mean picture and the metrics.
 
-Full batch uses the reduced k x k program (fast: well under a second for k <= 20). A batching other than
-full has no reduced program, so the explorer then runs gradient descent (press "run GD" also to
-cross-check a full-batch point). Headless use (tests, benchmarks): build ``Explorer()`` under the Agg
-backend, set widget values (``explorer.sliders["R"].set_val(4)``, ``explorer.relu.set_active(0)``)
-and read ``explorer.state``, ``explorer.last_solution`` and the drawn artists.
+One code path on the desktop and in Jupyter: plain matplotlib widgets, so any interactive backend
+runs it (a desktop window through ``ufm explore``; in a notebook ``%matplotlib widget``, i.e. ipympl,
+then ``Explorer()``; see ``examples/explore.ipynb``).
+
+- R (1 to 100) and tau (0.01 to 2) slide on log scales, k (2 to 20) in whole steps.
+- A drag solves once, when the mouse is released (the value shown follows the drag); a click, a key
+  or ``set_val`` solves at once.
+- Full batch uses the reduced k x k program (well under 0.5 s for k <= 20; ``python -m benchmarks
+  --only explorer``). A batching other than full has no reduced program, so the explorer then runs
+  gradient descent (press "run GD" also to cross-check a full-batch point).
+- :meth:`Explorer.snapshot` saves the current picture without the widgets.
+
+Headless use (tests, benchmarks): build ``Explorer()`` under the Agg backend, set widget values
+(``explorer.sliders["R"].set_val(math.log10(4))`` or ``explorer.set(ratio=4)``,
+``explorer.relu.set_active(0)``) and read ``explorer.state``, ``explorer.last_solution`` and the
+drawn artists.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,60 +38,107 @@ from ufm.geometry import etf_gram, normalized_distance, orthogonal_frame_gram
 from ufm.problem import Problem, profile_counts
 
 
-#: The sliders' (low, high, step) (the ``ufm explore`` starting values must lie on them).
-SLIDER_RANGES = {"ratio": (1.0, 20.0, 0.5), "k": (2, 20, 1), "tau": (0.05, 2.0, 0.05)}
+#: The sliders' ranges (low, high) in the values shown; ``LOG_SLIDERS`` slide on log10 of the value.
+SLIDER_RANGES = {"ratio": (1.0, 100.0), "k": (2, 20), "tau": (0.01, 2.0)}
+LOG_SLIDERS = ("ratio", "tau")
 
 
 @dataclass
 class ExplorerState:
+    """What the widgets describe. ``n_max``: examples in the largest class (200, so R = 100 still
+    leaves 2 in the smallest; the reduced program's cost does not depend on the counts)."""
+
     ratio: float = 4.0
     k: int = 4
     tau: float = 0.5
     relu: bool = False
     profile: str = "step"
     batching: str = "full"
-    n_max: int = 20
+    n_max: int = 200
 
 
 class Explorer:
-    """The explorer window; ``update()`` re-solves and redraws (called by every widget)."""
+    """The explorer figure; ``update()`` re-solves and redraws (the widgets call it)."""
 
     def __init__(self, state: ExplorerState | None = None):
         self.state = state or ExplorerState()
         self.last_solution = None
+        self.last_problem = None
         self.last_seconds = 0.0
-        self.fig = plt.figure(figsize=(10, 6.2))
-        self.ax_gram = self.fig.add_axes([0.05, 0.42, 0.30, 0.52])
-        self.ax_colorbar = self.fig.add_axes([0.36, 0.45, 0.012, 0.46])
-        self.ax_means = self.fig.add_axes([0.55, 0.42, 0.22, 0.52])
-        self.ax_text = self.fig.add_axes([0.79, 0.42, 0.20, 0.52])
-        self.ax_text.axis("off")
+        self.metrics: dict = {}
+        self._pending = False
+        self.fig = plt.figure(figsize=(9.5, 6.0))
+        self.ax_gram, self.ax_colorbar, self.ax_means, self.ax_text = self._plot_axes(self.fig)
         self.sliders = {
             "R": self._slider(0.30, "ratio R", "ratio", self.state.ratio),
             "k": self._slider(0.24, "classes k", "k", self.state.k),
-            "tau": self._slider(0.18, "tau", "tau", self.state.tau),
+            "tau": self._slider(0.18, "τ", "tau", self.state.tau),
         }
         self.relu = CheckButtons(self.fig.add_axes([0.70, 0.17, 0.1, 0.16]), ["ReLU"], [self.state.relu])
-        self.profile = RadioButtons(self.fig.add_axes([0.82, 0.17, 0.15, 0.16]), ["step", "long-tail"])
-        self.batching = RadioButtons(self.fig.add_axes([0.12, 0.02, 0.3, 0.12]), ["full", "binding", "random"])
+        profiles = ["step", "long-tail"]
+        self.profile = RadioButtons(self.fig.add_axes([0.82, 0.17, 0.15, 0.16]), profiles,
+                                    active=profiles.index(self.state.profile))
+        schemes = ["full", "binding", "random"]
+        self.batching = RadioButtons(self.fig.add_axes([0.12, 0.02, 0.3, 0.12]), schemes,
+                                     active=schemes.index(self.state.batching))
         self.gd_button = Button(self.fig.add_axes([0.50, 0.04, 0.15, 0.06]), "run GD")
         for slider in self.sliders.values():
-            slider.on_changed(lambda _value: self.update())
+            slider.drawon = False           # the explorer draws once per change (update, or the drag)
+            slider.on_changed(lambda _value, s=slider: self._slid(s))
+        self.fig.canvas.mpl_connect("button_release_event", lambda _event: self._released())
         self.relu.on_clicked(lambda _label: self.update())
         self.profile.on_clicked(lambda _label: self.update())
         self.batching.on_clicked(lambda _label: self.update())
         self.gd_button.on_clicked(lambda _event: self.update(use_gd=True))
         self.update()
 
+    @staticmethod
+    def _plot_axes(fig, top: float = 0.42, ceiling: float = 0.86):
+        """The heatmap, its colour bar, the means picture and the metrics panel, between ``top`` and
+        ``ceiling`` (above it: the title)."""
+        height = ceiling - top
+        ax_gram = fig.add_axes([0.05, top, 0.30, height])
+        ax_colorbar = fig.add_axes([0.36, top + 0.03, 0.012, height - 0.06])
+        ax_means = fig.add_axes([0.47, top, 0.28, height])
+        ax_text = fig.add_axes([0.79, top, 0.20, height])
+        ax_text.axis("off")
+        return ax_gram, ax_colorbar, ax_means, ax_text
+
     def _slider(self, bottom: float, label: str, name: str, value) -> Slider:
-        low, high, step = SLIDER_RANGES[name]
-        return Slider(self.fig.add_axes([0.12, bottom, 0.5, 0.03]), label, low, high, valinit=value, valstep=step)
+        low, high = SLIDER_RANGES[name]
+        ax = self.fig.add_axes([0.12, bottom, 0.5, 0.03])
+        if name in LOG_SLIDERS:
+            slider = Slider(ax, label, math.log10(low), math.log10(high), valinit=math.log10(value))
+            slider.valtext.set_text(f"{value:.3g}")
+            return slider
+        return Slider(ax, label, low, high, valinit=value, valstep=1)
+
+    def _slid(self, slider: Slider) -> None:
+        """A slider moved: show its value; solve now, or on release while the mouse drags it."""
+        if slider in (self.sliders["R"], self.sliders["tau"]):
+            slider.valtext.set_text(f"{10 ** slider.val:.3g}")
+        if getattr(slider, "drag_active", False):
+            self._pending = True
+            self.fig.canvas.draw_idle()
+        else:
+            self.update()
+
+    def _released(self) -> None:
+        if self._pending:
+            self._pending = False
+            self.update()
+
+    def set(self, *, ratio: float | None = None, k: int | None = None, tau: float | None = None) -> None:
+        """Move the sliders to these values (each move solves, as a click would)."""
+        for name, value in (("R", ratio), ("k", k), ("tau", tau)):
+            if value is not None:
+                self.sliders[name].set_val(math.log10(value) if name != "k" else value)
 
     def _read_widgets(self) -> None:
         s = self.state
-        s.ratio = float(self.sliders["R"].val)
-        s.k = int(self.sliders["k"].val)
-        s.tau = float(self.sliders["tau"].val)
+        s.ratio = float(10 ** self.sliders["R"].val)
+        s.k = int(round(self.sliders["k"].val))
+        s.tau = float(10 ** self.sliders["tau"].val)
         s.relu = bool(self.relu.get_status()[0])
         s.profile = self.profile.value_selected
         s.batching = self.batching.value_selected
@@ -111,7 +171,10 @@ class Explorer:
             return
         self.last_seconds = time.perf_counter() - start
         self.last_solution = solution
-        self._draw(problem, solution)
+        self.last_problem = problem
+        self.metrics = self._metrics(problem, solution)
+        self._draw(self.ax_gram, self.ax_colorbar, self.ax_means, self.ax_text)
+        self.fig.canvas.draw_idle()
 
     def _show_message(self, text: str) -> None:
         self.ax_text.clear()
@@ -119,26 +182,43 @@ class Explorer:
         self.ax_text.text(0, 1, "cannot solve:\n" + text, va="top", wrap=True, fontsize=9, color="#D55E00")
         self.fig.canvas.draw_idle()
 
-    def _draw(self, problem: Problem, solution) -> None:
+    def _metrics(self, problem: Problem, solution) -> dict:
         M = np.asarray(solution.class_mean_gram)
         k = problem.k
-        self.ax_gram.clear()
-        plots.gram_heatmap(M, ax=self.ax_gram, title=f"class-mean Gram ({solution.method})",
-                           cax=self.ax_colorbar)
-        self.ax_means.clear()
-        plots.class_means_view(M, counts=problem.counts, ax=self.ax_means,
-                               title="class means" if k <= 2 else "class means (top-2 projection)")
-        self.metrics = {
-            "counts": list(problem.counts), "loss": float(solution.loss),
+        return {
+            "counts": list(problem.counts), "tau": problem.tau, "loss": float(solution.loss),
             "dist to ETF": normalized_distance(M, etf_gram(k)),
             "dist to OF": normalized_distance(M, orthogonal_frame_gram(k)),
-            "status": solution.status, "seconds": self.last_seconds,
+            "status": str(solution.status), "seconds": self.last_seconds,
         }
+
+    def _draw(self, ax_gram, ax_colorbar, ax_means, ax_text) -> None:
+        """Draw the last solution into these axes (the explorer's own, or a snapshot's)."""
+        problem, solution = self.last_problem, self.last_solution
+        M = np.asarray(solution.class_mean_gram)
+        ax_gram.clear()
+        plots.gram_heatmap(M, ax=ax_gram, cosine=True, cax=ax_colorbar,
+                           title=f"cosines between class means ({solution.method})")
+        ax_means.clear()
+        plots.class_means_view(M, counts=problem.counts, ax=ax_means)
         lines = [f"{key}: {_compact(value)}" for key, value in self.metrics.items()]
-        self.ax_text.clear()
-        self.ax_text.axis("off")
-        self.ax_text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9)
-        self.fig.canvas.draw_idle()
+        ax_text.clear()
+        ax_text.axis("off")
+        ax_text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9, wrap=True)
+        relu = "ReLU" if problem.relu else "no ReLU"
+        ax_gram.figure.suptitle(plots.problem_title(profile=self.state.profile, k=problem.k, tau=problem.tau,
+                                                    relu=relu == "ReLU", extra=f"R = {self.state.ratio:.3g}"),
+                                fontsize=11)
+
+    def snapshot(self, path: str | Path) -> Path:
+        """Save the current picture (heatmap, means, metrics) without the widgets; the extension picks
+        the format (.png, .pdf, .svg)."""
+        fig = plt.figure(figsize=(9.5, 3.6))
+        try:
+            self._draw(*self._plot_axes(fig, top=0.04, ceiling=0.80))
+            return plots.save(fig, path)
+        finally:
+            plt.close(fig)
 
 
 def _compact(value) -> str:

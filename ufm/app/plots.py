@@ -16,7 +16,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ufm.errors import ProblemError
-from ufm.geometry import factor_gram
 
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 STYLE = {
@@ -26,6 +25,8 @@ STYLE = {
     "savefig.bbox": "tight", "pdf.fonttype": 42, "svg.fonttype": "none",
 }
 FORMATS = (".png", ".pdf", ".svg")
+#: Line colours of the sweep figures: Okabe-Ito without its yellow, which is too pale for thin lines.
+LINE_COLOURS = [c for c in OKABE_ITO if c != "#F0E442"]
 
 
 def styled(function):
@@ -44,6 +45,14 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
                              layout="constrained", subplot_kw={"projection": projection} if projection else None)
     return fig, axes
+
+
+@styled
+def mosaic(layout: list[list[str]], width: float = 6.8, height: float = 5.6):
+    """A constrained-layout figure of named panels (``plt.subplot_mosaic``), e.g. ``[["a", "b"],
+    ["c", "c"]]`` for two panels over one wide one; ``width``/``height`` of the whole figure in inches
+    (6.8: a two-column paper page)."""
+    return plt.subplot_mosaic(layout, figsize=(width, height), layout="constrained")
 
 
 def log_ticks(ax, values: Sequence[float], axis: str = "x") -> None:
@@ -67,12 +76,43 @@ def save(fig, path: str | Path) -> Path:
     return path
 
 
+def tau_text(tau: float | None) -> str:
+    """The temperature as every title writes it: ``$\tau$ = 0.5`` (mathtext), or "" for None."""
+    return "" if tau is None else rf"$\tau$ = {tau:g}"
+
+
+def problem_title(*, counts: Sequence[int] | None = None, profile: str | None = None, k: int | None = None,
+                  tau: float | None = None, relu: bool | None = None, dim: int | None = None,
+                  extra: str = "") -> str:
+    """One title convention for every figure: ``counts (8, 8, 4), $\tau$ = 0.5, no ReLU, d = 4``
+    (parts that are None are left out; a STEP or long-tail profile with k classes instead of counts)."""
+    parts = []
+    if counts is not None:
+        parts.append(f"counts ({', '.join(str(int(c)) for c in counts)})")
+    if profile is not None:
+        parts.append(f"{profile} imbalance" + (f", k = {k}" if k is not None else ""))
+    if tau is not None:
+        parts.append(tau_text(tau))
+    if relu is not None:
+        parts.append("ReLU" if relu else "no ReLU")
+    if dim is not None:
+        parts.append(f"d = {dim}")
+    if extra:
+        parts.append(extra)
+    return ", ".join(parts)
+
+
 @styled
 def gram_heatmap(M: np.ndarray, ax=None, title: str = "class-mean Gram", vmin: float = -1.0,
-                 vmax: float = 1.0, cax=None):
+                 vmax: float = 1.0, cax=None, cosine: bool = False):
     """Heatmap of a (k, k) Gram with a diverging colour-blind-safe map and the values written in;
+    ``cosine``: draw the cosines between class means (M_cc' / sqrt(M_cc M_c'c')) instead of M;
     ``cax``: an axes for the colour bar (redrawn in place, as the explorer does)."""
+    from ufm.geometry import cosines
+
     M = np.asarray(M, dtype=float)
+    if cosine:
+        M = cosines(M)
     if ax is None:
         _, axes = figure()
         ax = axes[0, 0]
@@ -83,114 +123,251 @@ def gram_heatmap(M: np.ndarray, ax=None, title: str = "class-mean Gram", vmin: f
             for j in range(k):
                 ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=max(5, 9 - k // 3),
                         color="white" if abs(M[i, j]) > 0.6 else "black")
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
+    ticks = range(k) if k <= 12 else range(0, k, max(1, k // 6))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
     ax.set_xlabel("class")
     ax.set_ylabel("class")
     ax.set_title(title)
+    label = "cosine" if cosine else "inner product"
     if cax is not None:
         cax.clear()
-        ax.figure.colorbar(image, cax=cax, label="inner product")
-    else:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="inner product")
+        ax.figure.colorbar(image, cax=cax, label=label)
+    else:                            # beside its own panel (a layout's column stays the panel's)
+        ax.figure.colorbar(image, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0]), label=label)
     return ax
+
+
+#: Class means closer than this (in the picture's units, means of norm <= 1) share one label.
+_SAME_POINT = 0.03
 
 
 @styled
-def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None, dims: int = 2,
-                     title: str = "class means"):
-    """The class means drawn as arrows in 2-D (or 3-D with ``dims=3``), coordinates from the top
-    eigenpairs of the mean Gram M (k, k): the picture is exact when rank M <= dims. Marker size grows
-    with the class count."""
+def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None, title: str = "class means"):
+    """The class means as arrows from the origin, placed by metric MDS of the means and the origin
+    (:func:`ufm.geometry.means_picture`): distances and norms are kept as well as 2-D allows, and
+    the title states the stress (0: exact). Means that coincide (minority collapse) share one label
+    ("2,3"); marker size grows with the class count."""
+    from ufm.geometry import means_picture
+
     M = np.asarray(M, dtype=float)
-    X = factor_gram(M, dims)
+    picture = means_picture(M, 2)
+    X = picture.points
     k = len(M)
     sizes = np.full(k, 40.0) if counts is None else 20 + 80 * np.asarray(counts) / max(counts)
     if ax is None:
-        _, axes = figure(projection="3d" if dims == 3 else None)
+        _, axes = figure()
         ax = axes[0, 0]
     colours = [OKABE_ITO[c % len(OKABE_ITO)] for c in range(k)]
-    if dims == 3:
-        for c in range(k):
-            ax.plot([0, X[c, 0]], [0, X[c, 1]], [0, X[c, 2]], color=colours[c], lw=1.5)
-        ax.scatter(X[:, 0], X[:, 1], X[:, 2], s=sizes, c=colours)
-        ax.set_zlabel("coordinate 3")
-    else:
-        for c in range(k):
-            ax.annotate("", xy=X[c, :2], xytext=(0, 0),
-                        arrowprops=dict(arrowstyle="->", color=colours[c], lw=1.5))
-        ax.scatter(X[:, 0], X[:, 1], s=sizes, c=colours, zorder=3)
-        for c in range(k):
-            ax.text(X[c, 0] * 1.12, X[c, 1] * 1.12, str(c), ha="center", va="center", fontsize=8)
-        lim = 1.25 * max(1e-9, np.abs(X[:, :2]).max())
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.axhline(0, color="0.85", lw=0.5, zorder=0)
-        ax.axvline(0, color="0.85", lw=0.5, zorder=0)
-    ax.set_xlabel("coordinate 1")
-    ax.set_ylabel("coordinate 2")
-    ax.set_title(title)
+    for c in range(k):
+        ax.annotate("", xy=X[c], xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colours[c], lw=1.3))
+    ax.scatter(X[:, 0], X[:, 1], s=sizes, c=colours, zorder=3, edgecolors="white", linewidths=0.5)
+    ax.plot([0], [0], marker="+", color="0.3", ms=6)
+    lim = 1.3 * max(1e-9, np.abs(X).max())
+    for group in _point_groups(X, _SAME_POINT * lim):
+        centre = X[group].mean(axis=0)
+        norm = np.linalg.norm(centre)
+        direction = centre / norm if norm > 1e-12 else np.array([0.0, 1.0])
+        at = centre + 0.12 * lim * direction
+        ax.text(at[0], at[1], ",".join(str(c) for c in group), ha="center", va="center", fontsize=8)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    exact = picture.stress < 1e-6
+    ax.set_title(f"{title}\n(MDS, {'exact' if exact else f'stress {picture.stress:.2f}'})")
     return ax
+
+
+def _point_groups(X: np.ndarray, radius: float) -> list[list[int]]:
+    """Indices of points grouped by proximity (single linkage within ``radius``), in order."""
+    groups: list[list[int]] = []
+    for c in range(len(X)):
+        for group in groups:
+            if min(np.linalg.norm(X[c] - X[g]) for g in group) < radius:
+                group.append(c)
+                break
+        else:
+            groups.append([c])
+    return groups
+
+
+#: The y-value below which a log panel draws values on a floor line (float64 round-off of a
+#: distance of O(1) quantities), and the band below ``RESOLUTION`` shaded as "at round-off".
+LOG_FLOOR = 1e-16
+RESOLUTION = 1e-12
+
+
+def _quantity_colours(series: dict[str, dict[str, Sequence[float]]], panels) -> dict[str, str]:
+    """One colour per measured quantity, the same in every panel of the figure: the colour says what is
+    measured (a cosine block, a target geometry, the loss), the line style says which series."""
+    keys: list[str] = []
+    for quantity, _ in panels:
+        for values in series.values():
+            for key in values:
+                if (key == quantity or key.startswith(quantity + ":")) and key not in keys:
+                    keys.append(key)
+    return {key: LINE_COLOURS[i % len(LINE_COLOURS)] for i, key in enumerate(keys)}
+
+
+def _merged_lines(keys: list[str], values: dict, rtol: float = 1e-6) -> list[tuple[list[str], np.ndarray]]:
+    """Lines of one series in one panel, with keys whose values coincide merged (so three ReLU cosines
+    all at 0 become one line "maj-maj = maj-min = min-min" rather than three hidden under one)."""
+    lines: list[tuple[list[str], np.ndarray]] = []
+    for key in keys:
+        y = np.asarray(values[key], dtype=float)
+        for names, other in lines:
+            both = np.isfinite(y) & np.isfinite(other)
+            span = max(float(np.nanmax(np.abs(other))) if np.isfinite(other).any() else 0.0, 1e-300)
+            if both.any() and np.array_equal(np.isfinite(y), np.isfinite(other)) \
+                    and np.allclose(y[both], other[both], rtol=rtol, atol=rtol * span):
+                names.append(key)
+                break
+        else:
+            lines.append(([key], y))
+    return lines
 
 
 @styled
 def sweep_figure(x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], xlabel: str,
-                 panels: Sequence[tuple[str, str]], logx: bool = False, logy: bool = False,
-                 title: str = ""):
-    """One panel per ``(quantity, ylabel)`` in ``panels``; in each, one line per entry of ``series``
-    (e.g. ``{"ReLU": {...}, "no ReLU": {...}}``), each mapping quantity names to values over ``x``.
-    Quantities named ``"<q>:<label>"`` draw several lines with legend ``label`` in one panel.
-    ``logy``: log scale with values clipped at 1e-16 (for distances that reach round-off)."""
-    fig, axes = figure(ncols=len(panels))
-    markers = "osD^v<>"
-    line_styles = ["-", "--", ":", "-."]
-    for ax, (quantity, ylabel) in zip(axes[0], panels):
-        n_line = 0
-        for s_index, (series_name, values) in enumerate(series.items()):
-            keys = [key for key in values if key == quantity or key.startswith(quantity + ":")]
-            for key_index, key in enumerate(keys):
-                # colour and marker name the quantity, the line style names the series
-                label = series_name + (f", {key.split(':', 1)[1]}" if ":" in key else "")
-                y = np.maximum(np.asarray(values[key], dtype=float), 1e-16) if logy else values[key]
-                ax.plot(x, y, marker=markers[key_index % len(markers)], ms=3.5, lw=1.4,
-                        color=OKABE_ITO[(key_index if len(keys) > 1 else s_index) % len(OKABE_ITO)],
-                        ls=line_styles[s_index % len(line_styles)], label=label)
-                n_line += 1
-        if logx:
-            ax.set_xscale("log")
-            log_ticks(ax, x)
-        if logy:
-            ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, lw=0.5)
-        if n_line:
-            # below the panel, so the legend never hides data
-            ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
-                      ncol=2 if n_line > 2 else n_line, fontsize=8)
+                 panels: Sequence[tuple[str, str]], logx: bool = False, logy: bool | Sequence[str] = False,
+                 title: str = "", roundoff: bool | Sequence[str] = False):
+    """One panel per ``(quantity, ylabel)`` in ``panels``, two columns at most (a paper page), each
+    drawn by :func:`sweep_panel`. Colour = quantity (the same in every panel), line style and marker
+    fill = series. ``logy``: True (every panel) or the quantities drawn on a log scale; ``roundoff``:
+    True or the log quantities computed to an absolute accuracy (see :func:`sweep_panel`)."""
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = figure(ncols=ncols, nrows=nrows, width=3.4, height=2.9)
+    colours = _quantity_colours(series, panels)
+    log_quantities = {q for q, _ in panels} if logy is True else set(logy or ())
+    floor_quantities = log_quantities if roundoff is True else set(roundoff or ()) & log_quantities
+    for index, (quantity, ylabel) in enumerate(panels):
+        sweep_panel(axes[index // ncols, index % ncols], x, series, quantity, ylabel, xlabel, colours=colours,
+                    logx=logx, logy=quantity in log_quantities, roundoff=quantity in floor_quantities)
+    for index in range(len(panels), nrows * ncols):
+        axes[index // ncols, index % ncols].set_axis_off()
     if title:
         fig.suptitle(title)
     return fig
 
 
 @styled
+def sweep_panel(ax, x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], quantity: str,
+                ylabel: str, xlabel: str, colours: dict[str, str] | None = None, logx: bool = False,
+                logy: bool = False, roundoff: bool = False, legend: str = "below") -> None:
+    """One sweep panel: a line per series and per quantity ``quantity`` or ``quantity:<label>``; lines
+    that coincide are drawn once with a merged label ("ReLU: maj-maj = maj-min = min-min").
+    ``roundoff`` (with ``logy``): the values are computed to an absolute accuracy (distances, NC1), so
+    values below :data:`LOG_FLOOR` are drawn on a dashed floor line with a downward marker (stated in
+    the legend) and the band below :data:`RESOLUTION` is shaded as round-off. (The excess is computed
+    to full relative precision: no floor.) Integer x values get integer ticks. ``legend``: "below" the
+    panel or "right" of it; never over the data."""
+    colours = colours or _quantity_colours(series, [(quantity, ylabel)])
+    styles = ["-", "--", ":", "-."]
+    x = np.asarray(x, dtype=float)
+    clipped_any = False
+    for s_index, (series_name, values) in enumerate(series.items()):
+        keys = [key for key in values if key == quantity or key.startswith(quantity + ":")]
+        for names, y in _merged_lines(keys, values):
+            sub = " = ".join(n.split(":", 1)[1] for n in names if ":" in n)
+            label = series_name + (f": {sub}" if sub and len(keys) > 1 else "")
+            colour = colours[names[0]] if len(names) == 1 else "0.35"
+            clipped = np.zeros(len(y), dtype=bool)
+            if logy and roundoff:
+                clipped = y < LOG_FLOOR
+                clipped_any |= bool(clipped.any())
+                y = np.where(clipped, LOG_FLOOR, y)
+            ax.plot(x, y, marker="osD^"[s_index % 4], ms=4, lw=1.4, color=colour, ls=styles[s_index % len(styles)],
+                    label=label, mfc=colour if s_index == 0 else "white", mec=colour)
+            if clipped.any():
+                ax.plot(x[clipped], y[clipped], lw=0, marker="v", ms=6, color=colour)
+    if logy:
+        ax.set_yscale("log")
+    if logy and roundoff:
+        ax.axhspan(LOG_FLOOR / 3, RESOLUTION, color="0.92", zorder=0, lw=0)
+        ax.text(0.99, 0.02, f"round-off (< {RESOLUTION:.0e})", transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=7, color="0.4")
+        if clipped_any:
+            ax.axhline(LOG_FLOOR, color="0.4", lw=0.8, ls="--",
+                       label=rf"$\blacktriangledown$ below {LOG_FLOOR:.0e}, drawn at it")
+    if logx:
+        ax.set_xscale("log")
+        log_ticks(ax, x)
+    elif np.all(np.isfinite(x)) and np.allclose(x, np.round(x)):
+        ax.set_xticks(x if len(x) <= 8 else x[::int(np.ceil(len(x) / 8))])
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, lw=0.5)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        if legend == "right":
+            ax.legend(frameon=False, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        else:
+            ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                      ncol=1 if max(len(lab) for lab in labels) > 22 else 2, fontsize=7.5)
+
+
+def sweep_result_figure(result):
+    """The figure of a ``theory_checks.sweeps.SweepResult`` (``ufm sweep`` and the examples draw the
+    same): panels, log scales and title by the sweep's kind.
+
+    - imbalance: cosines, distances to ETF and OF, the optimal loss as a sum and per example;
+    - temperature (log tau): cosines, distances, the loss per example, and the excess per example on a
+      log scale (what carries the geometry at small tau);
+    - batching: the distance to the target frame and NC1, on log scales with the round-off band."""
+    meta = result.meta
+    xlabel = result.xlabel.replace("tau", r"$\tau$")
+    if result.kind == "batching":
+        of = meta["relu"]
+        panels = [("dist:OF" if of else "dist:ETF", "distance to orthogonal frame" if of else "distance to simplex ETF"),
+                  ("nc1", "NC1 (within class)")]
+        return sweep_figure(result.x, result.series, xlabel, panels, logy=True, roundoff=True,
+                            title=problem_title(counts=meta["counts"], tau=meta["tau"], relu=of))
+    panels = [("cos", "cosine between class means"), ("dist", "distance of the mean Gram")]
+    logy: list[str] = []
+    if result.kind == "temperature":
+        panels += [("loss_per_example", "optimal loss per example (nats)")]
+        if any("excess_per_example" in values for values in result.series.values()):
+            panels += [("excess_per_example", "excess per example, E / n (nats)")]
+            logy = ["excess_per_example"]
+        title = problem_title(counts=meta["counts"])
+    else:
+        panels += [("loss", "optimal loss, sum over examples (nats)"),
+                   ("loss_per_example", "optimal loss per example (nats)")]
+        title = problem_title(profile=meta["profile"], k=meta["k"], tau=meta["tau"],
+                              extra=f"largest class {meta['n_max']}")
+    if meta.get("loss", "scl") != "scl":
+        title += f", {meta['loss']}"
+    return sweep_figure(result.x, result.series, xlabel, panels, logx=True, logy=logy, title=title)
+
+
+@styled
 def landscape_figure(data: dict, title: str = ""):
-    """Four panels from the numbers of ``theory_checks.landscape.landscape_data``:
-    (a) histogram of final loss minus the convex optimum over random starts, (b) the loss on a 2-D slice
-    through the best minimiser, (c) the Riemannian Hessian spectrum at the minimiser (and at a saddle
-    for contrast), (d) convergence of the loss gap and of the distance to the predicted geometry."""
-    fig, axes = figure(ncols=4, width=3.2, height=2.9)
+    """Four panels, two by two, from the numbers of ``theory_checks.landscape.landscape_data``:
+    (a) histogram of each start's relative gap (L - L*) / |L*| to the convex optimum L*, (b) the loss
+    on a 2-D slice through the best minimiser, (c) the Riemannian Hessian spectrum at the minimiser
+    (and at a saddle for contrast), (d) convergence of the loss gap and of the distance to the
+    predicted geometry."""
+    fig, axes = figure(ncols=2, nrows=2, width=3.4, height=2.9)
     ax = axes[0, 0]
     gaps = np.asarray(data["gaps"], dtype=float)
-    floor = 1e-16
-    logs = np.log10(np.maximum(np.abs(gaps), floor))
-    # a fixed scale from round-off (1e-16) up, so "all starts at 1e-10" reads as such
-    ax.hist(logs, bins=np.arange(-16.0, max(1.0, np.ceil(logs.max()) + 1), 0.5), color=OKABE_ITO[0],
-            edgecolor="white")
-    ax.set_xlabel("log10 |loss - convex optimum| / optimum")
-    ax.set_ylabel("number of random starts")
-    ax.set_title(f"(a) {len(gaps)} starts")
+    logs = np.log10(np.maximum(np.abs(gaps), LOG_FLOOR))
+    finite = logs[np.isfinite(logs)]
+    low = np.floor(finite.min()) - 1 if finite.size else -16.0
+    high = np.ceil(finite.max()) + 1 if finite.size else 0.0
+    low, high = max(low, -16.5), max(high, low + 4)          # at least 4 decades, from round-off up
+    ax.hist(logs, bins=np.arange(low, high + 0.25, 0.25), color=OKABE_ITO[0], edgecolor="white")
+    ax.axvline(np.log10(RESOLUTION), color="0.5", lw=0.8, ls=":")
+    ax.text(np.log10(RESOLUTION), ax.get_ylim()[1] * 0.95, " stopping\n tolerance", fontsize=7, color="0.4",
+            va="top")
+    ax.set_xlim(low, high)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel(r"$\log_{10}$ of $(L - L^*) / |L^*|$")
+    ax.set_ylabel("random starts")
+    ax.set_title(f"(a) {len(gaps)} starts against the convex optimum $L^*$", fontsize=9)
 
     ax = axes[0, 1]
     sl = data["slice"]
@@ -211,37 +388,39 @@ def _slice_panel(fig, ax, sl: dict) -> None:
     Z = np.asarray(sl["loss"], dtype=float)
     contours = ax.contourf(A, B, Z - Z.min(), levels=20, cmap="viridis")
     ax.plot([0], [0], marker="*", color="white", ms=10, mec="black", mew=0.5)
-    fig.colorbar(contours, ax=ax, label="loss - slice minimum (nats)")
+    cax = ax.inset_axes([1.04, 0.0, 0.05, 1.0])         # beside its own panel, not the column
+    fig.colorbar(contours, cax=cax, label="loss - slice minimum (nats)")
     ax.set_xlabel("step along direction 1")
     ax.set_ylabel("step along direction 2")
-    ax.set_title(f"(b) slice ({sl['directions']} directions)")
+    ax.set_title(f"(b) slice ({sl['directions']} directions)", fontsize=9)
 
 
 def _landscape_tail(fig, axes, data: dict) -> None:
-    floor = 1e-16
-    ax = axes[0, 2]
+    ax = axes[1, 0]
     for index, (name, eig) in enumerate(data["hessian"].items()):
         if eig is None or len(eig) == 0:
             continue
         eig = np.asarray(eig, dtype=float)
         ax.plot(np.arange(len(eig)), eig, marker="os"[index % 2], ms=3, lw=0, color=OKABE_ITO[index],
-                label=f"{name} (min {eig.min():+.2g})")
+                label=f"{name} (smallest {eig.min():+.2g})")
     ax.axhline(0, color="0.5", lw=0.7)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("eigenvalue index (ascending)")
     ax.set_ylabel("Riemannian Hessian eigenvalue")
-    ax.set_title("(c) Hessian spectrum")
+    ax.set_title("(c) Hessian spectrum", fontsize=9)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, fontsize=8)
     else:
         ax.text(0.5, 0.5, "no feasible directions", ha="center", va="center", transform=ax.transAxes)
 
-    ax = axes[0, 3]
+    ax = axes[1, 1]
     curves = data["curves"]
-    ax.semilogy(np.arange(1, len(curves["loss_gap"]) + 1), np.maximum(np.abs(curves["loss_gap"]), floor),
+    ax.semilogy(np.arange(1, len(curves["loss_gap"]) + 1), np.maximum(np.abs(curves["loss_gap"]), LOG_FLOOR),
                 color=OKABE_ITO[0], label="relative loss gap")
-    ax.semilogy(curves["checkpoints"], np.maximum(curves["distance"], floor), marker="o", ms=3,
-                color=OKABE_ITO[1], label="distance to predicted Gram\n(floor: accuracy of the prediction)")
+    ax.semilogy(curves["checkpoints"], np.maximum(curves["distance"], LOG_FLOOR), marker="o", ms=3,
+                color=OKABE_ITO[1], label="distance to the predicted Gram")
+    ax.axhspan(LOG_FLOOR / 3, RESOLUTION, color="0.92", zorder=0, lw=0)
     ax.set_xlabel("iteration (epoch)")
-    ax.set_ylabel("gap / distance (dimensionless)")
-    ax.set_title("(d) convergence")
-    ax.legend(frameon=False, loc="upper right", fontsize=7)
+    ax.set_ylabel("gap / distance")
+    ax.set_title("(d) convergence", fontsize=9)
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8)

@@ -1,7 +1,10 @@
-"""A dependency-free progress bar for sweeps, multi-start runs and the check catalogue.
+"""Progress for sweeps, multi-start runs, the landscape and the check catalogue, on tqdm.
 
-Writes to stderr (so ``--json`` output on stdout stays parseable); draws in place on a terminal and
-prints one line per step otherwise (logs, CI).
+On a terminal (or a notebook) the bar is tqdm's, a runtime dependency, instead of a hand-written one:
+it sizes itself to the terminal, estimates the time left and rate-limits its redraws. Off a terminal
+(logs, CI, a pipe) a redrawn bar would pile up carriage returns into one unreadable line, so there
+each step prints one plain line (``label i/total elapsed name``). Everything goes to stderr, so
+``--json`` output on stdout stays parseable.
 """
 
 from __future__ import annotations
@@ -10,34 +13,83 @@ import sys
 import time
 from typing import Iterable, Iterator, TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
+
+
+def _is_terminal(stream) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty()
 
 
 def progress(items: Iterable[T], total: int | None = None, label: str = "", enabled: bool = True,
              stream=None) -> Iterator[T]:
-    """Yield ``items`` while showing ``label [####----] i/total elapsed``; ``enabled=False`` is silent."""
+    """Yield ``items`` while showing ``label |####  | i/total [elapsed<left]``; ``enabled=False`` is
+    silent. Each item's ``name`` (a check, a stage) is shown beside the count."""
     stream = stream or sys.stderr
     items = list(items) if total is None else items
     total = len(items) if total is None else total
     if not enabled:
         yield from items
         return
-    tty = hasattr(stream, "isatty") and stream.isatty()
-    start = time.perf_counter()
+    if not _is_terminal(stream):
+        start = time.perf_counter()
+        for i, item in enumerate(items, 1):
+            yield item
+            name = getattr(item, "name", "")
+            stream.write(f"{label} {i}/{total} {time.perf_counter() - start:6.1f}s {name if isinstance(name, str) else ''}"
+                         .rstrip() + "\n")
+            stream.flush()
+        return
+    with tqdm(total=total, desc=label, file=stream, dynamic_ncols=True, mininterval=0.1) as bar:
+        for item in items:
+            name = getattr(item, "name", None)
+            if isinstance(name, str):
+                bar.set_postfix_str(name, refresh=False)
+            yield item
+            bar.update(1)
 
-    def show(done: int, note: str = "") -> None:
-        width = 24
-        filled = int(width * done / max(total, 1))
-        line = (f"{label} [{'#' * filled}{'-' * (width - filled)}] {done}/{total} "
-                f"{time.perf_counter() - start:6.1f}s {note}")
-        stream.write(("\r" + line) if tty else line + "\n")
-        stream.flush()
 
-    if tty:
-        show(0)
-    for i, item in enumerate(items, 1):
-        yield item
-        show(i, str(getattr(item, "name", "")) if not tty else "")
-    if tty:
-        stream.write("\n")
-        stream.flush()
+class Stages:
+    """Progress over named stages of one long computation (the landscape: starts, optimum, Hessian,
+    slice): ``with Stages(["a", "b"], "landscape") as stage: stage("a"); ...; stage("b"); ...``.
+    Each call closes the previous stage and names the next; ``enabled=False`` is silent."""
+
+    def __init__(self, names: list[str], label: str = "", enabled: bool = True, stream=None):
+        self.names = list(names)
+        self.label = label
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.bar = None
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> "Stages":
+        self.start = time.perf_counter()
+        if self.enabled and _is_terminal(self.stream):
+            self.bar = tqdm(total=len(self.names), desc=self.label, file=self.stream, dynamic_ncols=True,
+                            mininterval=0.0, bar_format="{desc} {n}/{total} stages [{elapsed}]")
+        return self
+
+    def __call__(self, name: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_description_str(f"{self.label}: {name}", refresh=False)
+            self.bar.update(self.done and 1)
+        else:
+            self.stream.write(f"{self.label} {self.done + 1}/{len(self.names)} "
+                              f"{time.perf_counter() - self.start:6.1f}s {name}\n")
+            self.stream.flush()
+        self.done += 1
+
+    def __exit__(self, *exc) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_description_str(f"{self.label}: done", refresh=False)
+            self.bar.update(1 if self.done else 0)
+            self.bar.close()
+        else:
+            self.stream.write(f"{self.label} done {time.perf_counter() - self.start:6.1f}s\n")
+            self.stream.flush()

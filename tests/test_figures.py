@@ -1,0 +1,131 @@
+"""The figures say what they draw: legends that name every visible line (coinciding lines merged),
+one colour per quantity across panels, stated floors, two columns at most, integer ticks, tau as a
+symbol; and the class-mean picture (MDS) against independent distance computations."""
+
+import itertools
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+
+from ufm.app import plots
+from ufm.app.cli import main
+from ufm.geometry import etf_gram, means_picture
+
+matplotlib.use("Agg")
+
+
+def _true_distances(M):
+    """Distances between the class means and the origin, from the Gram by the definition."""
+    k = len(M)
+    X = np.linalg.cholesky(M + 1e-12 * np.eye(k)) if np.all(np.linalg.eigvalsh(M) > 0) else None
+    if X is None:                                   # a PSD factor of any Gram
+        w, V = np.linalg.eigh(M)
+        X = V * np.sqrt(np.clip(w, 0, None))
+    P = np.vstack([X, np.zeros(X.shape[1])])
+    return np.array([[np.linalg.norm(a - b) for b in P] for a in P])
+
+
+def _picture_distances(points):
+    P = np.vstack([points, np.zeros(points.shape[1])])
+    return np.array([[np.linalg.norm(a - b) for b in P] for a in P])
+
+
+def _stress(points, D):
+    d = _picture_distances(points)
+    upper = np.triu_indices(len(D), 1)
+    return float(np.sqrt(np.sum((d[upper] - D[upper]) ** 2) / np.sum(D[upper] ** 2)))
+
+
+@pytest.mark.parametrize("M", [etf_gram(3), np.array([[1.0, 0.2], [0.2, 1.0]]),
+                               np.array([[1.0, -0.5, 0.5], [-0.5, 1.0, -1.0], [0.5, -1.0, 1.0]])])
+def test_picture_is_exact_when_the_means_span_a_plane(M):
+    picture = means_picture(M)
+    assert picture.stress < 1e-6
+    np.testing.assert_allclose(_picture_distances(picture.points), _true_distances(M), atol=1e-5)
+
+
+def test_picture_keeps_orthogonal_means_apart_and_states_its_stress():
+    """Six orthogonal means: the top-2 projection puts four of them on the origin; the MDS picture
+    keeps every pair apart and its stress is the one computed here from its points."""
+    M = np.eye(6)
+    picture = means_picture(M)
+    d = _picture_distances(picture.points)
+    assert min(d[i, j] for i, j in itertools.combinations(range(6), 2)) > 0.4
+    assert picture.stress == pytest.approx(_stress(picture.points, _true_distances(M)), rel=1e-9)
+    assert 0.05 < picture.stress < 0.35            # not exact (6 orthogonal directions in a plane)
+    from ufm.geometry import factor_gram
+    assert np.sum(np.linalg.norm(factor_gram(M, 2), axis=1) < 1e-9) == 4    # what the old view drew
+
+
+def test_collapsed_means_share_one_label():
+    M = np.array([[1.0, -0.2, -0.2], [-0.2, 1.0, 1.0], [-0.2, 1.0, 1.0]])   # classes 1 and 2 coincide
+    fig, axes = plots.figure()
+    ax = plots.class_means_view(M, ax=axes[0, 0])
+    labels = sorted(t.get_text() for t in ax.texts if t.get_text())      # (arrows are empty annotations)
+    assert labels == ["0", "1,2"]
+    assert "MDS" in ax.get_title()
+
+
+def _legend_labels(ax):
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def test_sweep_figure_merges_coinciding_lines_and_colours_by_quantity():
+    x = [1.0, 2.0, 4.0]
+    series = {"no ReLU": {"cos:a": [-0.3, -0.4, -0.5], "cos:b": [-0.3, -0.2, 0.1], "dist:ETF": [0, 0.1, 0.2],
+                          "dist:OF": [0.5, 0.55, 0.6]},
+              "ReLU": {"cos:a": [0.0, 0.0, 0.0], "cos:b": [0.0, 0.0, 0.0], "dist:ETF": [0.5, 0.5, 0.5],
+                       "dist:OF": [0.0, 0.0, 0.0]}}
+    fig = plots.sweep_figure(x, series, "imbalance ratio R", [("cos", "cosine"), ("dist", "distance")], logx=True)
+    ax_cos, ax_dist = fig.axes[:2]
+    assert _legend_labels(ax_cos) == ["no ReLU: a", "no ReLU: b", "ReLU: a = b"]
+    assert len(ax_cos.lines) == 3
+    # colour names the quantity: "dist:ETF" has one colour in both series; series differ by style
+    colours = {line.get_label(): line.get_color() for line in ax_dist.lines}
+    assert colours["no ReLU: ETF"] == colours["ReLU: ETF"]
+    styles = {line.get_label(): line.get_linestyle() for line in ax_dist.lines}
+    assert styles["no ReLU: ETF"] != styles["ReLU: ETF"]
+    assert len({line.get_color() for line in ax_cos.lines[:2]}) == 2
+    assert colours["no ReLU: OF"] != colours["no ReLU: ETF"]
+
+
+def test_log_panels_state_their_floor_and_two_columns_at_most():
+    x = [6, 8, 12, 16]
+    series = {"fixed": {"nc1": [0.3, 0.2, 1e-27, 1e-13], "dist:OF": [0.5, 0.4, 0.3, 0.2]},
+              "binding": {"nc1": [1e-29, 1e-26, 1e-28, 1e-30], "dist:OF": [1e-14, 1e-15, 1e-13, 1e-14]}}
+    panels = [("dist:OF", "distance"), ("nc1", "NC1"), ("dist:OF", "again")]
+    fig = plots.sweep_figure(x, series, "batch size", panels, logy=True, roundoff=True)
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    positions = {round(ax.get_position().x0, 2) for ax in axes}
+    assert len(positions) == 2                           # two columns, a third panel on a second row
+    ax = axes[1]
+    labels = _legend_labels(ax)
+    assert any("below 1e-16" in label for label in labels)    # the floor is stated, not silent
+    ticks = ax.get_xticks()
+    visible = [t for t in ticks if 6 <= t <= 16]
+    assert all(float(t).is_integer() for t in visible)   # batch sizes are whole numbers
+
+
+def test_titles_write_tau_as_a_symbol():
+    assert plots.problem_title(counts=[8, 8, 2], tau=0.5, relu=False, dim=4) == \
+        r"counts (8, 8, 2), $\tau$ = 0.5, no ReLU, d = 4"
+
+
+def test_json_without_out_writes_no_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "imbalance", "--ratios", "1,2", "--classes", "2", "--n-max", "4", "--json",
+                 "--no-progress"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["figure"] is None and list(tmp_path.iterdir()) == []
+
+
+def test_landscape_reports_its_stages(tmp_path, capsys):
+    assert main(["landscape", "--counts", "3,3", "--tau", "0.5", "--dim", "3", "--starts", "2",
+                 "--resolution", "5", "--out", str(tmp_path / "l.png")]) == 0
+    err = capsys.readouterr().err
+    from theory_checks.landscape import LANDSCAPE_STAGES
+    for stage in LANDSCAPE_STAGES:
+        assert stage in err
