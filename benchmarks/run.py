@@ -433,10 +433,13 @@ def bench_explorer() -> dict:
         t0 = _now()
         ex = Explorer(ExplorerState(k=k, profile="long-tail"))
         cold = _now() - t0
-        ratios = iter([3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0])
+        ratios = iter([3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0, 17.0, 19.0, 21.0, 23.0])
         ex.set(ratio=next(ratios))                                  # the first move compiles nothing new
         warm = _median_time(lambda: ex.set(ratio=next(ratios)), 3)
-        rows.append({"k": k, "cold_seconds": cold, "warm_seconds": warm, "solve_seconds": ex.last_seconds})
+        ex.set(tau=0.01)                                            # the slider's small end
+        warm_small = _median_time(lambda: ex.set(ratio=next(ratios)), 3)
+        rows.append({"k": k, "cold_seconds": cold, "warm_seconds": warm, "warm_small_tau_seconds": warm_small,
+                     "solve_seconds": ex.last_seconds})
     return {"measured": "slider moved to figure redrawn (cold: construction + first update, compiles)",
             "rows": rows}
 
@@ -543,7 +546,10 @@ def markdown(res: dict) -> str:
         L += [f"| explorer update: {e['measured']} | " + " | ".join(f"k={r['k']}" for r in e["rows"]) + " |",
               "|---|" + "---|" * len(e["rows"]),
               "| cold s | " + " | ".join(f"{r['cold_seconds']:.3f}" for r in e["rows"]) + " |",
-              "| warm s | " + " | ".join(f"{r['warm_seconds']:.3f}" for r in e["rows"]) + " |", ""]
+              "| warm s (tau 0.5) | " + " | ".join(f"{r['warm_seconds']:.3f}" for r in e["rows"]) + " |"]
+        if all("warm_small_tau_seconds" in r for r in e["rows"]):
+            L += ["| warm s (tau 0.01) | " + " | ".join(f"{r['warm_small_tau_seconds']:.3f}" for r in e["rows"]) + " |"]
+        L += [""]
     return "\n".join(L) + "\n"
 
 

@@ -45,7 +45,14 @@ def test_temperature_limit_reproduces_the_small_tau_check_values(tmp_path):
         got = [plain[f"cos:{block}"][i] for block in ("maj-maj", "maj-min", "min-min")]
         assert got == pytest.approx(SMALL_TAU_TABLE[tau], abs=1e-4), tau
         assert all(abs(relu[f"cos:{block}"][i]) < 1e-6 for block in ("maj-maj", "maj-min", "min-min"))
-    assert plain["dist:ETF"][data["x"].index(0.01)] == pytest.approx(0.0046, abs=5e-5)
+    # the distance to the ETF at tau = 0.01, from the check values' block-constant Gram by the formula
+    import numpy as np
+    a, b, c = SMALL_TAU_TABLE[0.01]
+    M = np.array([[1, a, b, b], [a, 1, b, b], [b, b, 1, c], [b, b, c, 1]])
+    etf = (np.eye(4) * 4 - 1) / 3
+    want = np.linalg.norm(M / np.linalg.norm(M) - etf / np.linalg.norm(etf))
+    assert want == pytest.approx(0.0046, abs=5e-5)                       # the docstring's value
+    assert plain["dist:ETF"][data["x"].index(0.01)] == pytest.approx(want, abs=1e-5)
 
 
 @pytest.mark.slow
@@ -99,9 +106,16 @@ def test_every_notebook_runs_headless(tmp_path):
 
     notebooks = sorted(EXAMPLES.glob("*.ipynb"))
     assert notebooks, "examples/ should hold the explorer notebook"
+    # a kernel spec for this very interpreter (a user-level "python3" spec may point elsewhere)
+    spec = tmp_path / "jupyter" / "kernels" / "ufm-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "ufm-scl test", "language": "python"}))
+    os.environ["JUPYTER_PATH"] = str(tmp_path / "jupyter") + os.pathsep + os.environ.get("JUPYTER_PATH", "")
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+        client = nbclient.NotebookClient(nb, timeout=600, kernel_name="ufm-test",
                                          resources={"metadata": {"path": str(tmp_path)}})
         client.execute()
         errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])

@@ -13,7 +13,7 @@ from ufm.geometry import etf_gram
 
 @pytest.fixture(scope="module")
 def explorer():
-    return Explorer(ExplorerState(ratio=1.0, k=3, tau=0.5, n_max=6))
+    return Explorer(ExplorerState(ratio=1.0, k=3, tau=0.5, n_max=6, gd_n_max=6))
 
 
 def drawn_cosines(explorer):
@@ -119,3 +119,22 @@ def test_explore_command_snapshot_and_headless_message(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
     assert main(["explore", "--out", str(out), "--ratio", "150"]) == 2
     assert "[1, 100]" in capsys.readouterr().err
+
+
+def test_a_failed_solve_is_a_message_and_a_snapshot_before_any_solve_is_a_one_line_error(tmp_path, monkeypatch):
+    import dataclasses
+
+    from solvers import convex
+    from ufm import ProblemError
+
+    real = convex.solve_reduced
+    broken = lambda problem, *a, **kw: dataclasses.replace(real(problem), status="error",
+                                                            class_mean_gram=np.full((problem.k, problem.k), np.nan))
+    monkeypatch.setattr(convex, "solve_reduced", broken)
+    fresh = Explorer.__new__(Explorer)
+    fresh.last_solution = None
+    with pytest.raises(ProblemError, match="nothing to save"):
+        fresh.snapshot(tmp_path / "x.png")
+    explorer = Explorer(ExplorerState(ratio=1.0, k=3, n_max=6))
+    assert explorer.last_solution is None
+    assert "non-finite" in " ".join(t.get_text() for t in explorer.ax_text.texts)

@@ -129,3 +129,43 @@ def test_landscape_reports_its_stages(tmp_path, capsys):
     from theory_checks.landscape import LANDSCAPE_STAGES
     for stage in LANDSCAPE_STAGES:
         assert stage in err
+
+
+def _panel(series, quantity, **options):
+    fig, axes = plots.figure()
+    plots.sweep_panel(axes[0, 0], [1.0, 2.0, 3.0], series, quantity, "y", "x", **options)
+    return axes[0, 0]
+
+
+def test_merging_follows_what_the_eye_sees():
+    """Log panels: lines decades apart stay two lines; linear panels: round-off around 0 merges, while
+    a gap visible on the panel's scale does not."""
+    ax = _panel({"s": {"d:a": [1, 1e-3, 1e-9], "d:b": [1, 1e-3, 1e-12]}}, "d", logy=True, roundoff=True)
+    assert _legend_labels(ax)[:2] == ["s: a", "s: b"]
+    ax = _panel({"s": {"c:a": [0.0, 0.0, 0.0], "c:b": [1e-12, 0.0, -1e-13], "c:c": [0.3, 0.2, 0.1]}}, "c")
+    assert _legend_labels(ax) == ["s: a = b", "s: c"]
+    ax = _panel({"s": {"c:a": [0.0, 0.0, 0.0], "c:b": [0.01, 0.0, 0.0]}}, "c")
+    assert _legend_labels(ax) == ["s: a", "s: b"]
+
+
+def test_round_off_band_does_not_stretch_the_axis_and_missing_points_are_named():
+    ax = _panel({"s": {"d": [0.5, 0.3, 0.1]}}, "d", logy=True, roundoff=True)
+    low, high = ax.get_ylim()
+    assert low > 1e-3 and high < 10                      # the data's decades, not 1e-16 .. 1
+    assert not any("round-off" in label for label in _legend_labels(ax))
+    ax = _panel({"s": {"d": [0.5, float("nan"), 1e-20]}}, "d", logy=True, roundoff=True)
+    labels = _legend_labels(ax)
+    assert labels[0] == "s (no value at 2)"
+    assert any("round-off" in label for label in labels) and any("below 1e-16" in label for label in labels)
+
+
+def test_log10_excess_panel_keeps_points_where_the_excess_underflows():
+    """Below tau ~ 0.002 E / n underflows to 0 in float64; the figure draws log10(E / n), from log E."""
+    from theory_checks.sweeps import SweepResult
+    series = {"no ReLU": {"cos:a": [-0.3, -0.3], "dist:ETF": [0.0, 0.0], "dist:OF": [0.5, 0.5],
+                          "loss_per_example": [1.0, 1.0], "excess_per_example": [0.0, 1e-56],
+                          "log10_excess_per_example": [-400.0, -56.0]}}
+    fig = plots.sweep_result_figure(SweepResult("temperature", [0.001, 0.01], "temperature tau", series,
+                                                {"counts": [8, 8, 2, 2], "loss": "scl"}))
+    ax = fig.axes[3]
+    assert ax.get_yscale() == "linear" and list(ax.lines[0].get_ydata()) == [-400.0, -56.0]

@@ -31,7 +31,9 @@ class SweepResult:
     Quantities: ``cos:<block>`` (cosines), ``dist:ETF`` and ``dist:OF`` (normalised Frobenius distances
     of the mean Gram), ``loss`` (optimal loss, sum reduction) and ``loss_per_example`` (loss / n: a sum
     falls with n alone), ``excess_per_example`` (the excess E / n of docs/theory.md "The excess form",
-    SCL full batch: what carries the geometry at small tau), ``gd_gap`` (with ``check_gd``).
+    SCL full batch: what carries the geometry at small tau; 0 where it underflows) and
+    ``log10_excess_per_example`` (from log E: finite at any tau; NaN where the solver gave no excess),
+    ``gd_gap`` (with ``check_gd``).
     """
 
     kind: str
@@ -67,17 +69,20 @@ def block_cosines(M: np.ndarray, counts: Sequence[int], profile: str,
     return {name: float(C[mask].mean()) for name, mask in blocks.items() if mask.any()}
 
 
-def _geometry_row(M: np.ndarray, loss: float, counts, profile: str,
-                  minority_fraction: float | None = None, log_excess: float | None = None) -> dict[str, float]:
+def _geometry_row(M: np.ndarray, loss: float, counts, profile: str, minority_fraction: float | None = None,
+                  log_excess: float | None = None, scl_full_batch: bool = False) -> dict[str, float]:
     k = len(counts)
     n = float(sum(counts))
     row = {f"cos:{name}": value for name, value in block_cosines(M, counts, profile, minority_fraction).items()}
     row["dist:ETF"] = normalized_distance(M, etf_gram(k))
     row["dist:OF"] = normalized_distance(M, orthogonal_frame_gram(k))
-    row["loss"] = float(loss)
-    row["loss_per_example"] = float(loss) / n
-    if log_excess is not None:
-        row["excess_per_example"] = float(np.exp(log_excess - np.log(n)))
+    row["loss"] = float("nan") if loss is None else float(loss)      # NaN: no certified value
+    row["loss_per_example"] = row["loss"] / n
+    if log_excess is not None or scl_full_batch:
+        # from log E, so it keeps its value where E / n underflows (tau below ~0.002); NaN: not known
+        log_e = float("nan") if log_excess is None else float(log_excess)
+        row["log10_excess_per_example"] = (log_e - float(np.log(n))) / float(np.log(10.0))
+        row["excess_per_example"] = float(np.exp(log_e - np.log(n)))
     return row
 
 
@@ -98,7 +103,7 @@ def _reduced_points(problems: Sequence[Problem], profile: str, check_gd: bool, g
     for problem in each(problems, label, progress):
         sol = solve_reduced(problem)
         row = _geometry_row(sol.class_mean_gram, sol.lower_bound, problem.counts, profile, minority_fraction,
-                            sol.log_excess)
+                            sol.log_excess, scl_full_batch=True)
         row["status"] = str(sol.status)
         rows.append(row)
         optima.append(sol.lower_bound)

@@ -95,8 +95,11 @@ def means_picture(gram: np.ndarray, dims: int = 2, starts: int = 4, iterations: 
 
         stress = sqrt( sum_{a<b} (|x_a - x_b| - D_ab)^2 / sum_{a<b} D_ab^2 ).
 
-    Exact (stress ~ 1e-8 or below) when rank M <= dims. The picture is shifted so the origin is at 0."""
+    Exact (stress ~ 1e-8 or below) when rank M <= dims. The picture is shifted so the origin is at 0.
+    A Gram with a non-finite entry (a failed solve) is a :class:`ProblemError`."""
     M = np.asarray(gram, dtype=float)
+    if not np.isfinite(M).all():
+        raise ProblemError("the class-mean Gram has non-finite entries (the solve failed); nothing to draw")
     k = M.shape[0]
     m = k + 1
     full = np.zeros((m, m))

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ufm.app import cli_values as values
-from ufm.app.progress import progress
+from ufm.app.progress import Ticker, progress
 from ufm.batching import Batching, check_conditions
 from ufm.errors import ProblemError
 from ufm.objectives.ce import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN, CrossEntropy
@@ -405,18 +405,17 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
         convex.check_relaxation_memory(problem, None)
 
 
-def cmd_solve(args: argparse.Namespace) -> int:
-    problem = problem_from_args(args)
-    _check_solve(args, problem)
-    if args.validate_only:
-        return 0
-    from theory_checks.predictions import predict
-    from theory_checks.report import best_start, solution_report
+def _solve_label(args: argparse.Namespace, problem) -> str:
+    """What ``ufm solve`` is doing, for its progress line."""
+    what = {"gd": "gradient descent" + (f", {args.starts} starts" if args.starts and args.starts > 1 else ""),
+            "convex": "the n x n convex program", "reduced": "the reduced program"}[args.method]
+    return f"solve: {what}, n = {problem.n}" + (" + certificate" if not args.no_certify else "")
 
-    from solvers.certificate import GAP_TOL
 
-    certify = not args.no_certify
-    gap_tol = args.gap_tol if args.gap_tol is not None else GAP_TOL
+def _run_solve(args: argparse.Namespace, problem, certify: bool, gap_tol: float):
+    """The solve ``ufm solve`` asked for (method, starts, options)."""
+    from theory_checks.report import best_start
+
     if args.method == "gd":
         import jax.numpy as jnp
         from solvers import gd
@@ -431,9 +430,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
             sols = gd.solve_many(problem, range(seed, seed + args.starts), certify=certify,
                                  gap_tol=gap_tol, **options)
             solution, starts = best_start(sols)
-            solution = replace(solution, starts=starts)
+            return replace(solution, starts=starts)
         else:
-            solution = gd.solve(problem, seed=seed, certify=certify, gap_tol=gap_tol, **options)
+            return gd.solve(problem, seed=seed, certify=certify, gap_tol=gap_tol, **options)
     else:
         from solvers import convex
 
@@ -441,9 +440,25 @@ def cmd_solve(args: argparse.Namespace) -> int:
             if problem.n > 100:
                 print(f"ufm: note: the n x n program with n = {problem.n} may take minutes (about 50 s at n = 96 "
                       "on 2 cores); --method reduced solves full-batch problems in seconds", file=sys.stderr)
-            solution = convex.solve_relaxation(problem, gap_tol=gap_tol)
+            return convex.solve_relaxation(problem, gap_tol=gap_tol)
         else:
-            solution = convex.solve_reduced(problem, gap_tol=gap_tol)
+            return convex.solve_reduced(problem, gap_tol=gap_tol)
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    problem = problem_from_args(args)
+    _check_solve(args, problem)
+    if args.validate_only:
+        return 0
+    from theory_checks.predictions import predict
+    from theory_checks.report import solution_report
+
+    from solvers.certificate import GAP_TOL
+
+    certify = not args.no_certify
+    gap_tol = args.gap_tol if args.gap_tol is not None else GAP_TOL
+    with Ticker(_solve_label(args, problem), enabled=not args.no_progress):
+        solution = _run_solve(args, problem, certify, gap_tol)
     report = solution_report(problem, solution, predict(problem))
     code = 0 if solution.status in ("optimal", "converged") else 1
     if args.json:
@@ -761,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "'optimal' / 'stationary')")
     solve.add_argument("--gap-tol", type=values.real(0, 1, lo_open=True, hi_open=True),
                        help="largest relative gap on the excess that counts as optimal (default 1e-6)")
+    solve.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     _output_options(solve)
     solve.set_defaults(handler=cmd_solve)
 

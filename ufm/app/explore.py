@@ -7,8 +7,8 @@ runs it (a desktop window through ``ufm explore``; in a notebook ``%matplotlib w
 then ``Explorer()``; see ``examples/explore.ipynb``).
 
 - R (1 to 100) and tau (0.01 to 2) slide on log scales, k (2 to 20) in whole steps.
-- A drag solves once, when the mouse is released (the value shown follows the drag); a click, a key
-  or ``set_val`` solves at once.
+- A click or a drag on a slider solves once, when the mouse is released (the value shown follows the
+  drag); ``set_val`` / :meth:`Explorer.set` solve at once.
 - Full batch uses the reduced k x k program (well under 0.5 s for k <= 20; ``python -m benchmarks
   --only explorer``). A batching other than full has no reduced program, so the explorer then runs
   gradient descent (press "run GD" also to cross-check a full-batch point).
@@ -45,8 +45,10 @@ LOG_SLIDERS = ("ratio", "tau")
 
 @dataclass
 class ExplorerState:
-    """What the widgets describe. ``n_max``: examples in the largest class (200, so R = 100 still
-    leaves 2 in the smallest; the reduced program's cost does not depend on the counts)."""
+    """What the widgets describe. ``n_max``: examples in the largest class for the reduced program (200,
+    so R = 100 still leaves 2 in the smallest; its cost does not depend on the counts); ``gd_n_max``:
+    the same for gradient descent (batchings, "run GD"), whose cost grows with n (40: exact ratios up
+    to 20, the smallest class rounded to 2 above). The metrics show the counts actually solved."""
 
     ratio: float = 4.0
     k: int = 4
@@ -55,6 +57,7 @@ class ExplorerState:
     profile: str = "step"
     batching: str = "full"
     n_max: int = 200
+    gd_n_max: int = 40
 
 
 class Explorer:
@@ -64,6 +67,7 @@ class Explorer:
         self.state = state or ExplorerState()
         self.last_solution = None
         self.last_problem = None
+        self.last_profile = self.state.profile
         self.last_seconds = 0.0
         self.metrics: dict = {}
         self._pending = False
@@ -143,11 +147,13 @@ class Explorer:
         s.profile = self.profile.value_selected
         s.batching = self.batching.value_selected
 
-    def problem(self) -> Problem:
+    def problem(self, use_gd: bool = False) -> Problem:
         """The problem the widgets describe (the smallest count rounded so any R on the slider works;
-        the panel shows the counts used)."""
+        the panel shows the counts used): ``n_max`` examples in the largest class for the reduced
+        program, ``gd_n_max`` for gradient descent (a batching, or ``use_gd``)."""
         s = self.state
-        counts = profile_counts(s.profile, s.k, s.n_max, s.ratio, rounded=True)
+        n_max = s.gd_n_max if (use_gd or s.batching != "full") else s.n_max
+        counts = profile_counts(s.profile, s.k, n_max, s.ratio, rounded=True)
         batching = Batching.full()
         if s.batching != "full":
             size = max(s.k + 2, sum(counts) // 4)
@@ -159,7 +165,7 @@ class Explorer:
         self._read_widgets()
         start = time.perf_counter()
         try:
-            problem = self.problem()
+            problem = self.problem(use_gd)
             if use_gd or not problem.is_full_batch:
                 from solvers.gd import solve
                 solution = solve(problem)
@@ -169,9 +175,13 @@ class Explorer:
         except ProblemError as err:
             self._show_message(str(err))
             return
+        if not np.isfinite(np.asarray(solution.class_mean_gram)).all():
+            self._show_message(f"the solver returned a non-finite Gram (status {solution.status}): {solution.message}")
+            return
         self.last_seconds = time.perf_counter() - start
         self.last_solution = solution
         self.last_problem = problem
+        self.last_profile = self.state.profile
         self.metrics = self._metrics(problem, solution)
         self._draw(self.ax_gram, self.ax_colorbar, self.ax_means, self.ax_text)
         self.fig.canvas.draw_idle()
@@ -186,14 +196,16 @@ class Explorer:
         M = np.asarray(solution.class_mean_gram)
         k = problem.k
         return {
-            "counts": list(problem.counts), "tau": problem.tau, "loss": float(solution.loss),
+            "counts": list(problem.counts), "R": max(problem.counts) / min(problem.counts), "tau": problem.tau,
+            "loss": float(solution.loss),
             "dist to ETF": normalized_distance(M, etf_gram(k)),
             "dist to OF": normalized_distance(M, orthogonal_frame_gram(k)),
             "status": str(solution.status), "seconds": self.last_seconds,
         }
 
-    def _draw(self, ax_gram, ax_colorbar, ax_means, ax_text) -> None:
-        """Draw the last solution into these axes (the explorer's own, or a snapshot's)."""
+    def _draw(self, ax_gram, ax_colorbar, ax_means, ax_text, timing: bool = True) -> None:
+        """Draw the last solution into these axes (the explorer's own, or a snapshot's: without the
+        solve time, which is this machine's and the first call's compile)."""
         problem, solution = self.last_problem, self.last_solution
         M = np.asarray(solution.class_mean_gram)
         ax_gram.clear()
@@ -201,21 +213,22 @@ class Explorer:
                            title=f"cosines between class means ({solution.method})")
         ax_means.clear()
         plots.class_means_view(M, counts=problem.counts, ax=ax_means)
-        lines = [f"{key}: {_compact(value)}" for key, value in self.metrics.items()]
+        lines = [f"{key}: {_compact(value)}" for key, value in self.metrics.items() if timing or key != "seconds"]
         ax_text.clear()
         ax_text.axis("off")
         ax_text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9, wrap=True)
-        relu = "ReLU" if problem.relu else "no ReLU"
-        ax_gram.figure.suptitle(plots.problem_title(profile=self.state.profile, k=problem.k, tau=problem.tau,
-                                                    relu=relu == "ReLU", extra=f"R = {self.state.ratio:.3g}"),
+        ax_gram.figure.suptitle(plots.problem_title(profile=self.last_profile, k=problem.k, tau=problem.tau,
+                                                    relu=problem.relu, extra=f"R = {self.metrics['R']:.3g}"),
                                 fontsize=11)
 
     def snapshot(self, path: str | Path) -> Path:
         """Save the current picture (heatmap, means, metrics) without the widgets; the extension picks
         the format (.png, .pdf, .svg)."""
+        if self.last_solution is None:
+            raise ProblemError("nothing to save: the explorer has not solved a problem yet (see its message)")
         fig = plt.figure(figsize=(9.5, 3.6))
         try:
-            self._draw(*self._plot_axes(fig, top=0.04, ceiling=0.80))
+            self._draw(*self._plot_axes(fig, top=0.04, ceiling=0.80), timing=False)
             return plots.save(fig, path)
         finally:
             plt.close(fig)

@@ -77,14 +77,14 @@ def save(fig, path: str | Path) -> Path:
 
 
 def tau_text(tau: float | None) -> str:
-    """The temperature as every title writes it: ``$\tau$ = 0.5`` (mathtext), or "" for None."""
+    r"""The temperature as every title writes it: ``$\tau$ = 0.5`` (mathtext), or "" for None."""
     return "" if tau is None else rf"$\tau$ = {tau:g}"
 
 
 def problem_title(*, counts: Sequence[int] | None = None, profile: str | None = None, k: int | None = None,
                   tau: float | None = None, relu: bool | None = None, dim: int | None = None,
                   extra: str = "") -> str:
-    """One title convention for every figure: ``counts (8, 8, 4), $\tau$ = 0.5, no ReLU, d = 4``
+    r"""One title convention for every figure: ``counts (8, 8, 4), $\tau$ = 0.5, no ReLU, d = 4``
     (parts that are None are left out; a STEP or long-tail profile with k classes instead of counts)."""
     parts = []
     if counts is not None:
@@ -138,7 +138,8 @@ def gram_heatmap(M: np.ndarray, ax=None, title: str = "class-mean Gram", vmin: f
     return ax
 
 
-#: Class means closer than this (in the picture's units, means of norm <= 1) share one label.
+#: Class means closer than this fraction of the largest mean norm (true distances, not the picture's)
+#: share one label.
 _SAME_POINT = 0.03
 
 
@@ -164,7 +165,9 @@ def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None
     ax.scatter(X[:, 0], X[:, 1], s=sizes, c=colours, zorder=3, edgecolors="white", linewidths=0.5)
     ax.plot([0], [0], marker="+", color="0.3", ms=6)
     lim = 1.3 * max(1e-9, np.abs(X).max())
-    for group in _point_groups(X, _SAME_POINT * lim):
+    diag = np.diag(M)
+    true_distances = np.sqrt(np.clip(diag[:, None] + diag[None, :] - 2 * M, 0.0, None))
+    for group in _point_groups(true_distances, _SAME_POINT * np.sqrt(max(diag.max(), 1e-300))):
         centre = X[group].mean(axis=0)
         norm = np.linalg.norm(centre)
         direction = centre / norm if norm > 1e-12 else np.array([0.0, 1.0])
@@ -176,16 +179,17 @@ def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None
     ax.set_xticks([])
     ax.set_yticks([])
     exact = picture.stress < 1e-6
-    ax.set_title(f"{title}\n(MDS, {'exact' if exact else f'stress {picture.stress:.2f}'})")
+    ax.set_title(f"{title}\n(MDS, {'exact' if exact else f'stress {picture.stress:.2g}'})")
     return ax
 
 
-def _point_groups(X: np.ndarray, radius: float) -> list[list[int]]:
-    """Indices of points grouped by proximity (single linkage within ``radius``), in order."""
+def _point_groups(distances: np.ndarray, radius: float) -> list[list[int]]:
+    """Indices of points grouped by proximity (single linkage within ``radius``, from their (k, k)
+    distances), in order."""
     groups: list[list[int]] = []
-    for c in range(len(X)):
+    for c in range(len(distances)):
         for group in groups:
-            if min(np.linalg.norm(X[c] - X[g]) for g in group) < radius:
+            if min(distances[c, g] for g in group) < radius:
                 group.append(c)
                 break
         else:
@@ -211,17 +215,28 @@ def _quantity_colours(series: dict[str, dict[str, Sequence[float]]], panels) -> 
     return {key: LINE_COLOURS[i % len(LINE_COLOURS)] for i, key in enumerate(keys)}
 
 
-def _merged_lines(keys: list[str], values: dict, rtol: float = 1e-6) -> list[tuple[list[str], np.ndarray]]:
+def _merged_lines(keys: list[str], values: dict, log: bool, span: float,
+                  tol: float = 1e-6) -> list[tuple[list[str], np.ndarray]]:
     """Lines of one series in one panel, with keys whose values coincide merged (so three ReLU cosines
-    all at 0 become one line "maj-maj = maj-min = min-min" rather than three hidden under one)."""
+    at 0 become one line "maj-maj = maj-min = min-min" rather than three hidden under one).
+
+    Coincide: the same points are finite and, on a log panel, every value agrees to 1e-3 decades (at or
+    below :data:`LOG_FLOOR`, all values are drawn on the floor and agree); on a linear panel to
+    ``tol * span``, ``span`` the range of all the panel's finite values (so round-off around 0 merges and
+    lines a visible distance apart never do)."""
     lines: list[tuple[list[str], np.ndarray]] = []
     for key in keys:
         y = np.asarray(values[key], dtype=float)
         for names, other in lines:
-            both = np.isfinite(y) & np.isfinite(other)
-            span = max(float(np.nanmax(np.abs(other))) if np.isfinite(other).any() else 0.0, 1e-300)
-            if both.any() and np.array_equal(np.isfinite(y), np.isfinite(other)) \
-                    and np.allclose(y[both], other[both], rtol=rtol, atol=rtol * span):
+            finite = np.isfinite(y)
+            if not finite.any() or not np.array_equal(finite, np.isfinite(other)):
+                continue
+            if log:
+                same = np.allclose(np.log10(np.maximum(y[finite], LOG_FLOOR)),
+                                   np.log10(np.maximum(other[finite], LOG_FLOOR)), rtol=0.0, atol=1e-3)
+            else:
+                same = np.allclose(y[finite], other[finite], rtol=0.0, atol=tol * span)
+            if same:
                 names.append(key)
                 break
         else:
@@ -258,37 +273,53 @@ def sweep_panel(ax, x: Sequence[float], series: dict[str, dict[str, Sequence[flo
                 ylabel: str, xlabel: str, colours: dict[str, str] | None = None, logx: bool = False,
                 logy: bool = False, roundoff: bool = False, legend: str = "below") -> None:
     """One sweep panel: a line per series and per quantity ``quantity`` or ``quantity:<label>``; lines
-    that coincide are drawn once with a merged label ("ReLU: maj-maj = maj-min = min-min").
-    ``roundoff`` (with ``logy``): the values are computed to an absolute accuracy (distances, NC1), so
-    values below :data:`LOG_FLOOR` are drawn on a dashed floor line with a downward marker (stated in
-    the legend) and the band below :data:`RESOLUTION` is shaded as round-off. (The excess is computed
-    to full relative precision: no floor.) Integer x values get integer ticks. ``legend``: "below" the
-    panel or "right" of it; never over the data."""
+    that coincide are drawn once with a merged label ("ReLU: maj-maj = maj-min = min-min", see
+    :func:`_merged_lines`). Points without a finite value are named in their line's label ("no value at
+    ..."), never dropped silently. ``roundoff`` (with ``logy``): the values are computed to an absolute
+    accuracy (distances, NC1), so values below :data:`LOG_FLOOR` are drawn on a dashed floor line with a
+    downward marker, and, when the data come within 1e-9, the band below :data:`RESOLUTION` is shaded
+    as round-off; both are stated in the legend and the y-range follows the data. (The excess is
+    computed to full relative precision: no floor.) Integer x values get integer ticks. ``legend``:
+    "below" the panel or "right" of it; never over the data."""
     colours = colours or _quantity_colours(series, [(quantity, ylabel)])
     styles = ["-", "--", ":", "-."]
     x = np.asarray(x, dtype=float)
+    floor = logy and roundoff
     clipped_any = False
+    drawn: list[np.ndarray] = []
+    panel = [np.asarray(v, dtype=float) for values in series.values() for key, v in values.items()
+             if key == quantity or key.startswith(quantity + ":")]
+    finite = np.concatenate([v[np.isfinite(v)] for v in panel]) if panel else np.zeros(0)
+    span = float(finite.max() - finite.min()) if finite.size else 0.0
+    span = span if span > 0 else max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
     for s_index, (series_name, values) in enumerate(series.items()):
         keys = [key for key in values if key == quantity or key.startswith(quantity + ":")]
-        for names, y in _merged_lines(keys, values):
+        for names, y in _merged_lines(keys, values, log=logy, span=span):
             sub = " = ".join(n.split(":", 1)[1] for n in names if ":" in n)
             label = series_name + (f": {sub}" if sub and len(keys) > 1 else "")
+            missing = ~np.isfinite(y) | (logy and not floor) & (y <= 0)
+            if missing.any():
+                label += f" (no value at {', '.join(f'{v:g}' for v in x[missing])})"
             colour = colours[names[0]] if len(names) == 1 else "0.35"
             clipped = np.zeros(len(y), dtype=bool)
-            if logy and roundoff:
-                clipped = y < LOG_FLOOR
+            if floor:
+                clipped = np.isfinite(y) & (y < LOG_FLOOR)
                 clipped_any |= bool(clipped.any())
                 y = np.where(clipped, LOG_FLOOR, y)
             ax.plot(x, y, marker="osD^"[s_index % 4], ms=4, lw=1.4, color=colour, ls=styles[s_index % len(styles)],
                     label=label, mfc=colour if s_index == 0 else "white", mec=colour)
             if clipped.any():
                 ax.plot(x[clipped], y[clipped], lw=0, marker="v", ms=6, color=colour)
+            drawn.append(y[np.isfinite(y) & (y > 0 if logy else True)])
     if logy:
         ax.set_yscale("log")
-    if logy and roundoff:
-        ax.axhspan(LOG_FLOOR / 3, RESOLUTION, color="0.92", zorder=0, lw=0)
-        ax.text(0.99, 0.02, f"round-off (< {RESOLUTION:.0e})", transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=7, color="0.4")
+    values_drawn = np.concatenate(drawn) if drawn else np.zeros(0)
+    if floor and values_drawn.size:
+        low, high = float(values_drawn.min()), float(values_drawn.max())
+        ax.set_ylim(low / 5, high * 5)                  # the data's range; the band does not stretch it
+        if low < 1e-9:
+            ax.axhspan(LOG_FLOOR / 5, RESOLUTION, color="0.92", zorder=0, lw=0,
+                       label=f"round-off (below {RESOLUTION:.0e})")
         if clipped_any:
             ax.axhline(LOG_FLOOR, color="0.4", lw=0.8, ls="--",
                        label=rf"$\blacktriangledown$ below {LOG_FLOOR:.0e}, drawn at it")
@@ -315,8 +346,8 @@ def sweep_result_figure(result):
     same): panels, log scales and title by the sweep's kind.
 
     - imbalance: cosines, distances to ETF and OF, the optimal loss as a sum and per example;
-    - temperature (log tau): cosines, distances, the loss per example, and the excess per example on a
-      log scale (what carries the geometry at small tau);
+    - temperature (log tau): cosines, distances, the loss per example, and log10 of the excess per
+      example (what carries the geometry at small tau; from log E, so it never underflows);
     - batching: the distance to the target frame and NC1, on log scales with the round-off band."""
     meta = result.meta
     xlabel = result.xlabel.replace("tau", r"$\tau$")
@@ -330,9 +361,8 @@ def sweep_result_figure(result):
     logy: list[str] = []
     if result.kind == "temperature":
         panels += [("loss_per_example", "optimal loss per example (nats)")]
-        if any("excess_per_example" in values for values in result.series.values()):
-            panels += [("excess_per_example", "excess per example, E / n (nats)")]
-            logy = ["excess_per_example"]
+        if any("log10_excess_per_example" in values for values in result.series.values()):
+            panels += [("log10_excess_per_example", r"$\log_{10}$ of the excess per example, E / n")]
         title = problem_title(counts=meta["counts"])
     else:
         panels += [("loss", "optimal loss, sum over examples (nats)"),
@@ -359,14 +389,18 @@ def landscape_figure(data: dict, title: str = ""):
     low = np.floor(finite.min()) - 1 if finite.size else -16.0
     high = np.ceil(finite.max()) + 1 if finite.size else 0.0
     low, high = max(low, -16.5), max(high, low + 4)          # at least 4 decades, from round-off up
-    ax.hist(logs, bins=np.arange(low, high + 0.25, 0.25), color=OKABE_ITO[0], edgecolor="white")
-    ax.axvline(np.log10(RESOLUTION), color="0.5", lw=0.8, ls=":")
-    ax.text(np.log10(RESOLUTION), ax.get_ylim()[1] * 0.95, " stopping\n tolerance", fontsize=7, color="0.4",
-            va="top")
+    ax.hist(logs[np.isfinite(logs)], bins=np.arange(low, high + 0.25, 0.25), color=OKABE_ITO[0],
+            edgecolor="white")
     ax.set_xlim(low, high)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel(r"$\log_{10}$ of $(L - L^*) / |L^*|$")
+    ax.set_xlabel(r"$\log_{10}\, |L - L^*| / |L^*|$")
     ax.set_ylabel("random starts")
+    below = int(np.sum(gaps < 0))
+    notes = [f"{below} below $L^*$ (rounding)" if below else "", f"{int(np.sum(~np.isfinite(gaps)))} unknown"
+             if not np.isfinite(gaps).all() else ""]
+    note = "; ".join(n for n in notes if n)
+    if note:
+        ax.text(0.98, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.3")
     ax.set_title(f"(a) {len(gaps)} starts against the convex optimum $L^*$", fontsize=9)
 
     ax = axes[0, 1]
@@ -416,11 +450,11 @@ def _landscape_tail(fig, axes, data: dict) -> None:
     ax = axes[1, 1]
     curves = data["curves"]
     ax.semilogy(np.arange(1, len(curves["loss_gap"]) + 1), np.maximum(np.abs(curves["loss_gap"]), LOG_FLOOR),
-                color=OKABE_ITO[0], label="relative loss gap")
+                color=OKABE_ITO[0], label=r"$|L - L^*| / |L^*|$")
     ax.semilogy(curves["checkpoints"], np.maximum(curves["distance"], LOG_FLOOR), marker="o", ms=3,
                 color=OKABE_ITO[1], label="distance to the predicted Gram")
-    ax.axhspan(LOG_FLOOR / 3, RESOLUTION, color="0.92", zorder=0, lw=0)
+    ax.axhspan(LOG_FLOOR / 3, RESOLUTION, color="0.92", zorder=0, lw=0, label=f"round-off (below {RESOLUTION:.0e})")
     ax.set_xlabel("iteration (epoch)")
     ax.set_ylabel("gap / distance")
     ax.set_title("(d) convergence", fontsize=9)
-    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8)
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, fontsize=8)

@@ -1,10 +1,11 @@
 """Progress for sweeps, multi-start runs, the landscape and the check catalogue, on tqdm.
 
-On a terminal (or a notebook) the bar is tqdm's, a runtime dependency, instead of a hand-written one:
-it sizes itself to the terminal, estimates the time left and rate-limits its redraws. Off a terminal
-(logs, CI, a pipe) a redrawn bar would pile up carriage returns into one unreadable line, so there
-each step prints one plain line (``label i/total elapsed name``). Everything goes to stderr, so
-``--json`` output on stdout stays parseable.
+On a terminal the bar is tqdm's, a runtime dependency, instead of a hand-written one: it sizes itself
+to the terminal, estimates the time left and rate-limits its redraws; in a Jupyter kernel it is
+``tqdm.auto``'s notebook bar (a widget where ipywidgets is installed). Off a terminal (logs, CI, a
+pipe) a redrawn bar would pile up carriage returns into one unreadable line, so there each step prints
+one plain line (``label i/total elapsed name``). Everything goes to stderr, so ``--json`` output on
+stdout stays parseable.
 """
 
 from __future__ import annotations
@@ -18,8 +19,24 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (whose stderr is not a terminal but shows a live bar)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and getattr(get(), "kernel", None) is not None
+
+
 def _is_terminal(stream) -> bool:
-    return hasattr(stream, "isatty") and stream.isatty()
+    return (hasattr(stream, "isatty") and stream.isatty()) or (stream is sys.stderr and _in_notebook())
+
+
+def _bar(**options):
+    """tqdm on a terminal, ``tqdm.auto`` (the notebook bar) in a Jupyter kernel."""
+    if _in_notebook():
+        from tqdm.auto import tqdm as auto_tqdm
+        options.pop("dynamic_ncols", None)
+        return auto_tqdm(**options)
+    return tqdm(**options)
 
 
 def progress(items: Iterable[T], total: int | None = None, label: str = "", enabled: bool = True,
@@ -41,7 +58,7 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
                          .rstrip() + "\n")
             stream.flush()
         return
-    with tqdm(total=total, desc=label, file=stream, dynamic_ncols=True, mininterval=0.1) as bar:
+    with _bar(total=total, desc=label, file=stream, dynamic_ncols=True, mininterval=0.1) as bar:
         for item in items:
             name = getattr(item, "name", None)
             if isinstance(name, str):
@@ -67,7 +84,7 @@ class Stages:
     def __enter__(self) -> "Stages":
         self.start = time.perf_counter()
         if self.enabled and _is_terminal(self.stream):
-            self.bar = tqdm(total=len(self.names), desc=self.label, file=self.stream, dynamic_ncols=True,
+            self.bar = _bar(total=len(self.names), desc=self.label, file=self.stream, dynamic_ncols=True,
                             mininterval=0.0, bar_format="{desc} {n}/{total} stages [{elapsed}]")
         return self
 
@@ -92,4 +109,53 @@ class Stages:
             self.bar.close()
         else:
             self.stream.write(f"{self.label} done {time.perf_counter() - self.start:6.1f}s\n")
+            self.stream.flush()
+
+
+class Ticker:
+    """Progress for one step whose length is not known in advance (a solve: compile, descent,
+    certificate): ``with Ticker("solve: gradient descent, n = 5000"): ...``. On a terminal a tqdm line
+    whose elapsed time a background thread refreshes twice a second; off a terminal one line when it
+    starts and one when it ends. ``enabled=False`` is silent."""
+
+    def __init__(self, label: str, enabled: bool = True, stream=None, interval: float = 0.5):
+        self.label = label
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.bar = None
+        self._stop = None
+        self._thread = None
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> "Ticker":
+        import threading
+
+        self.start = time.perf_counter()
+        if not self.enabled:
+            return self
+        if _is_terminal(self.stream):
+            self.bar = _bar(total=None, desc=self.label, file=self.stream, dynamic_ncols=True,
+                            bar_format="{desc} [{elapsed}]")
+            self._stop = threading.Event()
+
+            def tick():
+                while not self._stop.wait(self.interval):
+                    self.bar.refresh()
+            self._thread = threading.Thread(target=tick, daemon=True)
+            self._thread.start()
+        else:
+            self.stream.write(f"{self.label} ...\n")
+            self.stream.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self._stop.set()
+            self._thread.join()
+            self.bar.close()
+        else:
+            self.stream.write(f"{self.label}: {time.perf_counter() - self.start:.1f}s\n")
             self.stream.flush()
