@@ -270,9 +270,14 @@ def test_internal_error_is_one_line_exit_1(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
     monkeypatch.setattr(gd, "solve", broken)
-    assert main(["solve", "--counts", "3,3"]) == 1
+    assert main(["solve", "--counts", "3,3", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ufm: internal error: RuntimeError: boom") and "\n" not in err
+    # with its progress line (a log: not a terminal), the error is still one line, the last
+    assert main(["solve", "--counts", "3,3"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0] == "solve: gradient descent, n = 6 + certificate ..."
+    assert lines[1].startswith("ufm: internal error: RuntimeError: boom")
 
 
 def test_best_start_keeps_the_certified_start_whichever_it_is():

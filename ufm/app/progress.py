@@ -156,6 +156,6 @@ class Ticker:
             self._stop.set()
             self._thread.join()
             self.bar.close()
-        else:
+        elif exc[0] is None:                # a failure prints its own line; no "done" before it
             self.stream.write(f"{self.label}: {time.perf_counter() - self.start:.1f}s\n")
             self.stream.flush()
