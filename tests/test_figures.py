@@ -122,15 +122,6 @@ def test_json_without_out_writes_no_figure(tmp_path, monkeypatch, capsys):
     assert data["figure"] is None and list(tmp_path.iterdir()) == []
 
 
-def test_landscape_reports_its_stages(tmp_path, capsys):
-    assert main(["landscape", "--counts", "3,3", "--tau", "0.5", "--dim", "3", "--starts", "2",
-                 "--resolution", "5", "--out", str(tmp_path / "l.png")]) == 0
-    err = capsys.readouterr().err
-    from theory_checks.landscape import LANDSCAPE_STAGES
-    for stage in LANDSCAPE_STAGES:
-        assert stage in err
-
-
 def _panel(series, quantity, **options):
     fig, axes = plots.figure()
     plots.sweep_panel(axes[0, 0], [1.0, 2.0, 3.0], series, quantity, "y", "x", **options)

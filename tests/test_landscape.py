@@ -70,8 +70,11 @@ def test_landscape_data_and_command(tmp_path, capsys):
     out = tmp_path / "landscape.png"
     assert main(["landscape", "--counts", "4,4,2", "--tau", "0.5", "--dim", "4", "--starts", "6",
                  "--resolution", "7", "--out", str(out), "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
     assert out.exists() and out.stat().st_size > 5000
+    from theory_checks.landscape import LANDSCAPE_STAGES
+    assert all(stage in captured.err for stage in LANDSCAPE_STAGES)      # progress, stage by stage
     optimum = solve_reduced(Problem.from_counts([4, 4, 2], tau=0.5), program="general").lower_bound
     assert data["optimum"] == pytest.approx(optimum, rel=1e-7)
     assert len(data["gaps"]) == 6 and max(abs(g) for g in data["gaps"]) < 1e-7   # every start is global
