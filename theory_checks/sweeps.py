@@ -78,7 +78,7 @@ def _geometry_row(M: np.ndarray, loss: float, counts, profile: str, minority_fra
     row["dist:OF"] = normalized_distance(M, orthogonal_frame_gram(k))
     row["loss"] = float("nan") if loss is None else float(loss)      # NaN: no certified value
     row["loss_per_example"] = row["loss"] / n
-    if log_excess is not None or scl_full_batch:
+    if scl_full_batch:
         # from log E, so it keeps its value where E / n underflows (tau below ~0.002); NaN: not known
         log_e = float("nan") if log_excess is None else float(log_excess)
         row["log10_excess_per_example"] = (log_e - float(np.log(n))) / float(np.log(10.0))

@@ -82,6 +82,14 @@ class MeansPicture(NamedTuple):
     stress: float
 
 
+def gram_distances(gram: np.ndarray) -> np.ndarray:
+    """Distances ||x_a - x_b|| (m, m) between the points whose Gram is ``gram`` (m, m):
+    sqrt(G_aa + G_bb - 2 G_ab), clipped at 0 against rounding."""
+    G = np.asarray(gram, dtype=float)
+    diag = np.diag(G)
+    return np.sqrt(np.clip(diag[:, None] + diag[None, :] - 2 * G, 0.0, None))
+
+
 def means_picture(gram: np.ndarray, dims: int = 2, starts: int = 4, iterations: int = 300,
                   tol: float = 1e-9, seed: int = 0) -> MeansPicture:
     """Metric MDS of the class means and the origin (k + 1 points) from their Gram (k, k), by SMACOF
@@ -104,17 +112,19 @@ def means_picture(gram: np.ndarray, dims: int = 2, starts: int = 4, iterations: 
     m = k + 1
     full = np.zeros((m, m))
     full[:k, :k] = (M + M.T) / 2                       # the origin is the last point (zero row)
-    diag = np.diag(full)
-    D = np.sqrt(np.clip(diag[:, None] + diag[None, :] - 2 * full, 0.0, None))
+    D = gram_distances(full)
     upper = np.triu_indices(m, 1)
     scale = max(float(np.sum(D[upper] ** 2)), 1e-300)
 
     def distances(X):
         return np.sqrt(np.sum((X[:, None] - X[None, :]) ** 2, axis=-1))
 
+    def stress(d):
+        return float(np.sqrt(np.sum((d[upper] - D[upper]) ** 2) / scale))
+
     def smacof(X):
         d = distances(X)
-        s = float(np.sqrt(np.sum((d[upper] - D[upper]) ** 2) / scale))
+        s = stress(d)
         for _ in range(iterations):
             ratio = np.where(d > 1e-300, D / np.where(d > 1e-300, d, 1.0), 0.0)
             B = -ratio
@@ -122,7 +132,7 @@ def means_picture(gram: np.ndarray, dims: int = 2, starts: int = 4, iterations: 
             B[np.diag_indices(m)] = -B.sum(axis=1)
             X = B @ X / m                               # the Guttman transform (never raises the stress)
             d = distances(X)
-            s_new = float(np.sqrt(np.sum((d[upper] - D[upper]) ** 2) / scale))
+            s_new = stress(d)
             done = s - s_new <= tol
             s = s_new
             if done:
@@ -130,10 +140,10 @@ def means_picture(gram: np.ndarray, dims: int = 2, starts: int = 4, iterations: 
         return X, s
 
     rng = np.random.default_rng(seed)
-    spread = max(float(np.sqrt(np.max(diag))), 1e-12)
+    spread = max(float(np.sqrt(np.max(np.diag(full)))), 1e-12)
     inits = [factor_gram(full, dims)] + [rng.normal(scale=spread, size=(m, dims)) for _ in range(starts - 1)]
-    X, stress = min((smacof(X0) for X0 in inits), key=lambda pair: pair[1])
-    return MeansPicture(X[:k] - X[k], stress)
+    X, best = min((smacof(X0) for X0 in inits), key=lambda pair: pair[1])
+    return MeansPicture(X[:k] - X[k], best)
 
 
 def normalized_distance(M: np.ndarray, P: np.ndarray) -> float:

@@ -39,11 +39,10 @@ def styled(function):
 
 
 @styled
-def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.8,
-           projection: str | None = None):
+def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.8):
     """A constrained-layout figure with the toolkit's style; ``width``/``height`` per panel in inches."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                             layout="constrained", subplot_kw={"projection": projection} if projection else None)
+                             layout="constrained")
     return fig, axes
 
 
@@ -149,7 +148,7 @@ def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None
     (:func:`ufm.geometry.means_picture`): distances and norms are kept as well as 2-D allows, and
     the title states the stress (0: exact). Means that coincide (minority collapse) share one label
     ("2,3"); marker size grows with the class count."""
-    from ufm.geometry import means_picture
+    from ufm.geometry import gram_distances, means_picture
 
     M = np.asarray(M, dtype=float)
     picture = means_picture(M, 2)
@@ -165,9 +164,8 @@ def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None
     ax.scatter(X[:, 0], X[:, 1], s=sizes, c=colours, zorder=3, edgecolors="white", linewidths=0.5)
     ax.plot([0], [0], marker="+", color="0.3", ms=6)
     lim = 1.3 * max(1e-9, np.abs(X).max())
-    diag = np.diag(M)
-    true_distances = np.sqrt(np.clip(diag[:, None] + diag[None, :] - 2 * M, 0.0, None))
-    for group in _point_groups(true_distances, _SAME_POINT * np.sqrt(max(diag.max(), 1e-300))):
+    largest_norm = np.sqrt(max(np.diag(M).max(), 1e-300))
+    for group in _point_groups(gram_distances(M), _SAME_POINT * largest_norm):
         centre = X[group].mean(axis=0)
         norm = np.linalg.norm(centre)
         direction = centre / norm if norm > 1e-12 else np.array([0.0, 1.0])

@@ -30,6 +30,12 @@ def _is_terminal(stream) -> bool:
     return (hasattr(stream, "isatty") and stream.isatty()) or (stream is sys.stderr and _in_notebook())
 
 
+def _log_line(stream, text: str) -> None:
+    """One plain progress line (off a terminal), written at once."""
+    stream.write(text.rstrip() + "\n")
+    stream.flush()
+
+
 def _bar(**options):
     """tqdm on a terminal, ``tqdm.auto`` (the notebook bar) in a Jupyter kernel."""
     if _in_notebook():
@@ -54,9 +60,8 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
         for i, item in enumerate(items, 1):
             yield item
             name = getattr(item, "name", "")
-            stream.write(f"{label} {i}/{total} {time.perf_counter() - start:6.1f}s {name if isinstance(name, str) else ''}"
-                         .rstrip() + "\n")
-            stream.flush()
+            _log_line(stream, f"{label} {i}/{total} {time.perf_counter() - start:6.1f}s "
+                              f"{name if isinstance(name, str) else ''}")
         return
     with _bar(total=total, desc=label, file=stream, dynamic_ncols=True, mininterval=0.1) as bar:
         for item in items:
@@ -95,9 +100,8 @@ class Stages:
             self.bar.set_description_str(f"{self.label}: {name}", refresh=False)
             self.bar.update(self.done and 1)
         else:
-            self.stream.write(f"{self.label} {self.done + 1}/{len(self.names)} "
-                              f"{time.perf_counter() - self.start:6.1f}s {name}\n")
-            self.stream.flush()
+            _log_line(self.stream, f"{self.label} {self.done + 1}/{len(self.names)} "
+                                   f"{time.perf_counter() - self.start:6.1f}s {name}")
         self.done += 1
 
     def __exit__(self, *exc) -> None:
@@ -108,8 +112,7 @@ class Stages:
             self.bar.update(1 if self.done else 0)
             self.bar.close()
         else:
-            self.stream.write(f"{self.label} done {time.perf_counter() - self.start:6.1f}s\n")
-            self.stream.flush()
+            _log_line(self.stream, f"{self.label} done {time.perf_counter() - self.start:6.1f}s")
 
 
 class Ticker:
@@ -145,8 +148,7 @@ class Ticker:
             self._thread = threading.Thread(target=tick, daemon=True)
             self._thread.start()
         else:
-            self.stream.write(f"{self.label} ...\n")
-            self.stream.flush()
+            _log_line(self.stream, f"{self.label} ...")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -157,5 +159,4 @@ class Ticker:
             self._thread.join()
             self.bar.close()
         elif exc[0] is None:                # a failure prints its own line; no "done" before it
-            self.stream.write(f"{self.label}: {time.perf_counter() - self.start:.1f}s\n")
-            self.stream.flush()
+            _log_line(self.stream, f"{self.label}: {time.perf_counter() - self.start:.1f}s")
