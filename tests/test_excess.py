@@ -175,3 +175,24 @@ def test_chunked_excess_equals_plain():
     plain = [float(x) for x in excess_parts_packed(*args)]
     chunked = [float(x) for x in excess_parts_packed(*args, chunk_size=4)]
     np.testing.assert_allclose(chunked, plain, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype, rel", [(np.float64, 4e-16), (np.float32, 2.4e-7)])
+def test_expm1_pair_against_mpmath(dtype, rel):
+    """e^v - 1 and e^v - 1 - v to full relative precision on both sides of the series' switch at
+    |v| = 1/2, near 0 (where the second is ~v^2/2 and expm1(v) - v would lose it all), and far out;
+    each against mpmath in 50 digits. ``rel``: 2 ulp (float64), 2 ulp of float32. The float32 series
+    is shorter (ufm.excess.expm1mx_terms); an omitted term would show here at 1e-8."""
+    from ufm.excess import expm1_pair
+    grid = [s * x for s in (1, -1) for x in
+            (1e-12, 3e-8, 1e-5, 1e-3, 0.01, 0.1, 0.25, 0.4, 0.49, 0.5, 0.5001, 0.75, 1.0, 3.0, 20.0)]
+    v = np.asarray(grid, dtype=dtype)
+    q, r = (np.asarray(a, dtype=np.float64) for a in expm1_pair(jnp.asarray(v)))
+    with mpmath.workdps(50):
+        for x, got_q, got_r in zip(v.astype(np.float64), q, r):
+            e = mpmath.exp(mpmath.mpf(float(x)))
+            want_q, want_r = float(e - 1), float(e - 1 - mpmath.mpf(float(x)))
+            assert abs(got_q - want_q) <= 4 * rel * abs(want_q), (x, got_q, want_q)
+            # the series part (|v| <= 1/2) to 2 ulp; expm1(v) - v beyond it loses up to a factor 4
+            tol = rel if abs(x) <= 0.5 else 4 * rel
+            assert abs(got_r - want_r) <= 2 * tol * abs(want_r), (x, got_r, want_r)

@@ -40,9 +40,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: Taylor terms of e^v - 1 - v kept for |v| <= 1/2: v^2/2! .. v^17/17! (the next, 0.5^18/18!, is
-#: below 1e-16 of 0.5^2/2).
-_EXPM1MX_TERMS = 16
+
+def expm1mx_terms(eps: float) -> int:
+    """How many Taylor terms of e^v - 1 - v (v^2/2! .. v^(T+1)/(T+1)!) the series keeps for |v| <= 1/2
+    at a precision ``eps``: the fewest T whose first omitted term, relative to the first kept one,
+    2 (1/2)^T / (T+2)!, is below eps/16. float64: T = 14 (the omitted term is 5.8e-18 of the sum);
+    float32: T = 8 (2.2e-9), half the work of float64's series."""
+    terms = 1
+    while 2.0 * 0.5 ** terms / math.factorial(terms + 2) >= eps / 16:
+        terms += 1
+    return terms
 
 #: Below this argument log softplus(x) = x - e^x / 2 to full precision (the next term is e^{2x}/3).
 _LOG_SOFTPLUS_SWITCH = -30.0
@@ -126,7 +133,12 @@ def _anchor_masks(labels, member, is_anchor, rows):
     same = labels[r][:, None] == labels[None, :]
     positives = others & same
     negatives = others & ~same
-    n_pos = positives.sum(axis=1)
+    # |P(i)| = the batch's members of i's class, less i: counted by a sorted search over the rows
+    # (independent of the block, so computed once), not by a (c, m) reduction
+    members = jnp.sort(jnp.where(member, labels, jnp.iinfo(labels.dtype).max))
+    y = labels[r]
+    same_count = jnp.searchsorted(members, y, side="right") - jnp.searchsorted(members, y, side="left")
+    n_pos = jnp.where(member[r] & inside, same_count - 1, 0)
     has_pos = is_anchor[r] & member[r] & inside & (n_pos > 0)
     return r, positives, negatives, has_pos, n_pos
 
@@ -163,15 +175,17 @@ def gram_inputs(G: jnp.ndarray, rep_gram: jnp.ndarray, labels: jnp.ndarray, memb
 @jax.custom_jvp
 def expm1_pair(v: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(e^v - 1, e^v - 1 - v)``, both to full relative precision, from one exponential: the second
-    is the Taylor series sum_{k>=2} v^k / k! for |v| <= 1/2 (16 terms, the first omitted below 1e-16
-    of the sum), else expm1(v) - v (which loses at most a factor 4 there). Finite for v <= 709. The
-    derivatives (e^v, e^v - 1) are taken from the pair itself (a custom rule: autodiff keeps the
-    pair, not the series' partial sums, and computes no second exponential), to every order."""
+    is the Taylor series sum_{k>=2} v^k / k! for |v| <= 1/2 (:func:`expm1mx_terms` terms for v's
+    precision: the first omitted is below eps/16 of the sum), else expm1(v) - v (which loses at most
+    a factor 4 there). Finite for v <= 709. The derivatives (e^v, e^v - 1) are taken from the pair
+    itself (a custom rule: autodiff keeps the pair, not the series' partial sums, and computes no
+    second exponential), to every order."""
     q = jnp.expm1(v)
     small = jnp.abs(v) <= 0.5
     x = jnp.where(small, v, 0.0)
     series = jnp.zeros_like(x)
-    for k in range(_EXPM1MX_TERMS + 1, 1, -1):        # Horner: x^2 (1/2! + x (1/3! + x (...)))
+    terms = expm1mx_terms(float(jnp.finfo(x.dtype).eps))
+    for k in range(terms + 1, 1, -1):                  # Horner: x^2 (1/2! + x (1/3! + x (...)))
         series = 1.0 / math.factorial(k) + x * series
     return q, jnp.where(small, x * x * series, q - v)
 
@@ -229,8 +243,8 @@ def anchor_state(inputs: AnchorInputs) -> AnchorState:
     mean_r = jnp.sum(jnp.where(positives, r, 0.0), axis=1) / npos
     within = t + jnp.log1p(mean_r - t)                      # 0 without positives
     lse_pos = jnp.log(npos) + mean_x + within
-    has_neg = jnp.any(negatives, axis=1)
     sum_neg = jnp.sum(jnp.where(negatives, q + 1.0, 0.0), axis=1)
+    has_neg = sum_neg > 0                                   # >= 1 (the term at max_N X) with a negative
     lse_neg = jnp.where(has_neg, t_neg + jnp.log(jnp.where(has_neg, sum_neg, 1.0)), -jnp.inf)
     delta = lse_neg - lse_pos
     has_pos = inputs.has_pos
