@@ -114,20 +114,22 @@ def _block(Z, R, labels, member, is_anchor, alpha, tau, rows, num_classes, unit_
 
 
 #: On a CPU the kernel works in blocks of anchors even without a ``chunk_size``: a block's (c, m)
-#: intermediates stay in cache instead of being written to fresh memory. Measured on 2 cores, float64,
-#: k = d = 10, loss + gradient: n = 5000, one block 0.51 s, blocks of 64 rows (the default) 0.16 s;
-#: n = 1000, one block 15 ms, blocks of 262 (the default) 13 ms. Blocks are sized so that
-#: c * m * itemsize ~ BLOCK_BYTES, at least MIN_BLOCK rows. On a GPU the default is one block (its
-#: parallelism wants the whole matrix).
+#: intermediates stay in cache instead of being written to fresh memory. Blocks are sized so that
+#: c * m * itemsize ~ BLOCK_BYTES, with at least MIN_BLOCK_BYTES / itemsize rows (32 float64, 64
+#: float32: fewer rows make the products inefficient and the per-block work on the (m, d) gradient
+#: count). Measured on 2 cores, k = d = 10, loss + gradient: float64 n = 5000, one block 0.51 s,
+#: blocks of 52 (the default) 0.13 s; n = 20000, blocks of 32 (the default) 2.74 s, of 64 3.15 s;
+#: float32 n = 20000, blocks of 64 (the default) 1.27-1.36 s, of 32 1.33-1.41 s. On a GPU the
+#: default is one block (its parallelism wants the whole matrix).
 BLOCK_BYTES = 2 * 2 ** 20
-MIN_BLOCK = 64
+MIN_BLOCK_BYTES = 256
 
 
 def default_block(width: int, itemsize: int) -> int:
     """Anchors per block when no chunk size is given (see BLOCK_BYTES)."""
     if jax.default_backend() != "cpu":
         return width
-    return max(MIN_BLOCK, BLOCK_BYTES // max(width * itemsize, 1))
+    return max(MIN_BLOCK_BYTES // itemsize, BLOCK_BYTES // max(width * itemsize, 1))
 
 
 def _blocks(rows: int, chunk_size: int | None, width: int, itemsize: int) -> jnp.ndarray:
