@@ -101,11 +101,7 @@ class AnchorInputs(NamedTuple):
       error of float rows (equal to G_ij/tau - s_i on unit rows);
     - ``positives``, ``negatives`` (c, m) bool: P(i) and N(i);
     - ``has_pos`` (c,) bool: the anchor counts (a member, an anchor, with a positive);
-    - ``n_pos`` (c,) int: |P(i)|;
-    - ``pos_sum`` (c,) or None: sum_{j in P(i)} X_ij where a caller has it from elsewhere (the fused
-      kernel, from class sums of its product's factors: no pass over X); None: summed from X.
-      It centres the positives (:func:`anchor_state`); its rounding (~eps |X|) reaches within(i)
-      only through mean_P v, as a sum over X's entries does.
+    - ``n_pos`` (c,) int: |P(i)|.
     """
 
     X: jnp.ndarray
@@ -113,7 +109,6 @@ class AnchorInputs(NamedTuple):
     negatives: jnp.ndarray
     has_pos: jnp.ndarray
     n_pos: jnp.ndarray
-    pos_sum: jnp.ndarray | None = None
 
 
 class AnchorParts(NamedTuple):
@@ -234,8 +229,7 @@ def anchor_state(inputs: AnchorInputs) -> AnchorState:
     X, positives, negatives = inputs.X, inputs.positives, inputs.negatives
     has_any_pos = inputs.n_pos > 0
     npos = jnp.maximum(inputs.n_pos, 1).astype(X.dtype)
-    pos_sum = jnp.sum(jnp.where(positives, X, 0.0), axis=1) if inputs.pos_sum is None else inputs.pos_sum
-    mean_x = pos_sum / npos
+    mean_x = jnp.sum(jnp.where(positives, X, 0.0), axis=1) / npos
     # max_P v = max_P X - mean_P X >= 0 (mean_P v = 0); reductions of X alone, fused with mean_x's
     top = jax.lax.stop_gradient(jnp.max(jnp.where(positives, X, -jnp.inf), axis=1) - mean_x)
     t = jnp.where(has_any_pos & (top > 1.0), top, 0.0)

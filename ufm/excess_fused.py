@@ -47,9 +47,8 @@ class _Grads(NamedTuple):
     alpha: jnp.ndarray
 
 
-def _factors(Z, R, tau, labels, rows, num_classes: int, unit_rows: bool):
-    """``(A (c, D), B (m, D))`` with X = A B^T the logits of the anchors ``rows`` (c,) (module
-    docstring, step 1): A = [Z_r, C(, -1)] / tau, B = [Z - R, onehot(labels)(, gap)]."""
+def _logits(Z, R, tau, labels, rows, num_classes: int, unit_rows: bool):
+    """X (c, m) of the anchors ``rows`` (c,) from one product (module docstring, step 1)."""
     m = Z.shape[0]
     r = jnp.where(rows < m, rows, 0)
     Zr = Z[r]
@@ -64,26 +63,7 @@ def _factors(Z, R, tau, labels, rows, num_classes: int, unit_rows: bool):
     if unit_rows:                                                                # -(|z_j|^2 - |r_j|^2)/2
         left.append(-jnp.ones((rows.shape[0], 1), Z.dtype))
         right.append((jnp.sum((Z + R) * (Z - R), axis=1) / 2)[:, None])
-    return jnp.concatenate(left, axis=1) / tau, jnp.concatenate(right, axis=1)
-
-
-def _logits(Z, R, tau, labels, rows, num_classes: int, unit_rows: bool):
-    """X (c, m) of the anchors ``rows`` (c,) from one product (module docstring, step 1)."""
-    A, B = _factors(Z, R, tau, labels, rows, num_classes, unit_rows)
-    return A @ B.T
-
-
-def _positive_sums(A, B, labels, member, rows, num_classes: int):
-    """sum_{j in P(i)} X_ij (c,) without a pass over X: with X = A B^T, the sum over the members of
-    i's class is A_i . (sum of their rows of B), less i's own entry A_i . B_i when i is a member."""
-    m = B.shape[0]
-    inside = rows < m
-    r = jnp.where(inside, rows, 0)
-    members = ((labels[:, None] == jnp.arange(num_classes)[None, :]) & member[:, None]).astype(B.dtype)
-    class_rows = members.T @ B                                                   # (k, D)
-    own = jnp.clip(labels[r], 0, num_classes - 1)
-    whole = jnp.sum(A * class_rows[own], axis=1)
-    return whole - jnp.where(member[r] & inside, jnp.sum(A * B[r], axis=1), 0.0)
+    return (jnp.concatenate(left, axis=1) / tau) @ jnp.concatenate(right, axis=1).T
 
 
 def _block(Z, R, labels, member, is_anchor, alpha, tau, rows, num_classes, unit_rows, with_grad):
@@ -96,9 +76,7 @@ def _block(Z, R, labels, member, is_anchor, alpha, tau, rows, num_classes, unit_
     else:
         X = make(Z, R, tau)
     r, positives, negatives, has_pos, n_pos = _anchor_masks(labels, member, is_anchor, rows)
-    A, B = _factors(Z, R, tau, labels, rows, num_classes, unit_rows)
-    inputs = AnchorInputs(X, positives, negatives, has_pos, n_pos,
-                          _positive_sums(A, B, labels, member, rows, num_classes))
+    inputs = AnchorInputs(X, positives, negatives, has_pos, n_pos)
     state = anchor_state(inputs)
     a = jnp.where((rows < m) & has_pos, alpha[r], 0.0)
     log_alpha = jnp.where(a > 0, jnp.log(jnp.where(a > 0, a, 1.0)), -jnp.inf)
