@@ -104,7 +104,7 @@ SMALL = st.tuples(
     st.booleans())
 
 
-@settings(max_examples=24, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=14, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(case=SMALL)
 def test_cli_fuzz_small_runs(case):
     """A real run agrees with its checks: where they pass (exit 0) it computes and exits 0 or 1 (a

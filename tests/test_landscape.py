@@ -83,6 +83,7 @@ def test_landscape_data_and_command(tmp_path, capsys):
     assert np.asarray(data["slice"]["loss"]).shape == (7, 7)
 
 
+@pytest.mark.slow
 def test_landscape_without_feasible_directions_is_reported_not_crashed(tmp_path, capsys):
     import json
 

@@ -221,7 +221,8 @@ def test_chunked_matches_double_loop_float64(case, reduction, chunk):
     assert got == pytest.approx(want, rel=1e-10, abs=1e-10)
 
 
-@pytest.mark.parametrize("chunk,reduction", [(7, "sum"), (101, "sum"), (32, "mean"),
+@pytest.mark.parametrize("chunk,reduction", [(7, "sum"), pytest.param(101, "sum", marks=pytest.mark.slow),
+                                             pytest.param(32, "mean", marks=pytest.mark.slow),
                                              (32, "mean_with_positives")])
 def test_chunked_value_and_gradient_equal_plain_to_1e12(chunk, reduction):
     rng = np.random.default_rng(11)

@@ -44,6 +44,7 @@ def _peak(per_class: int) -> int:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is read from Linux's /proc")
+@pytest.mark.slow
 def test_gd_estimate_follows_the_measured_peak():
     """Full-batch solves at n = 2000 and n = 8000 in fresh processes: each estimate plus the imports
     bounds that run's peak, the estimate's growth bounds the measured growth, and that growth is far

@@ -55,7 +55,7 @@ def test_the_geometry_approaches_the_etf_as_tau_shrinks(references):
     assert all(later < earlier for earlier, later in zip(spreads, spreads[1:]))
 
 
-@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=st.lists(st.integers(2, 9), min_size=3, max_size=4).filter(lambda c: len(set(c)) > 1),
        tau=st.sampled_from([0.1, 0.05, 0.02, 0.01]))
 def test_random_imbalanced_counts_gd_agrees_with_the_reduced_program(counts, tau):
