@@ -91,7 +91,7 @@ def test_prototypes_certificate():
 
 
 # ---------------------------------------------------------------- statuses are proved statements
-@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=st.lists(st.integers(2, 6), min_size=2, max_size=3), tau=st.floats(0.05, 1.0),
        relu=st.booleans(), seed=st.integers(0, 1000))
 def test_no_optimal_status_without_a_certified_gap(counts, tau, relu, seed):

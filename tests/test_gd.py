@@ -167,6 +167,7 @@ def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch):
     gd._compiled.cache_clear()
 
 
+@pytest.mark.slow       # the grouping (lanes < runs) also runs in test_padded_sweep_in_groups_matches_own_solves
 def test_solve_many_in_groups_matches_separate_solves(monkeypatch):
     """lanes < starts: groups of vmapped starts run in sequence (jax.lax.map) in one compiled call;
     each start must still be exactly its own solve, and a second call must not retrace."""

@@ -46,7 +46,7 @@ def loss_cases(draw):
     return H, labels, tau, batches, protos
 
 
-@settings(max_examples=24, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(case=loss_cases(), reduction=st.sampled_from(REDUCTIONS))
 def test_matches_double_loop_float64(case, reduction):
     H, labels, tau, batches, protos = case
@@ -211,7 +211,7 @@ def _grad_loop(H, labels, tau):
     return (C + C.T) @ H
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(case=loss_cases(), reduction=st.sampled_from(REDUCTIONS), chunk=st.integers(1, 9))
 def test_chunked_matches_double_loop_float64(case, reduction, chunk):
     H, labels, tau, batches, protos = case
