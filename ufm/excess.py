@@ -133,8 +133,9 @@ def _anchor_masks(labels, member, is_anchor, rows):
     same = labels[r][:, None] == labels[None, :]
     positives = others & same
     negatives = others & ~same
-    # |P(i)| = the batch's members of i's class, less i: counted by a sorted search over the rows
-    # (independent of the block, so computed once), not by a (c, m) reduction
+    # |P(i)| = the batch's members of i's class, less i: a binary search per anchor in the sorted
+    # member labels (the sort does not depend on the block; XLA hoists it out of the solver's loops),
+    # not a (c, m) reduction
     members = jnp.sort(jnp.where(member, labels, jnp.iinfo(labels.dtype).max))
     y = labels[r]
     same_count = jnp.searchsorted(members, y, side="right") - jnp.searchsorted(members, y, side="left")
