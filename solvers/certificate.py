@@ -51,7 +51,7 @@ from ufm.errors import ProblemError
 from ufm.excess import (anchor_gradient_rows, excess_constant, reduced_constant,
                         reduced_excess, representatives, StackedBatches, stacked_batches,
                         weight_gradient_rows)
-from ufm.excess_fused import log_excess_packed as fused_log_excess_packed
+from ufm.excess_fused import class_rows_bucket, log_excess_packed as fused_log_excess_packed
 from ufm.problem import Problem
 
 #: Default tolerance on the relative gap (gap / E) for ``certified`` (and status ``optimal``).
@@ -273,7 +273,8 @@ def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float,
 
 
 _fused_log_excess = jax.jit(fused_log_excess_packed,
-                            static_argnames=("num_classes", "prototype_anchors", "chunk_size", "mesh"))
+                            static_argnames=("num_classes", "prototype_anchors", "chunk_size", "mesh",
+                                             "class_rows"))
 
 
 def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
@@ -286,7 +287,8 @@ def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float
         jnp.asarray(H, dtype=jnp.float64), jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
         jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index), jnp.asarray(packed.valid),
         problem.k, None if W is None else jnp.asarray(W, dtype=jnp.float64),
-        None if wl is None else jnp.asarray(wl), prototype_anchors=problem.prototype_anchors))
+        None if wl is None else jnp.asarray(wl), prototype_anchors=problem.prototype_anchors,
+        class_rows=class_rows_bucket(problem.class_rows)))
 
 
 def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> tuple[np.ndarray, float]:

@@ -99,7 +99,7 @@ from solvers.sizing import certificate_bytes
 from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, collapsed_rows,
                                  problem_constant, problem_log_excess)
 from ufm.excess import representatives
-from ufm.excess_fused import log_excess_packed
+from ufm.excess_fused import class_rows_bucket, log_excess_packed
 from ufm.problem import SEED_MAX, Problem
 from ufm.random_batches import draw, draw_shape
 from ufm.solution import DescentInfo, Solution, certified_status, join
@@ -136,6 +136,7 @@ class Config(NamedTuple):
     n_classes: int = 0                # k, for the class-mean Gram snapshots
     draw: tuple | None = None         # random scheme: (scheme, counts, batch size) drawn per epoch
     mesh: Any = None                  # full batch rows sharded over these devices (solvers.sharding)
+    class_rows: int | None = None     # bound on one class's rows in a batch (ufm.excess_fused); None: any
 
 
 class Data(NamedTuple):
@@ -177,7 +178,7 @@ def _loss_fn(cfg: Config, data: Data) -> Callable:
     def loss(V, index, valid):
         return log_excess_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid, cfg.n_classes,
                                  data.protos, data.proto_labels, cfg.prototype_anchors, cfg.chunk_size,
-                                 cfg.mesh)
+                                 cfg.mesh, cfg.class_rows)
     return loss
 
 
@@ -411,7 +412,8 @@ def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = No
     return Config(bool(problem.relu), int(steps), name, tx, bool(b.is_random),
                   bool(anchors), min(int(steps), HISTORY),
                   None if chunk_size is None else int(chunk_size), problem.k,
-                  (b.scheme, tuple(problem.counts), int(b.batch_size)) if b.is_random else None)
+                  (b.scheme, tuple(problem.counts), int(b.batch_size)) if b.is_random else None,
+                  None, class_rows_bucket(problem.class_rows))
 
 
 def n_snapshots(steps: int) -> int:
@@ -741,6 +743,8 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     if pad and not all(p.is_full_batch for p in problems):
         raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
     steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol, chunk_size)
+    if pad:     # counts differ: no bound on a class's rows, so one program serves every padded sweep
+        cfg = cfg._replace(class_rows=None)
     mesh = sharding.device_mesh(devices, sharding.RUNS)
     datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
              for p in problems]

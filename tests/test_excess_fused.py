@@ -46,6 +46,7 @@ def _rel(a, b):
     (12, 3, 4, 0.5, True, 5, 1.0),
     (30, 4, 5, 0.1, False, 7, 1.0),
     (20, 4, 6, 0.02, True, None, 1e-6),     # near collapse, small tau: the precise within term
+    (60, 6, 4, 0.3, True, 5, 1.0),          # blocks of 5 across 6 classes: the positives' window
     pytest.param(12, 3, 4, 0.5, True, None, 1.0, marks=pytest.mark.slow),
     pytest.param(20, 4, 6, 0.02, True, 3, 1e-6, marks=pytest.mark.slow),
     pytest.param(16, 2, 3, 0.005, True, None, 1e-3, marks=pytest.mark.slow),
@@ -59,7 +60,10 @@ def test_batch_kernel_matches_reference_value_and_gradients(m, k, d, tau, unit_r
     is_anchor = member & jnp.asarray(rng.random(m) > 0.1)
     alpha = jnp.asarray(rng.random(m) + 0.5)
     ref = lambda Z, a, t: _reference(Z, Z[rep], labels, member, is_anchor, a, t, unit_rows)
-    fused = lambda Z, a, t: batch_log_excess(Z, Z[rep], labels, member, is_anchor, a, t, k, chunk, unit_rows)
+    # the tightest bound on a class's members: the positives' window is as narrow as it can be
+    class_rows = int(np.bincount(np.asarray(labels)[np.asarray(member)], minlength=k).max())
+    fused = lambda Z, a, t: batch_log_excess(Z, Z[rep], labels, member, is_anchor, a, t, k, chunk, unit_rows,
+                                             None, class_rows)
     args = (Z, alpha, jnp.asarray(tau))
     v_ref, g_ref = jax.value_and_grad(ref, argnums=(0, 1, 2))(*args)
     v_fused, g_fused = jax.jit(jax.value_and_grad(fused, argnums=(0, 1, 2)))(*args)
@@ -68,6 +72,37 @@ def test_batch_kernel_matches_reference_value_and_gradients(m, k, d, tau, unit_r
     tol = TOL if spread >= 0.1 else NEAR_COLLAPSE_TOL
     for a, b in zip(g_ref, g_fused):
         assert _rel(a, b) <= tol
+
+
+def test_a_class_larger_than_class_rows_gives_nan_not_a_wrong_number():
+    rng = np.random.default_rng(5)
+    labels = jnp.asarray(np.repeat(np.arange(3), [6, 3, 3]))
+    Z = jnp.asarray(_rows(rng, np.asarray(labels), 3, 4, 0.5))
+    rep, ones = class_representatives(labels), jnp.ones(12, bool)
+    value = lambda rows: batch_log_excess(Z, Z[rep], labels, ones, ones, jnp.ones(12), jnp.asarray(0.5), 3, 2, True,
+                                          None, rows)
+    assert np.isfinite(float(value(6))) and float(value(6)) == pytest.approx(float(value(None)), rel=TOL)
+    assert np.isnan(float(value(5)))
+    assert bool(jnp.isnan(jax.grad(lambda Z: batch_log_excess(Z, Z[rep], labels, ones, ones, jnp.ones(12),
+                                                              jnp.asarray(0.5), 3, 2, True, None, 5))(Z)).all())
+
+
+def test_problem_class_rows_is_the_most_rows_of_one_class_in_a_batch():
+    """Problem.class_rows against a count over the packed batches (prototypes appended to each)."""
+    from ufm import Problem
+    from ufm.batching import Batching
+    from ufm.problem import Prototypes
+    cases = [Problem.from_counts([5, 3, 2]),
+             Problem.from_counts([5, 3, 2], prototypes=Prototypes("etf")),
+             Problem.from_counts([4, 4], batching=Batching.from_lists([[0, 1, 4, 5], [2, 3, 6, 7], [0, 1, 2, 4]])),
+             Problem.from_counts([6, 3, 3], batching=Batching.random(5))]
+    for problem in cases:
+        W, wl = problem.prototype_rows()
+        extra = np.zeros(problem.k, int) if wl is None else np.bincount(wl, minlength=problem.k)
+        brute = max(int((np.bincount(problem.labels[b], minlength=problem.k) + extra).max())
+                    for epoch in range(3) for b in problem.batches(epoch))
+        assert problem.class_rows >= brute
+        assert problem.class_rows == int((np.asarray(problem.counts) + extra).max())
 
 
 @pytest.mark.parametrize("chunk", [4, pytest.param(None, marks=pytest.mark.slow)])

@@ -273,8 +273,9 @@ def test_chunked_gradient_never_forms_an_n_by_n_array():
         jaxpr = jax.make_jaxpr(jax.value_and_grad(
             lambda X: scl_loss(X, labels, 0.5, chunk_size=chunk)))(H)
         return [s for s in _shapes(jaxpr.jaxpr, set()) if sum(dim >= n for dim in s) >= 2]
-    assert big(None)                     # the plain loss does form (n, n) logits
+    assert big(n)                        # one block of n anchors does form (n, n) logits
     assert big(c) == []                  # the chunked one only (c, n) blocks
+    assert big(None) == []               # nor the default: blocks of at most a quarter of the batch
 
 
 def test_chunked_tau_and_data_do_not_recompile():

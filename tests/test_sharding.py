@@ -53,7 +53,7 @@ for chunk in (None, 2):
 out["kernel"] = kernel
 # gradient descent: one full-batch solve row-sharded; starts and a sweep split over the devices
 solve = []
-for relu in (False, True):
+for relu in (True,):                # (without ReLU the same kernel runs; the CLI test covers it)
     p = Problem.from_counts([9, 7, 5, 3], tau=0.4, relu=relu, dim=6)
     a, b = gd.solve(p, seed=3), gd.solve(p, seed=3, devices=4)
     solve.append({"status": [a.status, b.status], "iterations": [a.iterations, b.iterations],

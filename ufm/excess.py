@@ -212,6 +212,39 @@ class AnchorState(NamedTuple):
     delta: jnp.ndarray
 
 
+class PositivesState(NamedTuple):
+    """The positives' side of :func:`anchor_state` for c anchors: ``within`` (c,), ``lse_pos`` (c,) =
+    lse_P X, ``q`` (c, w) = expm1 of the shifted, centred logits on P(i) (0 elsewhere), ``mean_q``
+    (c,) = mean_P q, ``sum_pos`` (c,) = S_P = sum_P e^w."""
+
+    within: jnp.ndarray
+    lse_pos: jnp.ndarray
+    q: jnp.ndarray
+    mean_q: jnp.ndarray
+    sum_pos: jnp.ndarray
+
+
+def positives_state(X: jnp.ndarray, positives: jnp.ndarray, n_pos: jnp.ndarray) -> PositivesState:
+    """The within-class term and lse_P of c anchors from their logits X (c, w) on the columns
+    ``positives`` (c, w) bool, |P(i)| = ``n_pos`` (c,) (every positive among the w columns); the
+    formula of :func:`anchor_state`. The fused kernel calls it on a window of columns that holds
+    every anchor's positives."""
+    has_any_pos = n_pos > 0
+    npos = jnp.maximum(n_pos, 1).astype(X.dtype)
+    mean_x = jnp.sum(jnp.where(positives, X, 0.0), axis=1) / npos
+    # max_P v = max_P X - mean_P X >= 0 (mean_P v = 0); reductions of X alone, fused with mean_x's
+    top = jax.lax.stop_gradient(jnp.max(jnp.where(positives, X, -jnp.inf), axis=1) - mean_x)
+    t = jnp.where(has_any_pos & (top > 1.0), top, 0.0)
+    # one exponential per entry: e^w - 1 - w with w = v - t <= 1
+    w = jnp.where(positives, X - mean_x[:, None] - t[:, None], 0.0)
+    q, r = expm1_pair(w)
+    mean_r = jnp.sum(jnp.where(positives, r, 0.0), axis=1) / npos
+    within = t + jnp.log1p(mean_r - t)                      # 0 without positives
+    mean_q = jnp.sum(jnp.where(positives, q, 0.0), axis=1) / npos
+    return PositivesState(within, jnp.log(npos) + mean_x + within, jnp.where(positives, q, 0.0), mean_q,
+                          npos * (1.0 + mean_r - t))
+
+
 def anchor_state(inputs: AnchorInputs) -> AnchorState:
     """The excess of each anchor (module docstring), the one formula every backend evaluates, with
     the intermediates of its closed-form gradient (:class:`AnchorState`).
@@ -222,37 +255,27 @@ def anchor_state(inputs: AnchorInputs) -> AnchorState:
         within(i) = log mean_P e^{v} = t + log1p(mean_P (e^{v-t} - 1 - (v-t)) - t),
         lse_P(i) = log|P| + mean_P X + within(i),   delta(i) = lse_N X - lse_P(i),
 
-    lse_N shifted by max_N X. With t = 0 (every row near collapse) within keeps its full relative
-    precision, where it is ~ var_P(X)/2, far below X itself: its error is that of v (the rounding of
-    X, not of e^X), and it is exactly 0 when every X_ij on P(i) is equal (collapse: all 0). With
-    t > 0 nothing overflows (v - t <= 0) and within >= O(1/|P|). Each entry takes one exponential.
-    Differentiable by JAX (the reference path; :func:`excess_cotangent` is its closed form)."""
+    lse_N shifted by max_N X (:func:`positives_state`, then the negatives). With t = 0 (every row
+    near collapse) within keeps its full relative precision, where it is ~ var_P(X)/2, far below X
+    itself: its error is that of v (the rounding of X, not of e^X), and it is exactly 0 when every
+    X_ij on P(i) is equal (collapse: all 0). With t > 0 nothing overflows (v - t <= 0) and within >=
+    O(1/|P|). Each entry takes one exponential. Differentiable by JAX (the reference path;
+    :func:`excess_cotangent` is its closed form)."""
     X, positives, negatives = inputs.X, inputs.positives, inputs.negatives
-    has_any_pos = inputs.n_pos > 0
-    npos = jnp.maximum(inputs.n_pos, 1).astype(X.dtype)
-    mean_x = jnp.sum(jnp.where(positives, X, 0.0), axis=1) / npos
-    # max_P v = max_P X - mean_P X >= 0 (mean_P v = 0); reductions of X alone, fused with mean_x's
-    top = jax.lax.stop_gradient(jnp.max(jnp.where(positives, X, -jnp.inf), axis=1) - mean_x)
-    t = jnp.where(has_any_pos & (top > 1.0), top, 0.0)
-    v = X - mean_x[:, None]
+    pos = positives_state(X, positives, inputs.n_pos)
     t_neg = jax.lax.stop_gradient(jnp.max(jnp.where(negatives, X, -jnp.inf), axis=1))
     t_neg = jnp.where(jnp.isfinite(t_neg), t_neg, 0.0)
-    # one exponential per entry: e^w - 1 - w on positives (w = v - t <= 1), e^w on negatives
-    # (w = X - max_N X <= 0; as 1 + expm1(w), exact to eps against their sum, which is >= 1)
-    w = jnp.where(positives, v - t[:, None], jnp.where(negatives, X - t_neg[:, None], 0.0))
-    q, r = expm1_pair(w)
-    mean_r = jnp.sum(jnp.where(positives, r, 0.0), axis=1) / npos
-    within = t + jnp.log1p(mean_r - t)                      # 0 without positives
-    lse_pos = jnp.log(npos) + mean_x + within
-    sum_neg = jnp.sum(jnp.where(negatives, q + 1.0, 0.0), axis=1)
+    # e^w on negatives (w = X - max_N X <= 0; as 1 + expm1(w), exact to eps against their sum, >= 1)
+    q_neg = jnp.expm1(jnp.where(negatives, X - t_neg[:, None], 0.0))
+    sum_neg = jnp.sum(jnp.where(negatives, q_neg + 1.0, 0.0), axis=1)
     has_neg = sum_neg > 0                                   # >= 1 (the term at max_N X) with a negative
     lse_neg = jnp.where(has_neg, t_neg + jnp.log(jnp.where(has_neg, sum_neg, 1.0)), -jnp.inf)
-    delta = lse_neg - lse_pos
+    delta = lse_neg - pos.lse_pos
     has_pos = inputs.has_pos
-    parts = AnchorParts(jnp.where(has_pos, within, 0.0), jnp.where(has_pos, log_softplus(delta), -jnp.inf),
+    parts = AnchorParts(jnp.where(has_pos, pos.within, 0.0), jnp.where(has_pos, log_softplus(delta), -jnp.inf),
                         has_pos, inputs.n_pos)
-    mean_q = jnp.sum(jnp.where(positives, q, 0.0), axis=1) / npos
-    return AnchorState(parts, q, mean_q, npos * (1.0 + mean_r - t), sum_neg, delta)
+    q = jnp.where(positives, pos.q, jnp.where(negatives, q_neg, 0.0))
+    return AnchorState(parts, q, pos.mean_q, pos.sum_pos, sum_neg, delta)
 
 
 def anchor_parts(inputs: AnchorInputs) -> AnchorParts:
@@ -269,20 +292,40 @@ def excess_cotangent(inputs: AnchorInputs, state: AnchorState, log_scale: jnp.nd
     of d log E / dX); -inf or an anchor without positives gives 0. The within term is scaled as
     (q - mean q) s_i * (s_i / S_P), s_i = e^{log_scale/2}: within <= e^{-log_scale} makes the first
     factor O(1), so nothing overflows while log E > -1400 (and within = 0 below e^-745)."""
-    parts = state.parts
-    live = parts.has_pos & jnp.isfinite(log_scale)
+    coef = cotangent_coefficients(state.parts.has_pos, state.parts.within, state.sum_pos, state.sum_neg,
+                                  state.delta, log_scale)
+    q = state.q
+    return jnp.where(inputs.positives, positives_cotangent(q, state.mean_q, coef),
+                     jnp.where(inputs.negatives, coef.neg[:, None] * (1.0 + q), 0.0))
+
+
+class CotangentCoefficients(NamedTuple):
+    """Per-anchor factors of :func:`excess_cotangent` (c,): on P(i) the entry is
+    (q - mean_P q) ``half`` ``within`` - ``pos`` (1 + q), on N(i) ``neg`` (1 + q) = ``sig`` e^w / S_N."""
+
+    half: jnp.ndarray
+    within: jnp.ndarray
+    pos: jnp.ndarray
+    neg: jnp.ndarray
+    sig: jnp.ndarray
+
+
+def cotangent_coefficients(has_pos, within, sum_pos, sum_neg, delta, log_scale) -> CotangentCoefficients:
+    """The per-anchor factors of :func:`excess_cotangent` from the anchors' excess pieces (c,) each:
+    sig = e^{log_scale} sigmoid(delta) (0 without negatives: sum_neg = 0)."""
+    live = has_pos & jnp.isfinite(log_scale)
     scale = jnp.where(live, log_scale, -jnp.inf)
     # within > 0 bounds scale by 745 (E >= within >= the smallest double): half stays finite
-    half = jnp.where(parts.within > 0, jnp.exp(0.5 * jnp.where(parts.within > 0, scale, 0.0)), 0.0)
-    within_coef = half / state.sum_pos
-    has_neg = state.sum_neg > 0
-    sig = jnp.exp(jax.nn.log_sigmoid(jnp.where(has_neg, state.delta, 0.0)) + scale)
+    half = jnp.where(within > 0, jnp.exp(0.5 * jnp.where(within > 0, scale, 0.0)), 0.0)
+    has_neg = sum_neg > 0
+    sig = jnp.exp(jax.nn.log_sigmoid(jnp.where(has_neg, delta, 0.0)) + scale)
     sig = jnp.where(has_neg, sig, 0.0)
-    pos_coef = sig / state.sum_pos
-    neg_coef = sig / jnp.where(has_neg, state.sum_neg, 1.0)
-    q = state.q
-    on_pos = ((q - state.mean_q[:, None]) * half[:, None]) * within_coef[:, None] - pos_coef[:, None] * (1.0 + q)
-    return jnp.where(inputs.positives, on_pos, jnp.where(inputs.negatives, neg_coef[:, None] * (1.0 + q), 0.0))
+    return CotangentCoefficients(half, half / sum_pos, sig / sum_pos, sig / jnp.where(has_neg, sum_neg, 1.0), sig)
+
+
+def positives_cotangent(q: jnp.ndarray, mean_q: jnp.ndarray, coef: CotangentCoefficients) -> jnp.ndarray:
+    """:func:`excess_cotangent` on the positives' entries (c, w) (any value elsewhere)."""
+    return ((q - mean_q[:, None]) * coef.half[:, None]) * coef.within[:, None] - coef.pos[:, None] * (1.0 + q)
 
 
 def block_parts(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,

@@ -10,20 +10,27 @@ alpha (m,) >= 0, :func:`batch_log_excess` returns
 derivative is a custom rule: the forward pass computes the gradient with the value, block by block
 of c anchors, so ``jax.value_and_grad`` costs one pass and keeps O(c m) memory, chunked or not.
 
-Per block:
+The rows are first sorted by class (members by label, then the rest), so each anchor's positives are
+one contiguous range of columns [lo_i, hi_i) and its negatives the members outside it. Per block of
+c consecutive sorted anchors:
 
-1. The logits in one product, X = [Z_r, C] @ [Z - R, onehot(labels)]^T / tau - gap / tau, with
-   C_ic = <z_i, rep_c> - <z_i, rep_{y_i}> (k columns, exactly 0 on i's own class): on positives
-   X_ij = <z_i, z_j - r_j>/tau - gap_j/tau (the precise form of ``ufm.excess.row_inputs``), on
-   negatives <z_i, z_j>/tau - <z_i, r_i>/tau.
-2. :func:`ufm.excess.anchor_state`: one reduction pass, one exponential per entry.
-3. dX = d/dX sum_i alpha_i e_i / E_block in closed form (:func:`ufm.excess.excess_cotangent`), and
-   its pullback through the product (two (c, m) x (m, d + k) products) to Z, R, tau.
+1. Negatives, on every column, in the form of the plain loss: g = (Z_b Z^T - gap) / tau, the masked
+   row maximum u_i, e = exp(g - u) on N(i) (0 elsewhere, one exponential per entry), and
+   A = e [Z, gap, 1] (one product: the row sums S_N and what the gradient needs), so that
+   lse_N X = u + log S_N - s_i with s_i = <z_i, r_i> / tau.
+2. Positives, on a window of W columns that holds every anchor's positives (W = min(m, c + 2 n_c - 1)
+   for a batch whose classes have at most n_c members, ``class_rows``): X = (Z_b (Z - R)_w^T - gap_w)
+   / tau, the precise form of ``ufm.excess.row_inputs``, and :func:`ufm.excess.positives_state`
+   (the centred series of the within-class term).
+3. The closed-form cotangent (``ufm.excess.cotangent_coefficients``): on negatives it is
+   coef_i e_ia, so its pullback needs no (c, m) array beyond e: the anchor side is coef * A and the
+   column side one product e^T [coef Z_b, coef]; the window's goes through its own (c, W) product.
 
-Blocks combine as a running log-sum-exp: the gradient of log E is sum_b (E_b / E) d log E_b.
-The gradient matches JAX's derivative of the reference path (``ufm.excess.anchor_parts``) to
-rounding (tests: 1e-12 in float64). Hessian-vector products need that reference path (a custom
-VJP has no forward-mode derivative): ``ufm.loss.scl_loss_packed`` with ``num_classes=None``.
+With unit_rows gap_j = (|z_j|^2 - |r_j|^2) / 2 (0 otherwise) as in ``ufm.excess.row_inputs``, so
+value and gradient are those of the reference path's function, to rounding (tests: 1e-12 in float64).
+Blocks combine as a log-sum-exp against a running reference (rescaled only when a block exceeds it):
+the gradient of log E is sum_b (E_b / E) d log E_b. Hessian-vector products need the reference path
+(a custom VJP has no forward-mode derivative): ``ufm.loss.scl_loss_packed`` with ``num_classes=None``.
 """
 
 from __future__ import annotations
@@ -34,12 +41,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ufm.excess import (AnchorInputs, _anchor_masks, _masked_lse, anchor_state, batch_rows, combine_log,
-                        excess_cotangent)
+from ufm.excess import (_masked_lse, batch_rows, combine_log, cotangent_coefficients, log_softplus,
+                        positives_cotangent, positives_state)
 
 
 class _Grads(NamedTuple):
-    """d log E_alpha / d(Z, R, tau, alpha) of one batch."""
+    """d log E_alpha / d(Z, R, tau, alpha) of one batch (rows in the caller's order)."""
 
     Z: jnp.ndarray
     R: jnp.ndarray
@@ -47,59 +54,125 @@ class _Grads(NamedTuple):
     alpha: jnp.ndarray
 
 
-def _logits(Z, R, tau, labels, rows, num_classes: int, unit_rows: bool):
-    """X (c, m) of the anchors ``rows`` (c,) from one product (module docstring, step 1)."""
-    m = Z.shape[0]
-    r = jnp.where(rows < m, rows, 0)
-    Zr = Z[r]
-    classes = jnp.arange(num_classes)
-    onehot = (labels[:, None] == classes[None, :]).astype(Z.dtype)              # (m, k)
-    first = jnp.argmax(labels[None, :] == classes[:, None], axis=1)              # (k,) a row of each class
-    T = Zr @ R[first].T                                                          # (c, k) <z_i, rep_c>
-    own = jnp.clip(labels[r], 0, num_classes - 1)                                # (padding may lie outside)
-    C = T - jnp.take_along_axis(T, own[:, None], axis=1)                        # 0 on the own class
-    left = [Zr, C]
-    right = [Z - R, onehot]
-    if unit_rows:                                                                # -(|z_j|^2 - |r_j|^2)/2
-        left.append(-jnp.ones((rows.shape[0], 1), Z.dtype))
-        right.append((jnp.sum((Z + R) * (Z - R), axis=1) / 2)[:, None])
-    return (jnp.concatenate(left, axis=1) / tau) @ jnp.concatenate(right, axis=1).T
+class _Sorted(NamedTuple):
+    """A batch's rows sorted by class, with c rows of padding at the end (so every block of c rows
+    is a slice): ``Z``, ``R`` (m + c, d), ``diff`` = Z - R, ``gap`` (m + c,), ``right`` (m + c, d + 2)
+    = [Z, gap, 1], ``anchor`` (m + c,) bool, ``alpha`` (m + c,), ``starts`` (k + 1,): class y holds
+    rows [starts[y], starts[y + 1]) and starts[k] is the number of members."""
+
+    Z: jnp.ndarray
+    R: jnp.ndarray
+    diff: jnp.ndarray
+    gap: jnp.ndarray
+    right: jnp.ndarray
+    anchor: jnp.ndarray
+    alpha: jnp.ndarray
+    starts: jnp.ndarray
 
 
-def _block(Z, R, labels, member, is_anchor, alpha, tau, rows, num_classes, unit_rows, with_grad):
-    """``(log E_block, grads or None)`` of the anchors ``rows`` (c,): grads are d log E_block /
-    d(Z, R, tau, alpha) (alpha's over the c rows)."""
-    m = Z.shape[0]
-    make = lambda Z_, R_, tau_: _logits(Z_, R_, tau_, labels, rows, num_classes, unit_rows)
+class _Acc(NamedTuple):
+    """Gradients of a sum of blocks' E_b, each scaled by e^{-ref}, in sorted rows: Z, R (m + c, d),
+    gap (m + c,) (turned into Z and R at the end), tau (), alpha (m + c,)."""
+
+    Z: jnp.ndarray
+    R: jnp.ndarray
+    gap: jnp.ndarray
+    tau: jnp.ndarray
+    alpha: jnp.ndarray
+
+
+def _sort(Z, R, labels, member, is_anchor, alpha, num_classes: int, c: int, unit_rows: bool):
+    """``(_Sorted, perm)``: the batch's rows by class (members first, stable), padded by c rows."""
+    m, d = Z.shape
+    key = jnp.where(member, jnp.clip(labels, 0, num_classes - 1), num_classes)
+    perm = jnp.argsort(key, stable=True)
+    pad = lambda x: jnp.concatenate([x[perm], jnp.zeros((c,) + x.shape[1:], x.dtype)])
+    Zs, Rs = pad(Z), pad(R)
+    diff = Zs - Rs
+    gap = jnp.sum((Zs + Rs) * diff, axis=1) / 2 if unit_rows else jnp.zeros(m + c, Z.dtype)
+    right = jnp.concatenate([Zs, gap[:, None], jnp.ones((m + c, 1), Z.dtype)], axis=1)
+    starts = jnp.searchsorted(key[perm], jnp.arange(num_classes + 1), side="left").astype(jnp.int32)
+    return _Sorted(Zs, Rs, diff, gap, right, pad(is_anchor & member), pad(alpha), starts), perm
+
+
+def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad: bool):
+    """``(log E_block, _Acc or None)`` of the sorted anchors b0 .. b0 + c - 1 (module docstring);
+    the gradients d log E_block in sorted rows."""
+    mp, d = S.Z.shape
+    members = S.starts[-1]
+    rows = b0 + jnp.arange(c, dtype=jnp.int32)
+    inside = rows < members
+    y = jnp.clip(jnp.searchsorted(S.starts, rows, side="right") - 1, 0, S.starts.shape[0] - 2)
+    lo, hi = S.starts[y], S.starts[y + 1]
+    n_pos = jnp.where(inside, hi - lo - 1, 0)
+    has_pos = inside & jax.lax.dynamic_slice_in_dim(S.anchor, b0, c) & (n_pos > 0)
+    has_neg = has_pos & (members - (hi - lo) > 0)
+    Zb = jax.lax.dynamic_slice_in_dim(S.Z, b0, c)
+    Rb = jax.lax.dynamic_slice_in_dim(S.R, b0, c)
+    # 1. negatives
+    cols = jnp.arange(mp, dtype=jnp.int32)[None, :]
+    neg = (cols < members) & ((cols < lo[:, None]) | (cols >= hi[:, None])) & has_neg[:, None]
+    g = jnp.concatenate([Zb, -jnp.ones((c, 1), Zb.dtype)], axis=1) / tau @ S.right[:, :d + 1].T   # one product
+    u = jax.lax.stop_gradient(jnp.max(jnp.where(neg, g, -jnp.inf), axis=1))
+    u = jnp.where(has_neg, u, 0.0)
+    e = jnp.where(neg, jnp.exp(g - u[:, None]), 0.0)
+    A = e @ S.right                                                     # (c, d + 2)
+    sum_neg = jnp.where(has_neg, A[:, -1], 0.0)                         # >= 1 (the term at u)
+    s = jnp.sum(Zb * Rb, axis=1) / tau
+    lse_neg = jnp.where(has_neg, u + jnp.log(jnp.where(has_neg, sum_neg, 1.0)) - s, -jnp.inf)
+    # 2. positives, on the window [ws, ws + W) that holds every anchor's range [lo, hi)
+    ws = jnp.clip(lo[0], 0, mp - window)
+    wcols = ws + jnp.arange(window, dtype=jnp.int32)[None, :]
+    pos = (wcols >= lo[:, None]) & (wcols < hi[:, None]) & (wcols != rows[:, None]) & inside[:, None]
+
+    def window_logits(Zb, Dw, gw, tau):
+        return (Zb @ Dw.T - gw[None, :]) / tau
+    window_args = (Zb, jax.lax.dynamic_slice_in_dim(S.diff, ws, window),
+                   jax.lax.dynamic_slice_in_dim(S.gap, ws, window), tau)
     if with_grad:
-        X, pullback = jax.vjp(make, Z, R, tau)
+        Xw, window_pullback = jax.vjp(window_logits, *window_args)
     else:
-        X = make(Z, R, tau)
-    r, positives, negatives, has_pos, n_pos = _anchor_masks(labels, member, is_anchor, rows)
-    inputs = AnchorInputs(X, positives, negatives, has_pos, n_pos)
-    state = anchor_state(inputs)
-    a = jnp.where((rows < m) & has_pos, alpha[r], 0.0)
+        Xw = window_logits(*window_args)
+    ps = positives_state(Xw, pos, n_pos)
+    delta = lse_neg - ps.lse_pos
+    within = jnp.where(has_pos, ps.within, 0.0)
+    a = jnp.where(has_pos, jax.lax.dynamic_slice_in_dim(S.alpha, b0, c), 0.0)
     log_alpha = jnp.where(a > 0, jnp.log(jnp.where(a > 0, a, 1.0)), -jnp.inf)
-    log_e = combine_log(state.parts.within, state.parts.log_softplus) + log_alpha
+    log_e = combine_log(within, jnp.where(has_pos, log_softplus(delta), -jnp.inf)) + log_alpha
     log_block = _masked_lse(log_e, jnp.isfinite(log_e), axis=0)
     if not with_grad:
         return log_block, None
     ref = jnp.where(jnp.isfinite(log_block), log_block, 0.0)
-    dX = excess_cotangent(inputs, state, log_alpha - ref)
-    dZ, dR, dtau = pullback(dX)
-    d_alpha = jnp.where(a > 0, jnp.exp(log_e - log_alpha - ref), 0.0)            # e_i / E_block
-    return log_block, _Grads(dZ, dR, dtau, d_alpha)
+    coef = cotangent_coefficients(has_pos, within, ps.sum_pos, sum_neg, delta, log_alpha - ref)
+    # 3. pullbacks: negatives (g's cotangent is coef.neg_i e_ia), s (-sig_i), the window
+    cn = coef.neg[:, None]
+    dZb = cn * A[:, :d] / tau - coef.sig[:, None] * Rb / tau
+    dRb = -coef.sig[:, None] * Zb / tau
+    B = e.T @ jnp.concatenate([cn * Zb, cn], axis=1)                    # (m + c, d + 1)
+    eg = (jnp.sum(Zb * A[:, :d], axis=1) - A[:, d]) / tau               # sum_a e_ia g_ia
+    dtau = (-jnp.sum(coef.neg * eg) + jnp.sum(coef.sig * s)) / tau
+    dXw = jnp.where(pos, positives_cotangent(ps.q, ps.mean_q, coef), 0.0)
+    dZb_w, dDw, dgw, dtau_w = window_pullback(dXw)
+    acc = _Acc(B[:, :d] / tau, jnp.zeros_like(S.R), -B[:, d] / tau, dtau + dtau_w, jnp.zeros_like(S.alpha))
+    add = lambda x, start, v: jax.lax.dynamic_update_slice_in_dim(
+        x, jax.lax.dynamic_slice_in_dim(x, start, v.shape[0]) + v, start, 0)
+    acc = acc._replace(Z=add(add(acc.Z, ws, dDw), b0, dZb + dZb_w),
+                       R=add(add(acc.R, ws, -dDw), b0, dRb),
+                       gap=add(acc.gap, ws, dgw),
+                       alpha=add(acc.alpha, b0, jnp.where(a > 0, jnp.exp(log_e - log_alpha - ref), 0.0)))
+    return log_block, acc
 
 
 #: On a CPU the kernel works in blocks of anchors even without a ``chunk_size``: a block's (c, m)
 #: intermediates stay in cache instead of being written to fresh memory. Blocks are sized so that
 #: c * m * itemsize ~ BLOCK_BYTES, with at least MIN_BLOCK_BYTES / itemsize rows (32 float64, 64
-#: float32: fewer rows make the products inefficient and the per-block work on the (m, d) gradient
-#: count). Measured on 2 cores, k = d = 10, loss + gradient: float64 n = 5000, one block 0.51 s,
-#: blocks of 52 (the default) 0.13 s; n = 20000, blocks of 32 (the default) 2.74 s, of 64 3.15 s;
-#: float32 n = 20000, blocks of 64 (the default) 1.27-1.36 s, of 32 1.33-1.41 s. On a GPU the
-#: default is one block (its parallelism wants the whole matrix).
-BLOCK_BYTES = 2 * 2 ** 20
+#: float32: fewer rows make the products inefficient) and at most a quarter of the batch (the
+#: positives' window grows with c). Measured on 2 cores, k = d = 10, loss + gradient, float64:
+#: n = 1000 blocks of 100 / 200 / 262 / 524 / 1000: 5.6 / 5.5 / 5.8 / 7.7 / 25 ms (250, the default);
+#: n = 5000 blocks of 52 / 78 / 104 / 156: 116 / 117 / 100 / 105 ms (104); n = 20000 blocks of 32 / 64:
+#: 2.00 / 1.95 s (32). float32 n = 5000 blocks of 64 / 128 / 256: 66 / 68 / 56 ms (209). On a GPU
+#: the default is one block (its parallelism wants the whole matrix).
+BLOCK_BYTES = 4 * 2 ** 20
 MIN_BLOCK_BYTES = 256
 
 
@@ -107,104 +180,133 @@ def default_block(width: int, itemsize: int) -> int:
     """Anchors per block when no chunk size is given (see BLOCK_BYTES)."""
     if jax.default_backend() != "cpu":
         return width
-    return max(MIN_BLOCK_BYTES // itemsize, BLOCK_BYTES // max(width * itemsize, 1))
+    by_bytes = min(BLOCK_BYTES // max(width * itemsize, 1), max(width // 4, 1))
+    return max(MIN_BLOCK_BYTES // itemsize, by_bytes)
 
 
-def _blocks(rows: int, chunk_size: int | None, width: int, itemsize: int) -> jnp.ndarray:
-    """(nb, c) anchor offsets 0 .. nb c - 1 (past ``rows``: padding) of ``rows`` anchors against a batch
-    of ``width`` rows."""
+def class_rows_bucket(rows: int) -> int:
+    """``class_rows`` for the kernel from a batch's most rows of one class: the next power of two, so
+    problems of equal shape whose counts differ a little share one compiled program."""
+    return 1 << max(int(rows) - 1, 0).bit_length()
+
+
+def _block_size(rows: int, chunk_size: int | None, width: int, itemsize: int) -> int:
+    """Anchors per block (c) of ``rows`` anchors against a batch of ``width`` rows."""
     c = default_block(width, itemsize) if chunk_size is None else int(chunk_size)
-    c = max(1, min(c, rows))
-    return jnp.arange(-(-rows // c) * c, dtype=jnp.int32).reshape(-1, c)
+    return max(1, min(c, rows))
 
 
-def _merge(log_a, a: _Grads, log_b, b: _Grads):
-    """Gradients of log(E_a + E_b) from those of log E_a and log E_b (running log-sum-exp)."""
-    total = jnp.logaddexp(log_a, log_b)
-    wa, wb = _share(log_a, total), _share(log_b, total)
-    return total, _Grads(*(wa * x + wb * y for x, y in zip(a, b)))
+def _window(m: int, c: int, class_rows: int | None) -> int:
+    """Columns of a block's positives window: a block of c sorted rows touches at most two classes
+    that reach outside it, each of at most ``class_rows`` members (None: any number)."""
+    return m + c if class_rows is None else min(m + c, c + 2 * int(class_rows) - 1)
 
 
-def _share(log_part, log_total):
-    """E_part / E_total from their logs; 0 where either is not finite (an empty part or sum)."""
-    safe = jnp.isfinite(log_total) & jnp.isfinite(log_part)
-    return jnp.where(safe, jnp.exp(log_part - jnp.where(safe, log_total, 0.0)), 0.0)
+def _zero_acc(mp: int, d: int, dtype) -> _Acc:
+    return _Acc(jnp.zeros((mp, d), dtype), jnp.zeros((mp, d), dtype), jnp.zeros(mp, dtype),
+                jnp.zeros((), dtype), jnp.zeros(mp, dtype))
 
 
-def _evaluate_blocks(Z, R, labels, member, is_anchor, alpha, tau, blocks, num_classes, unit_rows, with_grad):
-    """(log E, grads or None) of the anchors in ``blocks`` (nb, c) (row indices; m or more: padding),
-    one block at a time, merged as a running log-sum-exp."""
-    m = Z.shape[0]
-    step = partial(_block, Z, R, labels, member, is_anchor, alpha, tau,
-                   num_classes=num_classes, unit_rows=unit_rows, with_grad=with_grad)
+def _run_blocks(S: _Sorted, tau, starts, c: int, window: int, unit_rows: bool, with_grad: bool):
+    """``(ref, weight, acc)`` over the blocks starting at the sorted rows ``starts`` (nb,): E of these
+    blocks = e^ref weight, and acc = sum_b e^{log E_b - ref} d log E_b (None without gradients).
+    Blocks past the members give nothing."""
+    mp, d = S.Z.shape
+    dtype = S.Z.dtype
 
-    def placed(rows, g: _Grads) -> _Grads:
-        # alpha's gradient lives on the block's own rows (padding rows are dropped)
-        return g._replace(alpha=jnp.zeros(m, Z.dtype).at[rows].set(g.alpha, mode="drop"))
-    if blocks.shape[0] == 1:
-        log_b, g_b = step(blocks[0])
-        return log_b, (None if g_b is None else placed(blocks[0], g_b))
+    def body(carry, b0):
+        ref, weight, acc = carry
+        log_b, g_b = _block(S, tau, b0, c, window, unit_rows, with_grad)   # -inf past the members
+        higher = log_b > ref                    # a new reference: rescale what is summed so far
+        new_ref = jnp.where(higher, log_b, ref)
+        factor = jnp.where(jnp.isfinite(ref), jnp.exp(ref - new_ref), 0.0)
+        w_b = jnp.where(jnp.isfinite(log_b), jnp.exp(log_b - jnp.where(jnp.isfinite(new_ref), new_ref, 0.0)), 0.0)
+        if with_grad:
+            scale = jnp.where(higher, factor, 1.0)
+            acc = jax.tree_util.tree_map(lambda x, y: scale * x + w_b * y, acc, g_b)
+        return (new_ref, jnp.where(higher, factor * weight, weight) + w_b, acc), None
 
-    def body(carry, rows):
-        log_b, g_b = step(rows)
-        if not with_grad:
-            return jnp.logaddexp(carry, log_b), None
-        log_a, g_a = carry
-        return _merge(log_a, g_a, log_b, placed(rows, g_b)), None
+    init = (jnp.asarray(-jnp.inf, dtype), jnp.zeros((), dtype), _zero_acc(mp, d, dtype) if with_grad else None)
+    (ref, weight, acc), _ = jax.lax.scan(body, init, starts)
+    return ref, weight, acc
 
-    if not with_grad:
-        total, _ = jax.lax.scan(body, jnp.asarray(-jnp.inf, Z.dtype), blocks)
-        return total, None
-    zero = _Grads(jnp.zeros_like(Z), jnp.zeros_like(R), jnp.zeros_like(tau), jnp.zeros(m, Z.dtype))
-    (total, grads), _ = jax.lax.scan(body, (jnp.asarray(-jnp.inf, Z.dtype), zero), blocks)
-    return total, grads
+
+def _finish(S: _Sorted, perm, m: int, log_total, acc: _Acc | None, share, class_rows: int | None,
+            unit_rows: bool) -> tuple:
+    """log E and the caller's-order gradients from the accumulated sorted ones (``share``: the
+    factor that turns acc into d log E); NaN if a class has more members than ``class_rows``."""
+    if class_rows is not None:
+        fits = jnp.max(jnp.diff(S.starts)) <= class_rows
+        log_total = jnp.where(fits, log_total, jnp.nan)
+        share = jnp.where(fits, share, jnp.nan)
+    if acc is None:
+        return log_total, None
+    if unit_rows:           # gap = (|z|^2 - |r|^2) / 2; else gap = 0, a constant
+        acc = acc._replace(Z=acc.Z + acc.gap[:, None] * S.Z, R=acc.R - acc.gap[:, None] * S.R)
+    dZ, dR = share * acc.Z, share * acc.R
+    inverse = jnp.zeros_like(perm).at[perm].set(jnp.arange(m, dtype=perm.dtype))
+    return log_total, _Grads(dZ[:m][inverse], dR[:m][inverse], share * acc.tau, (share * acc.alpha)[:m][inverse])
 
 
 def _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows, with_grad,
-              mesh=None):
+              mesh=None, class_rows=None):
+    m, d = Z.shape
     if mesh is None:
-        m = Z.shape[0]
-        return _evaluate_blocks(Z, R, labels, member, is_anchor, alpha, tau,
-                                _blocks(m, chunk_size, m, Z.dtype.itemsize), num_classes, unit_rows, with_grad)
+        c = _block_size(m, chunk_size, m, Z.dtype.itemsize)
+        starts = jnp.arange(0, m, c, dtype=jnp.int32)
+        S, perm = _sort(Z, R, labels, member, is_anchor, alpha, num_classes, c, unit_rows)
+        ref, weight, acc = _run_blocks(S, tau, starts, c, _window(m, c, class_rows), unit_rows, with_grad)
+        total = jnp.where(weight > 0, ref + jnp.log(jnp.where(weight > 0, weight, 1.0)), -jnp.inf)
+        return _finish(S, perm, m, total, acc, jnp.where(weight > 0, 1.0 / jnp.where(weight > 0, weight, 1.0), 0.0),
+                       class_rows, unit_rows)
     return _evaluate_sharded(mesh, Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size,
-                             unit_rows, with_grad)
+                             unit_rows, with_grad, class_rows)
 
 
 def _evaluate_sharded(mesh, Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows,
-                      with_grad):
+                      with_grad, class_rows):
     """Row-sharded over the devices of ``mesh`` (one axis): every device holds all rows (gathered at
-    the boundary), takes the anchors of its own block of ceil(m / p) rows, and the devices' logs and
-    gradients combine as one more log-sum-exp (an all-gather of p scalars and one psum)."""
+    the boundary), sorts them, takes its own ceil(m / p) sorted anchors, and the devices' sums
+    combine as one more log-sum-exp (an all-gather of p scalars and one psum)."""
     axis = mesh.axis_names[0]
     p = mesh.shape[axis]
-    m = Z.shape[0]
+    m, d = Z.shape
     per = -(-m // p)
-    local_blocks = _blocks(per, chunk_size, m, Z.dtype.itemsize)    # (nb, c) offsets within a device
+    c = _block_size(per, chunk_size, m, Z.dtype.itemsize)
+    local = jnp.arange(0, per, c, dtype=jnp.int32)            # block offsets within a device's rows
 
-    def local(Z, R, labels, member, is_anchor, alpha, tau):
+    def on_device(Z, R, labels, member, is_anchor, alpha, tau):
+        S, perm = _sort(Z, R, labels, member, is_anchor, alpha, num_classes, c, unit_rows)
         first = jax.lax.axis_index(axis) * per
-        rows = first + local_blocks
-        rows = jnp.where((local_blocks < per) & (rows < m), rows, m)   # past the device's rows: padding
-        log_p, g_p = _evaluate_blocks(Z, R, labels, member, is_anchor, alpha, tau, rows, num_classes,
-                                      unit_rows, with_grad)
-        logs = jax.lax.all_gather(log_p, axis)
-        total = _masked_lse(logs, jnp.isfinite(logs), axis=0)
+        # blocks of c from the device's first row; a block may run into the next device's rows, so
+        # the device's rows are those below first + per: the others are masked by a shorter member range
+        S_dev = S._replace(anchor=S.anchor & (jnp.arange(S.Z.shape[0]) >= first)
+                           & (jnp.arange(S.Z.shape[0]) < first + per))
+        ref, weight, acc = _run_blocks(S_dev, tau, jnp.minimum(first + local, m), c, _window(m, c, class_rows),
+                                       unit_rows, with_grad)
+        refs = jax.lax.all_gather(ref, axis)
+        top = jnp.max(refs)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        scale = jnp.where(jnp.isfinite(ref), jnp.exp(ref - top), 0.0)
+        weight = jax.lax.psum(scale * weight, axis)
+        total = jnp.where(weight > 0, top + jnp.log(jnp.where(weight > 0, weight, 1.0)), -jnp.inf)
         if not with_grad:
-            return total, None
-        w = _share(log_p, total)
-        return total, jax.tree_util.tree_map(lambda x: jax.lax.psum(w * x, axis), g_p)
+            return _finish(S, perm, m, total, None, 1.0, class_rows, unit_rows)
+        acc = jax.tree_util.tree_map(lambda x: jax.lax.psum(scale * x, axis), acc)
+        return _finish(S, perm, m, total, acc, jnp.where(weight > 0, 1.0 / jnp.where(weight > 0, weight, 1.0), 0.0),
+                       class_rows, unit_rows)
 
     spec = jax.sharding.PartitionSpec()
     out_specs = (spec, None if not with_grad else _Grads(spec, spec, spec, spec))
-    fn = jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 7, out_specs=out_specs, check_vma=False)
+    fn = jax.shard_map(on_device, mesh=mesh, in_specs=(spec,) * 7, out_specs=out_specs, check_vma=False)
     return fn(Z, R, labels, member, is_anchor, alpha, tau)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10))
+@partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10, 11))
 def batch_log_excess(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
                      is_anchor: jnp.ndarray, alpha: jnp.ndarray, tau: jnp.ndarray, num_classes: int,
                      chunk_size: int | None = None, unit_rows: bool = True,
-                     mesh: jax.sharding.Mesh | None = None) -> jnp.ndarray:
+                     mesh: jax.sharding.Mesh | None = None, class_rows: int | None = None) -> jnp.ndarray:
     """log sum_i alpha_i e_i over one batch (module docstring); -inf when it is 0.
 
     Z, R (m, d) the batch's rows and their class representatives, labels (m,) in [0, num_classes),
@@ -213,18 +315,20 @@ def batch_log_excess(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member
     their norm error is removed as in ``ufm.excess.row_inputs``). Its derivative with respect to
     Z, R, tau and alpha is computed with the value (a custom VJP). ``mesh``: None, or a one-axis
     ``jax.sharding.Mesh`` whose devices split the anchors by rows (:func:`_evaluate_sharded`; the
-    same value and gradient, summed in another order)."""
+    same value and gradient, summed in another order). ``class_rows``: at most this many members of
+    one class in the batch (None: any), which bounds the positives' window (module docstring); a
+    batch with more gives NaN, never a wrong number."""
     return _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows, False,
-                     mesh)[0]
+                     mesh, class_rows)[0]
 
 
-def _forward(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows, mesh):
+def _forward(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size, unit_rows, mesh, class_rows):
     value, grads = _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size,
-                             unit_rows, True, mesh)
+                             unit_rows, True, mesh, class_rows)
     return value, (grads, jnp.isfinite(value))
 
 
-def _backward(num_classes, chunk_size, unit_rows, mesh, residual, cotangent):
+def _backward(num_classes, chunk_size, unit_rows, mesh, class_rows, residual, cotangent):
     grads, finite = residual
     g = jnp.where(finite, cotangent, 0.0)
     return (g * grads.Z, g * grads.R, None, None, None, g * grads.alpha, g * grads.tau)
@@ -235,14 +339,16 @@ batch_log_excess.defvjp(_forward, _backward)
 
 def log_excess_packed(H, labels, rep, tau, index, valid, num_classes: int, prototypes=None,
                       prototype_labels=None, prototype_anchors: bool = True,
-                      chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None) -> jnp.ndarray:
+                      chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
+                      class_rows: int | None = None) -> jnp.ndarray:
     """log E over a packed batching, on the fused kernel: the value of
     :func:`ufm.excess.log_excess_packed` (its arguments, plus the static ``num_classes``, labels of
     examples and prototypes in [0, num_classes)) with the gradient computed alongside. The objective
-    of gradient descent. ``mesh``: rows sharded over its devices (:func:`batch_log_excess`)."""
+    of gradient descent. ``mesh``: rows sharded over its devices; ``class_rows``: a bound on one
+    class's members in a batch, prototypes included (:func:`batch_log_excess`)."""
     Z, R, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, prototypes,
                                                      prototype_labels, prototype_anchors)
     alpha = jnp.ones(member.shape, Z.dtype)
-    logs = jax.vmap(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, True, mesh))(
+    logs = jax.vmap(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, True, mesh, class_rows))(
         Z, R, row_labels, member, is_anchor, alpha)
     return _masked_lse(logs, jnp.isfinite(logs), axis=0)

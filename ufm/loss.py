@@ -43,7 +43,7 @@ from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
 from ufm.problem import TAU_MAX, TAU_MIN
 from ufm.excess import batch_parts, batch_rows, class_representatives
-from ufm.excess_fused import batch_log_excess
+from ufm.excess_fused import batch_log_excess, class_rows_bucket
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
 
@@ -60,7 +60,7 @@ def _anchor_terms(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: j
 
 
 def _fused_loss(Z, R, labels, member, is_anchor, tau, reduction: str, chunk_size: int | None,
-                num_classes: int) -> jnp.ndarray:
+                num_classes: int, class_rows: int | None) -> jnp.ndarray:
     """The loss over the padded batches (leading axis: batch) on the fused kernel: per batch,
     sum_i alpha_i l(i) = sum_i alpha_i log|P(i)| + exp(log sum_i alpha_i e_i)
     (:func:`ufm.excess_fused.batch_log_excess`), alpha the reduction's weight of each anchor."""
@@ -74,18 +74,18 @@ def _fused_loss(Z, R, labels, member, is_anchor, tau, reduction: str, chunk_size
         denom = (is_anchor & member if reduction == "mean" else has_pos).sum(axis=1)
         weight = jnp.where(denom > 0, 1.0 / jnp.maximum(denom, 1), 0.0).astype(Z.dtype)
     alpha = jnp.broadcast_to(weight[:, None], labels.shape)
-    logs = jax.vmap(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, False))(
+    logs = jax.vmap(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, False, None, class_rows))(
         Z, R, labels, member, is_anchor, alpha)
     log_count = jnp.log(jnp.maximum(n_pos, 1).astype(Z.dtype))
     return jnp.sum(jnp.where(has_pos, alpha * log_count, 0.0)) + jnp.sum(jnp.exp(logs))
 
 
-@partial(jax.jit, static_argnames=("reduction", "prototype_anchors", "chunk_size", "num_classes"))
+@partial(jax.jit, static_argnames=("reduction", "prototype_anchors", "chunk_size", "num_classes", "class_rows"))
 def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarray,
                     index: jnp.ndarray, valid: jnp.ndarray, reduction: str = "sum",
                     prototypes: jnp.ndarray | None = None, prototype_labels: jnp.ndarray | None = None,
                     prototype_anchors: bool = True, chunk_size: int | None = None,
-                    num_classes: int | None = None) -> jnp.ndarray:
+                    num_classes: int | None = None, class_rows: int | None = None) -> jnp.ndarray:
     """SCL over a packed batching: ``index``, ``valid`` (n_batches, width) from :func:`pack`.
 
     H (n, d), labels (n,) int, prototypes (p, d) and prototype_labels (p,) or None. Returns a scalar.
@@ -97,12 +97,14 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
     ``num_classes`` (static): labels lie in [0, num_classes), and the loss runs on the fused kernel
     (``ufm.excess_fused``: value and gradient in one pass; no forward-mode derivative). None: the
     reference path, JAX's derivative of ``ufm.excess.anchor_parts`` (Hessians, as the landscape needs).
+    ``class_rows`` (static, fused kernel only): at most this many rows of one class in a batch,
+    prototypes included (``ufm.excess_fused.batch_log_excess``; None: any; more gives NaN).
     """
     Z, R, row_labels, member, is_anchor = batch_rows(
         H, labels, class_representatives(labels), index, valid, prototypes, prototype_labels, prototype_anchors)
     chunk = None if chunk_size is None else int(chunk_size)
     if num_classes is not None:
-        return _fused_loss(Z, R, row_labels, member, is_anchor, tau, reduction, chunk, num_classes)
+        return _fused_loss(Z, R, row_labels, member, is_anchor, tau, reduction, chunk, num_classes, class_rows)
     terms, has_pos = jax.vmap(lambda *a: _anchor_terms(*a, tau, chunk))(Z, R, row_labels, member, is_anchor)
     anchors = is_anchor & member
     batch_sums = terms.sum(axis=1)
@@ -179,11 +181,20 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
                                f"(got {prototypes.shape} and {prototype_labels.shape} labels)")
     all_labels = labels_np if prototype_labels is None else np.concatenate([labels_np, np.asarray(prototype_labels)])
     num_classes = int(all_labels.max()) + 1 if all_labels.min() >= 0 else None
+    class_rows = None
+    if num_classes is not None:                 # the most rows of one class in a batch
+        index, valid = np.asarray(packed.index), np.asarray(packed.valid)
+        extra = (np.zeros(num_classes, dtype=int) if prototype_labels is None
+                 else np.bincount(np.asarray(prototype_labels), minlength=num_classes))
+        in_batch = max(np.bincount(labels_np[index[b][valid[b]]], minlength=num_classes).max()
+                       for b in range(index.shape[0]))
+        class_rows = class_rows_bucket(int(in_batch + extra.max()))
     return scl_loss_packed(H, jnp.asarray(labels_np), jnp.asarray(tau, dtype=H.dtype),
                            jnp.asarray(packed.index), jnp.asarray(packed.valid), reduction=reduction,
                            prototypes=prototypes, prototype_labels=prototype_labels,
                            prototype_anchors=prototype_anchors,
-                           chunk_size=None if chunk_size is None else int(chunk_size), num_classes=num_classes)
+                           chunk_size=None if chunk_size is None else int(chunk_size), num_classes=num_classes,
+                           class_rows=class_rows)
 
 
 def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = None) -> float:

@@ -301,6 +301,21 @@ class Problem:
         return self.prototypes.vectors(self.k, self.dim)
 
     @property
+    def class_rows(self) -> int:
+        """The most rows of one class in one batch, its prototypes included: a class's count (a
+        batching never holds an example twice; an explicit one is counted as given) plus its
+        prototypes. The fused kernel sizes its positives' window by it (``ufm.excess_fused``)."""
+        extra = np.zeros(self.k, dtype=int)
+        if self.prototypes is not None:
+            extra = np.bincount(np.asarray(self.prototype_rows()[1], dtype=int), minlength=self.k)
+        rows = np.asarray(self.counts) + extra
+        if self.batching.scheme == "explicit":
+            labels = self.labels
+            rows = np.maximum(rows, max(np.bincount(labels[np.asarray(b, dtype=int)], minlength=self.k).max()
+                                        for b in self.batches(0)) + extra)
+        return int(rows.max())
+
+    @property
     def prototype_anchors(self) -> bool:
         """Whether the prototypes are anchors too ((P-b)); True without prototypes (no effect then)."""
         return True if self.prototypes is None else bool(self.prototypes.anchors)
