@@ -91,7 +91,8 @@ def _sort(Z, R, labels, member, is_anchor, alpha, num_classes: int, c: int, unit
     diff = Zs - Rs
     gap = jnp.sum((Zs + Rs) * diff, axis=1) / 2 if unit_rows else jnp.zeros(m + c, Z.dtype)
     right = jnp.concatenate([Zs, gap[:, None], jnp.ones((m + c, 1), Z.dtype)], axis=1)
-    starts = jnp.searchsorted(key[perm], jnp.arange(num_classes + 1), side="left").astype(jnp.int32)
+    sizes = jnp.zeros(num_classes + 1, jnp.int32).at[key].add(1)
+    starts = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(sizes[:num_classes], dtype=jnp.int32)])
     return _Sorted(Zs, Rs, diff, gap, right, pad(is_anchor & member), pad(alpha), starts), perm
 
 
@@ -102,7 +103,7 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
     members = S.starts[-1]
     rows = b0 + jnp.arange(c, dtype=jnp.int32)
     inside = rows < members
-    y = jnp.clip(jnp.searchsorted(S.starts, rows, side="right") - 1, 0, S.starts.shape[0] - 2)
+    y = jnp.clip(jnp.sum(rows[:, None] >= S.starts[None, 1:], axis=1), 0, S.starts.shape[0] - 2)  # class
     lo, hi = S.starts[y], S.starts[y + 1]
     n_pos = jnp.where(inside, hi - lo - 1, 0)
     has_pos = inside & jax.lax.dynamic_slice_in_dim(S.anchor, b0, c) & (n_pos > 0)
