@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers import gd
+from solvers.transforms import NEGATIVE_CURVATURE_MOVE
 from theory_checks.predictions import etf_excess, orthogonal_frame_excess
 from ufm import Problem
 
@@ -177,7 +178,9 @@ def torch_lbfgs_run(H0, labels, tau, relu: bool, clock: Clock) -> dict:
 def torch_bb_run(H0, labels, tau, relu: bool, clock: Clock, memory: int = 10, c: float = 1e-4) -> dict:
     """ufm-scl's default scheme (solvers.gd docstring) written in PyTorch on the SupCon loss: the
     Riemannian gradient (tangent projection; with ReLU zeroed on active bounds), the retraction
-    (clip, normalise rows), alternating BB1/BB2 steps, nonmonotone Armijo (memory 10), halving."""
+    (clip, normalise rows), alternating BB1/BB2 steps (where <s,y> <= 0 the larger of twice the last
+    step and the one that moves the largest coordinate by NEGATIVE_CURVATURE_MOVE), nonmonotone
+    Armijo (memory 10), halving."""
     import torch
     loss_of = _torch_loss(labels, tau)
 
@@ -211,7 +214,10 @@ def torch_bb_run(H0, labels, tau, relu: bool, clock: Clock, memory: int = 10, c:
             s, yv = Hn - H, gn - g
             sy = (s * yv).sum().item()
             it += 1
-            a = ((s * s).sum().item() / sy if it % 2 else sy / (yv * yv).sum().item()) if sy > 0 else 1.0
+            if sy > 0:
+                a = (s * s).sum().item() / sy if it % 2 else sy / (yv * yv).sum().item()
+            else:   # no positive curvature: ufm-scl's rule (solvers.transforms.NEGATIVE_CURVATURE_MOVE)
+                a = max(2 * a, NEGATIVE_CURVATURE_MOVE / gn.abs().max().item())
             H, f, g = Hn, fn, gn
             recent.append(f)
     return timed(run, clock)

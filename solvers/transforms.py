@@ -15,7 +15,12 @@ transform runs through the same path: ``updates`` = g, the descent direction of 
 
 - :func:`scale_by_barzilai_borwein`: ``updates = -a g`` with the alternating BB steps
   a = <s,s>/<s,y> (even steps), <s,y>/<y,y> (odd steps), s = params - previous params,
-  y = g - previous g; the first step is ``initial_step``; where <s,y> <= 0, twice the last step.
+  y = g - previous g; the first step is ``initial_step``. Where <s,y> <= 0 (no positive curvature
+  along the last move, as at a random start of the SCL, where log E is concave along the first
+  steps) the secant gives no step: a is then the larger of twice the last step and
+  ``NEGATIVE_CURVATURE_MOVE`` / max|g| (the step that moves the largest coordinate by that much).
+  Doubling alone from a small first step took 14 steps to reach the scale of the BB steps on the
+  benchmark problem (n = 1000, k = 10, tau 0.5: a first step of 0.1 against BB steps of 250-700).
   Clipped to [1e-12, 1e12].
 - :func:`nonmonotone_armijo`: tries ``P(m) = retract(params + m u)`` from m = 1 (or, with
   ``initial="double"``, twice the last accepted m) and halves m until
@@ -43,6 +48,12 @@ NONMONOTONE_MEMORY = 10
 ARMIJO_C = 1e-4
 MAX_BACKTRACKS = 50
 STEP_MIN, STEP_MAX = 1e-12, 1e12
+#: Where <s,y> <= 0 the BB step moves the gradient step's largest coordinate by at least this much
+#: (the rows are unit vectors; the line search halves a step that is too long). Iterations to a 1e-6
+#: gap on the excess, balanced n = 1000, k = 10, tau 0.5, seeds 0-4: plain doubling 25/31/25/26/26;
+#: 0.1: 16/19/14/15/14; 0.3: 14/18/13/14/13 (with ReLU, d = 10, the two starts that reach the
+#: orthogonal frame: 20/30 -> 8/14).
+NEGATIVE_CURVATURE_MOVE = 0.3
 
 
 class BarzilaiBorweinState(NamedTuple):
@@ -52,8 +63,11 @@ class BarzilaiBorweinState(NamedTuple):
     count: jax.Array           # steps taken
 
 
-def scale_by_barzilai_borwein(initial_step: float | jax.Array = 1.0) -> optax.GradientTransformationExtraArgs:
-    """``updates -> -a updates`` with the alternating Barzilai-Borwein step a (module docstring)."""
+def scale_by_barzilai_borwein(initial_step: float | jax.Array = 1.0,
+                              negative_curvature_move: float = NEGATIVE_CURVATURE_MOVE
+                              ) -> optax.GradientTransformationExtraArgs:
+    """``updates -> -a updates`` with the alternating Barzilai-Borwein step a (module docstring);
+    where <s,y> <= 0, a = max(2 a_last, ``negative_curvature_move`` / max|updates|)."""
 
     def init(params):
         zeros = otu.tree_zeros_like(params)
@@ -67,7 +81,10 @@ def scale_by_barzilai_borwein(initial_step: float | jax.Array = 1.0) -> optax.Gr
         sy, ss, yy = otu.tree_vdot(s, y), otu.tree_vdot(s, s), otu.tree_vdot(y, y)
         bb = jnp.where(state.count % 2 == 0, ss / jnp.where(sy > 0, sy, 1.0), sy / jnp.where(yy > 0, yy, 1.0))
         first = state.count == 0
-        step = jnp.where(first, state.step, jnp.where(sy > 0, bb, 2.0 * state.step))
+        largest = otu.tree_max(jax.tree_util.tree_map(jnp.abs, updates))
+        grow = jnp.maximum(2.0 * state.step,
+                           negative_curvature_move / jnp.where(largest > 0, largest, jnp.inf))
+        step = jnp.where(first, state.step, jnp.where(sy > 0, bb, grow))
         step = jnp.clip(step, STEP_MIN, STEP_MAX).astype(state.step.dtype)
         new = BarzilaiBorweinState(params, updates, step, state.count + 1)
         return otu.tree_scale(-step, updates), new

@@ -32,6 +32,21 @@ def test_barzilai_borwein_branches():
     assert float(state.step) == pytest.approx(2 * last)
 
 
+def test_barzilai_borwein_without_curvature_moves_the_largest_coordinate_by_the_set_amount():
+    """<s,y> <= 0 after a small first step (a random start of the SCL): the step is
+    max(2 a_last, move / max|g|), here move / max|g| = 0.3 / 4e-4 = 750 against 2 a_last = 0.2."""
+    tx = scale_by_barzilai_borwein(0.1, negative_curvature_move=0.3)
+    p0, g0 = jnp.array([0.0, 0.0]), jnp.array([1e-4, -2e-4])
+    state = tx.init(p0)
+    _, state = tx.update(g0, state, p0)
+    p1, g1 = p0 - 0.1 * g0, jnp.array([3e-4, -4e-4])      # the gradient grew along the move: <s,y> < 0
+    assert float(jnp.vdot(p1 - p0, g1 - g0)) < 0
+    u1, state = tx.update(g1, state, p1)
+    assert float(state.step) == pytest.approx(0.3 / 4e-4, rel=1e-12)
+    np.testing.assert_allclose(u1, -(0.3 / 4e-4) * np.array(g1), rtol=1e-12)
+    assert float(jnp.max(jnp.abs(u1))) == pytest.approx(0.3, rel=1e-12)   # the largest coordinate moves 0.3
+
+
 def test_armijo_accepts_the_first_halving_that_satisfies_the_condition():
     f = lambda x: jnp.sum((x - 3.0) ** 2)
     x = jnp.array([0.0])

@@ -763,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--lr", type=values.real(0, 1e6, lo_open=True),
                        help="gradient descent: first trial step (default 0.1)")
     solve.add_argument("--tol", type=values.real(0, 1, lo_open=True, hi_open=True),
-                       help="gradient descent: stopping tolerance (default 1e-12 in float64, 1e-6 in float32)")
+                       help="gradient descent: stopping tolerance (default 1e-12 in float64, 1e-8 in float32)")
     solve.add_argument("--float32", action="store_true", help="gradient descent in float32 (speed option)")
     solve.add_argument("--chunk-size", type=values.integer(1),
                        help="gradient descent: evaluate the loss in row blocks of C anchors (memory ~ C n "
