@@ -110,14 +110,16 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
     has_neg = has_pos & (members - (hi - lo) > 0)
     Zb = jax.lax.dynamic_slice_in_dim(S.Z, b0, c)
     Rb = jax.lax.dynamic_slice_in_dim(S.R, b0, c)
-    # 1. negatives
-    cols = jnp.arange(mp, dtype=jnp.int32)[None, :]
+    # 1. negatives, on the m = mp - c columns of the batch (the c rows of padding are for the anchors)
+    m = mp - c
+    right = S.right[:m]
+    cols = jnp.arange(m, dtype=jnp.int32)[None, :]
     neg = (cols < members) & ((cols < lo[:, None]) | (cols >= hi[:, None])) & has_neg[:, None]
-    g = jnp.concatenate([Zb, -jnp.ones((c, 1), Zb.dtype)], axis=1) / tau @ S.right[:, :d + 1].T   # one product
+    g = jnp.concatenate([Zb, -jnp.ones((c, 1), Zb.dtype)], axis=1) / tau @ right[:, :d + 1].T   # one product
     u = jax.lax.stop_gradient(jnp.max(jnp.where(neg, g, -jnp.inf), axis=1))
     u = jnp.where(has_neg, u, 0.0)
     e = jnp.where(neg, jnp.exp(g - u[:, None]), 0.0)
-    A = e @ S.right                                                     # (c, d + 2)
+    A = e @ right                                                       # (c, d + 2)
     sum_neg = jnp.where(has_neg, A[:, -1], 0.0)                         # >= 1 (the term at u)
     s = jnp.sum(Zb * Rb, axis=1) / tau
     lse_neg = jnp.where(has_neg, u + jnp.log(jnp.where(has_neg, sum_neg, 1.0)) - s, -jnp.inf)
@@ -149,7 +151,9 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
     cn = coef.neg[:, None]
     dZb = cn * A[:, :d] / tau - coef.sig[:, None] * Rb / tau
     dRb = -coef.sig[:, None] * Zb / tau
-    B = e.T @ jnp.concatenate([cn * Zb, cn], axis=1)                    # (m + c, d + 1)
+    # e^T [coef Z_b, coef] as [..]^T e (contracting the anchors of both): no transposed copy of e
+    B = jax.lax.dot_general(jnp.concatenate([cn * Zb, cn], axis=1), e, (((0,), (0,)), ((), ()))).T
+    B = jnp.concatenate([B, jnp.zeros((c, d + 1), B.dtype)])           # (m + c, d + 1)
     eg = (jnp.sum(Zb * A[:, :d], axis=1) - A[:, d]) / tau               # sum_a e_ia g_ia
     dtau = (-jnp.sum(coef.neg * eg) + jnp.sum(coef.sig * s)) / tau
     dXw = jnp.where(pos, positives_cotangent(ps.q, ps.mean_q, coef), 0.0)
