@@ -217,7 +217,8 @@ def torch_bb_run(H0, labels, tau, relu: bool, clock: Clock, memory: int = 10, c:
             if sy > 0:
                 a = (s * s).sum().item() / sy if it % 2 else sy / (yv * yv).sum().item()
             else:   # no positive curvature: ufm-scl's rule (solvers.transforms.NEGATIVE_CURVATURE_MOVE)
-                a = max(2 * a, NEGATIVE_CURVATURE_MOVE / gn.abs().max().item())
+                largest = gn.abs().max().item()
+                a = max(2 * a, NEGATIVE_CURVATURE_MOVE / largest) if largest > 0 else 2 * a
             H, f, g = Hn, fn, gn
             recent.append(f)
     return timed(run, clock)
