@@ -56,7 +56,7 @@ class _Grads(NamedTuple):
 
 class _Sorted(NamedTuple):
     """A batch's rows sorted by class, with c rows of padding at the end (so every block of c rows
-    is a slice): ``Z``, ``R`` (m + c, d), ``diff`` = Z - R, ``gap`` (m + c,), ``right`` (m + c, d + 2)
+    is a slice): ``Z``, ``R`` (m + c, d), ``diff`` = Z - R, ``gap`` (m + c,), ``right`` (m, d + 2)
     = [Z, gap, 1], ``anchor`` (m + c,) bool, ``alpha`` (m + c,), ``starts`` (k + 1,): class y holds
     rows [starts[y], starts[y + 1]) and starts[k] is the number of members."""
 
@@ -90,7 +90,7 @@ def _sort(Z, R, labels, member, is_anchor, alpha, num_classes: int, c: int, unit
     Zs, Rs = pad(Z), pad(R)
     diff = Zs - Rs
     gap = jnp.sum((Zs + Rs) * diff, axis=1) / 2 if unit_rows else jnp.zeros(m + c, Z.dtype)
-    right = jnp.concatenate([Zs, gap[:, None], jnp.ones((m + c, 1), Z.dtype)], axis=1)
+    right = jnp.concatenate([Zs[:m], gap[:m, None], jnp.ones((m, 1), Z.dtype)], axis=1)   # the columns
     sizes = jnp.zeros(num_classes + 1, jnp.int32).at[key].add(1)
     starts = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(sizes[:num_classes], dtype=jnp.int32)])
     return _Sorted(Zs, Rs, diff, gap, right, pad(is_anchor & member), pad(alpha), starts), perm
@@ -110,9 +110,9 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
     has_neg = has_pos & (members - (hi - lo) > 0)
     Zb = jax.lax.dynamic_slice_in_dim(S.Z, b0, c)
     Rb = jax.lax.dynamic_slice_in_dim(S.R, b0, c)
-    # 1. negatives, on the m = mp - c columns of the batch (the c rows of padding are for the anchors)
-    m = mp - c
-    right = S.right[:m]
+    # 1. negatives, on the m columns of the batch (the c rows of padding are for the anchors only)
+    right = S.right
+    m = right.shape[0]
     cols = jnp.arange(m, dtype=jnp.int32)[None, :]
     neg = (cols < members) & ((cols < lo[:, None]) | (cols >= hi[:, None])) & has_neg[:, None]
     g = jnp.concatenate([Zb, -jnp.ones((c, 1), Zb.dtype)], axis=1) / tau @ right[:, :d + 1].T   # one product
