@@ -6,7 +6,8 @@ the 2-core CI machine (float64, CPU):
 
 - compiling gradient descent costs a fixed :data:`JIT_BYTES`;
 - gradient descent on a batch of width w works in blocks of c anchors (``chunk_size``, or the
-  kernel's own ``ufm.excess_fused.default_block``: cache-sized on a CPU, c = w on a GPU) and holds a
+  kernel's own ``ufm.excess_fused.default_block``, or ``ufm.plain_fused.default_block`` for the
+  plain phase of a deterministic batching: cache-sized on a CPU, c = w on a GPU) and holds a
   block's (c, w) logits and about five temporaries of the same shape (measured on the one-block path:
   peak resident memory grew by 4.4 * 8 w^2 bytes from w = 2000 to w = 4000): :data:`LOGIT_COPIES` = 6;
 - deterministic batchings evaluate all batches at once (vmapped), random schemes one batch per step
@@ -25,6 +26,7 @@ import os
 
 from ufm.errors import ProblemError
 from ufm.excess_fused import default_block
+from ufm.plain_fused import default_block as plain_default_block
 from ufm.problem import Problem
 
 #: (w, w) float64 arrays alive at the peak of one batch's loss and gradient (measured, see above).
@@ -96,7 +98,9 @@ def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts
     """Gradient descent (``solvers.gd``) on ``problem`` for at most ``steps`` epochs (module docstring);
     ``starts`` starts of which ``lanes`` run side by side (default all; ``solvers.gd.default_lanes``)."""
     batches, width = batch_shape(problem)
-    rows = min(default_block(width, 8) if chunk_size is None else int(chunk_size), width)
+    # deterministic batchings run the plain form first (ufm.plain_fused), in larger blocks
+    own = max(default_block(width, 8), 0 if problem.batching.is_random else plain_default_block(width, 8))
+    rows = min(own if chunk_size is None else int(chunk_size), width)
     per_batch = LOGIT_COPIES * 8 * rows * width
     side_by_side = max(int(starts), 1) if lanes is None else max(min(int(lanes), int(starts)), 1)
     working = per_batch * (1 if problem.batching.is_random else batches) * side_by_side

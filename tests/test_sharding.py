@@ -30,6 +30,7 @@ from ufm import Problem
 from ufm.batching import pack
 from ufm.excess import representatives
 from ufm.excess_fused import log_excess_packed
+from ufm.plain_fused import log_excess_plain_packed
 from solvers import gd, sharding
 
 assert jax.device_count() == 4, jax.devices()
@@ -51,6 +52,17 @@ for chunk in (None, 2):
                    "grad_diff": float(jnp.abs(g1 - g4).max()), "grad_max": float(jnp.abs(g1).max()),
                    "value_only_4": float(jax.jit(lambda H: f(H, mesh))(H))})
 out["kernel"] = kernel
+# the plain form (the descent's first phase), the same way (blocks of 2: several per device)
+plain = []
+for chunk in (2,):
+    f = lambda H, m: log_excess_plain_packed(H, labels, rep, problem.tau, jnp.asarray(packed.index),
+                                             jnp.asarray(packed.valid), 4, chunk_size=chunk, mesh=m)
+    v1, g1 = jax.jit(jax.value_and_grad(lambda H: f(H, None)))(H)
+    v4, g4 = jax.jit(jax.value_and_grad(lambda H: f(H, mesh)))(H)
+    plain.append({"value_1": float(v1), "value_4": float(v4),
+                  "grad_diff": float(jnp.abs(g1 - g4).max()), "grad_max": float(jnp.abs(g1).max()),
+                  "value_only_4": float(jax.jit(lambda H: f(H, mesh))(H))})
+out["plain"] = plain
 # gradient descent: one full-batch solve row-sharded; starts and a sweep split over the devices
 solve = []
 for relu in (True,):                # (without ReLU the same kernel runs; the CLI test covers it)
@@ -86,7 +98,7 @@ def _close(a: float, b: float, rel: float = 1e-12) -> bool:
 
 
 def test_row_sharded_kernel_equals_one_device(four_devices):
-    for row in four_devices["kernel"]:
+    for row in four_devices["kernel"] + four_devices["plain"]:
         assert _close(row["value_1"], row["value_4"])
         assert _close(row["value_1"], row["value_only_4"])
         assert row["grad_diff"] <= 1e-12 * row["grad_max"]

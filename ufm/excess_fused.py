@@ -195,9 +195,10 @@ def class_rows_bucket(rows: int) -> int:
     return 1 << max(int(rows) - 1, 0).bit_length()
 
 
-def _block_size(rows: int, chunk_size: int | None, width: int, itemsize: int) -> int:
-    """Anchors per block (c) of ``rows`` anchors against a batch of ``width`` rows."""
-    c = default_block(width, itemsize) if chunk_size is None else int(chunk_size)
+def block_size(rows: int, chunk_size: int | None, width: int, itemsize: int, default=None) -> int:
+    """Anchors per block (c) of ``rows`` anchors against a batch of ``width`` rows (``default``: the
+    rule without a chunk size, :func:`default_block` unless given)."""
+    c = (default or default_block)(width, itemsize) if chunk_size is None else int(chunk_size)
     return max(1, min(c, rows))
 
 
@@ -257,7 +258,7 @@ def _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_si
               mesh=None, class_rows=None):
     m, d = Z.shape
     if mesh is None:
-        c = _block_size(m, chunk_size, m, Z.dtype.itemsize)
+        c = block_size(m, chunk_size, m, Z.dtype.itemsize)
         starts = jnp.arange(0, m, c, dtype=jnp.int32)
         S, perm = _sort(Z, R, labels, member, is_anchor, alpha, num_classes, c, unit_rows)
         ref, weight, acc = _run_blocks(S, tau, starts, c, _window(m, c, class_rows), unit_rows, with_grad)
@@ -277,7 +278,7 @@ def _evaluate_sharded(mesh, Z, R, labels, member, is_anchor, alpha, tau, num_cla
     p = mesh.shape[axis]
     m, d = Z.shape
     per = -(-m // p)
-    c = _block_size(per, chunk_size, m, Z.dtype.itemsize)
+    c = block_size(per, chunk_size, m, Z.dtype.itemsize)
     local = jnp.arange(0, per, c, dtype=jnp.int32)            # block offsets within a device's rows
 
     def on_device(Z, R, labels, member, is_anchor, alpha, tau):

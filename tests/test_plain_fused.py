@@ -1,0 +1,143 @@
+"""The plain fused form of log E (ufm.plain_fused) against independent computations, and the
+descent's two phases (solvers.gd: PLAIN_SWITCH).
+
+References: the reference path's log E (ufm.excess, JAX's derivative of the excess form: other
+formulas, other code), mpmath at 60 digits (tests/reference_mp.py) and a plain Python loop over the
+SCL formula (tests/reference.py). Tolerances: in float64 at tau >= 0.1 on these small problems the
+plain form's rounding is ~1e-15 relative to E (rounding_bound / E <= 1e-13 here), so values agree to
+1e-13 relative and tangent gradients to 1e-12 of their largest entry.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from solvers import gd
+from ufm import Batching, Problem
+from ufm.batching import pack
+from ufm.excess import log_excess_packed as reference_log_excess, representatives
+from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_bound
+from tests.reference import scl_loop
+from tests.reference_mp import excess_mp
+
+
+def _unit(key, n, d, relu=False):
+    H = jax.random.normal(jax.random.PRNGKey(key), (n, d))
+    H = jnp.abs(H) if relu else H
+    return H / jnp.linalg.norm(H, axis=1, keepdims=True)
+
+
+def _tangent(G, H):
+    return G - jnp.sum(G * H, axis=1, keepdims=True) * H
+
+
+CASES = [
+    # counts, tau, batches (None: full), chunk, prototypes (labels) or None, prototype anchors
+    ((4, 4, 4), 0.5, None, None, None, True),
+    pytest.param((10, 5, 3, 2), 0.3, None, 3, None, True, marks=pytest.mark.slow),
+    ((10, 5, 3, 2), 0.1, None, 7, None, True),
+    ((6, 6, 1), 0.5, None, None, None, True),                       # a class of one: no anchor
+    ((8, 8, 2, 2), 0.5, [list(range(12)), list(range(6, 20)), [0, 1, 18, 19]], 4, None, True),
+    pytest.param((5, 4, 3), 0.4, None, 2, (0, 1, 2), True, marks=pytest.mark.slow),
+    ((5, 4, 3), 0.4, [list(range(7)), list(range(5, 12))], None, (0, 2), False),
+]
+
+
+@pytest.mark.parametrize("counts,tau,batches,chunk,protos,anchors", CASES)
+def test_plain_form_equals_the_reference_path(counts, tau, batches, chunk, protos, anchors):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    n, d = len(labels), 5
+    H = _unit(sum(counts), n, d)
+    packed = pack(batches if batches is not None else [list(range(n))])
+    P = None if protos is None else _unit(7, len(protos), d)
+    PL = None if protos is None else jnp.asarray(protos)
+    lab, rep = jnp.asarray(labels), jnp.asarray(representatives(labels))
+    idx, val = jnp.asarray(packed.index), jnp.asarray(packed.valid)
+
+    def ref(H, t):
+        return reference_log_excess(H, lab, rep, t, idx, val, P, PL, anchors)
+
+    def plain(H, t):
+        return log_excess_plain_packed(H, lab, rep, t, idx, val, len(counts), P, PL, anchors, chunk)
+
+    (v1, (g1, t1)), (v2, (g2, t2)) = [jax.value_and_grad(f, argnums=(0, 1))(H, jnp.asarray(tau))
+                                      for f in (ref, jax.jit(plain))]
+    assert abs(float(v2) - float(v1)) <= 1e-13 * max(1.0, abs(float(v1)))
+    G1, G2 = _tangent(g1, H), _tangent(g2, H)
+    assert float(jnp.abs(G1 - G2).max()) <= 1e-12 * float(jnp.abs(G1).max())
+    assert abs(float(t2) - float(t1)) <= 1e-12 * abs(float(t1))
+    # the loss itself, by a double loop: log E = log(L - sum log|P(i)|) at this batching
+    loss = scl_loop(np.asarray(H), labels, tau, batches, prototypes=None if P is None else np.asarray(P),
+                    prototype_labels=protos, prototype_anchors=anchors)
+    E_mp = float(excess_mp(np.asarray(H), labels, tau, batches, None if P is None else np.asarray(P),
+                           protos, anchors))
+    assert abs(float(jnp.exp(v2)) - E_mp) <= 1e-13 * E_mp
+    assert loss > E_mp                                                # the constant sum log|P(i)| >= 0
+
+
+def test_rounding_bound_holds_against_mpmath():
+    """The plain form's error against 60 digits stays within its stated bound, also where that bound
+    is large relative to E (a near-collapsed start at small tau, the regime gd leaves to the precise
+    form)."""
+    labels = np.repeat(np.arange(3), 6)
+    means = np.eye(3, 4)
+    for tau, spread in ((0.5, 0.3), (0.1, 0.05), (0.05, 1e-3)):
+        H = np.asarray(means[labels] + spread * np.asarray(jax.random.normal(jax.random.PRNGKey(3), (18, 4))))
+        H /= np.linalg.norm(H, axis=1, keepdims=True)
+        packed = pack([list(range(18))])
+        value = log_excess_plain_packed(jnp.asarray(H), jnp.asarray(labels), jnp.asarray(representatives(labels)),
+                                        tau, jnp.asarray(packed.index), jnp.asarray(packed.valid), 3)
+        E_mp = float(excess_mp(H, labels, tau))
+        bound = rounding_bound(tau, 18, 18, jnp.float64)
+        assert abs(float(jnp.exp(value)) - E_mp) <= bound, (tau, float(jnp.exp(value)), E_mp, bound)
+
+
+def test_min_tau_keeps_every_entry_above_underflow():
+    for dtype in (jnp.float32, jnp.float64):
+        t = min_tau(dtype)
+        assert float(jnp.exp(jnp.asarray(-2.0 / t, dtype))) >= float(jnp.finfo(dtype).tiny)
+
+
+def _runs(problem, seed, plain: bool):
+    steps, lr, tol, cfg = gd._prepare(problem, None, None, "bb", jnp.float64, None)
+    data = gd._data(problem, gd._start(problem, seed, jnp.float64), steps, lr, tol, jnp.float64)
+    return gd._compiled(cfg._replace(plain_phase=plain), None)(data)
+
+
+@pytest.mark.parametrize("problem", [
+    Problem.from_counts([9, 7, 5, 3], tau=0.4),
+    pytest.param(Problem.from_counts([9, 7, 5, 3], tau=0.4, relu=True, dim=8), marks=pytest.mark.slow),
+    pytest.param(Problem.from_counts([6, 6, 4], tau=0.5,
+                                     batching=Batching.from_lists([list(range(10)), list(range(6, 16))])),
+                 marks=pytest.mark.slow),
+])
+def test_two_phases_take_the_precise_path(problem):
+    """The plain phase changes only the rounding of the values the search compares: the same
+    iterations, the same point, the reported value the precise one."""
+    a, b = _runs(problem, 2, False), _runs(problem, 2, True)
+    assert int(a.epoch) == int(b.epoch) and bool(a.converged) and bool(b.converged)
+    assert float(jnp.abs(a.H - b.H).max()) <= 1e-9
+    assert abs(float(a.f) - float(b.f)) <= 1e-10
+
+
+@pytest.mark.slow
+def test_small_tau_hands_over_to_the_precise_form():
+    """At tau 0.05 the plain rounding near the optimum is far above the stopping tolerance: the
+    precise form must finish the solve, and it is proved optimal."""
+    problem = Problem.from_counts([8, 8, 2, 2], tau=0.05)
+    sol = gd.solve(problem, seed=0)
+    assert sol.status == "optimal"
+    assert sol.certificate.relative_gap <= 1e-6
+
+
+def test_plain_phase_only_where_it_pays_back_its_compile():
+    """Deterministic batchings of at least PLAIN_MIN_WIDTH rows; never a random scheme (its steps are
+    on other batches than the reported objective)."""
+    def config(problem):
+        return gd._prepare(problem, None, None, "bb", jnp.float64, None)[3]
+    assert config(Problem.balanced(10, gd.PLAIN_MIN_WIDTH // 10)).plain_phase
+    assert not config(Problem.balanced(10, gd.PLAIN_MIN_WIDTH // 10 - 1)).plain_phase
+    assert not config(Problem.balanced(10, 200, batching=Batching.random(gd.PLAIN_MIN_WIDTH))).plain_phase

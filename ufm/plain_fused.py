@@ -1,0 +1,215 @@
+"""The SCL excess in its plain form, fused: the cheap objective of gradient descent's first phase
+(docs/architecture.md "Two phases").
+
+For one batch of m rows Z (m, d) (unit rows: points of the sphere), with members M, labels y and
+anchors i (``is_anchor``, members with |P(i)| >= 1), G = Z Z^T:
+
+    e_i = lse_i - mean_{p in P(i)} G_ip / tau - log|P(i)|,
+    lse_i = 1/tau + log D_i,    D_i = sum_{a in M, a != i} exp((G_ia - 1) / tau),
+    E_b = sum_i e_i,
+
+the same excess as :mod:`ufm.excess` (there lse_i is split as lse_P + softplus(lse_N - lse_P)), here
+as a difference of terms of size 1/tau + log m. Unit rows make G_ia - 1 <= 0 (to rounding), so the
+shift 1/tau replaces a row maximum, and D_i >= exp(-2/tau) (an anchor has a positive) never
+underflows for tau above :func:`min_tau` (0.003 in float64, 0.024 in float32). The positives enter through class sums:
+sum_{p in P(i)} G_ip = <z_i, C_y> - |z_i|^2 with C_y the sum of class y's member rows.
+
+Precision: each e_i is a difference of O(1/tau + log m) terms, so the rounding of E_b is about
+eps * anchors * (2/tau + log m) (:func:`rounding_bound`), relative to E: at tau 0.5, n = 1000 about
+4e-15 in float64 (E is ~0.7 per anchor); for counts (8, 8, 2, 2) at tau 0.05 about 8e-4 at the
+optimum (E = 2.5e-10). It is the fast path only where that bound is far below what a step changes; the precise
+excess (:mod:`ufm.excess_fused`) takes over from there (:mod:`solvers.gd`), and the reported value,
+the stopping test and the certificate are always the precise one.
+
+Gradient (closed form, computed with the value, blocks of c anchors, O(c m) memory): with
+w_i = 1/D_i on anchors (0 elsewhere), W_ia = w_i exp((G_ia - 1)/tau) the masked softmax,
+
+    dE/dz_j = (sum_a W_ja z_a + sum_i W_ij z_i) / tau - [b_j (C_y - 2 z_j) + B_y],
+    b_j = 1 / (tau |P(j)|) on anchors (0 elsewhere),  B_y = sum_{i in y} b_i z_i  (j a member of y),
+    dE/dtau = sum_i [ mean_{p in P(i)} G_ip / tau^2 - sum_a W_ia G_ia / tau^2 ].
+
+Per block: one product Z_b Z^T, one exponential per entry, ent [Z, 1] (row sums and the anchor side)
+and ent^T (w Z_b) (the column side): the benchmark floor's two products plus one.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from ufm.excess import batch_rows
+from ufm.excess_fused import block_size, default_block as precise_default_block
+
+#: e_i's terms are exp((G - 1)/tau) >= exp(-2/tau): above this many units of -log(tiny) in the exponent
+#: an entry could underflow; :func:`min_tau` keeps 2/tau within MIN_TAU_REACH of the dtype's range.
+MIN_TAU_REACH = 0.95
+
+#: Anchors per block when no chunk size is given (on a CPU): c * m * itemsize ~ BLOCK_BYTES, at least
+#: MIN_BLOCK_BYTES / itemsize rows, at most the batch. No window here, so blocks are larger than
+#: ``ufm.excess_fused``'s. Measured on 2 cores (Intel Xeon), k = d = 10, value + gradient, float64:
+#: n = 1000 blocks of 250 / 500 / 1000: 4.7 / 3.5 / 2.7 ms (1000, the default); n = 5000 blocks of
+#: 128 / 200 / 256 / 400: 69 / 66 / 58 / 78 ms (262); n = 20000 blocks of 52 / 128 / 256: 1.20 / 0.96 /
+#: 1.46 s (128); float32 n = 5000 blocks of 128 / 256 / 512 / 1024: 31 / 23 / 20 / 34 ms (524).
+#: The floor of MIN_BLOCK_BYTES / itemsize rows (128 in float64) holds while a block's logits stay
+#: within MAX_BLOCK_BYTES (n <= 65536 in float64); beyond, the precise kernel's rule (32 rows), so a
+#: huge batch needs no more memory than there. On a GPU one block (the whole batch).
+BLOCK_BYTES = 10 * 2 ** 20
+MIN_BLOCK_BYTES = 1024
+MAX_BLOCK_BYTES = 64 * 2 ** 20
+
+
+def default_block(width: int, itemsize: int) -> int:
+    """Anchors per block of a batch of ``width`` rows when no chunk size is given (BLOCK_BYTES)."""
+    if jax.default_backend() != "cpu":
+        return width
+    row_bytes = max(width * itemsize, 1)
+    rows = max(BLOCK_BYTES // row_bytes, MIN_BLOCK_BYTES // itemsize)
+    return rows if rows * row_bytes <= MAX_BLOCK_BYTES else precise_default_block(width, itemsize)
+
+
+def min_tau(dtype) -> float:
+    """The smallest tau at which no entry exp((G - 1)/tau), G >= -1, underflows in ``dtype``."""
+    return 2.0 / (MIN_TAU_REACH * -math.log(float(jnp.finfo(dtype).tiny)))
+
+
+def rounding_bound(tau, anchors: int, width: int, dtype) -> jnp.ndarray:
+    """A bound on the absolute rounding of E computed plainly: eps * anchors * (2/tau + log width)
+    (each e_i is a difference of terms of size 1/tau + log width)."""
+    return float(jnp.finfo(dtype).eps) * anchors * (2.0 / tau + math.log(max(width, 2)))
+
+
+def _row_terms(Z, labels, member, is_anchor, num_classes: int):
+    """Per-row quantities of one batch: (anchor (m,) bool, n_pos (m,), pos_sum (m,) = sum_P G_i.,
+    class sums C (k, d), class of each row (m,))."""
+    dtype = Z.dtype
+    lab = jnp.clip(labels, 0, num_classes - 1)
+    memf = member.astype(dtype)
+    C = jax.ops.segment_sum(Z * memf[:, None], lab, num_segments=num_classes)
+    counts = jax.ops.segment_sum(memf, lab, num_segments=num_classes)
+    n_pos = jnp.where(member, counts[lab] - 1.0, 0.0)
+    anchor = is_anchor & member & (n_pos > 0)
+    pos_sum = jnp.sum(Z * C[lab], axis=1) - jnp.sum(Z * Z, axis=1)
+    return anchor, n_pos, pos_sum, C, lab
+
+
+def _partial(Z, labels, member, owned, tau, num_classes: int, c: int, starts, pad: int, with_grad: bool):
+    """(E over the anchors in ``owned``, dE/dZ, dE/dtau) of one batch, blocks of c anchors from the
+    row offsets ``starts`` (every owned anchor in one of them; a block ends at most ``pad`` rows past
+    the batch)."""
+    m, d = Z.shape
+    dtype = Z.dtype
+    anchor, n_pos, pos_sum, C, lab = _row_terms(Z, labels, member, owned, num_classes)
+    npos = jnp.maximum(n_pos, 1.0)
+    mean_pos = jnp.where(anchor, pos_sum / npos / tau, 0.0)
+    Zp = jnp.concatenate([Z, jnp.zeros((pad, d), dtype)])
+    anchor_p = jnp.concatenate([anchor, jnp.zeros(pad, bool)])
+    right = jnp.concatenate([Z, jnp.ones((m, 1), dtype)], axis=1)          # [Z, 1] (m, d + 1)
+    cols = jnp.arange(m, dtype=jnp.int32)[None, :]
+    inv_tau = 1.0 / tau
+
+    def body(carry, b0):
+        total, col, eg_sum = carry
+        Zb = jax.lax.dynamic_slice_in_dim(Zp, b0, c)
+        ab = jax.lax.dynamic_slice_in_dim(anchor_p, b0, c)
+        rows = b0 + jnp.arange(c, dtype=jnp.int32)[:, None]
+        keep = ab[:, None] & member[None, :] & (rows != cols)
+        ent = jnp.where(keep, jnp.exp((Zb @ Z.T - 1.0) * inv_tau), 0.0)       # one exponential per entry
+        A = ent @ right                                                      # (c, d + 1)
+        D = jnp.where(ab, A[:, d], 1.0)
+        total = total + jnp.sum(jnp.where(ab, jnp.log(D), 0.0))
+        if not with_grad:
+            return (total, col, eg_sum), None
+        w = jnp.where(ab, 1.0 / D, 0.0)
+        # the column side sum_i W_ia z_i as [w Z_b]^T ent (contracting the anchors): no copy of ent^T
+        col = col + jax.lax.dot_general(w[:, None] * Zb, ent, (((0,), (0,)), ((), ()))).T
+        row_b = w[:, None] * A[:, :d]                                        # sum_a W_ia z_a
+        eg_sum = eg_sum + jnp.sum(Zb * row_b)                                # sum_ia W_ia G_ia
+        return (total, col, eg_sum), row_b
+
+    zero = jnp.zeros((), dtype)
+    (log_sum, col, eg_sum), row_blocks = jax.lax.scan(body, (zero, jnp.zeros((m, d), dtype), zero), starts)
+    n_anchor = jnp.sum(anchor.astype(dtype))
+    value = log_sum + n_anchor * inv_tau - jnp.sum(mean_pos) - jnp.sum(jnp.where(anchor, jnp.log(npos), 0.0))
+    if not with_grad:
+        return value, None, None
+    b = jnp.where(anchor, inv_tau / npos, 0.0)
+    B = jax.ops.segment_sum(b[:, None] * Z, lab, num_segments=num_classes)
+    positives = (b[:, None] * (C[lab] - 2.0 * Z) + B[lab]) * member.astype(dtype)[:, None]
+    # the blocks' anchor sides back to rows (blocks may overlap rows they do not own: those are 0)
+    row = jnp.zeros((m + pad, d), dtype).at[(starts[:, None] + jnp.arange(c)[None, :]).reshape(-1)].add(
+        row_blocks.reshape(-1, d))
+    dZ = (row[:m] + col) * inv_tau - positives
+    # d lse_i / dtau = -sum_a W_ia G_ia / tau^2;  d(-mean_pos_i) / dtau = mean_pos_i / tau
+    dtau = -eg_sum * inv_tau * inv_tau + jnp.sum(mean_pos) * inv_tau
+    return value, dZ, dtau
+
+
+def _evaluate(Z, labels, member, is_anchor, tau, num_classes, chunk_size, mesh, with_grad):
+    m, d = Z.shape
+    if mesh is None:
+        c = block_size(m, chunk_size, m, Z.dtype.itemsize, default_block)
+        starts = jnp.arange(0, m, c, dtype=jnp.int32)
+        return _partial(Z, labels, member, is_anchor, tau, num_classes, c, starts, c, with_grad)
+    axis = mesh.axis_names[0]
+    p = mesh.shape[axis]
+    per = -(-m // p)
+    c = block_size(per, chunk_size, m, Z.dtype.itemsize, default_block)
+    local = jnp.arange(0, per, c, dtype=jnp.int32)
+
+    def on_device(Z, labels, member, is_anchor, tau):
+        first = jax.lax.axis_index(axis) * per
+        rows = jnp.arange(m)
+        owned = is_anchor & (rows >= first) & (rows < first + per)
+        value, dZ, dtau = _partial(Z, labels, member, owned, tau, num_classes, c, first + local,
+                                   p * per - m + c, with_grad)
+        value = jax.lax.psum(value, axis)
+        if not with_grad:
+            return value, None, None
+        return value, jax.lax.psum(dZ, axis), jax.lax.psum(dtau, axis)
+
+    spec = jax.sharding.PartitionSpec()
+    out_specs = (spec, None, None) if not with_grad else (spec, spec, spec)
+    fn = jax.shard_map(on_device, mesh=mesh, in_specs=(spec,) * 5, out_specs=out_specs, check_vma=False)
+    return fn(Z, labels, member, is_anchor, tau)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def batch_excess_plain(Z: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
+                       tau: jnp.ndarray, num_classes: int, chunk_size: int | None = None,
+                       mesh: jax.sharding.Mesh | None = None) -> jnp.ndarray:
+    """E of one batch in the plain form (module docstring), with its gradient computed alongside
+    (a custom VJP, w.r.t. Z and tau). Z (m, d) unit rows, labels (m,) in [0, num_classes), member,
+    is_anchor (m,) bool. Static: ``num_classes``, ``chunk_size`` (anchors per block; None:
+    :func:`default_block`), ``mesh`` (anchors split over its devices, one axis)."""
+    return _evaluate(Z, labels, member, is_anchor, tau, num_classes, chunk_size, mesh, False)[0]
+
+
+def _forward(Z, labels, member, is_anchor, tau, num_classes, chunk_size, mesh):
+    value, dZ, dtau = _evaluate(Z, labels, member, is_anchor, tau, num_classes, chunk_size, mesh, True)
+    return value, (dZ, dtau)
+
+
+def _backward(num_classes, chunk_size, mesh, residual, cotangent):
+    dZ, dtau = residual
+    return cotangent * dZ, None, None, None, cotangent * dtau
+
+
+batch_excess_plain.defvjp(_forward, _backward)
+
+
+def log_excess_plain_packed(H, labels, rep, tau, index, valid, num_classes: int, prototypes=None,
+                            prototype_labels=None, prototype_anchors: bool = True,
+                            chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None) -> jnp.ndarray:
+    """log E over a packed batching in the plain form: the arguments of
+    :func:`ufm.excess_fused.log_excess_packed` (``rep`` is unused: the plain form needs no class
+    representative), log of the sum of the batches' :func:`batch_excess_plain`. Accurate to
+    :func:`rounding_bound` / E, relative; NaN where rounding makes the sum <= 0."""
+    Z, _, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, prototypes,
+                                                     prototype_labels, prototype_anchors)
+    parts = jax.vmap(lambda *a: batch_excess_plain(*a, tau, num_classes, chunk_size, mesh))(
+        Z, row_labels, member, is_anchor)
+    total = jnp.sum(parts)
+    return jnp.where(total > 0, jnp.log(jnp.where(total > 0, total, 1.0)), jnp.nan)
