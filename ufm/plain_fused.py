@@ -75,7 +75,7 @@ def min_tau(dtype) -> float:
     return 2.0 / (MIN_TAU_REACH * -math.log(float(jnp.finfo(dtype).tiny)))
 
 
-def rounding_bound(tau, anchors: int, width: int, dtype) -> jnp.ndarray:
+def rounding_bound(tau, anchors: int, width: int, dtype) -> jnp.ndarray | float:
     """A bound on the absolute rounding of E computed plainly: eps * anchors * (2/tau + log width)
     (each e_i is a difference of terms of size 1/tau + log width)."""
     return float(jnp.finfo(dtype).eps) * anchors * (2.0 / tau + math.log(max(width, 2)))
