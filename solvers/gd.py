@@ -10,8 +10,9 @@ batching (``ufm.excess_fused.log_excess_packed``, the fused kernel; docs/theory.
 loss minus its constant, to full relative precision at any tau (the loss itself does not resolve the geometry below tau ~ 0.07).
 With a deterministic batching of at least ``PLAIN_MIN_WIDTH`` rows the steps first evaluate log E
 in its plain form (``ufm.plain_fused``, about 2.5x cheaper) while its rounding is far below what a
-step changes (``PLAIN_SWITCH``), then the precise form from the same point; the stopping test and the
-result are the precise form's (docs/theory.md section 9, "Two forms of the same objective").
+step changes (``PLAIN_SWITCH``), then the precise form from the same point; the result, the
+certificate and the gradient half of the stopping test are the precise form's (docs/theory.md
+section 9, "Two forms of the same objective").
 
 Method (default ``optimizer="bb"``): Riemannian / projected gradient descent with Barzilai-Borwein
 step sizes and a nonmonotone Armijo backtracking line search (Grippo-Lampariello-Lucidi, memory 10),
@@ -107,7 +108,7 @@ from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, 
                                  problem_constant, problem_log_excess)
 from ufm.excess import representatives
 from ufm.excess_fused import class_rows_bucket, log_excess_packed
-from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_bound
+from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_estimate
 from ufm.problem import SEED_MAX, Problem
 from ufm.random_batches import draw, draw_shape
 from ufm.solution import DescentInfo, Solution, certified_status, join
@@ -125,7 +126,7 @@ DEFAULT_TOL = {jnp.float64: 1e-12, jnp.float32: 1e-8}
 GRAD_POWER = 0.75
 HISTORY = 20000   # at most this many epochs of loss history are kept
 #: Two phases (deterministic batchings): the steps run on the plain form of log E
-#: (``ufm.plain_fused``, about 2.5x cheaper) while its rounding bound beta (relative to E) times
+#: (``ufm.plain_fused``, about 2.5x cheaper) while its rounding estimate beta (relative to E) times
 #: PLAIN_SWITCH stays below both the last step's change of log E and PLAIN_MAX_NOISE; then on the
 #: precise form (``ufm.excess_fused``) from the same point and transform state, where the
 #: stopping test is made. At tau 0.5, n = 1000 beta is ~4e-15: the plain phase takes every step to a
@@ -200,6 +201,7 @@ class LoopState(NamedTuple):
     opt: Any                  # the transform's state (solvers.optimizers)
     history: jnp.ndarray      # (history,) reported loss after each epoch (nan beyond)
     gram_snaps: jnp.ndarray   # (snapshots, k, k) class-mean Gram at the start and after epochs 2^j
+    plain_epochs: jnp.ndarray  # epochs whose steps ran on the plain form (PLAIN_SWITCH)
 
 
 def _loss_fn(cfg: Config, data: Data) -> Callable:
@@ -222,12 +224,13 @@ def _plain_loss_fn(cfg: Config, data: Data) -> Callable:
 
 
 def _plain_rounding(cfg: Config, data: Data, f) -> jnp.ndarray:
-    """A bound on the plain form's rounding of log E at log E = f: ``ufm.plain_fused.rounding_bound``
-    over the reported batching's anchor rows (at most batches x rows), divided by E = e^f."""
+    """The plain form's rounding of log E at log E = f, estimated: ``ufm.plain_fused.rounding_estimate``
+    over the reported batching's anchor rows (at most batches x rows), divided by E = e^f, plus the
+    rounding of log E itself."""
     batches, width = data.mon_index.shape
     width += 0 if data.protos is None else data.protos.shape[0]
-    bound = rounding_bound(data.tau, batches * width, width, f.dtype)
-    return bound * jnp.exp(-f)
+    estimate = rounding_estimate(data.tau, batches * width, width, f.dtype)
+    return estimate * jnp.exp(-f) + float(jnp.finfo(f.dtype).eps) * jnp.abs(f)
 
 
 def _make_tx(cfg: Config, lr, total_steps: int) -> optax.GradientTransformationExtraArgs:
@@ -308,7 +311,8 @@ def _run(cfg: Config, data: Data):
             power_of_two = (done & (done - 1)) == 0
             slot = jnp.where(power_of_two, jnp.round(jnp.log2(done.astype(dtype))).astype(jnp.int32) + 1, 0)
             snaps = jnp.where(power_of_two, s.gram_snaps.at[slot].set(mean_gram(H)), s.gram_snaps)
-            return LoopState(H, f, G, gnorm, rel, done, converged & ~bad, stalled, bad, opt, history, snaps)
+            return LoopState(H, f, G, gnorm, rel, done, converged & ~bad, stalled, bad, opt, history, snaps,
+                             s.plain_epochs)
         return epoch_body, monitor
 
     def cond(s: LoopState):
@@ -320,7 +324,7 @@ def _run(cfg: Config, data: Data):
                          jnp.asarray(False), descent.failed(cset, H0, f0, gn0), opt0,
                          jnp.full((cfg.history,), jnp.nan, dtype),
                          jnp.full((n_snapshots(cfg.steps), cfg.n_classes, cfg.n_classes), jnp.nan, dtype)
-                         .at[0].set(mean_gram(H0)))
+                         .at[0].set(mean_gram(H0)), jnp.asarray(0))
 
     epoch_body, monitor = make_epoch(loss)
     if not (cfg.plain_phase and not cfg.stochastic):
@@ -337,11 +341,20 @@ def _run(cfg: Config, data: Data):
     s1 = jax.lax.while_loop(plain_cond, plain_body, start(plain_monitor))
     f, G, gnorm = monitor(s1.H)
     # the last plain step's change stands for the stopping test's first half where the plain
-    # rounding is below tol / PLAIN_SWITCH (its error is then < 2% of tol); the gradient is the precise one
+    # rounding estimate is below tol / PLAIN_SWITCH (its error then ~2% of tol); the gradient half is
+    # the precise one's. (A further precise step from a point already at the optimum can cost a full
+    # search: with ReLU at the exact frame no trial decreases, 50 halvings.)
     plain_rel_ok = (s1.rel_change <= tol) & (PLAIN_SWITCH * _plain_rounding(cfg, data, s1.f) <= tol)
     last = jnp.clip(s1.epoch - 1, 0, cfg.history - 1)
     history = jnp.where(s1.epoch > 0, s1.history.at[last].set(f), s1.history)    # the precise value
-    s2 = s1._replace(f=f, G=G, gnorm=gnorm, stalled=jnp.asarray(False), history=history,
+    # the search's memory of accepted values restarts from the precise value (the plain ones differ
+    # by their rounding); the BB state (points and directions) carries over
+    opt = s1.opt
+    values = otu.tree_get(opt, "values")
+    if values is not None:
+        opt = otu.tree_set(opt, values=jnp.full_like(values, jnp.nan).at[0].set(f))
+    s2 = s1._replace(f=f, G=G, gnorm=gnorm, stalled=jnp.asarray(False), history=history, opt=opt,
+                     plain_epochs=s1.epoch,
                      converged=(f == -jnp.inf) | (plain_rel_ok & (gnorm <= tol ** GRAD_POWER)),
                      bad=descent.failed(cset, s1.H, f, gnorm))
     return jax.lax.while_loop(cond, epoch_body, s2)
@@ -545,7 +558,8 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                                "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
                                    :len(snapshot_epochs(epochs))].tolist()},
         last_step_size=None if bb_step is None else float(bb_step),
-        evaluations=None if trials is None or cfg.stochastic else 1 + int(trials))
+        evaluations=None if trials is None or cfg.stochastic else 1 + int(trials) + int(cfg.plain_phase),
+        plain_epochs=int(s.plain_epochs))
     if bool(s.bad) or not np.all(np.isfinite(H)) or \
             not unit_sphere(problem.relu).violation(H) <= descent.FEASIBILITY_TOL:
         M = np.full((problem.k, problem.k), np.nan)

@@ -4,7 +4,7 @@ descent's two phases (solvers.gd: PLAIN_SWITCH).
 References: the reference path's log E (ufm.excess, JAX's derivative of the excess form: other
 formulas, other code), mpmath at 60 digits (tests/reference_mp.py) and a plain Python loop over the
 SCL formula (tests/reference.py). Tolerances: in float64 at tau >= 0.1 on these small problems the
-plain form's rounding is ~1e-15 relative to E (rounding_bound / E <= 1e-13 here), so values agree to
+plain form's rounding is ~1e-15 relative to E (rounding_estimate / E <= 1e-13 here), so values agree to
 1e-13 relative and tangent gradients to 1e-12 of their largest entry.
 """
 
@@ -19,7 +19,7 @@ from solvers import gd
 from ufm import Batching, Problem
 from ufm.batching import pack
 from ufm.excess import log_excess_packed as reference_log_excess, representatives
-from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_bound
+from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_estimate
 from tests.reference import scl_loop
 from tests.reference_mp import excess_mp
 
@@ -78,7 +78,7 @@ def test_plain_form_equals_the_reference_path(counts, tau, batches, chunk, proto
     assert loss > E_mp                                                # the constant sum log|P(i)| >= 0
 
 
-def test_rounding_bound_holds_against_mpmath():
+def test_rounding_estimate_holds_against_mpmath():
     """The plain form's error against 60 digits stays within its stated bound, also where that bound
     is large relative to E (a near-collapsed start at small tau, the regime gd leaves to the precise
     form)."""
@@ -91,8 +91,44 @@ def test_rounding_bound_holds_against_mpmath():
         value = log_excess_plain_packed(jnp.asarray(H), jnp.asarray(labels), jnp.asarray(representatives(labels)),
                                         tau, jnp.asarray(packed.index), jnp.asarray(packed.valid), 3)
         E_mp = float(excess_mp(H, labels, tau))
-        bound = rounding_bound(tau, 18, 18, jnp.float64)
+        bound = rounding_estimate(tau, 18, 18, jnp.float64)
         assert abs(float(jnp.exp(value)) - E_mp) <= bound, (tau, float(jnp.exp(value)), E_mp, bound)
+
+
+def _excess_longdouble(H, labels, tau) -> float:
+    """E of a full batch from the formula in numpy's longdouble (80-bit on x86: eps 1.1e-19), with
+    each anchor's log-sum-exp shifted by its own maximum: an independent reference at n = 1000."""
+    X = np.asarray(H, dtype=np.longdouble)
+    G = X @ X.T / np.longdouble(tau)
+    n = len(labels)
+    same = labels[:, None] == labels[None, :]
+    np.fill_diagonal(same, False)
+    G_off = G.copy()
+    np.fill_diagonal(G_off, -np.inf)
+    top = G_off.max(axis=1)
+    lse = top + np.log(np.exp(G_off - top[:, None]).sum(axis=1))
+    npos = same.sum(axis=1)
+    mean_pos = np.where(same, G, 0).sum(axis=1) / npos
+    return float(np.sum(lse - mean_pos - np.log(npos.astype(np.longdouble))))
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps > 1e-18, reason="needs an 80-bit longdouble")
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("tau,spread", [(0.5, 1.0), (0.1, 0.1), (0.05, 0.02)])
+def test_rounding_estimate_holds_at_n_1000(dtype, tau, spread):
+    """The estimate against an 80-bit reference at the benchmark's size (k = 10, d = 10): a random
+    start (spread 1) and classes near their means (spread 0.1, where E is small against the loss)."""
+    labels = np.repeat(np.arange(10), 100)
+    means = np.linalg.qr(np.random.default_rng(0).normal(size=(10, 10)))[0]
+    H = means[labels] * (1 - spread) + spread * np.random.default_rng(1).normal(size=(1000, 10)) / 3
+    H = (H / np.linalg.norm(H, axis=1, keepdims=True)).astype(jnp.dtype(dtype))
+    packed = pack([list(range(1000))])
+    value = log_excess_plain_packed(jnp.asarray(H), jnp.asarray(labels), jnp.asarray(representatives(labels)),
+                                    jnp.asarray(tau, dtype), jnp.asarray(packed.index), jnp.asarray(packed.valid), 10)
+    E_ref = _excess_longdouble(H.astype(np.float64), labels, tau)
+    # in log E: the estimate relative to E, plus the rounding of log E itself (any form has it)
+    allowed = rounding_estimate(tau, 1000, 1000, dtype) / E_ref + float(jnp.finfo(dtype).eps) * abs(np.log(E_ref))
+    assert abs(float(value) - np.log(E_ref)) <= allowed, (float(value), np.log(E_ref), allowed)
 
 
 def test_min_tau_keeps_every_entry_above_underflow():
@@ -119,18 +155,24 @@ def test_two_phases_take_the_precise_path(problem):
     iterations, the same point, the reported value the precise one."""
     a, b = _runs(problem, 2, False), _runs(problem, 2, True)
     assert int(a.epoch) == int(b.epoch) and bool(a.converged) and bool(b.converged)
+    assert int(a.plain_epochs) == 0 and 0 < int(b.plain_epochs) <= int(b.epoch)
     assert float(jnp.abs(a.H - b.H).max()) <= 1e-9
     assert abs(float(a.f) - float(b.f)) <= 1e-10
 
 
 @pytest.mark.slow
-def test_small_tau_hands_over_to_the_precise_form():
-    """At tau 0.05 the plain rounding near the optimum is far above the stopping tolerance: the
-    precise form must finish the solve, and it is proved optimal."""
+def test_small_tau_hands_over_to_the_precise_form(monkeypatch):
+    """At tau 0.05 the plain rounding near the optimum (~8e-4 of E) is far above the stopping
+    tolerance. From a random start (one compiled run, no continuation) the plain phase takes the
+    first steps and hands over; in a solve (continuation stages 0.5 .. 0.1 first) the last stage
+    starts near the optimum and runs on the precise form from its first step; it is proved optimal."""
     problem = Problem.from_counts([8, 8, 2, 2], tau=0.05)
+    run = _runs(problem, 0, True)
+    assert 0 < int(run.plain_epochs) < int(run.epoch)
+    monkeypatch.setattr(gd, "PLAIN_MIN_WIDTH", 0)
     sol = gd.solve(problem, seed=0)
-    assert sol.status == "optimal"
-    assert sol.certificate.relative_gap <= 1e-6
+    assert sol.status == "optimal" and sol.certificate.relative_gap <= 1e-6
+    assert sol.info.plain_epochs == 0
 
 
 def test_plain_phase_only_where_it_pays_back_its_compile():

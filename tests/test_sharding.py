@@ -52,9 +52,10 @@ for chunk in (None, 2):
                    "grad_diff": float(jnp.abs(g1 - g4).max()), "grad_max": float(jnp.abs(g1).max()),
                    "value_only_4": float(jax.jit(lambda H: f(H, mesh))(H))})
 out["kernel"] = kernel
-# the plain form (the descent's first phase), the same way (blocks of 2: several per device)
+# the plain form (the descent's first phase), the same way (blocks of 4 against 6 rows per device:
+# a block runs into the next device's rows)
 plain = []
-for chunk in (2,):
+for chunk in (4,):
     f = lambda H, m: log_excess_plain_packed(H, labels, rep, problem.tau, jnp.asarray(packed.index),
                                              jnp.asarray(packed.valid), 4, chunk_size=chunk, mesh=m)
     v1, g1 = jax.jit(jax.value_and_grad(lambda H: f(H, None)))(H)

@@ -53,8 +53,12 @@ class DescentInfo:
     - ``last_step_size``: the BB step at the end (where the transform has one);
     - ``evaluations``: loss-and-gradient evaluations of the run where the search counts them (the
       default optimiser on a deterministic batching: 1 at the start plus one per trial of every
-      search, the accepted trial's evaluation being reused as the next step's; of the last run, where
+      search, the accepted trial's evaluation being reused as the next step's, plus 1 for the precise
+      form's first evaluation after a plain phase; of the last run, where
       a temperature continuation or the tied polish ran several), else None;
+    - ``plain_epochs``: epochs whose steps evaluated the plain form (``solvers.gd.PLAIN_SWITCH``; 0
+      where that phase is not compiled); their ``excess_history`` entries are the plain form's, the
+      last entry and ``solver_value`` the precise one's;
     - ``polish``: what the tied polish did, if it ran; ``polished_from_iterations``: epochs before it;
     - ``metrics``: numbers an objective reports about its point (cross-entropy: ``self_duality``,
       ``classifier``, ``bias``), by that objective's names.
@@ -73,6 +77,7 @@ class DescentInfo:
     mean_gram_checkpoints: dict[str, list] | None = None
     last_step_size: float | None = None
     evaluations: int | None = None
+    plain_epochs: int = 0
     polish: str | None = None
     polished_from_iterations: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
