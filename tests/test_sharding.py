@@ -42,28 +42,26 @@ labels, rep = jnp.asarray(problem.labels), jnp.asarray(representatives(problem.l
 H = jnp.abs(jax.random.normal(jax.random.PRNGKey(1), (problem.n, 6)))
 H = H / jnp.linalg.norm(H, axis=1, keepdims=True)
 mesh = sharding.device_mesh(4, sharding.ROWS)
-kernel = []
-for chunk in (None, 2):
-    f = lambda H, m: log_excess_packed(H, labels, rep, problem.tau, jnp.asarray(packed.index),
-                                       jnp.asarray(packed.valid), 4, chunk_size=chunk, mesh=m)
-    v1, g1 = jax.jit(jax.value_and_grad(lambda H: f(H, None)))(H)
-    v4, g4 = jax.jit(jax.value_and_grad(lambda H: f(H, mesh)))(H)
-    kernel.append({"value_1": float(v1), "value_4": float(v4),
-                   "grad_diff": float(jnp.abs(g1 - g4).max()), "grad_max": float(jnp.abs(g1).max()),
-                   "value_only_4": float(jax.jit(lambda H: f(H, mesh))(H))})
-out["kernel"] = kernel
+
+
+def one_and_four(log_excess, chunks):
+    # value and gradient of log_excess on one device and row-sharded over four, per chunk size
+    rows = []
+    for chunk in chunks:
+        f = lambda H, m: log_excess(H, labels, rep, problem.tau, jnp.asarray(packed.index),
+                                    jnp.asarray(packed.valid), 4, chunk_size=chunk, mesh=m)
+        v1, g1 = jax.jit(jax.value_and_grad(lambda H: f(H, None)))(H)
+        v4, g4 = jax.jit(jax.value_and_grad(lambda H: f(H, mesh)))(H)
+        rows.append({"value_1": float(v1), "value_4": float(v4),
+                     "grad_diff": float(jnp.abs(g1 - g4).max()), "grad_max": float(jnp.abs(g1).max()),
+                     "value_only_4": float(jax.jit(lambda H: f(H, mesh))(H))})
+    return rows
+
+
+out["kernel"] = one_and_four(log_excess_packed, (None, 2))
 # the plain form (the descent's first phase), the same way (blocks of 4 against 6 rows per device:
 # a block runs into the next device's rows)
-plain = []
-for chunk in (4,):
-    f = lambda H, m: log_excess_plain_packed(H, labels, rep, problem.tau, jnp.asarray(packed.index),
-                                             jnp.asarray(packed.valid), 4, chunk_size=chunk, mesh=m)
-    v1, g1 = jax.jit(jax.value_and_grad(lambda H: f(H, None)))(H)
-    v4, g4 = jax.jit(jax.value_and_grad(lambda H: f(H, mesh)))(H)
-    plain.append({"value_1": float(v1), "value_4": float(v4),
-                  "grad_diff": float(jnp.abs(g1 - g4).max()), "grad_max": float(jnp.abs(g1).max()),
-                  "value_only_4": float(jax.jit(lambda H: f(H, mesh))(H))})
-out["plain"] = plain
+out["plain"] = one_and_four(log_excess_plain_packed, (4,))
 # gradient descent: one full-batch solve row-sharded; starts and a sweep split over the devices
 solve = []
 for relu in (True,):                # (without ReLU the same kernel runs; the CLI test covers it)
