@@ -183,6 +183,17 @@ def exp_pass_floor(H: jnp.ndarray, tau, reps: int = 3) -> float:
     return min(timed_floor(min(c, n)) for c in (32, 64, 128, 256, 512, 2048))
 
 
+def _fastest(fn, x, reps: int) -> float:
+    """Seconds of the fastest of ``reps`` calls fn(x), after one warm-up (compile) call."""
+    jax.block_until_ready(fn(x))
+    times = []
+    for _ in range(reps):
+        t0 = _now()
+        jax.block_until_ready(fn(x))
+        times.append(_now() - t0)
+    return min(times)
+
+
 def bench_scaling(sizes: list[int], chunk_above: float = float("inf"), chunk: int = 2000,
                   dtype=jnp.float64) -> dict:
     """Full-batch BB GD, balanced k = 10, d = 10, tau 0.5, from seed 0, a few steps per size (tol 1e-15:
@@ -208,24 +219,13 @@ def bench_scaling(sizes: list[int], chunk_above: float = float("inf"), chunk: in
             lambda H: scl_loss_packed(H, data.labels, data.tau, data.mon_index, data.mon_valid, "sum",
                                       chunk_size=chunk_size, num_classes=problem.k,
                                       class_rows=cfg.class_rows)))
-        jax.block_until_ready(vg(data.H0))
-        times = []
-        for _ in range(7 if n <= 5000 else 2):             # the smallest of several: short calls are noisy
-            t0 = _now()
-            jax.block_until_ready(vg(data.H0))
-            times.append(_now() - t0)
-        vg_s = min(times)
+        reps = 7 if n <= 5000 else 2                       # the smallest of several: short calls are noisy
+        vg_s = _fastest(vg, data.H0, reps)
         # the plain form (ufm.plain_fused), what the descent's steps evaluate until the switch
         plain = jax.jit(jax.value_and_grad(
             lambda H: log_excess_plain_packed(H, data.labels, data.rep, data.tau, data.mon_index,
                                               data.mon_valid, problem.k, chunk_size=chunk_size)))
-        jax.block_until_ready(plain(data.H0))
-        times = []
-        for _ in range(7 if n <= 5000 else 2):
-            t0 = _now()
-            jax.block_until_ready(plain(data.H0))
-            times.append(_now() - t0)
-        plain_s = min(times)
+        plain_s = _fastest(plain, data.H0, reps)
         floor_s = exp_pass_floor(data.H0, data.tau)
         flops = 6.0 * n * n * problem.dim          # G = H H^T, and two (n, n) x (n, d) products back
         rows.append({"n": n, "k": 10, "d": problem.dim, "chunk_size": chunk_size, "epochs": epochs,

@@ -268,7 +268,6 @@ def _run(cfg: Config, data: Data):
             """The reported objective (epoch-0 batching) at H: (f, G, ||direction||_F)."""
             return descent.measure(lambda V: loss(V, data.mon_index, data.mon_valid), cset, H)
 
-
         def step(H, f, G, index, valid, opt):
             """One step on the loss of (index, valid); f, G at H for those batches (solvers.descent). A
             deterministic batching's step is on the reported objective itself, so the search keeps f and

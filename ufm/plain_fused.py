@@ -11,8 +11,9 @@ anchors i (``is_anchor``, members with |P(i)| >= 1), G = Z Z^T:
 the same excess as :mod:`ufm.excess` (there lse_i is split as lse_P + softplus(lse_N - lse_P)), here
 as a difference of terms of size 1/tau + log m. Unit rows make G_ia - 1 <= 0 (to rounding), so the
 shift 1/tau replaces a row maximum, and D_i >= exp(-2/tau) (an anchor has a positive) never
-underflows for tau above :func:`min_tau` (0.003 in float64, 0.024 in float32). The positives enter through class sums:
-sum_{p in P(i)} G_ip = <z_i, C_y> - |z_i|^2 with C_y the sum of class y's member rows.
+underflows for tau above :func:`min_tau` (0.003 in float64, 0.024 in float32). The positives enter
+through class sums: sum_{p in P(i)} G_ip = <z_i, C_y> - |z_i|^2 with C_y the sum of class y's member
+rows.
 
 Precision: each e_i is a difference of O(1/tau + log m) terms, so the rounding of E_b is about
 eps * anchors * (2/tau + log m) (:func:`rounding_estimate`), relative to E: at tau 0.5, n = 1000 about
@@ -107,7 +108,6 @@ def _partial(Z, labels, member, owned, tau, num_classes: int, c: int, starts, pa
     dtype = Z.dtype
     anchor, n_pos, pos_sum, C, lab = _row_terms(Z, labels, member, owned, num_classes)
     npos = jnp.maximum(n_pos, 1.0)
-    mean_pos = jnp.where(anchor, pos_sum / npos / tau, 0.0)
     Zp = jnp.concatenate([Z, jnp.zeros((pad, d), dtype)])
     anchor_p = jnp.concatenate([anchor, jnp.zeros(pad, bool)])
     right = jnp.concatenate([Z, jnp.ones((m, 1), dtype)], axis=1)          # [Z, 1] (m, d + 1)
@@ -125,7 +125,7 @@ def _partial(Z, labels, member, owned, tau, num_classes: int, c: int, starts, pa
         D = jnp.where(ab, A[:, d], 1.0)
         log_D = jnp.where(ab, jnp.log(D), 0.0)
         if not with_grad:
-            return (col, eg_sum), (log_D, jnp.zeros((c, d), dtype))
+            return (col, eg_sum), (log_D, None)
         w = jnp.where(ab, 1.0 / D, 0.0)
         # the column side sum_i W_ia z_i as [w Z_b]^T ent (contracting the anchors): no copy of ent^T
         col = col + jax.lax.dot_general(w[:, None] * Zb, ent, (((0,), (0,)), ((), ()))).T
@@ -150,6 +150,7 @@ def _partial(Z, labels, member, owned, tau, num_classes: int, c: int, starts, pa
     row = jnp.zeros((m + pad, d), dtype).at[block_rows].add(row_blocks.reshape(-1, d))
     dZ = (row[:m] + col) * inv_tau - positives
     # d lse_i / dtau = -sum_a W_ia G_ia / tau^2;  d(-mean_pos_i) / dtau = mean_pos_i / tau
+    mean_pos = jnp.where(anchor, pos_sum / npos * inv_tau, 0.0)
     dtau = -eg_sum * inv_tau * inv_tau + jnp.sum(mean_pos) * inv_tau
     return value, dZ, dtau
 
