@@ -410,6 +410,16 @@ def batch_rows(H, labels, rep, index, valid, prototypes=None, prototype_labels=N
     return rows[s.index], rows[s.rep[s.index]], s.labels[s.index], s.member, s.is_anchor
 
 
+def over_batches(fn, *batched: jnp.ndarray) -> jnp.ndarray:
+    """fn applied to each batch (the leading axis of every array in ``batched``), results stacked:
+    ``jax.vmap``, except that a single batch (full batch) is passed to fn directly, without the batch
+    axis. A vmapped blocked kernel over one batch ran 10-25% slower on CPU (n = 5000, float64: XLA kept
+    the batch axis in the blocks' products and exponentials)."""
+    if batched[0].shape[0] == 1:
+        return jax.tree_util.tree_map(lambda x: x[None], fn(*(a[0] for a in batched)))
+    return jax.vmap(fn)(*batched)
+
+
 def _row_blocks(width: int, chunk_size: int | None) -> jnp.ndarray:
     """Anchor row blocks (n_blocks, c) covering 0..width-1 (the last padded with indices >= width)."""
     c = width if chunk_size is None else max(1, min(int(chunk_size), width))

@@ -42,7 +42,16 @@ import jax
 import jax.numpy as jnp
 
 from ufm.excess import (_masked_lse, batch_rows, combine_log, cotangent_coefficients, log_softplus,
-                        positives_cotangent, positives_state)
+                        over_batches, positives_cotangent, positives_state)
+
+
+def rows_product(left: jnp.ndarray, e: jnp.ndarray) -> jnp.ndarray:
+    """left^T e, (k, m), for left (c, k) and a block e (c, m): the contraction over the rows of both
+    (a block's column side). The small factor left^T (k, c) is materialised (an optimization
+    barrier, so that XLA does not fold the transpose back into the product), which makes it a plain
+    (k, c) @ (c, m) product: as a contraction over both factors' rows, XLA's CPU backend ran it 3x
+    slower than the row side e @ right (n = 5000, c = 262, d = 10, float64)."""
+    return jax.lax.optimization_barrier(left.T) @ e
 
 
 class _Grads(NamedTuple):
@@ -151,8 +160,7 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
     cn = coef.neg[:, None]
     dZb = cn * A[:, :d] / tau - coef.sig[:, None] * Rb / tau
     dRb = -coef.sig[:, None] * Zb / tau
-    # e^T [coef Z_b, coef] as [..]^T e (contracting the anchors of both): no transposed copy of e
-    B = jax.lax.dot_general(jnp.concatenate([cn * Zb, cn], axis=1), e, (((0,), (0,)), ((), ()))).T
+    B = rows_product(jnp.concatenate([cn * Zb, cn], axis=1), e).T      # e^T [coef Z_b, coef]
     B = jnp.concatenate([B, jnp.zeros((c, d + 1), B.dtype)])           # (m + c, d + 1)
     eg = (jnp.sum(Zb * A[:, :d], axis=1) - A[:, d]) / tau               # sum_a e_ia g_ia
     dtau = (-jnp.sum(coef.neg * eg) + jnp.sum(coef.sig * s)) / tau
@@ -355,6 +363,6 @@ def log_excess_packed(H, labels, rep, tau, index, valid, num_classes: int, proto
     Z, R, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, prototypes,
                                                      prototype_labels, prototype_anchors)
     alpha = jnp.ones(member.shape, Z.dtype)
-    logs = jax.vmap(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, True, mesh, class_rows))(
-        Z, R, row_labels, member, is_anchor, alpha)
+    logs = over_batches(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, True, mesh, class_rows),
+                        Z, R, row_labels, member, is_anchor, alpha)
     return _masked_lse(logs, jnp.isfinite(logs), axis=0)

@@ -42,23 +42,24 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ufm.excess import batch_rows
-from ufm.excess_fused import block_size, default_block as precise_default_block
+from ufm.excess import batch_rows, over_batches
+from ufm.excess_fused import block_size, default_block as precise_default_block, rows_product
 
 #: e_i's terms are exp((G - 1)/tau) >= exp(-2/tau): above this many units of -log(tiny) in the exponent
 #: an entry could underflow; :func:`min_tau` keeps 2/tau within MIN_TAU_REACH of the dtype's range.
 MIN_TAU_REACH = 0.95
 
 #: Anchors per block when no chunk size is given (on a CPU): c * m * itemsize ~ BLOCK_BYTES, at least
-#: MIN_BLOCK_BYTES / itemsize rows, at most the batch. No window here, so blocks are larger than
-#: ``ufm.excess_fused``'s. Measured on 2 cores (Intel Xeon), k = d = 10, value + gradient, float64:
-#: n = 1000 blocks of 250 / 500 / 1000: 4.7 / 3.5 / 2.7 ms (1000, the default); n = 5000 blocks of
-#: 128 / 200 / 256 / 400: 69 / 66 / 58 / 78 ms (262); n = 20000 blocks of 52 / 128 / 256: 1.20 / 0.96 /
-#: 1.46 s (128); float32 n = 5000 blocks of 128 / 256 / 512 / 1024: 31 / 23 / 20 / 34 ms (524).
+#: MIN_BLOCK_BYTES / itemsize rows, at most half the batch. No window here, so blocks are larger than
+#: ``ufm.excess_fused``'s. Measured on 2 cores (Intel Xeon), k = d = 10, value + gradient, against the
+#: benchmark's floor in the same run: float64 n = 1000 blocks of 250 / 500 / 1000: 1.68 / 1.35 / 1.86x
+#: (500, the default); n = 5000 blocks of 262 / 524 / 800: 1.30 / 1.18 / 1.47x (524); n = 20000 blocks
+#: of 64 / 128 / 256: 1.43 / 1.18 / 1.07x (131); float32 n = 5000 blocks of 524 / 1048 / 2048: 1.15 /
+#: 1.10 / 1.92x (1048); n = 20000 blocks of 128 / 256 / 512: 1.21 / 1.14 / 1.19x (262).
 #: The floor of MIN_BLOCK_BYTES / itemsize rows (128 in float64) holds while a block's logits stay
 #: within MAX_BLOCK_BYTES (n <= 65536 in float64); beyond, the precise kernel's rule (32 rows), so a
 #: huge batch needs no more memory than there. On a GPU one block (the whole batch).
-BLOCK_BYTES = 10 * 2 ** 20
+BLOCK_BYTES = 20 * 2 ** 20
 MIN_BLOCK_BYTES = 1024
 MAX_BLOCK_BYTES = 64 * 2 ** 20
 
@@ -68,7 +69,7 @@ def default_block(width: int, itemsize: int) -> int:
     if jax.default_backend() != "cpu":
         return width
     row_bytes = max(width * itemsize, 1)
-    rows = max(BLOCK_BYTES // row_bytes, MIN_BLOCK_BYTES // itemsize)
+    rows = max(min(BLOCK_BYTES // row_bytes, -(-width // 2)), MIN_BLOCK_BYTES // itemsize)
     return rows if rows * row_bytes <= MAX_BLOCK_BYTES else precise_default_block(width, itemsize)
 
 
@@ -127,14 +128,13 @@ def _partial(Z, labels, member, owned, tau, num_classes: int, c: int, starts, pa
         if not with_grad:
             return (col, eg_sum), (log_D, None)
         w = jnp.where(ab, 1.0 / D, 0.0)
-        # the column side sum_i W_ia z_i as [w Z_b]^T ent (contracting the anchors): no copy of ent^T
-        col = col + jax.lax.dot_general(w[:, None] * Zb, ent, (((0,), (0,)), ((), ()))).T
+        col = col + rows_product(w[:, None] * Zb, ent)                      # sum_i W_ia z_i, (d, m)
         row_b = w[:, None] * A[:, :d]                                        # sum_a W_ia z_a
         eg_sum = eg_sum + jnp.sum(Zb * row_b)                                # sum_ia W_ia G_ia
         return (col, eg_sum), (log_D, row_b)
 
     (col, eg_sum), (log_D_blocks, row_blocks) = jax.lax.scan(
-        body, (jnp.zeros((m, d), dtype), jnp.zeros((), dtype)), starts)
+        body, (jnp.zeros((d, m), dtype), jnp.zeros((), dtype)), starts)
     # back to rows (blocks may overlap rows they do not own: those are 0)
     block_rows = (starts[:, None] + jnp.arange(c)[None, :]).reshape(-1)
     log_D = jnp.zeros(m + pad, dtype).at[block_rows].add(log_D_blocks.reshape(-1))[:m]
@@ -148,7 +148,7 @@ def _partial(Z, labels, member, owned, tau, num_classes: int, c: int, starts, pa
     B = jax.ops.segment_sum(b[:, None] * Z, lab, num_segments=num_classes)
     positives = (b[:, None] * (C[lab] - 2.0 * Z) + B[lab]) * member.astype(dtype)[:, None]
     row = jnp.zeros((m + pad, d), dtype).at[block_rows].add(row_blocks.reshape(-1, d))
-    dZ = (row[:m] + col) * inv_tau - positives
+    dZ = (row[:m] + col.T) * inv_tau - positives
     # d lse_i / dtau = -sum_a W_ia G_ia / tau^2;  d(-mean_pos_i) / dtau = mean_pos_i / tau
     mean_pos = jnp.where(anchor, pos_sum / npos * inv_tau, 0.0)
     dtau = -eg_sum * inv_tau * inv_tau + jnp.sum(mean_pos) * inv_tau
@@ -217,7 +217,7 @@ def log_excess_plain_packed(H, labels, rep, tau, index, valid, num_classes: int,
     :func:`rounding_estimate` / E, relative (an estimate); NaN where rounding makes the sum <= 0."""
     Z, _, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, prototypes,
                                                      prototype_labels, prototype_anchors)
-    parts = jax.vmap(lambda *a: batch_excess_plain(*a, tau, num_classes, chunk_size, mesh))(
-        Z, row_labels, member, is_anchor)
+    parts = over_batches(lambda *a: batch_excess_plain(*a, tau, num_classes, chunk_size, mesh),
+                         Z, row_labels, member, is_anchor)
     total = jnp.sum(parts)
     return jnp.where(total > 0, jnp.log(jnp.where(total > 0, total, 1.0)), jnp.nan)
