@@ -832,16 +832,18 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     if pad and not all(p.is_full_batch for p in problems):
         raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
     steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol, chunk_size)
-    if pad:     # counts differ: no bound on a class's rows, so one program serves every padded sweep
-        cfg = cfg._replace(class_rows=None)
-    mesh = sharding.device_mesh(devices, sharding.RUNS)
-    datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
-             for p in problems]
     if pad:
         n_pad = max(p.n for p in problems) if pad_to is None else int(pad_to)
         if n_pad < max(p.n for p in problems):
             raise ProblemError(f"pad_to = {n_pad} is smaller than the largest problem "
                                f"(n = {max(p.n for p in problems)})")
+        # counts differ: no bound on a class's rows, so one program serves every padded sweep; the
+        # kernels run on n_pad rows, so that width decides the plain phase (not the first problem's)
+        cfg = cfg._replace(class_rows=None, plain_phase=n_pad >= PLAIN_MIN_WIDTH)
+    mesh = sharding.device_mesh(devices, sharding.RUNS)
+    datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
+             for p in problems]
+    if pad:
         datas = [_pad_data(d, n_pad) for d in datas]
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *datas)
     shared = ("protos", "proto_labels", "lr", "tol") + (() if pad else ("labels", "rep", "tie"))

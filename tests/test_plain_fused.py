@@ -183,3 +183,17 @@ def test_plain_phase_only_where_it_pays_back_its_compile():
     assert config(Problem.balanced(10, gd.PLAIN_MIN_WIDTH // 10)).plain_phase
     assert not config(Problem.balanced(10, gd.PLAIN_MIN_WIDTH // 10 - 1)).plain_phase
     assert not config(Problem.balanced(10, 200, batching=Batching.random(gd.PLAIN_MIN_WIDTH))).plain_phase
+
+
+def test_padded_sweep_takes_the_plain_phase_from_the_padded_width(monkeypatch):
+    """solve_batched(pad=True) runs the kernels on n_pad rows (the padding as non-members), so n_pad
+    decides the plain phase, not the first problem's n; with it every problem ends where the
+    precise-only sweep ends (both proved optimal, the same loss to 1e-10)."""
+    problems = [Problem.from_counts([6, 6, 4, 4], tau=0.5), Problem.from_counts([8, 6, 6, 4], tau=0.4)]
+    precise = gd.solve_batched(problems, pad=True)                  # 24 rows < PLAIN_MIN_WIDTH
+    monkeypatch.setattr(gd, "PLAIN_MIN_WIDTH", 22)                  # above the first n (20), below n_pad
+    two_phase = gd.solve_batched(problems, pad=True)
+    for a, b in zip(precise, two_phase):
+        assert a.info.plain_epochs == 0 and b.info.plain_epochs > 0
+        assert a.status == "optimal" and b.status == "optimal"
+        assert abs(a.loss - b.loss) <= 1e-10
