@@ -151,15 +151,7 @@ def matmul_peak(n: int | None = None, dtype=jnp.float64) -> float:
     """Measured GFLOP/s of a large square matmul on the default device (the 'peak' we compare to):
     n = 2048 on a CPU, 8192 on an accelerator (a 2048 matmul takes well under a millisecond there)."""
     n = (2048 if jax.default_backend() == "cpu" else 8192) if n is None else n
-    a = jnp.ones((n, n), dtype)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(3):
-        t0 = _now()
-        f(a).block_until_ready()
-        times.append(_now() - t0)
-    return 2 * n ** 3 / min(times) / 1e9
+    return 2 * n ** 3 / _fastest(jax.jit(lambda x: x @ x), jnp.ones((n, n), dtype), 3) / 1e9
 
 
 def exp_pass_floor(H: jnp.ndarray, tau, reps: int = 3) -> float:
