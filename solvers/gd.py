@@ -838,8 +838,9 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
             raise ProblemError(f"pad_to = {n_pad} is smaller than the largest problem "
                                f"(n = {max(p.n for p in problems)})")
         # counts differ: no bound on a class's rows, so one program serves every padded sweep; the
-        # kernels run on n_pad rows, so that width decides the plain phase (not the first problem's)
-        cfg = cfg._replace(class_rows=None, plain_phase=n_pad >= PLAIN_MIN_WIDTH)
+        # kernels run on n_pad rows (plus the prototypes), so that width decides the plain phase
+        prototype_rows = batch_shape(first)[1] - first.n
+        cfg = cfg._replace(class_rows=None, plain_phase=n_pad + prototype_rows >= PLAIN_MIN_WIDTH)
     mesh = sharding.device_mesh(devices, sharding.RUNS)
     datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
              for p in problems]
@@ -863,6 +864,8 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     for i, p in enumerate(problems):
         s = _unstack(out, i)
         s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
+        # the polish solves p alone on its own rows: its own width decides its plain phase
+        own = cfg._replace(plain_phase=not p.batching.is_random and batch_shape(p)[1] >= PLAIN_MIN_WIDTH)
         sols.append(_polished(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),
-                              cfg, steps, lr, tol, dtype, gap_tol))
+                              own, steps, lr, tol, dtype, gap_tol))
     return sols

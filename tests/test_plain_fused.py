@@ -197,3 +197,17 @@ def test_padded_sweep_takes_the_plain_phase_from_the_padded_width(monkeypatch):
         assert a.info.plain_epochs == 0 and b.info.plain_epochs > 0
         assert a.status == "optimal" and b.status == "optimal"
         assert abs(a.loss - b.loss) <= 1e-10
+
+
+def test_default_block_follows_its_documented_rule(monkeypatch):
+    """~BLOCK_BYTES of logits, at most half the batch, at least MIN_BLOCK_BYTES / itemsize rows (a
+    batch below twice that: one block), the precise kernel's rule beyond MAX_BLOCK_BYTES (the sizes
+    of default_block's measured sweep, worked out by hand from 20 MB)."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    from ufm.plain_fused import default_block
+    from ufm.excess_fused import default_block as precise_block
+    assert [default_block(n, 8) for n in (1000, 5000, 20000)] == [500, 524, 131]
+    assert [default_block(n, 4) for n in (5000, 20000)] == [1048, 262]
+    assert default_block(129, 8) == 129 and default_block(254, 8) == 254 and default_block(255, 8) == 128
+    assert default_block(65536, 8) == 128                              # 128 rows of 512 kB = 64 MB
+    assert default_block(100000, 8) == precise_block(100000, 8)

@@ -42,7 +42,7 @@ import numpy as np
 from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
 from ufm.problem import TAU_MAX, TAU_MIN
-from ufm.excess import batch_parts, batch_rows, class_representatives
+from ufm.excess import batch_parts, batch_rows, class_representatives, over_batches
 from ufm.excess_fused import batch_log_excess, class_rows_bucket
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
@@ -74,8 +74,8 @@ def _fused_loss(Z, R, labels, member, is_anchor, tau, reduction: str, chunk_size
         denom = (is_anchor & member if reduction == "mean" else has_pos).sum(axis=1)
         weight = jnp.where(denom > 0, 1.0 / jnp.maximum(denom, 1), 0.0).astype(Z.dtype)
     alpha = jnp.broadcast_to(weight[:, None], labels.shape)
-    logs = jax.vmap(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, False, None, class_rows))(
-        Z, R, labels, member, is_anchor, alpha)
+    logs = over_batches(lambda *a: batch_log_excess(*a, tau, num_classes, chunk_size, False, None, class_rows),
+                        Z, R, labels, member, is_anchor, alpha)
     log_count = jnp.log(jnp.maximum(n_pos, 1).astype(Z.dtype))
     return jnp.sum(jnp.where(has_pos, alpha * log_count, 0.0)) + jnp.sum(jnp.exp(logs))
 

@@ -31,7 +31,8 @@ w_i = 1/D_i on anchors (0 elsewhere), W_ia = w_i exp((G_ia - 1)/tau) the masked 
     dE/dtau = sum_i [ mean_{p in P(i)} G_ip / tau^2 - sum_a W_ia G_ia / tau^2 ].
 
 Per block: one product Z_b Z^T, one exponential per entry, ent [Z, 1] (row sums and the anchor side)
-and ent^T (w Z_b) (the column side): the benchmark floor's two products plus one.
+and (w Z_b)^T ent, (d, m) (the column side, :func:`ufm.excess_fused.rows_product`): the benchmark
+floor's two products plus one.
 """
 
 from __future__ import annotations
@@ -50,12 +51,17 @@ from ufm.excess_fused import block_size, default_block as precise_default_block,
 MIN_TAU_REACH = 0.95
 
 #: Anchors per block when no chunk size is given (on a CPU): c * m * itemsize ~ BLOCK_BYTES, at least
-#: MIN_BLOCK_BYTES / itemsize rows, at most half the batch. No window here, so blocks are larger than
+#: MIN_BLOCK_BYTES / itemsize rows, at most half the batch (a batch of fewer than twice that many rows:
+#: one block). No window here, so blocks are larger than
 #: ``ufm.excess_fused``'s. Measured on 2 cores (Intel Xeon), k = d = 10, value + gradient, against the
 #: benchmark's floor in the same run: float64 n = 1000 blocks of 250 / 500 / 1000: 1.68 / 1.35 / 1.86x
 #: (500, the default); n = 5000 blocks of 262 / 524 / 800: 1.30 / 1.18 / 1.47x (524); n = 20000 blocks
 #: of 64 / 128 / 256: 1.43 / 1.18 / 1.07x (131); float32 n = 5000 blocks of 524 / 1048 / 2048: 1.15 /
-#: 1.10 / 1.92x (1048); n = 20000 blocks of 128 / 256 / 512: 1.21 / 1.14 / 1.19x (262).
+#: 1.10 / 1.92x (1048); n = 20000 blocks of 128 / 256 / 512: 1.21 / 1.14 / 1.19x (262). At n = 20000
+#: in float64 256 rows (40 MB) measured better, but a 40 MB budget would pick 1048 rows at n = 5000
+#: (800 there: 1.47x); 20 MB is the one budget that is near the best at every size measured.
+#: One budget per batch: a deterministic batching of several wide batches holds one block per batch
+#: (vmapped), which ``solvers.sizing`` counts.
 #: The floor of MIN_BLOCK_BYTES / itemsize rows (128 in float64) holds while a block's logits stay
 #: within MAX_BLOCK_BYTES (n <= 65536 in float64); beyond, the precise kernel's rule (32 rows), so a
 #: huge batch needs no more memory than there. On a GPU one block (the whole batch).
@@ -69,7 +75,10 @@ def default_block(width: int, itemsize: int) -> int:
     if jax.default_backend() != "cpu":
         return width
     row_bytes = max(width * itemsize, 1)
-    rows = max(min(BLOCK_BYTES // row_bytes, -(-width // 2)), MIN_BLOCK_BYTES // itemsize)
+    half, least = -(-width // 2), MIN_BLOCK_BYTES // itemsize
+    if half < least:                     # a small batch: one block (two would be mostly padding)
+        return width
+    rows = max(min(BLOCK_BYTES // row_bytes, half), least)
     return rows if rows * row_bytes <= MAX_BLOCK_BYTES else precise_default_block(width, itemsize)
 
 
