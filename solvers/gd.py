@@ -143,6 +143,12 @@ PLAIN_MAX_NOISE = 1e-2
 PLAIN_MIN_WIDTH = 1000
 
 
+def _takes_plain_phase(random_batches: bool, width: int) -> bool:
+    """Whether a run compiles the plain phase: a deterministic batching whose kernels run on at least
+    PLAIN_MIN_WIDTH rows (``width``: one batch's rows, prototypes included)."""
+    return not random_batches and width >= PLAIN_MIN_WIDTH
+
+
 
 # ------------------------------------------------------------------ the constraint set
 def random_start(key: jax.Array, n: int, d: int, relu: bool, dtype=jnp.float64) -> jnp.ndarray:
@@ -227,8 +233,7 @@ def _plain_rounding(cfg: Config, data: Data, f) -> jnp.ndarray:
     """The plain form's rounding of log E at log E = f, estimated: ``ufm.plain_fused.rounding_estimate``
     over the reported batching's anchor rows (at most batches x rows), divided by E = e^f, plus the
     rounding of log E itself."""
-    batches, width = data.mon_index.shape
-    width += 0 if data.protos is None else data.protos.shape[0]
+    batches, width = data.mon_index.shape[0], _batch_width(data.mon_index, data.protos)
     estimate = rounding_estimate(data.tau, batches * width, width, f.dtype)
     return estimate * jnp.exp(-f) + float(jnp.finfo(f.dtype).eps) * jnp.abs(f)
 
@@ -501,7 +506,7 @@ def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = No
                   None if chunk_size is None else int(chunk_size), problem.k,
                   (b.scheme, tuple(problem.counts), int(b.batch_size)) if b.is_random else None,
                   None, class_rows_bucket(problem.class_rows),
-                  not b.is_random and batch_shape(problem)[1] >= PLAIN_MIN_WIDTH)
+                  _takes_plain_phase(b.is_random, batch_shape(problem)[1]))
 
 
 def n_snapshots(steps: int) -> int:
@@ -837,10 +842,8 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
         if n_pad < max(p.n for p in problems):
             raise ProblemError(f"pad_to = {n_pad} is smaller than the largest problem "
                                f"(n = {max(p.n for p in problems)})")
-        # counts differ: no bound on a class's rows, so one program serves every padded sweep; the
-        # kernels run on n_pad rows (plus the prototypes), so that width decides the plain phase
-        prototype_rows = batch_shape(first)[1] - first.n
-        cfg = cfg._replace(class_rows=None, plain_phase=n_pad + prototype_rows >= PLAIN_MIN_WIDTH)
+        # counts differ: no bound on a class's rows, so one program serves every padded sweep
+        cfg = cfg._replace(class_rows=None)
     mesh = sharding.device_mesh(devices, sharding.RUNS)
     datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
              for p in problems]
@@ -854,6 +857,8 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     if not pad:
         stacked = stacked._replace(labels=datas[0].labels, rep=datas[0].rep, tie=datas[0].tie)
     width = _batch_width(stacked.mon_index, stacked.protos)
+    if pad:     # the kernels run on the padded rows: their width decides the plain phase, not first's
+        cfg = cfg._replace(plain_phase=_takes_plain_phase(False, width))
     group = _check_lanes(default_lanes(first, len(problems), dtype, width) if lanes is None else lanes,
                          len(problems))
     t0 = time.perf_counter()
@@ -865,7 +870,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
         s = _unstack(out, i)
         s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
         # the polish solves p alone on its own rows: its own width decides its plain phase
-        own = cfg._replace(plain_phase=not p.batching.is_random and batch_shape(p)[1] >= PLAIN_MIN_WIDTH)
+        own = cfg._replace(plain_phase=_takes_plain_phase(p.batching.is_random, batch_shape(p)[1]))
         sols.append(_polished(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),
                               own, steps, lr, tol, dtype, gap_tol))
     return sols
