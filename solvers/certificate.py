@@ -37,12 +37,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
+from solvers.defaults import GAP_TOL
 from solvers.factor import pivoted_cholesky
 from solvers.sizing import CACHE_BYTES, certificate_bytes
 from ufm.constraint_sets import SPHERE
@@ -53,9 +53,8 @@ from ufm.excess import (anchor_gradient_rows, excess_constant, reduced_constant,
                         weight_gradient_rows)
 from ufm.excess_fused import class_rows_bucket, log_excess_packed as fused_log_excess_packed
 from ufm.problem import Problem
+from ufm.programs import compile_seconds, program
 
-#: Default tolerance on the relative gap (gap / E) for ``certified`` (and status ``optimal``).
-GAP_TOL = 1e-6
 #: ReLU: an off-diagonal Gram entry at most this is treated as active (its multiplier may be > 0).
 ACTIVE_TOL = 1e-6
 #: Up to this many rows lambda_min is computed densely, beyond by Lanczos.
@@ -76,7 +75,9 @@ class Certificate:
     (sum reduction); ``excess_lower_bound``: on the optimal excess E* (>= 0); ``gap``: loss minus
     lower bound (= excess minus its bound); ``relative_gap``: gap / excess; ``certified``:
     relative_gap <= ``tolerance``; ``method``: how lambda_min was computed (``"dense"``,
-    ``"lanczos"``, ``"exact"`` where E = 0); ``lambda_min``: of the slack, in units of E."""
+    ``"lanczos"``, ``"exact"`` where E = 0); ``lambda_min``: of the slack, in units of E;
+    ``seconds``: the wall time of the certificate, of which ``compile_seconds`` went to building
+    compiled programs (:func:`ufm.programs.compile_seconds`; 0 where they were built before)."""
 
     excess: float
     log_excess: float
@@ -89,12 +90,13 @@ class Certificate:
     seconds: float
     method: str
     lambda_min: float
+    compile_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {"lower_bound": self.lower_bound, "excess_lower_bound": self.excess_lower_bound,
                 "gap": self.gap, "relative_gap": self.relative_gap, "certified": self.certified,
-                "tolerance": self.tolerance, "seconds": self.seconds, "method": self.method,
-                "lambda_min": self.lambda_min}
+                "tolerance": self.tolerance, "seconds": self.seconds, "compile_seconds": self.compile_seconds,
+                "method": self.method, "lambda_min": self.lambda_min}
 
 
 # ---------------------------------------------------------------- the dual bound (any operator)
@@ -222,9 +224,9 @@ def problem_batches(problem: Problem, packed) -> StackedBatches:
     """The problem's packed batching (``ufm.batching.pack``) over the stacked rows [H; W]
     (:func:`ufm.excess.stacked_batches`), for its labels, representatives and prototypes."""
     _, wl = problem.prototype_rows()
-    return stacked_batches(jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
-                           jnp.asarray(packed.index), jnp.asarray(packed.valid),
-                           None if wl is None else jnp.asarray(wl), problem.prototype_anchors)
+    return stacked_batches(np.asarray(problem.labels), representatives(problem.labels),
+                           np.asarray(packed.index), np.asarray(packed.valid),
+                           None if wl is None else np.asarray(wl), problem.prototype_anchors)
 
 
 def _batch_rows(problem: Problem, H: np.ndarray, packed, W) -> _BatchRows:
@@ -261,7 +263,7 @@ def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float,
     member, anchor = np.zeros((padded, wp), dtype=bool), np.zeros((padded, wp), dtype=bool)
     labels[:nb, :w], member[:nb, :w], anchor[:nb, :w] = rows.labels, rows.member, rows.is_anchor
     log_rows, C = np.empty((nb, w)), np.empty((nb, w, w))
-    tau = jnp.asarray(problem.tau, dtype=jnp.float64)
+    tau = np.float64(problem.tau)
     for start in range(0, nb, group):
         part = slice(start, start + group)
         log_e, D = anchor_gradient_rows(Z[part], R[part], labels[part], member[part], anchor[part], tau,
@@ -272,9 +274,10 @@ def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float,
     return weight_gradient_rows(log_rows, C), C
 
 
-_fused_log_excess = jax.jit(fused_log_excess_packed,
+_fused_log_excess = program(fused_log_excess_packed,
                             static_argnames=("num_classes", "prototype_anchors", "chunk_size", "mesh",
-                                             "class_rows"))
+                                             "class_rows"),
+                            cost=lambda H, labels, rep, tau, index, *a, **k: int(index.shape[0] * index.shape[1] ** 2))
 
 
 def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
@@ -437,7 +440,7 @@ def feasible_embeddings(problem: Problem, H) -> np.ndarray:
 def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL) -> Certificate:
     """The certificate of embeddings H (n, d) for ``problem`` (its batching at epoch 0): a lower
     bound on the optimal loss that holds whatever produced H (module docstring)."""
-    t0 = time.perf_counter()
+    t0 = _started()
     H = feasible_embeddings(problem, H)
     if not (isinstance(tolerance, (int, float, np.floating)) and 0 < tolerance < 1):
         raise ProblemError(f"the certificate's tolerance must lie in (0, 1) (got {tolerance!r})")
@@ -453,8 +456,8 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     rows = _batch_rows(problem, H, packed, W)
     log_e, blocks = _log_excess_and_gradient(problem, rows)
     if log_e == -np.inf:           # E = 0 <= E*: optimal outright
-        return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance,
-                           time.perf_counter() - t0, "exact", 0.0)
+        return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance, _since(t0)[0], "exact", 0.0,
+                           _since(t0)[1])
     best_rel, lam, method = np.inf, np.nan, "dense"
     candidates = [(H, rows, log_e, blocks)]
     snapped = _snapped(problem, H)
@@ -473,14 +476,25 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     return _finish(log_e, const, best_rel, tolerance, t0, method, lam)
 
 
-def _finish(log_e: float, const: float, rel: float, tolerance: float, t0: float, method: str,
+def _started() -> tuple[float, float]:
+    """The wall clock and the compile seconds so far (:func:`_since` measures from them)."""
+    return time.perf_counter(), compile_seconds()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    """``(wall seconds, of which compile seconds)`` since :func:`_started`."""
+    return time.perf_counter() - start[0], compile_seconds() - start[1]
+
+
+def _finish(log_e: float, const: float, rel: float, tolerance: float, t0: tuple[float, float], method: str,
             lam: float) -> Certificate:
     rel = float(min(max(rel, 0.0), 1.0)) if not np.isnan(rel) else 1.0   # E* >= 0: never above 1
     excess = float(np.exp(log_e))
     low_e = excess * max(1.0 - rel, 0.0)
     gap = excess - low_e
+    seconds, compiling = _since(t0)
     return Certificate(excess, float(log_e), const + low_e, low_e, gap, rel, bool(rel <= tolerance),
-                       tolerance, time.perf_counter() - t0, method, float(lam))
+                       tolerance, seconds, method, float(lam), compiling)
 
 
 # ---------------------------------------------------------------- the reduced k x k program
@@ -489,14 +503,14 @@ def certify_mean_gram(counts, tau: float, relu: bool, V: np.ndarray,
     """The certificate of the reduced program (docs/theory.md section 3) at M = V V^T, V (k, r) unit rows
     (nonnegative with ReLU): a lower bound on its optimum, which is the full-batch optimum. The same
     dual bound as :func:`certify_embeddings`, on the dense k x k gradient of log E(M)."""
-    t0 = time.perf_counter()
+    t0 = _started()
     V = np.asarray(V, dtype=float)
     M = V @ V.T
     ex = reduced_excess(M, counts, tau)
     const = reduced_constant(counts)
     if ex.log_value == -np.inf:
-        return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance, time.perf_counter() - t0,
-                           "exact", 0.0)
+        return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance, _since(t0)[0], "exact", 0.0,
+                           _since(t0)[1])
     A = (ex.grad_log + ex.grad_log.T) / 2
     n_g0 = 0.0
     if relu:

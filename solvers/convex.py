@@ -319,7 +319,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       bracket made it polish the multipliers, :func:`_polished`).
     """
     t0 = time.perf_counter()
-    check_relaxation_memory(problem, solver)
+    sizing.require_relaxation(problem, solver)
     rel = build_relaxation(problem)
     program, terms, W = rel.program, rel.terms, rel.W
     status, raw, message = cvx_common.solve(program, solver, solver_options)
@@ -402,26 +402,6 @@ def _judge(problem: Problem, H: np.ndarray, bracket_lower: float, gap_tol: float
     rel = (cert.excess - low_e) / cert.excess if cert.excess > 0 else 0.0
     return replace(cert, lower_bound=const + low_e, excess_lower_bound=low_e, gap=cert.excess - low_e,
                    relative_gap=rel, certified=bool(rel <= gap_tol))
-
-
-def relaxation_memory(problem: Problem, solver: str | None = None) -> int:
-    """Estimated bytes of the n x n program (m = n + prototype rank): Clarabel's dense PSD scaling
-    block, 8 (m(m+1)/2)^2; SCS keeps the canonicalised program, about 64 bytes per anchor-term entry."""
-    W, _ = problem.prototype_rows()
-    m = problem.n + (0 if W is None else int(np.linalg.matrix_rank(W)))
-    if cvx_common.solver_call(solver, None)[0] == "CLARABEL":
-        return 8 * (m * (m + 1) // 2) ** 2
-    p = 0 if W is None else len(W)
-    batches = problem.batches(0)
-    return 64 * sum(len(b) + p for b in batches) * (max(len(b) for b in batches) + p)
-
-
-def check_relaxation_memory(problem: Problem, solver: str | None) -> None:
-    """The size guard of the n x n program (:func:`solvers.sizing.require`, the same budget as the
-    ``ufm`` command's)."""
-    sizing.require(relaxation_memory(problem, solver), f"the n x n program at n = {problem.n}",
-                   "solve by gradient descent, whose certificate scales to large n (--method gd), or use "
-                   "the reduced program for full batches (--method reduced)")
 
 
 def convex_optimum(problem: Problem, solver: str | None = None) -> Solution:

@@ -4,13 +4,14 @@ residuals (docs/theory.md section 3, "never trust a status alone")."""
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
-from typing import Any
-
-import cvxpy as cp
 import numpy as np
 
 from ufm.errors import ProblemError
+
+if TYPE_CHECKING:   # cvxpy is imported where a program is solved (the size checks need none of it)
+    import cvxpy as cp
 
 #: Interior-point defaults. docs/theory.md section 3: 1e-9 or better is needed for 1e-6 agreement of
 #: values; Grams need more (the loss is flat to second order: at 1e-10 a k x k mean Gram was seen
@@ -48,6 +49,8 @@ def solver_call(solver: str | None, options: dict[str, Any] | None) -> tuple[str
 def solve(program: cp.Problem, solver: str | None, options: dict[str, Any] | None) -> tuple[str, str, str]:
     """Run ``program``; returns ``(status, raw cvxpy status, message)`` with status one of
     ``optimal`` / ``optimal_inaccurate`` / ``error``. A solver exception becomes ``error``."""
+    import cvxpy as cp
+
     name, kwargs = solver_call(solver, options)
     try:
         with warnings.catch_warnings():

@@ -103,18 +103,19 @@ from solvers import descent, generic, sharding
 from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
 from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
-from solvers.sizing import batch_shape, certificate_bytes
-from solvers.certificate import (GAP_TOL, certificate_fits, certify_embeddings, collapsed_rows,
+from solvers.sizing import (CPU_LANE_BUDGET_BYTES, CPU_MAX_LANES, batch_shape, certificate_bytes,  # noqa: F401
+                            default_lanes)
+from solvers.defaults import DEFAULT_LR, DEFAULT_STEPS, GAP_TOL
+from solvers.certificate import (certificate_fits, certify_embeddings, collapsed_rows,
                                  problem_constant, problem_log_excess)
 from ufm.excess import representatives
 from ufm.excess_fused import class_rows_bucket, log_excess_packed
 from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_estimate
 from ufm.problem import SEED_MAX, Problem
-from ufm.random_batches import draw, draw_shape
+from ufm.programs import program
+from ufm.random_batches import draw, draw_shape, raw_key
 from ufm.solution import DescentInfo, Solution, certified_status, join
 
-DEFAULT_STEPS = 5000
-DEFAULT_LR = 0.1
 #: float32 runs to 1e-8 (its gradient test at 1e-6, or the float32 floor, where the search stalls):
 #: at 1e-6 the stop came while the relative gap on the excess was still 1.5e-6 .. 8.9e-6 on
 #: (4,4,4), (8,8,2,2) and 10 x 100 at tau 0.5, above the certificate's 1e-6; at 1e-8 all three were
@@ -364,26 +365,42 @@ def _run(cfg: Config, data: Data):
     return jax.lax.while_loop(cond, epoch_body, s2)
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(cfg: Config, batched: tuple | None, lanes: int | None = None, runs_mesh: Any = None):
-    """jit(_run) for one config; ``batched``: None, or the vmap in_axes of Data (0 or None per field).
-
-    ``lanes``: None vmaps every batched run at once; an int runs them ``lanes`` at a time (vmapped),
-    the groups one after another (``jax.lax.map`` with ``batch_size``), in the same compiled call.
-    ``runs_mesh``: the batched runs split over its devices (:func:`solvers.sharding.shard_runs`; the
-    number of runs a multiple of its size), each device grouping its own runs by ``lanes``.
-    """
+def _runs(data: "Data", *, cfg: Config, batched: tuple | None, lanes: int | None) -> "LoopState":
+    """The runs of ``data``: one (``batched`` None), or many along the axes ``batched`` (the vmap
+    in_axes of Data, 0 or None per field): all vmapped at once (``lanes`` None), or ``lanes`` at a time
+    (vmapped), the groups one after another (``jax.lax.map`` with ``batch_size``)."""
     fn = functools.partial(_run, cfg)
     if batched is None:
-        return jax.jit(fn)
+        return fn(data)
     if lanes is None:
-        runs = jax.vmap(fn, in_axes=(Data(*batched),))
-    else:
-        fields = [f for f, axis in zip(Data._fields, batched) if axis == 0]
+        return jax.vmap(fn, in_axes=(Data(*batched),))(data)
+    fields = [f for f, axis in zip(Data._fields, batched) if axis == 0]
+    xs = {f: getattr(data, f) for f in fields}
+    return jax.lax.map(lambda x: fn(data._replace(**x)), xs, batch_size=lanes)
 
-        def runs(data: Data):
-            xs = {f: getattr(data, f) for f in fields}
-            return jax.lax.map(lambda x: fn(data._replace(**x)), xs, batch_size=lanes)
+
+def _runs_cost(data: "Data", *, cfg: Config, batched: tuple | None, lanes: int | None) -> int:
+    """The work of one evaluation (:mod:`ufm.programs`): anchor-column pairs of the reported batching,
+    times the runs evaluated side by side."""
+    batches, width = np.shape(data.mon_index)[-2:]
+    width += 0 if data.protos is None else np.shape(data.protos)[-2]
+    side_by_side = 1 if batched is None else (lanes or np.shape(data.H0)[0])
+    return int(batches * width * width * side_by_side)
+
+
+#: The compiled runs (:func:`_runs`), kept across processes where the compile cache is on.
+_RUNS = program(_runs, static_argnames=("cfg", "batched", "lanes"), cost=_runs_cost)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(cfg: Config, batched: tuple | None, lanes: int | None = None, runs_mesh: Any = None):
+    """The compiled run(s) for one config: :func:`_runs` as a program of ``data``; ``runs_mesh``: the
+    batched runs split over its devices (:func:`solvers.sharding.shard_runs`; the number of runs a
+    multiple of its size), each device grouping its own runs by ``lanes`` (plain ``jax.jit``: a
+    sharded program is not kept on disk)."""
+    if runs_mesh is None:
+        return _RUNS.bind(cfg=cfg, batched=batched, lanes=lanes)
+    runs = functools.partial(_runs, cfg=cfg, batched=batched, lanes=lanes)
     if runs_mesh is not None:
         runs = sharding.shard_runs(runs, runs_mesh, batched)
     return jax.jit(runs)
@@ -398,28 +415,6 @@ def _run_batched(cfg: Config, batched: tuple, lanes: int | None, mesh, data: Dat
     per_device = next(np.shape(x)[0] for x, a in zip(padded, batched) if a == 0) // mesh.size
     lanes = None if lanes is None else min(lanes, per_device)
     return sharding.unpad_runs(_staged(_compiled(cfg, batched, lanes, mesh), padded), count)
-
-
-#: On a CPU, vmapped starts pay off only while their logits stay in cache: measured on 2 cores
-#: (64 starts, float64), relative to one start: n = 20: 20x all vmapped, 15x in groups of 4-16;
-#: n = 100: 121x vs 63x in groups of 16; n = 300: 87x vs 30x one at a time; n = 1000: 146x vs 61x.
-#: Groups are sized so that lanes * width^2 * itemsize <= this budget, between 1 and CPU_MAX_LANES.
-CPU_LANE_BUDGET_BYTES = 2 * 2 ** 20
-CPU_MAX_LANES = 16
-
-
-def default_lanes(problem: Problem, runs: int, dtype=jnp.float64, width: int | None = None) -> int:
-    """How many runs (starts, problems) :func:`solve_many` / :func:`solve_batched` vmap at once: all
-    of them on a GPU/TPU; on a CPU as many as keep ``lanes * width^2 * itemsize`` within
-    :data:`CPU_LANE_BUDGET_BYTES`, at most :data:`CPU_MAX_LANES`. ``width``: the widest batch
-    (default: the problem's, prototypes included)."""
-    if jax.default_backend() != "cpu":
-        return runs
-    if width is None:
-        W, _ = problem.prototype_rows()
-        width = _batch_width(pack(problem.batches(0)).index, W)
-    lanes = CPU_LANE_BUDGET_BYTES // (width * width * jnp.dtype(dtype).itemsize)
-    return int(min(max(lanes, 1), CPU_MAX_LANES, runs))
 
 
 def _batch_width(mon_index, protos) -> int:
@@ -467,12 +462,13 @@ def _staged(fn: Callable, data: Data) -> LoopState:
     epochs = 0
     for t in stages:
         staged_tau = np.maximum(tau, t).astype(tau.dtype)
-        out = fn(data._replace(tau=jnp.asarray(staged_tau), tol=jnp.asarray(
-            np.full(np.shape(data.tol), max(CONTINUATION_TOL, float(np.min(data.tol))), dtype=tau.dtype))))
+        out = fn(data._replace(tau=staged_tau, tol=np.full(np.shape(data.tol), max(CONTINUATION_TOL,
+                                                                                   float(np.min(data.tol))),
+                                                           dtype=tau.dtype)))
         epochs = epochs + np.asarray(out.epoch)
         data = data._replace(H0=out.H)
     out = jax.block_until_ready(fn(data))
-    return out._replace(epoch=out.epoch + epochs)
+    return out._replace(epoch=np.asarray(out.epoch) + epochs)
 
 
 def _check_gap_tol(gap_tol) -> None:
@@ -529,15 +525,16 @@ def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = 
     else:
         ep_index, ep_valid = mon.index[None], mon.valid[None]
     W, wl = problem.prototype_rows()
-    return Data(jnp.asarray(H0, dtype), jnp.asarray(problem.tau, dtype), jnp.asarray(problem.labels),
-                jnp.asarray(mon.index), jnp.asarray(mon.valid), jnp.asarray(ep_index),
-                jnp.asarray(ep_valid), jax.random.PRNGKey(problem.seed), None if W is None else jnp.asarray(W, dtype),
-                None if wl is None else jnp.asarray(wl), jnp.asarray(lr, dtype), jnp.asarray(tol, dtype),
-                jnp.asarray(representatives(problem.labels)), jnp.asarray(tie))
+    dtype = np.dtype(dtype)      # NumPy throughout: the compiled run takes them as they are (no eager JAX op)
+    return Data(np.asarray(H0, dtype), np.asarray(problem.tau, dtype), np.asarray(problem.labels),
+                np.asarray(mon.index), np.asarray(mon.valid), np.asarray(ep_index),
+                np.asarray(ep_valid), raw_key(problem.seed), None if W is None else np.asarray(W, dtype),
+                None if wl is None else np.asarray(wl), np.asarray(lr, dtype), np.asarray(tol, dtype),
+                np.asarray(representatives(problem.labels)), np.asarray(tie))
 
 
 def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
-    return random_start(jax.random.PRNGKey(int(seed)), problem.n, problem.dim, problem.relu, dtype)
+    return random_start(raw_key(int(seed)), problem.n, problem.dim, problem.relu, dtype)
 
 
 def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: float,
@@ -756,8 +753,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     width = _batch_width(data.mon_index, data.protos)
     group = _check_lanes(default_lanes(problem, len(seeds), dtype, width) if lanes is None else lanes,
                          len(seeds))
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))     # the same keys as solve(seed=s)
-    H0 = jax.vmap(lambda key: random_start(key, problem.n, problem.dim, problem.relu, dtype))(keys)
+    H0 = np.stack([_start(problem, s, dtype) for s in seeds])     # the same starts as solve(seed=s)
     axes = tuple(0 if f == "H0" else None for f in Data._fields)
     t0 = time.perf_counter()
     out = _run_batched(cfg, axes, group, mesh, data._replace(H0=H0))

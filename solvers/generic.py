@@ -9,7 +9,6 @@ built on the same :func:`solvers.descent.step`. ``gd.solve`` sends a problem her
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import replace
 from typing import Sequence
@@ -23,6 +22,8 @@ from optax import tree_utils as otu
 from ufm.geometry import class_mean_gram
 from ufm.objectives import objective_of
 from ufm.problem import Problem
+from ufm.programs import program
+from ufm.random_batches import raw_key
 from ufm.solution import DescentInfo, Solution, certified_status
 from solvers import descent
 from solvers.certificate import Certificate
@@ -32,17 +33,28 @@ from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
 GRAD_POWER = 0.75
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(problem: Problem, optimizer, steps: int, lr: float, tol: float, many: bool):
+def _runs(params, *, problem: Problem, optimizer, steps: int, lr: float, tol: float, many: bool):
+    """:func:`solvers.descent.run` of the problem's objective from ``params`` (stacked starts, vmapped,
+    with ``many``)."""
     objective = objective_of(problem)
     value, cset = objective.solver_value(problem), objective.constraint_set(problem)
     tx = optax.with_extra_args_support(optimizer if not isinstance(optimizer, str)
                                        else OPTIMIZERS[optimizer](lr, steps, cset, False))
 
-    def run(params):
-        return descent.run(value, cset, tx, params, max_steps=steps, tol=tol, grad_tol=tol ** GRAD_POWER,
+    def run(start):
+        return descent.run(value, cset, tx, start, max_steps=steps, tol=tol, grad_tol=tol ** GRAD_POWER,
                            keep=isinstance(optimizer, str) and optimizer in KEEPS_EVALUATION)
-    return jax.jit(jax.vmap(run) if many else run)
+    return jax.vmap(run)(params) if many else run(params)
+
+
+#: The compiled runs, kept across processes where the compile cache is on (a user's optax transform
+#: is kept in memory only). The objectives are sums over examples: cost ~ n k.
+_RUNS = program(_runs, static_argnames=("problem", "optimizer", "steps", "lr", "tol", "many"),
+                cost=lambda params, problem, **k: problem.n * problem.k)
+
+
+def _compiled(problem: Problem, optimizer, steps: int, lr: float, tol: float, many: bool):
+    return _RUNS.bind(problem=problem, optimizer=optimizer, steps=steps, lr=lr, tol=tol, many=many)
 
 
 def _solution(problem: Problem, state: descent.DescentState, seconds: float, tol: float, certify: bool,
@@ -87,8 +99,8 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_r
                dtype, tol: float, certify: bool, gap_tol: float) -> list[Solution]:
     """One vmapped run per seed (``jax.random.PRNGKey(seed)`` starts, as ``gd.solve_many``)."""
     objective = objective_of(problem)
-    starts = [objective.start(problem, jax.random.PRNGKey(int(s)), dtype) for s in seeds]
-    params = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *starts)
+    starts = [objective.start(problem, raw_key(int(s)), dtype) for s in seeds]
+    params = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *starts)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_compiled(problem, optimizer, int(steps), float(learning_rate), float(tol), True)(params))
     seconds = time.perf_counter() - t0

@@ -43,28 +43,29 @@ there the certificate says so (``optimal_inaccurate``).
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from solvers import cvx_common, descent
 from solvers.optimizers import OPTIMIZERS
 from solvers.bound import feasible_point
-from solvers.certificate import GAP_TOL, certify_mean_gram
+from solvers.certificate import certify_mean_gram
+from solvers.defaults import GAP_TOL, check_reduced_applies
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import full_batch_loss_bucketed, problem_loss
 from ufm.problem import Problem
+from ufm.programs import program
 from ufm.excess import reduced_constant, reduced_excess, reduced_log_excess
 from ufm.solution import ProgramInfo, Solution, certified_status, join
+
+if TYPE_CHECKING:   # cvxpy is imported by the cross-check programs that use it (the default path needs none)
+    import cvxpy as cp
 
 #: Above this many examples the collapsed embeddings' loss is computed from the reduced formula
 #: instead of the full n x n JAX loss.
@@ -88,22 +89,22 @@ def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     return reduced_constant(counts) + ex.value, ex.value * ex.grad_log
 
 
-@functools.lru_cache(maxsize=32)
-def _factored_run(relu: bool, max_iter: int, grad_tol: float):
-    """jit of :func:`solvers.descent.run` on f(V) = log E(V V^T) over unit rows (nonnegative with
-    ReLU), by the default optimiser of gradient descent (BB + nonmonotone Armijo,
-    :data:`solvers.optimizers.OPTIMIZERS` ``"bb"``); counts and tau are traced, so one compile serves
-    every problem of a shape."""
+def _factored(V0, counts, tau, *, relu: bool, max_iter: int, grad_tol: float):
+    """:func:`solvers.descent.run` on f(V) = log E(V V^T) over unit rows (nonnegative with ReLU), by the
+    default optimiser of gradient descent (BB + nonmonotone Armijo, :data:`solvers.optimizers.OPTIMIZERS`
+    ``"bb"``); counts and tau are traced, so one compile serves every problem of a shape."""
     cset = unit_sphere(relu)
     tx = optax.with_extra_args_support(OPTIMIZERS["bb"](1.0, max_iter, cset, False))
 
-    def run(V0, counts, tau):
-        def objective(V):
-            return reduced_log_excess(V @ V.T, counts, tau)
-        # tol = inf: stop on the gradient test alone (or a stalled search: the floating-point floor)
-        return descent.run(objective, cset, tx, V0, max_steps=max_iter, tol=float("inf"), grad_tol=grad_tol,
-                           keep=True)
-    return jax.jit(run)
+    def objective(V):
+        return reduced_log_excess(V @ V.T, counts, tau)
+    # tol = inf: stop on the gradient test alone (or a stalled search: the floating-point floor)
+    return descent.run(objective, cset, tx, V0, max_steps=max_iter, tol=float("inf"), grad_tol=grad_tol,
+                       keep=True)
+
+
+#: The compiled factored descent, kept across processes where the compile cache is on (k x k: small).
+_factored_run = program(_factored, static_argnames=("relu", "max_iter", "grad_tol"), cost=lambda *a, **k: 0)
 
 
 def factored_descent(counts, tau: float, relu: bool, rank: int | None = None, seed: int = 0,
@@ -120,8 +121,8 @@ def factored_descent(counts, tau: float, relu: bool, rank: int | None = None, se
     k = len(counts)
     r = (2 * k if relu else k) if rank is None else int(rank)
     V0 = unit_sphere(relu).point(np.random.default_rng(seed).standard_normal((k, r)))
-    state = _factored_run(bool(relu), int(max_iter), float(grad_tol))(
-        jnp.asarray(V0, jnp.float64), jnp.asarray(counts, jnp.float64), jnp.asarray(tau, jnp.float64))
+    state = _factored_run(np.asarray(V0, np.float64), np.asarray(counts, np.float64), np.asarray(tau, np.float64),
+                          relu=bool(relu), max_iter=int(max_iter), grad_tol=float(grad_tol))
     stop = ("failed" if bool(state.failed) else "gradient" if bool(state.converged)
             else "stalled" if bool(state.stalled) else "max_iter")
     return (np.asarray(state.params, dtype=np.float64), float(state.value), int(state.iteration),
@@ -199,14 +200,9 @@ def feasible_factor(M: np.ndarray, relu: bool) -> np.ndarray:
 
 
 def check_applicable(problem: Problem) -> None:
-    """Raise :class:`ProblemError` unless the reduced program applies: full batch, no prototypes."""
-    if not problem.is_full_batch:
-        raise ProblemError(f"the reduced program assumes full-batch collapse; this problem uses "
-                           f"{problem.batching.scheme!r} batching: use the n x n program "
-                           "(solve_relaxation / --method convex)")
-    if problem.prototypes is not None:
-        raise ProblemError("the reduced program has no prototype rows; with prototypes use the n x n "
-                           "program (solve_relaxation / --method convex)")
+    """Raise :class:`ProblemError` unless the reduced program applies to ``problem``: full batch, no
+    prototypes (:func:`solvers.defaults.check_reduced_applies`)."""
+    check_reduced_applies(problem.batching.scheme, problem.prototypes is not None)
 
 
 def count_groups(counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,6 +224,8 @@ def excess_expression(B: cp.Expression, group_sizes, group_counts, tau: float) -
     that is sum_c n_c log1p(x_c(M)) of :func:`ufm.excess.reduced_log_excess` for the block-constant M
     (the general k x k program is the case of k singleton groups, B = M). A zero weight (a
     singleton's own diagonal) becomes e^{-2/tau - 60}, below every other term by a factor e^{-60}."""
+    import cvxpy as cp
+
     k_g, n_g = np.asarray(group_sizes, dtype=float), np.asarray(group_counts, dtype=float)
     with np.errstate(divide="ignore"):
         log_w = np.log((k_g[None, :] - np.eye(len(k_g))) * n_g[None, :]) - np.log(n_g[:, None] - 1.0)
@@ -237,6 +235,8 @@ def excess_expression(B: cp.Expression, group_sizes, group_counts, tau: float) -
 
 def build_reduced(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variable, dict]:
     """The general k x k program: ``(program, M, named constraints)``."""
+    import cvxpy as cp
+
     n = np.asarray(counts, dtype=float)
     k = len(n)
     M = cp.Variable((k, k), symmetric=True, name="M")
@@ -252,6 +252,8 @@ def build_reduced(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variab
 
 def build_block(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variable, cp.Variable]:
     """The block program (module docstring): ``(program, a (q,), b (q, q) symmetric)``."""
+    import cvxpy as cp
+
     group, k_g, n_g = count_groups(counts)
     q = len(k_g)
     a = cp.Variable(q, name="a")                        # within group g (unused when k_g = 1)

@@ -6,7 +6,7 @@ the 2-core CI machine (float64, CPU):
 
 - compiling gradient descent costs a fixed :data:`JIT_BYTES`;
 - gradient descent on a batch of width w works in blocks of c anchors (``chunk_size``, or the
-  kernel's own ``ufm.excess_fused.default_block``, or ``ufm.plain_fused.default_block`` for the
+  kernel's own ``ufm.blocks.precise_default_block``, or ``ufm.blocks.plain_default_block`` for the
   plain phase of a deterministic batching: cache-sized on a CPU, c = w on a GPU) and holds a
   block's (c, w) logits and about five temporaries of the same shape (measured on the one-block path:
   peak resident memory grew by 4.4 * 8 w^2 bytes from w = 2000 to w = 4000): :data:`LOGIT_COPIES` = 6;
@@ -18,15 +18,20 @@ the 2-core CI machine (float64, CPU):
 
 :func:`require` compares an estimate with :func:`memory_budget` (80 % of the machine's physical
 memory) and raises :class:`ufm.ProblemError` naming the estimate and the way that fits.
+
+Everything here is plain arithmetic on sizes (no JAX, no cvxpy), so that the command checks a request
+before it loads them.
 """
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
+
+from solvers.cvx_common import solver_call
+from ufm.blocks import backend, plain_default_block, precise_default_block as default_block
 from ufm.errors import ProblemError
-from ufm.excess_fused import default_block
-from ufm.plain_fused import default_block as plain_default_block
 from ufm.problem import Problem
 
 #: (w, w) float64 arrays alive at the peak of one batch's loss and gradient (measured, see above).
@@ -38,6 +43,14 @@ JIT_BYTES = 512 * 2 ** 20
 CACHE_BYTES = 3 * 2 ** 30
 #: Share of the physical memory a run may plan to use.
 BUDGET_SHARE = 0.8
+#: n * d above this: the landscape's dense Hessian is skipped (memory and time grow as (n d)^2).
+MAX_HESSIAN_SIZE = 600
+#: On a CPU, vmapped starts pay off only while their logits stay in cache: measured on 2 cores
+#: (64 starts, float64), relative to one start: n = 20: 20x all vmapped, 15x in groups of 4-16;
+#: n = 100: 121x vs 63x in groups of 16; n = 300: 87x vs 30x one at a time; n = 1000: 146x vs 61x.
+#: Groups are sized so that lanes * width^2 * itemsize <= this budget, between 1 and CPU_MAX_LANES.
+CPU_LANE_BUDGET_BYTES = 2 * 2 ** 20
+CPU_MAX_LANES = 16
 
 
 def physical_memory() -> int:
@@ -96,7 +109,7 @@ def conditions_bytes(problem: Problem) -> int:
 def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts: int = 1,
              certify: bool = True, lanes: int | None = None) -> int:
     """Gradient descent (``solvers.gd``) on ``problem`` for at most ``steps`` epochs (module docstring);
-    ``starts`` starts of which ``lanes`` run side by side (default all; ``solvers.gd.default_lanes``)."""
+    ``starts`` starts of which ``lanes`` run side by side (default all; :func:`default_lanes`)."""
     batches, width = batch_shape(problem)
     # deterministic batchings run the plain form first (ufm.plain_fused), in larger blocks
     own = max(default_block(width, 8), 0 if problem.batching.is_random else plain_default_block(width, 8))
@@ -110,6 +123,38 @@ def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts
     embeddings = 10 * 8 * problem.n * problem.dim * max(int(starts), 1) + 3 * 8 * problem.dim ** 2  # NC1: d x d
     certificate = min(certificate_bytes(problem), CACHE_BYTES) if certify else 0
     return JIT_BYTES + problem_bytes(problem) + working + epochs + embeddings + certificate
+
+
+def default_lanes(problem: Problem, runs: int, dtype=np.float64, width: int | None = None) -> int:
+    """How many runs (starts, problems) ``solvers.gd.solve_many`` / ``solve_batched`` vmap at once: all
+    of them on a GPU/TPU; on a CPU as many as keep ``lanes * width^2 * itemsize`` within
+    :data:`CPU_LANE_BUDGET_BYTES`, at most :data:`CPU_MAX_LANES`. ``width``: the widest batch
+    (default: the problem's, prototypes included, :func:`batch_shape`)."""
+    if backend() != "cpu":
+        return runs
+    if width is None:
+        width = batch_shape(problem)[1]
+    lanes = CPU_LANE_BUDGET_BYTES // (width * width * np.dtype(dtype).itemsize)
+    return int(min(max(lanes, 1), CPU_MAX_LANES, runs))
+
+
+def relaxation_bytes(problem: Problem, solver: str | None = None) -> int:
+    """Estimated bytes of the n x n program (m = n + prototype rank): Clarabel's dense PSD scaling
+    block, 8 (m(m+1)/2)^2; SCS keeps the canonicalised program, about 64 bytes per anchor-term entry."""
+    W, _ = problem.prototype_rows()
+    m = problem.n + (0 if W is None else int(np.linalg.matrix_rank(W)))
+    if solver_call(solver, None)[0] == "CLARABEL":
+        return 8 * (m * (m + 1) // 2) ** 2
+    p = 0 if W is None else len(W)
+    batches = problem.batches(0)
+    return 64 * sum(len(b) + p for b in batches) * (max(len(b) for b in batches) + p)
+
+
+def require_relaxation(problem: Problem, solver: str | None = None) -> None:
+    """The size guard of the n x n program (:func:`require` on :func:`relaxation_bytes`)."""
+    require(relaxation_bytes(problem, solver), f"the n x n program at n = {problem.n}",
+            "solve by gradient descent, whose certificate scales to large n (--method gd), or use "
+            "the reduced program for full batches (--method reduced)")
 
 
 def certificate_bytes(problem: Problem) -> int:

@@ -197,7 +197,11 @@ def test_prototypes_relu_of_force_the_prototypes():
     H = np.eye(3, problem.dim)[problem.labels]
     want = scl_loop(H, problem.labels, 0.5, problem.batches(0), prototypes=W, prototype_labels=w_labels)
     assert sol.lower_bound == pytest.approx(want, rel=REL)
-    np.testing.assert_allclose(sol.embeddings, H, atol=1e-4)
+    assert sol.loss == pytest.approx(want, rel=REL)
+    # the point is Clarabel's (factored from its Gram): the loss is flat to second order at the optimum,
+    # so a value right to ~1e-8 relative places the point only to ~sqrt(1e-8) = 1e-4; entries that should
+    # be 0 were 1.4e-4 on an AMD EPYC and below 1e-4 on an Intel Xeon: 1e-3 bounds the geometry
+    np.testing.assert_allclose(sol.embeddings, H, atol=1e-3)
 
 
 @pytest.mark.parametrize("anchors", [True, False])
@@ -445,9 +449,9 @@ def test_relu_program_at_the_orthogonal_frame():
 
 
 def test_the_n_by_n_program_refuses_what_does_not_fit():
-    from solvers.convex import relaxation_memory
+    from solvers.sizing import relaxation_bytes
     problem = Problem.balanced(10, 100, tau=0.5)
-    assert relaxation_memory(problem) > 10 * 2 ** 40 / 1000     # (n(n+1)/2)^2 doubles: ~1.9 TB
+    assert relaxation_bytes(problem) > 10 * 2 ** 40 / 1000     # (n(n+1)/2)^2 doubles: ~1.9 TB
     with pytest.raises(ProblemError, match="gradient descent"):
         solve_relaxation(problem)
 

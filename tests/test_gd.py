@@ -20,10 +20,18 @@ import pytest
 from reference import collapsed_embeddings, etf_loss, orthogonal_frame_loss, scl_loop
 from solvers import gd
 from ufm import Batching, Problem, ProblemError, Prototypes
+from ufm import programs
 from ufm.geometry import etf_gram, normalized_distance
 
 LOSS_RTOL = 1e-6     # required agreement with the closed forms
 GRAM_TOL = 1e-4      # normalised Frobenius distance of the class-mean Gram to the predicted one
+
+
+def _fresh_programs():
+    """Forget every compiled run (in memory; the tests run without the disk cache), so that the next
+    solve traces again and a monkeypatched ``gd._run`` is seen."""
+    gd._compiled.cache_clear()
+    programs.clear()
 
 
 def of_distance(sol):
@@ -121,7 +129,8 @@ def test_classes_that_never_meet_are_not_an_orthogonal_frame():
 
 
 @pytest.mark.parametrize("scheme, batch_size", [("random", 4), ("balanced", 4), ("binding", 5)])
-def test_random_epochs_drawn_in_the_loop_are_the_reported_batches(scheme, batch_size, monkeypatch):
+def test_random_epochs_drawn_in_the_loop_are_the_reported_batches(scheme, batch_size, monkeypatch,
+                                                                  memory_only_programs):
     """The compiled loop draws each epoch itself; every epoch it steps on is problem.batches(epoch)."""
     problem = Problem.from_counts((7, 5, 3), relu=True, tau=0.5, seed=2,
                                   batching=getattr(Batching, scheme)(batch_size))
@@ -133,11 +142,11 @@ def test_random_epochs_drawn_in_the_loop_are_the_reported_batches(scheme, batch_
         jax.debug.callback(lambda i, v: seen.append((np.asarray(i), np.asarray(v))), index, valid)
         return index, valid
     monkeypatch.setattr(gd, "draw", recording_draw)
-    gd._compiled.cache_clear()
+    _fresh_programs()
     try:
         sol = gd.solve(problem, steps=4, certify=False)
     finally:
-        gd._compiled.cache_clear()
+        _fresh_programs()
     assert sol.iterations == 4 and len(seen) == 4
     for epoch, (index, valid) in enumerate(seen):
         got = [row[mask] for row, mask in zip(index, valid)]
@@ -148,12 +157,12 @@ def test_random_epochs_drawn_in_the_loop_are_the_reported_batches(scheme, batch_
 
 
 # ---------------------------------------------------------------- many starts, many problems
-def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch):
+def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch, memory_only_programs):
     problem = Problem.step(4, 8, 4, relu=True, tau=0.5)
     traces = []
     run = gd._run
     monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))
-    gd._compiled.cache_clear()
+    _fresh_programs()
     many = gd.solve_many(problem, [0, 1, 2])
     assert len(traces) == 1              # vmap: one trace and one compiled program for all seeds
     for seed, sol in zip([0, 1, 2], many):
@@ -164,11 +173,11 @@ def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch):
         assert sol.loss == pytest.approx(one.loss, rel=1e-12)
         np.testing.assert_allclose(sol.embeddings, one.embeddings, atol=1e-9)
         assert sol.loss == pytest.approx(orthogonal_frame_loss(problem.counts, 0.5), rel=LOSS_RTOL)
-    gd._compiled.cache_clear()
+    _fresh_programs()
 
 
 @pytest.mark.slow       # the grouping (lanes < runs) also runs in test_padded_sweep_in_groups_matches_own_solves
-def test_solve_many_in_groups_matches_separate_solves(monkeypatch):
+def test_solve_many_in_groups_matches_separate_solves(monkeypatch, memory_only_programs):
     """lanes < starts: groups of vmapped starts run in sequence (jax.lax.map) in one compiled call;
     each start must still be exactly its own solve, and a second call must not retrace."""
     problem = Problem.step(4, 6, 3, relu=True, tau=0.5)
@@ -176,7 +185,7 @@ def test_solve_many_in_groups_matches_separate_solves(monkeypatch):
     traces = []
     run = gd._run
     monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))
-    gd._compiled.cache_clear()
+    _fresh_programs()
     many = gd.solve_many(problem, seeds, lanes=2)
     first = len(traces)
     gd.solve_many(problem, seeds, lanes=2)
@@ -187,7 +196,7 @@ def test_solve_many_in_groups_matches_separate_solves(monkeypatch):
         assert sol.iterations == one.iterations
         assert sol.loss == pytest.approx(one.loss, rel=1e-12)
         np.testing.assert_allclose(sol.embeddings, one.embeddings, atol=1e-9)
-    gd._compiled.cache_clear()
+    _fresh_programs()
     with pytest.raises(ProblemError, match="lanes"):
         gd.solve_many(problem, seeds, lanes=0)
 
@@ -288,12 +297,12 @@ def test_chunked_solve_equals_plain_solve():
     np.testing.assert_allclose(chunked.embeddings, plain.embeddings, atol=1e-8)
 
 
-def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monkeypatch):
+def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monkeypatch, memory_only_programs):
     from solvers.reduced import solve_reduced
     traces = []
     run = gd._run
     monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))
-    gd._compiled.cache_clear()
+    _fresh_programs()
     # STEP imbalance over ratios 1, 2, 4, 6 at n_max = 12: n = 48, 36, 30, 28, padded to 48
     problems = [Problem.step(4, 12, r, tau=0.5) for r in (1, 2, 4, 6)]
     sweep = gd.solve_batched(problems, pad=True)
@@ -310,7 +319,7 @@ def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monk
         assert sol.loss == pytest.approx(solve_reduced(p, program="general").loss, rel=LOSS_RTOL)
     for p, sol in zip(problems[::3], sweep[::3]):      # and each is that problem's own solve
         assert sol.loss == pytest.approx(gd.solve(p).loss, rel=1e-10)
-    gd._compiled.cache_clear()
+    _fresh_programs()
 
 
 def test_padded_sweep_in_groups_matches_own_solves():
@@ -326,11 +335,11 @@ def test_padded_sweep_in_groups_matches_own_solves():
         assert sol.loss == pytest.approx(one.loss, rel=1e-10)
 
 
-def test_repeated_solves_at_one_shape_compile_once(monkeypatch):
+def test_repeated_solves_at_one_shape_compile_once(monkeypatch, memory_only_programs):
     traces = []
     run = gd._run
     monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))
-    gd._compiled.cache_clear()
+    _fresh_programs()
     for tau, seed in ((0.2, 0), (0.5, 1), (1.0, 2), (2.0, 3)):     # a temperature sweep, new starts
         gd.solve(Problem.step(4, 8, 4, tau=tau), seed=seed)
     assert len(traces) == 1
@@ -338,7 +347,7 @@ def test_repeated_solves_at_one_shape_compile_once(monkeypatch):
     gd.solve_batched(problems)
     gd.solve_batched([p.with_(tau=2 * p.tau) for p in problems])
     assert len(traces) == 2                                        # one more for the vmapped program
-    gd._compiled.cache_clear()
+    _fresh_programs()
 
 
 def test_padded_sweep_rejects_minibatches_and_small_pad():

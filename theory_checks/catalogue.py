@@ -1,5 +1,8 @@
 """The theorem catalogue: each result of docs/theory.md as a :class:`~theory_checks.check.Check`.
 
+Building the catalogue loads no solver (the checks import what they measure with when they run), so
+``ufm verify --only NAME`` checks its names before JAX or cvxpy load.
+
 Every check compares solver output with ``tools.predict`` (or with the other solver) on small
 instances; ``quick=True`` uses fewer or smaller instances. To add a check, append a ``Check`` to
 :data:`CATALOGUE` (see the README section "Adding a check").
@@ -17,11 +20,8 @@ import numpy as np
 from theory_checks.check import Check, Tools
 from ufm.batching import Batching, check_conditions
 from ufm.geometry import class_mean_gram, cosines, etf_gram, nc1, normalized_distance, procrustes_distance
-from ufm.loss import problem_loss
-from ufm.objectives import ce
-from ufm.objectives.ce import CrossEntropy
+from ufm.objectives.ce_options import CrossEntropy
 from ufm.problem import Problem, Prototypes
-from theory_checks.predictions import batched_orthogonal_frame_loss
 
 LOSS_RTOL = 1e-6
 GRAM_TOL = 1e-4
@@ -188,6 +188,9 @@ def _necessary(problem: Problem, tools: Tools) -> tuple[float, dict]:
     The measured value is the largest |cosine| between class means on the pairs that never meet, for
     a configuration that (a) has the same loss as the orthogonal frame to 1e-12, (b) equals docs/theory.md's
     batched closed form, and (c) is proved optimal by the certificate; 0 if any of these fails."""
+    from theory_checks.predictions import batched_orthogonal_frame_loss
+    from ufm.loss import problem_loss
+
     cond = check_conditions(problem.labels, problem.batches())
     if not cond.unmet_pairs:
         return 0.0, {"note": "generated batching unexpectedly meets the conditions"}
@@ -300,6 +303,8 @@ def _ce_fixed(instance: tuple, tools: Tools) -> tuple[float, dict]:
 def _ce_learned(instance: tuple, tools: Tools) -> tuple[float, dict]:
     """The learned-classifier UFM on balanced counts: the largest of the centred means' distance to the
     ETF, the self-duality and the relative error of the optimal value (inf unless certified optimal)."""
+    from ufm.objectives import ce
+
     k, m, lam = instance
     problem = Problem.balanced(k, m, objective=CrossEntropy("learned", lam))
     sol, pred = tools.gd(problem), tools.predict(problem)

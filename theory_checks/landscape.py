@@ -33,6 +33,7 @@ from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import scl_loss_packed
 from ufm.problem import Problem
+from solvers.sizing import MAX_HESSIAN_SIZE
 
 
 def _loss_function(problem: Problem):
@@ -172,7 +173,6 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
     return np.asarray(embed(jnp.asarray(result.x)))
 
 
-MAX_HESSIAN_SIZE = 600   # n * d above this: the dense Hessian is skipped (memory and time grow as (n d)^2)
 
 
 #: The stages of :func:`landscape_data`, in order (its ``on_stage`` reports each as it starts).

@@ -1,5 +1,5 @@
-"""``python -m ufm`` runs the ``ufm`` command."""
+"""``python -m ufm``: the ``ufm`` command (:func:`ufm.app.cli.run`)."""
 
-from ufm.app.cli import main
+from ufm.app.cli import run
 
-raise SystemExit(main())
+run()

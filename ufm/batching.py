@@ -22,6 +22,7 @@ new epoch reshuffles.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -29,9 +30,27 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ufm.errors import ProblemError, whole_number
-from ufm.random_batches import RANDOM_SCHEMES, epoch_batches
 
 SCHEMES = ("full", "random", "balanced", "binding", "explicit")
+#: The schemes that reshuffle every epoch (drawn in JAX by :mod:`ufm.random_batches`, imported only
+#: when a batch is drawn: describing a batching loads no JAX).
+RANDOM_SCHEMES = ("random", "balanced", "binding")
+
+
+def draw_shape(scheme: str, counts: Sequence[int], batch_size: int) -> tuple[int, int]:
+    """(groups, width) of every epoch of a random scheme (:mod:`ufm.random_batches`)."""
+    n, k, bs = int(sum(counts)), len(counts), int(batch_size)
+    if scheme == "random":
+        return math.ceil(n / bs), min(bs, n)
+    if scheme == "balanced":
+        groups = math.ceil(n / bs)
+        return groups, math.ceil(n / groups)
+    if scheme == "binding":
+        if n == k:
+            return 1, k
+        chunk = min(bs - k, n - k)
+        return math.ceil((n - k) / chunk), k + chunk
+    raise ValueError(f"{scheme!r} is not a random scheme; use one of {', '.join(RANDOM_SCHEMES)}")
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,8 @@ class Batching:
             return [np.arange(sum(counts))]
         if self.scheme == "explicit":
             return [np.asarray(b, dtype=np.int64) for b in self.explicit]
+        from ufm.random_batches import epoch_batches
+
         return epoch_batches(self.scheme, counts, int(self.batch_size), seed, epoch)
 
 

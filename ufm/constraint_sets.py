@@ -17,7 +17,8 @@ Each set supplies, in the manner of pymanopt's manifolds (separate from any opti
 - ``retract(V)``: a map back onto the set (rows normalised; for S_+ clipped at 0 first, and a row with
   no positive entry becomes the unit vector of its largest coordinate instead of 0/0);
 - ``point(X)``: a random point from a standard Gaussian draw X (``random_point`` draws it with a
-  ``jax.random`` key, ``random_point_np`` with a NumPy generator);
+  ``jax.random`` key, in one compiled program per set, row bucket, width and dtype (:func:`random_point`);
+  ``random_point_np`` with a NumPy generator);
 - ``violation(H)``: how far H is from the set (0 on it).
 
 The functions take NumPy arrays or JAX arrays (tracers included) and answer in the same kind: the
@@ -31,6 +32,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ufm.programs import program
 
 
 def array_module(a: Any):
@@ -62,8 +65,8 @@ class Sphere:
         xp = array_module(H)
         return xp.max(xp.abs(xp.linalg.norm(H, axis=1) - 1.0))
 
-    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> jnp.ndarray:
-        return self.point(jax.random.normal(key, shape, dtype=dtype))
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray:
+        return random_point(self, key, shape, dtype)
 
     def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         return self.point(rng.standard_normal(shape))
@@ -113,8 +116,8 @@ class Euclidean:
     def violation(self, H) -> float:
         return 0.0
 
-    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> jnp.ndarray:
-        return jax.random.normal(key, shape, dtype=dtype)
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray:
+        return random_point(self, key, shape, dtype)
 
     def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         return rng.standard_normal(shape)
@@ -126,6 +129,26 @@ EUCLIDEAN = Euclidean()
 
 #: The registry: a new constraint set is one class above plus one entry here.
 CONSTRAINT_SETS = {s.name: s for s in (SPHERE, NONNEGATIVE_SPHERE, EUCLIDEAN)}
+
+
+def _gaussian_point(key, *, set_name: str, shape: tuple[int, int], dtype: str):
+    return CONSTRAINT_SETS[set_name].point(jax.random.normal(key, shape, dtype=dtype))
+
+
+_GAUSSIAN_POINT = program(_gaussian_point, static_argnames=("set_name", "shape", "dtype"), cost=lambda *a, **k: 0)
+
+
+def random_point(constraint_set, key, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray:
+    """``constraint_set.point`` of a standard Gaussian (rows, d) draw from the ``jax.random`` key, as
+    NumPy. The draw is made for the rows rounded up to a power of two (at least 8) and cut: with JAX's
+    partitionable threefry (its default) each entry depends on the key and its position alone, so the
+    first rows are the same whatever the rounding, and problems of nearby sizes share one compiled
+    program."""
+    rows, d = (int(x) for x in shape)
+    drawn = 1 << max(3, (rows - 1).bit_length()) if jax.config.jax_threefry_partitionable else rows
+    point = _GAUSSIAN_POINT(np.asarray(key), set_name=constraint_set.name, shape=(drawn, d),
+                            dtype=np.dtype(dtype).name)
+    return np.asarray(point)[:rows]
 
 
 def unit_sphere(relu: bool) -> Sphere:

@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ufm.programs import program
+
 
 #: The series of :func:`expm1_pair` covers |v| <= EXPM1_SERIES_REACH; beyond it e^v - 1 is exp(v) - 1.
 EXPM1_SERIES_REACH = 1.0
@@ -388,16 +390,18 @@ class StackedBatches(NamedTuple):
 def stacked_batches(labels, rep, index, valid, prototype_labels=None,
                     prototype_anchors: bool = True) -> StackedBatches:
     """:class:`StackedBatches` of a packed batching (``ufm.batching.pack``: index, valid (nb, w)) with
-    labels (n,), ``rep`` (n,) (:func:`representatives`) and the p prototypes' labels (or None)."""
+    labels (n,), ``rep`` (n,) (:func:`representatives`) and the p prototypes' labels (or None). NumPy
+    inputs give NumPy arrays (host-side preparation, no JAX call), JAX inputs JAX arrays."""
     if prototype_labels is None:
         return StackedBatches(labels, rep, index, valid, valid)
+    xp = np if isinstance(labels, np.ndarray) and isinstance(index, np.ndarray) else jnp
     n, p, n_batches = labels.shape[0], prototype_labels.shape[0], index.shape[0]
-    first = jnp.argmax(labels[None, :] == prototype_labels[:, None], axis=1)          # (p,)
+    first = xp.argmax(labels[None, :] == prototype_labels[:, None], axis=1)          # (p,)
     return StackedBatches(
-        jnp.concatenate([labels, prototype_labels]), jnp.concatenate([rep, rep[first]]),
-        jnp.concatenate([index, jnp.broadcast_to(n + jnp.arange(p, dtype=index.dtype), (n_batches, p))], axis=1),
-        jnp.concatenate([valid, jnp.ones((n_batches, p), dtype=bool)], axis=1),
-        jnp.concatenate([valid, jnp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1))
+        xp.concatenate([labels, prototype_labels]), xp.concatenate([rep, rep[first]]),
+        xp.concatenate([index, xp.broadcast_to(n + xp.arange(p, dtype=index.dtype), (n_batches, p))], axis=1),
+        xp.concatenate([valid, xp.ones((n_batches, p), dtype=bool)], axis=1),
+        xp.concatenate([valid, xp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1))
 
 
 def batch_rows(H, labels, rep, index, valid, prototypes=None, prototype_labels=None,
@@ -441,7 +445,13 @@ def weight_gradient_rows(log_rows: np.ndarray, D: np.ndarray) -> float:
     return log_total
 
 
-@partial(jax.jit, static_argnames=("chunk_size",))
+def _batches_cost(Z, *args, **kwargs) -> int:
+    """Work of one evaluation over stacked batches Z (nb, w, d): nb w^2 pairs (:mod:`ufm.programs`)."""
+    batches, width = Z.shape[0], Z.shape[1]
+    return int(batches * width * width)
+
+
+@partial(program, static_argnames=("chunk_size",), cost=_batches_cost)
 def anchor_gradient_rows(Z, R, labels, member, is_anchor, tau,
                          chunk_size: int | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(log e (nb, w), D (nb, w, w))``: each anchor's log excess and its Gram-space gradient rows
@@ -457,7 +467,7 @@ def anchor_gradient_rows(Z, R, labels, member, is_anchor, tau,
     return jax.vmap(one_batch)(Z, R, labels, member, is_anchor)
 
 
-@jax.jit
+@partial(program, cost=lambda G, batches, tau: int(batches.index.shape[0] * batches.index.shape[1] ** 2))
 def gram_gradient_rows(G, batches: StackedBatches, tau) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(log e (nb, w), D (nb, w, w))`` at a symmetric matrix G (m, m) over the rows [H; W] (the
     convex program's points, not necessarily a Gram of unit rows): :func:`anchor_gradient_rows` from
@@ -472,7 +482,8 @@ def gram_gradient_rows(G, batches: StackedBatches, tau) -> tuple[jnp.ndarray, jn
     return jax.lax.map(lambda a: one_batch(*a), (batches.index, batches.member, batches.is_anchor))
 
 
-@partial(jax.jit, static_argnames=("prototype_anchors", "chunk_size"))
+@partial(program, static_argnames=("prototype_anchors", "chunk_size"),
+         cost=lambda H, labels, rep, tau, index, *a, **k: int(index.shape[0] * index.shape[1] ** 2))
 def excess_parts_packed(H, labels, rep, tau, index, valid, prototypes=None, prototype_labels=None,
                         prototype_anchors: bool = True, chunk_size: int | None = None):
     """``(sum of within terms, log of the sum of between terms)`` over a packed batching
@@ -555,7 +566,11 @@ def reduced_log_excess(M: jnp.ndarray, counts: jnp.ndarray, tau: float | jnp.nda
     return jax.nn.logsumexp(jnp.log(counts) + log_softplus(log_x))
 
 
-_reduced_value_and_grad = jax.jit(jax.value_and_grad(reduced_log_excess))
+def _reduced_value_and_grad_fn(M, counts, tau):
+    return jax.value_and_grad(reduced_log_excess)(M, counts, tau)
+
+
+_reduced_value_and_grad = program(_reduced_value_and_grad_fn, cost=lambda M, counts, tau: int(M.shape[0] ** 2))
 
 
 def reduced_excess(M: np.ndarray, counts: Sequence[int], tau: float) -> ReducedExcess:

@@ -41,6 +41,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ufm.blocks import block_size, class_rows_bucket, precise_default_block as default_block  # noqa: F401
 from ufm.excess import (_masked_lse, batch_rows, combine_log, cotangent_coefficients, log_softplus,
                         over_batches, positives_cotangent, positives_state)
 
@@ -174,40 +175,6 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
                        gap=add(acc.gap, ws, dgw),
                        alpha=add(acc.alpha, b0, jnp.where(a > 0, jnp.exp(log_e - log_alpha - ref), 0.0)))
     return log_block, acc
-
-
-#: On a CPU the kernel works in blocks of anchors even without a ``chunk_size``: a block's (c, m)
-#: intermediates stay in cache instead of being written to fresh memory. Blocks are sized so that
-#: c * m * itemsize ~ BLOCK_BYTES, with at least MIN_BLOCK_BYTES / itemsize rows (32 float64, 64
-#: float32: fewer rows make the products inefficient) and at most a quarter of the batch (the
-#: positives' window grows with c). Measured on 2 cores, k = d = 10, loss + gradient, float64:
-#: n = 1000 blocks of 100 / 200 / 262 / 524 / 1000: 5.6 / 5.5 / 5.8 / 7.7 / 25 ms (250, the default);
-#: n = 5000 blocks of 52 / 78 / 104 / 156: 116 / 117 / 100 / 105 ms (104); n = 20000 blocks of 32 / 64:
-#: 2.00 / 1.95 s (32). float32 n = 5000 blocks of 64 / 128 / 256: 66 / 68 / 56 ms (209). On a GPU
-#: the default is one block (its parallelism wants the whole matrix).
-BLOCK_BYTES = 4 * 2 ** 20
-MIN_BLOCK_BYTES = 256
-
-
-def default_block(width: int, itemsize: int) -> int:
-    """Anchors per block when no chunk size is given (see BLOCK_BYTES)."""
-    if jax.default_backend() != "cpu":
-        return width
-    by_bytes = min(BLOCK_BYTES // max(width * itemsize, 1), max(width // 4, 1))
-    return max(MIN_BLOCK_BYTES // itemsize, by_bytes)
-
-
-def class_rows_bucket(rows: int) -> int:
-    """``class_rows`` for the kernel from a batch's most rows of one class: the next power of two, so
-    problems of equal shape whose counts differ a little share one compiled program."""
-    return 1 << max(int(rows) - 1, 0).bit_length()
-
-
-def block_size(rows: int, chunk_size: int | None, width: int, itemsize: int, default=None) -> int:
-    """Anchors per block (c) of ``rows`` anchors against a batch of ``width`` rows (``default``: the
-    rule without a chunk size, :func:`default_block` unless given)."""
-    c = (default or default_block)(width, itemsize) if chunk_size is None else int(chunk_size)
-    return max(1, min(c, rows))
 
 
 def _window(m: int, c: int, class_rows: int | None) -> int:

@@ -42,6 +42,7 @@ import numpy as np
 from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
 from ufm.problem import TAU_MAX, TAU_MIN
+from ufm.programs import program
 from ufm.excess import batch_parts, batch_rows, class_representatives, over_batches
 from ufm.excess_fused import batch_log_excess, class_rows_bucket
 
@@ -80,7 +81,13 @@ def _fused_loss(Z, R, labels, member, is_anchor, tau, reduction: str, chunk_size
     return jnp.sum(jnp.where(has_pos, alpha * log_count, 0.0)) + jnp.sum(jnp.exp(logs))
 
 
-@partial(jax.jit, static_argnames=("reduction", "prototype_anchors", "chunk_size", "num_classes", "class_rows"))
+def _packed_cost(H, labels, tau, index, *args, **kwargs) -> int:
+    """Work of one evaluation over a packed batching (nb, w): nb w^2 pairs (:mod:`ufm.programs`)."""
+    return int(index.shape[0] * index.shape[1] ** 2)
+
+
+@partial(program, static_argnames=("reduction", "prototype_anchors", "chunk_size", "num_classes", "class_rows"),
+         cost=_packed_cost)
 def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarray,
                     index: jnp.ndarray, valid: jnp.ndarray, reduction: str = "sum",
                     prototypes: jnp.ndarray | None = None, prototype_labels: jnp.ndarray | None = None,
@@ -226,7 +233,8 @@ def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
                           W, w_labels, anchors, chunk_size=chunk_size))
 
 
-@partial(jax.jit, static_argnames=("prototype_anchors", "chunk_size", "lanes"))
+@partial(program, static_argnames=("prototype_anchors", "chunk_size", "lanes"),
+         cost=lambda Hs, labels, tau, index, *a, **k: int(Hs.shape[0] * index.shape[0] * index.shape[1] ** 2))
 def _stacked_losses(Hs, labels, tau, index, valid, prototypes, prototype_labels, prototype_anchors,
                     chunk_size, lanes):
     def one(H):

@@ -44,43 +44,12 @@ import jax
 import jax.numpy as jnp
 
 from ufm.excess import batch_rows, over_batches
-from ufm.excess_fused import block_size, default_block as precise_default_block, rows_product
+from ufm.blocks import block_size, plain_default_block as default_block
+from ufm.excess_fused import rows_product
 
 #: e_i's terms are exp((G - 1)/tau) >= exp(-2/tau): above this many units of -log(tiny) in the exponent
 #: an entry could underflow; :func:`min_tau` keeps 2/tau within MIN_TAU_REACH of the dtype's range.
 MIN_TAU_REACH = 0.95
-
-#: Anchors per block when no chunk size is given (on a CPU): c * m * itemsize ~ BLOCK_BYTES, at least
-#: MIN_BLOCK_BYTES / itemsize rows, at most half the batch (a batch of fewer than twice that many rows:
-#: one block). No window here, so blocks are larger than
-#: ``ufm.excess_fused``'s. Measured on 2 cores (Intel Xeon), k = d = 10, value + gradient, against the
-#: benchmark's floor in the same run: float64 n = 1000 blocks of 250 / 500 / 1000: 1.68 / 1.35 / 1.86x
-#: (500, the default); n = 5000 blocks of 262 / 524 / 800: 1.30 / 1.18 / 1.47x (524); n = 20000 blocks
-#: of 64 / 128 / 256: 1.43 / 1.18 / 1.07x (131); float32 n = 5000 blocks of 524 / 1048 / 2048: 1.15 /
-#: 1.10 / 1.92x (1048); n = 20000 blocks of 128 / 256 / 512: 1.21 / 1.14 / 1.19x (262). At n = 20000
-#: in float64 256 rows (40 MB) measured better, but a 40 MB budget would pick 1048 rows at n = 5000
-#: (800 there: 1.47x); 20 MB is the one budget that is near the best at every size measured.
-#: One budget per batch: a deterministic batching of several wide batches holds one block per batch
-#: (vmapped), which ``solvers.sizing`` counts.
-#: The floor of MIN_BLOCK_BYTES / itemsize rows (128 in float64) holds while a block's logits stay
-#: within MAX_BLOCK_BYTES (n <= 65536 in float64); beyond, the precise kernel's rule (32 rows), so a
-#: huge batch needs no more memory than there. On a GPU one block (the whole batch).
-BLOCK_BYTES = 20 * 2 ** 20
-MIN_BLOCK_BYTES = 1024
-MAX_BLOCK_BYTES = 64 * 2 ** 20
-
-
-def default_block(width: int, itemsize: int) -> int:
-    """Anchors per block of a batch of ``width`` rows when no chunk size is given (BLOCK_BYTES)."""
-    if jax.default_backend() != "cpu":
-        return width
-    row_bytes = max(width * itemsize, 1)
-    half, least = -(-width // 2), MIN_BLOCK_BYTES // itemsize
-    if half < least:                     # a small batch: one block (two would be mostly padding)
-        return width
-    rows = max(min(BLOCK_BYTES // row_bytes, half), least)
-    return rows if rows * row_bytes <= MAX_BLOCK_BYTES else precise_default_block(width, itemsize)
-
 
 def min_tau(dtype) -> float:
     """The smallest tau at which no entry exp((G - 1)/tau), G >= -1, underflows in ``dtype``."""

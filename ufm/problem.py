@@ -9,10 +9,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ufm.batching import Batching
+from ufm.batching import Batching, draw_shape
 from ufm.errors import ProblemError, finite_number, whole_number
 from ufm.geometry import etf_gram, factor_gram, orthogonal_frame_gram
-from ufm.objectives.ce import CrossEntropy
+from ufm.objectives.ce_options import CrossEntropy
 
 PROTOTYPE_KINDS = ("etf", "of")
 
@@ -261,7 +261,7 @@ class Problem:
                 raise ProblemError("the CE objective is a sum over examples with no batch structure; use full "
                                    "batch (drop the batching)")
         self.batching.validate(self.counts)
-        if self.prototypes is None and not self.batching.scheme == "full":
+        if self.prototypes is None and not self.batching.scheme == "full" and not self._batches_surely_mixed():
             labels = self.labels
             per_batch = [np.bincount(labels[np.asarray(b)], minlength=k) for b in self.batches(0)]
             if not any(c.max() >= 2 for c in per_batch):
@@ -271,6 +271,20 @@ class Problem:
                 raise ProblemError("no batch (epoch 0) holds a positive pair together with another class, so "
                                    "no anchor has a negative and the loss does not depend on how the classes "
                                    "relate (every collapsed embedding is optimal); use larger or mixed batches")
+
+    def _batches_surely_mixed(self) -> bool:
+        """Whether every epoch of a reshuffled batching surely has a batch with a positive pair and
+        another class, whatever the draw (so :meth:`validate` need not draw epoch 0, which loads JAX):
+        batch-binding always (each batch holds one example of every class and at least one more);
+        ``random`` and ``balanced`` when their widest batch (always present) has more rows than there
+        are classes (so two share a class) and than the largest class (so it holds two classes)."""
+        b = self.batching
+        if not b.is_random or self.k < 2:
+            return False
+        if b.scheme == "binding":
+            return True
+        width = draw_shape(b.scheme, self.counts, int(b.batch_size))[1]
+        return width > self.k and width > max(self.counts)
 
     # ---------------------------------------------------------------- derived data
     @property

@@ -21,36 +21,19 @@ With n examples numbered class by class (class c holds [start_c, start_c + n_c))
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-RANDOM_SCHEMES = ("random", "balanced", "binding")
+from ufm.programs import program
+from ufm.batching import draw_shape  # noqa: F401  (the shape of every epoch; defined with the schemes)
 
 
 def epoch_key(seed: int, epoch: int | jax.Array) -> jax.Array:
     """The key of one epoch: ``fold_in(PRNGKey(seed), epoch)`` (a raw uint32 (2,) key)."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
-
-
-def draw_shape(scheme: str, counts: Sequence[int], batch_size: int) -> tuple[int, int]:
-    """(groups, width) of every epoch of a random scheme (module docstring)."""
-    n, k, bs = int(sum(counts)), len(counts), int(batch_size)
-    if scheme == "random":
-        return math.ceil(n / bs), min(bs, n)
-    if scheme == "balanced":
-        groups = math.ceil(n / bs)
-        return groups, math.ceil(n / groups)
-    if scheme == "binding":
-        if n == k:
-            return 1, k
-        chunk = min(bs - k, n - k)
-        return math.ceil((n - k) / chunk), k + chunk
-    raise ValueError(f"{scheme!r} is not a random scheme; use one of {', '.join(RANDOM_SCHEMES)}")
 
 
 def _starts(counts: tuple[int, ...]) -> np.ndarray:
@@ -100,15 +83,25 @@ def draw(scheme: str, counts: tuple[int, ...], batch_size: int, key: jax.Array) 
     return index, jnp.asarray(valid)
 
 
-@functools.lru_cache(maxsize=64)
-def _draw_compiled(scheme: str, counts: tuple[int, ...], batch_size: int):
-    return jax.jit(functools.partial(draw, scheme, counts, batch_size))
+def raw_key(seed: int) -> np.ndarray:
+    """``jax.random.PRNGKey(seed)`` as NumPy (threefry: the seed's high and low 32-bit words), made
+    without a JAX call (tests/test_batching.py holds it against JAX)."""
+    seed = int(seed)
+    return np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+
+
+def _draw(seed, epoch, *, scheme: str, counts: tuple[int, ...], batch_size: int):
+    return draw(scheme, counts, batch_size, jax.random.fold_in(jax.random.PRNGKey(seed), epoch))
+
+
+#: One epoch's draw, compiled per (scheme, counts, batch size) and kept across processes.
+_DRAW = program(_draw, static_argnames=("scheme", "counts", "batch_size"), cost=lambda *a, **k: 0)
 
 
 def epoch_batches(scheme: str, counts: Sequence[int], batch_size: int, seed: int,
                   epoch: int) -> list[np.ndarray]:
     """Epoch ``epoch`` of a random scheme as a list of index arrays (the padding removed)."""
-    index, valid = _draw_compiled(scheme, tuple(int(c) for c in counts), int(batch_size))(
-        epoch_key(int(seed), int(epoch)))
+    index, valid = _DRAW(np.int64(seed), np.int64(epoch), scheme=scheme, counts=tuple(int(c) for c in counts),
+                         batch_size=int(batch_size))
     index, valid = np.asarray(index), np.asarray(valid)
     return [row[mask].astype(np.int64) for row, mask in zip(index, valid) if mask.any()]

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -23,9 +24,10 @@ import numpy as np
 
 from ufm.app import cli_values as values
 from ufm.app.progress import Ticker, progress
+from ufm.app.timings import CallClock
 from ufm.batching import Batching, check_conditions
 from ufm.errors import ProblemError
-from ufm.objectives.ce import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN, CrossEntropy
+from ufm.objectives.ce_options import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN, CrossEntropy
 from ufm.problem import IMBALANCE_PROFILES, SEED_MAX, TAU_MAX, TAU_MIN, Problem, Prototypes
 
 
@@ -277,7 +279,7 @@ def _print_solution(report: dict) -> None:
              ("distance to predicted", _fmt(report["distance"]["predicted"], 4)),
              ("NC1", _fmt(report["nc1"], 4)),
              ("status", report["status"] + (f" ({report['message']})" if report["message"] else "")),
-             ("iterations", report["iterations"]), ("seconds", _fmt(report["seconds"], 3))]
+             ("iterations", report["iterations"]), ("seconds", timings_line(report))]
     print_table(rows, ("quantity", "value"))
     print("class-mean Gram:")
     for row in np.asarray(report["class_mean_gram"]):
@@ -316,6 +318,35 @@ def _print_sweep(result) -> None:
 
 
 # ---------------------------------------------------------------- commands
+def start_work(args: argparse.Namespace, *modules: str) -> None:
+    """Every check has passed: turn the compile cache on (unless ``--no-cache`` or ``UFM_NO_CACHE``;
+    :func:`ufm.compile_cache.enable_compile_cache`), import the ``modules`` the work needs, and end the
+    ``startup`` phase of the call's clock."""
+    import importlib
+
+    from ufm import compile_cache
+
+    if not (args.no_cache or compile_cache.cache_disabled_by_environment()):
+        compile_cache.enable_compile_cache()
+    for module in modules:
+        importlib.import_module(module)
+    args.clock.mark("startup")
+
+
+def timed(args: argparse.Namespace, report: dict, phase: str, inner: dict | None = None) -> dict:
+    """``report`` with ``seconds`` (the call's wall time so far) and ``timings`` (its split,
+    :class:`ufm.app.timings.CallClock`), ``phase`` ending now."""
+    args.clock.mark(phase)
+    seconds, timings = args.clock.split(inner)
+    return dict(report, seconds=seconds, timings=timings)
+
+
+def timings_line(report: dict) -> str:
+    """``seconds 4.2 (startup 0.9, compile 2.1, solve 0.3, ...)`` for the text output."""
+    parts = ", ".join(f"{k} {v:.2g}" for k, v in report["timings"].items())
+    return f"{report['seconds']:.3g} s wall ({parts})"
+
+
 # Each command checks everything first (values, combinations, memory, output paths) and returns 0
 # right there when ``args.validate_only`` (main(..., validate_only=True): what the fuzz tests and a
 # script's pre-flight use); only then does it compute.
@@ -331,10 +362,12 @@ def cmd_batches_check(args: argparse.Namespace) -> int:
                    "use larger batches or fewer classes")
     if args.validate_only:
         return 0
+    start_work(args, "ufm.batching")
     _, proto_labels = problem.prototype_rows()
     batches = problem.batches(epoch=0)
     result = check_conditions(problem.labels, batches, proto_labels).to_dict()
     result.update(problem=problem.describe(), n_batches=len(batches))
+    result = timed(args, result, "check")
     if problem.batching.is_random:
         result["note"] = ("random scheme: checked on the batches of epoch 0; "
                           "later epochs reshuffle")
@@ -358,18 +391,19 @@ GD_ONLY = ("steps", "lr", "tol", "starts", "float32", "no_certify", "chunk_size"
 
 
 def _lanes(problem: Problem, starts: int) -> int:
-    """How many of ``starts`` starts gradient descent runs side by side (``solvers.gd.default_lanes``),
+    """How many of ``starts`` starts gradient descent runs side by side (``solvers.sizing.default_lanes``),
     from the batch width alone (no batch is drawn)."""
-    from solvers import gd, sizing
+    from solvers import sizing
 
-    return gd.default_lanes(problem, starts, width=sizing.batch_shape(problem)[1]) if starts > 1 else 1
+    return sizing.default_lanes(problem, starts, width=sizing.batch_shape(problem)[1]) if starts > 1 else 1
 
 
-def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
-    """Options that do not apply to the chosen method are errors; the run must fit in memory."""
-    from solvers import convex, gd, reduced, sizing
+def _check_solve_options(args: argparse.Namespace) -> None:
+    """The rules of ``solve`` that the options decide alone (checked before the problem is built: a
+    reshuffled batching is validated on its drawn batches, which loads JAX)."""
+    from solvers import defaults
 
-    if args.method != "gd" and problem.objective is not None:
+    if args.method != "gd" and _option(args, "loss") != "scl":
         raise ProblemError(f"--method {args.method} solves the SCL programs; --loss ce runs with --method gd")
     if args.method != "gd":
         refuse(_given(args, *GD_ONLY), f"to --method {args.method} (gradient descent options; the convex "
@@ -379,14 +413,23 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
     if args.starts is not None and args.seed is not None and args.seed + args.starts - 1 > SEED_MAX:
         raise ProblemError(f"--starts {args.starts} from --seed {args.seed} runs past the largest seed "
                            f"{SEED_MAX}; lower one of them")
+    if args.method == "reduced":
+        scheme = "explicit" if args.batches_file is not None else _option(args, "batching")
+        defaults.check_reduced_applies(scheme, _option(args, "prototypes") != "none")
+
+
+def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
+    """What the built problem decides: the method must apply to it and the run must fit in memory."""
+    from solvers import defaults, sizing
+
     if args.method == "gd" and problem.batching.is_random:
-        draws = (args.steps or gd.DEFAULT_STEPS) * sizing.batch_shape(problem)[0]
+        draws = (args.steps or defaults.DEFAULT_STEPS) * sizing.batch_shape(problem)[0]
         if draws > MAX_BATCHES * 10:
             raise ProblemError(f"a reshuffled batching draws every epoch's batches before the first step: "
                                f"{draws} batches for these --steps, more than {MAX_BATCHES * 10}; lower --steps")
     if args.method == "gd":
         starts = args.starts or 1
-        need = sizing.gd_bytes(problem, args.steps or gd.DEFAULT_STEPS, args.chunk_size, starts,
+        need = sizing.gd_bytes(problem, args.steps or defaults.DEFAULT_STEPS, args.chunk_size, starts,
                                certify=not args.no_certify, lanes=_lanes(problem, starts))
         ways = ("evaluate the loss in row blocks (--chunk-size C, memory ~ C n), use mini-batches "
                 "(--batching random --batch-size B)")
@@ -395,14 +438,14 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
         sizing.require(need, f"gradient descent on n = {problem.n} (d = {problem.dim}, widest batch "
                              f"{sizing.batch_shape(problem)[1]})", ways)
     elif args.method == "reduced":
-        reduced.check_applicable(problem)
+        defaults.check_reduced_applies(problem.batching.scheme, problem.prototypes is not None)
         if not problem.relu and problem.dim < problem.k - 1:
             raise ProblemError(f"--method reduced has no rank constraint, so it needs dim >= k - 1 = "
                                f"{problem.k - 1} (got --dim {problem.dim}); use --method gd")
         sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}",
                        "use fewer classes, or ufm predict")
     else:
-        convex.check_relaxation_memory(problem, None)
+        sizing.require_relaxation(problem)
 
 
 def _solve_label(args: argparse.Namespace, problem) -> str:
@@ -412,8 +455,15 @@ def _solve_label(args: argparse.Namespace, problem) -> str:
     return f"solve: {what}, n = {problem.n}" + (" + certificate" if not args.no_certify else "")
 
 
+def _certificate_work(solutions) -> float:
+    """Seconds the certificates of ``solutions`` took, less the compile made in them."""
+    return sum(s.certificate.seconds - s.certificate.compile_seconds for s in solutions
+               if s.certificate is not None)
+
+
 def _run_solve(args: argparse.Namespace, problem, certify: bool, gap_tol: float):
-    """The solve ``ufm solve`` asked for (method, starts, options)."""
+    """The solve ``ufm solve`` asked for (method, starts, options): ``(solution, seconds of its
+    certificates' own work)``."""
     from theory_checks.report import best_start
 
     if args.method == "gd":
@@ -430,9 +480,9 @@ def _run_solve(args: argparse.Namespace, problem, certify: bool, gap_tol: float)
             sols = gd.solve_many(problem, range(seed, seed + args.starts), certify=certify,
                                  gap_tol=gap_tol, **options)
             solution, starts = best_start(sols)
-            return replace(solution, starts=starts)
-        else:
-            return gd.solve(problem, seed=seed, certify=certify, gap_tol=gap_tol, **options)
+            return replace(solution, starts=starts), _certificate_work(sols)
+        solution = gd.solve(problem, seed=seed, certify=certify, gap_tol=gap_tol, **options)
+        return solution, _certificate_work([solution])
     else:
         from solvers import convex
 
@@ -440,26 +490,31 @@ def _run_solve(args: argparse.Namespace, problem, certify: bool, gap_tol: float)
             if problem.n > 100:
                 print(f"ufm: note: the n x n program with n = {problem.n} may take minutes (about 50 s at n = 96 "
                       "on 2 cores); --method reduced solves full-batch problems in seconds", file=sys.stderr)
-            return convex.solve_relaxation(problem, gap_tol=gap_tol)
+            solution = convex.solve_relaxation(problem, gap_tol=gap_tol)
         else:
-            return convex.solve_reduced(problem, gap_tol=gap_tol)
+            solution = convex.solve_reduced(problem, gap_tol=gap_tol)
+        return solution, _certificate_work([solution])
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    _check_solve_options(args)
     problem = problem_from_args(args)
     _check_solve(args, problem)
     if args.validate_only:
         return 0
+    start_work(args, "solvers.gd" if args.method == "gd" else "solvers.convex", "theory_checks.report")
     from theory_checks.predictions import predict
     from theory_checks.report import solution_report
 
-    from solvers.certificate import GAP_TOL
+    from solvers.defaults import GAP_TOL
 
     certify = not args.no_certify
     gap_tol = args.gap_tol if args.gap_tol is not None else GAP_TOL
     with Ticker(_solve_label(args, problem), enabled=not args.no_progress):
-        solution = _run_solve(args, problem, certify, gap_tol)
-    report = solution_report(problem, solution, predict(problem))
+        solution, certificate_seconds = _run_solve(args, problem, certify, gap_tol)
+    args.clock.mark("solve")
+    report = timed(args, solution_report(problem, solution, predict(problem)), "report",
+                   {"certificate": certificate_seconds})
     code = 0 if solution.status in ("optimal", "converged") else 1
     if args.json:
         print_json(report)
@@ -477,15 +532,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
                    f"the prediction at k = {problem.k}, n = {problem.n}", "use fewer classes or examples")
     if args.validate_only:
         return 0
+    start_work(args, "theory_checks.predictions")
     from theory_checks.predictions import predict
 
-    prediction = predict(problem).to_dict()
+    prediction = timed(args, predict(problem).to_dict(), "predict")
     if args.json:
         print_json(prediction | {"problem": problem.describe()})
         return 0
     print(f"geometry: {prediction['geometry']}")
     print(f"loss:     {_fmt(prediction['loss'], 12)}")
     print(f"why:      {prediction['why']}")
+    print(f"seconds:  {timings_line(prediction)}")
     if prediction["class_mean_gram"] is not None:
         print("class-mean Gram:")
         for row in prediction["class_mean_gram"]:
@@ -507,9 +564,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         checks = [c for c in CATALOGUE if c.name in wanted]
     if args.validate_only:
         return 0
+    start_work(args, "solvers.gd", "solvers.convex", "theory_checks.predictions")
     results = run_checks(checks, quick=args.quick, progress=None if args.no_progress else progress)
     passed = all(r.passed for r in results)
-    report = {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick}
+    report = timed(args, {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick},
+                   "checks")
     if args.save:
         args.save.write_text(json.dumps(to_jsonable(report), indent=2))
     if args.json:
@@ -525,7 +584,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"  measured: {r.check.measures} = {_fmt(r.measured, 4)}")
                 if r.error:
                     print(f"  error: {r.error}")
-        print(f"\n{sum(r.passed for r in results)}/{len(results)} checks passed")
+        print(f"\n{sum(r.passed for r in results)}/{len(results)} checks passed in {timings_line(report)}")
         if args.save:
             print(f"report written to {args.save.resolve()}")
     return 0 if passed else 1
@@ -545,20 +604,22 @@ def figure_target(args: argparse.Namespace, default_name: str) -> Path | None:
         raise ProblemError(f"no --out given and the default figure {default_name}: {err}; pass --out PATH") from None
 
 
-def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path | None) -> None:
+def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path | None, phase: str) -> None:
     """Save the figure (unless ``path`` is None: ``--json`` without ``--out``) and print the data
-    (``--json``) or where the figure went."""
+    (``--json``, with the call's ``seconds`` and ``timings``, ``phase`` the work just done) or where the
+    figure went."""
     from ufm.app import plots
 
     if path is not None:
         path = plots.save(fig, path).resolve()
-    data = dict(data, figure=None if path is None else str(path))
+    data = timed(args, dict(data, figure=None if path is None else str(path)), phase)
     if args.json:
         print_json(data)
         if path is not None:
             print(f"figure written to {path}", file=sys.stderr)
     else:
         print(f"figure written to {path}")
+        print(f"seconds: {timings_line(data)}")
 
 
 def _relu_options(args: argparse.Namespace) -> tuple[bool, ...]:
@@ -606,31 +667,34 @@ def _sweep_points(args: argparse.Namespace):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from solvers import gd, sizing
+    from solvers import sizing
+    from solvers.defaults import DEFAULT_STEPS
 
     problems, run = _sweep_points(args)
     path = figure_target(args, f"ufm-sweep-{args.sweep}.png")
     for problem in problems:
         check_gd = getattr(args, "check_gd", False)
         if args.sweep == "batching" or check_gd:
-            sizing.require(sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=4 if check_gd else 1),
+            sizing.require(sizing.gd_bytes(problem, DEFAULT_STEPS, starts=4 if check_gd else 1),
                            f"gradient descent on n = {problem.n}", "use smaller counts")
         if problem.objective is not None:
-            sizing.require(sizing.gd_bytes(problem, gd.DEFAULT_STEPS), f"gradient descent on n = {problem.n}",
+            sizing.require(sizing.gd_bytes(problem, DEFAULT_STEPS), f"gradient descent on n = {problem.n}",
                            "use smaller counts")
             continue
         sizing.require(sizing.reduced_bytes(problem), f"the reduced program at k = {problem.k}, n = {problem.n}",
                        "use fewer classes or examples")
     if args.validate_only:
         return 0
+    start_work(args, "solvers.gd", "solvers.convex", "ufm.app.plots")
     from theory_checks.sweeps import nonfinite_points
     from ufm.app import plots
 
     result = run()
+    args.clock.mark("sweep")
     fig = plots.sweep_result_figure(result)
     if not args.json:
         _print_sweep(result)
-    _finish_figure(fig, result.to_dict(), args, path)
+    _finish_figure(fig, result.to_dict(), args, path, "report")
     failed = _status_points(result, lambda status: status in FAILED) + nonfinite_points(result)
     if failed:
         hint = ""
@@ -648,8 +712,9 @@ FAILED = ("error", "not_converged", "stationary", "optimal_inaccurate")
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
-    from solvers import convex, gd, sizing
-    from theory_checks.landscape import MAX_HESSIAN_SIZE
+    from solvers import sizing
+    from solvers.defaults import DEFAULT_STEPS
+    from solvers.sizing import MAX_HESSIAN_SIZE
 
     problem = problem_from_args(args)
     path = figure_target(args, "ufm-landscape.png")
@@ -657,7 +722,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     if args.directions == "hessian" and size > MAX_HESSIAN_SIZE:
         raise ProblemError(f"--directions hessian needs the dense Hessian, (n d)^2 entries, and n d = {size} "
                            f"exceeds {MAX_HESSIAN_SIZE}; use --directions random")
-    need = sizing.gd_bytes(problem, gd.DEFAULT_STEPS, starts=args.starts, lanes=_lanes(problem, args.starts)) \
+    need = sizing.gd_bytes(problem, DEFAULT_STEPS, starts=args.starts, lanes=_lanes(problem, args.starts)) \
         + sizing.slice_bytes(problem, args.resolution)
     if size <= MAX_HESSIAN_SIZE:
         need += sizing.hessian_bytes(problem)
@@ -665,9 +730,10 @@ def cmd_landscape(args: argparse.Namespace) -> int:
                          f"{args.resolution} x {args.resolution} slice", "use fewer starts, a lower --resolution "
                                                                           "or fewer examples")
     if not (problem.is_full_batch and problem.prototypes is None):
-        convex.check_relaxation_memory(problem, None)     # the landscape's reference optimum
+        sizing.require_relaxation(problem)     # the landscape's reference optimum
     if args.validate_only:
         return 0
+    start_work(args, "theory_checks.landscape", "solvers.convex", "ufm.app.plots")
     from theory_checks.landscape import LANDSCAPE_STAGES, landscape_data
     from ufm.app import plots
     from ufm.app.progress import Stages
@@ -675,13 +741,14 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     with Stages(list(LANDSCAPE_STAGES), "landscape", enabled=not args.no_progress) as stage:
         data = landscape_data(problem, starts=args.starts, slice_directions=args.directions,
                               resolution=args.resolution, radius=args.radius, on_stage=stage)
+    args.clock.mark("landscape")
     fig = plots.landscape_figure(data, title=plots.problem_title(counts=problem.counts, tau=problem.tau,
                                                                  relu=problem.relu, dim=problem.dim))
     if not args.json:
         print(f"{args.starts} starts: {data['optimal']} certified optimal, {data['stationary']} stationary; "
               f"largest relative gap to the convex optimum {max(data['gaps']):.3g}; largest Procrustes "
               f"residual {data['max_procrustes_residual']:.3g}")
-    _finish_figure(fig, data, args, path)
+    _finish_figure(fig, data, args, path, "report")
     if not np.isfinite(data["gaps"]).all():
         print(f"ufm landscape: the convex optimum is not certified ({data['optimum_status']}), so the gaps "
               "are unknown", file=sys.stderr)
@@ -690,7 +757,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from ufm.app.explore import SLIDER_RANGES, ExplorerState
+    from ufm.app.explore_state import SLIDER_RANGES, ExplorerState
 
     state = ExplorerState()
     for name, attr in (("ratio", "ratio"), ("classes", "k"), ("tau", "tau")):
@@ -704,14 +771,15 @@ def cmd_explore(args: argparse.Namespace) -> int:
             raise ProblemError(f"--classes {value!r} must be a whole number")
         setattr(state, attr, int(value) if attr == "k" else value)
     state.relu = bool(args.relu)
-    import matplotlib
-
     if args.out is None:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
             raise ProblemError("no display for the explorer window; run it on a desktop, or save a snapshot "
                                "with --out FILE.png")
     if args.validate_only:
         return 0
+    start_work(args, "matplotlib")
+    import matplotlib
+
     if args.out is not None:
         matplotlib.use("Agg")
     from ufm.app.explore import Explorer, main as explore_main
@@ -728,6 +796,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- the parser
+def _cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-cache", action="store_true",
+                        help="compile every program afresh and keep none (default: compiled programs are kept "
+                             "in $UFM_CACHE_DIR, else ~/.cache/ufm-scl, and loaded by later calls; "
+                             "UFM_NO_CACHE=1 does the same as this option)")
+
+
 def _output_options(parser: argparse.ArgumentParser, figure: bool = False) -> None:
     if figure:
         parser.add_argument("--out", type=values.figure_path,
@@ -752,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="whether the batching guarantees NC and the orthogonal frame under ReLU")
     add_problem_options(check)
     _output_options(check)
+    _cache_option(check)
     check.set_defaults(handler=cmd_batches_check)
 
     solve = sub.add_parser("solve", help="solve a problem and compare with the prediction")
@@ -778,11 +854,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest relative gap on the excess that counts as optimal (default 1e-6)")
     solve.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     _output_options(solve)
+    _cache_option(solve)
     solve.set_defaults(handler=cmd_solve)
 
     pred = sub.add_parser("predict", help="what the theory predicts for a problem")
     add_problem_options(pred, objective=True)
     _output_options(pred)
+    _cache_option(pred)
     pred.set_defaults(handler=cmd_predict)
 
     verify = sub.add_parser("verify", help="run the theorem catalogue")
@@ -792,6 +870,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write the JSON report to FILE.json")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _output_options(verify)
+    _cache_option(verify)
     verify.set_defaults(handler=cmd_verify)
 
     sweep = sub.add_parser("sweep", help="optimal geometry against imbalance, temperature or batching")
@@ -832,6 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     bat.add_argument("--seed", type=SEED, help="seed of the batches and starts (default 0)")
     for p in (imb, temp, bat):
         _output_options(p, figure=True)
+        _cache_option(p)
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
         p.set_defaults(handler=cmd_sweep)
 
@@ -845,6 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--radius", type=values.real(0, 100, lo_open=True), default=1.0,
                       help="slice half-width before the retraction (default 1)")
     _output_options(land, figure=True)
+    _cache_option(land)
     land.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     land.set_defaults(handler=cmd_landscape)
 
@@ -855,8 +936,21 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--classes", type=values.integer(), help="starting number of classes (default 4)")
     explore.add_argument("--tau", type=values.real(), help="starting temperature (default 0.5)")
     explore.add_argument("--relu", action="store_true", help="start with ReLU on")
+    _cache_option(explore)
     explore.set_defaults(handler=cmd_explore)
     return parser
+
+
+def run() -> None:
+    """The ``ufm`` console command: :func:`main` on ``sys.argv``, then exit. Once JAX is loaded the exit
+    skips the interpreter's teardown (``os._exit`` after flushing the output): destroying JAX's and
+    XLA's objects took 0.2 s of every call here, all of it after the answer was out."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "jax" in sys.modules:
+        os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None, *, validate_only: bool = False) -> int:
@@ -867,11 +961,15 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False) -> i
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
+    clock = CallClock()
+    _show_warning.cache_said = False
     try:
         _refuse_repeats(argv)
         args = build_parser().parse_args(argv)
-        args.validate_only = validate_only
-        return int(args.handler(args) or 0)
+        args.validate_only, args.clock = validate_only, clock
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.handler(args) or 0)
     except ProblemError as err:
         prog = f"ufm {' '.join(a for a in argv[:2] if not a.startswith('-'))}".strip()
         return _fail(f"{prog}: error: {err}", 2, as_json)
@@ -893,6 +991,18 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False) -> i
             raise
         return _fail(f"ufm: internal error: {type(err).__name__}: {err} (a bug; please report it with the "
                      "command line; UFM_TRACEBACK=1 shows the traceback)", 1, as_json)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr (``ufm: warning: ...``); the compile cache's warnings (ours, and
+    JAX's about its persistent cache entries) once per call, since one cause repeats per program."""
+    text = " ".join(str(message).split())
+    cache = "compile cache" in text or "persistent compilation cache" in text
+    if cache:
+        if getattr(_show_warning, "cache_said", False):
+            return
+        _show_warning.cache_said = True
+    print(f"ufm: warning: {text}", file=sys.stderr)
 
 
 #: Options that may be given more than once (they accumulate).

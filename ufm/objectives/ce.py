@@ -29,7 +29,6 @@ are derived in docs/theory.md section 10.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -38,64 +37,11 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from ufm.constraint_sets import EUCLIDEAN, unit_sphere
-from ufm.errors import ProblemError, finite_number
+from ufm.objectives.ce_options import (CLASSIFIERS, NAME, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN,  # noqa: F401
+                                      CrossEntropy)
 from ufm.excess import log_softplus
 from ufm.geometry import etf_gram, factor_gram
-
-NAME = "ce"
-CLASSIFIERS = ("etf", "of", "learned")
-#: The weight decays the toolkit accepts. Balanced, the optimum is H = W = 0 once lambda sqrt(k n) >= 1
-#: (the slope of CE at 0 in :func:`learned_optimal_product`), so above 1 it is 0 for every problem;
-#: below 1e-6 the norms grow as log(1/lambda) and the conditioning of F with them.
-WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX = 1e-6, 1.0
-
-
-@dataclass(frozen=True)
-class CrossEntropy:
-    """The CE objective of a :class:`~ufm.problem.Problem`: ``classifier`` ``"etf"``, ``"of"`` (fixed
-    rows) or ``"learned"`` (with ``weight_decay`` lambda > 0, required there and refused elsewhere)."""
-
-    classifier: str = "etf"
-    weight_decay: float | None = None
-
-    name = NAME
-
-    @property
-    def learned(self) -> bool:
-        return self.classifier == "learned"
-
-    def describe(self) -> str:
-        """A short label: ``"CE, etf classifier"`` or ``"CE, learned classifier, lambda = 0.005"``."""
-        if self.learned:
-            return f"CE, learned classifier, lambda = {self.weight_decay:g}"
-        return f"CE, {self.classifier} classifier"
-
-    def validate(self, k: int, dim: int, relu: bool) -> None:
-        """Raise :class:`ProblemError` for a classifier, weight decay, dim or ReLU that does not fit."""
-        if self.classifier not in CLASSIFIERS:
-            raise ProblemError(f"unknown classifier {self.classifier!r}; use one of {', '.join(CLASSIFIERS)}")
-        if self.learned:
-            if self.weight_decay is None:
-                raise ProblemError("the learned classifier needs a weight decay lambda > 0 (--weight-decay), "
-                                   "without which the CE minimum is not attained")
-            lam = finite_number(self.weight_decay, "weight decay")
-            if not WEIGHT_DECAY_MIN <= lam <= WEIGHT_DECAY_MAX:
-                raise ProblemError(f"weight decay must lie in [{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}] "
-                                   f"(got {lam:g}); docs/theory.md section 10")
-            if relu:
-                raise ProblemError("the learned-classifier UFM has unconstrained features; ReLU does not apply "
-                                   "to it (drop --relu, or use --classifier of)")
-            return
-        if self.weight_decay is not None:
-            raise ProblemError(f"weight decay applies to the learned classifier only (the {self.classifier} "
-                               "classifier is fixed and the embeddings have unit norm); drop it")
-        if self.classifier == "etf" and relu:
-            raise ProblemError("the fixed ETF classifier has negative entries, so with ReLU no closed form is "
-                               "known; use --classifier of with --relu")
-        need = k - 1 if self.classifier == "etf" else k
-        if dim < need:
-            raise ProblemError(f"the fixed {self.classifier} classifier for k = {k} classes needs dim >= {need} "
-                               f"(got {dim})")
+from ufm.programs import program
 
 
 def classifier_rows(kind: str, k: int, dim: int) -> np.ndarray:
@@ -274,9 +220,17 @@ def start(problem, key: jax.Array, dtype=jnp.float64):
     n, k, d = problem.n, problem.k, problem.dim
     if not problem.objective.learned:
         return constraint_set(problem).random_point(key, (n, d), dtype)
+    return jax.tree_util.tree_map(np.asarray, _LEARNED_START(np.asarray(key), n=n, k=k, d=d,
+                                                             dtype=np.dtype(dtype).name))
+
+
+def _learned_start(key, *, n: int, k: int, d: int, dtype: str) -> "LearnedParams":
     kh, kw = jax.random.split(key)
     return LearnedParams(0.1 * jax.random.normal(kh, (n, d), dtype), 0.1 * jax.random.normal(kw, (k, d), dtype),
                          jnp.zeros((k,), dtype))
+
+
+_LEARNED_START = program(_learned_start, static_argnames=("n", "k", "d", "dtype"), cost=lambda *a, **kw: 0)
 
 
 def solver_value(problem):
