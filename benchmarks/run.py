@@ -25,6 +25,10 @@ Sections:
    versus k: general cvxpy program vs the certified factored path; STEP block path at k = 100.
 5. ``explorer``: the explorer's update (a slider moved, solved and redrawn) at
    k = 4..20, cold (first call) and warm.
+0. ``startup``: whole ``ufm`` processes as a user waits for them: ``--help``, a rejected option, the
+   default ``solve`` and ``verify --quick``, each cold (an empty compile cache) and warm (a second
+   run), medians of 3; and the compile / run trade of ufm.programs' fast compile options
+   (benchmarks/startup.py).
 6. ``gpu`` (only where JAX sees a GPU; elsewhere it records why and keeps an earlier GPU result):
    full-batch GD at n = 1000 .. 100000 (chunked loss above 20000) in float64 and float32, each as a
    fraction of a measured matmul in the same dtype on that GPU; 64 vmapped starts against one.
@@ -67,7 +71,7 @@ from ufm.excess_fused import class_rows_bucket
 from ufm.loss import scl_loss_packed
 from ufm.plain_fused import log_excess_plain_packed
 
-from benchmarks import peers
+from benchmarks import peers, startup
 
 
 def _now() -> float:
@@ -499,6 +503,7 @@ def markdown(res: dict) -> str:
     if res.get("updated_sections"):
         L += ["Re-measured later with `--only` (the sections' own runs; `--quick` where marked): " + ", ".join(
             f"{name} ({date})" for name, date in res["updated_sections"].items()) + ".", ""]
+    L += startup.startup_table(res.get("startup", {}))
     L += _peers_table(res.get("peers", {}))
     L += _sharded_table(res.get("sharded", {}))
     for key in ("gd_scaling", "gd_scaling_float32"):
@@ -650,7 +655,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder for results.json and RESULTS.md (the README's table is regenerated only "
                              "for the default, benchmarks/)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="sections to run: peers sharded gd_scaling gd_scaling_float32 many certificate convex explorer gpu")
+                        help="sections to run: startup peers sharded gd_scaling gd_scaling_float32 many certificate "
+                             "convex explorer gpu")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite RESULTS.md from the results.json in --out, running nothing")
     args = parser.parse_args(argv)
@@ -663,6 +669,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     q = args.quick
     sections = {
+        "startup": lambda: startup.bench_startup(reps=1 if q else 3, verify_reps=1 if q else 3),
         "peers": lambda: peers.bench_peers(3 if q else 5, 10.0 if q else 20.0),
         "sharded": lambda: bench_sharded([5000] if q else [5000, 20000]),
         "gd_scaling": lambda: bench_scaling([1000, 5000] if q else [1000, 5000, 20000]),

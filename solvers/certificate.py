@@ -254,7 +254,7 @@ def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float,
     groups of a fixed number, so problems of many sizes share a few compiled shapes."""
     nb, w = rows.labels.shape
     d = rows.Z.shape[2]
-    wp, dp = _bucket(w, 8), _bucket(d, 4)
+    wp, dp = _bucket(w, 32), _bucket(d, 8)
     group = min(_bucket(nb, 1), max(1, 2 ** 20 // (wp * wp)))
     padded = -(-nb // group) * group
     Z, R = np.zeros((padded, wp, dp)), np.zeros((padded, wp, dp))

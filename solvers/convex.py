@@ -32,7 +32,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import cvxpy as cp
-import jax.numpy as jnp
 import numpy as np
 
 from solvers import cvx_common
@@ -50,6 +49,7 @@ from ufm.excess import gram_gradient_rows, weight_gradient_rows
 from solvers import sizing
 from ufm.errors import ProblemError
 from ufm.problem import Problem
+from ufm.programs import bucket
 from ufm.solution import ProgramInfo, Solution, certified_status, join
 
 __all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss",
@@ -90,11 +90,22 @@ def relaxation_loss(G: np.ndarray, problem: Problem) -> tuple[float, np.ndarray]
     """L(G) and its gradient C (m, m) (not symmetrised; <C, G> equals <sym C, G> for symmetric G) at
     a symmetric G (m, m) over the rows [H; W], float64, for the problem's batching at epoch 0. The
     Gram-space SCL of :mod:`ufm.excess` (:func:`ufm.excess.gram_gradient_rows`, the formula every
-    backend evaluates): L = constant + E(G), C = E(G) grad_G log E."""
+    backend evaluates): L = constant + E(G), C = E(G) grad_G log E. G and the batches are padded to
+    powers of two (rows outside every batch, entries that are no member) so that programs of nearby
+    sizes share one compiled evaluation."""
     batches = problem_batches(problem, pack(problem.batches(0)))
     G = np.asarray(G, dtype=np.float64)
-    log_rows, D = gram_gradient_rows(jnp.asarray(G), batches, jnp.asarray(problem.tau, dtype=jnp.float64))
-    D = np.array(D, dtype=np.float64)
+    m, w = G.shape[0], np.shape(batches.index)[1]
+    mp, wp = bucket(m, 32), bucket(w, 32)
+    G_pad = np.zeros((mp, mp))
+    G_pad[:m, :m] = G
+    wide = lambda a, fill: np.pad(np.asarray(a), [(0, 0), (0, wp - w)], constant_values=fill)  # noqa: E731
+    padded = batches._replace(labels=np.pad(np.asarray(batches.labels), (0, mp - m)),
+                              rep=np.concatenate([np.asarray(batches.rep), np.arange(m, mp)]),
+                              index=wide(batches.index, 0), member=wide(batches.member, False),
+                              is_anchor=wide(batches.is_anchor, False))
+    log_rows, D = gram_gradient_rows(G_pad, padded, np.float64(problem.tau))
+    log_rows, D = np.asarray(log_rows)[:, :w], np.array(np.asarray(D)[:, :w, :w], dtype=np.float64)
     excess = float(np.exp(weight_gradient_rows(np.asarray(log_rows), D)))
     index = np.asarray(batches.index)
     C = np.zeros_like(G)

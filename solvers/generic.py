@@ -104,5 +104,6 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_r
     t0 = time.perf_counter()
     out = jax.block_until_ready(_compiled(problem, optimizer, int(steps), float(learning_rate), float(tol), True)(params))
     seconds = time.perf_counter() - t0
+    out = jax.tree_util.tree_map(np.asarray, out)
     return [_solution(problem, jax.tree_util.tree_map(lambda x: x[i], out), seconds, tol, certify, gap_tol,
                       optimizer) for i in range(len(seeds))]

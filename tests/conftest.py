@@ -53,14 +53,3 @@ def _release_compiled_programs():
     jax.clear_caches()
     programs.clear()
     gc.collect()
-
-
-@pytest.fixture
-def memory_only_programs():
-    """Programs kept in memory only for one test (the disk cache off, then on again): for tests that
-    count traces, which a program loaded from disk would not make."""
-    kept = compile_cache.cache_dir()
-    compile_cache.disable_compile_cache()
-    yield
-    if kept is not None:
-        compile_cache.enable_compile_cache(kept.parent)

@@ -20,7 +20,6 @@ import pytest
 from reference import collapsed_embeddings, etf_loss, orthogonal_frame_loss, scl_loop
 from solvers import gd
 from ufm import Batching, Problem, ProblemError, Prototypes
-from ufm import programs
 from ufm.geometry import etf_gram, normalized_distance
 
 LOSS_RTOL = 1e-6     # required agreement with the closed forms
@@ -28,10 +27,19 @@ GRAM_TOL = 1e-4      # normalised Frobenius distance of the class-mean Gram to t
 
 
 def _fresh_programs():
-    """Forget every compiled run (in memory; the tests run without the disk cache), so that the next
-    solve traces again and a monkeypatched ``gd._run`` is seen."""
+    """Forget gradient descent's compiled runs (held in memory; with the ``fresh_runs`` fixture none is
+    on disk), so that the next solve traces again and a monkeypatched ``gd._run`` is seen."""
     gd._compiled.cache_clear()
-    programs.clear()
+    gd._RUNS.clear()
+
+
+@pytest.fixture
+def fresh_runs(monkeypatch):
+    """Gradient descent's runs kept in memory only for one test (a run loaded from the suite's compile
+    cache would not be traced): for the tests that count traces."""
+    monkeypatch.setattr(gd._RUNS, "_path", lambda key, static: None)
+    yield
+    _fresh_programs()
 
 
 def of_distance(sol):
@@ -130,7 +138,7 @@ def test_classes_that_never_meet_are_not_an_orthogonal_frame():
 
 @pytest.mark.parametrize("scheme, batch_size", [("random", 4), ("balanced", 4), ("binding", 5)])
 def test_random_epochs_drawn_in_the_loop_are_the_reported_batches(scheme, batch_size, monkeypatch,
-                                                                  memory_only_programs):
+                                                                  fresh_runs):
     """The compiled loop draws each epoch itself; every epoch it steps on is problem.batches(epoch)."""
     problem = Problem.from_counts((7, 5, 3), relu=True, tau=0.5, seed=2,
                                   batching=getattr(Batching, scheme)(batch_size))
@@ -157,7 +165,7 @@ def test_random_epochs_drawn_in_the_loop_are_the_reported_batches(scheme, batch_
 
 
 # ---------------------------------------------------------------- many starts, many problems
-def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch, memory_only_programs):
+def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch, fresh_runs):
     problem = Problem.step(4, 8, 4, relu=True, tau=0.5)
     traces = []
     run = gd._run
@@ -177,7 +185,7 @@ def test_solve_many_matches_separate_solves_in_one_compiled_call(monkeypatch, me
 
 
 @pytest.mark.slow       # the grouping (lanes < runs) also runs in test_padded_sweep_in_groups_matches_own_solves
-def test_solve_many_in_groups_matches_separate_solves(monkeypatch, memory_only_programs):
+def test_solve_many_in_groups_matches_separate_solves(monkeypatch, fresh_runs):
     """lanes < starts: groups of vmapped starts run in sequence (jax.lax.map) in one compiled call;
     each start must still be exactly its own solve, and a second call must not retrace."""
     problem = Problem.step(4, 6, 3, relu=True, tau=0.5)
@@ -297,7 +305,7 @@ def test_chunked_solve_equals_plain_solve():
     np.testing.assert_allclose(chunked.embeddings, plain.embeddings, atol=1e-8)
 
 
-def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monkeypatch, memory_only_programs):
+def test_padded_ratio_sweep_is_each_problems_own_solve_in_one_compiled_call(monkeypatch, fresh_runs):
     from solvers.reduced import solve_reduced
     traces = []
     run = gd._run
@@ -335,7 +343,7 @@ def test_padded_sweep_in_groups_matches_own_solves():
         assert sol.loss == pytest.approx(one.loss, rel=1e-10)
 
 
-def test_repeated_solves_at_one_shape_compile_once(monkeypatch, memory_only_programs):
+def test_repeated_solves_at_one_shape_compile_once(monkeypatch, fresh_runs):
     traces = []
     run = gd._run
     monkeypatch.setattr(gd, "_run", lambda cfg, data: traces.append(1) or run(cfg, data))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from compiled import small_jit
 from reference import (collapsed_embeddings, etf_loss, etf_vectors, orthogonal_frame_loss, scl_loop,
                        supcon_reference)
 import ufm
@@ -127,7 +128,7 @@ def test_gradient_matches_finite_differences(reduction):
     batches = [np.array([0, 1, 3, 4, 5]), np.array([2, 5, 6, 7, 0])]
     W, wl = rng.standard_normal((2, 3)), np.array([0, 2])
     f = lambda X: scl_loss(X, labels, 0.4, batches, reduction, W, wl)
-    grad = np.asarray(jax.grad(f)(jnp.asarray(H)))
+    grad = np.asarray(small_jit(jax.grad(f))(jnp.asarray(H)))
     eps = 1e-6
     fd = np.zeros_like(H)
     for idx in np.ndindex(H.shape):
@@ -144,7 +145,7 @@ def test_float32_finite_at_small_tau():
     rng = np.random.default_rng(5)
     labels = np.repeat(np.arange(5), 20)
     H = unit_rows(rng, 100, 8).astype(np.float32)
-    value, grad = jax.value_and_grad(lambda X: scl_loss(X, labels, 0.01))(jnp.asarray(H))
+    value, grad = small_jit(jax.value_and_grad(lambda X: scl_loss(X, labels, 0.01)))(jnp.asarray(H))
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
     want = scl_loop(H.astype(float), labels, 0.01)
     assert float(value) == pytest.approx(want, rel=1e-4)
@@ -236,8 +237,9 @@ def test_chunked_value_and_gradient_equal_plain_to_1e12(chunk, reduction):
 
         def f(X, c):
             return scl_loss(X, labels, 0.3, b, reduction, w, l, True, chunk_size=c)
-        v0, g0 = jax.value_and_grad(f)(jnp.asarray(H), None)
-        v1, g1 = jax.value_and_grad(f)(jnp.asarray(H), chunk)
+        value_and_grad = small_jit(jax.value_and_grad(f), static_argnums=1)
+        v0, g0 = value_and_grad(jnp.asarray(H), None)
+        v1, g1 = value_and_grad(jnp.asarray(H), chunk)
         assert abs(float(v1) - float(v0)) <= 1e-12 * max(1.0, abs(float(v0)))
         assert float(jnp.max(jnp.abs(g1 - g0))) <= 1e-12 * max(1.0, float(jnp.max(jnp.abs(g0))))
 
@@ -248,7 +250,7 @@ def test_chunked_gradient_matches_loop_gradient():
     H = unit_rows(rng, 16, 4)
     want = _grad_loop(H, labels, 0.4)
     for chunk in (None, 1, 5, 16):
-        got = jax.grad(lambda X: scl_loss(X, labels, 0.4, chunk_size=chunk))(jnp.asarray(H))
+        got = small_jit(jax.grad(lambda X: scl_loss(X, labels, 0.4, chunk_size=chunk)))(jnp.asarray(H))
         np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 

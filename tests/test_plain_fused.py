@@ -20,6 +20,7 @@ from ufm import Batching, Problem
 from ufm.batching import pack
 from ufm.excess import log_excess_packed as reference_log_excess, representatives
 from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_estimate
+from compiled import small_jit
 from tests.reference import scl_loop
 from tests.reference_mp import excess_mp
 
@@ -63,8 +64,8 @@ def test_plain_form_equals_the_reference_path(counts, tau, batches, chunk, proto
     def plain(H, t):
         return log_excess_plain_packed(H, lab, rep, t, idx, val, len(counts), P, PL, anchors, chunk)
 
-    (v1, (g1, t1)), (v2, (g2, t2)) = [jax.value_and_grad(f, argnums=(0, 1))(H, jnp.asarray(tau))
-                                      for f in (ref, jax.jit(plain))]
+    (v1, (g1, t1)), (v2, (g2, t2)) = [small_jit(jax.value_and_grad(f, argnums=(0, 1)))(H, jnp.asarray(tau))
+                                      for f in (ref, plain)]
     assert abs(float(v2) - float(v1)) <= 1e-13 * max(1.0, abs(float(v1)))
     G1, G2 = _tangent(g1, H), _tangent(g2, H)
     assert float(jnp.abs(G1 - G2).max()) <= 1e-12 * float(jnp.abs(G1).max())
@@ -88,8 +89,9 @@ def test_rounding_estimate_holds_against_mpmath():
         H = np.asarray(means[labels] + spread * np.asarray(jax.random.normal(jax.random.PRNGKey(3), (18, 4))))
         H /= np.linalg.norm(H, axis=1, keepdims=True)
         packed = pack([list(range(18))])
-        value = log_excess_plain_packed(jnp.asarray(H), jnp.asarray(labels), jnp.asarray(representatives(labels)),
-                                        tau, jnp.asarray(packed.index), jnp.asarray(packed.valid), 3)
+        value = small_jit(log_excess_plain_packed, static_argnums=6)(
+            jnp.asarray(H), jnp.asarray(labels), jnp.asarray(representatives(labels)), tau,
+            jnp.asarray(packed.index), jnp.asarray(packed.valid), 3)
         E_mp = float(excess_mp(H, labels, tau))
         bound = rounding_estimate(tau, 18, 18, jnp.float64)
         assert abs(float(jnp.exp(value)) - E_mp) <= bound, (tau, float(jnp.exp(value)), E_mp, bound)
@@ -123,8 +125,10 @@ def test_rounding_estimate_holds_at_n_1000(dtype, tau, spread):
     H = means[labels] * (1 - spread) + spread * np.random.default_rng(1).normal(size=(1000, 10)) / 3
     H = (H / np.linalg.norm(H, axis=1, keepdims=True)).astype(jnp.dtype(dtype))
     packed = pack([list(range(1000))])
-    value = log_excess_plain_packed(jnp.asarray(H), jnp.asarray(labels), jnp.asarray(representatives(labels)),
-                                    jnp.asarray(tau, dtype), jnp.asarray(packed.index), jnp.asarray(packed.valid), 10)
+    # n = 1000: compiled as the toolkit compiles a program of this size (XLA's default optimisation)
+    value = jax.jit(log_excess_plain_packed, static_argnums=6)(
+        jnp.asarray(H), jnp.asarray(labels), jnp.asarray(representatives(labels)), jnp.asarray(tau, dtype),
+        jnp.asarray(packed.index), jnp.asarray(packed.valid), 10)
     E_ref = _excess_longdouble(H.astype(np.float64), labels, tau)
     # in log E: the estimate relative to E, plus the rounding of log E itself (any form has it)
     allowed = rounding_estimate(tau, 1000, 1000, dtype) / E_ref + float(jnp.finfo(dtype).eps) * abs(np.log(E_ref))

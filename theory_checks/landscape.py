@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,20 +33,75 @@ from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import scl_loss_packed
 from ufm.problem import Problem
+from ufm.programs import program
 from solvers.sizing import MAX_HESSIAN_SIZE
 
 
-def _loss_function(problem: Problem):
-    """Loss of H (n, d) over the problem's batching at epoch 0, as a jitted JAX function."""
+class _LossData(NamedTuple):
+    """The problem's epoch-0 batching as the arrays of ``ufm.loss.scl_loss_packed`` (NumPy)."""
+
+    labels: np.ndarray
+    tau: np.ndarray
+    index: np.ndarray
+    valid: np.ndarray
+    prototypes: np.ndarray | None
+    prototype_labels: np.ndarray | None
+
+
+def _loss_data(problem: Problem) -> tuple[_LossData, bool]:
+    """``(arrays, prototype anchors)`` of the problem's loss over its batching at epoch 0."""
     packed = pack(problem.batches(0))
     W, w_labels = problem.prototype_rows()
-    anchors = problem.prototype_anchors
-    labels = jnp.asarray(problem.labels)
-    index, valid = jnp.asarray(packed.index), jnp.asarray(packed.valid)
-    W = None if W is None else jnp.asarray(W)
-    w_labels = None if w_labels is None else jnp.asarray(w_labels)
-    tau = jnp.asarray(problem.tau, dtype=jnp.float64)
-    return jax.jit(lambda H: scl_loss_packed(H, labels, tau, index, valid, "sum", W, w_labels, anchors))
+    data = _LossData(np.asarray(problem.labels), np.float64(problem.tau), np.asarray(packed.index),
+                     np.asarray(packed.valid), None if W is None else np.asarray(W, dtype=np.float64),
+                     None if w_labels is None else np.asarray(w_labels))
+    return data, problem.prototype_anchors
+
+
+def _loss(H, data: _LossData, anchors: bool):
+    """The loss (sum) of H (n, d) (the reference path: it has a Hessian)."""
+    return scl_loss_packed(H, data.labels, data.tau, data.index, data.valid, "sum", data.prototypes,
+                           data.prototype_labels, anchors)
+
+
+def _gradient_and_hessian(H, data: _LossData, *, anchors: bool):
+    """The Euclidean gradient (n, d) and Hessian (n d, n d) of the loss at H."""
+    n, d = H.shape
+    flat = lambda x: _loss(x.reshape(n, d), data, anchors)  # noqa: E731
+    x = H.reshape(-1)
+    return jax.grad(flat)(x).reshape(n, d), jax.hessian(flat)(x)
+
+
+def _gradient(H, data: _LossData, *, anchors: bool):
+    return jax.grad(_loss)(H, data, anchors)
+
+
+def _losses(points, data: _LossData, *, anchors: bool):
+    """The loss at each of the points (s, n, d), vmapped."""
+    return jax.vmap(lambda H: _loss(H, data, anchors))(points)
+
+
+def _saddle_value_and_grad(x, rows_of, data: _LossData, *, anchors: bool, rows: int, d: int):
+    """The loss and its gradient in x (rows * d) of H = normalised rows of x, taken by ``rows_of`` (n,)."""
+    def f(x):
+        X = x.reshape(rows, d)
+        return _loss((X / jnp.linalg.norm(X, axis=1, keepdims=True))[rows_of], data, anchors)
+    return jax.value_and_grad(f)(x)
+
+
+def _pairs(data: _LossData, batches_wide: int = 1) -> int:
+    """Anchor-column pairs of one loss evaluation (the size rule of ufm.programs)."""
+    return int(batches_wide * data.index.shape[0] * data.index.shape[1] ** 2)
+
+
+#: The landscape's derivatives, compiled once per shape and kept (ufm.programs): small problems only
+#: (the Hessian is dense), so they compile with the fast options.
+_GRADIENT_AND_HESSIAN = program(_gradient_and_hessian, static_argnames=("anchors",),
+                                cost=lambda H, data, **k: int(H.size) ** 2)
+_GRADIENT = program(_gradient, static_argnames=("anchors",), cost=lambda H, data, **k: _pairs(data))
+_LOSSES = program(_losses, static_argnames=("anchors",), cost=lambda points, data, **k: _pairs(data, len(points)))
+_SADDLE = program(_saddle_value_and_grad, static_argnames=("anchors", "rows", "d"),
+                  cost=lambda x, rows_of, data, **k: _pairs(data))
 
 
 def _tangent_basis(H: np.ndarray, relu: bool, support_tol: float = 1e-8) -> np.ndarray:
@@ -73,11 +128,8 @@ def riemannian_hessian(problem: Problem, H: np.ndarray) -> tuple[np.ndarray, np.
     Cost: a dense (n d) x (n d) Euclidean Hessian, so keep n d below a few hundred."""
     H = np.asarray(H, dtype=float)
     n, d = H.shape
-    f = _loss_function(problem)
-    flat = lambda x: f(x.reshape(n, d))
-    x = jnp.asarray(H.ravel())
-    grad = np.asarray(jax.grad(flat)(x)).reshape(n, d)
-    hess = np.asarray(jax.hessian(flat)(x))
+    data, anchors = _loss_data(problem)
+    grad, hess = (np.asarray(a) for a in _GRADIENT_AND_HESSIAN(H, data, anchors=anchors))
     radial = np.repeat(np.sum(H * grad, axis=1), d)
     B = _tangent_basis(H, problem.relu)
     R = B.T @ (hess - np.diag(radial)) @ B
@@ -92,7 +144,8 @@ def riemannian_hessian_eigenvalues(problem: Problem, H: np.ndarray) -> np.ndarra
 def riemannian_gradient_norm(problem: Problem, H: np.ndarray) -> float:
     """``||P(grad L)||_F`` on the tangent space (ReLU: of the face H lies on)."""
     H = np.asarray(H, dtype=float)
-    grad = np.asarray(jax.grad(_loss_function(problem))(jnp.asarray(H)))
+    data, anchors = _loss_data(problem)
+    grad = np.asarray(_GRADIENT(H, data, anchors=anchors))
     B = _tangent_basis(H, problem.relu)
     return float(np.linalg.norm(B.T @ grad.ravel()))
 
@@ -136,10 +189,10 @@ def loss_slice(problem: Problem, H: np.ndarray, directions: str = "random", radi
         U, V = (B @ vecs[:, pick[0]]).reshape(n, d), (B @ vecs[:, pick[1]]).reshape(n, d)
     else:
         raise ValueError(f"unknown directions {directions!r}; use 'random' or 'hessian'")
-    f = _loss_function(problem)
+    data, anchors = _loss_data(problem)
     grid = np.linspace(-radius, radius, resolution)
     points = np.stack([unit_sphere(problem.relu).retract(H + a * U + b * V) for b in grid for a in grid])
-    values = np.asarray(jax.vmap(f)(jnp.asarray(points))).reshape(resolution, resolution)
+    values = np.asarray(_LOSSES(points, data, anchors=anchors)).reshape(resolution, resolution)
     return Slice(grid, grid, values, directions)
 
 
@@ -157,20 +210,20 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
     source = np.arange(problem.n)
     source[starts[b]:starts[b + 1]] = np.arange(starts[a], starts[a + 1])   # class b copies class a
     free_rows = np.unique(source)
-    f = _loss_function(problem)
+    data, anchors = _loss_data(problem)
     d = problem.dim
     row_of = np.searchsorted(free_rows, source)
 
-    def embed(x):
-        X = x.reshape(len(free_rows), d)
-        X = X / jnp.linalg.norm(X, axis=1, keepdims=True)
-        return X[row_of]
+    def objective(x):
+        value, grad = _SADDLE(np.asarray(x, dtype=np.float64), row_of, data, anchors=anchors,
+                              rows=len(free_rows), d=d)
+        return float(value), np.asarray(grad, dtype=float)
 
-    objective = jax.jit(jax.value_and_grad(lambda x: f(embed(x))))
     x0 = np.random.default_rng(seed).standard_normal(len(free_rows) * d)
-    result = minimize(lambda x: tuple(np.asarray(v, dtype=float) for v in objective(jnp.asarray(x))), x0,
-                      jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-12, "ftol": 1e-15})
-    return np.asarray(embed(jnp.asarray(result.x)))
+    result = minimize(objective, x0, jac=True, method="L-BFGS-B",
+                      options={"maxiter": 5000, "gtol": 1e-12, "ftol": 1e-15})
+    X = result.x.reshape(len(free_rows), d)
+    return (X / np.linalg.norm(X, axis=1, keepdims=True))[row_of]
 
 
 

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm.programs import program
+from ufm.programs import bucket, program
 
 
 def array_module(a: Any):
@@ -131,24 +131,24 @@ EUCLIDEAN = Euclidean()
 CONSTRAINT_SETS = {s.name: s for s in (SPHERE, NONNEGATIVE_SPHERE, EUCLIDEAN)}
 
 
-def _gaussian_point(key, *, set_name: str, shape: tuple[int, int], dtype: str):
-    return CONSTRAINT_SETS[set_name].point(jax.random.normal(key, shape, dtype=dtype))
+def _gaussian(key, *, size: int, dtype: str):
+    return jax.random.normal(key, (size,), dtype=dtype)
 
 
-_GAUSSIAN_POINT = program(_gaussian_point, static_argnames=("set_name", "shape", "dtype"), cost=lambda *a, **k: 0)
+_GAUSSIAN = program(_gaussian, static_argnames=("size", "dtype"), cost=lambda *a, **k: 0)
 
 
 def random_point(constraint_set, key, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray:
-    """``constraint_set.point`` of a standard Gaussian (rows, d) draw from the ``jax.random`` key, as
-    NumPy. The draw is made for the rows rounded up to a power of two (at least 8) and cut: with JAX's
-    partitionable threefry (its default) each entry depends on the key and its position alone, so the
-    first rows are the same whatever the rounding, and problems of nearby sizes share one compiled
-    program."""
+    """``constraint_set.point`` (in NumPy) of the standard Gaussian (rows, d) draw
+    ``jax.random.normal(key, (rows, d), dtype)``. The draw is made as one flat vector of rows * d
+    entries rounded up to a power of two (at least 256), cut and reshaped: with JAX's partitionable
+    threefry (its default) each entry depends on the key and its flat position alone, so the entries
+    are the same, and problems of every shape share a few compiled programs."""
     rows, d = (int(x) for x in shape)
-    drawn = 1 << max(3, (rows - 1).bit_length()) if jax.config.jax_threefry_partitionable else rows
-    point = _GAUSSIAN_POINT(np.asarray(key), set_name=constraint_set.name, shape=(drawn, d),
-                            dtype=np.dtype(dtype).name)
-    return np.asarray(point)[:rows]
+    size = rows * d
+    drawn = bucket(size, 256) if jax.config.jax_threefry_partitionable else size
+    X = np.asarray(_GAUSSIAN(np.asarray(key), size=drawn, dtype=np.dtype(dtype).name))[:size].reshape(rows, d)
+    return constraint_set.point(X)
 
 
 def unit_sphere(relu: bool) -> Sphere:

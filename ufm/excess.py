@@ -576,8 +576,8 @@ _reduced_value_and_grad = program(_reduced_value_and_grad_fn, cost=lambda M, cou
 def reduced_excess(M: np.ndarray, counts: Sequence[int], tau: float) -> ReducedExcess:
     """log E(M) and d log E / dM of :func:`reduced_log_excess` (the one formula, differentiated by
     JAX) in float64, as NumPy: what the certificate and the reduced programs judge."""
-    log_e, grad = _reduced_value_and_grad(jnp.asarray(M, dtype=jnp.float64), jnp.asarray(counts, dtype=jnp.float64),
-                                          jnp.asarray(tau, dtype=jnp.float64))
+    log_e, grad = _reduced_value_and_grad(np.asarray(M, dtype=np.float64), np.asarray(counts, dtype=np.float64),
+                                          np.float64(tau))
     log_e = float(log_e)
     return ReducedExcess(log_e, float(np.exp(log_e)), np.asarray(grad, dtype=np.float64))
 

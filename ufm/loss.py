@@ -42,7 +42,7 @@ import numpy as np
 from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
 from ufm.problem import TAU_MAX, TAU_MIN
-from ufm.programs import program
+from ufm.programs import bucket, program
 from ufm.excess import batch_parts, batch_rows, class_representatives, over_batches
 from ufm.excess_fused import batch_log_excess, class_rows_bucket
 
@@ -151,12 +151,14 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
         if H is None or not (np.issubdtype(H.dtype, np.floating) or np.issubdtype(H.dtype, np.integer)) \
                 or np.issubdtype(H.dtype, np.bool_):
             raise ProblemError("H must be a real (n, d) array of embeddings")
-    H = jnp.asarray(H)
+    # NumPy input stays NumPy up to the compiled loss (no eager JAX op); JAX arrays and tracers stay JAX
+    xp = jnp if isinstance(H, (jax.Array, jax.core.Tracer)) else np
+    H = xp.asarray(H)
     if H.ndim != 2 or H.shape[0] == 0 or H.shape[1] == 0:
         raise ProblemError(f"H must have shape (n, d) with n, d >= 1 (got shape {H.shape})")
-    if not jnp.issubdtype(H.dtype, jnp.floating):
-        H = H.astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-    if not isinstance(H, jax.core.Tracer) and not bool(jnp.isfinite(H).all()):
+    if not np.issubdtype(H.dtype, np.floating):
+        H = H.astype(np.float64 if jax.config.jax_enable_x64 else np.float32)
+    if not isinstance(H, jax.core.Tracer) and not np.isfinite(np.asarray(H)).all():
         raise ProblemError("H holds NaN or infinite entries; the loss of such embeddings is undefined")
     labels_np = np.asarray(labels)
     if labels_np.shape != (H.shape[0],):
@@ -180,8 +182,8 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
     if (prototypes is None) != (prototype_labels is None):
         raise ProblemError("give prototypes and prototype_labels together")
     if prototypes is not None:
-        prototypes = jnp.asarray(prototypes, dtype=H.dtype)
-        prototype_labels = jnp.asarray(prototype_labels)
+        prototypes = xp.asarray(prototypes, dtype=H.dtype)
+        prototype_labels = np.asarray(prototype_labels)
         if prototypes.ndim != 2 or prototypes.shape[1] != H.shape[1] or \
                 prototype_labels.shape != (prototypes.shape[0],):
             raise ProblemError(f"prototypes must have shape (p, {H.shape[1]}) with p labels "
@@ -196,8 +198,8 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
         in_batch = max(np.bincount(labels_np[index[b][valid[b]]], minlength=num_classes).max()
                        for b in range(index.shape[0]))
         class_rows = class_rows_bucket(int(in_batch + extra.max()))
-    return scl_loss_packed(H, jnp.asarray(labels_np), jnp.asarray(tau, dtype=H.dtype),
-                           jnp.asarray(packed.index), jnp.asarray(packed.valid), reduction=reduction,
+    tau = jnp.asarray(tau, dtype=H.dtype) if isinstance(tau, jax.core.Tracer) else np.asarray(tau, dtype=H.dtype)
+    return scl_loss_packed(H, labels_np, tau, np.asarray(packed.index), np.asarray(packed.valid), reduction=reduction,
                            prototypes=prototypes, prototype_labels=prototype_labels,
                            prototype_anchors=prototype_anchors,
                            chunk_size=None if chunk_size is None else int(chunk_size), num_classes=num_classes,
@@ -205,19 +207,26 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
 
 
 def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = None) -> float:
-    """Full-batch SCL (sum) of H (n, d) with labels (n,), evaluated on rows padded to the next power of
-    two (at least 64) with the padding masked out of the batch: the value is the full-batch loss of H,
-    and problems of nearby sizes share one compiled loss (sweeps over class counts, the explorer)."""
+    """Full-batch SCL (sum) of H (n, d) with labels (n,) in 0..k-1, evaluated on rows padded to the next
+    power of two (at least 64; the padding masked out of the batch), zero columns up to a power of two
+    (at least 8) and classes up to a power of two (at least 8, the extra ones empty): the value is the
+    full-batch loss of H, and problems of nearby sizes share one compiled loss (the catalogue, sweeps
+    over class counts, the explorer)."""
     H = np.asarray(H, dtype=np.float64)
+    labels = np.asarray(labels)
     n, d = H.shape
-    width = 1 << max(6, (n - 1).bit_length())
-    H_pad = np.zeros((width, d))
-    H_pad[:n] = H
+    width, dim = bucket(n, 64), bucket(d, 8)
+    H_pad = np.zeros((width, dim))
+    H_pad[:n, :d] = H
     H_pad[n:, 0] = 1.0
     labels_pad = np.zeros(width, dtype=np.int64)
-    labels_pad[:n] = np.asarray(labels)
+    labels_pad[:n] = labels
     packed = PackedBatches(np.arange(width, dtype=np.int32)[None], (np.arange(width) < n)[None])
-    return float(scl_loss(H_pad, labels_pad, tau, packed, chunk_size=chunk_size))
+    if labels.min() < 0 or not np.isfinite(H).all():
+        return float(scl_loss(H_pad, labels_pad, tau, packed, chunk_size=chunk_size))   # its own message
+    return float(scl_loss_packed(H_pad, labels_pad, np.float64(tau), packed.index, packed.valid, reduction="sum",
+                                 chunk_size=None if chunk_size is None else int(chunk_size),
+                                 num_classes=bucket(int(labels.max()) + 1, 8), class_rows=None))
 
 
 def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",

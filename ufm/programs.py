@@ -66,6 +66,12 @@ _lock = threading.RLock()
 _state: dict[str, Any] = {"seconds": 0.0, "depth": 0, "built": 0, "loaded": 0}
 
 
+def bucket(size: int, least: int = 1) -> int:
+    """The next power of two >= ``size`` (at least ``least``): sizes rounded so that problems of nearby
+    shapes share one compiled program (padded, with the padding masked out by the caller)."""
+    return max(int(least), 1 << (max(int(size), 1) - 1).bit_length())
+
+
 def compile_seconds() -> float:
     """Wall seconds this process has spent building programs (:func:`program`): tracing, lowering and
     compiling, or loading from the cache."""
@@ -195,6 +201,10 @@ class Program:
     def lower(self, *args, **kwargs):
         return self.jit.lower(*args, **kwargs)
 
+    def clear(self) -> None:
+        """Drop this program's compiled forms held in memory (the disk cache stays)."""
+        self._compiled.clear()
+
     def _cache_size(self) -> int:
         """How many compiled programs this one holds in memory (as ``jax.jit``'s own method)."""
         return len(self._compiled)
@@ -210,6 +220,8 @@ class Program:
         static = {k: kwargs.pop(k) for k in self.static_argnames if k in kwargs}
         leaves, in_tree = jax.tree_util.tree_flatten((args, kwargs))
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            # inside another transformation: plain jit (JAX takes no compile options on a jit that a
+            # transformation stages into another program, as grad does)
             return self.jit(*args, **kwargs, **static)
         key = (tuple(sorted(static.items())), in_tree, tuple(_aval(leaf) for leaf in leaves))
         built = self._compiled.get(key)

@@ -80,11 +80,19 @@ def fixed_log_loss_and_gap(H: np.ndarray, labels: np.ndarray, W: np.ndarray, tau
 
         (L - LB) / L = sum_i [ <g_i, h_i> + sigma_B(-g_i) ]   (>= 0; 0 at a minimiser on the sphere).
     """
-    Hj = jnp.asarray(H, dtype=jnp.float64)
-    log_loss, g = jax.value_and_grad(fixed_log_loss)(Hj, jnp.asarray(labels), jnp.asarray(W, dtype=jnp.float64), tau)
+    log_loss, g = _FIXED_VALUE_AND_GRAD(np.asarray(H, dtype=np.float64), np.asarray(labels),
+                                        np.asarray(W, dtype=np.float64), np.float64(tau))
     g = np.asarray(g)
     support = np.linalg.norm(np.maximum(-g, 0.0) if relu else -g, axis=1)
     return float(log_loss), float(max(np.sum(np.sum(g * np.asarray(H), axis=1) + support), 0.0))
+
+
+def _fixed_value_and_grad(H, labels, W, tau):
+    return jax.value_and_grad(fixed_log_loss)(H, labels, W, tau)
+
+
+#: log L and its gradient in H, compiled once per shape (the certificate of every fixed-classifier solve).
+_FIXED_VALUE_AND_GRAD = program(_fixed_value_and_grad, cost=lambda H, labels, W, tau: H.shape[0] * W.shape[0])
 
 
 # ---------------------------------------------------------------- learned classifier
@@ -100,6 +108,10 @@ def learned_loss(params: LearnedParams, labels: jnp.ndarray, weight_decay) -> jn
     ce = jax.scipy.special.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
     norms = jnp.sum(params.W ** 2) + jnp.sum(params.H ** 2) + jnp.sum(params.b ** 2)
     return jnp.mean(ce) + 0.5 * weight_decay * norms
+
+
+#: F compiled once per shape (the float64 evaluation of every learned-classifier solve).
+_LEARNED_LOSS = program(learned_loss, cost=lambda params, labels, weight_decay: params.H.shape[0] * params.W.shape[0])
 
 
 def learned_lower_bound(params: LearnedParams, labels: np.ndarray, weight_decay: float) -> float:
@@ -250,7 +262,7 @@ def evaluate(problem, params) -> Evaluation:
     if problem.objective.learned:
         params = LearnedParams(*(np.asarray(a, dtype=np.float64) for a in params))
         lam = float(problem.objective.weight_decay)
-        loss = float(learned_loss(LearnedParams(*map(jnp.asarray, params)), jnp.asarray(labels), lam))
+        loss = float(_LEARNED_LOSS(params, labels, np.float64(lam)))
         bound = learned_lower_bound(params, labels, lam)
         info = {"self_duality": self_duality(params.W, params.H, labels),
                 "classifier": params.W, "bias": params.b}
