@@ -602,7 +602,14 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
         message = join(message, f"no certificate: its gradient blocks would need "
                                 f"{certificate_bytes(problem) / 2 ** 30:.1f} GB (use batches for a certified solve)")
     status, message = certified_status(status, message, cert)
-    log_e = cert.log_excess if cert is not None else problem_log_excess(problem, H)
+    if cert is not None:
+        log_e = cert.log_excess
+    elif tie is None and np.dtype(dtype) == np.float64 and np.isfinite(float(s.f)):
+        # the run's own last value: the precise kernel's log E at this point, in float64 (the
+        # retraction above moved the unit rows by rounding only); no second evaluation
+        log_e = float(s.f)
+    else:
+        log_e = problem_log_excess(problem, H)
     excess = float(np.exp(log_e))
     return Solution("gd", class_mean_gram(H, problem.labels), const + excess, status, embeddings=H,
                     lower_bound=None if cert is None else cert.lower_bound, excess=excess,

@@ -389,3 +389,33 @@ def test_bad_seeds_are_refused(call, match):
     """Seeds are integers in 0..2^32-1 (not truncated, no OverflowError from JAX)."""
     with pytest.raises(ProblemError, match=match):
         call(Problem.balanced(2, 3))
+
+
+@pytest.mark.parametrize("problem", [
+    Problem.from_counts([8, 8, 2, 2], tau=0.5),                             # 20 rows in a family of 32
+    Problem.from_counts([6, 6, 3, 3], tau=0.5, relu=True, dim=4),           # ReLU, d = k
+    Problem.from_counts([8, 4, 2], tau=0.5, relu=True, prototypes=Prototypes("of", 1)),
+])
+def test_a_shape_family_runs_the_problems_own_solve(problem, monkeypatch):
+    """A small full-batch problem runs padded into its family's program (rows outside every batch,
+    zero columns, empty classes): the same statuses and iterations as its own shape, the same point
+    to rounding (the padding enters no loss term and gets no gradient)."""
+    family = [gd.solve(problem, seed=s) for s in (0, 1)]
+    monkeypatch.setattr(gd, "_family", lambda problem, cfg: None)
+    own = [gd.solve(problem, seed=s) for s in (0, 1)]
+    for a, b in zip(family, own):
+        assert a.status == b.status and a.iterations == b.iterations
+        assert a.embeddings.shape == (problem.n, problem.dim)
+        np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-10)
+        assert a.loss == pytest.approx(b.loss, rel=1e-12)
+    assert np.asarray(family[0].info.mean_gram_checkpoints["grams"]).shape[1:] == (problem.k, problem.k)
+
+
+def test_the_tied_polish_runs_in_the_family_program():
+    """(8, 8, 2, 2) at tau 0.02: the collapsed classes are tied and solved again (V of fewer rows than
+    n, padded to the family's rows): proved optimal, and the reduced program's Gram to 1e-6."""
+    from solvers.convex import solve_reduced
+    problem = Problem.from_counts([8, 8, 2, 2], tau=0.02)
+    sol = gd.solve(problem, seed=0)
+    assert sol.status == "optimal" and "tied" in (sol.info.polish or "")
+    assert normalized_distance(sol.class_mean_gram, solve_reduced(problem).class_mean_gram) <= 1e-6

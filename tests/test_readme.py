@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,3 +56,36 @@ def test_readme_figures_exist():
     for image in images:
         path = root / image
         assert path.exists() and path.stat().st_size > 10000, image
+
+
+def test_readme_solve_example_is_what_the_command_prints(capsys):
+    """The README's ``ufm solve`` example: every row that does not depend on the run (the loss, excess
+    and bound at their printed digits, the prediction, the distance to the ETF) is what the command
+    prints; the rows that do (the relative gap, a distance at round-off, the iterations, the times)
+    have the printed form and lie within the bounds the README states (a certified gap below 1e-6,
+    a distance below 1e-9, the timings adding up to the wall time)."""
+    import re
+
+    from ufm.app.cli import main
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```console\n\$ ufm solve --counts 8,8,2,2 --tau 0.05\n(.*?)```", text, re.S).group(1)
+    shown = {line[:26].strip(): line[26:].split("  <-")[0].strip() for line in block.splitlines()}
+    assert main(["solve", "--counts", "8,8,2,2", "--tau", "0.05", "--no-progress"]) == 0
+    printed = {line[:26].strip(): line[26:].strip() for line in capsys.readouterr().out.splitlines()
+               if len(line) > 26}
+    for row in ("loss (sum)", "excess (loss - constant)", "lower bound", "predicted", "distance to ETF"):
+        assert printed[row] == shown[row], row
+    number = r"([0-9.]+(?:e-?[0-9]+)?)"
+    for table in (shown, printed):
+        gap = re.fullmatch(rf"relative gap {number} on the excess \(certified, dense, {number} s\)",
+                           table["certificate"])
+        assert gap and float(gap.group(1)) <= 1e-6
+        assert re.fullmatch(rf"optimal \(certified: relative gap {number} on the excess \(tolerance 1e-06\)\)",
+                            table["status"])
+        assert float(table["distance to predicted"]) <= 1e-9
+        assert int(table["iterations"]) > 0
+        wall = re.fullmatch(rf"{number} s wall \((.*)\)", table["seconds"])
+        parts = dict(part.split(" ") for part in wall.group(2).split(", "))
+        assert set(parts) == {"startup", "solve", "report", "compile", "certificate"}
+        assert sum(map(float, parts.values())) == pytest.approx(float(wall.group(1)), rel=0.05)
