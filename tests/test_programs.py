@@ -195,3 +195,35 @@ def test_a_broken_cache_never_breaks_the_command(tmp_path):
     assert again.returncode == 0
     assert json.loads(again.stdout)["loss"] == json.loads(good.stdout)["loss"]
     assert again.stderr.count("ufm: warning:") == 1
+
+
+AGE = "from ufm.app.timings import process_age; print(process_age())"
+BUSY = "import time; t = time.perf_counter()\nwhile time.perf_counter() - t < 1: pass"
+
+
+def test_seconds_count_from_the_programs_own_start_not_the_shells():
+    """A program exec'd by a shell that first waited 1 s for another command (``a && b`` execs ``b`` in
+    the shell's own process; ``a`` works, as ``pip install`` does) is not 1 s old; a program started
+    directly is as old as its process."""
+    direct = subprocess.run([sys.executable, "-c", f"import time; time.sleep(0.5); {AGE}"],
+                            capture_output=True, text=True, check=True)
+    assert 0.45 <= float(direct.stdout) < 3.0
+    after_wait = subprocess.run(["bash", "-c", f"{sys.executable} -c '{BUSY}' && exec {sys.executable} -c '{AGE}'"],
+                                capture_output=True, text=True, check=True)
+    assert float(after_wait.stdout) < 0.9        # its own CPU time: the interpreter's start, not the 1 s
+
+
+def test_seconds_of_a_call_from_python_start_at_the_call(capsys):
+    """``main`` called in a process that has been running a while counts its own call only."""
+    import json
+    import time
+
+    from ufm.app.cli import main
+    from ufm.app.timings import process_age
+
+    while process_age() < 1.0:                # this test process is at least a second old
+        time.sleep(0.1)
+    started = time.perf_counter()
+    assert main(["predict", "--counts", "3,3", "--json"]) == 0
+    took = time.perf_counter() - started
+    assert 0 < json.loads(capsys.readouterr().out)["seconds"] <= took
