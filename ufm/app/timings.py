@@ -53,6 +53,7 @@ class CallClock:
 
     def __init__(self, from_process_start: bool = False) -> None:
         self.start = time.perf_counter() - (process_age() if from_process_start else 0.0)
+        self.compiled_before = self._compiled()    # compiled earlier in this process: not this call's
         self.marks: list[tuple[str, float, float]] = []     # (phase, end time, compile seconds at its end)
 
     @staticmethod
@@ -71,11 +72,11 @@ class CallClock:
         a phase (``{"certificate": s}``), moved out of the phase that holds it (the one before)."""
         self.mark("report")
         timings: dict[str, float] = {}
-        last_time, last_compile = self.start, 0.0
+        last_time, last_compile = self.start, self.compiled_before
         for phase, end, compiled in self.marks:
             timings[phase] = timings.get(phase, 0.0) + (end - last_time) - (compiled - last_compile)
             last_time, last_compile = end, compiled
-        timings["compile"] = last_compile
+        timings["compile"] = last_compile - self.compiled_before
         for name, seconds in (inner or {}).items():
             holder = next(p for p, _, _ in reversed(self.marks) if p not in ("report", name))
             seconds = max(0.0, min(seconds, timings[holder]))
