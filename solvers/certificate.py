@@ -52,7 +52,7 @@ from ufm.excess import (anchor_gradient_rows, excess_constant, reduced_constant,
                         reduced_excess, representatives, StackedBatches, stacked_batches,
                         weight_gradient_rows)
 from ufm.excess_fused import class_rows_bucket, log_excess_packed as fused_log_excess_packed
-from ufm.problem import Problem
+from ufm.problem import Problem, require_problem
 from ufm.programs import compile_seconds, program
 
 #: ReLU: an off-diagonal Gram entry at most this is treated as active (its multiplier may be > 0).
@@ -440,6 +440,7 @@ def feasible_embeddings(problem: Problem, H) -> np.ndarray:
 def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL) -> Certificate:
     """The certificate of embeddings H (n, d) for ``problem`` (its batching at epoch 0): a lower
     bound on the optimal loss that holds whatever produced H (module docstring)."""
+    require_problem(problem, "certify_embeddings")
     t0 = _started()
     H = feasible_embeddings(problem, H)
     if not (isinstance(tolerance, (int, float, np.floating)) and 0 < tolerance < 1):

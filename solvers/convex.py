@@ -47,8 +47,9 @@ from solvers.certificate import (GAP_TOL, certify_embeddings, problem_batches, p
 from ufm.batching import pack
 from ufm.excess import gram_gradient_rows, weight_gradient_rows
 from solvers import sizing
+from solvers.defaults import check_gap_tol
 from ufm.errors import ProblemError
-from ufm.problem import Problem
+from ufm.problem import Problem, require_problem
 from ufm.programs import bucket
 from ufm.solution import ProgramInfo, Solution, certified_status, join
 
@@ -329,6 +330,9 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       ``feasible_upper_bound`` (the embeddings' loss), ``polished_multipliers`` (present when a loose
       bracket made it polish the multipliers, :func:`_polished`).
     """
+    require_problem(problem, "solve_relaxation")
+    check_gap_tol(gap_tol)
+    cvx_common.solver_call(solver, solver_options)        # names and options checked before any work
     t0 = time.perf_counter()
     sizing.require_relaxation(problem, solver)
     rel = build_relaxation(problem)
@@ -394,7 +398,9 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
                        + "), so optimality is not proved")
     log_e = cert.log_excess if cert is not None else problem_log_excess(problem, H)
     return Solution(
-        method="convex", class_mean_gram=mean_gram_from_gram(Gfull[:n, :n], problem.labels),
+        # the class means of the embeddings returned, whose loss is reported (the relaxation's own Gram
+        # differs where its rank exceeds d: info.rank, info.tight)
+        method="convex", class_mean_gram=mean_gram_from_gram(H @ H.T, problem.labels),
         loss=loss, status=status, embeddings=H, gram=Gfull[:n, :n],
         lower_bound=None if cert is None else cert.lower_bound, iterations=cvx_common.iterations(program),
         seconds=time.perf_counter() - t0, message=message, info=ProgramInfo(**record),

@@ -41,6 +41,16 @@ def solver_call(solver: str | None, options: dict[str, Any] | None) -> tuple[str
     name = "CLARABEL" if solver is None else str(solver).upper()
     if name not in SOLVERS:
         raise ProblemError(f"unknown convex solver {solver!r}; use one of {', '.join(SOLVERS)}")
+    if options is not None and not (isinstance(options, dict) and all(isinstance(k, str) for k in options)):
+        raise ProblemError(f"solver_options must be a dict of setting names to values (got {options!r})")
+    if name == "CLARABEL" and options:
+        import clarabel
+
+        known = {k for k in dir(clarabel.DefaultSettings()) if not k.startswith("_")}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ProblemError(f"Clarabel has no setting {unknown[0]!r}; its settings are "
+                               f"{', '.join(sorted(known))}")
     base = dict(CLARABEL_OPTIONS if name == "CLARABEL" else SCS_OPTIONS)
     base.update(options or {})
     return name, base
@@ -59,6 +69,8 @@ def solve(program: cp.Problem, solver: str | None, options: dict[str, Any] | Non
             program.solve(solver=name, **kwargs)
     except cp.error.SolverError as err:
         return "error", "solver_error", f"{name} failed: {err}"
+    except TypeError as err:              # a setting the solver does not take (SCS names them late)
+        raise ProblemError(f"solver_options: {err}") from None
     raw = str(program.status)
     if raw == cp.OPTIMAL:
         return "optimal", raw, ""

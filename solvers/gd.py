@@ -105,13 +105,13 @@ from ufm.errors import ProblemError, whole_number
 from ufm.geometry import class_mean_gram
 from solvers.sizing import (CPU_LANE_BUDGET_BYTES, CPU_MAX_LANES, batch_shape, certificate_bytes,  # noqa: F401
                             default_lanes)
-from solvers.defaults import DEFAULT_LR, DEFAULT_STEPS, GAP_TOL
+from solvers.defaults import DEFAULT_LR, DEFAULT_STEPS, GAP_TOL, check_gap_tol
 from solvers.certificate import (certificate_fits, certify_embeddings, collapsed_rows,
                                  problem_constant, problem_log_excess)
 from ufm.excess import representatives
 from ufm.excess_fused import class_rows_bucket, log_excess_packed
 from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_estimate
-from ufm.problem import SEED_MAX, Problem
+from ufm.problem import SEED_MAX, Problem, require_problem
 from ufm.programs import bucket, program
 from ufm.random_batches import draw, draw_shape, raw_key
 from ufm.solution import DescentInfo, Solution, certified_status, join
@@ -483,21 +483,34 @@ def _staged(fn: Callable, data: Data) -> LoopState:
     return out._replace(epoch=np.asarray(out.epoch) + epochs)
 
 
-def _check_gap_tol(gap_tol) -> None:
-    if not (isinstance(gap_tol, (int, float)) and not isinstance(gap_tol, bool) and 0 < gap_tol < 1):
-        raise ProblemError(f"gap_tol must be a number in (0, 1): the largest relative gap on the excess "
-                           f"that counts as optimal (got {gap_tol!r})")
+def _check_certificate_args(certify, gap_tol) -> None:
+    """``certify`` a bool (``"no"`` would be truthy and certify) and ``gap_tol`` in (0, 1)."""
+    if not isinstance(certify, (bool, np.bool_)):
+        raise ProblemError(f"certify must be True or False (got {certify!r})")
+    check_gap_tol(gap_tol)
+
+
+def _check_dtype(dtype) -> None:
+    try:
+        known = jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+    except TypeError:
+        known = False
+    if not known:
+        raise ProblemError(f"dtype must be float32 or float64 (got {dtype!r})")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_args(steps, learning_rate, tol, dtype, optimizer):
-    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+    if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, (bool, np.bool_)) and steps >= 1):
         raise ProblemError(f"steps must be a positive integer (got {steps!r})")
-    if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < math.inf):
+    if not (_is_number(learning_rate) and 0 < learning_rate < math.inf):
         raise ProblemError(f"learning rate must be a positive number (got {learning_rate!r})")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ProblemError(f"tol must be a positive number (got {tol!r})")
-    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ProblemError(f"dtype must be float32 or float64 (got {dtype!r})")
+    if not (_is_number(tol) and 0 < tol < math.inf):
+        raise ProblemError(f"tol must be a positive finite number (got {tol!r})")
+    _check_dtype(dtype)
     if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
         raise ProblemError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)} "
                            "or an optax GradientTransformation")
@@ -666,6 +679,7 @@ def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: floa
 def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=None):
     if not isinstance(problem, Problem):
         raise ProblemError(f"solve needs a ufm.Problem (got {type(problem).__name__})")
+    _check_dtype(dtype)
     tol = DEFAULT_TOL[jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32] \
         if tol is None else tol
     steps = DEFAULT_STEPS if steps is None else steps
@@ -674,6 +688,12 @@ def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=No
     if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
                                        and not isinstance(chunk_size, bool) and chunk_size >= 1):
         raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
+    if chunk_size is not None and chunk_size > (widest := batch_shape(problem)[1]):
+        raise ProblemError(f"chunk_size {chunk_size} exceeds the widest batch ({widest} rows): a block holds at "
+                           f"most every anchor of a batch; use at most {widest}, or None")
+    if chunk_size is not None and problem.objective is not None:
+        raise ProblemError(f"chunk_size evaluates SCL's anchors in row blocks; this problem's objective is "
+                           f"{problem.objective.name}: drop chunk_size")
     return int(steps), float(learning_rate), float(tol), _config(problem, steps, optimizer, chunk_size)
 
 
@@ -709,7 +729,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     and ``extra`` (relative loss change, Riemannian gradient norm, loss history, ...).
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
-    _check_gap_tol(gap_tol)
+    _check_certificate_args(certify, gap_tol)
     seed = problem.seed if seed is None else whole_number(seed, "seed", 0, SEED_MAX)
     cfg = cfg._replace(mesh=_row_mesh(problem, devices))
     if problem.objective is not None:
@@ -755,12 +775,13 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     device) or p: the starts split over the first p devices (:mod:`solvers.sharding`), each device
     grouping its share by ``lanes``.
     """
+    require_problem(problem, "solve_many")
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     mesh = sharding.device_mesh(devices, sharding.RUNS)
     if mesh is not None and problem.objective is not None:
         raise ProblemError(f"devices splits SCL starts over devices; this problem's objective is "
                            f"{problem.objective.name}: drop devices")
-    _check_gap_tol(gap_tol)
+    _check_certificate_args(certify, gap_tol)
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ProblemError(f"seeds must be a list of integer seeds (got {seeds!r})")
     seeds = [whole_number(s, "seed", 0, SEED_MAX) for s in seeds]
@@ -878,9 +899,16 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     ``devices``: None (one device) or p: the problems split over the first p devices
     (:mod:`solvers.sharding`).
     """
+    if isinstance(problems, Problem) or not hasattr(problems, "__iter__"):
+        raise ProblemError("solve_batched needs a list of ufm.Problem (for one problem use solve)")
     problems = list(problems)
     if not problems:
         raise ProblemError("solve_batched needs at least one problem")
+    for p in problems:
+        require_problem(p, "solve_batched")
+    if seed is not None:
+        seed = whole_number(seed, "seed", 0, SEED_MAX)
+    _check_certificate_args(certify, gap_tol)
     first = problems[0]
     for p in problems[1:]:
         if pad:

@@ -54,12 +54,12 @@ from solvers import cvx_common, descent
 from solvers.optimizers import OPTIMIZERS
 from solvers.bound import feasible_point
 from solvers.certificate import certify_mean_gram
-from solvers.defaults import GAP_TOL, check_reduced_applies
+from solvers.defaults import GAP_TOL, check_gap_tol, check_reduced_applies
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import full_batch_loss_bucketed, problem_loss
-from ufm.problem import Problem
+from ufm.problem import Problem, require_problem
 from ufm.programs import program
 from ufm.excess import reduced_constant, reduced_excess, reduced_log_excess
 from ufm.solution import ProgramInfo, Solution, certified_status, join
@@ -328,9 +328,10 @@ def solve_reduced(problem: Problem, solver: str | None = None,
     ``"block"`` / ``"general"``), ``residuals``, ``solver_status``, ``embedding_loss`` (SCL loss of
     the recovered embeddings).
     """
+    require_problem(problem, "solve_reduced")
+    cvx_common.solver_call(solver, solver_options)        # names and options checked before any work
     check_applicable(problem)
-    if not isinstance(gap_tol, (int, float, np.floating)) or not 0 < gap_tol < 1:
-        raise ProblemError(f"gap_tol must lie in (0, 1) (got {gap_tol!r})")
+    check_gap_tol(gap_tol)
     solution = _solve_reduced(problem, solver, solver_options, choose_program(problem, program, solver), gap_tol)
     if problem.relu or problem.dim >= problem.k - 1 or solution.status != "optimal":
         return solution

@@ -179,12 +179,22 @@ def slice_bytes(problem: Problem, resolution: int) -> int:
     return resolution ** 2 * (2 * 8 * batches * width * width + 8 * problem.n * problem.dim)
 
 
-def gib(nbytes: float) -> str:
-    """Bytes as a short human string (GB, TB, PB)."""
-    for unit, scale in (("PB", 2 ** 50), ("TB", 2 ** 40), ("GB", 2 ** 30)):
+def gib(nbytes: float, digits: int = 3) -> str:
+    """Bytes as a short human string in binary units (GiB, TiB, PiB; MiB below), ``digits`` significant."""
+    for unit, scale in (("PiB", 2 ** 50), ("TiB", 2 ** 40), ("GiB", 2 ** 30)):
         if nbytes >= scale:
-            return f"{nbytes / scale:.3g} {unit}"
-    return f"{nbytes / 2 ** 20:.3g} MB"
+            return f"{nbytes / scale:.{digits}g} {unit}"
+    return f"{nbytes / 2 ** 20:.{digits}g} MiB"
+
+
+def _apart(need: float, budget: float) -> tuple[str, str]:
+    """``need`` and ``budget`` with as many digits as it takes for them to read differently (a need just
+    above the budget read "18.8 GiB, more than the 18.8 GiB")."""
+    for digits in range(3, 10):
+        shown = gib(need, digits), gib(budget, digits)
+        if shown[0] != shown[1]:
+            return shown
+    return shown
 
 
 def require(need: int, what: str, ways: str) -> None:
@@ -192,5 +202,6 @@ def require(need: int, what: str, ways: str) -> None:
     run, ``ways`` the alternatives that fit (both end up in the one-line message)."""
     budget = memory_budget()
     if need > budget:
-        raise ProblemError(f"{what} needs about {gib(need)} of memory, more than the {gib(budget)} this "
+        need_text, budget_text = _apart(need, budget)
+        raise ProblemError(f"{what} needs about {need_text} of memory, more than the {budget_text} this "
                            f"machine allows ({int(100 * BUDGET_SHARE)} % of {gib(physical_memory())}); {ways}")

@@ -64,3 +64,22 @@ def test_a_run_written_elsewhere_leaves_the_readme_alone(tmp_path, monkeypatch):
     assert written == [] and (tmp_path / "RESULTS.md").exists()
     run._readme_if_default(run.DEFAULT_OUT, "| table |")
     assert written == ["| table |"]
+
+
+def test_readme_prose_quotes_the_certificate_table():
+    """The README's sentence on the certified solves at n = 5000 and 20000 quotes benchmarks/results.json."""
+    import json
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    rows = {row["n"]: row for row in json.loads((root / "benchmarks" / "results.json").read_text())["certificate"]["rows"]}
+    text = " ".join((root / "README.md").read_text().split())
+    found = re.search(r"n = 5000 \(k = 10, ReLU, 50 fixed batch-binding batches\) took ([0-9.]+) s \(compile "
+                      r"included\) and ([0-9.]+) GB on 2 cores, of which ([0-9.]+) s for the certificate, and one "
+                      r"at n = 20000 \(200 batches\) ([0-9.]+) s, certified to ([0-9.e-]+)", text)
+    assert found
+    five, twenty = rows[5000], rows[20000]
+    assert [float(x) for x in found.groups()] == [round(five["solve_seconds"], 1), round(five["peak_memory_gb"], 2),
+                                                   round(five["certificate_seconds"], 1),
+                                                   round(twenty["solve_seconds"], 1), float(f"{twenty['relative_gap']:.1e}")]
+    assert five["status"] == twenty["status"] == "optimal"

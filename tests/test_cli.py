@@ -294,3 +294,23 @@ def test_best_start_keeps_the_certified_start_whichever_it_is():
     solutions = [start("stationary", 0.3, False), start("optimal", 1e-9, True), start("optimal", 1e-7, True)]
     best, counts = _best_start(solutions)
     assert best is solutions[1] and counts.kept == 1 and counts.ended["optimal"] == 2 and counts.ended["stationary"] == 1
+
+
+def test_verify_text_rows_carry_the_claim(capsys):
+    """docs/cli.md: one row per check with its name, source, claim, measured value, tolerance, result."""
+    from theory_checks.catalogue import CATALOGUE
+
+    assert main(["verify", "--only", "ib-critical-betas", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    check = next(c for c in CATALOGUE if c.name == "ib-critical-betas")
+    row = next(line for line in out.splitlines() if line.startswith("ib-critical-betas"))
+    assert check.source in row and row.rstrip().endswith(check.claim) and " pass " in row
+    assert out.splitlines()[0].split()[-1] == "claim"
+
+
+def test_sweep_table_names_its_temperature(capsys, tmp_path):
+    """The batching sweep's default tau (0.5) differs from the shared default (1.0): the table says it."""
+    assert main(["sweep", "batching", "--counts", "4,4", "--batch-sizes", "3", "--no-progress",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    out = capsys.readouterr().out
+    assert "tau: 0.5" in out and "counts: [4, 4]" in out

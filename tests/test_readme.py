@@ -92,3 +92,15 @@ def test_readme_solve_example_is_what_the_command_prints(capsys):
         printed_numbers = [*parts.values(), wall.group(1)]     # 2 and 3 significant digits
         rounding = sum(0.5 * 10.0 ** Decimal(x).as_tuple().exponent for x in printed_numbers)
         assert abs(sum(map(float, parts.values())) - float(wall.group(1))) <= rounding * (1 + 1e-9)
+
+
+def test_readme_catalogue_table_names_every_check():
+    """The README's catalogue table has a row for each check `ufm verify` runs (it listed 17 of 19)."""
+    import re
+
+    from theory_checks.catalogue import CATALOGUE
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## The theorem catalogue"):text.index("### Adding a check")]
+    named = {name.strip() for row in re.findall(r"^\| ([a-z0-9 /-]+) \|", table, re.M) for name in row.split("/")}
+    assert named - {"check"} == {c.name for c in CATALOGUE}

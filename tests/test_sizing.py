@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -62,10 +63,21 @@ def test_gd_estimate_follows_the_measured_peak():
 def test_require_names_the_estimate_and_the_way_out(monkeypatch):
     monkeypatch.setattr(sizing, "physical_memory", lambda: 10 * 2 ** 30)
     sizing.require(int(7.9 * 2 ** 30), "a run", "do less")           # 80 % of 10 GB fits
-    with pytest.raises(ProblemError, match=r"a run needs about 9 GB of memory, more than the 8 GB .*; do less"):
+    with pytest.raises(ProblemError, match=r"a run needs about 9 GiB of memory, more than the 8 GiB .*; do less"):
         sizing.require(9 * 2 ** 30, "a run", "do less")
 
 
 def test_gib_units():
-    assert sizing.gib(3 * 2 ** 20) == "3 MB" and sizing.gib(2 ** 50 * 17.1) == "17.1 PB"
+    assert sizing.gib(3 * 2 ** 20) == "3 MiB" and sizing.gib(2 ** 50 * 17.1) == "17.1 PiB"
+
+
+def test_a_need_just_above_the_budget_reads_above_it(monkeypatch):
+    """"needs about 18.8 GB, more than the 18.8 GB" contradicted itself: the digits grow until they differ."""
+    monkeypatch.setattr(sizing, "physical_memory", lambda: 23.5 * 2 ** 30)
+    budget = sizing.memory_budget()
+    with pytest.raises(ProblemError) as refused:
+        sizing.require(int(budget * 1.001), "a run", "do less")
+    need, allowed = re.search(r"needs about ([0-9.]+) GiB of memory, more than the ([0-9.]+) GiB",
+                              str(refused.value)).groups()
+    assert float(need) > float(allowed)
     assert np.isclose(float(sizing.gib(1.5 * 2 ** 30).split()[0]), 1.5)

@@ -185,6 +185,10 @@ def loss_slice(problem: Problem, H: np.ndarray, directions: str = "random", radi
         R, B = riemannian_hessian(problem, H)
         vals, vecs = np.linalg.eigh(R)
         curved = np.flatnonzero(np.abs(vals) > 1e-6 * max(1.0, np.abs(vals).max()))
+        if curved.size < 2:
+            raise ProblemError(f"no Hessian directions: {curved.size} eigenvalue(s) of the Hessian here stand "
+                               "above round-off (1e-6; at small tau the curvature is exp(-1/tau) small); "
+                               "use --directions random")
         pick = curved[np.argsort(vals[curved])[:2]]
         U, V = (B @ vecs[:, pick[0]]).reshape(n, d), (B @ vecs[:, pick[1]]).reshape(n, d)
     else:
@@ -294,6 +298,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     return {
         "problem": problem.describe(), "optimum": bound, "optimum_status": optimum.status,
         "predicted_geometry": prediction.geometry, "gaps": gaps,
+        "statuses": [s.status for s in solutions],
         "optimal": sum(s.status == "optimal" for s in solutions),
         "stationary": sum(s.status == "stationary" for s in solutions),
         "max_procrustes_residual": max(procrustes_distance(s.embeddings, H) for s in solutions),

@@ -29,7 +29,7 @@ from ufm.batching import check_conditions
 from ufm.geometry import etf_gram, orthogonal_frame_gram
 from ufm.loss import problem_loss
 from ufm.objectives import objective_of
-from ufm.problem import Problem
+from ufm.problem import Problem, require_problem
 from solvers.reduced import solve_reduced
 
 GEOMETRIES = ("etf", "orthogonal-frame", "reduced-program", "prototypes", "zero", "none")
@@ -109,6 +109,7 @@ def _predict_objective(problem: Problem) -> Prediction:
 
 def predict(problem: Problem) -> Prediction:
     """The prediction of docs/theory.md for ``problem`` (see the module docstring for the cases)."""
+    require_problem(problem, "predict")
     k, counts, tau = problem.k, problem.counts, problem.tau
     balanced = len(set(counts)) == 1
     full = problem.is_full_batch

@@ -7,7 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ufm.geometry import etf_gram, nc1, normalized_distance, orthogonal_frame_gram
+from ufm.lognumber import exact
+from ufm.geometry import etf_gram, nc1, normalized_distance, orthogonal_frame_gram, within_class_spread
 from ufm.problem import Problem
 from ufm.solution import DescentInfo, ProgramInfo, Solution, Starts
 from theory_checks.predictions import Prediction
@@ -22,11 +23,13 @@ def solution_report(problem: Problem, solution: Solution, prediction: Prediction
     report = {
         "method": solution.method, "counts": list(problem.counts), "tau": problem.tau,
         "relu": problem.relu, "dim": problem.dim, "batching": problem.batching.scheme,
-        "loss": solution.loss, "excess": solution.excess, "log_excess": solution.log_excess,
-        "lower_bound": solution.lower_bound,
-        "certificate": None if solution.certificate is None else solution.certificate.to_dict(),
+        "loss": solution.loss, "excess": exact(solution.excess, solution.log_excess),
+        "log_excess": solution.log_excess, "lower_bound": solution.lower_bound,
+        "certificate": None if solution.certificate is None else _certificate_report(solution.certificate),
         "class_mean_gram": M,
         "nc1": nc1(solution.embeddings, problem.labels)[0] if solution.embeddings is not None else None,
+        "within_class": (within_class_spread(solution.embeddings, problem.labels)
+                         if solution.embeddings is not None else None),
         "distance": {
             "etf": normalized_distance(M, etf_gram(problem.k)),
             "of": normalized_distance(M, orthogonal_frame_gram(problem.k)),
@@ -44,6 +47,18 @@ def solution_report(problem: Problem, solution: Solution, prediction: Prediction
     if isinstance(solution.info, ProgramInfo) and solution.info.residuals is not None:
         report["residuals"] = solution.info.residuals
     return report
+
+
+def _certificate_report(certificate) -> dict:
+    """The certificate's fields, its gap and excess bound exact where they fall below float64's range
+    (:func:`ufm.lognumber.exact`: gap = relative_gap E, bound = (1 - relative_gap) E, from log E)."""
+    out = certificate.to_dict()
+    log_e, rgap = certificate.log_excess, certificate.relative_gap
+    if log_e is not None and np.isfinite(log_e) and np.isfinite(rgap) and 0 < rgap:
+        out["gap"] = exact(out["gap"], log_e + float(np.log(rgap)))
+        if rgap < 1:
+            out["excess_lower_bound"] = exact(out["excess_lower_bound"], log_e + float(np.log1p(-rgap)))
+    return out
 
 
 def best_start(solutions: Sequence[Solution]) -> tuple[Solution, Starts]:

@@ -1,5 +1,5 @@
-"""``python -m ufm``: the ``ufm`` command (:func:`ufm.app.cli.run`)."""
+"""``python -m ufm``: the ``ufm`` command (:func:`ufm.app.console.run`)."""
 
-from ufm.app.cli import run
+from ufm.app.console import run
 
 run()

@@ -14,6 +14,12 @@ class ProblemError(ValueError):
     """
 
 
+class OutputError(OSError):
+    """A result file could not be written (a full disk, a lost permission): the message names the
+    path and the fix; the file that was there is unchanged (:mod:`ufm.atomic`). The command exits 1
+    (the work was done; with ``--json`` its numbers are still printed)."""
+
+
 def whole_number(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int if it is an integer (not a bool, not a float such as 2.7) within
     [minimum, maximum]; :class:`ProblemError` naming ``name`` otherwise."""

@@ -440,7 +440,8 @@ def weight_gradient_rows(log_rows: np.ndarray, D: np.ndarray) -> float:
         return -np.inf
     top = float(np.max(log_rows[finite]))
     log_total = top + float(np.log(np.sum(np.exp(log_rows[finite] - top))))
-    weight = np.where(finite, np.exp(np.where(finite, log_rows, 0.0) - log_total), 0.0)
+    weight = np.zeros(log_rows.shape)
+    weight[finite] = np.exp(log_rows[finite] - log_total)     # each <= 1: no overflow, even at E ~ e^-1000
     D *= weight[..., None]
     return log_total
 

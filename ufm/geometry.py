@@ -185,6 +185,21 @@ def nc1(H: np.ndarray, labels: np.ndarray, divide_by_k: bool = True,
     return (value / k if divide_by_k else value), rank
 
 
+def within_class_spread(H: np.ndarray, labels: np.ndarray) -> float:
+    """``trace(Sigma_W) / mean_i ||h_i||^2``: the share of the rows' energy that lies off their class
+    means, in [0, 1], 0 exactly when every class is collapsed. Unlike NC1 it sees spread in directions
+    the class means do not span (NC1 projects Sigma_W onto the span of Sigma_B). For unit rows it is
+    ``1 - sum_c (n_c / n) ||mu_c||^2``, i.e. one minus the mean within-class cosine (self pairs
+    included). H (n, d), labels (n,) in 0..k-1."""
+    H = np.asarray(H, dtype=float)
+    labels = np.asarray(labels)
+    mu = class_means(H, labels, int(labels.max()) + 1)
+    energy = float(np.mean(np.sum(H * H, axis=1)))
+    if energy == 0.0:
+        return 0.0
+    return float(np.mean(np.sum((H - mu[labels]) ** 2, axis=1)) / energy)
+
+
 def equinorm(M: np.ndarray) -> float:
     """Coefficient of variation of the class-mean norms ``sqrt(diag M)`` (0 = equal norms)."""
     norms = np.sqrt(np.clip(np.diag(np.asarray(M, dtype=float)), 0.0, None))

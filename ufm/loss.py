@@ -32,6 +32,8 @@ pass.
 
 from __future__ import annotations
 
+import math
+
 from functools import partial
 from typing import Sequence
 
@@ -41,7 +43,7 @@ import numpy as np
 
 from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
-from ufm.problem import TAU_MAX, TAU_MIN
+from ufm.problem import TAU_MAX, TAU_MIN, require_problem
 from ufm.programs import bucket, program
 from ufm.excess import batch_parts, batch_rows, class_representatives, over_batches
 from ufm.excess_fused import batch_log_excess, class_rows_bucket
@@ -158,8 +160,8 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
         raise ProblemError(f"H must have shape (n, d) with n, d >= 1 (got shape {H.shape})")
     if not np.issubdtype(H.dtype, np.floating):
         H = H.astype(np.float64 if jax.config.jax_enable_x64 else np.float32)
-    if not isinstance(H, jax.core.Tracer) and not np.isfinite(np.asarray(H)).all():
-        raise ProblemError("H holds NaN or infinite entries; the loss of such embeddings is undefined")
+    if not isinstance(H, jax.core.Tracer):
+        _check_rows(np.asarray(H), "H", tau)
     labels_np = np.asarray(labels)
     if labels_np.shape != (H.shape[0],):
         raise ProblemError(f"labels must have shape ({H.shape[0]},) to match H (got {labels_np.shape})")
@@ -188,8 +190,18 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
                 prototype_labels.shape != (prototypes.shape[0],):
             raise ProblemError(f"prototypes must have shape (p, {H.shape[1]}) with p labels "
                                f"(got {prototypes.shape} and {prototype_labels.shape} labels)")
+        if not np.issubdtype(prototype_labels.dtype, np.integer):
+            raise ProblemError(f"prototype_labels must be integers (got dtype {prototype_labels.dtype})")
+        if not isinstance(prototypes, jax.core.Tracer):
+            _check_rows(np.asarray(prototypes), "prototypes", tau)
     all_labels = labels_np if prototype_labels is None else np.concatenate([labels_np, np.asarray(prototype_labels)])
-    num_classes = int(all_labels.max()) + 1 if all_labels.min() >= 0 else None
+    # the loss sees only which labels are equal: number them 0..k-1 (a stray label 10**9 would size
+    # every per-class array by it)
+    all_labels = np.unique(all_labels, return_inverse=True)[1].reshape(-1)
+    labels_np = all_labels[:H.shape[0]]
+    if prototype_labels is not None:
+        prototype_labels = all_labels[H.shape[0]:]
+    num_classes = int(all_labels.max()) + 1
     class_rows = None
     if num_classes is not None:                 # the most rows of one class in a batch
         index, valid = np.asarray(packed.index), np.asarray(packed.valid)
@@ -204,6 +216,22 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
                            prototype_anchors=prototype_anchors,
                            chunk_size=None if chunk_size is None else int(chunk_size), num_classes=num_classes,
                            class_rows=class_rows)
+
+
+#: Largest |h|^2 / tau whose products h_i . h_j / tau stay far inside float64 (1.8e308).
+MAX_SCALED_SQUARED_NORM = 1e300
+
+
+def _check_rows(rows: np.ndarray, name: str, tau) -> None:
+    """Finite rows whose products h_i . h_j / tau do not overflow float64; :class:`ProblemError` else."""
+    if not np.isfinite(rows).all():
+        raise ProblemError(f"{name} holds NaN or infinite entries; the loss of such embeddings is undefined")
+    if isinstance(tau, jax.core.Tracer) or rows.size == 0:
+        return
+    largest = float(np.max(np.abs(rows)))
+    if largest > 0 and 2 * math.log(largest) + math.log(rows.shape[1] / float(tau)) > math.log(MAX_SCALED_SQUARED_NORM):
+        raise ProblemError(f"{name} has entries up to {largest:.3g}: the products h_i . h_j / tau overflow "
+                           "float64; SCL is meant for unit rows, so normalise them (or scale them down)")
 
 
 def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = None) -> float:
@@ -234,6 +262,7 @@ def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
     """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``
     (``chunk_size``: see :func:`scl_loss`). Full batch without prototypes, sum reduction: evaluated by
     :func:`full_batch_loss_bucketed` (one compiled loss for many sizes)."""
+    require_problem(problem, "problem_loss")
     if problem.is_full_batch and problem.prototypes is None and reduction == "sum":
         return full_batch_loss_bucketed(H, problem.labels, problem.tau, chunk_size)
     W, w_labels = problem.prototype_rows()
@@ -259,6 +288,7 @@ def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None,
     """:func:`problem_loss` (sum reduction) of a stack of embeddings Hs (s, n, d) in one compiled call:
     returns (s,) float64 losses over the problem's batching at ``epoch``. ``lanes``: evaluate that
     many side by side (vmapped), the groups in sequence (memory ``lanes`` times one loss); None: all."""
+    require_problem(problem, "problem_losses")
     Hs = jnp.asarray(np.asarray(Hs, dtype=np.float64))
     packed = pack(problem.batches(epoch))
     W, w_labels = problem.prototype_rows()

@@ -4,7 +4,7 @@ prototypes, seed. Validation happens here, once, with messages that name the pro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
 import numpy as np
@@ -48,10 +48,18 @@ class Prototypes:
         return W, np.repeat(np.arange(k), self.per_class)
 
 
+def require_problem(problem, who: str) -> None:
+    """:class:`ProblemError` unless ``problem`` is a :class:`Problem` (``who``: the function's name)."""
+    if not isinstance(problem, Problem):
+        raise ProblemError(f"{who} needs a ufm.Problem (got {type(problem).__name__}); build one with "
+                           "ufm.Problem.from_counts([...], tau=...)")
+
+
 def _as_counts(counts: Sequence) -> tuple[int, ...]:
     """Counts as a tuple of ints: integers, or floats with an integer value; strings and bools refused."""
-    if isinstance(counts, (str, bytes)) or not hasattr(counts, "__iter__"):
-        raise ProblemError(f"counts must be a sequence of class counts such as [8, 8, 2, 2] "
+    if isinstance(counts, (str, bytes, set, frozenset, dict)) or not hasattr(counts, "__iter__") \
+            or (isinstance(counts, np.ndarray) and counts.ndim != 1):
+        raise ProblemError(f"counts must be a sequence of class counts in class order, such as [8, 8, 2, 2] "
                            f"(got {counts!r})")
     out = []
     for c in counts:
@@ -192,9 +200,23 @@ class Problem:
         return cls.from_counts(profile_counts(imbalance, k, n_max, ratio, minority_fraction), **options)
 
     def with_(self, **changes) -> "Problem":
-        """A copy with some fields changed, validated again."""
+        """A copy with some fields changed, validated again (numbers as Python numbers: a NumPy scalar
+        given is converted, so :meth:`describe` stays JSON)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ProblemError(f"Problem has no field {unknown[0]!r}; the fields are "
+                               f"{', '.join(f.name for f in fields(self))}")
         if "counts" in changes:
             changes["counts"] = _as_counts(changes["counts"])
+        if "tau" in changes and changes["tau"] is not None:
+            changes["tau"] = finite_number(changes["tau"], "temperature tau")
+        for name, what in (("dim", "embedding dimension dim"), ("seed", "seed")):
+            if name in changes:
+                changes[name] = whole_number(changes[name], what)
+        if "relu" in changes:
+            if not isinstance(changes["relu"], (bool, np.bool_)):
+                raise ProblemError(f"relu must be True or False (got {changes['relu']!r})")
+            changes["relu"] = bool(changes["relu"])
         problem = replace(self, **changes)
         problem.validate()
         return problem

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import warnings
 from dataclasses import replace
@@ -23,16 +24,27 @@ from typing import Sequence
 import numpy as np
 
 from ufm.app import cli_values as values
+from ufm.app import signals
 from ufm.app.progress import Ticker, progress
 from ufm.app.timings import CallClock
 from ufm.batching import Batching, check_conditions
-from ufm.errors import ProblemError
+from ufm.atomic import write_text_atomically
+from ufm.errors import OutputError, ProblemError
+from ufm.lognumber import LogNumber
 from ufm.objectives.ce_options import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN, CrossEntropy
 from ufm.problem import IMBALANCE_PROFILES, SEED_MAX, TAU_MAX, TAU_MIN, Problem, Prototypes
 
 
 class UsageError(ProblemError):
     """Bad command-line input found by ``argparse`` (an unknown option, a bad value)."""
+
+
+class Exit(Exception):
+    """End the command with ``code``, its output (and error line) already printed."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class Parser(argparse.ArgumentParser):
@@ -140,6 +152,11 @@ def problem_counts(args: argparse.Namespace) -> list[int]:
     if args.counts is not None:
         refuse(_given(args, "classes", "imbalance", "n_max", "ratio", "minority_fraction"),
                "with --counts (the counts give every class)")
+        single = [c for c in args.counts if c < 2]
+        if single and _option(args, "loss") == "scl":
+            raise UsageError(f"argument --counts: a class with {single[0]} example(s) has no positive pair; every "
+                             f"count must be at least 2 (got {','.join(map(str, args.counts))}) "
+                             f"(see {args.command_name} --help)")
         return list(args.counts)
     imbalance = _option(args, "imbalance")
     if imbalance == "balanced":
@@ -228,8 +245,15 @@ def _refuse_unused_seed(args: argparse.Namespace, problem: Problem, command: str
 
 
 # ---------------------------------------------------------------- output helpers
+#: A LogNumber in the JSON text: its decimal, unquoted (a JSON number below float64's range).
+_EXACT = "\u0000exact:"
+
+
 def to_jsonable(value):
-    """Convert NumPy / JAX values inside dicts and lists to plain JSON types."""
+    """Convert NumPy / JAX values inside dicts and lists to plain JSON types (a
+    :class:`ufm.lognumber.LogNumber` to a marker that :func:`json_text` writes as its decimal)."""
+    if isinstance(value, LogNumber):
+        return _EXACT + value.decimal()
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -241,8 +265,15 @@ def to_jsonable(value):
     return value
 
 
+def json_text(obj) -> str:
+    """The JSON text of a report: numbers below float64's range (LogNumber) written in full, as JSON
+    number literals (``json.loads(text, parse_float=decimal.Decimal)`` keeps them)."""
+    text = json.dumps(to_jsonable(obj), indent=2)
+    return re.sub(r'"\\u0000exact:([0-9.e+-]+)"', r"\1", text)
+
+
 def print_json(obj) -> None:
-    print(json.dumps(to_jsonable(obj), indent=2))
+    print(json_text(obj))
 
 
 def print_table(rows: Sequence[Sequence], header: Sequence[str]) -> None:
@@ -256,6 +287,8 @@ def print_table(rows: Sequence[Sequence], header: Sequence[str]) -> None:
 
 
 def _fmt(value, digits: int = 10) -> str:
+    if isinstance(value, LogNumber):
+        return value.decimal(digits)
     return "-" if value is None else (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
 
 
@@ -278,6 +311,7 @@ def _print_solution(report: dict) -> None:
              ("distance to OF", _fmt(report["distance"]["of"], 4)),
              ("distance to predicted", _fmt(report["distance"]["predicted"], 4)),
              ("NC1", _fmt(report["nc1"], 4)),
+             ("within-class spread", _fmt(report.get("within_class"), 4)),
              ("status", report["status"] + (f" ({report['message']})" if report["message"] else "")),
              ("iterations", report["iterations"]), ("seconds", timings_line(report))]
     print_table(rows, ("quantity", "value"))
@@ -315,6 +349,8 @@ def _print_sweep(result) -> None:
         print("solver status not optimal at: " + "; ".join(trouble))
     if counts is None and result.meta.get("counts"):
         print(f"counts: {result.meta['counts']}")
+    if result.meta.get("tau") is not None:
+        print(f"tau: {result.meta['tau']:g}")
 
 
 # ---------------------------------------------------------------- commands
@@ -410,6 +446,8 @@ def _check_solve_options(args: argparse.Namespace) -> None:
                                        "programs run in float64 and are always judged by their certificate)")
     if args.no_certify:
         refuse(_given(args, "gap_tol"), "with --no-certify (no certificate, so no gap)")
+    if _option(args, "loss") != "scl":
+        refuse(_given(args, "chunk_size"), "to --loss ce (it evaluates SCL's anchors in row blocks)")
     if args.starts is not None and args.seed is not None and args.seed + args.starts - 1 > SEED_MAX:
         raise ProblemError(f"--starts {args.starts} from --seed {args.seed} runs past the largest seed "
                            f"{SEED_MAX}; lower one of them")
@@ -427,6 +465,9 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
         if draws > MAX_BATCHES * 10:
             raise ProblemError(f"a reshuffled batching draws every epoch's batches before the first step: "
                                f"{draws} batches for these --steps, more than {MAX_BATCHES * 10}; lower --steps")
+    if args.chunk_size is not None and args.chunk_size > (widest := sizing.batch_shape(problem)[1]):
+        raise ProblemError(f"--chunk-size {args.chunk_size} exceeds the widest batch ({widest} rows); use at "
+                           f"most {widest}, or leave it out")
     if args.method == "gd":
         starts = args.starts or 1
         need = sizing.gd_bytes(problem, args.steps or defaults.DEFAULT_STEPS, args.chunk_size, starts,
@@ -446,6 +487,10 @@ def _check_solve(args: argparse.Namespace, problem: Problem) -> None:
                        "use fewer classes, or ufm predict")
     else:
         sizing.require_relaxation(problem)
+        if not problem.batching.is_random and not (problem.relu and problem.prototypes is None):
+            refuse(_given(args, "seed"), "to --method convex here (nothing is random: no reshuffled batching, "
+                                         "and the Gram is factored by its eigenvectors; only the nonnegative "
+                                         "factor under ReLU starts from a seed)")
 
 
 def _solve_label(args: argparse.Namespace, problem) -> str:
@@ -516,11 +561,28 @@ def cmd_solve(args: argparse.Namespace) -> int:
     report = timed(args, solution_report(problem, solution, predict(problem)), "report",
                    {"certificate": certificate_seconds})
     code = 0 if solution.status in ("optimal", "converged") else 1
+    hint = _way_out(args, problem, solution.status)
+    if hint:
+        report["hint"] = hint
     if args.json:
         print_json(report)
         return code
     _print_solution(report)
+    if hint:
+        print(f"ufm solve: {hint}", file=sys.stderr)
     return code
+
+
+def _way_out(args: argparse.Namespace, problem: Problem, status: str) -> str:
+    """What to try where gradient descent stopped at a point the certificate does not prove."""
+    if args.method != "gd" or status != "stationary":
+        return ""
+    ways = [f"more starts (--starts {max(8, 2 * (args.starts or 1))})"]
+    if problem.objective is None and problem.dim < problem.n:
+        ways.append(f"a larger --dim than {problem.dim} (a stall at rank d can vanish one rank up)")
+    if problem.is_full_batch and problem.prototypes is None and problem.objective is None:
+        ways.append("--method reduced, which the certificate proves from the class-level program")
+    return "this point is stationary, not proved optimal; try " + ", or ".join(ways)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -569,15 +631,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     passed = all(r.passed for r in results)
     report = timed(args, {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick},
                    "checks")
+    failure = None
     if args.save:
-        args.save.write_text(json.dumps(to_jsonable(report), indent=2))
+        try:
+            write_text_atomically(args.save, json_text(report))
+        except OutputError as err:
+            failure = str(err)
+            report["error"] = failure
     if args.json:
         print_json(report)
     else:
         rows = [(r.check.name, r.check.source, _fmt(r.measured, 3),
                  ("<= " if r.check.comparison == "at_most" else ">= ") + _fmt(r.check.tolerance, 3),
-                 "pass" if r.passed else "FAIL", f"{r.seconds:.1f}") for r in results]
-        print_table(rows, ("check", "source", "measured", "tolerance", "result", "seconds"))
+                 "pass" if r.passed else "FAIL", f"{r.seconds:.1f}", r.check.claim) for r in results]
+        print_table(rows, ("check", "source", "measured", "tolerance", "result", "seconds", "claim"))
         for r in results:
             if not r.passed:
                 print(f"\n{r.check.name} failed: {r.check.claim}")
@@ -585,8 +652,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 if r.error:
                     print(f"  error: {r.error}")
         print(f"\n{sum(r.passed for r in results)}/{len(results)} checks passed in {timings_line(report)}")
-        if args.save:
+        if args.save and not failure:
             print(f"report written to {args.save.resolve()}")
+    if failure:
+        print(f"{args.command_name}: error: {failure}", file=sys.stderr)
+        return 1
     return 0 if passed else 1
 
 
@@ -610,16 +680,26 @@ def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path | None,
     figure went."""
     from ufm.app import plots
 
+    failure = None
     if path is not None:
-        path = plots.save(fig, path).resolve()
+        try:
+            path = plots.save(fig, path).resolve()
+        except OutputError as err:
+            path, failure = None, str(err)
     data = timed(args, dict(data, figure=None if path is None else str(path)), phase)
+    if failure:
+        data["error"] = failure
     if args.json:
-        print_json(data)
+        print_json(data)                       # the numbers, even where the figure was not written
         if path is not None:
             print(f"figure written to {path}", file=sys.stderr)
     else:
-        print(f"figure written to {path}")
+        if path is not None:
+            print(f"figure written to {path}")
         print(f"seconds: {timings_line(data)}")
+    if failure:
+        print(f"{args.command_name}: error: {failure}", file=sys.stderr)
+        raise Exit(1)
 
 
 def _relu_options(args: argparse.Namespace) -> tuple[bool, ...]:
@@ -709,6 +789,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 #: Solver statuses that make a command exit 1: a failure, or a result the certificate does not prove.
 FAILED = ("error", "not_converged", "stationary", "optimal_inaccurate")
+#: How a tally of starts names each status.
+STATUS_WORDS = {"optimal": "certified optimal"}
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
@@ -719,6 +801,10 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
     path = figure_target(args, "ufm-landscape.png")
     size = problem.n * problem.dim
+    seed = _option(args, "seed")
+    if seed + args.starts - 1 > SEED_MAX:
+        raise ProblemError(f"--starts {args.starts} from --seed {seed} runs past the largest seed {SEED_MAX}; "
+                           "lower one of them")
     if args.directions == "hessian" and size > MAX_HESSIAN_SIZE:
         raise ProblemError(f"--directions hessian needs the dense Hessian, (n d)^2 entries, and n d = {size} "
                            f"exceeds {MAX_HESSIAN_SIZE}; use --directions random")
@@ -744,14 +830,21 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     args.clock.mark("landscape")
     fig = plots.landscape_figure(data, title=plots.problem_title(counts=problem.counts, tau=problem.tau,
                                                                  relu=problem.relu, dim=problem.dim))
+    tally = ", ".join(f"{data['statuses'].count(s)} {STATUS_WORDS.get(s, s)}"
+                      for s in dict.fromkeys(["optimal", "stationary", *data["statuses"]]))
     if not args.json:
-        print(f"{args.starts} starts: {data['optimal']} certified optimal, {data['stationary']} stationary; "
-              f"largest relative gap to the convex optimum {max(data['gaps']):.3g}; largest Procrustes "
-              f"residual {data['max_procrustes_residual']:.3g}")
+        print(f"{args.starts} starts: {tally}; largest relative gap to the convex optimum "
+              f"{max(data['gaps']):.3g}; largest Procrustes residual {data['max_procrustes_residual']:.3g}")
     _finish_figure(fig, data, args, path, "report")
     if not np.isfinite(data["gaps"]).all():
         print(f"ufm landscape: the convex optimum is not certified ({data['optimum_status']}), so the gaps "
               "are unknown", file=sys.stderr)
+        return 1
+    if data["optimal"] == 0:
+        hint = (" (reshuffled batches without ReLU share no minimiser: gradient descent runs to its epoch "
+                "budget; see --relu)" if problem.batching.scheme in ("random", "balanced") and not problem.relu
+                else " (more --starts, or a larger --dim)")
+        print(f"ufm landscape: no start was proved optimal ({tally}){hint}", file=sys.stderr)
         return 1
     return 0
 
@@ -953,6 +1046,28 @@ def run() -> None:
     sys.exit(code)
 
 
+#: A value that starts with a minus sign and a digit (``-3,3``, ``-1:1:3``, ``-0.5``): no option does.
+_NEGATIVE_VALUE = re.compile(r"-[0-9.]")
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--counts -3,3`` as ``--counts=-3,3``: argparse reads a token that starts with '-' and is not a
+    plain negative number as an option, and would answer "expected one argument" instead of checking
+    the value."""
+    out: list[str] = []
+    for token in argv:
+        if (out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE_VALUE.match(token)):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    """``ufm solve``, ``ufm sweep imbalance``: the command an error line names."""
+    return f"ufm {' '.join(a for a in argv[:2] if not a.startswith('-'))}".strip()
+
+
 def main(argv: Sequence[str] | None = None, *, validate_only: bool = False,
          from_process_start: bool = False) -> int:
     """Run the ``ufm`` command with ``argv`` (default ``sys.argv[1:]``) and return its exit code.
@@ -962,20 +1077,22 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False,
     the whole process (the console command), so ``seconds`` counts from the program's start; otherwise
     from this call.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _attach_negative_values(list(sys.argv[1:] if argv is None else argv))
     as_json = "--json" in argv
     clock = CallClock(from_process_start)
+    signals.CALL.update(command=_command_name(argv), json=as_json, clock=clock)
     _show_warning.cache_said = False
     try:
         _refuse_repeats(argv)
         args = build_parser().parse_args(argv)
-        args.validate_only, args.clock = validate_only, clock
+        args.validate_only, args.clock, args.command_name = validate_only, clock, _command_name(argv)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.handler(args) or 0)
     except ProblemError as err:
-        prog = f"ufm {' '.join(a for a in argv[:2] if not a.startswith('-'))}".strip()
-        return _fail(f"{prog}: error: {err}", 2, as_json)
+        return _fail(f"{_command_name(argv)}: error: {err}", 2, as_json)
+    except Exit as done:              # the output is out; only the exit code is left
+        return done.code
     except SystemExit as done:        # --help, --version
         return int(done.code or 0) if isinstance(done.code, (int, type(None))) else 2
     except KeyboardInterrupt:

@@ -20,6 +20,8 @@ _REAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 #: Most values a list or a start:stop:count range may hold (a sweep's points).
 MAX_POINTS = 1000
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
+#: Free space an output file's disk must have before any work (a figure is 0.05-2 MiB, a report less).
+MIN_FREE_BYTES = 8 * 2 ** 20
 #: Most classes ``--counts`` may list (the same bound as ``--classes``).
 MAX_CLASSES = 10 ** 6
 
@@ -58,7 +60,12 @@ def _in_range(value, lo, hi, lo_open: bool = False, hi_open: bool = False) -> No
 
 
 def _number(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """The value as written back to the user: a float in the fewest digits that give it exactly (a
+    rounded bound would contradict the value: "0.001 is outside [0.001, 100]")."""
+    if not isinstance(value, float):
+        return str(value)
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -92,13 +99,14 @@ def _items(text: str, limit: int = MAX_POINTS) -> list[str]:
 
 
 def counts(text: str) -> tuple[int, ...]:
-    """Class counts ``8,8,2,2``: at least two whole numbers, each at least 2 (a class needs a positive pair)."""
+    """Class counts ``8,8,2,2``: at least two whole numbers, each at least 1 (SCL's rule, at least 2 for a
+    positive pair, is :func:`ufm.app.cli.problem_counts`'s: cross-entropy takes a class of one)."""
     values = []
     for item in _items(text, MAX_CLASSES):
         value = _as_int(item, "a whole number of examples")
-        if value < 2:
-            raise _error(f"a class with {value} example(s) has no positive pair; every count must be at least 2 "
-                         f"(got {text})")
+        if value < 1:
+            raise _error(f"a class with {value} examples is no class; every count must be at least 1, and at "
+                         f"least 2 for SCL (got {text})")
         values.append(value)
     if len(values) < 2:
         raise _error(f"{text!r} names one class; give at least two counts, e.g. 8,8")
@@ -118,6 +126,9 @@ def reals(lo: float | None = None, hi: float | None = None, lo_open: bool = Fals
             count = _as_int(parts[2], "a whole number of points")
             if not 1 <= count <= MAX_POINTS:
                 raise _error(f"{text!r}: the count of points must lie in [1, {MAX_POINTS}] (got {count})")
+            if count == 1 and start != stop:
+                raise _error(f"{text!r}: a range of 1 point would drop its stop {parts[1]}; give a count of at "
+                             f"least 2, or the one value {parts[0]}")
             step = 0.0 if count == 1 else (stop - start) / (count - 1)
             values = [start + i * step for i in range(count - 1)] + [stop] if count > 1 else [start]
         else:
@@ -195,6 +206,14 @@ def _writable_unsafe(path: Path) -> Path:
         raise _error(f"{path} cannot be written ({err.strerror or err}); write elsewhere") from None
     if not existed:
         path.unlink()
+    if not os.access(parent, os.W_OK):
+        raise _error(f"the directory {parent} cannot be written (the file is written beside its target, then "
+                     "renamed into place, so that a failed write never damages it); write elsewhere")
+    stats = os.statvfs(parent)
+    free = stats.f_bavail * stats.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise _error(f"the disk of {parent} has {free / 2 ** 20:.1f} MiB free, and a figure or report may need "
+                     f"up to {MIN_FREE_BYTES // 2 ** 20} MiB; free space or write elsewhere")
     return path
 
 

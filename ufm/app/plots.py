@@ -15,6 +15,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ufm.atomic import write_atomically
 from ufm.errors import ProblemError
 
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -65,14 +66,15 @@ def log_ticks(ax, values: Sequence[float], axis: str = "x") -> None:
 
 
 def save(fig, path: str | Path) -> Path:
-    """Write ``fig`` to ``path``; the extension picks the format (.png, .pdf, .svg)."""
+    """Write ``fig`` to ``path``, whole or not at all (:func:`ufm.atomic.write_atomically`: a failure is an
+    :class:`ufm.errors.OutputError`, the file there unchanged); the extension picks the format (.png,
+    .pdf, .svg)."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise ProblemError(f"figure file {path} must end in one of {', '.join(FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with plt.rc_context(STYLE):
-        fig.savefig(path)
-    return path
+        return write_atomically(path, lambda out: fig.savefig(out, format=path.suffix.lower()[1:]))
 
 
 def tau_text(tau: float | None) -> str:
@@ -427,6 +429,22 @@ def _slice_panel(fig, ax, sl: dict) -> None:
     ax.set_title(f"(b) slice ({sl['directions']} directions)", fontsize=9)
 
 
+#: Hessian eigenvalues within this fraction of the largest |eigenvalue| are zero to round-off (the
+#: Hessian is a float64 derivative of sums over n^2 pairs, and eigh adds eps ||A||).
+HESSIAN_ROUND_OFF = 1e-8
+
+
+def spectrum_label(name: str, eig: np.ndarray) -> str:
+    """The legend of one Hessian spectrum: its smallest eigenvalue, or, where that is within round-off
+    of 0 (a minimiser's -2.7e-10), the floor it is below: a figure must not show a negative
+    curvature that is not there."""
+    eig = np.asarray(eig, dtype=float)
+    floor = HESSIAN_ROUND_OFF * float(np.abs(eig).max()) if eig.size else 0.0
+    if abs(float(eig.min())) <= floor:
+        return f"{name} (smallest 0 to round-off: |value| < {floor:.0e})"
+    return f"{name} (smallest {eig.min():+.2g})"
+
+
 def _landscape_tail(fig, axes, data: dict) -> None:
     ax = axes[1, 0]
     for index, (name, eig) in enumerate(data["hessian"].items()):
@@ -434,7 +452,7 @@ def _landscape_tail(fig, axes, data: dict) -> None:
             continue
         eig = np.asarray(eig, dtype=float)
         ax.plot(np.arange(len(eig)), eig, marker="os"[index % 2], ms=3, lw=0, color=OKABE_ITO[index],
-                label=f"{name} (smallest {eig.min():+.2g})")
+                label=spectrum_label(name, eig))
     ax.axhline(0, color="0.5", lw=0.7)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("eigenvalue index (ascending)")
