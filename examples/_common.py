@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -17,10 +16,11 @@ def parse(description: str) -> argparse.Namespace:
 def write(fig, data: dict, out_dir: str, name: str) -> None:
     """Save the figure as PNG and PDF and the numbers behind it as JSON."""
     from ufm.app import plots
-    from ufm.app.cli import to_jsonable
+    from ufm.app.cli import json_text
+    from ufm.atomic import write_text_atomically
 
     out = Path(out_dir)
     for suffix in (".png", ".pdf"):
         plots.save(fig, out / f"{name}{suffix}")
-    (out / f"{name}.json").write_text(json.dumps(to_jsonable(data), indent=2))
+    write_text_atomically(out / f"{name}.json", json_text(data))
     print(f"wrote {out / name}.png, .pdf and .json")
