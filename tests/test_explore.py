@@ -107,6 +107,9 @@ def test_snapshot_has_no_widgets(explorer, tmp_path):
     image = plt.imread(path)
     # the snapshot is a short strip (plots only), not the explorer window with its widget rows
     assert image.shape[0] < 0.6 * image.shape[1]
+    # a paper's page: at most 6.8 in wide once cropped (README, Figures; it was 9.44 in)
+    from ufm.app.plots import STYLE
+    assert image.shape[1] / STYLE["savefig.dpi"] <= 6.8
 
 
 def test_explore_command_snapshot_and_headless_message(tmp_path, capsys):

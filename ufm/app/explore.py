@@ -79,10 +79,10 @@ class Explorer:
         """The heatmap, its colour bar, the means picture and the metrics panel, between ``top`` and
         ``ceiling`` (above it: the title)."""
         height = ceiling - top
-        ax_gram = fig.add_axes([0.05, top, 0.30, height])
-        ax_colorbar = fig.add_axes([0.36, top + 0.03, 0.012, height - 0.06])
-        ax_means = fig.add_axes([0.47, top, 0.28, height])
-        ax_text = fig.add_axes([0.79, top, 0.20, height])
+        ax_gram = fig.add_axes([0.07, top, 0.27, height])
+        ax_colorbar = fig.add_axes([0.35, top + 0.03, 0.012, height - 0.06])
+        ax_means = fig.add_axes([0.50, top, 0.24, height])      # clear of the colour bar's label
+        ax_text = fig.add_axes([0.775, top, 0.22, height])
         ax_text.axis("off")
         return ax_gram, ax_colorbar, ax_means, ax_text
 
@@ -188,13 +188,13 @@ class Explorer:
         M = np.asarray(solution.class_mean_gram)
         ax_gram.clear()
         plots.gram_heatmap(M, ax=ax_gram, cosine=True, cax=ax_colorbar,
-                           title=f"cosines between class means ({solution.method})")
+                           title=f"cosines between class means\n({solution.method})")
         ax_means.clear()
         plots.class_means_view(M, counts=problem.counts, ax=ax_means)
         lines = [f"{key}: {_compact(value)}" for key, value in self.metrics.items() if timing or key != "seconds"]
         ax_text.clear()
         ax_text.axis("off")
-        ax_text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9, wrap=True)
+        ax_text.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=7)
         ax_gram.figure.suptitle(plots.problem_title(profile=self.last_profile, k=problem.k, tau=problem.tau,
                                                     relu=problem.relu, extra=f"R = {self.metrics['R']:.3g}"),
                                 fontsize=11)
@@ -204,7 +204,7 @@ class Explorer:
         the format (.png, .pdf, .svg)."""
         if self.last_solution is None:
             raise ProblemError("nothing to save: the explorer has not solved a problem yet (see its message)")
-        fig = plt.figure(figsize=(9.5, 3.6))
+        fig = plt.figure(figsize=(6.3, 2.8))      # 6.8 in at most once cropped (README, Figures)
         try:
             self._draw(*self._plot_axes(fig, top=0.04, ceiling=0.80), timing=False)
             return plots.save(fig, path)
