@@ -30,6 +30,7 @@ if __name__ == "__main__":
         distances.append(normalized_distance(solution.class_mean_gram, etf_gram(4)))
         print(f"prototypes per class {n_w}: distance to ETF {distances[-1]:.3f} ({solution.status})")
     fig, axes = plots.mosaic([["trend", "trend"], ["first", "last"]], height=5.6)
+    fig.get_layout_engine().set(wspace=0.12)    # the first colour bar's label clear of the next "class"
     ax = axes["trend"]
     ax.plot(per_class, distances, marker="o", color=plots.OKABE_ITO[0])
     ax.set_xscale("log", base=2)
