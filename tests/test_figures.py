@@ -160,3 +160,20 @@ def test_log10_excess_panel_keeps_points_where_the_excess_underflows():
                                                 {"counts": [8, 8, 2, 2], "loss": "scl"}))
     ax = fig.axes[3]
     assert ax.get_yscale() == "linear" and list(ax.lines[0].get_ydata()) == [-400.0, -56.0]
+
+
+def test_series_that_lie_wholly_in_round_off_are_one_line():
+    """Two batching schemes both at 1e-16 from the orthogonal frame stacked their markers on the floor
+    where neither could be seen: they are one line labelled with both; a series above round-off stays."""
+    import matplotlib.pyplot as plt
+
+    from ufm.app.plots import sweep_panel
+
+    fig, ax = plt.subplots()
+    series = {"fixed-random": {"dist:OF": [0.5, 0.4]}, "random": {"dist:OF": [1e-16, 2e-16]},
+              "binding": {"dist:OF": [3e-16, 1e-16]}}
+    sweep_panel(ax, [6, 8], series, "dist:OF", "distance", "batch size", logy=True, roundoff=True)
+    labels = ax.get_legend_handles_labels()[1]
+    plt.close(fig)
+    assert "random = binding (at round-off)" in labels and "fixed-random" in labels
+    assert "random" not in labels and "binding" not in labels

@@ -244,6 +244,19 @@ def _merged_lines(keys: list[str], values: dict, log: bool, span: float,
     return lines
 
 
+def _merged_at_round_off(entries: list) -> list:
+    """Lines of different series that lie wholly in the round-off band (every finite value below
+    :data:`RESOLUTION`, the same points finite) cannot be told apart at the accuracy computed: one line,
+    labelled "random = binding (at round-off)", drawn at their largest value, instead of markers
+    stacked on the floor."""
+    low = [e for e in entries if np.isfinite(e[2]).any() and np.all(e[2][np.isfinite(e[2])] < RESOLUTION)]
+    if len(low) < 2 or any(not np.array_equal(np.isfinite(e[2]), np.isfinite(low[0][2])) for e in low):
+        return entries
+    merged = (low[0][0], low[0][1], np.fmax.reduce([e[2] for e in low]),
+              " = ".join(e[3] for e in low) + " (at round-off)")
+    return [e for e in entries if not any(e is m for m in low)] + [merged]
+
+
 @styled
 def sweep_figure(x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], xlabel: str,
                  panels: Sequence[tuple[str, str]], logx: bool = False, logy: bool | Sequence[str] = False,
@@ -292,25 +305,29 @@ def sweep_panel(ax, x: Sequence[float], series: dict[str, dict[str, Sequence[flo
     finite = np.concatenate([v[np.isfinite(v)] for v in panel]) if panel else np.zeros(0)
     span = float(finite.max() - finite.min()) if finite.size else 0.0
     span = span if span > 0 else max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
+    entries = []                                   # (series index, names, y, label)
     for s_index, (series_name, values) in enumerate(series.items()):
         keys = [key for key in values if key == quantity or key.startswith(quantity + ":")]
         for names, y in _merged_lines(keys, values, log=logy, span=span):
             sub = " = ".join(n.split(":", 1)[1] for n in names if ":" in n)
-            label = series_name + (f": {sub}" if sub and len(keys) > 1 else "")
-            missing = ~np.isfinite(y) | (logy and not floor) & (y <= 0)
-            if missing.any():
-                label += f" (no value at {', '.join(f'{v:g}' for v in x[missing])})"
-            colour = colours[names[0]] if len(names) == 1 else "0.35"
-            clipped = np.zeros(len(y), dtype=bool)
-            if floor:
-                clipped = np.isfinite(y) & (y < LOG_FLOOR)
-                clipped_any |= bool(clipped.any())
-                y = np.where(clipped, LOG_FLOOR, y)
-            ax.plot(x, y, marker="osD^"[s_index % 4], ms=4, lw=1.4, color=colour, ls=styles[s_index % len(styles)],
-                    label=label, mfc=colour if s_index == 0 else "white", mec=colour)
-            if clipped.any():
-                ax.plot(x[clipped], y[clipped], lw=0, marker="v", ms=6, color=colour)
-            drawn.append(y[np.isfinite(y) & (y > 0 if logy else True)])
+            entries.append((s_index, names, y, series_name + (f": {sub}" if sub and len(keys) > 1 else "")))
+    if floor:
+        entries = _merged_at_round_off(entries)
+    for s_index, names, y, label in entries:
+        missing = ~np.isfinite(y) | (logy and not floor) & (y <= 0)
+        if missing.any():
+            label += f" (no value at {', '.join(f'{v:g}' for v in x[missing])})"
+        colour = colours[names[0]] if len(names) == 1 else "0.35"
+        clipped = np.zeros(len(y), dtype=bool)
+        if floor:
+            clipped = np.isfinite(y) & (y < LOG_FLOOR)
+            clipped_any |= bool(clipped.any())
+            y = np.where(clipped, LOG_FLOOR, y)
+        ax.plot(x, y, marker="osD^"[s_index % 4], ms=4, lw=1.4, color=colour, ls=styles[s_index % len(styles)],
+                label=label, mfc=colour if s_index == 0 else "white", mec=colour)
+        if clipped.any():
+            ax.plot(x[clipped], y[clipped], lw=0, marker="v", ms=6, color=colour)
+        drawn.append(y[np.isfinite(y) & (y > 0 if logy else True)])
     if logy:
         ax.set_yscale("log")
     values_drawn = np.concatenate(drawn) if drawn else np.zeros(0)
@@ -336,8 +353,8 @@ def sweep_panel(ax, x: Sequence[float], series: dict[str, dict[str, Sequence[flo
     if handles:
         if legend == "right":
             ax.legend(frameon=False, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        else:
-            ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+        else:                                       # below the x label, not over it
+            ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3),
                       ncol=1 if max(len(lab) for lab in labels) > 22 else 2, fontsize=7.5)
 
 
