@@ -95,13 +95,19 @@ class Batching:
         return Batching("explicit", explicit=tuple(out))
 
     @staticmethod
-    def from_file(path: str | Path) -> "Batching":
-        """Read a JSON list of lists of example indices."""
+    def from_file(path: str | Path, max_batches: int | None = None) -> "Batching":
+        """Read a JSON list of lists of example indices. ``max_batches``: refuse a file with more batches
+        (its lists counted in the text, before the JSON is parsed: parsing costs about 22 bytes of
+        memory per byte of the file)."""
         path = Path(path)
         if path.is_dir():
             raise ProblemError(f"batches file {path} is a directory; give the JSON file inside it")
         try:
-            data = json.loads(path.read_text())
+            text = path.read_text()
+            if max_batches is not None and text.count("[") - 1 > max_batches:
+                raise ProblemError(f"batches file {path} lists {text.count('[') - 1} batches, more than "
+                                   f"{max_batches}; use larger batches")
+            data = json.loads(text)
         except FileNotFoundError:
             raise ProblemError(f"batches file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as err:

@@ -62,6 +62,9 @@ class Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------- problem options (shared)
 #: Most batches an epoch may hold: drawing and packing them is a Python loop per batch.
 MAX_BATCHES = 100_000
+#: Memory that parsing a JSON batches file takes per byte of the file (Python's lists and ints;
+#: measured 22 bytes a byte on a 29 MB file), checked before it is read.
+PARSE_BYTES_PER_BYTE = 25
 #: Largest embedding dimension beyond the number of rows: extra dimensions add nothing (the rows span at
 #: most n of them) but cost memory and time (an over-parameterised d is allowed up to this).
 MAX_SPARE_DIM = 1024
@@ -174,7 +177,13 @@ def problem_counts(args: argparse.Namespace) -> list[int]:
 def _batching(args: argparse.Namespace) -> Batching:
     if getattr(args, "batches_file", None) is not None:
         refuse(_given(args, "batching", "batch_size"), "with --batches-file (the file gives the batches)")
-        return Batching.from_file(args.batches_file)
+        from solvers import sizing
+
+        path = Path(args.batches_file)
+        size = path.stat().st_size if path.is_file() else 0
+        sizing.require(size * PARSE_BYTES_PER_BYTE, f"reading the batches file {path} ({size / 2 ** 20:.1f} MiB)",
+                       "write fewer, larger batches, or use a batching scheme (--batching)")
+        return Batching.from_file(path, max_batches=MAX_BATCHES)
     scheme = _option(args, "batching")
     if scheme == "full":
         refuse(_given(args, "batch_size"), "to full batching (use --batching random, balanced or binding)")
