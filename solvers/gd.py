@@ -613,7 +613,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
         cert = certify_embeddings(problem, H, gap_tol)
     elif certify:
         message = join(message, f"no certificate: its gradient blocks would need "
-                                f"{certificate_bytes(problem) / 2 ** 30:.1f} GB (use batches for a certified solve)")
+                                f"{certificate_bytes(problem) / 2 ** 30:.1f} GiB (use batches for a certified solve)")
     status, message = certified_status(status, message, cert)
     if cert is not None:
         log_e = cert.log_excess

@@ -180,3 +180,46 @@ def test_scl_loss_fuzz(n, d, seed, bad_entry, labels_shift, batches, tau):
         return
     assert np.isfinite(value) and bad_entry is None and labels_shift == 0 and tau > 0
     assert value == pytest.approx(scl_loop(H, labels, tau, batches), rel=1e-9, abs=1e-12)
+
+
+# ---------------------------------------------------------------- the solver APIs
+SOLVER_CALLS = ["solve", "solve_many", "solve_batched", "solve_relaxation", "solve_reduced", "certify_embeddings",
+                "predict"]
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(call=st.sampled_from(SOLVER_CALLS), problem=st.one_of(st.just("P"), ANY), steps=st.one_of(st.none(), ANY),
+       seed=st.one_of(st.none(), ANY), tol=st.one_of(st.none(), ANY), certify=st.one_of(st.just(True), ANY),
+       gap_tol=st.one_of(st.just(1e-6), ANY), dtype=st.one_of(st.sampled_from(["float64", "float32"]), ANY))
+def test_solver_api_fuzz(call, problem, steps, seed, tol, certify, gap_tol, dtype):
+    """Any argument to a solver's public function: a result with a known status, or one ProblemError
+    line before any work; never another exception."""
+    from solvers import convex, gd
+    from solvers.certificate import certify_embeddings
+    from theory_checks.predictions import predict
+
+    P = Problem.from_counts([2, 2], tau=0.5) if problem == "P" else problem
+    descent = dict(steps=steps, tol=tol, certify=certify, gap_tol=gap_tol, dtype=dtype)
+    calls = {
+        "solve": lambda: gd.solve(P, seed=seed, **descent),
+        "solve_many": lambda: gd.solve_many(P, [0, 1] if seed is None else [seed], **descent),
+        "solve_batched": lambda: gd.solve_batched([P], seed=seed, **descent),
+        "solve_relaxation": lambda: convex.solve_relaxation(P, gap_tol=gap_tol),
+        "solve_reduced": lambda: convex.solve_reduced(P, gap_tol=gap_tol),
+        "certify_embeddings": lambda: certify_embeddings(P, np.repeat(np.eye(2), 2, axis=0), gap_tol),
+        "predict": lambda: predict(P),
+    }
+    try:
+        result = calls[call]()
+    except ProblemError as err:
+        assert "\n" not in str(err)
+        event(f"{call}: refused")
+        return
+    event(f"{call}: ran")
+    results = result if isinstance(result, list) else [result]
+    for r in results:
+        status = getattr(r, "status", None)
+        assert status is None or status in ("optimal", "stationary", "converged", "not_converged",
+                                            "optimal_inaccurate", "error")
+        if hasattr(r, "loss"):
+            assert r.loss is None or np.isfinite(r.loss) or status == "error"
