@@ -4,10 +4,15 @@
   (empty, negative, huge, non-finite, fractional, paths that are directories or missing) and unknown
   options, and calls ``main()`` in process. With ``validate_only=True`` (the checks every real run
   makes first, then stop) each list must end in exit 0 with nothing on stderr, or exit 2 with one
-  line ``ufm <command>: error: ...``; 600 lists in the default run. A smaller set of well-formed,
+  line ``ufm <command>: error: ...``; 600 lists in the default run, and 300 more from the second hunt's
+  values (negative lists and ranges, dropped range stops, rounded bounds, the largest seed, a class of
+  one under CE, huge chunk sizes, a file of too many batches). A smaller set of well-formed,
   small lists runs for real: exit 0, 1 or 2, never a traceback, and ``--json`` output parses.
 - ``Problem`` constructors and ``scl_loss``: arbitrary arguments give a result or a ``ProblemError``,
   never another exception; every finite loss matches the brute-force loop of tests/reference.py.
+- The solvers' public functions (gd.solve, solve_many, solve_batched, convex.solve_relaxation,
+  solve_reduced, certify_embeddings, predict): 120 generated calls end in a result with a known status
+  or one ``ProblemError`` line.
 
 The examples are derandomized: CI runs the same ones as a developer's machine.
 """
@@ -45,8 +50,18 @@ VALUES = ["", "0", "-1", "1", "2", "3", "4", "8", "16", "0.5", "2.7", "1e-300", 
           "100000", "1000001"]
 
 
-def _argv_strategy():
-    option = st.one_of(st.tuples(st.sampled_from(OPTIONS), st.sampled_from(VALUES)),
+#: The second hunt's values and options (issue "Reliability, second round"): negative lists and ranges
+#: that argparse took for options, a range whose stop was dropped, bounds printed rounded, the largest
+#: seed, a class of one under CE, huge chunk sizes, a tiny tau, a file with too many batches.
+NEW_VALUES = ["-3,3", "-1:1:3", "-0.5", "1:2:1", "2:2:1", "0.00099999999", "0.001", "100.0000001", "4294967295",
+              "4294967294", "17,1,18,16", "5,5,5,5", "6,2", "1e20", "100000000000000000000", "0.192", "ce", "scl",
+              "learned", "0.01", "-1e-9", "3,3", "4,4,2", "{tmp}/many.json", "{tmp}/dir.png/"]
+NEW_OPTIONS = ["--loss", "--classifier", "--weight-decay", "--counts", "--tau", "--taus", "--ratios", "--seed",
+               "--chunk-size", "--batch-size", "--batches-file", "--dim", "--method", "--starts", "--out", "--save"]
+
+
+def _argv_strategy(options=OPTIONS, values=VALUES):
+    option = st.one_of(st.tuples(st.sampled_from(options), st.sampled_from(values)),
                        st.tuples(st.sampled_from(FLAGS)))
     return st.tuples(st.sampled_from(COMMANDS), st.lists(option, max_size=6))
 
@@ -70,6 +85,7 @@ def scratch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "batches.json").write_text(json.dumps([[0, 1, 2, 3], [4, 5, 6, 7]]))
     (tmp / "bad.json").write_text("[[0, 1], [2, \"x\"]")
+    (tmp / "many.json").write_text("[" + ",".join(["[0,1]"] * 100_001) + "]")
     return tmp
 
 
@@ -102,6 +118,19 @@ SMALL = st.tuples(
     st.sampled_from([[], ["--relu"], ["--tau", "0.1"], ["--tau", "2"], ["--batching", "random", "--batch-size", "3"],
                      ["--prototypes", "etf"], ["--dim", "2"]]),
     st.booleans())
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(case=_argv_strategy(NEW_OPTIONS, NEW_VALUES + VALUES[:20]))
+def test_cli_fuzz_second_hunt_never_traces_back(case, scratch):
+    """300 more lists built from the second hunt's values: the same promise (exit 0 with nothing on
+    stderr, or one error line with exit 2), before any work."""
+    argv = _render(*case, scratch)
+    code, out, err = _call(argv, validate_only=True)
+    _check_error(code, err)
+    assert code in (0, 2), (argv, code, err)
+    if code == 0 and "--help" not in argv and "--version" not in argv:
+        assert err == "", (argv, err)
 
 
 @settings(max_examples=14, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
