@@ -314,3 +314,26 @@ def test_sweep_table_names_its_temperature(capsys, tmp_path):
                  "--out", str(tmp_path / "s.png")]) == 0
     out = capsys.readouterr().out
     assert "tau: 0.5" in out and "counts: [4, 4]" in out
+
+
+def test_cli_md_states_the_problem_defaults_the_command_uses():
+    """docs/cli.md's table of the problem options: each stated default is the parser's."""
+    import re
+    from pathlib import Path
+
+    from ufm.app.cli import PROBLEM_DEFAULTS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    rows = {}
+    for line in text[:text.index("## Exit codes")].splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)]        # "\|" inside a cell is not a border
+        if len(cells) == 5 and cells[1].startswith("`--"):
+            rows[cells[1].strip("`").split()[0]] = cells[3]
+    assert rows["--tau"] == f"{PROBLEM_DEFAULTS['tau']}" and rows["--seed"] == str(PROBLEM_DEFAULTS["seed"])
+    assert rows["--relu"] == "off" and rows["--prototypes"] == PROBLEM_DEFAULTS["prototypes"]
+    assert rows["--loss"] == PROBLEM_DEFAULTS["loss"]
+    assert rows["--batching"] == PROBLEM_DEFAULTS["batching"]
+    generated = rows["--classes"]
+    assert generated == (f"{PROBLEM_DEFAULTS['imbalance']}, K={PROBLEM_DEFAULTS['classes']}, "
+                         f"N={PROBLEM_DEFAULTS['n_max']}, R={PROBLEM_DEFAULTS['ratio']:g}, "
+                         f"F={PROBLEM_DEFAULTS['minority_fraction']}")
