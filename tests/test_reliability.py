@@ -70,8 +70,12 @@ def test_landscape_at_tiny_tau_skips_the_hessian_slice_with_a_note_instead_of_fa
     assert any("no Hessian directions" in note and "--directions random" in note for note in data["notes"])
 
 
-def test_landscape_that_proves_no_start_exits_1_and_says_why(capsys):
-    """Reshuffled batches without ReLU: no start is proved (it exited 0 with gaps 1.2-2.4)."""
+def test_landscape_that_proves_no_start_exits_1_and_says_why(capsys, monkeypatch):
+    """Reshuffled batches without ReLU: no start is proved (it exited 0 with gaps 1.2-2.4). Such starts
+    run to the epoch budget whatever it is; 300 epochs instead of 5000 keep the test short."""
+    import solvers.gd
+
+    monkeypatch.setattr(solvers.gd, "DEFAULT_STEPS", 300)
     code = main(["landscape", "--counts", "4,4,2", "--batching", "random", "--batch-size", "4", "--starts", "2",
                  "--resolution", "3", "--no-progress", "--json"])
     out, err = capsys.readouterr()
