@@ -4,9 +4,7 @@ them from here (:mod:`solvers.gd`, :mod:`solvers.certificate`, :mod:`solvers.red
 
 from __future__ import annotations
 
-import numpy as np
-
-from ufm.errors import ProblemError
+from ufm.errors import ProblemError, is_number
 
 #: Gradient descent: at most this many epochs, and the first trial step of its line search.
 DEFAULT_STEPS = 5000
@@ -30,8 +28,7 @@ def check_reduced_applies(batching_scheme: str, prototypes: bool) -> None:
 def check_gap_tol(gap_tol) -> None:
     """:class:`ufm.errors.ProblemError` unless ``gap_tol`` is a number in (0, 1) (checked before any work:
     the certificate that reads it comes last)."""
-    numeric = isinstance(gap_tol, (int, float, np.integer, np.floating)) and not isinstance(gap_tol, (bool, np.bool_))
-    if not (numeric and 0 < gap_tol < 1):
+    if not (is_number(gap_tol) and 0 < gap_tol < 1):
         raise ProblemError(f"gap_tol must be a number in (0, 1): the largest relative gap on the excess "
                            f"that counts as optimal (got {gap_tol!r})")
 

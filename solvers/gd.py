@@ -101,7 +101,7 @@ from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from solvers import descent, generic, sharding
 from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
-from ufm.errors import ProblemError, whole_number
+from ufm.errors import ProblemError, is_number, whole_number
 from ufm.geometry import class_mean_gram
 from solvers.sizing import (CPU_LANE_BUDGET_BYTES, CPU_MAX_LANES, batch_shape, certificate_bytes,  # noqa: F401
                             default_lanes)
@@ -499,18 +499,13 @@ def _check_dtype(dtype) -> None:
         raise ProblemError(f"dtype must be float32 or float64 (got {dtype!r})")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_args(steps, learning_rate, tol, dtype, optimizer):
+def _check_args(steps, learning_rate, tol, optimizer):
     if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, (bool, np.bool_)) and steps >= 1):
         raise ProblemError(f"steps must be a positive integer (got {steps!r})")
-    if not (_is_number(learning_rate) and 0 < learning_rate < math.inf):
+    if not (is_number(learning_rate) and 0 < learning_rate < math.inf):
         raise ProblemError(f"learning rate must be a positive number (got {learning_rate!r})")
-    if not (_is_number(tol) and 0 < tol < math.inf):
+    if not (is_number(tol) and 0 < tol < math.inf):
         raise ProblemError(f"tol must be a positive finite number (got {tol!r})")
-    _check_dtype(dtype)
     if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
         raise ProblemError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)} "
                            "or an optax GradientTransformation")
@@ -676,24 +671,23 @@ def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: floa
                    seconds=sol.seconds + polished.seconds, info=info)
 
 
-def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=None):
-    if not isinstance(problem, Problem):
-        raise ProblemError(f"solve needs a ufm.Problem (got {type(problem).__name__})")
+def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=None, who: str = "solve"):
+    require_problem(problem, who)
     _check_dtype(dtype)
     tol = DEFAULT_TOL[jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32] \
         if tol is None else tol
     steps = DEFAULT_STEPS if steps is None else steps
     learning_rate = DEFAULT_LR if learning_rate is None else learning_rate
-    _check_args(steps, learning_rate, tol, dtype, optimizer)
-    if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
-                                       and not isinstance(chunk_size, bool) and chunk_size >= 1):
-        raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
-    if chunk_size is not None and chunk_size > (widest := batch_shape(problem)[1]):
-        raise ProblemError(f"chunk_size {chunk_size} exceeds the widest batch ({widest} rows): a block holds at "
-                           f"most every anchor of a batch; use at most {widest}, or None")
-    if chunk_size is not None and problem.objective is not None:
-        raise ProblemError(f"chunk_size evaluates SCL's anchors in row blocks; this problem's objective is "
-                           f"{problem.objective.name}: drop chunk_size")
+    _check_args(steps, learning_rate, tol, optimizer)
+    if chunk_size is not None:
+        if not (isinstance(chunk_size, (int, np.integer)) and not isinstance(chunk_size, bool) and chunk_size >= 1):
+            raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
+        if chunk_size > (widest := batch_shape(problem)[1]):
+            raise ProblemError(f"chunk_size {chunk_size} exceeds the widest batch ({widest} rows): a block holds "
+                               f"at most every anchor of a batch; use at most {widest}, or None")
+        if problem.objective is not None:
+            raise ProblemError(f"chunk_size evaluates SCL's anchors in row blocks; this problem's objective is "
+                               f"{problem.objective.name}: drop chunk_size")
     return int(steps), float(learning_rate), float(tol), _config(problem, steps, optimizer, chunk_size)
 
 
@@ -775,8 +769,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     device) or p: the starts split over the first p devices (:mod:`solvers.sharding`), each device
     grouping its share by ``lanes``.
     """
-    require_problem(problem, "solve_many")
-    steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
+    steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size, "solve_many")
     mesh = sharding.device_mesh(devices, sharding.RUNS)
     if mesh is not None and problem.objective is not None:
         raise ProblemError(f"devices splits SCL starts over devices; this problem's objective is "

@@ -104,9 +104,10 @@ class Batching:
             raise ProblemError(f"batches file {path} is a directory; give the JSON file inside it")
         try:
             text = path.read_text()
-            if max_batches is not None and text.count("[") - 1 > max_batches:
-                raise ProblemError(f"batches file {path} lists {text.count('[') - 1} batches, more than "
-                                   f"{max_batches}; use larger batches")
+            listed = text.count("[") - 1
+            if max_batches is not None and listed > max_batches:
+                raise ProblemError(f"batches file {path} lists {listed} batches, more than {max_batches}; "
+                                   "use larger batches")
             data = json.loads(text)
         except FileNotFoundError:
             raise ProblemError(f"batches file {path} does not exist") from None

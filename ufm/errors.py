@@ -33,9 +33,14 @@ def whole_number(value, name: str, minimum: int | None = None, maximum: int | No
     return value
 
 
+def is_number(value) -> bool:
+    """Whether ``value`` is a real number: a Python or NumPy int or float, not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def finite_number(value, name: str) -> float:
     """``value`` as a finite float; :class:`ProblemError` naming ``name`` otherwise (bools refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_number(value):
         raise ProblemError(f"{name} must be a number (got {value!r})")
     value = float(value)
     if not math.isfinite(value):

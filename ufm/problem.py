@@ -55,6 +55,24 @@ def require_problem(problem, who: str) -> None:
                            "ufm.Problem.from_counts([...], tau=...)")
 
 
+def _plain_fields(values: dict) -> dict:
+    """``values`` with those of ``relu``, ``dim``, ``tau`` and ``seed`` it holds checked, in that order,
+    and turned into Python's bool, int, float and int (a NumPy scalar given stays JSON-serialisable);
+    a ``dim`` or ``tau`` of None is left as None (a default, or the learned classifier's no tau)."""
+    out = dict(values)
+    if "relu" in out:
+        if not isinstance(out["relu"], (bool, np.bool_)):
+            raise ProblemError(f"relu must be True or False (got {out['relu']!r})")
+        out["relu"] = bool(out["relu"])
+    if out.get("dim") is not None:
+        out["dim"] = whole_number(out["dim"], "embedding dimension dim", 1)
+    if out.get("tau") is not None:
+        out["tau"] = finite_number(out["tau"], "temperature tau")
+    if "seed" in out:
+        out["seed"] = whole_number(out["seed"], "seed", 0, SEED_MAX)
+    return out
+
+
 def _as_counts(counts: Sequence) -> tuple[int, ...]:
     """Counts as a tuple of ints: integers, or floats with an integer value; strings and bools refused."""
     if isinstance(counts, (str, bytes, set, frozenset, dict)) or not hasattr(counts, "__iter__") \
@@ -161,14 +179,12 @@ class Problem:
         counts = _as_counts(counts)
         if isinstance(objective, CrossEntropy) and objective.learned and tau is not None:
             raise ProblemError("the learned-classifier CE has no temperature (its logits are W h + b); drop tau")
-        tau = 1.0 if tau is None else tau
+        plain = _plain_fields({"relu": relu, "dim": dim, "tau": 1.0 if tau is None else tau, "seed": seed})
         k = len(counts)
-        if not isinstance(relu, (bool, np.bool_)):
-            raise ProblemError(f"relu must be True or False (got {relu!r})")
-        dim = (2 * k if relu else k) if dim is None else whole_number(dim, "embedding dimension dim", 1)
-        problem = cls(counts=counts, tau=finite_number(tau, "temperature tau"), relu=bool(relu), dim=dim,
+        dim = (2 * k if plain["relu"] else k) if plain["dim"] is None else plain["dim"]
+        problem = cls(counts=counts, tau=plain["tau"], relu=plain["relu"], dim=dim,
                       batching=Batching.full() if batching is None else batching, prototypes=prototypes,
-                      seed=whole_number(seed, "seed", 0, SEED_MAX), objective=objective)
+                      seed=plain["seed"], objective=objective)
         problem.validate()
         return problem
 
@@ -208,16 +224,7 @@ class Problem:
                                f"{', '.join(f.name for f in fields(self))}")
         if "counts" in changes:
             changes["counts"] = _as_counts(changes["counts"])
-        if "tau" in changes and changes["tau"] is not None:
-            changes["tau"] = finite_number(changes["tau"], "temperature tau")
-        for name, what in (("dim", "embedding dimension dim"), ("seed", "seed")):
-            if name in changes:
-                changes[name] = whole_number(changes[name], what)
-        if "relu" in changes:
-            if not isinstance(changes["relu"], (bool, np.bool_)):
-                raise ProblemError(f"relu must be True or False (got {changes['relu']!r})")
-            changes["relu"] = bool(changes["relu"])
-        problem = replace(self, **changes)
+        problem = replace(self, **_plain_fields(changes))
         problem.validate()
         return problem
 

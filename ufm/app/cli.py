@@ -247,6 +247,13 @@ def _objective(args: argparse.Namespace) -> CrossEntropy | None:
     return CrossEntropy(args.classifier, args.weight_decay)
 
 
+def _check_seed_range(seed: int, starts: int) -> None:
+    """Starts use the seeds seed, seed + 1, ...: the last must be a valid seed."""
+    if seed + starts - 1 > SEED_MAX:
+        raise ProblemError(f"--starts {starts} from --seed {seed} runs past the largest seed {SEED_MAX}; "
+                           "lower one of them")
+
+
 def _refuse_unused_seed(args: argparse.Namespace, problem: Problem, command: str) -> None:
     """``--seed`` where nothing is random (no reshuffled batching) changes nothing: an error."""
     if not problem.batching.is_random:
@@ -457,9 +464,8 @@ def _check_solve_options(args: argparse.Namespace) -> None:
         refuse(_given(args, "gap_tol"), "with --no-certify (no certificate, so no gap)")
     if _option(args, "loss") != "scl":
         refuse(_given(args, "chunk_size"), "to --loss ce (it evaluates SCL's anchors in row blocks)")
-    if args.starts is not None and args.seed is not None and args.seed + args.starts - 1 > SEED_MAX:
-        raise ProblemError(f"--starts {args.starts} from --seed {args.seed} runs past the largest seed "
-                           f"{SEED_MAX}; lower one of them")
+    if args.starts is not None and args.seed is not None:
+        _check_seed_range(args.seed, args.starts)
     if args.method == "reduced":
         scheme = "explicit" if args.batches_file is not None else _option(args, "batching")
         defaults.check_reduced_applies(scheme, _option(args, "prototypes") != "none")
@@ -640,13 +646,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     passed = all(r.passed for r in results)
     report = timed(args, {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick},
                    "checks")
-    failure = None
-    if args.save:
-        try:
-            write_text_atomically(args.save, json_text(report))
-        except OutputError as err:
-            failure = str(err)
-            report["error"] = failure
+    failure = _write_failure(lambda: write_text_atomically(args.save, json_text(report))) if args.save else None
+    if failure:
+        report["error"] = failure
     if args.json:
         print_json(report)
     else:
@@ -683,18 +685,24 @@ def figure_target(args: argparse.Namespace, default_name: str) -> Path | None:
         raise ProblemError(f"no --out given and the default figure {default_name}: {err}; pass --out PATH") from None
 
 
+def _write_failure(write) -> str | None:
+    """Call ``write()``: None, or the message where it failed (:class:`ufm.errors.OutputError`: the old
+    file is unchanged), which the caller reports beside the numbers it still prints."""
+    try:
+        write()
+    except OutputError as err:
+        return str(err)
+    return None
+
+
 def _finish_figure(fig, data: dict, args: argparse.Namespace, path: Path | None, phase: str) -> None:
     """Save the figure (unless ``path`` is None: ``--json`` without ``--out``) and print the data
     (``--json``, with the call's ``seconds`` and ``timings``, ``phase`` the work just done) or where the
     figure went."""
     from ufm.app import plots
 
-    failure = None
-    if path is not None:
-        try:
-            path = plots.save(fig, path).resolve()
-        except OutputError as err:
-            path, failure = None, str(err)
+    failure = _write_failure(lambda: plots.save(fig, path)) if path is not None else None
+    path = None if path is None or failure else path.resolve()
     data = timed(args, dict(data, figure=None if path is None else str(path)), phase)
     if failure:
         data["error"] = failure
@@ -810,10 +818,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
     path = figure_target(args, "ufm-landscape.png")
     size = problem.n * problem.dim
-    seed = _option(args, "seed")
-    if seed + args.starts - 1 > SEED_MAX:
-        raise ProblemError(f"--starts {args.starts} from --seed {seed} runs past the largest seed {SEED_MAX}; "
-                           "lower one of them")
+    _check_seed_range(_option(args, "seed"), args.starts)
     if args.directions == "hessian" and size > MAX_HESSIAN_SIZE:
         raise ProblemError(f"--directions hessian needs the dense Hessian, (n d)^2 entries, and n d = {size} "
                            f"exceeds {MAX_HESSIAN_SIZE}; use --directions random")
@@ -1089,17 +1094,18 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False,
     argv = _attach_negative_values(list(sys.argv[1:] if argv is None else argv))
     as_json = "--json" in argv
     clock = CallClock(from_process_start)
-    signals.CALL.update(command=_command_name(argv), json=as_json, clock=clock)
+    command = _command_name(argv)
+    signals.CALL.update(command=command, json=as_json, clock=clock)
     _show_warning.cache_said = False
     try:
         _refuse_repeats(argv)
         args = build_parser().parse_args(argv)
-        args.validate_only, args.clock, args.command_name = validate_only, clock, _command_name(argv)
+        args.validate_only, args.clock, args.command_name = validate_only, clock, command
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.handler(args) or 0)
     except ProblemError as err:
-        return _fail(f"{_command_name(argv)}: error: {err}", 2, as_json)
+        return _fail(f"{command}: error: {err}", 2, as_json)
     except Exit as done:              # the output is out; only the exit code is left
         return done.code
     except SystemExit as done:        # --help, --version
