@@ -354,3 +354,19 @@ def test_a_batches_file_too_large_to_parse_in_memory_is_refused_first(tmp_path, 
     monkeypatch.setattr(sizing, "memory_budget", lambda: 100)        # a machine with 100 bytes to spare
     assert main(["solve", "--counts", "4,4", "--batches-file", str(path)], validate_only=True) == 2
     assert "reading the batches file" in capsys.readouterr().err
+
+
+def test_an_output_disk_without_room_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """docs/cli.md: the output's directory must hold 8 MiB free before the work starts."""
+    import os as os_module
+    from types import SimpleNamespace
+
+    from ufm.app import cli_values
+
+    assert cli_values.MIN_FREE_BYTES == 8 * 2 ** 20
+    assert "hold at least 8 MiB free" in " ".join((Path(__file__).resolve().parents[1] / "docs" / "cli.md")
+                                                  .read_text().split())
+    monkeypatch.setattr(os_module, "statvfs", lambda path: SimpleNamespace(f_bavail=1024, f_frsize=4096))
+    assert main(["sweep", "batching", "--counts", "4,4", "--out", str(tmp_path / "s.png")], validate_only=True) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has 4.0 MiB free" in err and "write elsewhere" in err
