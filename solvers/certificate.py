@@ -37,23 +37,23 @@ import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
+from solvers.bound import dual_free_multipliers, linearization_bound, slack
 from solvers.defaults import GAP_TOL
 from solvers.factor import pivoted_cholesky
 from solvers.sizing import CACHE_BYTES, certificate_bytes
-from ufm.constraint_sets import SPHERE
+from ufm.constraint_sets import EUCLIDEAN, SPHERE
 from ufm.batching import pack
 from ufm.errors import ProblemError
-from ufm.excess import (anchor_gradient_rows, excess_constant, reduced_constant,
-                        reduced_excess, representatives, StackedBatches, stacked_batches,
-                        weight_gradient_rows)
-from ufm.excess_fused import class_rows_bucket, log_excess_packed as fused_log_excess_packed
+from ufm.excess import anchor_gradient_rows, reduced_constant, reduced_excess, weight_gradient_rows
+from ufm.loss import problem_log_excess  # noqa: F401  (re-exported)
+from ufm.objectives import Capability, excess_constant, has, objective_of, require
+from ufm.objectives.scl.gram import problem_batches, problem_constant
 from ufm.problem import Problem, require_problem
-from ufm.programs import compile_seconds, program
+from ufm.programs import compile_seconds
 
 #: ReLU: an off-diagonal Gram entry at most this is treated as active (its multiplier may be > 0).
 ACTIVE_TOL = 1e-6
@@ -220,15 +220,6 @@ class _BatchRows(NamedTuple):
     index: np.ndarray
 
 
-def problem_batches(problem: Problem, packed) -> StackedBatches:
-    """The problem's packed batching (``ufm.batching.pack``) over the stacked rows [H; W]
-    (:func:`ufm.excess.stacked_batches`), for its labels, representatives and prototypes."""
-    _, wl = problem.prototype_rows()
-    return stacked_batches(np.asarray(problem.labels), representatives(problem.labels),
-                           np.asarray(packed.index), np.asarray(packed.valid),
-                           None if wl is None else np.asarray(wl), problem.prototype_anchors)
-
-
 def _batch_rows(problem: Problem, H: np.ndarray, packed, W) -> _BatchRows:
     s = problem_batches(problem, packed)
     rows = H if W is None else np.vstack([H, W])
@@ -274,26 +265,6 @@ def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float,
     return weight_gradient_rows(log_rows, C), C
 
 
-_fused_log_excess = program(fused_log_excess_packed,
-                            static_argnames=("num_classes", "prototype_anchors", "chunk_size", "mesh",
-                                             "class_rows"),
-                            cost=lambda H, labels, rep, tau, index, *a, **k: int(index.shape[0] * index.shape[1] ** 2))
-
-
-def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
-    """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0):
-    gradient descent's objective (:func:`ufm.excess_fused.log_excess_packed`, value only), in the
-    kernel's blocks of bounded memory."""
-    packed = pack(problem.batches(epoch))
-    W, wl = problem.prototype_rows()
-    return float(_fused_log_excess(
-        jnp.asarray(H, dtype=jnp.float64), jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
-        jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index), jnp.asarray(packed.valid),
-        problem.k, None if W is None else jnp.asarray(W, dtype=jnp.float64),
-        None if wl is None else jnp.asarray(wl), prototype_anchors=problem.prototype_anchors,
-        class_rows=class_rows_bucket(problem.class_rows)))
-
-
 def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> tuple[np.ndarray, float]:
     """Per batch b: A_b = sym(C_b) - N_b (w, w) (in place of ``blocks``), and sum_b <N_b, G0_b>.
     ``relu_rows``: 0 without ReLU; else the number of leading rows of a batch on which G >= 0 is a
@@ -312,12 +283,6 @@ def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> t
             A -= N
         blocks[b] = A
     return blocks, ng0
-
-
-def problem_constant(problem: Problem, epoch: int = 0) -> float:
-    """The loss minus the excess for the problem's batching at ``epoch`` (independent of H)."""
-    _, wl = problem.prototype_rows()
-    return excess_constant(problem.labels, problem.batches(epoch), wl, problem.prototype_anchors)
 
 
 def certificate_fits(problem: Problem) -> bool:
@@ -439,12 +404,31 @@ def feasible_embeddings(problem: Problem, H) -> np.ndarray:
 
 def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL) -> Certificate:
     """The certificate of embeddings H (n, d) for ``problem`` (its batching at epoch 0): a lower
-    bound on the optimal loss that holds whatever produced H (module docstring)."""
+    bound on the optimal loss that holds whatever produced H. By the objective's capability
+    (``ufm.objectives.base.Capability``): ``BATCHED`` the batch-block certificate of the module
+    docstring, ``GRAM`` the same dual bound on the dense n x n gradient (:func:`gram_certificate`),
+    ``OWN_BOUND`` the objective's own proved bound; otherwise one line saying it cannot be certified."""
     require_problem(problem, "certify_embeddings")
     t0 = _started()
+    objective = objective_of(problem)
+    if not any(has(objective, c) for c in (Capability.BATCHED, Capability.GRAM, Capability.OWN_BOUND)):
+        require(objective, Capability.GRAM, "certify_embeddings")
+    if not has(objective, Capability.BATCHED) and objective.constraint_set(problem) is EUCLIDEAN:
+        raise ProblemError(f"certify_embeddings certifies unit-row embeddings; a point of {problem.objective.describe()} "
+                           "is more than its embeddings: certify the Solution of gd.solve instead")
     H = feasible_embeddings(problem, H)
     if not (isinstance(tolerance, (int, float, np.floating)) and 0 < tolerance < 1):
         raise ProblemError(f"the certificate's tolerance must lie in (0, 1) (got {tolerance!r})")
+    if has(objective, Capability.BATCHED):
+        return _batched_certificate(problem, H, tolerance, t0)
+    if has(objective, Capability.GRAM):
+        return gram_certificate(problem, H, tolerance, t0)
+    ev = objective.evaluate(problem, H)
+    return _finish(ev.log_excess, ev.loss - ev.excess, ev.relative_gap, tolerance, t0, ev.method, float("nan"))
+
+
+def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: tuple[float, float]) -> Certificate:
+    """The certificate of the module docstring (an objective with batched kernels: SCL)."""
     need = certificate_bytes(problem)
     if need > CACHE_BYTES:
         raise ProblemError(f"the certificate needs about {need / 2 ** 30:.1f} GB for its gradient blocks "
@@ -475,6 +459,40 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
         if rel < best_rel:
             best_rel, lam, method = rel, lam0, method0
     return _finish(log_e, const, best_rel, tolerance, t0, method, lam)
+
+
+#: The dense Gram certificate holds a few (n, n) float64 matrices: up to this many rows.
+GRAM_MAX_ROWS = 4000
+
+
+def gram_certificate(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL,
+                     t0: tuple[float, float] | None = None) -> Certificate:
+    """The dual bound of :mod:`solvers.bound` for an objective f convex in the Gram matrix
+    (capability ``GRAM``): at G0 = H H^T with C = grad f(G0) (dense, n x n), for every feasible G
+    (PSD, unit diagonal, G >= 0 with ReLU) f(G) >= f(G0) - <C, G0> + sum(y) + n min(0, lambda_min(S)),
+    S = C - N - Diag(y), with the dual-free multipliers of :func:`solvers.bound.dual_free_multipliers`.
+    The relative gap is on the excess f - constant; ``lambda_min`` is that of S in the units of f."""
+    t0 = _started() if t0 is None else t0
+    n = problem.n
+    if n > GRAM_MAX_ROWS:
+        raise ProblemError(f"the dense Gram certificate holds n x n matrices; n = {n} exceeds {GRAM_MAX_ROWS}")
+    H = np.asarray(H, dtype=np.float64)
+    G0 = H @ H.T
+    value, C = objective_of(problem).gram_value_and_grad(problem, G0)
+    C = (np.asarray(C, dtype=np.float64) + np.asarray(C, dtype=np.float64).T) / 2
+    const = excess_constant(problem)
+    excess = float(value) - const
+    mask = np.ones((n, n), dtype=bool) if problem.relu else None
+    y, N = dual_free_multipliers(C, G0, mask, ACTIVE_TOL)
+    lower = linearization_bound(float(value), C, G0, y, N=N)
+    lam = float(np.linalg.eigvalsh(slack(C, G0, y, N=N)[1]).min())
+    if not np.isfinite(excess) or not np.isfinite(lower):
+        return _finish(np.log(max(excess, 0.0)) if np.isfinite(excess) else np.nan, const, np.nan, tolerance, t0,
+                       "dense", lam)
+    if excess <= 0:
+        return _finish(-np.inf, const, 0.0, tolerance, t0, "exact", lam)
+    rel = (excess - min(max(lower - const, 0.0), excess)) / excess
+    return _finish(float(np.log(excess)), const, rel, tolerance, t0, "dense", lam)
 
 
 def _started() -> tuple[float, float]:

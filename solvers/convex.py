@@ -1,7 +1,9 @@
-"""The convex relaxation of the UFM over the n x n Gram (docs/theory.md section 3), in cvxpy.
+"""The convex relaxation of the UFM over the n x n Gram (docs/theory.md section 3), in cvxpy, for any
+objective that is a convex function of the Gram (capabilities ``RELAXATION`` and ``GRAM``):
 
-    minimise   L(G) = sum_B sum_{i in B, P_B(i) nonempty}
-                      [ logsumexp_{a in A_B(i)} G_ia / tau  -  (1/|P_B(i)|) sum_{j in P_B(i)} G_ij / tau ]
+    minimise   L(G)   (the objective's ``relaxation_expression``; for SCL, ufm.objectives.scl.relaxation:
+                       sum_B sum_{i in B, P_B(i) nonempty} [ logsumexp_{a in A_B(i)} G_ia / tau
+                                                        -  (1/|P_B(i)|) sum_{j in P_B(i)} G_ij / tau ])
     subject to G PSD,  diag(G) = 1,  [ReLU: G >= 0],  [prototypes: G_WW = W W^T]
 
 Shapes: G is (m, m) with m = n + p: the n examples (class by class) then the p prototype rows W (p, d),
@@ -41,77 +43,23 @@ from solvers.factor import eigen_factor, nonnegative_factor, pivoted_cholesky
 from ufm.constraint_sets import unit_sphere
 from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
-from ufm.loss import problem_loss
-from solvers.certificate import (GAP_TOL, certify_embeddings, problem_batches, problem_constant,
-                                 problem_log_excess)
-from ufm.batching import pack
-from ufm.excess import gram_gradient_rows, weight_gradient_rows
+from ufm.objectives import Capability, embeddings_log_excess, embeddings_loss, objective_of, require
+from solvers.certificate import GAP_TOL, certify_embeddings
 from solvers import sizing
 from solvers.defaults import check_gap_tol
-from ufm.errors import ProblemError
 from ufm.problem import Problem, require_problem
-from ufm.programs import bucket
 from ufm.solution import ProgramInfo, Solution, certified_status, join
 
-__all__ = ["AnchorTerm", "Relaxation", "anchor_terms", "prototype_lift", "relaxation_loss",
+__all__ = ["Relaxation", "prototype_lift", "relaxation_loss",
            "build_relaxation", "solve_relaxation", "solve_reduced", "solve_block", "convex_optimum",
            "certify"]
 
 
-@dataclass(frozen=True)
-class AnchorTerm:
-    """One anchor term of one batch: anchor ``i``, ``others`` A_B(i), ``positives`` P_B(i)
-    (indices into the enlarged Gram)."""
-
-    i: int
-    others: np.ndarray
-    positives: np.ndarray
-
-
-def anchor_terms(problem: Problem) -> tuple[list[AnchorTerm], np.ndarray | None]:
-    """The anchor terms of the problem's batching at epoch 0 (anchors without positives dropped:
-    they contribute 0) and the prototype rows W (p, d) or None. Prototypes get indices n..n+p-1."""
-    W, w_labels = problem.prototype_rows()
-    n = problem.n
-    labels = problem.labels if W is None else np.concatenate([problem.labels, w_labels])
-    proto = np.arange(n, len(labels))
-    terms = []
-    for batch in problem.batches(0):
-        members = np.concatenate([np.asarray(batch, dtype=int), proto])
-        anchors = members if problem.prototype_anchors else np.asarray(batch, dtype=int)
-        for i in anchors:
-            others = members[members != i]
-            positives = others[labels[others] == labels[i]]
-            if len(positives):
-                terms.append(AnchorTerm(int(i), others, positives))
-    return terms, W
-
-
 def relaxation_loss(G: np.ndarray, problem: Problem) -> tuple[float, np.ndarray]:
-    """L(G) and its gradient C (m, m) (not symmetrised; <C, G> equals <sym C, G> for symmetric G) at
-    a symmetric G (m, m) over the rows [H; W], float64, for the problem's batching at epoch 0. The
-    Gram-space SCL of :mod:`ufm.excess` (:func:`ufm.excess.gram_gradient_rows`, the formula every
-    backend evaluates): L = constant + E(G), C = E(G) grad_G log E. G and the batches are padded to
-    powers of two (rows outside every batch, entries that are no member) so that programs of nearby
-    sizes share one compiled evaluation."""
-    batches = problem_batches(problem, pack(problem.batches(0)))
-    G = np.asarray(G, dtype=np.float64)
-    m, w = G.shape[0], np.shape(batches.index)[1]
-    mp, wp = bucket(m, 32), bucket(w, 32)
-    G_pad = np.zeros((mp, mp))
-    G_pad[:m, :m] = G
-    wide = lambda a, fill: np.pad(np.asarray(a), [(0, 0), (0, wp - w)], constant_values=fill)  # noqa: E731
-    padded = batches._replace(labels=np.pad(np.asarray(batches.labels), (0, mp - m)),
-                              rep=np.concatenate([np.asarray(batches.rep), np.arange(m, mp)]),
-                              index=wide(batches.index, 0), member=wide(batches.member, False),
-                              is_anchor=wide(batches.is_anchor, False))
-    log_rows, D = gram_gradient_rows(G_pad, padded, np.float64(problem.tau))
-    log_rows, D = np.asarray(log_rows)[:, :w], np.array(np.asarray(D)[:, :w, :w], dtype=np.float64)
-    excess = float(np.exp(weight_gradient_rows(np.asarray(log_rows), D)))
-    index = np.asarray(batches.index)
-    C = np.zeros_like(G)
-    np.add.at(C, (index[:, :, None], index[:, None, :]), D)
-    return problem_constant(problem) + excess, excess * C
+    """The objective's loss L(G) and its gradient C (m, m) (not necessarily symmetrised) at a symmetric
+    G (m, m) over the rows [H; W], float64: its ``gram_value_and_grad`` (capability ``GRAM``; for SCL
+    :func:`ufm.objectives.scl.gram.gram_value_and_grad`, over the batching at epoch 0)."""
+    return objective_of(problem).gram_value_and_grad(problem, G)
 
 
 def _relu_mask(problem: Problem, W: np.ndarray | None) -> np.ndarray | None:
@@ -131,15 +79,14 @@ class Relaxation:
     """The cvxpy program of the module docstring and what is needed to read its solution.
 
     ``variable``: the Gram G (m, m), or M ((n + r) x (n + r)) with prototypes; ``lift``: None, or T
-    (m, n + r) with G = T M T^T; ``constraints``: named cvxpy constraints; ``terms``: the anchor
-    terms; ``W``: the prototype rows (p, d) or None.
+    (m, n + r) with G = T M T^T; ``constraints``: named cvxpy constraints; ``W``: the prototype rows
+    (p, d) or None.
     """
 
     program: cp.Problem
     variable: cp.Variable
     lift: np.ndarray | None
     constraints: dict[str, cp.Constraint]
-    terms: list[AnchorTerm]
     W: np.ndarray | None
 
     def gram(self) -> np.ndarray | None:
@@ -168,12 +115,12 @@ def prototype_lift(W: np.ndarray, n: int, rank_tol: float = 1e-10) -> np.ndarray
 
 
 def build_relaxation(problem: Problem) -> Relaxation:
-    """The cvxpy program of the module docstring (with prototypes: over M, facially reduced)."""
-    terms, W = anchor_terms(problem)
-    if not terms:
-        raise ProblemError("no batch (epoch 0) holds two examples of one class: no anchor has a positive, so "
-                           "the loss is 0 for every embedding; use larger batches")
-    tau = problem.tau
+    """The cvxpy program of the module docstring (with prototypes: over M, facially reduced): the
+    objective's ``relaxation_expression`` (capability ``RELAXATION``) of the Gram."""
+    objective = objective_of(problem)
+    for capability in (Capability.RELAXATION, Capability.GRAM):
+        require(objective, capability, "the n x n program (solve_relaxation)")
+    W, _ = problem.prototype_rows()
     n = problem.n
     constraints: dict[str, cp.Constraint] = {}
     if W is None:
@@ -189,9 +136,7 @@ def build_relaxation(problem: Problem) -> Relaxation:
         # I_r on and above the diagonal (below it is the same entries by symmetry)
         upper_r = np.triu_indices(r)
         constraints["prototype_block"] = V[n:, n:][upper_r] == np.eye(r)[upper_r]
-    loss = cp.sum(cp.hstack([
-        cp.log_sum_exp(G[t.i, t.others] / tau) - cp.sum(G[t.i, t.positives]) / (tau * len(t.positives))
-        for t in terms]))
+    loss = objective.relaxation_expression(problem, G)
     constraints["psd"] = V >> 0
     constraints["unit_diagonal"] = cp.diag(V)[:n] == 1
     # Entries above the diagonal only: G is symmetric, and repeating an equality for both triangles
@@ -205,7 +150,7 @@ def build_relaxation(problem: Problem) -> Relaxation:
             parts.append(cp.vec(cross, order="C"))
         constraints["nonnegative"] = cp.hstack(parts) >= 0
     program = cp.Problem(cp.Minimize(loss), list(constraints.values()))
-    return Relaxation(program, V, lift, constraints, terms, W)
+    return Relaxation(program, V, lift, constraints, W)
 
 
 def _align_prototypes(X: np.ndarray, W: np.ndarray, n: int) -> np.ndarray:
@@ -298,7 +243,7 @@ def _feasible_value(rel: Relaxation, problem: Problem, mask: np.ndarray | None) 
     G = V if rel.lift is None else rel.lift @ V @ rel.lift.T
     if mask is not None and float(G[mask].min()) < 0:
         return float("inf")
-    return relaxation_loss(G, problem)[0]
+    return float(relaxation_loss(G, problem)[0])
 
 
 def solve_relaxation(problem: Problem, solver: str | None = None,
@@ -336,11 +281,10 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     t0 = time.perf_counter()
     sizing.require_relaxation(problem, solver)
     rel = build_relaxation(problem)
-    program, terms, W = rel.program, rel.terms, rel.W
+    program, W = rel.program, rel.W
     status, raw, message = cvx_common.solve(program, solver, solver_options)
     name = cvx_common.solver_call(solver, solver_options)[0]
-    record: dict[str, Any] = {"program": "relaxation", "solver": name, "solver_status": raw,
-                              "anchor_terms": len(terms)}
+    record: dict[str, Any] = {"program": "relaxation", "solver": name, "solver_status": raw}
     n, k = problem.n, problem.k
     Gfull = rel.gram()
     if Gfull is None:
@@ -366,7 +310,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         record["factor"] = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
     H = X[:n]                            # exactly feasible: unit rows (nonnegative with ReLU)
     H = unit_sphere(problem.relu).retract(H)
-    loss = problem_loss(problem, H)
+    loss = embeddings_loss(problem, H)
     # H is feasible for the relaxation (unit rows, nonnegative with ReLU), so the relaxation optimum
     # is at most loss(H): the solver's value is capped by it (an interior-point G* a little
     # infeasible can sit above the optimum; the raw value stays in info.solver_value).
@@ -396,7 +340,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         message = join(message, "no certificate (" + ("certified=False" if not certified else
                                                       "the recovered embeddings are not unit rows")
                        + "), so optimality is not proved")
-    log_e = cert.log_excess if cert is not None else problem_log_excess(problem, H)
+    log_e = cert.log_excess if cert is not None else embeddings_log_excess(problem, H)
     return Solution(
         # the class means of the embeddings returned, whose loss is reported (the relaxation's own Gram
         # differs where its rank exceeds d: info.rank, info.tight)

@@ -100,6 +100,7 @@ import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from solvers import descent, generic, sharding
+from ufm.objectives import batched
 from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
 from ufm.errors import ProblemError, is_number, whole_number
 from ufm.geometry import class_mean_gram
@@ -685,9 +686,9 @@ def _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size=No
         if chunk_size > (widest := batch_shape(problem)[1]):
             raise ProblemError(f"chunk_size {chunk_size} exceeds the widest batch ({widest} rows): a block holds "
                                f"at most every anchor of a batch; use at most {widest}, or None")
-        if problem.objective is not None:
-            raise ProblemError(f"chunk_size evaluates SCL's anchors in row blocks; this problem's objective is "
-                               f"{problem.objective.name}: drop chunk_size")
+        if not batched(problem):
+            raise ProblemError(f"chunk_size evaluates the batched kernels in row blocks; this problem's objective "
+                               f"{problem.objective.name!r} has none: drop chunk_size")
     return int(steps), float(learning_rate), float(tol), _config(problem, steps, optimizer, chunk_size)
 
 
@@ -726,7 +727,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     _check_certificate_args(certify, gap_tol)
     seed = problem.seed if seed is None else whole_number(seed, "seed", 0, SEED_MAX)
     cfg = cfg._replace(mesh=_row_mesh(problem, devices))
-    if problem.objective is not None:
+    if not batched(problem):
         return generic.solve_many(problem, [seed], steps=steps, learning_rate=lr, optimizer=optimizer,
                                   dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)[0]
     data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
@@ -743,9 +744,9 @@ def _row_mesh(problem: Problem, devices: int | None):
     """The mesh of ``solve(devices=...)``: a full-batch SCL problem only."""
     if devices is None:
         return None
-    if problem.objective is not None:
-        raise ProblemError("devices shards the SCL loss by rows; this problem's objective is "
-                           f"{problem.objective.name}: drop devices")
+    if not batched(problem):
+        raise ProblemError("devices shards the batched kernels by rows; this problem's objective "
+                           f"{problem.objective.name!r} has none: drop devices")
     if not problem.is_full_batch:
         raise ProblemError(f"devices shards a full-batch solve by rows; this problem's batching is "
                            f"{problem.batching.scheme}: drop devices, or use the full batch")
@@ -771,16 +772,16 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size, "solve_many")
     mesh = sharding.device_mesh(devices, sharding.RUNS)
-    if mesh is not None and problem.objective is not None:
-        raise ProblemError(f"devices splits SCL starts over devices; this problem's objective is "
-                           f"{problem.objective.name}: drop devices")
+    if mesh is not None and not batched(problem):
+        raise ProblemError(f"devices splits the batched driver's starts over devices; this problem's objective "
+                           f"{problem.objective.name!r} has no batched kernels: drop devices")
     _check_certificate_args(certify, gap_tol)
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ProblemError(f"seeds must be a list of integer seeds (got {seeds!r})")
     seeds = [whole_number(s, "seed", 0, SEED_MAX) for s in seeds]
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
-    if problem.objective is not None:
+    if not batched(problem):
         return generic.solve_many(problem, seeds, steps=steps, learning_rate=lr, optimizer=optimizer,
                                   dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)
     data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)
@@ -916,8 +917,9 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                                "pad=True allows different counts under full batch)")
         if p.batching.scheme == "explicit" and p.batching != first.batching:
             raise ProblemError("solve_batched needs the same explicit batching for every problem")
-    if any(p.objective is not None for p in problems):
-        raise ProblemError("solve_batched is for SCL problems; solve a CE problem with solve or solve_many")
+    if not all(batched(p) for p in problems):
+        raise ProblemError("solve_batched runs the batched kernels (SCL); solve a problem of another objective "
+                           "with solve or solve_many")
     if pad and not all(p.is_full_batch for p in problems):
         raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
     steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol, chunk_size)

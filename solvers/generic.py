@@ -1,10 +1,12 @@
-"""Gradient descent for an objective written through the interface of ``ufm.objectives`` (cross-entropy):
-:func:`solvers.descent.run` over the objective's constraint set with a named optimiser or any optax
-transform, then the objective's own float64 evaluation and proved lower bound decide the status.
+"""Gradient descent for an objective with the ``DESCENT`` capability (``ufm.objectives.base``; cross-entropy
+and any registered loss without batched kernels): :func:`solvers.descent.run` over the objective's
+constraint set with a named optimiser or any optax transform, then the objective's float64 evaluation
+and a proved lower bound decide the status: its own (``OWN_BOUND``) or the dual certificate of its Gram
+(``GRAM``, :func:`solvers.certificate.certify_embeddings`).
 
-SCL keeps its own driver (:mod:`solvers.gd`: batching epochs, temperature stages, the tied polish),
-built on the same :func:`solvers.descent.step`. ``gd.solve`` sends a problem here when its
-``objective`` is not SCL.
+An objective with batched kernels (``BATCHED``: SCL) has the driver of :mod:`solvers.gd` (batching
+epochs, temperature stages, the tied polish), built on the same :func:`solvers.descent.step`.
+``gd.solve`` sends every other problem here.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import optax
 from optax import tree_utils as otu
 
 from ufm.geometry import class_mean_gram
-from ufm.objectives import objective_of
+from ufm.objectives import Capability, Evaluation, has, objective_of, require
 from ufm.problem import Problem
 from ufm.programs import program
 from ufm.random_batches import raw_key
 from ufm.solution import DescentInfo, Solution, certified_status
 from solvers import descent
-from solvers.certificate import Certificate
+from solvers.certificate import Certificate, certify_embeddings
 from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
 
 #: The gradient test is ||direction|| <= tol ** GRAD_POWER, as in solvers.gd.
@@ -81,24 +83,34 @@ def _solution(problem: Problem, state: descent.DescentState, seconds: float, tol
         status = "not_converged"
         message = (f"stopped after {iterations} steps: change {float(state.change):.3g} (tol {tol:g}), direction "
                    f"norm {float(state.grad_norm):.3g} (tol {tol ** GRAD_POWER:.3g}); raise steps")
-    cert = None
-    if certify:
-        gap = ev.relative_gap
-        cert = Certificate(excess=ev.loss, log_excess=ev.log_loss, lower_bound=ev.lower_bound,
-                           excess_lower_bound=ev.lower_bound, gap=ev.loss - ev.lower_bound, relative_gap=gap,
-                           certified=bool(gap <= gap_tol), tolerance=gap_tol, seconds=0.0, method=ev.method,
-                           lambda_min=float("nan"))
+    cert = _certificate(problem, ev, gap_tol) if certify else None
     status, message = certified_status(status, message, cert)
     return Solution("gd", class_mean_gram(ev.embeddings, problem.labels), ev.loss, status,
                     embeddings=ev.embeddings, lower_bound=None if cert is None else cert.lower_bound,
-                    excess=ev.loss, log_excess=ev.log_loss, certificate=cert, iterations=iterations,
+                    excess=ev.excess, log_excess=ev.log_excess, certificate=cert, iterations=iterations,
                     seconds=seconds, message=message, info=info)
+
+
+def _certificate(problem: Problem, ev: Evaluation, gap_tol: float) -> Certificate:
+    """The objective's own proved bound (``OWN_BOUND``), else the dual certificate of its Gram
+    (``GRAM``, :func:`solvers.certificate.certify_embeddings`); one line where it has neither."""
+    objective = objective_of(problem)
+    if not has(objective, Capability.OWN_BOUND):
+        return certify_embeddings(problem, ev.embeddings, gap_tol)
+    gap = ev.relative_gap
+    return Certificate(excess=ev.excess, log_excess=ev.log_excess, lower_bound=ev.lower_bound,
+                       excess_lower_bound=ev.lower_bound - (ev.loss - ev.excess), gap=ev.loss - ev.lower_bound,
+                       relative_gap=gap, certified=bool(gap <= gap_tol), tolerance=gap_tol, seconds=0.0,
+                       method=ev.method, lambda_min=float("nan"))
 
 
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_rate: float, optimizer,
                dtype, tol: float, certify: bool, gap_tol: float) -> list[Solution]:
     """One vmapped run per seed (``jax.random.PRNGKey(seed)`` starts, as ``gd.solve_many``)."""
     objective = objective_of(problem)
+    require(objective, Capability.DESCENT, "gradient descent (gd.solve)")
+    if certify and not (has(objective, Capability.OWN_BOUND) or has(objective, Capability.GRAM)):
+        require(objective, Capability.GRAM, "a certified solve (certify=True)")
     starts = [objective.start(problem, raw_key(int(s)), dtype) for s in seeds]
     params = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *starts)
     t0 = time.perf_counter()

@@ -59,6 +59,7 @@ from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
 from ufm.loss import full_batch_loss_bucketed, problem_loss
+from ufm.objectives import Capability, objective_of, require
 from ufm.problem import Problem, require_problem
 from ufm.programs import program
 from ufm.excess import reduced_constant, reduced_excess, reduced_log_excess
@@ -201,7 +202,9 @@ def feasible_factor(M: np.ndarray, relu: bool) -> np.ndarray:
 
 def check_applicable(problem: Problem) -> None:
     """Raise :class:`ProblemError` unless the reduced program applies to ``problem``: full batch, no
-    prototypes (:func:`solvers.defaults.check_reduced_applies`)."""
+    prototypes (:func:`solvers.defaults.check_reduced_applies`), for an objective with the ``REDUCED``
+    capability."""
+    require(objective_of(problem), Capability.REDUCED, "the reduced k x k program")
     check_reduced_applies(problem.batching.scheme, problem.prototypes is not None)
 
 

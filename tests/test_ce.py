@@ -140,7 +140,7 @@ def test_learned_lower_bound_is_below_the_optimum_at_any_point():
     (dict(objective=CrossEntropy("of"), dim=2), "needs dim >= 3"),
     (dict(objective=CrossEntropy("softmax")), "unknown classifier"),
     (dict(objective=CrossEntropy("learned", 5.0)), "weight decay must lie"),
-    (dict(objective="ce"), "objective must be None"),
+    (dict(objective="ce"), "objective must be the options"),
 ])
 def test_bad_ce_problems_are_refused_in_one_line(options, needle):
     with pytest.raises(ProblemError, match=needle):

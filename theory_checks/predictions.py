@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from ufm.batching import check_conditions
 from ufm.geometry import etf_gram, orthogonal_frame_gram
 from ufm.loss import problem_loss
-from ufm.objectives import objective_of
+from ufm.objectives import Capability, objective_of, require
 from ufm.problem import Problem, require_problem
 from solvers.reduced import solve_reduced
 
@@ -101,23 +102,32 @@ def batched_orthogonal_frame_loss(labels: np.ndarray, batches, tau: float) -> fl
 
 
 def _predict_objective(problem: Problem) -> Prediction:
-    """A non-SCL objective's own closed form (``ufm.objectives``: for CE, docs/theory.md section 10)."""
+    """An objective's own closed form (its ``predict``; for CE, docs/theory.md section 10)."""
     p = objective_of(problem).predict(problem)
     hyp = {"objective": problem.objective.name, "relu": problem.relu, "balanced": len(set(problem.counts)) == 1}
     return Prediction(p.geometry, p.loss, p.class_mean_gram, p.why, hyp, excess=p.loss)
 
 
 def predict(problem: Problem) -> Prediction:
-    """The prediction of docs/theory.md for ``problem`` (see the module docstring for the cases)."""
+    """The prediction of docs/theory.md for ``problem``: the predictor registered for its objective in
+    :data:`PREDICTORS` (SCL: the cases of the module docstring, some of which solve the reduced
+    program), else the objective's own ``predict`` (capability ``PREDICT``); one line where it has
+    none."""
     require_problem(problem, "predict")
+    objective = objective_of(problem)
+    require(objective, Capability.PREDICT, "predict")
+    own = PREDICTORS.get(problem.objective.name)
+    return own(problem) if own is not None else _predict_objective(problem)
+
+
+def _predict_scl(problem: Problem) -> Prediction:
+    """SCL's prediction (the module docstring's cases)."""
     k, counts, tau = problem.k, problem.counts, problem.tau
     balanced = len(set(counts)) == 1
     full = problem.is_full_batch
     hyp: dict[str, bool] = {"relu": problem.relu, "full_batch": full, "balanced": balanced,
                             "dim >= k": problem.dim >= k, "dim >= k-1": problem.dim >= k - 1}
 
-    if problem.objective is not None:
-        return _predict_objective(problem)
     if problem.prototypes is not None:
         return _predict_with_prototypes(problem, hyp)
 
@@ -179,3 +189,8 @@ def _predict_with_prototypes(problem: Problem, hyp: dict[str, bool]) -> Predicti
                       "[PROTO] no ReLU with a symmetric prototype set: as prototypes per class grow, the class "
                       "means approach the normalised centred prototypes (a simplex ETF); at finite counts "
                       "the geometry is only approached", hyp)
+
+
+#: Objective name -> its predictor, for an objective whose prediction needs a solver (a layer above
+#: the model); the others supply ``predict`` themselves.
+PREDICTORS: dict[str, Callable[[Problem], Prediction]] = {"scl": _predict_scl}

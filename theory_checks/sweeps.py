@@ -20,7 +20,9 @@ import numpy as np
 
 from ufm.errors import ProblemError
 from ufm.geometry import cosines, etf_gram, nc1, normalized_distance, orthogonal_frame_gram
-from ufm.problem import Problem
+from ufm.objectives import OBJECTIVES, Capability, ObjectiveOptions, has, objective_of
+from ufm.objectives.scl_options import SCL
+from ufm.problem import Problem, uses_tau
 from theory_checks.check import Progress, each
 
 
@@ -97,7 +99,7 @@ def _reduced_points(problems: Sequence[Problem], profile: str, check_gd: bool, g
     (k, ReLU) and vmapping them would save nothing worth another compile."""
     from solvers.convex import solve_reduced
 
-    if problems[0].objective is not None:
+    if not has(objective_of(problems[0]), Capability.REDUCED):
         return _objective_points(problems, profile, minority_fraction, label, progress)
     rows, optima = [], []
     for problem in each(problems, label, progress):
@@ -115,9 +117,9 @@ def _reduced_points(problems: Sequence[Problem], profile: str, check_gd: bool, g
 
 def _objective_points(problems: Sequence[Problem], profile: str, minority_fraction: float | None,
                       label: str, progress: Progress | None) -> list[dict]:
-    """Sweep points of an interface objective (cross-entropy): each point is
-    :func:`solvers.gd.solve`, whose status the objective's own proved bound decides
-    (:mod:`solvers.generic`); the row holds its geometry, loss and status."""
+    """Sweep points of an objective without the reduced program (cross-entropy): each point is
+    :func:`solvers.gd.solve`, whose status its proved bound decides (:mod:`solvers.generic`); the row
+    holds its geometry, loss and status."""
     from solvers.gd import solve
 
     rows = []
@@ -130,16 +132,21 @@ def _objective_points(problems: Sequence[Problem], profile: str, minority_fracti
 
 
 def _check_objective(objective, check_gd: bool, sweep: str) -> None:
-    """Refuse what a sweep over an interface objective cannot do, before anything runs."""
-    if objective is None:
+    """Refuse what a sweep over an objective without the reduced program cannot do, before anything runs."""
+    if objective.name in OBJECTIVES and has(OBJECTIVES[objective.name], Capability.REDUCED):
         return
     if check_gd:
         raise ProblemError("check_gd cross-checks the reduced SCL program with gradient descent; with the "
                            f"{objective.name} objective every point is a certified gradient-descent solve "
                            "already (drop check_gd)")
-    if sweep == "temperature" and objective.learned:
-        raise ProblemError("the learned-classifier CE loss has no temperature; sweep the imbalance instead, "
-                           "or use a fixed classifier (etf or of)")
+    if sweep == "temperature" and not uses_tau(objective):
+        raise ProblemError(f"{objective.describe()} has no temperature; sweep the imbalance instead, "
+                           "or use an objective with one (for CE a fixed classifier, etf or of)")
+
+
+def _loss_label(objective: ObjectiveOptions) -> str:
+    """The sweep's ``loss`` field: the default objective by its name, another by its description."""
+    return objective.name if objective == SCL() else objective.describe()
 
 
 def _gd_gaps(problems: Sequence[Problem], optima: Sequence[float], starts: int,
@@ -202,22 +209,22 @@ def _values(values, name: str) -> list[float]:
 
 def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
                        minority_fraction: float = 0.5, tau: float | None = 0.5,
-                       relu_options=(False, True), objective=None) -> tuple[list[tuple], list[Problem]]:
+                       relu_options=(False, True), objective: ObjectiveOptions = SCL()) -> tuple[list[tuple], list[Problem]]:
     """The points ``(R, relu)`` of :func:`sweep_imbalance` and their problems (validated, unsolved).
-    ``objective``: None (SCL) or a :class:`~ufm.CrossEntropy` (the learned classifier takes no tau)."""
+    ``objective``: the options of a registered loss (one without a temperature takes no tau)."""
     if profile not in ("step", "long-tail"):
         raise ProblemError(f"an imbalance sweep needs profile step or long-tail (got {profile!r})")
     ratios = _values(ratios, "the list of ratios")
     points = [(float(r), relu) for r in ratios for relu in _check_relu_options(relu_options)]
     fraction = minority_fraction if profile == "step" else None
-    if objective is not None and objective.learned:
+    if not uses_tau(objective):
         tau = None
     return points, _problems(points, lambda r, relu: Problem.from_profile(
         profile, k, n_max, r, fraction, tau=tau, relu=relu, objective=objective))
 
 
 def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
-                         relu_options=(False, True), objective=None) -> tuple[list[tuple], list[Problem]]:
+                         relu_options=(False, True), objective: ObjectiveOptions = SCL()) -> tuple[list[tuple], list[Problem]]:
     """The points ``(tau, relu)`` of :func:`sweep_temperature` and their problems (validated, unsolved)."""
     _check_objective(objective, False, "temperature")
     taus = _values(taus, "the list of temperatures")
@@ -229,7 +236,7 @@ def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
 def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
                     minority_fraction: float = 0.5, tau: float | None = 0.5, relu_options=(False, True),
                     check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
-                    objective=None) -> SweepResult:
+                    objective: ObjectiveOptions = SCL()) -> SweepResult:
     """Optimal geometry against the imbalance ratio R, with and/or without ReLU (reduced program; with a
     cross-entropy ``objective``, its certified gradient-descent solve).
 
@@ -248,8 +255,8 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
         if relu == points[0][1]:
             counts_used.append(list(problem.counts))
     meta = {"profile": profile, "k": k, "n_max": n_max,
-            "tau": None if objective is not None and objective.learned else problems[0].tau, "counts": counts_used,
-            "loss": "scl" if objective is None else objective.describe()}
+            "tau": problems[0].tau if uses_tau(objective) else None, "counts": counts_used,
+            "loss": _loss_label(objective)}
     if profile == "step":
         meta["minority_fraction"] = minority_fraction
     return SweepResult("imbalance", [float(r) for r in ratios], "imbalance ratio R", series, meta)
@@ -257,7 +264,7 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
 
 def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options=(False, True),
                       check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
-                      objective=None) -> SweepResult:
+                      objective: ObjectiveOptions = SCL()) -> SweepResult:
     """Optimal geometry against the temperature tau for fixed counts (reduced program; with a
     fixed-classifier cross-entropy ``objective``, its certified gradient-descent solve)."""
     _check_objective(objective, check_gd, "temperature")
@@ -269,7 +276,7 @@ def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_opti
         _append(series, "ReLU" if relu else "no ReLU", row)
     return SweepResult("temperature", [float(t) for t in taus], "temperature tau", series,
                        {"counts": list(problems[0].counts),
-                        "loss": "scl" if objective is None else objective.describe()})
+                        "loss": _loss_label(objective)})
 
 
 #: The batching sweep's schemes: ``fixed-random`` is one random partition drawn once (the same batches

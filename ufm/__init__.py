@@ -28,11 +28,14 @@ _EXPORTS = {
     "Batching": "ufm.batching", "check_conditions": "ufm.batching", "pack": "ufm.batching",
     "ProblemError": "ufm.errors",
     "problem_loss": "ufm.loss", "scl_loss": "ufm.loss",
-    "CrossEntropy": "ufm.objectives.ce_options",
+    "CrossEntropy": "ufm.objectives.ce_options", "SCL": "ufm.objectives.scl_options",
+    "register_objective": "ufm.objectives",
     "Problem": "ufm.problem", "Prototypes": "ufm.problem",
     "Solution": "ufm.solution",
     "enable_compile_cache": "ufm.compile_cache",
 }
+#: Public names that differ from the name in their module.
+_RENAMED = {"register_objective": "register"}
 _SUBMODULES = ("batching", "geometry")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
@@ -40,7 +43,7 @@ __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
     elif name in _SUBMODULES:
         value = importlib.import_module(f"ufm.{name}")
     else:

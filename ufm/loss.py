@@ -43,10 +43,11 @@ import numpy as np
 
 from ufm.batching import PackedBatches, checked_batch, pack
 from ufm.errors import ProblemError, finite_number
+from ufm.objectives import Capability, batched, embeddings_loss, objective_of, require
 from ufm.problem import TAU_MAX, TAU_MIN, require_problem
 from ufm.programs import bucket, program
-from ufm.excess import batch_parts, batch_rows, class_representatives, over_batches
-from ufm.excess_fused import batch_log_excess, class_rows_bucket
+from ufm.excess import batch_parts, batch_rows, class_representatives, over_batches, representatives
+from ufm.excess_fused import batch_log_excess, class_rows_bucket, log_excess_packed as fused_log_excess_packed
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
 
@@ -259,10 +260,16 @@ def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = Non
 
 def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
                  chunk_size: int | None = None) -> float:
-    """The SCL loss of H (n, d) for a :class:`~ufm.problem.Problem`, over its batching at ``epoch``
-    (``chunk_size``: see :func:`scl_loss`). Full batch without prototypes, sum reduction: evaluated by
+    """The loss of H (n, d) for a :class:`~ufm.problem.Problem`: SCL over its batching at ``epoch``
+    (``chunk_size``: see :func:`scl_loss`); for another objective its own loss of the embeddings
+    (:func:`ufm.objectives.embeddings_loss`). Full batch without prototypes, sum reduction: evaluated by
     :func:`full_batch_loss_bucketed` (one compiled loss for many sizes)."""
     require_problem(problem, "problem_loss")
+    if not batched(problem):        # another objective: its own loss of the embeddings
+        if epoch != 0 or reduction != "sum" or chunk_size is not None:
+            raise ProblemError(f"epoch, reduction and chunk_size apply to the batched SCL loss; "
+                               f"{problem.objective.describe()} takes none of them")
+        return embeddings_loss(problem, H)
     if problem.is_full_batch and problem.prototypes is None and reduction == "sum":
         return full_batch_loss_bucketed(H, problem.labels, problem.tau, chunk_size)
     W, w_labels = problem.prototype_rows()
@@ -289,6 +296,7 @@ def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None,
     returns (s,) float64 losses over the problem's batching at ``epoch``. ``lanes``: evaluate that
     many side by side (vmapped), the groups in sequence (memory ``lanes`` times one loss); None: all."""
     require_problem(problem, "problem_losses")
+    require(objective_of(problem), Capability.BATCHED, "problem_losses")
     Hs = jnp.asarray(np.asarray(Hs, dtype=np.float64))
     packed = pack(problem.batches(epoch))
     W, w_labels = problem.prototype_rows()
@@ -298,3 +306,25 @@ def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None,
         jnp.asarray(packed.index), jnp.asarray(packed.valid),
         None if W is None else jnp.asarray(W), None if w_labels is None else jnp.asarray(w_labels),
         prototype_anchors=anchors, chunk_size=chunk_size, lanes=lanes), dtype=np.float64)
+
+
+_fused_log_excess = program(fused_log_excess_packed,
+                            static_argnames=("num_classes", "prototype_anchors", "chunk_size", "mesh",
+                                             "class_rows"),
+                            cost=lambda H, labels, rep, tau, index, *a, **k: int(index.shape[0] * index.shape[1] ** 2))
+
+
+def problem_log_excess(problem, H: np.ndarray, epoch: int = 0) -> float:
+    """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0):
+    gradient descent's objective (:func:`ufm.excess_fused.log_excess_packed`, value only), in the
+    kernel's blocks of bounded memory."""
+    require_problem(problem, "problem_log_excess")
+    require(objective_of(problem), Capability.BATCHED, "problem_log_excess")
+    packed = pack(problem.batches(epoch))
+    W, wl = problem.prototype_rows()
+    return float(_fused_log_excess(
+        jnp.asarray(H, dtype=jnp.float64), jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),
+        jnp.asarray(problem.tau, dtype=jnp.float64), jnp.asarray(packed.index), jnp.asarray(packed.valid),
+        problem.k, None if W is None else jnp.asarray(W, dtype=jnp.float64),
+        None if wl is None else jnp.asarray(wl), prototype_anchors=problem.prototype_anchors,
+        class_rows=class_rows_bucket(problem.class_rows)))

@@ -12,7 +12,9 @@ import numpy as np
 from ufm.batching import Batching, draw_shape
 from ufm.errors import ProblemError, finite_number, whole_number
 from ufm.geometry import etf_gram, factor_gram, orthogonal_frame_gram
-from ufm.objectives.ce_options import CrossEntropy
+from ufm.objectives import OBJECTIVES
+from ufm.objectives.base import ObjectiveOptions
+from ufm.objectives.scl_options import SCL
 
 PROTOTYPE_KINDS = ("etf", "of")
 
@@ -53,6 +55,21 @@ def require_problem(problem, who: str) -> None:
     if not isinstance(problem, Problem):
         raise ProblemError(f"{who} needs a ufm.Problem (got {type(problem).__name__}); build one with "
                            "ufm.Problem.from_counts([...], tau=...)")
+
+
+def _check_objective(objective) -> None:
+    """:class:`ProblemError` unless ``objective`` is the options of a registered loss."""
+    name = getattr(objective, "name", None)
+    if not isinstance(name, str) or name not in OBJECTIVES or \
+            not isinstance(objective, OBJECTIVES.options(name)):
+        raise ProblemError(f"objective must be the options of a registered loss ({', '.join(OBJECTIVES)}), "
+                           f"such as ufm.SCL() or ufm.CrossEntropy('etf') (got {objective!r})")
+
+
+def uses_tau(objective: ObjectiveOptions) -> bool:
+    """Whether the loss has a temperature (the learned-classifier CE has none; an options class says so
+    with ``uses_tau = False``)."""
+    return bool(getattr(objective, "uses_tau", True))
 
 
 def _plain_fields(values: dict) -> dict:
@@ -155,8 +172,8 @@ class Problem:
       with ReLU often stalls, docs/theory.md section 3);
     - ``batching``: a :class:`~ufm.batching.Batching` (default full batch);
     - ``prototypes``: a :class:`Prototypes` or None; ``seed``: every random choice;
-    - ``objective``: None for SCL (the default), or a :class:`~ufm.objectives.ce.CrossEntropy`
-      (full batch, no prototypes; docs/theory.md section 10).
+    - ``objective``: the options of a registered loss (:mod:`ufm.objectives`): :class:`SCL` (the
+      default) or a :class:`~ufm.objectives.ce_options.CrossEntropy` (docs/theory.md section 10).
     """
 
     counts: tuple[int, ...]
@@ -166,19 +183,20 @@ class Problem:
     batching: Batching = field(default_factory=Batching.full)
     prototypes: Prototypes | None = None
     seed: int = 0
-    objective: CrossEntropy | None = None
+    objective: ObjectiveOptions = SCL()
 
     # ---------------------------------------------------------------- constructors
     @classmethod
     def from_counts(cls, counts: Sequence[int], *, tau: float | None = None, relu: bool = False,
                     dim: int | None = None, batching: Batching | None = None,
                     prototypes: Prototypes | None = None, seed: int = 0,
-                    objective: CrossEntropy | None = None) -> "Problem":
-        """The problem with these class counts; ``tau`` defaults to 1 and is refused for the learned
-        classifier (its logits have no temperature); ``objective`` None is SCL."""
+                    objective: ObjectiveOptions = SCL()) -> "Problem":
+        """The problem with these class counts; ``tau`` defaults to 1 and is refused by an objective
+        without a temperature (``uses_tau`` False: the learned classifier, whose logits are W h + b)."""
         counts = _as_counts(counts)
-        if isinstance(objective, CrossEntropy) and objective.learned and tau is not None:
-            raise ProblemError("the learned-classifier CE has no temperature (its logits are W h + b); drop tau")
+        _check_objective(objective)
+        if tau is not None and not uses_tau(objective):
+            raise ProblemError(f"{objective.describe()} has no temperature; drop tau")
         plain = _plain_fields({"relu": relu, "dim": dim, "tau": 1.0 if tau is None else tau, "seed": seed})
         k = len(counts)
         dim = (2 * k if plain["relu"] else k) if plain["dim"] is None else plain["dim"]
@@ -244,8 +262,7 @@ class Problem:
         if self.prototypes is not None and not isinstance(self.prototypes, Prototypes):
             raise ProblemError(f"prototypes must be a ufm.Prototypes such as Prototypes('etf') or None "
                                f"(got {self.prototypes!r})")
-        if self.objective is not None and not isinstance(self.objective, CrossEntropy):
-            raise ProblemError(f"objective must be None (SCL) or a ufm.CrossEntropy (got {self.objective!r})")
+        _check_objective(self.objective)
         k = len(self.counts)
         if k < 2:
             raise ProblemError(f"need at least 2 classes (got {k})")
@@ -254,9 +271,9 @@ class Problem:
                 raise ProblemError(f"class {c} has a negative count ({n_c})")
             if n_c < 1:
                 raise ProblemError(f"class {c} has 0 examples; every class needs at least one")
-            if n_c < 2 and self.objective is None:
+            if n_c < self.objective.min_class_size:
                 raise ProblemError(f"class {c} has {n_c} example(s), so its anchors have no positive pair; "
-                                   "every class needs at least 2 examples")
+                                   f"every class needs at least {self.objective.min_class_size} examples")
         if not (isinstance(self.tau, (int, float, np.integer, np.floating)) and not isinstance(self.tau, bool)
                 and math.isfinite(self.tau) and self.tau > 0):
             raise ProblemError(f"temperature tau must be a positive number (got {self.tau})")
@@ -282,13 +299,14 @@ class Problem:
             if self.dim < need:
                 raise ProblemError(f"{p.kind} prototypes for k = {k} classes need dim >= {need} "
                                    f"(got {self.dim})")
-        if self.objective is not None:
-            self.objective.validate(k, self.dim, bool(self.relu))
+        self.objective.validate(k, self.dim, bool(self.relu))
+        if not self.objective.batched:
             if self.prototypes is not None:
-                raise ProblemError("prototypes belong to SCL; the CE objective has its own classifier (drop them)")
+                raise ProblemError(f"prototypes belong to SCL; {self.objective.describe()} has no prototypes "
+                                   "(drop them)")
             if self.batching.scheme != "full":
-                raise ProblemError("the CE objective is a sum over examples with no batch structure; use full "
-                                   "batch (drop the batching)")
+                raise ProblemError(f"{self.objective.describe()} is a sum over examples with no batch structure; "
+                                   "use full batch (drop the batching)")
         self.batching.validate(self.counts)
         if self.prototypes is None and not self.batching.scheme == "full" and not self._batches_surely_mixed():
             labels = self.labels

@@ -133,7 +133,8 @@ def fingerprint() -> str:
 def _canonical(value: Any) -> Any:
     """``value`` as nested tuples of plain data that name it across processes (every field of a
     dataclass or NamedTuple, whatever its repr shows), or raise TypeError where it cannot (an object
-    known only by its address: a function, a user's optax transform, a device mesh)."""
+    known only by its address: a function, a user's optax transform, a device mesh; or defined
+    outside the toolkit, whose code the fingerprint does not cover: a user's loss options)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (np.integer, np.floating, np.bool_)):
@@ -146,6 +147,10 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
         return ("dict", tuple(sorted((repr(k), _canonical(v)) for k, v in value.items())))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if type(value).__module__.split(".")[0] not in _PACKAGES:
+            # a class of the user's (a loss registered from outside): its code is not in the
+            # fingerprint, so a program built with it is kept in memory only
+            raise TypeError(f"{type(value).__qualname__} is defined outside the toolkit")
         return (type(value).__qualname__, tuple((f.name, _canonical(getattr(value, f.name)))
                                                 for f in dataclasses.fields(value)))
     if isinstance(value, tuple) or hasattr(value, "_fields"):

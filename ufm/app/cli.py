@@ -31,8 +31,10 @@ from ufm.batching import Batching, check_conditions
 from ufm.atomic import write_text_atomically
 from ufm.errors import OutputError, ProblemError
 from ufm.lognumber import LogNumber
-from ufm.objectives.ce_options import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN, CrossEntropy
-from ufm.problem import IMBALANCE_PROFILES, SEED_MAX, TAU_MAX, TAU_MIN, Problem, Prototypes
+from ufm.objectives import OBJECTIVES, ObjectiveOptions
+from ufm.objectives.ce_options import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN
+from ufm.objectives.scl_options import SCL
+from ufm.problem import IMBALANCE_PROFILES, SEED_MAX, TAU_MAX, TAU_MIN, Problem, Prototypes, uses_tau
 
 
 class UsageError(ProblemError):
@@ -88,8 +90,8 @@ DIM = values.integer(1, 10 ** 6)
 def add_objective_options(g) -> None:
     """--loss, --classifier and --weight-decay (``solve``, ``predict`` and the imbalance and
     temperature sweeps)."""
-    g.add_argument("--loss", choices=("scl", "ce"), help="objective: supervised contrastive (default) or "
-                                                         "cross-entropy (docs/theory.md section 10)")
+    g.add_argument("--loss", choices=tuple(OBJECTIVES), help="objective: supervised contrastive (scl, the default), "
+                   "cross-entropy (ce, docs/theory.md section 10), or another registered loss")
     g.add_argument("--classifier", choices=CLASSIFIERS,
                    help="with --loss ce: fixed ETF or orthogonal-frame rows, or a learned classifier")
     g.add_argument("--weight-decay", type=values.real(WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX),
@@ -223,28 +225,30 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
         raise ProblemError(f"--dim {args.dim} exceeds both the {n + p} rows (examples and prototypes), which span "
                            f"at most {n + p} dimensions, and {MAX_SPARE_DIM}; use a smaller --dim")
     objective = _objective(args)
-    learned = objective is not None and objective.learned
-    if learned:
-        refuse(_given(args, "tau"), "to the learned classifier (its logits W h + b have no temperature)")
-    return Problem.from_counts(counts, tau=None if learned else _option(args, "tau"), relu=args.relu, dim=args.dim,
+    if not uses_tau(objective):
+        refuse(_given(args, "tau"), f"to {objective.describe()} (it has no temperature)")
+    return Problem.from_counts(counts, tau=_option(args, "tau") if uses_tau(objective) else None, relu=args.relu,
+                               dim=args.dim,
                                batching=batching, prototypes=prototypes, seed=_option(args, "seed"),
                                objective=objective)
 
 
-def _objective(args: argparse.Namespace) -> CrossEntropy | None:
-    """None (SCL) or the CrossEntropy that --loss ce, --classifier and --weight-decay describe."""
-    if _option(args, "loss") == "scl":
-        refuse(_given(args, "classifier", "weight_decay"), "to --loss scl (they describe the CE objective)")
-        return None
-    if args.classifier is None:
-        raise ProblemError("--loss ce needs --classifier etf, of or learned")
-    if args.classifier != "learned":
-        refuse(_given(args, "weight_decay"), f"to the fixed {args.classifier} classifier (use --classifier learned)")
-    elif args.weight_decay is None:
-        raise ProblemError("--classifier learned needs --weight-decay lambda > 0")
-    refuse(_given(args, "batching", "batch_size", "batches_file", "prototypes"),
-           "to --loss ce (a sum over examples with its own classifier: full batch, no prototypes)")
-    return CrossEntropy(args.classifier, args.weight_decay)
+#: The command's options that belong to one objective (its options class lists its own in ``CLI_FLAGS``).
+OBJECTIVE_FLAGS = ("classifier", "weight_decay")
+
+
+def _objective(args: argparse.Namespace) -> ObjectiveOptions:
+    """The options of the registered loss that --loss names, built from the flags its options class
+    lists (``CLI_FLAGS``, ``from_cli``); the other objectives' flags are refused."""
+    name = _option(args, "loss")
+    options = OBJECTIVES.options(name)
+    own = tuple(getattr(options, "CLI_FLAGS", ()))
+    refuse(_given(args, *(f for f in OBJECTIVE_FLAGS if f not in own)), f"to --loss {name}")
+    if not options.batched:
+        refuse(_given(args, "batching", "batch_size", "batches_file", "prototypes"),
+               f"to --loss {name} (a sum over examples: full batch, no prototypes)")
+    build = getattr(options, "from_cli", None)
+    return build({f: getattr(args, f, None) for f in own}) if build is not None else options()
 
 
 def _check_seed_range(seed: int, starts: int) -> None:
@@ -593,9 +597,9 @@ def _way_out(args: argparse.Namespace, problem: Problem, status: str) -> str:
     if args.method != "gd" or status != "stationary":
         return ""
     ways = [f"more starts (--starts {max(8, 2 * (args.starts or 1))})"]
-    if problem.objective is None and problem.dim < problem.n:
+    if problem.objective == SCL() and problem.dim < problem.n:
         ways.append(f"a larger --dim than {problem.dim} (a stall at rank d can vanish one rank up)")
-    if problem.is_full_batch and problem.prototypes is None and problem.objective is None:
+    if problem.is_full_batch and problem.prototypes is None and problem.objective == SCL():
         ways.append("--method reduced, which the certificate proves from the class-level program")
     return "this point is stationary, not proved optimal; try " + ", or ".join(ways)
 
@@ -734,18 +738,19 @@ def _sweep_points(args: argparse.Namespace):
     from theory_checks import sweeps
 
     bar = None if args.no_progress else progress
-    objective = _objective(args) if args.sweep != "batching" else None
-    if objective is not None:
-        refuse(_given(args, "check_gd"), "to --loss ce (every point is a certified gradient-descent solve already)")
+    objective = _objective(args) if args.sweep != "batching" else SCL()
+    if objective != SCL():
+        refuse(_given(args, "check_gd"), f"to --loss {objective.name} (every point is a certified gradient-descent "
+               "solve already)")
     if args.sweep == "imbalance":
         imbalance = args.imbalance or "step"
         if imbalance != "step":
             refuse(_given(args, "minority_fraction"), f"to --imbalance {imbalance} (only step has minority classes)")
-        learned = objective is not None and objective.learned
-        if learned:
-            refuse(_given(args, "tau"), "to the learned classifier (its logits have no temperature)")
+        if not uses_tau(objective):
+            refuse(_given(args, "tau"), f"to {objective.describe()} (it has no temperature)")
         options = dict(profile=imbalance, k=args.classes or 4, n_max=args.n_max or 32,
-                       minority_fraction=args.minority_fraction or 0.5, tau=None if learned else args.tau or 0.5,
+                       minority_fraction=args.minority_fraction or 0.5,
+                       tau=args.tau or 0.5 if uses_tau(objective) else None,
                        relu_options=_relu_options(args), objective=objective)
         _, problems = sweeps.imbalance_problems(args.ratios, **options)
         return problems, lambda: sweeps.sweep_imbalance(args.ratios, check_gd=args.check_gd,
@@ -774,7 +779,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.sweep == "batching" or check_gd:
             sizing.require(sizing.gd_bytes(problem, DEFAULT_STEPS, starts=4 if check_gd else 1),
                            f"gradient descent on n = {problem.n}", "use smaller counts")
-        if problem.objective is not None:
+        if problem.objective != SCL():
             sizing.require(sizing.gd_bytes(problem, DEFAULT_STEPS), f"gradient descent on n = {problem.n}",
                            "use smaller counts")
             continue

@@ -1,52 +1,122 @@
-"""The objectives, one module per loss, and their registry (docs/architecture.md "Adding a loss").
+"""The objectives and their registry (docs/architecture.md "How to add a loss").
 
-An objective module supplies, for a :class:`~ufm.problem.Problem` whose ``objective`` names it:
-
-- ``NAME``; a frozen dataclass of its options, validated with the problem (``validate(k, dim, relu)``);
-- ``constraint_set(problem)`` (``ufm.constraint_sets``) and ``start(problem, key, dtype)``;
-- ``solver_value(problem)``: the JAX function of the parameters that gradient descent minimises (for
-  gradient descent and the landscape's Hessians);
-- ``evaluate(problem, params)``: the float64 loss, its excess (the loss minus its geometry-free
-  constant) and a lower bound proved without the solver, as an ``Evaluation``;
-- ``predict(problem)``: the theory's prediction of the optimum.
-
-SCL (``ufm.objectives.scl``) is the default objective (``Problem.objective is None``); its JAX value,
-excess constant and reduced class-level form live in ``ufm.excess`` and ``ufm.loss``, its certificate
-and convex programs in ``solvers``. Cross-entropy (``ufm.objectives.ce``; its options, without JAX,
-in ``ufm.objectives.ce_options``) is written through the interface above and solved by the generic
-path of ``solvers.gd``.
-
-The registry names each module and imports it on first use, so that describing a problem (the
-command's checks) loads no JAX.
+A loss is its options (held by the Problem, validated before any work, no JAX) and its implementation
+(a module or an object that declares its capabilities, :mod:`ufm.objectives.base`). The registry maps
+a name to both; the implementation is imported on first use, so describing a problem (the command's
+checks) loads no JAX. SCL (``ufm.objectives.scl``) and cross-entropy (``ufm.objectives.ce``) are
+registered below; a new loss is one file plus one call of :func:`register`.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from types import ModuleType
+from typing import Any
+
+from ufm.errors import ProblemError
+from ufm.objectives.base import (Capability, Evaluation, Objective, ObjectiveOptions,  # noqa: F401
+                                 ObjectivePrediction, has, require)
+
+
+def _load(target: Any) -> Any:
+    """``target`` itself, or the attribute a ``"module:attribute"`` string names (a bare module path:
+    the module)."""
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 class _Registry(Mapping):
-    """Objective name -> its module, imported on first lookup."""
+    """Objective name -> its implementation (imported on first lookup); :meth:`options` -> its options
+    class."""
 
-    def __init__(self, modules: dict[str, str]):
-        self._modules = modules
+    def __init__(self):
+        self._entries: dict[str, tuple[Any, Any]] = {}
 
-    def __getitem__(self, name: str) -> ModuleType:
-        return importlib.import_module(self._modules[name])
+    def register(self, name: str, options: Any, implementation: Any) -> None:
+        self._entries[name] = (options, implementation)
+
+    def __getitem__(self, name: str) -> Objective:
+        if name not in self._entries:
+            raise ProblemError(f"no objective named {name!r}; the registered ones are {', '.join(self)}")
+        return _load(self._entries[name][1])
+
+    def options(self, name: str) -> type:
+        """The options class of the loss ``name`` (light: no JAX)."""
+        if name not in self._entries:
+            raise ProblemError(f"no objective named {name!r}; the registered ones are {', '.join(self)}")
+        return _load(self._entries[name][0])
+
+    def __contains__(self, name: object) -> bool:       # without importing the implementation
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._modules)
+        return iter(self._entries)
 
     def __len__(self) -> int:
-        return len(self._modules)
+        return len(self._entries)
 
 
-#: The registry: a new loss is one module plus one entry here.
-OBJECTIVES = _Registry({"scl": "ufm.objectives.scl", "ce": "ufm.objectives.ce"})
+#: The registry: a new loss is one module plus one :func:`register` call.
+OBJECTIVES = _Registry()
 
 
-def objective_of(problem) -> ModuleType:
-    """The module of the problem's objective."""
-    return OBJECTIVES["scl" if problem.objective is None else problem.objective.name]
+def register(name: str, options: Any, implementation: Any) -> None:
+    """Register a loss: ``options`` its options class (a class, or ``"module:Class"``, imported when
+    needed) and ``implementation`` its :class:`~ufm.objectives.base.Objective` (an object, a module, or
+    a ``"module"`` / ``"module:attribute"`` string, imported on first use). The name is ``--loss NAME``."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ProblemError(f"an objective's name must be an identifier (got {name!r})")
+    OBJECTIVES.register(name, options, implementation)
+
+
+register("scl", "ufm.objectives.scl_options:SCL", "ufm.objectives.scl")
+register("ce", "ufm.objectives.ce_options:CrossEntropy", "ufm.objectives.ce")
+
+
+def objective_of(problem) -> Objective:
+    """The implementation of the problem's objective."""
+    return OBJECTIVES[problem.objective.name]
+
+
+def batched(problem) -> bool:
+    """Whether the problem's objective runs on the batched kernels (:attr:`Capability.BATCHED`)."""
+    return has(objective_of(problem), Capability.BATCHED)
+
+
+# ---------------------------------------------------------------- a Gram objective's defaults
+# An objective with the GRAM capability needs only ``gram_value_and_grad``; these fill in what it
+# does not supply itself (SCL supplies all three, computed on its kernels).
+def excess_constant(problem) -> float:
+    """The problem's loss minus its excess: the objective's ``excess_constant``, else 0."""
+    objective = objective_of(problem)
+    own = getattr(objective, "excess_constant", None)
+    return 0.0 if own is None else float(own(problem))
+
+
+def embeddings_loss(problem, H) -> float:
+    """The loss of embeddings H (n, d): the objective's ``loss``, else its Gram value at H H^T, else
+    its ``evaluate``."""
+    import numpy as np
+    objective = objective_of(problem)
+    own = getattr(objective, "loss", None)
+    if own is not None:
+        return float(own(problem, H))
+    if has(objective, Capability.GRAM):
+        H = np.asarray(H, dtype=np.float64)
+        return float(objective.gram_value_and_grad(problem, H @ H.T)[0])
+    require(objective, Capability.DESCENT, "the loss of embeddings")
+    return float(objective.evaluate(problem, np.asarray(H, dtype=np.float64)).loss)
+
+
+def embeddings_log_excess(problem, H) -> float:
+    """log of the excess of H (n, d): the objective's ``log_excess``, else log(loss - constant)
+    (-inf where that is <= 0)."""
+    import math
+    own = getattr(objective_of(problem), "log_excess", None)
+    if own is not None:
+        return float(own(problem, H))
+    excess = embeddings_loss(problem, H) - excess_constant(problem)
+    return math.log(excess) if excess > 0 else -math.inf

@@ -37,6 +37,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from ufm.constraint_sets import EUCLIDEAN, unit_sphere
+from ufm.errors import ProblemError
+from ufm.objectives.base import Capability, Evaluation, ObjectivePrediction
 from ufm.objectives.ce_options import (CLASSIFIERS, NAME, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN,  # noqa: F401
                                       CrossEntropy)
 from ufm.excess import log_softplus
@@ -153,11 +155,8 @@ def self_duality(W: np.ndarray, H: np.ndarray, labels: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- predictions
-class CEPrediction(NamedTuple):
-    geometry: str
-    class_mean_gram: np.ndarray | None     # (k, k) of the predicted class means (raw; None: no closed form)
-    loss: float | None
-    why: str
+#: The CE prediction: ``class_mean_gram`` (k, k) of the predicted class means (raw; None: no closed form).
+CEPrediction = ObjectivePrediction
 
 
 def fixed_prediction(classifier: str, relu: bool, counts, tau: float) -> CEPrediction:
@@ -208,18 +207,9 @@ def learned_prediction(counts, weight_decay: float, dim: int) -> CEPrediction:
 
 
 # ---------------------------------------------------------------- the objective interface
-class Evaluation(NamedTuple):
-    """An objective's account of a point (what a Solution reports). ``loss`` (its excess too: CE has no
-    geometry-free constant), ``log_loss``, ``lower_bound`` and ``relative_gap`` proved independently of
-    the solver, ``method`` of the bound, ``embeddings`` (n, d), ``info`` (objective-specific numbers)."""
-
-    embeddings: np.ndarray
-    loss: float
-    log_loss: float
-    lower_bound: float
-    relative_gap: float
-    method: str
-    info: dict
+#: The capabilities of CE (:class:`ufm.objectives.base.Capability`): gradient descent with a bound of
+#: its own, and the closed-form prediction.
+CAPABILITIES = frozenset({Capability.DESCENT, Capability.OWN_BOUND, Capability.PREDICT})
 
 
 def constraint_set(problem):
@@ -260,6 +250,8 @@ def evaluate(problem, params) -> Evaluation:
     """The loss of ``params`` in float64 and its proved bound (module docstring)."""
     labels = np.asarray(problem.labels)
     if problem.objective.learned:
+        if not (isinstance(params, tuple) and len(params) == 3):
+            raise ProblemError("a point of the learned-classifier CE is (H, W, b); evaluate a LearnedParams")
         params = LearnedParams(*(np.asarray(a, dtype=np.float64) for a in params))
         lam = float(problem.objective.weight_decay)
         loss = float(_LEARNED_LOSS(params, labels, np.float64(lam)))
@@ -267,12 +259,12 @@ def evaluate(problem, params) -> Evaluation:
         info = {"self_duality": self_duality(params.W, params.H, labels),
                 "classifier": params.W, "bias": params.b}
         gap = (loss - bound) / loss if loss > 0 else 0.0
-        return Evaluation(params.H, loss, float(np.log(loss)), bound, max(gap, 0.0), "nuclear-norm dual", info)
+        return Evaluation(params.H, loss, loss, float(np.log(loss)), bound, max(gap, 0.0), "nuclear-norm dual", info)
     H = np.asarray(params, dtype=np.float64)
     W = classifier_rows(problem.objective.classifier, problem.k, problem.dim)
     log_loss, gap = fixed_log_loss_and_gap(H, labels, W, problem.tau, problem.relu)
     loss = float(np.exp(log_loss))
-    return Evaluation(H, loss, log_loss, loss * (1.0 - gap), gap, "ball linearisation", {})
+    return Evaluation(H, loss, loss, log_loss, loss * (1.0 - gap), gap, "ball linearisation", {})
 
 
 def predict(problem) -> CEPrediction:

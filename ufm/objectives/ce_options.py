@@ -25,10 +25,34 @@ class CrossEntropy:
     weight_decay: float | None = None
 
     name = NAME
+    #: CE is defined for a class of one example (no pairs needed)
+    min_class_size = 1
+    #: a sum over examples: no batchings, no prototypes
+    batched = False
+
+    #: the command's options that build it (``ufm solve --loss ce --classifier ... --weight-decay ...``)
+    CLI_FLAGS = ("classifier", "weight_decay")
+
+    @classmethod
+    def from_cli(cls, values: dict) -> "CrossEntropy":
+        """The options the command's ``--classifier`` and ``--weight-decay`` give (None: not given)."""
+        if values.get("classifier") is None:
+            raise ProblemError("--loss ce needs --classifier etf, of or learned")
+        if values["classifier"] != "learned" and values.get("weight_decay") is not None:
+            raise ProblemError(f"--weight-decay does not apply to the fixed {values['classifier']} classifier "
+                               "(use --classifier learned)")
+        if values["classifier"] == "learned" and values.get("weight_decay") is None:
+            raise ProblemError("--classifier learned needs --weight-decay lambda > 0")
+        return cls(values["classifier"], values.get("weight_decay"))
 
     @property
     def learned(self) -> bool:
         return self.classifier == "learned"
+
+    @property
+    def uses_tau(self) -> bool:
+        """The learned classifier's logits W h + b have no temperature."""
+        return not self.learned
 
     def describe(self) -> str:
         """A short label: ``"CE, etf classifier"`` or ``"CE, learned classifier, lambda = 0.005"``."""

@@ -1,0 +1,61 @@
+"""The supervised contrastive loss (docs/theory.md sections 1-3), the default objective: its
+implementation of :class:`ufm.objectives.base.Objective` (its options: :mod:`ufm.objectives.scl_options`).
+
+SCL's formula is written once, :func:`ufm.excess.anchor_parts` (each anchor's within-class and
+between-class terms from its shifted logits); every JAX and NumPy caller evaluates it:
+
+- gradient descent's objective, log of the excess (the loss minus its constant), on the rows:
+  :func:`ufm.excess_fused.log_excess_packed` (the precise fused kernel) and
+  :func:`ufm.plain_fused.log_excess_plain_packed` (the plain form, docs/theory.md section 9), driven
+  by ``solvers.gd`` (capability ``BATCHED``); :func:`ufm.excess.log_excess_packed` is the same
+  function differentiated by JAX (the reference path, with Hessians);
+- the loss on rows of any norm (constant + excess): :func:`ufm.loss.scl_loss`, and of a problem's
+  embeddings :func:`ufm.loss.problem_loss` (:func:`loss` here);
+- as a function of the Gram matrix (capability ``GRAM``): :mod:`ufm.objectives.scl.gram`
+  (:func:`ufm.excess.gram_gradient_rows` underneath); the certificate's batch blocks
+  :func:`ufm.excess.anchor_gradient_rows`;
+- as a cvxpy expression of the Gram (capability ``RELAXATION``): :mod:`ufm.objectives.scl.relaxation`;
+- the reduced class-level form (capability ``REDUCED``): :func:`ufm.excess.reduced_log_excess`, the
+  program in ``solvers.reduced``;
+- its predictions (capability ``PREDICT``) need the reduced program, a solver, so they are registered
+  in ``theory_checks.predictions``.
+
+What is still to move into this package (kernels, reduced form) is listed in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ufm.objectives.base import Capability
+from ufm.objectives.scl.gram import gram_value_and_grad, problem_constant
+from ufm.objectives.scl_options import NAME
+
+CAPABILITIES = frozenset({Capability.BATCHED, Capability.GRAM, Capability.RELAXATION, Capability.REDUCED,
+                          Capability.PREDICT})
+
+__all__ = ["NAME", "CAPABILITIES", "gram_value_and_grad", "excess_constant", "loss", "log_excess",
+           "relaxation_expression"]
+
+
+def excess_constant(problem) -> float:
+    """The loss minus the excess for the problem's batching at epoch 0 (independent of H)."""
+    return problem_constant(problem)
+
+
+def loss(problem, H: np.ndarray) -> float:
+    """The SCL loss of H (n, d) over the problem's batching at epoch 0 (:func:`ufm.loss.problem_loss`)."""
+    from ufm.loss import problem_loss
+    return problem_loss(problem, H)
+
+
+def log_excess(problem, H: np.ndarray) -> float:
+    """log E of H (n, d), precise where E is far below the loss (the fused kernel, value only)."""
+    from ufm.loss import problem_log_excess
+    return problem_log_excess(problem, H)
+
+
+def relaxation_expression(problem, G):
+    """The loss as a cvxpy expression of the Gram G (m, m) (:mod:`ufm.objectives.scl.relaxation`)."""
+    from ufm.objectives.scl.relaxation import relaxation_expression as expression
+    return expression(problem, G)
