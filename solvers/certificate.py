@@ -34,7 +34,6 @@ exactly 0; the best valid bound is kept. Any G0 gives a valid bound.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -43,6 +42,7 @@ import scipy.sparse.linalg
 
 from solvers.bound import dual_free_multipliers, linearization_bound, slack
 from solvers.defaults import GAP_TOL
+from ufm.solution import Certificate  # noqa: F401  (re-exported: solvers.certificate.Certificate)
 from solvers.factor import pivoted_cholesky
 from solvers.sizing import CACHE_BYTES, certificate_bytes
 from ufm.constraint_sets import EUCLIDEAN, SPHERE
@@ -65,38 +65,6 @@ LANCZOS_TOL = 1e-4
 LANCZOS_MAXITER = 300
 #: Rows of a class within this distance of their mean are also tried collapsed.
 SNAP_TOL = 1e-3
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """A proved lower bound on the optimum (docs/theory.md "Certificates").
-
-    ``excess``: E at the solution; ``lower_bound``: a valid lower bound on the optimal loss
-    (sum reduction); ``excess_lower_bound``: on the optimal excess E* (>= 0); ``gap``: loss minus
-    lower bound (= excess minus its bound); ``relative_gap``: gap / excess; ``certified``:
-    relative_gap <= ``tolerance``; ``method``: how lambda_min was computed (``"dense"``,
-    ``"lanczos"``, ``"exact"`` where E = 0); ``lambda_min``: of the slack, in units of E;
-    ``seconds``: the wall time of the certificate, of which ``compile_seconds`` went to building
-    compiled programs (:func:`ufm.programs.compile_seconds`; 0 where they were built before)."""
-
-    excess: float
-    log_excess: float
-    lower_bound: float
-    excess_lower_bound: float
-    gap: float
-    relative_gap: float
-    certified: bool
-    tolerance: float
-    seconds: float
-    method: str
-    lambda_min: float
-    compile_seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return {"lower_bound": self.lower_bound, "excess_lower_bound": self.excess_lower_bound,
-                "gap": self.gap, "relative_gap": self.relative_gap, "certified": self.certified,
-                "tolerance": self.tolerance, "seconds": self.seconds, "compile_seconds": self.compile_seconds,
-                "method": self.method, "lambda_min": self.lambda_min}
 
 
 # ---------------------------------------------------------------- the dual bound (any operator)
@@ -424,7 +392,7 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     if has(objective, Capability.GRAM):
         return gram_certificate(problem, H, tolerance, t0)
     ev = objective.evaluate(problem, H)
-    return _finish(ev.log_excess, ev.loss - ev.excess, ev.relative_gap, tolerance, t0, ev.method, float("nan"))
+    return _certificate_of(ev.log_excess, ev.loss - ev.excess, ev.relative_gap, tolerance, t0, ev.method, float("nan"))
 
 
 def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: tuple[float, float]) -> Certificate:
@@ -458,7 +426,7 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
         rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
         if rel < best_rel:
             best_rel, lam, method = rel, lam0, method0
-    return _finish(log_e, const, best_rel, tolerance, t0, method, lam)
+    return _certificate_of(log_e, const, best_rel, tolerance, t0, method, lam)
 
 
 #: The dense Gram certificate holds a few (n, n) float64 matrices: up to this many rows.
@@ -487,12 +455,12 @@ def gram_certificate(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL
     lower = linearization_bound(float(value), C, G0, y, N=N)
     lam = float(np.linalg.eigvalsh(slack(C, G0, y, N=N)[1]).min())
     if not np.isfinite(excess) or not np.isfinite(lower):
-        return _finish(np.log(max(excess, 0.0)) if np.isfinite(excess) else np.nan, const, np.nan, tolerance, t0,
+        return _certificate_of(np.log(max(excess, 0.0)) if np.isfinite(excess) else np.nan, const, np.nan, tolerance, t0,
                        "dense", lam)
     if excess <= 0:
-        return _finish(-np.inf, const, 0.0, tolerance, t0, "exact", lam)
+        return _certificate_of(-np.inf, const, 0.0, tolerance, t0, "exact", lam)
     rel = (excess - min(max(lower - const, 0.0), excess)) / excess
-    return _finish(float(np.log(excess)), const, rel, tolerance, t0, "dense", lam)
+    return _certificate_of(float(np.log(excess)), const, rel, tolerance, t0, "dense", lam)
 
 
 def _started() -> tuple[float, float]:
@@ -505,7 +473,7 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
     return time.perf_counter() - start[0], compile_seconds() - start[1]
 
 
-def _finish(log_e: float, const: float, rel: float, tolerance: float, t0: tuple[float, float], method: str,
+def _certificate_of(log_e: float, const: float, rel: float, tolerance: float, t0: tuple[float, float], method: str,
             lam: float) -> Certificate:
     rel = float(min(max(rel, 0.0), 1.0)) if not np.isnan(rel) else 1.0   # E* >= 0: never above 1
     excess = float(np.exp(log_e))
@@ -538,4 +506,4 @@ def certify_mean_gram(counts, tau: float, relu: bool, V: np.ndarray,
         n_g0 = float(np.sum(N * M))
         A = A - N
     rgap, lam, method = relative_dual_gap(lambda X: A @ X, V, len(V), n_g0, dense_A=A)
-    return _finish(ex.log_value, const, rgap, tolerance, t0, method, lam)
+    return _certificate_of(ex.log_value, const, rgap, tolerance, t0, method, lam)

@@ -206,7 +206,7 @@ def _dual_candidates(rel: Relaxation, C: np.ndarray, G0: np.ndarray, mask: np.nd
     return cands
 
 
-def _polished(cand: dict, C: np.ndarray, G0: np.ndarray, n: int) -> dict | None:
+def _polished_multipliers(cand: dict, C: np.ndarray, G0: np.ndarray, n: int) -> dict | None:
     """The multipliers ``cand`` improved by the best diagonal (and prototype-block) shift: maximise
     sum(delta) + tr(Delta) subject to S - Diag(delta, 0) - blockdiag(0, Delta) PSD, S the slack of
     ``cand`` (:func:`solvers.bound.slack`). This is the inner minimisation of the bound solved as its
@@ -273,7 +273,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
       (the smaller of the embeddings' loss and the objective at an exactly feasible Gram near the
       solver's, :func:`solvers.bound.feasible_point`), ``certified_gap`` (their difference),
       ``feasible_upper_bound`` (the embeddings' loss), ``polished_multipliers`` (present when a loose
-      bracket made it polish the multipliers, :func:`_polished`).
+      bracket made it polish the multipliers, :func:`_polished_multipliers`).
     """
     require_problem(problem, "solve_relaxation")
     check_gap_tol(gap_tol)
@@ -324,7 +324,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         if status != "optimal" and best is not None and \
                 upper - lower > cvx_common.CERTIFIED_GAP_TOL * max(1.0, abs(upper)):
             # a loose bracket: polish the best multipliers with one small SDP before judging
-            polished = _polished(best, C, Gfull, n)
+            polished = _polished_multipliers(best, C, Gfull, n)
             if polished is not None:
                 lower = max(lower, linearization_bound(value, C, Gfull, **polished))
                 record["polished_multipliers"] = True

@@ -39,7 +39,7 @@ def step(objective: Callable, constraint_set, tx: optax.GradientTransformationEx
     """One step from ``params`` with ``value`` = objective(params) and ``grad`` its Euclidean gradient.
     Returns ``(new params, new transform state, stalled)``. ``keep``: also pass the transform
     ``value_and_grad_fn`` so that it can keep f and grad f at the new point; only for a transform
-    that accepts it (:data:`solvers.optimizers.KEEPS_EVALUATION`: optax's own line searches refuse
+    that declares it (:func:`solvers.transforms.keeps_evaluation`: optax's own line searches refuse
     unknown arguments), and only where the next step is on the same objective (not a new batch)."""
     grad = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
     g = constraint_set.direction(params, grad)

@@ -71,7 +71,7 @@ any more (the floating-point floor) stops. Then the certificate (``solvers.certi
 ``optimal`` when it proves the relative gap on E within ``gap_tol``, else ``stationary``
 (``converged`` only with ``certify=False``). Below tau = 0.2 the solve runs through warm-started
 temperature stages first (:func:`continuation_taus`); where the certificate fails and some classes are
-numerically collapsed, they are tied and the solve runs again (:func:`_polished`).
+numerically collapsed, they are tied and the solve runs again (:func:`_with_tied_polish`).
 
 Public API: :func:`solve`, :func:`solve_many` (many random starts in one compiled call, vmapped in
 groups of :func:`default_lanes`),
@@ -101,7 +101,8 @@ from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from solvers import descent, generic, sharding
 from ufm.objectives import batched
-from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
+from solvers.optimizers import OPTIMIZERS
+from solvers.transforms import keeps_evaluation
 from ufm.errors import ProblemError, is_number, whole_number
 from ufm.geometry import class_mean_gram
 from solvers.sizing import (CPU_LANE_BUDGET_BYTES, CPU_MAX_LANES, batch_shape, certificate_bytes,  # noqa: F401
@@ -266,7 +267,7 @@ def _run(cfg: Config, data: Data):
     cset = unit_sphere(cfg.relu)
 
     tx = _make_tx(cfg, data.lr, cfg.steps * groups)
-    keep = cfg.optimizer in KEEPS_EVALUATION and not cfg.stochastic
+    keep = keeps_evaluation(tx) and not cfg.stochastic
     opt0 = tx.init(H0)
 
     def make_epoch(loss: Callable) -> tuple[Callable, Callable]:
@@ -626,7 +627,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                     message=message, info=info)
 
 
-def _polished(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: float, tol: float, dtype,
+def _with_tied_polish(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: float, tol: float, dtype,
               gap_tol: float) -> Solution:
     """The collapsed polish: where the certificate does not prove ``sol`` and some classes' rows are
     numerically equal (within ``SNAP_TOL``), tie each such class to one row (its normalised mean) and
@@ -701,7 +702,8 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
           optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
           dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
           certify: bool = True, gap_tol: float = GAP_TOL, devices: int | None = None) -> Solution:
-    """Minimise the problem's SCL loss over unit-norm rows (nonnegative with ReLU) from a random start.
+    """Minimise the problem's objective from a random start: SCL (the batched driver of this module)
+    over unit-norm rows (nonnegative with ReLU), any other objective by :mod:`solvers.generic`.
 
     - ``steps``: at most this many epochs (default 5000); ``learning_rate``: the first trial step of
       the BB line search, or the optax learning rate (default 0.1);
@@ -710,8 +712,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     - ``seed``: the random start (``jax.random.PRNGKey(seed)``; default ``problem.seed``);
     - ``dtype``: ``jnp.float64`` (default) or ``jnp.float32``;
     - ``tol``: stopping tolerance (module docstring; default 1e-12 in float64, so the gradient test
-      asks for ||g|| <= 1e-6 sqrt(L) and the mean Gram lands within ~1e-6 of the minimiser; 1e-6 in
-      float32);
+      asks for ||grad log E|| <= tol ** GRAD_POWER = 1e-9; 1e-6 in float32);
     - ``chunk_size``: None (default: the kernel's own blocks, ``ufm.excess_fused.default_block``) or c:
       evaluate the loss in row blocks of c anchors (``ufm.loss.scl_loss``), memory O(c n);
     - ``devices``: None (one device) or p: a full-batch loss and gradient row-sharded over the first p
@@ -719,9 +720,11 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
 
     Returns a :class:`ufm.Solution` with ``method="gd"``, ``embeddings`` (n, d) float64 unit rows,
     ``class_mean_gram`` (k, k), ``loss`` (float64, sum reduction, over the batching of epoch 0),
-    status ``"converged"``, ``"not_converged"`` or ``"error"``, ``iterations`` (epochs), ``seconds``
-    (wall time of the jitted call; it includes compilation the first time a shape/config is seen)
-    and ``extra`` (relative loss change, Riemannian gradient norm, loss history, ...).
+    ``excess`` and ``log_excess``, the ``certificate`` (``certify=True``), status ``"optimal"`` or
+    ``"stationary"`` as the certificate decides (``"converged"`` without one), ``"not_converged"`` or
+    ``"error"``, ``iterations`` (epochs), ``seconds`` (wall time of the call, compilation included
+    where a program is built) and ``info`` (a :class:`ufm.solution.DescentInfo`: the tolerances, the
+    last value change and direction norm, histories, checkpoints of the class-mean Gram).
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     _check_certificate_args(certify, gap_tol)
@@ -737,7 +740,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
                     problem.dim)
     seconds = time.perf_counter() - t0
     sol = _solution(problem, out, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
-    return _polished(problem, sol, cfg, steps, lr, tol, dtype, gap_tol)
+    return _with_tied_polish(problem, sol, cfg, steps, lr, tol, dtype, gap_tol)
 
 
 def _row_mesh(problem: Problem, devices: int | None):
@@ -796,7 +799,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     out = _own_rows(jax.tree_util.tree_map(np.asarray, out), problem.n, problem.dim)
     sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
             for i in range(len(seeds))]
-    return [_polished(problem, sol, cfg, steps, lr, tol, dtype, gap_tol) for sol in sols]
+    return [_with_tied_polish(problem, sol, cfg, steps, lr, tol, dtype, gap_tol) for sol in sols]
 
 
 def _pad_data(data: Data, n_pad: int, d_pad: int | None = None, v_pad: int | None = None) -> Data:
@@ -956,6 +959,6 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
         s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
         # the polish solves p alone on its own rows: its own width decides its plain phase
         own = cfg._replace(plain_phase=_takes_plain_phase(p.batching.is_random, batch_shape(p)[1]))
-        sols.append(_polished(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),
+        sols.append(_with_tied_polish(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),
                               own, steps, lr, tol, dtype, gap_tol))
     return sols

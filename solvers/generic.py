@@ -29,7 +29,8 @@ from ufm.random_batches import raw_key
 from ufm.solution import DescentInfo, Solution, certified_status
 from solvers import descent
 from solvers.certificate import Certificate, certify_embeddings
-from solvers.optimizers import KEEPS_EVALUATION, OPTIMIZERS
+from solvers.optimizers import OPTIMIZERS
+from solvers.transforms import keeps_evaluation
 
 #: The gradient test is ||direction|| <= tol ** GRAD_POWER, as in solvers.gd.
 GRAD_POWER = 0.75
@@ -45,7 +46,7 @@ def _runs(params, *, problem: Problem, optimizer, steps: int, lr: float, tol: fl
 
     def run(start):
         return descent.run(value, cset, tx, start, max_steps=steps, tol=tol, grad_tol=tol ** GRAD_POWER,
-                           keep=isinstance(optimizer, str) and optimizer in KEEPS_EVALUATION)
+                           keep=keeps_evaluation(tx))
     return jax.vmap(run)(params) if many else run(params)
 
 

@@ -6,7 +6,8 @@ and the extra arguments ``value``, ``grad`` and ``value_fn``, then retracts ``pa
 (:mod:`solvers.transforms`). Any optax ``GradientTransformation`` passed to a solver goes the same way.
 
 To add an optimiser: write its transform (a new file, or an optax one) and add one entry to
-:data:`OPTIMIZERS`.
+:data:`OPTIMIZERS`. A transform that keeps f and grad f at the point it accepts says so by being a
+:class:`solvers.transforms.KeepingTransformation`; the solver then evaluates once per step.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 
 import optax
 
-from solvers.transforms import nonmonotone_armijo, scale_by_barzilai_borwein
+from solvers.transforms import KeepingTransformation, nonmonotone_armijo, scale_by_barzilai_borwein
 
 
 def spectral_projected_gradient(learning_rate, total_steps: int, constraint_set,
@@ -26,7 +27,9 @@ def spectral_projected_gradient(learning_rate, total_steps: int, constraint_set,
     if stochastic:
         return optax.chain(optax.scale(-learning_rate), nonmonotone_armijo(constraint_set, memory=1,
                                                                            initial="double"))
-    return optax.chain(scale_by_barzilai_borwein(learning_rate), nonmonotone_armijo(constraint_set))
+    # the search keeps f and grad f at the point it accepts, and says so
+    return KeepingTransformation(*optax.chain(scale_by_barzilai_borwein(learning_rate),
+                                              nonmonotone_armijo(constraint_set)))
 
 
 def adam(learning_rate, total_steps: int, constraint_set, stochastic: bool) -> optax.GradientTransformation:
@@ -43,11 +46,6 @@ def lbfgs(learning_rate, total_steps: int, constraint_set, stochastic: bool) -> 
     """``optax.lbfgs()`` with its zoom line search, on the objective composed with the retraction."""
     return optax.lbfgs()
 
-
-#: The named optimisers whose transform takes the extra argument ``value_and_grad_fn`` and keeps f
-#: and grad f at the point it accepts (:func:`solvers.transforms.nonmonotone_armijo`), so that the
-#: solver evaluates once per step (:func:`solvers.descent.after_step`).
-KEEPS_EVALUATION = frozenset({"bb"})
 
 #: The registry of named optimisers.
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {

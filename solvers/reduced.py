@@ -160,10 +160,10 @@ def solve_factored(problem: Problem, rank: int | None = None, seed: int | None =
         return replace(sol, info=replace(sol.info, factored_relative_gap=cert.relative_gap))
     record: dict[str, Any] = {"solver": "factored-descent", "program": "factored", "solver_value": f,
                               "direction_norm": gnorm, "rank": int(V.shape[1]), "starts_tried": tried}
-    return _finish(problem, V, "converged", "", total_iters, t0, record, gap_tol, cert)
+    return _reduced_solution(problem, V, "converged", "", total_iters, t0, record, gap_tol, cert)
 
 
-def _finish(problem: Problem, V: np.ndarray, status: str, message: str, iters: int, t0: float,
+def _reduced_solution(problem: Problem, V: np.ndarray, status: str, message: str, iters: int, t0: float,
             record: dict[str, Any], gap_tol: float, cert=None) -> Solution:
     """Certify M = V V^T (V (k, r) unit rows), factor it into collapsed embeddings and build the
     Solution (shared by every path). A converged solver whose point the certificate does not prove
@@ -378,7 +378,7 @@ def _solve_reduced(problem: Problem, solver, solver_options, program: str, gap_t
     if status == "error":
         return Solution(method="reduced", class_mean_gram=M, loss=float("nan"), status="error",
                         iterations=iters, seconds=time.perf_counter() - t0, message=message, info=ProgramInfo(**record))
-    return _finish(problem, feasible_factor(M, problem.relu), "converged", message, iters, t0, record,
+    return _reduced_solution(problem, feasible_factor(M, problem.relu), "converged", message, iters, t0, record,
                    gap_tol)
 
 

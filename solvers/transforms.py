@@ -92,6 +92,20 @@ def scale_by_barzilai_borwein(initial_step: float | jax.Array = 1.0,
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+class KeepingTransformation(optax.GradientTransformationExtraArgs):
+    """A transform that declares it keeps its last evaluation: it accepts the extra argument
+    ``value_and_grad_fn`` and its state holds ``accepted``, ``accepted_value`` and ``accepted_grad``
+    (f and grad f at the point it accepted; as optax's line searches keep ``value`` and ``grad`` for
+    ``optax.value_and_grad_from_state``). The solver then reuses them (:func:`solvers.descent.after_step`)."""
+
+    keeps_evaluation = True
+
+
+def keeps_evaluation(tx) -> bool:
+    """Whether the transform declares that it keeps its last evaluation (:class:`KeepingTransformation`)."""
+    return bool(getattr(tx, "keeps_evaluation", False))
+
+
 class ArmijoState(NamedTuple):
     values: jax.Array          # (memory,) last accepted values (nan: none yet)
     scale: jax.Array           # the last accepted multiplier m

@@ -1,6 +1,6 @@
 """Every check of the catalogue can fail: each is fed a wrong prediction or a broken solver.
 
-The broken tools return hand-made Solutions (fast); the real tools run in tests/test_verify.py.
+The broken tools return hand-made Solutions (fast); the real tools run in tests/test_programs.py (``ufm verify``) and the README's quick start.
 """
 
 import dataclasses

@@ -7,7 +7,8 @@ from scipy.optimize import minimize
 
 from ufm import CrossEntropy, Problem, ProblemError
 from ufm.geometry import etf_gram, normalized_distance
-from ufm.objectives import OBJECTIVES, ce
+from ufm.objectives import OBJECTIVES, Capability, ce
+from solvers.convex import solve_relaxation
 from solvers import gd
 
 
@@ -149,5 +150,8 @@ def test_bad_ce_problems_are_refused_in_one_line(options, needle):
 
 def test_cross_entropy_is_one_registered_objective():
     assert OBJECTIVES["ce"] is ce
-    for name in ("constraint_set", "start", "solver_value", "evaluate", "predict"):
-        assert callable(getattr(ce, name))
+    # what it declares is what the solvers will ask of it, and what it does not is refused
+    assert ce.CAPABILITIES == {Capability.DESCENT, Capability.OWN_BOUND, Capability.PREDICT}
+    problem = Problem.from_counts([3, 3, 2], tau=0.5, relu=True, objective=CrossEntropy("of"))
+    with pytest.raises(ProblemError, match="does not supply"):
+        solve_relaxation(problem)

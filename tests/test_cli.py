@@ -1,4 +1,4 @@
-"""The ``ufm`` command: contract fields of CLI.md and one-line errors."""
+"""The ``ufm`` command: contract fields of docs/cli.md and one-line errors."""
 
 import dataclasses
 import json

@@ -85,3 +85,51 @@ def test_an_upward_import_inside_a_function_is_caught():
 def test_relative_imports_are_resolved():
     found = [t for _, t in imported_modules("from .cli import main\nfrom . import plots\n", "ufm.app.explore")]
     assert found == ["ufm.app.cli", "ufm.app.plots"]
+
+
+# ---------------------------------------------------------------- benchmarks/ and examples/
+#: The top layer: they may import every package, but only its public names (no ``_name``, no
+#: module whose path has a ``_part``); their own modules (``benchmarks.x``, ``examples/_common``) are theirs.
+USERS = sorted(p for folder in ("benchmarks", "examples") for p in (ROOT / folder).rglob("*.py"))
+
+
+def private_names(source: str) -> list[tuple[int, str]]:
+    """(line, name) of every import of the project's private names or modules in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+        else:
+            continue
+        found += [(line, name) for line, name in names if layer(name) is not None and
+                  any(part.startswith("_") and part not in ("__main__", "__init__") for part in name.split("."))]
+    return found
+
+
+def test_the_users_test_sees_benchmarks_and_examples():
+    names = {p.relative_to(ROOT).as_posix() for p in USERS}
+    assert {"benchmarks/peers.py", "examples/prototypes.py"} <= names
+
+
+@pytest.mark.parametrize("path", USERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_benchmarks_and_examples_use_only_public_names(path):
+    assert private_names(path.read_text()) == []
+
+
+def test_a_private_import_is_caught():
+    source = "from ufm.excess import _private\nimport solvers._hidden\nfrom numpy import _x\nimport ufm.__main__\n"
+    assert private_names(source) == [(1, "ufm.excess._private"), (2, "solvers._hidden")]
+
+
+def test_the_layer_table_names_every_module():
+    """docs/architecture.md's layer table names every module of the packages (its last name)."""
+    import re
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text[text.index("## Layers"):text.index("## Starting fast")]
+    named = set(re.findall(r"[A-Za-z_]+", " ".join(re.findall(r"`([^`]+)`", table))))
+    missing = sorted(module_name(p) for p in SOURCES
+                     if module_name(p).split(".")[-1] not in named | {"ufm", "solvers", "theory_checks"})
+    assert missing == []

@@ -148,3 +148,27 @@ def test_one_loss_and_gradient_evaluation_per_step_on_average():
     fresh = log_excess_packed(state.params, labels, rep, problem.tau, jnp.asarray(packed.index),
                               jnp.asarray(packed.valid))
     np.testing.assert_allclose(float(state.value), float(fresh), rtol=1e-13)
+
+
+def test_a_transform_declares_that_it_keeps_its_evaluation_not_its_name():
+    """Whether the solver reuses a search's evaluation is the transform's declaration
+    (:class:`solvers.transforms.KeepingTransformation`), so a user's own transform gets it too."""
+    from solvers import gd
+    from solvers.transforms import KeepingTransformation, keeps_evaluation, nonmonotone_armijo, \
+        scale_by_barzilai_borwein
+    from ufm import Problem
+    from ufm.constraint_sets import unit_sphere
+
+    assert keeps_evaluation(optimizers.OPTIMIZERS["bb"](0.1, 100, SPHERE, False))
+    assert not keeps_evaluation(optimizers.OPTIMIZERS["bb"](0.1, 100, SPHERE, True))    # batches change
+    assert not any(keeps_evaluation(optimizers.OPTIMIZERS[name](0.1, 100, SPHERE, False))
+                   for name in ("adam", "sgd", "lbfgs"))
+    problem = Problem.from_counts([4, 3, 3], tau=0.5)
+    chain = optax.chain(scale_by_barzilai_borwein(0.1), nonmonotone_armijo(unit_sphere(False)))
+    named = gd.solve(problem, seed=2)
+    declared = gd.solve(problem, seed=2, optimizer=KeepingTransformation(*chain))
+    plain = gd.solve(problem, seed=2, optimizer=chain)
+    assert declared.iterations == named.iterations
+    assert np.abs(declared.embeddings - named.embeddings).max() == 0.0
+    # without the declaration the solver evaluates again at each point: the same iterates up to rounding
+    assert abs(plain.log_excess - named.log_excess) < 1e-9

@@ -70,14 +70,6 @@ def log_softplus(x: jnp.ndarray) -> jnp.ndarray:
                      jnp.log(jax.nn.softplus(x_big)))
 
 
-def log_softplus_np(x: np.ndarray) -> np.ndarray:
-    """NumPy :func:`log_softplus`."""
-    x = np.asarray(x, dtype=float)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        big = np.log(np.logaddexp(0.0, np.where(x < _LOG_SOFTPLUS_SWITCH, 0.0, x)))
-        return np.where(x < _LOG_SOFTPLUS_SWITCH, x - 0.5 * np.exp(np.minimum(x, _LOG_SOFTPLUS_SWITCH)), big)
-
-
 def _masked_lse(a: jnp.ndarray, mask: jnp.ndarray, axis: int) -> jnp.ndarray:
     """logsumexp of a over the entries where mask holds (-inf where none); safe gradients."""
     top = jax.lax.stop_gradient(jnp.max(jnp.where(mask, a, -jnp.inf), axis=axis, keepdims=True))

@@ -212,7 +212,7 @@ def _run_blocks(S: _Sorted, tau, starts, c: int, window: int, unit_rows: bool, w
     return ref, weight, acc
 
 
-def _finish(S: _Sorted, perm, m: int, log_total, acc: _Acc | None, share, class_rows: int | None,
+def _unsorted_result(S: _Sorted, perm, m: int, log_total, acc: _Acc | None, share, class_rows: int | None,
             unit_rows: bool) -> tuple:
     """log E and the caller's-order gradients from the accumulated sorted ones (``share``: the
     factor that turns acc into d log E); NaN if a class has more members than ``class_rows``."""
@@ -238,7 +238,7 @@ def _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_si
         S, perm = _sort(Z, R, labels, member, is_anchor, alpha, num_classes, c, unit_rows)
         ref, weight, acc = _run_blocks(S, tau, starts, c, _window(m, c, class_rows), unit_rows, with_grad)
         total = jnp.where(weight > 0, ref + jnp.log(jnp.where(weight > 0, weight, 1.0)), -jnp.inf)
-        return _finish(S, perm, m, total, acc, jnp.where(weight > 0, 1.0 / jnp.where(weight > 0, weight, 1.0), 0.0),
+        return _unsorted_result(S, perm, m, total, acc, jnp.where(weight > 0, 1.0 / jnp.where(weight > 0, weight, 1.0), 0.0),
                        class_rows, unit_rows)
     return _evaluate_sharded(mesh, Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_size,
                              unit_rows, with_grad, class_rows)
@@ -272,9 +272,9 @@ def _evaluate_sharded(mesh, Z, R, labels, member, is_anchor, alpha, tau, num_cla
         weight = jax.lax.psum(scale * weight, axis)
         total = jnp.where(weight > 0, top + jnp.log(jnp.where(weight > 0, weight, 1.0)), -jnp.inf)
         if not with_grad:
-            return _finish(S, perm, m, total, None, 1.0, class_rows, unit_rows)
+            return _unsorted_result(S, perm, m, total, None, 1.0, class_rows, unit_rows)
         acc = jax.tree_util.tree_map(lambda x: jax.lax.psum(scale * x, axis), acc)
-        return _finish(S, perm, m, total, acc, jnp.where(weight > 0, 1.0 / jnp.where(weight > 0, weight, 1.0), 0.0),
+        return _unsorted_result(S, perm, m, total, acc, jnp.where(weight > 0, 1.0 / jnp.where(weight > 0, weight, 1.0), 0.0),
                        class_rows, unit_rows)
 
     spec = jax.sharding.PartitionSpec()

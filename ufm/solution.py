@@ -1,4 +1,4 @@
-"""The result of a solver (ARCHITECTURE.md "Data")."""
+"""The result of a solver (docs/architecture.md, "The flow of a problem through a solve")."""
 
 from __future__ import annotations
 
@@ -37,6 +37,39 @@ STATUSES = tuple(s.value for s in Status)
 
 
 # ---------------------------------------------------------------- typed solver records
+@dataclass(frozen=True)
+class Certificate:
+    """A proved lower bound on the optimum (docs/theory.md "Certificates").
+
+    ``excess``: E at the solution; ``lower_bound``: a valid lower bound on the optimal loss
+    (sum reduction); ``excess_lower_bound``: on the optimal excess E* (>= 0); ``gap``: loss minus
+    lower bound (= excess minus its bound); ``relative_gap``: gap / excess; ``certified``:
+    relative_gap <= ``tolerance``; ``method``: how lambda_min was computed (``"dense"``,
+    ``"lanczos"``, ``"exact"`` where E = 0); ``lambda_min``: of the slack, in units of E;
+    ``seconds``: the wall time of the certificate, of which ``compile_seconds`` went to building
+    compiled programs (:func:`ufm.programs.compile_seconds`; 0 where they were built before)."""
+
+    excess: float
+    log_excess: float
+    lower_bound: float
+    excess_lower_bound: float
+    gap: float
+    relative_gap: float
+    certified: bool
+    tolerance: float
+    seconds: float
+    method: str
+    lambda_min: float
+    compile_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"lower_bound": self.lower_bound, "excess_lower_bound": self.excess_lower_bound,
+                "gap": self.gap, "relative_gap": self.relative_gap, "certified": self.certified,
+                "tolerance": self.tolerance, "seconds": self.seconds, "compile_seconds": self.compile_seconds,
+                "method": self.method, "lambda_min": self.lambda_min}
+
+
+
 @dataclass(frozen=True)
 class DescentInfo:
     """How a gradient-descent solve ran (:mod:`solvers.gd`, :mod:`solvers.generic`).
@@ -175,7 +208,7 @@ class Solution:
     info: DescentInfo | ProgramInfo | None = None
     excess: float | None = None
     log_excess: float | None = None
-    certificate: Any = None
+    certificate: Certificate | None = None
     starts: Starts | None = None
 
     def __post_init__(self) -> None:

@@ -71,7 +71,7 @@ PARSE_BYTES_PER_BYTE = 25
 #: most n of them) but cost memory and time (an over-parameterised d is allowed up to this).
 MAX_SPARE_DIM = 1024
 
-#: Defaults of the problem options (CLI.md "Describing a problem"). The parser's own default is None
+#: Defaults of the problem options (docs/cli.md "Describing a problem"). The parser's own default is None
 #: so that an option the user gave can be told from one left out: an option that does not apply to
 #: what the others describe is an error, not ignored.
 PROBLEM_DEFAULTS = {"classes": 4, "imbalance": "balanced", "n_max": 10, "ratio": 1.0, "minority_fraction": 0.5,
@@ -100,7 +100,7 @@ def add_objective_options(g) -> None:
 
 def add_problem_options(parser: argparse.ArgumentParser, batching: bool = True,
                         prototypes: bool = True, objective: bool = False) -> None:
-    """The options of CLI.md "Describing a problem" (``objective``: also --loss, --classifier and
+    """The options of docs/cli.md "Describing a problem" (``objective``: also --loss, --classifier and
     --weight-decay)."""
     g = parser.add_argument_group("problem")
     if objective:
