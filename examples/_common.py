@@ -16,7 +16,7 @@ def parse(description: str) -> argparse.Namespace:
 def write(fig, data: dict, out_dir: str, name: str) -> None:
     """Save the figure as PNG and PDF and the numbers behind it as JSON."""
     from ufm.app import plots
-    from ufm.app.cli import json_text
+    from ufm.app.render import json_text
     from ufm.atomic import write_text_atomically
 
     out = Path(out_dir)

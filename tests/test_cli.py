@@ -321,7 +321,7 @@ def test_cli_md_states_the_problem_defaults_the_command_uses():
     import re
     from pathlib import Path
 
-    from ufm.app.cli import PROBLEM_DEFAULTS
+    from ufm.app.options import PROBLEM_DEFAULTS
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
     rows = {}
@@ -337,3 +337,34 @@ def test_cli_md_states_the_problem_defaults_the_command_uses():
     assert generated == (f"{PROBLEM_DEFAULTS['imbalance']}, K={PROBLEM_DEFAULTS['classes']}, "
                          f"N={PROBLEM_DEFAULTS['n_max']}, R={PROBLEM_DEFAULTS['ratio']:g}, "
                          f"F={PROBLEM_DEFAULTS['minority_fraction']}")
+
+
+def test_a_new_verb_is_one_module_and_one_entry(monkeypatch, capsys):
+    """docs/architecture.md "How to add a command": a module with ``add_parser(sub)`` and its handler,
+    and one entry in ``ufm.app.cli.COMMANDS``; the shared problem options and rendering come with it."""
+    import types
+
+    from ufm.app import cli
+    from ufm.app.options import add_problem_options, problem_from_args
+    from ufm.app.parsing import cache_option, output_options
+    from ufm.app.render import print_json
+
+    def cmd_count(args):
+        problem = problem_from_args(args)
+        if args.validate_only:
+            return 0
+        print_json({"n": problem.n, "k": problem.k})
+        return 0
+
+    def add_parser(sub):
+        parser = sub.add_parser("count", help="the number of examples and classes")
+        add_problem_options(parser)
+        output_options(parser)
+        cache_option(parser)
+        parser.set_defaults(handler=cmd_count)
+
+    monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + (types.SimpleNamespace(add_parser=add_parser),))
+    assert main(["count", "--counts", "5,3,2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"n": 10, "k": 3}
+    assert main(["count", "--counts", "5,1", "--json"]) == 2        # the shared checks, one line, exit 2
+    assert "positive pair" in json.loads(capsys.readouterr().out)["error"]

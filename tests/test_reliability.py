@@ -124,7 +124,7 @@ def test_a_stationary_solve_names_the_way_out():
     import argparse
 
     from ufm import Problem
-    from ufm.app.cli import _way_out
+    from ufm.app.commands.solve import _way_out
 
     args = argparse.Namespace(method="gd", starts=None)
     problem = Problem.from_counts([10] * 4, relu=True, dim=4)

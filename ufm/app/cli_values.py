@@ -100,7 +100,7 @@ def _items(text: str, limit: int = MAX_POINTS) -> list[str]:
 
 def counts(text: str) -> tuple[int, ...]:
     """Class counts ``8,8,2,2``: at least two whole numbers, each at least 1 (SCL's rule, at least 2 for a
-    positive pair, is :func:`ufm.app.cli.problem_counts`'s: cross-entropy takes a class of one)."""
+    positive pair, is :func:`ufm.app.options.problem_counts`'s: cross-entropy takes a class of one)."""
     values = []
     for item in _items(text, MAX_CLASSES):
         value = _as_int(item, "a whole number of examples")

@@ -31,11 +31,11 @@ import numpy as np
 from matplotlib.widgets import Button, CheckButtons, RadioButtons, Slider
 
 from ufm.app import plots
+from ufm.app.explore_state import LOG_SLIDERS, SLIDER_RANGES, ExplorerState  # noqa: F401
 from ufm.batching import Batching
 from ufm.errors import ProblemError
 from ufm.geometry import etf_gram, normalized_distance, orthogonal_frame_gram
 from ufm.problem import Problem, profile_counts
-from ufm.app.explore_state import LOG_SLIDERS, SLIDER_RANGES, ExplorerState  # noqa: F401
 
 
 class Explorer:

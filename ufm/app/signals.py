@@ -45,7 +45,9 @@ def _wait() -> None:
 
 def end(received: int) -> None:
     """Report the signal ``received`` for the running call and exit with 128 + its number."""
-    from ufm.atomic import remove_pending     # not at the top: install() runs before NumPy is imported
+    from ufm.atomic import (
+        remove_pending,  # not at the top: install() runs before NumPy is imported
+    )
 
     code = 128 + int(received)
     remove_pending()
