@@ -23,7 +23,8 @@ from optax import tree_utils as otu
 
 from ufm.geometry import class_mean_gram
 from ufm.objectives import Capability, Evaluation, has, objective_of, require
-from ufm.problem import Problem
+from ufm.objectives import OBJECTIVES
+from ufm.problem import Problem, ProblemArrays, ProblemShape
 from ufm.programs import program
 from ufm.random_batches import raw_key
 from ufm.solution import DescentInfo, Solution, certified_status
@@ -36,11 +37,16 @@ from solvers.transforms import keeps_evaluation
 GRAD_POWER = 0.75
 
 
-def _runs(params, *, problem: Problem, optimizer, steps: int, lr: float, tol: float, many: bool):
-    """:func:`solvers.descent.run` of the problem's objective from ``params`` (stacked starts, vmapped,
-    with ``many``)."""
-    objective = objective_of(problem)
-    value, cset = objective.solver_value(problem), objective.constraint_set(problem)
+def _runs(params, arrays: ProblemArrays, *, shape: ProblemShape, optimizer, steps: int, lr: float, tol: float,
+          many: bool):
+    """:func:`solvers.descent.run` of the objective from ``params`` (stacked starts, vmapped, with
+    ``many``): its value for the problem's ``shape`` (static) at its ``arrays`` (traced: tau, labels)."""
+    objective = OBJECTIVES[shape.objective.name]
+    value_at = objective.solver_value(shape)
+    cset = objective.constraint_set(shape)
+
+    def value(p):
+        return value_at(p, arrays)
     tx = optax.with_extra_args_support(optimizer if not isinstance(optimizer, str)
                                        else OPTIMIZERS[optimizer](lr, steps, cset, False))
 
@@ -50,14 +56,15 @@ def _runs(params, *, problem: Problem, optimizer, steps: int, lr: float, tol: fl
     return jax.vmap(run)(params) if many else run(params)
 
 
-#: The compiled runs, kept across processes where the compile cache is on (a user's optax transform
-#: is kept in memory only). The objectives are sums over examples: cost ~ n k.
-_RUNS = program(_runs, static_argnames=("problem", "optimizer", "steps", "lr", "tol", "many"),
-                cost=lambda params, problem, **k: problem.n * problem.k)
+#: The compiled runs, one per (problem shape, optimiser, steps, rate, tolerance), kept across processes
+#: where the compile cache is on (a user's optax transform or loss is kept in memory only). The
+#: objectives are sums over examples: cost ~ n k.
+_RUNS = program(_runs, static_argnames=("shape", "optimizer", "steps", "lr", "tol", "many"),
+                cost=lambda params, arrays, shape, **k: shape.n * shape.k)
 
 
 def _compiled(problem: Problem, optimizer, steps: int, lr: float, tol: float, many: bool):
-    return _RUNS.bind(problem=problem, optimizer=optimizer, steps=steps, lr=lr, tol=tol, many=many)
+    return _RUNS.bind(shape=problem.shape, optimizer=optimizer, steps=steps, lr=lr, tol=tol, many=many)
 
 
 def _solution(problem: Problem, state: descent.DescentState, seconds: float, tol: float, certify: bool,
@@ -115,7 +122,8 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_r
     starts = [objective.start(problem, raw_key(int(s)), dtype) for s in seeds]
     params = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *starts)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_compiled(problem, optimizer, int(steps), float(learning_rate), float(tol), True)(params))
+    run = _compiled(problem, optimizer, int(steps), float(learning_rate), float(tol), True)
+    out = jax.block_until_ready(run(params, problem.arrays()))
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
     return [_solution(problem, jax.tree_util.tree_map(lambda x: x[i], out), seconds, tol, certify, gap_tol,

@@ -73,9 +73,11 @@ class GramTargetObjective:
     def start(self, problem, key, dtype):
         return unit_sphere(problem.relu).random_point(key, (problem.n, problem.dim), dtype)
 
-    def solver_value(self, problem):
-        T = jnp.asarray(target(problem))
-        return lambda H: 0.5 * jnp.sum((H @ H.T - T.astype(H.dtype)) ** 2)
+    def solver_value(self, shape):
+        def value(H, arrays):           # arrays: the problem's labels and tau, traced
+            same = arrays.labels[:, None] == arrays.labels[None, :]
+            return 0.5 * jnp.sum((H @ H.T - jnp.where(same, 1.0, -1.0).astype(H.dtype)) ** 2)
+        return value
 
     def evaluate(self, problem, H) -> Evaluation:
         H = np.asarray(H, dtype=np.float64)
@@ -222,3 +224,24 @@ def test_every_entry_point_works_or_refuses_in_one_line(name, who):
 
 def test_the_property_test_covers_every_registered_objective():
     assert set(ufm.objectives.OBJECTIVES) == {"scl", "ce", NAME}
+
+
+# ---------------------------------------------------------------- one translation of a problem into arrays
+@pytest.mark.parametrize("name", ["scl", "ce", NAME])
+def test_a_sweep_over_tau_or_counts_of_one_shape_compiles_once(name):
+    """tau, the counts (same n and k) and the labels reach the compiled runs as traced arrays
+    (``Problem.arrays``), so after the first solve of a shape the others compile nothing."""
+    from ufm import programs
+
+    def compiled() -> int:
+        return sum(p._cache_size() for p in programs._PROGRAMS)
+
+    options = {"scl": ufm.SCL(), "ce": ufm.CrossEntropy("etf"), NAME: GramTarget()}[name]
+    sweep = [((5, 4, 3), 0.3), ((5, 4, 3), 0.7), ((6, 3, 3), 0.45), ((4, 4, 4), 0.9)]
+    before = None
+    for counts, tau in sweep:
+        problem = ufm.Problem.from_counts(counts, tau=tau, objective=options, dim=3)
+        sol = gd.solve(problem, seed=3)
+        assert sol.status == "optimal", sol.message
+        before = compiled() if before is None else before
+    assert compiled() == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,6 +26,29 @@ PROTOTYPE_KINDS = ("etf", "of")
 TAU_MIN, TAU_MAX = 1e-3, 100.0
 #: Seeds feed ``numpy.random.default_rng`` and ``jax.random.PRNGKey`` (32-bit keys).
 SEED_MAX = 2 ** 32 - 1
+
+
+@dataclass(frozen=True)
+class ProblemShape:
+    """What fixes the structure of an objective's compiled programs: n examples, k classes, the
+    dimension, ReLU and the objective's options. Problems that differ only in tau, the counts (same n
+    and k) or the seed share it, so a sweep over them compiles once; their numbers travel in
+    :class:`ProblemArrays`, traced."""
+
+    n: int
+    k: int
+    dim: int
+    relu: bool
+    objective: ObjectiveOptions
+
+
+class ProblemArrays(NamedTuple):
+    """A problem's numbers as arrays, built once (:meth:`Problem.arrays`) and passed as an argument to
+    compiled functions: ``labels`` (n,) int32, class by class; ``counts`` (k,) int32; ``tau`` () float64."""
+
+    labels: np.ndarray
+    counts: np.ndarray
+    tau: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -346,6 +369,16 @@ class Problem:
     def labels(self) -> np.ndarray:
         """(n,) class of each example, class by class in count order."""
         return np.repeat(np.arange(self.k), self.counts)
+
+    @property
+    def shape(self) -> ProblemShape:
+        """The problem's :class:`ProblemShape` (the static key of an objective's compiled programs)."""
+        return ProblemShape(self.n, self.k, self.dim, bool(self.relu), self.objective)
+
+    def arrays(self) -> ProblemArrays:
+        """The problem's :class:`ProblemArrays` (NumPy; traced where a compiled function takes them)."""
+        return ProblemArrays(self.labels.astype(np.int32), np.asarray(self.counts, dtype=np.int32),
+                             np.asarray(self.tau, dtype=np.float64))
 
     @property
     def is_full_batch(self) -> bool:

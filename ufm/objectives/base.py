@@ -32,9 +32,11 @@ from ufm.errors import ProblemError
 class Capability(str, enum.Enum):
     """What an objective can be asked for (a ``str``: it prints as its value)."""
 
-    #: ``constraint_set(problem)``, ``start(problem, key, dtype)``, ``solver_value(problem)`` (the JAX
-    #: function of the parameters that gradient descent minimises) and ``evaluate(problem, params)``:
-    #: gradient descent of ``solvers.generic``.
+    #: ``constraint_set(shape)``, ``start(problem, key, dtype)``, ``solver_value(shape)`` (the JAX
+    #: function ``(params, arrays)`` that gradient descent minimises, for a
+    #: :class:`~ufm.problem.ProblemShape`, at the problem's traced :class:`~ufm.problem.ProblemArrays`)
+    #: and ``evaluate(problem, params)``: gradient descent of ``solvers.generic``, compiled once per
+    #: shape.
     DESCENT = "descent"
     #: ``evaluate`` returns a lower bound proved without the solver (``Evaluation.lower_bound``).
     OWN_BOUND = "own-bound"
@@ -108,11 +110,11 @@ class Objective(Protocol):
     NAME: str
     CAPABILITIES: frozenset[Capability]
 
-    def constraint_set(self, problem: Any) -> Any: ...
+    def constraint_set(self, shape: Any) -> Any: ...
 
     def start(self, problem: Any, key: Any, dtype: Any) -> Any: ...
 
-    def solver_value(self, problem: Any) -> Callable[[Any], Any]: ...
+    def solver_value(self, shape: Any) -> Callable[[Any, Any], Any]: ...
 
     def evaluate(self, problem: Any, params: Any) -> Evaluation: ...
 

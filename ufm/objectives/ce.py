@@ -235,15 +235,15 @@ def _learned_start(key, *, n: int, k: int, d: int, dtype: str) -> "LearnedParams
 _LEARNED_START = program(_learned_start, static_argnames=("n", "k", "d", "dtype"), cost=lambda *a, **kw: 0)
 
 
-def solver_value(problem):
-    """The function of the parameters that gradient descent minimises: log L (fixed) or F (learned)."""
-    labels = jnp.asarray(problem.labels)
-    if problem.objective.learned:
-        lam = float(problem.objective.weight_decay)
-        return lambda params: learned_loss(params, labels, lam)
-    W = jnp.asarray(classifier_rows(problem.objective.classifier, problem.k, problem.dim))
-    tau = problem.tau
-    return lambda H: fixed_log_loss(H, labels, W.astype(H.dtype), tau)
+def solver_value(shape):
+    """The function ``(params, arrays)`` that gradient descent minimises, log L (fixed) or F (learned),
+    for a :class:`~ufm.problem.ProblemShape`; the labels and tau come traced in the
+    :class:`~ufm.problem.ProblemArrays`, so problems of one shape share a compiled run."""
+    if shape.objective.learned:
+        lam = float(shape.objective.weight_decay)
+        return lambda params, arrays: learned_loss(params, arrays.labels, lam)
+    W = jnp.asarray(classifier_rows(shape.objective.classifier, shape.k, shape.dim))
+    return lambda H, arrays: fixed_log_loss(H, arrays.labels, W.astype(H.dtype), arrays.tau.astype(H.dtype))
 
 
 def evaluate(problem, params) -> Evaluation:
