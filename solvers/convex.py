@@ -249,31 +249,19 @@ def _feasible_value(rel: Relaxation, problem: Problem, mask: np.ndarray | None) 
 def solve_relaxation(problem: Problem, solver: str | None = None,
                      solver_options: dict[str, Any] | None = None, certified: bool = True,
                      gap_tol: float = GAP_TOL) -> Solution:
-    """Solve the n x n relaxation (module docstring) for ``problem``.
+    """Solve the n x n relaxation (module docstring) for ``problem``, whose objective has the
+    ``relaxation`` and ``gram`` capabilities. ``solver``: ``"CLARABEL"`` (default, tolerances 1e-10) or
+    ``"SCS"``; ``solver_options`` are passed to cvxpy.
 
-    ``solver``: ``"CLARABEL"`` (default, tolerances 1e-10) or ``"SCS"``; ``solver_options`` are
-    passed to cvxpy. Returns a :class:`~ufm.solution.Solution` with ``method="convex"``:
-
-    - ``gram`` (n, n) example block of the optimal Gram; ``lower_bound`` the optimum: L(G*)
-      recomputed in NumPy at the returned G*, capped by ``loss`` (the recovered embeddings are
-      feasible, so the optimum cannot exceed their loss); ``class_mean_gram`` from the Gram
-      (``mean_gram_from_gram``);
-    - ``embeddings`` (n, dim): top-``dim`` eigenpairs (prototypes: rotated onto W), or with ReLU a
-      nonnegative factor (:func:`solvers.factor.nonnegative_factor`); rows unit norm;
-      ``loss = ufm.problem_loss(problem, embeddings)`` (equals the optimum when the relaxation is tight);
-    - ``status`` ``optimal`` / ``optimal_inaccurate`` / ``error``: inaccurate solver statuses, and
-      residuals above 1e-6, give ``optimal_inaccurate``, unless (``certified``) the bracket
-      [``certified_lower_bound``, ``certified_upper_bound``] proves the value to 1e-9 relative
-      (the certificate of the recovered embeddings, :func:`_judge`; ``solver_status`` keeps what the solver said);
-    - ``info`` (a :class:`~ufm.solution.ProgramInfo`, ``program="relaxation"``): ``residuals`` (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with ReLU,
-      ``max_asymmetry``), ``solver``, ``solver_status`` (cvxpy's), ``solver_value``, ``rank``
-      (eigenvalues above 1e-6 * largest), ``tight`` (rank <= dim), ``factor`` (how embeddings were
-      made), ``certified_lower_bound`` (a bound that does not trust the solver, :mod:`solvers.bound`;
-      rigorous, but it can be ~1e-4 loose where the optimum is smooth), ``certified_upper_bound``
-      (the smaller of the embeddings' loss and the objective at an exactly feasible Gram near the
-      solver's, :func:`solvers.bound.feasible_point`), ``certified_gap`` (their difference),
-      ``feasible_upper_bound`` (the embeddings' loss), ``polished_multipliers`` (present when a loose
-      bracket made it polish the multipliers, :func:`_polished_multipliers`).
+    Returns a :class:`~ufm.solution.Solution` with ``method="convex"``: ``embeddings`` (n, dim) from
+    the optimal Gram (top-``dim`` eigenpairs, prototypes rotated onto W; with ReLU a nonnegative factor,
+    :func:`solvers.factor.nonnegative_factor`), unit rows, and their ``loss``, ``class_mean_gram``
+    and ``certificate``; ``gram`` the example block of the solver's Gram; ``lower_bound`` the
+    certificate's, raised to the dual bracket's where higher (:func:`_judge`). ``status``: ``optimal``
+    only where the certificate proves it (whatever the solver said), ``optimal_inaccurate`` where it
+    does not or there is none, ``error`` where the solver returned no Gram. ``info``: a
+    :class:`~ufm.solution.ProgramInfo` (``program="relaxation"``; its docstring lists the fields),
+    with the bracket that rests on no solver's word (:func:`_bracket`).
     """
     require_problem(problem, "solve_relaxation")
     check_gap_tol(gap_tol)
@@ -295,21 +283,11 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     mask = _relu_mask(problem, W)
     residuals = cvx_common.gram_residuals(Gfull, mask)
     status, message = cvx_common.finish_status(status, message, residuals)
-    value, C = relaxation_loss(Gfull, problem)
     record.update(residuals=residuals, solver_value=float(program.value))
     vals = np.linalg.eigvalsh(Gfull)
     rank = int((vals > 1e-6 * vals.max()).sum())
     record.update(rank=rank, tight=rank <= problem.dim)
-    if problem.relu and W is None:
-        X, info = nonnegative_factor(Gfull, problem.dim, seed=problem.seed)
-        record["factor"] = info
-    else:
-        X = eigen_factor(Gfull, problem.dim)
-        if W is not None:
-            X = _align_prototypes(X, W, n)
-        record["factor"] = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
-    H = X[:n]                            # exactly feasible: unit rows (nonnegative with ReLU)
-    H = unit_sphere(problem.relu).retract(H)
+    H, record["factor"] = _embeddings(problem, Gfull, W)
     loss = embeddings_loss(problem, H)
     # H is feasible for the relaxation (unit rows, nonnegative with ReLU), so the relaxation optimum
     # is at most loss(H): the solver's value is capped by it (an interior-point G* a little
@@ -317,29 +295,8 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     feasible = bool(unit_sphere(problem.relu).violation(H) <= 1e-9)
     record["feasible_upper_bound"] = loss if feasible else None
     if certified:
-        lower, best = best_multipliers(value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))
-        # upper bounds on the optimum that hold exactly: the embeddings' loss (their Gram is feasible)
-        # and the objective at a feasible Gram near the solver's
-        upper = min(_feasible_value(rel, problem, mask), loss if feasible else float("inf"))
-        if status != "optimal" and best is not None and \
-                upper - lower > cvx_common.CERTIFIED_GAP_TOL * max(1.0, abs(upper)):
-            # a loose bracket: polish the best multipliers with one small SDP before judging
-            polished = _polished_multipliers(best, C, Gfull, n)
-            if polished is not None:
-                lower = max(lower, linearization_bound(value, C, Gfull, **polished))
-                record["polished_multipliers"] = True
-        record.update(certified_lower_bound=lower, certified_upper_bound=upper, certified_gap=upper - lower)
-    cert = None
-    if certified and feasible:
-        cert = _judge(problem, H, record.get("certified_lower_bound", -np.inf), gap_tol)
-        solver_word = status
-        status, message = certified_status("converged", message, cert, unproved="optimal_inaccurate")
-        record["solver_word"] = solver_word
-    if cert is None and status == "optimal":        # the solver's word alone proves nothing
-        status = "optimal_inaccurate"
-        message = join(message, "no certificate (" + ("certified=False" if not certified else
-                                                      "the recovered embeddings are not unit rows")
-                       + "), so optimality is not proved")
+        record.update(_bracket(rel, problem, Gfull, mask, status, loss if feasible else float("inf")))
+    status, message, cert = _proved(problem, H, status, message, record, certified and feasible, certified, gap_tol)
     log_e = cert.log_excess if cert is not None else embeddings_log_excess(problem, H)
     return Solution(
         # the class means of the embeddings returned, whose loss is reported (the relaxation's own Gram
@@ -349,6 +306,60 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
         lower_bound=None if cert is None else cert.lower_bound, iterations=cvx_common.iterations(program),
         seconds=time.perf_counter() - t0, message=message, info=ProgramInfo(**record),
         excess=float(np.exp(log_e)), log_excess=log_e, certificate=cert)
+
+
+def _embeddings(problem: Problem, Gfull: np.ndarray, W: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    """``(H (n, dim), how)``: unit rows (nonnegative with ReLU) factored from the Gram (m, m): with ReLU
+    and no prototypes a nonnegative factor, else the top-``dim`` eigenpairs (rotated onto W)."""
+    n = problem.n
+    if problem.relu and W is None:
+        X, how = nonnegative_factor(Gfull, problem.dim, seed=problem.seed)
+    else:
+        X = eigen_factor(Gfull, problem.dim)
+        if W is not None:
+            X = _align_prototypes(X, W, n)
+        how = {"method": "eigen", "factor_residual": float(np.abs(X @ X.T - Gfull).max())}
+    return unit_sphere(problem.relu).retract(X[:n]), how
+
+
+def _proved(problem: Problem, H: np.ndarray, status: str, message: str, record: dict, judge: bool,
+            certified: bool, gap_tol: float):
+    """``(status, message, certificate or None)``: with ``judge`` the certificate of H decides
+    (``record["solver_word"]`` keeps the solver's); without one the solver's ``optimal`` proves
+    nothing and becomes ``optimal_inaccurate``."""
+    cert = None
+    if judge:
+        cert = _judge(problem, H, record.get("certified_lower_bound", -np.inf), gap_tol)
+        record["solver_word"] = status
+        status, message = certified_status("converged", message, cert, unproved="optimal_inaccurate")
+    if cert is None and status == "optimal":        # the solver's word alone proves nothing
+        status = "optimal_inaccurate"
+        message = join(message, "no certificate (" + ("certified=False" if not certified else
+                                                      "the recovered embeddings are not unit rows")
+                       + "), so optimality is not proved")
+    return status, message, cert
+
+
+def _bracket(rel: Relaxation, problem: Problem, Gfull: np.ndarray, mask: np.ndarray | None, status: str,
+             embeddings_loss: float) -> dict:
+    """The bracket on the relaxation's optimum that rests on no solver's word (the record's
+    ``certified_lower_bound``, ``certified_upper_bound``, ``certified_gap``, and
+    ``polished_multipliers`` where it polished them): below, the best dual bound at the solver's Gram
+    (:func:`solvers.bound.best_multipliers`); above, the smaller of the embeddings' loss (their Gram is
+    feasible; inf where they are not) and the objective at a feasible Gram near the solver's."""
+    n = problem.n
+    value, C = relaxation_loss(Gfull, problem)
+    lower, best = best_multipliers(value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))
+    upper = min(_feasible_value(rel, problem, mask), embeddings_loss)
+    record = {}
+    if status != "optimal" and best is not None and \
+            upper - lower > cvx_common.CERTIFIED_GAP_TOL * max(1.0, abs(upper)):
+        # a loose bracket: polish the best multipliers with one small SDP before judging
+        polished = _polished_multipliers(best, C, Gfull, n)
+        if polished is not None:
+            lower = max(lower, linearization_bound(value, C, Gfull, **polished))
+            record["polished_multipliers"] = True
+    return dict(record, certified_lower_bound=lower, certified_upper_bound=upper, certified_gap=upper - lower)
 
 
 def _judge(problem: Problem, H: np.ndarray, bracket_lower: float, gap_tol: float):

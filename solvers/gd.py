@@ -559,6 +559,39 @@ def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
     return random_start(raw_key(int(seed)), problem.n, problem.dim, problem.relu, dtype)
 
 
+def _descent_info(problem: Problem, s: LoopState, cfg: Config, tol: float, dtype, const: float) -> DescentInfo:
+    """The run's :class:`~ufm.solution.DescentInfo` from its final LoopState (NumPy leaves)."""
+    epochs = int(s.epoch)
+    hist = np.exp(np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)])
+    bb_step = otu.tree_get(s.opt, "step")
+    trials = otu.tree_get(s.opt, "trials")
+    snaps = snapshot_epochs(epochs)
+    return DescentInfo(
+        optimizer=cfg.optimizer or "custom", dtype=jnp.dtype(dtype).name, tol=tol, grad_tol=float(tol ** GRAD_POWER),
+        value_change=float(s.rel_change), direction_norm=float(s.gnorm), solver_value=float(s.f),
+        loss_history=(const + hist).tolist(), excess_history=hist.tolist(),
+        mean_gram_checkpoints={"epochs": snaps, "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
+            ..., :problem.k, :problem.k][:len(snaps)].tolist()},
+        last_step_size=None if bb_step is None else float(bb_step),
+        evaluations=None if trials is None or cfg.stochastic else 1 + int(trials) + int(cfg.plain_phase),
+        plain_epochs=int(s.plain_epochs))
+
+
+def _stopped(s: LoopState, tol: float, grad_tol: float, certify: bool) -> tuple[str, str]:
+    """``(status, message)`` of why the loop stopped, before any certificate judges the point."""
+    if bool(s.converged):
+        return "converged", ""
+    if bool(s.stalled):
+        # at the floating-point floor: the certificate, if any, judges the point
+        ok = float(s.gnorm) <= grad_tol or certify
+        return ("converged" if ok else "not_converged",
+                "line search cannot decrease the excess further (floating-point floor)"
+                + ("" if ok else f"; Riemannian gradient norm of log E {float(s.gnorm):.3g} above {grad_tol:.3g}"))
+    return "not_converged", (f"stopped after {int(s.epoch)} epochs: relative change of the excess "
+                             f"{float(s.rel_change):.3g} (tol {tol:g}), Riemannian gradient norm of log E "
+                             f"{float(s.gnorm):.3g} (tol {grad_tol:.3g}); raise steps")
+
+
 def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: float,
               dtype, tie: np.ndarray | None = None, certify: bool = True,
               gap_tol: float = GAP_TOL) -> Solution:
@@ -569,20 +602,8 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     H = V if tie is None else V[np.asarray(tie)]
     epochs = int(s.epoch)
     const = problem_constant(problem)
-    hist = np.exp(np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)])
-    bb_step = otu.tree_get(s.opt, "step")
-    trials = otu.tree_get(s.opt, "trials")
     grad_tol = float(tol ** GRAD_POWER)
-    info = DescentInfo(
-        optimizer=cfg.optimizer or "custom", dtype=jnp.dtype(dtype).name, tol=tol, grad_tol=grad_tol,
-        value_change=float(s.rel_change), direction_norm=float(s.gnorm), solver_value=float(s.f),
-        loss_history=(const + hist).tolist(), excess_history=hist.tolist(),
-        mean_gram_checkpoints={"epochs": snapshot_epochs(epochs),
-                               "grams": np.asarray(s.gram_snaps, dtype=np.float64)[..., :problem.k, :problem.k][
-                                   :len(snapshot_epochs(epochs))].tolist()},
-        last_step_size=None if bb_step is None else float(bb_step),
-        evaluations=None if trials is None or cfg.stochastic else 1 + int(trials) + int(cfg.plain_phase),
-        plain_epochs=int(s.plain_epochs))
+    info = _descent_info(problem, s, cfg, tol, dtype, const)
     if bool(s.bad) or not np.all(np.isfinite(H)) or \
             not unit_sphere(problem.relu).violation(H) <= descent.FEASIBILITY_TOL:
         M = np.full((problem.k, problem.k), np.nan)
@@ -591,20 +612,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                                 f"no longer unit after an overflowing step) by epoch {epochs}; lower the "
                                 "learning rate or use optimizer='bb'", info=info)
     H = unit_sphere(problem.relu).retract(H)   # exact float64 unit rows (float32 runs round to ~1e-7)
-    if bool(s.converged):
-        status, message = "converged", ""
-    elif bool(s.stalled):
-        # at the floating-point floor: the certificate, if any, judges the point
-        ok = float(s.gnorm) <= grad_tol or certify
-        status = "converged" if ok else "not_converged"
-        message = ("line search cannot decrease the excess further (floating-point floor)"
-                   + ("" if ok else f"; Riemannian gradient norm of log E {float(s.gnorm):.3g} above "
-                      f"{grad_tol:.3g}"))
-    else:
-        status = "not_converged"
-        message = (f"stopped after {epochs} epochs: relative change of the excess {float(s.rel_change):.3g} "
-                   f"(tol {tol:g}), Riemannian gradient norm of log E {float(s.gnorm):.3g} "
-                   f"(tol {grad_tol:.3g}); raise steps")
+    status, message = _stopped(s, tol, grad_tol, certify)
     cert = None
     if certify and certificate_fits(problem):
         cert = certify_embeddings(problem, H, gap_tol)
@@ -871,6 +879,38 @@ def _own_rows(s: LoopState, rows: int, d: int) -> LoopState:
     return s._replace(H=s.H[..., :rows, :d], G=s.G[..., :rows, :d])
 
 
+def _batched_problems(problems, pad: bool) -> list[Problem]:
+    """The problems of :func:`solve_batched` as a list, checked: SCL problems of equal shape (with
+    ``pad``, full batch and only the counts may differ)."""
+    if isinstance(problems, Problem) or not hasattr(problems, "__iter__"):
+        raise ProblemError("solve_batched needs a list of ufm.Problem (for one problem use solve)")
+    problems = list(problems)
+    if not problems:
+        raise ProblemError("solve_batched needs at least one problem")
+    for p in problems:
+        require_problem(p, "solve_batched")
+    first = problems[0]
+    for p in problems[1:]:
+        if pad:
+            if (p.k, p.dim, p.relu, p.prototypes) != (first.k, first.dim, first.relu, first.prototypes):
+                raise ProblemError("solve_batched(pad=True) needs problems of equal shape apart from the "
+                                   "counts: same number of classes, dim, relu and prototypes")
+        elif (p.counts, p.dim, p.relu, p.prototypes, p.batching.scheme, p.batching.batch_size) != \
+                (first.counts, first.dim, first.relu, first.prototypes, first.batching.scheme,
+                 first.batching.batch_size):
+            raise ProblemError("solve_batched needs problems of equal shape: same counts, dim, relu, "
+                               "prototypes and batching scheme (tau and seed may differ; "
+                               "pad=True allows different counts under full batch)")
+        if p.batching.scheme == "explicit" and p.batching != first.batching:
+            raise ProblemError("solve_batched needs the same explicit batching for every problem")
+    if not all(batched(p) for p in problems):
+        raise ProblemError("solve_batched runs the batched kernels (SCL); solve a problem of another objective "
+                           "with solve or solve_many")
+    if pad and not all(p.is_full_batch for p in problems):
+        raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
+    return problems
+
+
 def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                   learning_rate: float | None = None,
                   optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
@@ -896,35 +936,11 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     ``devices``: None (one device) or p: the problems split over the first p devices
     (:mod:`solvers.sharding`).
     """
-    if isinstance(problems, Problem) or not hasattr(problems, "__iter__"):
-        raise ProblemError("solve_batched needs a list of ufm.Problem (for one problem use solve)")
-    problems = list(problems)
-    if not problems:
-        raise ProblemError("solve_batched needs at least one problem")
-    for p in problems:
-        require_problem(p, "solve_batched")
+    problems = _batched_problems(problems, pad)
     if seed is not None:
         seed = whole_number(seed, "seed", 0, SEED_MAX)
     _check_certificate_args(certify, gap_tol)
     first = problems[0]
-    for p in problems[1:]:
-        if pad:
-            if (p.k, p.dim, p.relu, p.prototypes) != (first.k, first.dim, first.relu, first.prototypes):
-                raise ProblemError("solve_batched(pad=True) needs problems of equal shape apart from the "
-                                   "counts: same number of classes, dim, relu and prototypes")
-        elif (p.counts, p.dim, p.relu, p.prototypes, p.batching.scheme, p.batching.batch_size) != \
-                (first.counts, first.dim, first.relu, first.prototypes, first.batching.scheme,
-                 first.batching.batch_size):
-            raise ProblemError("solve_batched needs problems of equal shape: same counts, dim, relu, "
-                               "prototypes and batching scheme (tau and seed may differ; "
-                               "pad=True allows different counts under full batch)")
-        if p.batching.scheme == "explicit" and p.batching != first.batching:
-            raise ProblemError("solve_batched needs the same explicit batching for every problem")
-    if not all(batched(p) for p in problems):
-        raise ProblemError("solve_batched runs the batched kernels (SCL); solve a problem of another objective "
-                           "with solve or solve_many")
-    if pad and not all(p.is_full_batch for p in problems):
-        raise ProblemError("solve_batched(pad=True) supports full-batch problems only")
     steps, lr, tol, cfg = _prepare(first, steps, learning_rate, optimizer, dtype, tol, chunk_size)
     if pad:
         n_pad = max(p.n for p in problems) if pad_to is None else int(pad_to)
@@ -953,12 +969,15 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
     out = _run_batched(cfg, axes, group, mesh, stacked)
     seconds = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
-    sols = []
-    for i, p in enumerate(problems):
-        s = _unstack(out, i)
-        s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
-        # the polish solves p alone on its own rows: its own width decides its plain phase
-        own = cfg._replace(plain_phase=_takes_plain_phase(p.batching.is_random, batch_shape(p)[1]))
-        sols.append(_with_tied_polish(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),
-                              own, steps, lr, tol, dtype, gap_tol))
-    return sols
+    return [_batched_solution(p, _unstack(out, i), cfg, seconds, steps, lr, tol, dtype, certify, gap_tol)
+            for i, p in enumerate(problems)]
+
+
+def _batched_solution(p: Problem, s, cfg: Config, seconds: float, steps: int, lr: float, tol: float, dtype,
+                      certify: bool, gap_tol: float) -> Solution:
+    """One problem's Solution from its lane of :func:`solve_batched`'s state (its own rows), polished."""
+    s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
+    # the polish solves p alone on its own rows: its own width decides its plain phase
+    own = cfg._replace(plain_phase=_takes_plain_phase(p.batching.is_random, batch_shape(p)[1]))
+    return _with_tied_polish(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),
+                             own, steps, lr, tol, dtype, gap_tol)

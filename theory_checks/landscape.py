@@ -236,6 +236,38 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
 LANDSCAPE_STAGES = ("random starts", "convex optimum", "Hessian spectra", "loss slice")
 
 
+def _hessians(problem: Problem, H: np.ndarray, notes: list[str]) -> dict:
+    """``{"minimum", "saddle"}``: Riemannian Hessian eigenvalues at the minimiser H and, without ReLU and
+    with two classes of equal count (full batch, no prototypes), at a :func:`symmetric_saddle`; None
+    where skipped (too large: a note says so)."""
+    hessian: dict = {"minimum": None, "saddle": None}
+    if problem.n * problem.dim > MAX_HESSIAN_SIZE:
+        notes.append(f"Hessian skipped: n d = {problem.n * problem.dim} > {MAX_HESSIAN_SIZE}")
+        return hessian
+    hessian["minimum"] = riemannian_hessian_eigenvalues(problem, H).tolist()
+    equal = [c for c in range(problem.k) if problem.counts[c] == problem.counts[0]]
+    if not problem.relu and len(equal) >= 2 and problem.prototypes is None and problem.is_full_batch:
+        saddle = symmetric_saddle(problem, (equal[0], equal[1]))
+        hessian["saddle"] = riemannian_hessian_eigenvalues(problem, saddle).tolist()
+        notes.append(f"saddle: classes {equal[0]} and {equal[1]} share rows; gradient norm "
+                     f"{riemannian_gradient_norm(problem, saddle):.2g}")
+    return hessian
+
+
+def _distances_to(target: np.ndarray, solution) -> tuple[list[int], list[float]]:
+    """``(epochs, distances)``: the normalised distance of the solve's class-mean Gram to ``target`` at
+    its checkpoints (the start, after epochs 1, 2, 4, ...) and where it stopped."""
+    from ufm.geometry import normalized_distance
+
+    snapshots = solution.info.mean_gram_checkpoints
+    checkpoints = list(snapshots["epochs"])
+    distances = [normalized_distance(np.asarray(M), target) for M in snapshots["grams"]]
+    if not checkpoints or checkpoints[-1] < solution.iterations:
+        checkpoints.append(solution.iterations)
+        distances.append(normalized_distance(solution.class_mean_gram, target))
+    return checkpoints, distances
+
+
 def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "random",
                    resolution: int = 31, radius: float = 1.0,
                    on_stage: Callable[[str], None] | None = None) -> dict:
@@ -252,7 +284,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     from solvers.convex import convex_optimum
     from solvers.gd import solve_many
     from theory_checks.predictions import predict
-    from ufm.geometry import normalized_distance, procrustes_distance
+    from ufm.geometry import procrustes_distance
 
     stage = on_stage or (lambda name: None)
     seeds = [problem.seed + s for s in range(starts)]
@@ -268,20 +300,10 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     H = solutions[best].embeddings
     prediction = predict(problem)
     target = prediction.class_mean_gram if prediction.class_mean_gram is not None else optimum.class_mean_gram
-    hessian: dict = {"minimum": None, "saddle": None}
     notes = [] if optimum.lower_bound is not None else [
         f"no lower bound from the convex optimum ({optimum.status}: {optimum.message}); gaps are NaN"]
     stage(LANDSCAPE_STAGES[2])
-    if problem.n * problem.dim <= MAX_HESSIAN_SIZE:
-        hessian["minimum"] = riemannian_hessian_eigenvalues(problem, H).tolist()
-        equal = [c for c in range(problem.k) if problem.counts[c] == problem.counts[0]]
-        if not problem.relu and len(equal) >= 2 and problem.prototypes is None and problem.is_full_batch:
-            saddle = symmetric_saddle(problem, (equal[0], equal[1]))
-            hessian["saddle"] = riemannian_hessian_eigenvalues(problem, saddle).tolist()
-            notes.append(f"saddle: classes {equal[0]} and {equal[1]} share rows; gradient norm "
-                         f"{riemannian_gradient_norm(problem, saddle):.2g}")
-    else:
-        notes.append(f"Hessian skipped: n d = {problem.n * problem.dim} > {MAX_HESSIAN_SIZE}")
+    hessian = _hessians(problem, H, notes)
     history = np.asarray(solutions[best].info.loss_history, dtype=float)
     stage(LANDSCAPE_STAGES[3])
     try:
@@ -289,12 +311,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     except ProblemError as err:
         slice_data = None
         notes.append(f"slice skipped: {err}")
-    snapshots = solutions[best].info.mean_gram_checkpoints
-    checkpoints = list(snapshots["epochs"])
-    distances = [normalized_distance(np.asarray(M), target) for M in snapshots["grams"]]
-    if not checkpoints or checkpoints[-1] < solutions[best].iterations:   # and where it stopped
-        checkpoints.append(solutions[best].iterations)
-        distances.append(normalized_distance(solutions[best].class_mean_gram, target))
+    checkpoints, distances = _distances_to(target, solutions[best])
     return {
         "problem": problem.describe(), "optimum": bound, "optimum_status": optimum.status,
         "predicted_geometry": prediction.geometry, "gaps": gaps,

@@ -146,6 +146,23 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
     if chunk_size is not None and not (isinstance(chunk_size, (int, np.integer))
                                        and not isinstance(chunk_size, bool) and chunk_size >= 1):
         raise ProblemError(f"chunk_size must be None or a positive integer (got {chunk_size!r})")
+    H = _checked_embeddings(H, tau)
+    labels_np = _checked_labels(labels, H.shape[0])
+    packed = _packed_batches(batches, H.shape[0])
+    prototypes, prototype_labels = _checked_prototypes(prototypes, prototype_labels, H, tau)
+    labels_np, prototype_labels, num_classes = _dense_labels(labels_np, prototype_labels)
+    class_rows = _class_rows(packed, labels_np, prototype_labels, num_classes)
+    tau = jnp.asarray(tau, dtype=H.dtype) if isinstance(tau, jax.core.Tracer) else np.asarray(tau, dtype=H.dtype)
+    return scl_loss_packed(H, labels_np, tau, np.asarray(packed.index), np.asarray(packed.valid), reduction=reduction,
+                           prototypes=prototypes, prototype_labels=prototype_labels,
+                           prototype_anchors=prototype_anchors,
+                           chunk_size=None if chunk_size is None else int(chunk_size), num_classes=num_classes,
+                           class_rows=class_rows)
+
+
+def _checked_embeddings(H, tau):
+    """H as a real (n, d) array (NumPy input stays NumPy up to the compiled loss, no eager JAX op;
+    JAX arrays and tracers stay JAX), its rows checked (:func:`_check_rows`)."""
     if not isinstance(H, jax.core.Tracer):
         try:
             H = np.asarray(H) if not isinstance(H, jax.Array) else H
@@ -154,7 +171,6 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
         if H is None or not (np.issubdtype(H.dtype, np.floating) or np.issubdtype(H.dtype, np.integer)) \
                 or np.issubdtype(H.dtype, np.bool_):
             raise ProblemError("H must be a real (n, d) array of embeddings")
-    # NumPy input stays NumPy up to the compiled loss (no eager JAX op); JAX arrays and tracers stay JAX
     xp = jnp if isinstance(H, (jax.Array, jax.core.Tracer)) else np
     H = xp.asarray(H)
     if H.ndim != 2 or H.shape[0] == 0 or H.shape[1] == 0:
@@ -163,60 +179,74 @@ def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBat
         H = H.astype(np.float64 if jax.config.jax_enable_x64 else np.float32)
     if not isinstance(H, jax.core.Tracer):
         _check_rows(np.asarray(H), "H", tau)
+    return H
+
+
+def _checked_labels(labels, n: int) -> np.ndarray:
+    """labels as an integer (n,) NumPy array; :class:`ProblemError` else."""
     labels_np = np.asarray(labels)
-    if labels_np.shape != (H.shape[0],):
-        raise ProblemError(f"labels must have shape ({H.shape[0]},) to match H (got {labels_np.shape})")
+    if labels_np.shape != (n,):
+        raise ProblemError(f"labels must have shape ({n},) to match H (got {labels_np.shape})")
     if not np.issubdtype(labels_np.dtype, np.integer):
         raise ProblemError(f"labels must be integers (got dtype {labels_np.dtype})")
+    return labels_np
+
+
+def _packed_batches(batches, n: int) -> PackedBatches:
+    """``batches`` (None: one full batch; a list of index lists, checked; or already packed) packed."""
     if batches is None:
-        packed = pack([np.arange(H.shape[0])])
-    elif isinstance(batches, PackedBatches):
-        packed = batches
-    else:
-        if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__"):
-            raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
-        batches = list(batches)
-        if not batches:
-            raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
-        checked = [checked_batch(b, i, H.shape[0]) for i, b in enumerate(batches)]
-        if any(len(b) == 0 for b in checked):
-            raise ProblemError("a batch is empty; every batch needs at least one example")
-        packed = pack(checked)
+        return pack([np.arange(n)])
+    if isinstance(batches, PackedBatches):
+        return batches
+    if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__"):
+        raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
+    batches = list(batches)
+    if not batches:
+        raise ProblemError("batches must be a non-empty list of lists of example indices, or None")
+    checked = [checked_batch(b, i, n) for i, b in enumerate(batches)]
+    if any(len(b) == 0 for b in checked):
+        raise ProblemError("a batch is empty; every batch needs at least one example")
+    return pack(checked)
+
+
+def _checked_prototypes(prototypes, prototype_labels, H, tau):
+    """``(prototypes (p, d) in H's dtype and array module, prototype_labels (p,))``, both None or both
+    given and checked."""
     if (prototypes is None) != (prototype_labels is None):
         raise ProblemError("give prototypes and prototype_labels together")
-    if prototypes is not None:
-        prototypes = xp.asarray(prototypes, dtype=H.dtype)
-        prototype_labels = np.asarray(prototype_labels)
-        if prototypes.ndim != 2 or prototypes.shape[1] != H.shape[1] or \
-                prototype_labels.shape != (prototypes.shape[0],):
-            raise ProblemError(f"prototypes must have shape (p, {H.shape[1]}) with p labels "
-                               f"(got {prototypes.shape} and {prototype_labels.shape} labels)")
-        if not np.issubdtype(prototype_labels.dtype, np.integer):
-            raise ProblemError(f"prototype_labels must be integers (got dtype {prototype_labels.dtype})")
-        if not isinstance(prototypes, jax.core.Tracer):
-            _check_rows(np.asarray(prototypes), "prototypes", tau)
-    all_labels = labels_np if prototype_labels is None else np.concatenate([labels_np, np.asarray(prototype_labels)])
-    # the loss sees only which labels are equal: number them 0..k-1 (a stray label 10**9 would size
-    # every per-class array by it)
-    all_labels = np.unique(all_labels, return_inverse=True)[1].reshape(-1)
-    labels_np = all_labels[:H.shape[0]]
-    if prototype_labels is not None:
-        prototype_labels = all_labels[H.shape[0]:]
-    num_classes = int(all_labels.max()) + 1
-    class_rows = None
-    if num_classes is not None:                 # the most rows of one class in a batch
-        index, valid = np.asarray(packed.index), np.asarray(packed.valid)
-        extra = (np.zeros(num_classes, dtype=int) if prototype_labels is None
-                 else np.bincount(np.asarray(prototype_labels), minlength=num_classes))
-        in_batch = max(np.bincount(labels_np[index[b][valid[b]]], minlength=num_classes).max()
-                       for b in range(index.shape[0]))
-        class_rows = class_rows_bucket(int(in_batch + extra.max()))
-    tau = jnp.asarray(tau, dtype=H.dtype) if isinstance(tau, jax.core.Tracer) else np.asarray(tau, dtype=H.dtype)
-    return scl_loss_packed(H, labels_np, tau, np.asarray(packed.index), np.asarray(packed.valid), reduction=reduction,
-                           prototypes=prototypes, prototype_labels=prototype_labels,
-                           prototype_anchors=prototype_anchors,
-                           chunk_size=None if chunk_size is None else int(chunk_size), num_classes=num_classes,
-                           class_rows=class_rows)
+    if prototypes is None:
+        return None, None
+    xp = jnp if isinstance(H, (jax.Array, jax.core.Tracer)) else np
+    prototypes = xp.asarray(prototypes, dtype=H.dtype)
+    prototype_labels = np.asarray(prototype_labels)
+    if prototypes.ndim != 2 or prototypes.shape[1] != H.shape[1] or prototype_labels.shape != (prototypes.shape[0],):
+        raise ProblemError(f"prototypes must have shape (p, {H.shape[1]}) with p labels "
+                           f"(got {prototypes.shape} and {prototype_labels.shape} labels)")
+    if not np.issubdtype(prototype_labels.dtype, np.integer):
+        raise ProblemError(f"prototype_labels must be integers (got dtype {prototype_labels.dtype})")
+    if not isinstance(prototypes, jax.core.Tracer):
+        _check_rows(np.asarray(prototypes), "prototypes", tau)
+    return prototypes, prototype_labels
+
+
+def _dense_labels(labels: np.ndarray, prototype_labels: np.ndarray | None):
+    """``(labels, prototype_labels, k)`` renumbered 0..k-1 together: the loss sees only which labels are
+    equal (a stray label 10**9 would size every per-class array by it)."""
+    n = labels.shape[0]
+    both = labels if prototype_labels is None else np.concatenate([labels, np.asarray(prototype_labels)])
+    both = np.unique(both, return_inverse=True)[1].reshape(-1)
+    return both[:n], (None if prototype_labels is None else both[n:]), int(both.max()) + 1
+
+
+def _class_rows(packed: PackedBatches, labels: np.ndarray, prototype_labels: np.ndarray | None,
+                num_classes: int) -> int:
+    """The most rows of one class in a batch (prototypes included), bucketed
+    (:func:`ufm.excess_fused.class_rows_bucket`)."""
+    index, valid = np.asarray(packed.index), np.asarray(packed.valid)
+    extra = (np.zeros(num_classes, dtype=int) if prototype_labels is None
+             else np.bincount(np.asarray(prototype_labels), minlength=num_classes))
+    in_batch = max(np.bincount(labels[index[b][valid[b]]], minlength=num_classes).max() for b in range(index.shape[0]))
+    return class_rows_bucket(int(in_batch + extra.max()))
 
 
 #: Largest |h|^2 / tau whose products h_i . h_j / tau stay far inside float64 (1.8e308).

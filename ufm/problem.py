@@ -272,6 +272,11 @@ class Problem:
     # ---------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise :class:`ProblemError` naming the first problem found (types first, then values)."""
+        self._validate_types()
+        self._validate_values()
+        self._validate_batching()
+
+    def _validate_types(self) -> None:
         if not isinstance(self.counts, tuple) or not all(type(c) is int for c in self.counts):
             _as_counts(self.counts)          # names a non-integer count
             raise ProblemError(f"counts must be a tuple of ints (got {self.counts!r}); build problems with "
@@ -286,6 +291,8 @@ class Problem:
             raise ProblemError(f"prototypes must be a ufm.Prototypes such as Prototypes('etf') or None "
                                f"(got {self.prototypes!r})")
         _check_objective(self.objective)
+
+    def _validate_values(self) -> None:
         k = len(self.counts)
         if k < 2:
             raise ProblemError(f"need at least 2 classes (got {k})")
@@ -330,6 +337,9 @@ class Problem:
             if self.batching.scheme != "full":
                 raise ProblemError(f"{self.objective.describe()} is a sum over examples with no batch structure; "
                                    "use full batch (drop the batching)")
+
+    def _validate_batching(self) -> None:
+        k = len(self.counts)
         self.batching.validate(self.counts)
         if self.prototypes is None and not self.batching.scheme == "full" and not self._batches_surely_mixed():
             labels = self.labels

@@ -132,7 +132,7 @@ class ProgramInfo:
     - factored path: ``direction_norm`` (Riemannian gradient of log E), ``starts_tried``, and
       ``factored_relative_gap`` where it fell back to the general program;
     - block program: ``block`` (values a, b, group sizes and counts) and ``block_determinant``;
-    - n x n program: ``anchor_terms``, ``certified_lower_bound`` / ``certified_upper_bound`` /
+    - n x n program: ``certified_lower_bound`` / ``certified_upper_bound`` /
       ``certified_gap`` (the dual bracket, :mod:`solvers.bound`), ``feasible_upper_bound``,
       ``polished_multipliers``, ``solver_word`` (the status before the certificate judged).
     """
@@ -152,7 +152,6 @@ class ProgramInfo:
     factored_relative_gap: float | None = None
     block: dict[str, list] | None = None
     block_determinant: float | None = None
-    anchor_terms: int | None = None
     certified_lower_bound: float | None = None
     certified_upper_bound: float | None = None
     certified_gap: float | None = None

@@ -300,17 +300,7 @@ def sweep_panel(ax, x: Sequence[float], series: dict[str, dict[str, Sequence[flo
     floor = logy and roundoff
     clipped_any = False
     drawn: list[np.ndarray] = []
-    panel = [np.asarray(v, dtype=float) for values in series.values() for key, v in values.items()
-             if key == quantity or key.startswith(quantity + ":")]
-    finite = np.concatenate([v[np.isfinite(v)] for v in panel]) if panel else np.zeros(0)
-    span = float(finite.max() - finite.min()) if finite.size else 0.0
-    span = span if span > 0 else max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
-    entries = []                                   # (series index, names, y, label)
-    for s_index, (series_name, values) in enumerate(series.items()):
-        keys = [key for key in values if key == quantity or key.startswith(quantity + ":")]
-        for names, y in _merged_lines(keys, values, log=logy, span=span):
-            sub = " = ".join(n.split(":", 1)[1] for n in names if ":" in n)
-            entries.append((s_index, names, y, series_name + (f": {sub}" if sub and len(keys) > 1 else "")))
+    entries = _panel_entries(series, quantity, logy)
     if floor:
         entries = _merged_at_round_off(entries)
     for s_index, names, y, label in entries:
@@ -340,6 +330,29 @@ def sweep_panel(ax, x: Sequence[float], series: dict[str, dict[str, Sequence[flo
         if clipped_any:
             ax.axhline(LOG_FLOOR, color="0.4", lw=0.8, ls="--",
                        label=rf"$\blacktriangledown$ below {LOG_FLOOR:.0e}, drawn at it")
+    _panel_axes(ax, x, xlabel, ylabel, logx, legend)
+
+
+def _panel_entries(series: dict[str, dict[str, Sequence[float]]], quantity: str, logy: bool) -> list[tuple]:
+    """``(series index, names, y, label)`` per line of a :func:`sweep_panel`: the series' lines of
+    ``quantity``, those that coincide merged (:func:`_merged_lines`, to the panel's span)."""
+    panel = [np.asarray(v, dtype=float) for values in series.values() for key, v in values.items()
+             if key == quantity or key.startswith(quantity + ":")]
+    finite = np.concatenate([v[np.isfinite(v)] for v in panel]) if panel else np.zeros(0)
+    span = float(finite.max() - finite.min()) if finite.size else 0.0
+    span = span if span > 0 else max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
+    entries = []
+    for s_index, (series_name, values) in enumerate(series.items()):
+        keys = [key for key in values if key == quantity or key.startswith(quantity + ":")]
+        for names, y in _merged_lines(keys, values, log=logy, span=span):
+            sub = " = ".join(n.split(":", 1)[1] for n in names if ":" in n)
+            entries.append((s_index, names, y, series_name + (f": {sub}" if sub and len(keys) > 1 else "")))
+    return entries
+
+
+def _panel_axes(ax, x: np.ndarray, xlabel: str, ylabel: str, logx: bool, legend: str) -> None:
+    """A :func:`sweep_panel`'s x ticks (integer ticks for integer x), labels, grid and legend
+    ("below" the x label or "right" of the panel, never over the data)."""
     if logx:
         ax.set_xscale("log")
         log_ticks(ax, x)
