@@ -1,6 +1,9 @@
 """Gradient descent over (objective, constraint set, transform), as pure functions in the manner of
 jaxopt and optax: :func:`init`, :func:`update` (one step), :func:`run` (a ``lax.while_loop``), with the
-state in a NamedTuple. :mod:`solvers.gd` builds its epochs of batches from :func:`step`.
+state in a NamedTuple (:class:`DescentState`; a driver keeps its own numbers in its ``record``).
+:mod:`solvers.gd`'s batched driver is built on them: an epoch of a deterministic batching is
+:func:`update`, one of a random scheme a :func:`step` per drawn batch then :func:`judge`; the temperature
+stages and the two phases run :func:`going`'s loop again from the state they hand over.
 
 One step from params P with f = objective(P), G = grad f(P):
 
@@ -14,7 +17,7 @@ One evaluation per step: with ``keep`` the transform also receives ``value_and_g
 (:func:`solvers.transforms.nonmonotone_armijo`) keeps f and grad f at the point it accepts, and
 :func:`after_step` takes them from its state instead of evaluating the new point again.
 
-Stopping (:func:`update`): converged when |f_k - f_(k-1)| <= tol and ||g_k||_F <= grad_tol (with
+Stopping (:func:`judge`, the one test of every driver): converged when |f_k - f_(k-1)| <= tol and ||g_k||_F <= grad_tol (with
 f = log E the first is the relative change of the excess), or f = -inf; stalled when a transform
 that searches (it has an ``accepted`` field, :func:`solvers.transforms.nonmonotone_armijo`) finds no
 step while g != 0; failed on a non-finite value or gradient, or a point off the set by more than
@@ -63,6 +66,7 @@ class DescentState(NamedTuple):
     stalled: jax.Array
     failed: jax.Array
     tx_state: Any
+    record: Any = None        # what a driver keeps beside the state (solvers.gd: histories); kept as is
 
 
 def value_and_grad(objective: Callable, params) -> tuple[jax.Array, Any]:
@@ -116,20 +120,31 @@ def update(objective: Callable, constraint_set, tx: optax.GradientTransformation
     params, tx_state, stalled = step(objective, constraint_set, tx, state.params, state.value, state.grad,
                                      state.tx_state, keep)
     value, grad, grad_norm = after_step(objective, constraint_set, params, tx_state, state.value, state.grad, keep)
+    return judge(constraint_set, state, params, tx_state, value, grad, grad_norm, stalled, tol, grad_tol)
+
+
+def judge(constraint_set, state: DescentState, params, tx_state, value, grad, grad_norm, stalled,
+          tol: float, grad_tol: float) -> DescentState:
+    """The state after ``state`` moved to ``params`` (with f, grad f and the direction's norm there):
+    the one stopping test of every driver (module docstring). f = -inf (E = 0) is a global minimum;
+    a non-finite value or direction, or a point off the set, has failed."""
     zero = value == -jnp.inf
     change = jnp.where(zero, 0.0, jnp.abs(value - state.value))
     bad = failed(constraint_set, params, value, grad_norm)
     converged = (zero | ((change <= tol) & (grad_norm <= grad_tol))) & ~bad
     return DescentState(params, value, grad, grad_norm, change, state.iteration + 1, converged, stalled,
-                        bad, tx_state)
+                        bad, tx_state, state.record)
+
+
+def going(state: DescentState, max_steps) -> jax.Array:
+    """Whether a run goes on: not converged, stalled or failed, and below ``max_steps``."""
+    return ~state.converged & ~state.stalled & ~state.failed & (state.iteration < max_steps)
 
 
 def run(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params, *,
         max_steps: int, tol: float, grad_tol: float, keep: bool = False) -> DescentState:
     """Steps until converged, stalled, failed or ``max_steps`` (jit it with the objective fixed);
     ``keep`` as in :func:`step`."""
-    def going(s: DescentState):
-        return ~s.converged & ~s.stalled & ~s.failed & (s.iteration < max_steps)
-
-    return jax.lax.while_loop(going, lambda s: update(objective, constraint_set, tx, s, tol, grad_tol, keep),
+    return jax.lax.while_loop(lambda s: going(s, max_steps),
+                              lambda s: update(objective, constraint_set, tx, s, tol, grad_tol, keep),
                               init(objective, constraint_set, tx, params))

@@ -184,10 +184,8 @@ class Data(NamedTuple):
     H0: jnp.ndarray           # (n, d) start
     tau: jnp.ndarray          # ()
     labels: jnp.ndarray       # (n,)
-    mon_index: jnp.ndarray    # (nb0, w0) epoch-0 batching: the reported objective
-    mon_valid: jnp.ndarray
-    ep_index: jnp.ndarray     # (1, nb, width) deterministic batching: one step on all of it per epoch
-    ep_valid: jnp.ndarray     # (a random scheme's are (1, 1, 1) dummies: drawn from batch_key instead)
+    mon_index: jnp.ndarray    # (nb0, w0) epoch-0 batching: the reported objective (a deterministic
+    mon_valid: jnp.ndarray    # batching's step too; a random scheme draws its batches from batch_key)
     batch_key: jnp.ndarray    # (2,) uint32: epoch e of a random scheme draws from fold_in(batch_key, e)
     protos: jnp.ndarray | None
     proto_labels: jnp.ndarray | None
@@ -197,20 +195,17 @@ class Data(NamedTuple):
     tie: jnp.ndarray          # (n,) row of the iterate V behind each example: H = V[tie]
 
 
-class LoopState(NamedTuple):
-    H: jnp.ndarray
-    f: jnp.ndarray            # reported objective at H
-    G: jnp.ndarray            # its Euclidean gradient at H
-    gnorm: jnp.ndarray        # ||constraint set's direction||_F
-    rel_change: jnp.ndarray
-    epoch: jnp.ndarray
-    converged: jnp.ndarray
-    stalled: jnp.ndarray
-    bad: jnp.ndarray          # non-finite seen
-    opt: Any                  # the transform's state (solvers.optimizers)
-    history: jnp.ndarray      # (history,) reported loss after each epoch (nan beyond)
+class Record(NamedTuple):
+    """What the driver keeps beside the descent state (``DescentState.record``)."""
+
+    history: jnp.ndarray      # (history,) reported log E after each epoch (nan beyond)
     gram_snaps: jnp.ndarray   # (snapshots, k, k) class-mean Gram at the start and after epochs 2^j
     plain_epochs: jnp.ndarray  # epochs whose steps ran on the plain form (PLAIN_SWITCH)
+
+
+#: A run's state: :class:`solvers.descent.DescentState` (params = the iterate V, value = log E over the
+#: epoch-0 batching, iteration = epochs) with a :class:`Record`.
+LoopState = descent.DescentState
 
 
 def _loss_fn(cfg: Config, data: Data) -> Callable:
@@ -249,122 +244,115 @@ def _make_tx(cfg: Config, lr, total_steps: int) -> optax.GradientTransformationE
 
 
 def _run(cfg: Config, data: Data):
-    """The whole solve as one pure function (jit / vmap it). Returns the final LoopState."""
+    """The whole solve as one pure function (jit / vmap it): epochs of :func:`solvers.descent.update`
+    (a deterministic batching: one step on the reported objective) or of one :func:`solvers.descent.step`
+    per drawn batch (a random scheme), both judged by :func:`solvers.descent.judge`; with the plain phase
+    first where it is compiled (:func:`_two_phases`). Returns the final LoopState."""
     loss = _loss_fn(cfg, data)
     groups = draw_shape(*cfg.draw)[0] if cfg.draw is not None else 1
-    H0 = data.H0
-    dtype = H0.dtype
-    tol = data.tol.astype(dtype)
-
-    def mean_gram(V):
-        H = V[data.tie]
-        # rows whose label is out of range (padding of solve_batched) are dropped by segment_sum
-        sums = jax.ops.segment_sum(H, data.labels, num_segments=cfg.n_classes)
-        sizes = jax.ops.segment_sum(jnp.ones_like(H[:, 0]), data.labels, num_segments=cfg.n_classes)
-        means = sums / jnp.maximum(sizes, 1.0)[:, None]
-        return means @ means.T
-
-    cset = unit_sphere(cfg.relu)
-
     tx = _make_tx(cfg, data.lr, cfg.steps * groups)
-    keep = keeps_evaluation(tx) and not cfg.stochastic
-    opt0 = tx.init(H0)
-
-    def make_epoch(loss: Callable) -> tuple[Callable, Callable]:
-        """The epoch body with ``loss`` as the objective of its steps and of its reported value."""
-        def monitor(H):
-            """The reported objective (epoch-0 batching) at H: (f, G, ||direction||_F)."""
-            return descent.measure(lambda V: loss(V, data.mon_index, data.mon_valid), cset, H)
-
-        def step(H, f, G, index, valid, opt):
-            """One step on the loss of (index, valid); f, G at H for those batches (solvers.descent). A
-            deterministic batching's step is on the reported objective itself, so the search keeps f and
-            G at the new point (one evaluation per step); a random batch's is not."""
-            H, opt, stalled = descent.step(lambda V: loss(V, index, valid), cset, tx, H, f, G, opt, keep=keep)
-            return H, stalled, opt
-
-        def epoch_body(s: LoopState) -> LoopState:
-            if cfg.draw is not None:
-                # this epoch's batches, drawn here (ufm.random_batches): one (batch, width) slice at a time
-                idx, val = draw(*cfg.draw, jax.random.fold_in(data.batch_key, s.epoch))
-                idx, val = idx[:, None], val[:, None]
-            else:
-                idx, val = data.ep_index, data.ep_valid
-            if cfg.stochastic:
-                def batch_step(carry, b):
-                    H, stalled, opt = carry
-                    index, valid = b
-                    f, G = jax.value_and_grad(loss)(H, index, valid)
-                    H2, st2, opt2 = step(H, f, G, index, valid, opt)
-                    return (H2, stalled | st2, opt2), None
-                (H, stalled, opt), _ = jax.lax.scan(batch_step, (s.H, jnp.asarray(False), s.opt), (idx, val))
-                # a random scheme cannot prove a stall on one batch: keep walking
-                stalled = jnp.asarray(False)
-            else:
-                H, stalled, opt = step(s.H, s.f, s.G, idx[0], val[0], s.opt)
-            if cfg.stochastic:
-                f, G, gnorm = monitor(H)
-            else:     # the step's objective is the reported one: reuse what the search kept
-                f, G, gnorm = descent.after_step(lambda V: loss(V, data.mon_index, data.mon_valid), cset, H, opt,
-                                                 s.f, s.G, keep)
-            # f = log E: its change is the relative change of E; E = 0 (f = -inf) is a global minimum
-            zero = f == -jnp.inf
-            rel = jnp.where(zero, 0.0, jnp.abs(f - s.f))
-            # an overflowing step gives 0/inf rows: an error, never a silent number
-            bad = descent.failed(cset, H, f, gnorm)
-            converged = zero | ((rel <= tol) & (gnorm <= tol ** GRAD_POWER))
-            history = s.history.at[jnp.minimum(s.epoch, cfg.history - 1)].set(f)
-            done = s.epoch + 1
-            power_of_two = (done & (done - 1)) == 0
-            slot = jnp.where(power_of_two, jnp.round(jnp.log2(done.astype(dtype))).astype(jnp.int32) + 1, 0)
-            snaps = jnp.where(power_of_two, s.gram_snaps.at[slot].set(mean_gram(H)), s.gram_snaps)
-            return LoopState(H, f, G, gnorm, rel, done, converged & ~bad, stalled, bad, opt, history, snaps,
-                             s.plain_epochs)
-        return epoch_body, monitor
-
-    def cond(s: LoopState):
-        return (~s.converged) & (~s.stalled) & (~s.bad) & (s.epoch < cfg.steps)
-
-    def start(monitor) -> LoopState:
-        f0, G0, gn0 = monitor(H0)
-        return LoopState(H0, f0, G0, gn0, jnp.asarray(jnp.inf, dtype), jnp.asarray(0), f0 == -jnp.inf,
-                         jnp.asarray(False), descent.failed(cset, H0, f0, gn0), opt0,
-                         jnp.full((cfg.history,), jnp.nan, dtype),
-                         jnp.full((n_snapshots(cfg.steps), cfg.n_classes, cfg.n_classes), jnp.nan, dtype)
-                         .at[0].set(mean_gram(H0)), jnp.asarray(0))
-
-    epoch_body, monitor = make_epoch(loss)
+    epoch_body, start = _epochs(cfg, data, loss, tx)
     if not (cfg.plain_phase and not cfg.stochastic):
-        return jax.lax.while_loop(cond, epoch_body, start(monitor))
-    # phase 1 on the plain form while its rounding is far below what a step changes (PLAIN_SWITCH);
-    # then the precise form from the same point and transform state (one more evaluation)
-    plain_body, plain_monitor = make_epoch(_plain_loss_fn(cfg, data))
-    usable = data.tau >= min_tau(dtype)
+        return jax.lax.while_loop(lambda s: descent.going(s, cfg.steps), epoch_body, start())
+    plain_body, plain_start = _epochs(cfg, data, _plain_loss_fn(cfg, data), tx)
+    return _two_phases(cfg, data, epoch_body, plain_body, plain_start, loss)
+
+
+def _epochs(cfg: Config, data: Data, loss: Callable, tx) -> tuple[Callable, Callable]:
+    """``(epoch_body, start)`` with ``loss`` as the objective of the steps and of the reported value
+    (log E over the epoch-0 batching), for ``jax.lax.while_loop``."""
+    cset = unit_sphere(cfg.relu)
+    dtype = data.H0.dtype
+    tol = data.tol.astype(dtype)
+    keep = keeps_evaluation(tx) and not cfg.stochastic
+
+    def reported(V):
+        return loss(V, data.mon_index, data.mon_valid)
+
+    def random_epoch(s: LoopState) -> LoopState:
+        # this epoch's batches, drawn here (ufm.random_batches): one (batch, width) slice at a time
+        idx, val = draw(*cfg.draw, jax.random.fold_in(data.batch_key, s.iteration))
+
+        def batch_step(carry, b):
+            V, opt = carry
+            index, valid = b
+            f, G = jax.value_and_grad(loss)(V, index, valid)
+            V, opt, _ = descent.step(lambda W: loss(W, index, valid), cset, tx, V, f, G, opt)
+            return (V, opt), None
+        (V, opt), _ = jax.lax.scan(batch_step, (s.params, s.tx_state), (idx[:, None], val[:, None]))
+        f, G, gnorm = descent.measure(reported, cset, V)
+        # a random scheme cannot prove a stall on one batch: keep walking
+        return descent.judge(cset, s, V, opt, f, G, gnorm, jnp.asarray(False), tol, tol ** GRAD_POWER)
+
+    def epoch_body(s: LoopState) -> LoopState:
+        if cfg.stochastic:
+            moved = random_epoch(s)
+        else:     # the step's objective is the reported one: the search keeps f and G (one evaluation)
+            moved = descent.update(reported, cset, tx, s, tol, tol ** GRAD_POWER, keep)
+        return moved._replace(record=_recorded(cfg, data, moved))
+
+    def start() -> LoopState:
+        s = descent.init(reported, cset, tx, data.H0)
+        snaps = jnp.full((n_snapshots(cfg.steps), cfg.n_classes, cfg.n_classes), jnp.nan, dtype)
+        return s._replace(record=Record(jnp.full((cfg.history,), jnp.nan, dtype),
+                                        snaps.at[0].set(_mean_gram(cfg, data, data.H0)), jnp.asarray(0)))
+    return epoch_body, start
+
+
+def _mean_gram(cfg: Config, data: Data, V) -> jnp.ndarray:
+    """The class-mean Gram (k, k) of H = V[tie] (rows whose label is out of range, the padding of
+    solve_batched, are dropped by segment_sum)."""
+    H = V[data.tie]
+    sums = jax.ops.segment_sum(H, data.labels, num_segments=cfg.n_classes)
+    sizes = jax.ops.segment_sum(jnp.ones_like(H[:, 0]), data.labels, num_segments=cfg.n_classes)
+    means = sums / jnp.maximum(sizes, 1.0)[:, None]
+    return means @ means.T
+
+
+def _recorded(cfg: Config, data: Data, s: LoopState) -> Record:
+    """The record after epoch ``s.iteration``: its log E in the history, and after epochs 1, 2, 4, ...
+    a snapshot of the class-mean Gram."""
+    r = s.record
+    done = s.iteration
+    history = r.history.at[jnp.minimum(done - 1, cfg.history - 1)].set(s.value)
+    power_of_two = (done & (done - 1)) == 0
+    slot = jnp.where(power_of_two, jnp.round(jnp.log2(done.astype(s.value.dtype))).astype(jnp.int32) + 1, 0)
+    snaps = jnp.where(power_of_two, r.gram_snaps.at[slot].set(_mean_gram(cfg, data, s.params)), r.gram_snaps)
+    return r._replace(history=history, gram_snaps=snaps)
+
+
+def _two_phases(cfg: Config, data: Data, epoch_body: Callable, plain_body: Callable, plain_start: Callable,
+                loss: Callable) -> LoopState:
+    """Phase 1 on the plain form while its rounding is far below what a step changes (PLAIN_SWITCH);
+    then the precise form from the same point and transform state (one more evaluation)."""
+    cset = unit_sphere(cfg.relu)
+    tol = data.tol.astype(data.H0.dtype)
+    usable = data.tau >= min_tau(data.H0.dtype)
 
     def plain_cond(s: LoopState):
-        noise = PLAIN_SWITCH * _plain_rounding(cfg, data, s.f)
-        return cond(s) & usable & (noise < PLAIN_MAX_NOISE) & (s.rel_change > jnp.maximum(tol, noise))
+        noise = PLAIN_SWITCH * _plain_rounding(cfg, data, s.value)
+        return descent.going(s, cfg.steps) & usable & (noise < PLAIN_MAX_NOISE) & (s.change > jnp.maximum(tol, noise))
 
-    s1 = jax.lax.while_loop(plain_cond, plain_body, start(plain_monitor))
-    f, G, gnorm = monitor(s1.H)
+    s1 = jax.lax.while_loop(plain_cond, plain_body, plain_start())
+    f, G, gnorm = descent.measure(lambda V: loss(V, data.mon_index, data.mon_valid), cset, s1.params)
     # the last plain step's change stands for the stopping test's first half where the plain
     # rounding estimate is below tol / PLAIN_SWITCH (its error then ~2% of tol); the gradient half is
     # the precise one's. (A further precise step from a point already at the optimum can cost a full
     # search: with ReLU at the exact frame no trial decreases, 50 halvings.)
-    plain_rel_ok = (s1.rel_change <= tol) & (PLAIN_SWITCH * _plain_rounding(cfg, data, s1.f) <= tol)
-    last = jnp.clip(s1.epoch - 1, 0, cfg.history - 1)
-    history = jnp.where(s1.epoch > 0, s1.history.at[last].set(f), s1.history)    # the precise value
+    plain_rel_ok = (s1.change <= tol) & (PLAIN_SWITCH * _plain_rounding(cfg, data, s1.value) <= tol)
+    last = jnp.clip(s1.iteration - 1, 0, cfg.history - 1)
+    history = jnp.where(s1.iteration > 0, s1.record.history.at[last].set(f), s1.record.history)  # the precise value
     # the search's memory of accepted values restarts from the precise value (the plain ones differ
     # by their rounding); the BB state (points and directions) carries over
-    opt = s1.opt
+    opt = s1.tx_state
     values = otu.tree_get(opt, "values")
     if values is not None:
         opt = otu.tree_set(opt, values=jnp.full_like(values, jnp.nan).at[0].set(f))
-    s2 = s1._replace(f=f, G=G, gnorm=gnorm, stalled=jnp.asarray(False), history=history, opt=opt,
-                     plain_epochs=s1.epoch,
+    s2 = s1._replace(value=f, grad=G, grad_norm=gnorm, stalled=jnp.asarray(False), tx_state=opt,
+                     record=s1.record._replace(history=history, plain_epochs=s1.iteration),
                      converged=(f == -jnp.inf) | (plain_rel_ok & (gnorm <= tol ** GRAD_POWER)),
-                     bad=descent.failed(cset, s1.H, f, gnorm))
-    return jax.lax.while_loop(cond, epoch_body, s2)
+                     failed=descent.failed(cset, s1.params, f, gnorm))
+    return jax.lax.while_loop(lambda s: descent.going(s, cfg.steps), epoch_body, s2)
 
 
 def _runs(data: "Data", *, cfg: Config, batched: tuple | None, lanes: int | None) -> "LoopState":
@@ -479,10 +467,10 @@ def _staged(fn: Callable, data: Data) -> LoopState:
         out = fn(data._replace(tau=staged_tau, tol=np.full(np.shape(data.tol), max(CONTINUATION_TOL,
                                                                                    float(np.min(data.tol))),
                                                            dtype=tau.dtype)))
-        epochs = epochs + np.asarray(out.epoch)
-        data = data._replace(H0=out.H)
+        epochs = epochs + np.asarray(out.iteration)
+        data = data._replace(H0=out.params)
     out = jax.block_until_ready(fn(data))
-    return out._replace(epoch=np.asarray(out.epoch) + epochs)
+    return out._replace(iteration=np.asarray(out.iteration) + epochs)
 
 
 def _check_certificate_args(certify, gap_tol) -> None:
@@ -542,15 +530,11 @@ def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = 
     H = V[tie] (the collapsed polish)."""
     mon = pack(problem.batches(0))
     tie = np.arange(problem.n, dtype=np.int32) if tie is None else np.asarray(tie, dtype=np.int32)
-    if problem.batching.is_random:
-        ep_index, ep_valid = np.zeros((1, 1, 1), np.int32), np.zeros((1, 1, 1), bool)
-    else:
-        ep_index, ep_valid = mon.index[None], mon.valid[None]
     W, wl = problem.prototype_rows()
     dtype = np.dtype(dtype)      # NumPy throughout: the compiled run takes them as they are (no eager JAX op)
     return Data(np.asarray(H0, dtype), np.asarray(problem.tau, dtype), np.asarray(problem.labels),
-                np.asarray(mon.index), np.asarray(mon.valid), np.asarray(ep_index),
-                np.asarray(ep_valid), raw_key(problem.seed), None if W is None else np.asarray(W, dtype),
+                np.asarray(mon.index), np.asarray(mon.valid), raw_key(problem.seed),
+                None if W is None else np.asarray(W, dtype),
                 None if wl is None else np.asarray(wl), np.asarray(lr, dtype), np.asarray(tol, dtype),
                 np.asarray(representatives(problem.labels)), np.asarray(tie))
 
@@ -561,20 +545,20 @@ def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
 
 def _descent_info(problem: Problem, s: LoopState, cfg: Config, tol: float, dtype, const: float) -> DescentInfo:
     """The run's :class:`~ufm.solution.DescentInfo` from its final LoopState (NumPy leaves)."""
-    epochs = int(s.epoch)
-    hist = np.exp(np.asarray(s.history, dtype=np.float64)[:min(epochs, cfg.history)])
-    bb_step = otu.tree_get(s.opt, "step")
-    trials = otu.tree_get(s.opt, "trials")
+    epochs = int(s.iteration)
+    hist = np.exp(np.asarray(s.record.history, dtype=np.float64)[:min(epochs, cfg.history)])
+    bb_step = otu.tree_get(s.tx_state, "step")
+    trials = otu.tree_get(s.tx_state, "trials")
     snaps = snapshot_epochs(epochs)
     return DescentInfo(
         optimizer=cfg.optimizer or "custom", dtype=jnp.dtype(dtype).name, tol=tol, grad_tol=float(tol ** GRAD_POWER),
-        value_change=float(s.rel_change), direction_norm=float(s.gnorm), solver_value=float(s.f),
+        value_change=float(s.change), direction_norm=float(s.grad_norm), solver_value=float(s.value),
         loss_history=(const + hist).tolist(), excess_history=hist.tolist(),
-        mean_gram_checkpoints={"epochs": snaps, "grams": np.asarray(s.gram_snaps, dtype=np.float64)[
+        mean_gram_checkpoints={"epochs": snaps, "grams": np.asarray(s.record.gram_snaps, dtype=np.float64)[
             ..., :problem.k, :problem.k][:len(snaps)].tolist()},
         last_step_size=None if bb_step is None else float(bb_step),
         evaluations=None if trials is None or cfg.stochastic else 1 + int(trials) + int(cfg.plain_phase),
-        plain_epochs=int(s.plain_epochs))
+        plain_epochs=int(s.record.plain_epochs))
 
 
 def _stopped(s: LoopState, tol: float, grad_tol: float, certify: bool) -> tuple[str, str]:
@@ -583,13 +567,13 @@ def _stopped(s: LoopState, tol: float, grad_tol: float, certify: bool) -> tuple[
         return "converged", ""
     if bool(s.stalled):
         # at the floating-point floor: the certificate, if any, judges the point
-        ok = float(s.gnorm) <= grad_tol or certify
+        ok = float(s.grad_norm) <= grad_tol or certify
         return ("converged" if ok else "not_converged",
                 "line search cannot decrease the excess further (floating-point floor)"
-                + ("" if ok else f"; Riemannian gradient norm of log E {float(s.gnorm):.3g} above {grad_tol:.3g}"))
-    return "not_converged", (f"stopped after {int(s.epoch)} epochs: relative change of the excess "
-                             f"{float(s.rel_change):.3g} (tol {tol:g}), Riemannian gradient norm of log E "
-                             f"{float(s.gnorm):.3g} (tol {grad_tol:.3g}); raise steps")
+                + ("" if ok else f"; Riemannian gradient norm of log E {float(s.grad_norm):.3g} above {grad_tol:.3g}"))
+    return "not_converged", (f"stopped after {int(s.iteration)} epochs: relative change of the excess "
+                             f"{float(s.change):.3g} (tol {tol:g}), Riemannian gradient norm of log E "
+                             f"{float(s.grad_norm):.3g} (tol {grad_tol:.3g}); raise steps")
 
 
 def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: float,
@@ -598,13 +582,13 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     """Turn one final LoopState (NumPy leaves) into a Solution: H = V[tie] as float64 unit rows, its
     excess and loss recomputed in float64, and (``certify``) the certificate, which decides the status
     (:func:`ufm.solution.certified_status`)."""
-    V = np.asarray(s.H, dtype=np.float64)
+    V = np.asarray(s.params, dtype=np.float64)
     H = V if tie is None else V[np.asarray(tie)]
-    epochs = int(s.epoch)
+    epochs = int(s.iteration)
     const = problem_constant(problem)
     grad_tol = float(tol ** GRAD_POWER)
     info = _descent_info(problem, s, cfg, tol, dtype, const)
-    if bool(s.bad) or not np.all(np.isfinite(H)) or \
+    if bool(s.failed) or not np.all(np.isfinite(H)) or \
             not unit_sphere(problem.relu).violation(H) <= descent.FEASIBILITY_TOL:
         M = np.full((problem.k, problem.k), np.nan)
         return Solution("gd", M, float("nan"), "error", embeddings=H, iterations=epochs, seconds=seconds,
@@ -622,10 +606,10 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     status, message = certified_status(status, message, cert)
     if cert is not None:
         log_e = cert.log_excess
-    elif tie is None and np.dtype(dtype) == np.float64 and np.isfinite(float(s.f)):
+    elif tie is None and np.dtype(dtype) == np.float64 and np.isfinite(float(s.value)):
         # the run's own last value: the precise kernel's log E at this point, in float64 (the
         # retraction above moved the unit rows by rounding only); no second evaluation
-        log_e = float(s.f)
+        log_e = float(s.value)
     else:
         log_e = problem_log_excess(problem, H)
     excess = float(np.exp(log_e))
@@ -837,8 +821,7 @@ def _pad_data(data: Data, n_pad: int, d_pad: int | None = None, v_pad: int | Non
     rep = np.concatenate([np.asarray(data.rep), np.arange(n, n_pad, dtype=np.int32)])
     tie = np.concatenate([np.asarray(data.tie), np.arange(q, q + extra, dtype=np.int32)])
     return data._replace(H0=H0, labels=labels, rep=rep, tie=tie, mon_index=widen(data.mon_index, 0),
-                         mon_valid=widen(data.mon_valid, False), ep_index=widen(data.ep_index, 0),
-                         ep_valid=widen(data.ep_valid, False), protos=protos)
+                         mon_valid=widen(data.mon_valid, False), protos=protos)
 
 
 #: Shape families: a small full-batch problem (at most this many rows, prototypes included) runs in the
@@ -876,7 +859,7 @@ def _in_family(problem: Problem, cfg: Config, data: Data) -> tuple[Config, Data]
 def _own_rows(s: LoopState, rows: int, d: int) -> LoopState:
     """A (padded) run's state cut to its own ``rows`` rows of V (n, or q for a tied run) and ``d``
     columns (:func:`_in_family`)."""
-    return s._replace(H=s.H[..., :rows, :d], G=s.G[..., :rows, :d])
+    return s._replace(params=s.params[..., :rows, :d], grad=s.grad[..., :rows, :d])
 
 
 def _batched_problems(problems, pad: bool) -> list[Problem]:
@@ -976,7 +959,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
 def _batched_solution(p: Problem, s, cfg: Config, seconds: float, steps: int, lr: float, tol: float, dtype,
                       certify: bool, gap_tol: float) -> Solution:
     """One problem's Solution from its lane of :func:`solve_batched`'s state (its own rows), polished."""
-    s = s._replace(H=s.H[:p.n], G=s.G[:p.n])
+    s = s._replace(params=s.params[:p.n], grad=s.grad[:p.n])
     # the polish solves p alone on its own rows: its own width decides its plain phase
     own = cfg._replace(plain_phase=_takes_plain_phase(p.batching.is_random, batch_shape(p)[1]))
     return _with_tied_polish(p, _solution(p, s, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol),

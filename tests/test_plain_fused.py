@@ -158,10 +158,10 @@ def test_two_phases_take_the_precise_path(problem):
     """The plain phase changes only the rounding of the values the search compares: the same
     iterations, the same point, the reported value the precise one."""
     a, b = _runs(problem, 2, False), _runs(problem, 2, True)
-    assert int(a.epoch) == int(b.epoch) and bool(a.converged) and bool(b.converged)
-    assert int(a.plain_epochs) == 0 and 0 < int(b.plain_epochs) <= int(b.epoch)
-    assert float(jnp.abs(a.H - b.H).max()) <= 1e-9
-    assert abs(float(a.f) - float(b.f)) <= 1e-10
+    assert int(a.iteration) == int(b.iteration) and bool(a.converged) and bool(b.converged)
+    assert int(a.record.plain_epochs) == 0 and 0 < int(b.record.plain_epochs) <= int(b.iteration)
+    assert float(jnp.abs(a.params - b.params).max()) <= 1e-9
+    assert abs(float(a.value) - float(b.value)) <= 1e-10
 
 
 @pytest.mark.slow
@@ -172,7 +172,7 @@ def test_small_tau_hands_over_to_the_precise_form(monkeypatch):
     starts near the optimum and runs on the precise form from its first step; it is proved optimal."""
     problem = Problem.from_counts([8, 8, 2, 2], tau=0.05)
     run = _runs(problem, 0, True)
-    assert 0 < int(run.plain_epochs) < int(run.epoch)
+    assert 0 < int(run.record.plain_epochs) < int(run.iteration)
     monkeypatch.setattr(gd, "PLAIN_MIN_WIDTH", 0)
     sol = gd.solve(problem, seed=0)
     assert sol.status == "optimal" and sol.certificate.relative_gap <= 1e-6
