@@ -121,8 +121,8 @@ for n in map(int, sys.argv[1:]):
         run = gd._compiled(cfg, None).lower(data).compile()
         jax.block_until_ready(run(data))
         t0 = time.perf_counter(); out = jax.block_until_ready(run(data)); dt = time.perf_counter() - t0
-        row[label + "_seconds_per_step"] = dt / int(out.epoch)
-        row[label + "_final_log_excess"] = float(out.f)
+        row[label + "_seconds_per_step"] = dt / int(out.iteration)
+        row[label + "_final_log_excess"] = float(out.value)
     row["speedup"] = row["one_seconds_per_step"] / row["sharded_seconds_per_step"]
     rows.append(row)
 print(json.dumps({"device_kind": jax.devices()[0].device_kind, "rows": rows}))
@@ -209,7 +209,7 @@ def bench_scaling(sizes: list[int], chunk_above: float = float("inf"), chunk: in
         t0 = _now()
         out = jax.block_until_ready(compiled(data))
         run_s = _now() - t0
-        epochs = int(out.epoch)
+        epochs = int(out.iteration)
         # the compiled loss + gradient alone (the profile's dominant piece)
         vg = jax.jit(jax.value_and_grad(
             lambda H: scl_loss_packed(H, data.labels, data.tau, data.mon_index, data.mon_valid, "sum",
@@ -232,7 +232,7 @@ def bench_scaling(sizes: list[int], chunk_above: float = float("inf"), chunk: in
                      "plain_loss_and_grad_seconds": plain_s, "plain_over_floor": plain_s / floor_s,
                      # counted: every line-search trial (each a value and gradient); a run adds 2 (its
                      # start, and the precise form's first evaluation after the plain phase)
-                     "evaluations_per_step": int(optax.tree_utils.tree_get(out.opt, "trials")) / max(epochs, 1),
+                     "evaluations_per_step": int(optax.tree_utils.tree_get(out.tx_state, "trials")) / max(epochs, 1),
                      "loss_and_grad_gflops": flops / vg_s / 1e9,
                      "fraction_of_matmul_peak": flops / vg_s / 1e9 / peak})
         print(f"  n={n} {jnp.dtype(dtype).name}: {rows[-1]['seconds_per_step']:.3f} s/step, loss+grad "
