@@ -381,7 +381,8 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     objective = objective_of(problem)
     if not any(has(objective, c) for c in (Capability.BATCHED, Capability.GRAM, Capability.OWN_BOUND)):
         require(objective, Capability.GRAM, "certify_embeddings")
-    if not has(objective, Capability.BATCHED) and objective.constraint_set(problem) is EUCLIDEAN:
+    own_set = getattr(objective, "constraint_set", None)
+    if not has(objective, Capability.BATCHED) and own_set is not None and own_set(problem.shape) is EUCLIDEAN:
         raise ProblemError(f"certify_embeddings certifies unit-row embeddings; a point of {problem.objective.describe()} "
                            "is more than its embeddings: certify the Solution of gd.solve instead")
     H = feasible_embeddings(problem, H)
@@ -440,11 +441,13 @@ def gram_certificate(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL
     (PSD, unit diagonal, G >= 0 with ReLU) f(G) >= f(G0) - <C, G0> + sum(y) + n min(0, lambda_min(S)),
     S = C - N - Diag(y), with the dual-free multipliers of :func:`solvers.bound.dual_free_multipliers`.
     The relative gap is on the excess f - constant; ``lambda_min`` is that of S in the units of f."""
+    require_problem(problem, "gram_certificate")
+    require(objective_of(problem), Capability.GRAM, "gram_certificate")
     t0 = _started() if t0 is None else t0
     n = problem.n
     if n > GRAM_MAX_ROWS:
         raise ProblemError(f"the dense Gram certificate holds n x n matrices; n = {n} exceeds {GRAM_MAX_ROWS}")
-    H = np.asarray(H, dtype=np.float64)
+    H = feasible_embeddings(problem, H)
     G0 = H @ H.T
     value, C = objective_of(problem).gram_value_and_grad(problem, G0)
     C = (np.asarray(C, dtype=np.float64) + np.asarray(C, dtype=np.float64).T) / 2

@@ -33,11 +33,13 @@ import jax.numpy as jnp
 import optax
 from optax import tree_utils as otu
 
+from ufm.constraint_sets import ConstraintSet
+
 #: A point this far off its constraint set (after a retraction) is a failure, not a result.
 FEASIBILITY_TOL = 1e-3
 
 
-def step(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params,
+def step(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs, params,
          value, grad, tx_state, keep: bool = False) -> tuple[Any, Any, jax.Array]:
     """One step from ``params`` with ``value`` = objective(params) and ``grad`` its Euclidean gradient.
     Returns ``(new params, new transform state, stalled)``. ``keep``: also pass the transform
@@ -75,13 +77,13 @@ def value_and_grad(objective: Callable, params) -> tuple[jax.Array, Any]:
     return value, jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
 
 
-def measure(objective: Callable, constraint_set, params) -> tuple[jax.Array, Any, jax.Array]:
+def measure(objective: Callable, constraint_set: ConstraintSet, params) -> tuple[jax.Array, Any, jax.Array]:
     """``(f, grad f, ||direction||_F)`` at ``params``; the gradient is 0 where f is not finite."""
     value, grad = value_and_grad(objective, params)
     return value, grad, otu.tree_norm(constraint_set.direction(params, grad))
 
 
-def after_step(objective: Callable, constraint_set, params, tx_state, value, grad,
+def after_step(objective: Callable, constraint_set: ConstraintSet, params, tx_state, value, grad,
                keep: bool) -> tuple[jax.Array, Any, jax.Array]:
     """``(f, grad f, ||direction||_F)`` at the new ``params`` after :func:`step` from a point with
     ``value`` and ``grad``: with ``keep`` (as given to :func:`step`), the transform's kept evaluation
@@ -98,14 +100,15 @@ def after_step(objective: Callable, constraint_set, params, tx_state, value, gra
     return new_value, new_grad, otu.tree_norm(constraint_set.direction(params, new_grad))
 
 
-def failed(constraint_set, params, value, grad_norm) -> jax.Array:
+def failed(constraint_set: ConstraintSet, params, value, grad_norm) -> jax.Array:
     """A non-finite value (other than -inf: E = 0) or direction norm, or a point off its set."""
     bad_value = ~jnp.isfinite(value) & (value != -jnp.inf)
     on_set = jnp.asarray(constraint_set.violation(params) <= FEASIBILITY_TOL)
     return bad_value | ~jnp.isfinite(grad_norm) | ~on_set
 
 
-def init(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params) -> DescentState:
+def init(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs,
+         params) -> DescentState:
     """The state at ``params`` (a point of the constraint set)."""
     value, grad, grad_norm = measure(objective, constraint_set, params)
     dtype = otu.tree_dtype(params)
@@ -114,7 +117,7 @@ def init(objective: Callable, constraint_set, tx: optax.GradientTransformationEx
                         failed(constraint_set, params, value, grad_norm), tx.init(params))
 
 
-def update(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs,
+def update(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs,
            state: DescentState, tol: float, grad_tol: float, keep: bool = False) -> DescentState:
     """One step and the stopping tests (module docstring); ``keep`` as in :func:`step`."""
     params, tx_state, stalled = step(objective, constraint_set, tx, state.params, state.value, state.grad,
@@ -123,7 +126,7 @@ def update(objective: Callable, constraint_set, tx: optax.GradientTransformation
     return judge(constraint_set, state, params, tx_state, value, grad, grad_norm, stalled, tol, grad_tol)
 
 
-def judge(constraint_set, state: DescentState, params, tx_state, value, grad, grad_norm, stalled,
+def judge(constraint_set: ConstraintSet, state: DescentState, params, tx_state, value, grad, grad_norm, stalled,
           tol: float, grad_tol: float) -> DescentState:
     """The state after ``state`` moved to ``params`` (with f, grad f and the direction's norm there):
     the one stopping test of every driver (module docstring). f = -inf (E = 0) is a global minimum;
@@ -136,12 +139,12 @@ def judge(constraint_set, state: DescentState, params, tx_state, value, grad, gr
                         bad, tx_state, state.record)
 
 
-def going(state: DescentState, max_steps) -> jax.Array:
+def going(state: DescentState, max_steps: int | jax.Array) -> jax.Array:
     """Whether a run goes on: not converged, stalled or failed, and below ``max_steps``."""
     return ~state.converged & ~state.stalled & ~state.failed & (state.iteration < max_steps)
 
 
-def run(objective: Callable, constraint_set, tx: optax.GradientTransformationExtraArgs, params, *,
+def run(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs, params, *,
         max_steps: int, tol: float, grad_tol: float, keep: bool = False) -> DescentState:
     """Steps until converged, stalled, failed or ``max_steps`` (jit it with the objective fixed);
     ``keep`` as in :func:`step`."""

@@ -133,3 +133,15 @@ def test_the_layer_table_names_every_module():
     missing = sorted(module_name(p) for p in SOURCES
                      if module_name(p).split(".")[-1] not in named | {"ufm", "solvers", "theory_checks"})
     assert missing == []
+
+
+#: The longest a function of the packages may be (docs/architecture.md, "Readable code").
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = [f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in SOURCES for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []

@@ -102,7 +102,6 @@ def _excess_longdouble(H, labels, tau) -> float:
     each anchor's log-sum-exp shifted by its own maximum: an independent reference at n = 1000."""
     X = np.asarray(H, dtype=np.longdouble)
     G = X @ X.T / np.longdouble(tau)
-    n = len(labels)
     same = labels[:, None] == labels[None, :]
     np.fill_diagonal(same, False)
     G_off = G.copy()

@@ -30,7 +30,7 @@ import pytest
 
 import ufm
 from solvers import convex, gd, reduced
-from solvers.certificate import certify_embeddings
+from solvers.certificate import certify_embeddings, gram_certificate
 from theory_checks.predictions import predict
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
@@ -201,8 +201,13 @@ ENTRY_POINTS = {
     "gd.solve_many": lambda p: gd.solve_many(p, [0, 1], steps=50),
     "gd.solve_batched": lambda p: gd.solve_batched([p], steps=50),
     "convex.solve_relaxation": convex.solve_relaxation,
+    "convex.convex_optimum": convex.convex_optimum,
+    "convex.certify": lambda p: convex.certify(gd.solve(p, steps=50, certify=False), p),
     "reduced.solve_reduced": reduced.solve_reduced,
+    "reduced.solve_factored": reduced.solve_factored,
+    "reduced.solve_block": reduced.solve_block,
     "certify_embeddings": lambda p: certify_embeddings(p, _unit_rows(p)),
+    "gram_certificate": lambda p: gram_certificate(p, _unit_rows(p)),
     "problem_loss": lambda p: ufm.problem_loss(p, _unit_rows(p)),
     "predict": predict,
 }

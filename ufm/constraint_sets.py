@@ -27,7 +27,7 @@ array module is chosen from the input (:func:`array_module`), so there is one im
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,26 @@ from ufm.programs import bucket, program
 def array_module(a: Any):
     """``numpy`` for NumPy arrays (and Python numbers), ``jax.numpy`` for JAX arrays and tracers."""
     return np if isinstance(a, (np.ndarray, np.generic, float, int)) else jnp
+
+
+class ConstraintSet(Protocol):
+    """What a constraint set supplies (module docstring); arrays are NumPy or JAX alike."""
+
+    name: str
+
+    def tangent(self, H, G): ...
+
+    def direction(self, H, G): ...
+
+    def retract(self, V): ...
+
+    def point(self, X): ...
+
+    def violation(self, H) -> float: ...
+
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray: ...
+
+    def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray: ...
 
 
 class Sphere:
@@ -128,7 +148,7 @@ NONNEGATIVE_SPHERE = NonnegativeSphere()
 EUCLIDEAN = Euclidean()
 
 #: The registry: a new constraint set is one class above plus one entry here.
-CONSTRAINT_SETS = {s.name: s for s in (SPHERE, NONNEGATIVE_SPHERE, EUCLIDEAN)}
+CONSTRAINT_SETS: dict[str, ConstraintSet] = {s.name: s for s in (SPHERE, NONNEGATIVE_SPHERE, EUCLIDEAN)}
 
 
 def _gaussian(key, *, size: int, dtype: str):

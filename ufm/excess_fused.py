@@ -106,7 +106,7 @@ def _sort(Z, R, labels, member, is_anchor, alpha, num_classes: int, c: int, unit
     return _Sorted(Zs, Rs, diff, gap, right, pad(is_anchor & member), pad(alpha), starts), perm
 
 
-def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad: bool):
+def _block(S: _Sorted, tau, b0, c: int, window: int, with_grad: bool):
     """``(log E_block, _Acc or None)`` of the sorted anchors b0 .. b0 + c - 1 (module docstring);
     the gradients d log E_block in sorted rows."""
     mp, d = S.Z.shape
@@ -120,19 +120,7 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
     has_neg = has_pos & (members - (hi - lo) > 0)
     Zb = jax.lax.dynamic_slice_in_dim(S.Z, b0, c)
     Rb = jax.lax.dynamic_slice_in_dim(S.R, b0, c)
-    # 1. negatives, on the m columns of the batch (the c rows of padding are for the anchors only)
-    right = S.right
-    m = right.shape[0]
-    cols = jnp.arange(m, dtype=jnp.int32)[None, :]
-    neg = (cols < members) & ((cols < lo[:, None]) | (cols >= hi[:, None])) & has_neg[:, None]
-    g = jnp.concatenate([Zb, -jnp.ones((c, 1), Zb.dtype)], axis=1) / tau @ right[:, :d + 1].T   # one product
-    u = jax.lax.stop_gradient(jnp.max(jnp.where(neg, g, -jnp.inf), axis=1))
-    u = jnp.where(has_neg, u, 0.0)
-    e = jnp.where(neg, jnp.exp(g - u[:, None]), 0.0)
-    A = e @ right                                                       # (c, d + 2)
-    sum_neg = jnp.where(has_neg, A[:, -1], 0.0)                         # >= 1 (the term at u)
-    s = jnp.sum(Zb * Rb, axis=1) / tau
-    lse_neg = jnp.where(has_neg, u + jnp.log(jnp.where(has_neg, sum_neg, 1.0)) - s, -jnp.inf)
+    e, A, sum_neg, s, lse_neg = _negatives(S, tau, Zb, Rb, lo, hi, has_neg)
     # 2. positives, on the window [ws, ws + W) that holds every anchor's range [lo, hi)
     ws = jnp.clip(lo[0], 0, mp - window)
     wcols = ws + jnp.arange(window, dtype=jnp.int32)[None, :]
@@ -157,7 +145,36 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
         return log_block, None
     ref = jnp.where(jnp.isfinite(log_block), log_block, 0.0)
     coef = cotangent_coefficients(has_pos, within, ps.sum_pos, sum_neg, delta, log_alpha - ref)
-    # 3. pullbacks: negatives (g's cotangent is coef.neg_i e_ia), s (-sig_i), the window
+    dXw = jnp.where(pos, positives_cotangent(ps.q, ps.mean_q, coef), 0.0)
+    return log_block, _pullback(S, tau, b0, Zb, Rb, e, A, s, coef, window_pullback(dXw), ws,
+                                jnp.where(a > 0, jnp.exp(log_e - log_alpha - ref), 0.0))
+
+
+def _negatives(S: _Sorted, tau, Zb, Rb, lo, hi, has_neg):
+    """Step 1 of a block (module docstring): the negatives, on the m columns of the batch (the c rows
+    of padding are for the anchors only). ``(e (c, m), A = e [Z, gap, 1] (c, d + 2), S_N (c,),
+    s_i = <z_i, r_i> / tau (c,), lse_N X (c,))``."""
+    c, d = Zb.shape
+    members = S.starts[-1]
+    right = S.right
+    cols = jnp.arange(right.shape[0], dtype=jnp.int32)[None, :]
+    neg = (cols < members) & ((cols < lo[:, None]) | (cols >= hi[:, None])) & has_neg[:, None]
+    g = jnp.concatenate([Zb, -jnp.ones((c, 1), Zb.dtype)], axis=1) / tau @ right[:, :d + 1].T   # one product
+    u = jax.lax.stop_gradient(jnp.max(jnp.where(neg, g, -jnp.inf), axis=1))
+    u = jnp.where(has_neg, u, 0.0)
+    e = jnp.where(neg, jnp.exp(g - u[:, None]), 0.0)
+    A = e @ right                                                       # (c, d + 2)
+    sum_neg = jnp.where(has_neg, A[:, -1], 0.0)                         # >= 1 (the term at u)
+    s = jnp.sum(Zb * Rb, axis=1) / tau
+    lse_neg = jnp.where(has_neg, u + jnp.log(jnp.where(has_neg, sum_neg, 1.0)) - s, -jnp.inf)
+    return e, A, sum_neg, s, lse_neg
+
+
+def _pullback(S: _Sorted, tau, b0, Zb, Rb, e, A, s, coef, window_cotangents, ws, d_alpha) -> "_Acc":
+    """Step 3 of a block (module docstring): the block's gradients in sorted rows, from the negatives
+    (g's cotangent is coef.neg_i e_ia), s (-sig_i) and the window's pullback ``window_cotangents``
+    (d Z_b, d D_w, d gap_w, d tau), placed at the block's rows b0.. and the window's ws.."""
+    c, d = Zb.shape
     cn = coef.neg[:, None]
     dZb = cn * A[:, :d] / tau - coef.sig[:, None] * Rb / tau
     dRb = -coef.sig[:, None] * Zb / tau
@@ -165,16 +182,15 @@ def _block(S: _Sorted, tau, b0, c: int, window: int, unit_rows: bool, with_grad:
     B = jnp.concatenate([B, jnp.zeros((c, d + 1), B.dtype)])           # (m + c, d + 1)
     eg = (jnp.sum(Zb * A[:, :d], axis=1) - A[:, d]) / tau               # sum_a e_ia g_ia
     dtau = (-jnp.sum(coef.neg * eg) + jnp.sum(coef.sig * s)) / tau
-    dXw = jnp.where(pos, positives_cotangent(ps.q, ps.mean_q, coef), 0.0)
-    dZb_w, dDw, dgw, dtau_w = window_pullback(dXw)
+    dZb_w, dDw, dgw, dtau_w = window_cotangents
     acc = _Acc(B[:, :d] / tau, jnp.zeros_like(S.R), -B[:, d] / tau, dtau + dtau_w, jnp.zeros_like(S.alpha))
     add = lambda x, start, v: jax.lax.dynamic_update_slice_in_dim(
         x, jax.lax.dynamic_slice_in_dim(x, start, v.shape[0]) + v, start, 0)
     acc = acc._replace(Z=add(add(acc.Z, ws, dDw), b0, dZb + dZb_w),
                        R=add(add(acc.R, ws, -dDw), b0, dRb),
                        gap=add(acc.gap, ws, dgw),
-                       alpha=add(acc.alpha, b0, jnp.where(a > 0, jnp.exp(log_e - log_alpha - ref), 0.0)))
-    return log_block, acc
+                       alpha=add(acc.alpha, b0, d_alpha))
+    return acc
 
 
 def _window(m: int, c: int, class_rows: int | None) -> int:
@@ -188,7 +204,7 @@ def _zero_acc(mp: int, d: int, dtype) -> _Acc:
                 jnp.zeros((), dtype), jnp.zeros(mp, dtype))
 
 
-def _run_blocks(S: _Sorted, tau, starts, c: int, window: int, unit_rows: bool, with_grad: bool):
+def _run_blocks(S: _Sorted, tau, starts, c: int, window: int, with_grad: bool):
     """``(ref, weight, acc)`` over the blocks starting at the sorted rows ``starts`` (nb,): E of these
     blocks = e^ref weight, and acc = sum_b e^{log E_b - ref} d log E_b (None without gradients).
     Blocks past the members give nothing."""
@@ -197,7 +213,7 @@ def _run_blocks(S: _Sorted, tau, starts, c: int, window: int, unit_rows: bool, w
 
     def body(carry, b0):
         ref, weight, acc = carry
-        log_b, g_b = _block(S, tau, b0, c, window, unit_rows, with_grad)   # -inf past the members
+        log_b, g_b = _block(S, tau, b0, c, window, with_grad)   # -inf past the members
         higher = log_b > ref                    # a new reference: rescale what is summed so far
         new_ref = jnp.where(higher, log_b, ref)
         factor = jnp.where(jnp.isfinite(ref), jnp.exp(ref - new_ref), 0.0)
@@ -213,7 +229,7 @@ def _run_blocks(S: _Sorted, tau, starts, c: int, window: int, unit_rows: bool, w
 
 
 def _unsorted_result(S: _Sorted, perm, m: int, log_total, acc: _Acc | None, share, class_rows: int | None,
-            unit_rows: bool) -> tuple:
+                     unit_rows: bool) -> tuple:
     """log E and the caller's-order gradients from the accumulated sorted ones (``share``: the
     factor that turns acc into d log E); NaN if a class has more members than ``class_rows``."""
     if class_rows is not None:
@@ -236,7 +252,7 @@ def _evaluate(Z, R, labels, member, is_anchor, alpha, tau, num_classes, chunk_si
         c = block_size(m, chunk_size, m, Z.dtype.itemsize)
         starts = jnp.arange(0, m, c, dtype=jnp.int32)
         S, perm = _sort(Z, R, labels, member, is_anchor, alpha, num_classes, c, unit_rows)
-        ref, weight, acc = _run_blocks(S, tau, starts, c, _window(m, c, class_rows), unit_rows, with_grad)
+        ref, weight, acc = _run_blocks(S, tau, starts, c, _window(m, c, class_rows), with_grad)
         total = jnp.where(weight > 0, ref + jnp.log(jnp.where(weight > 0, weight, 1.0)), -jnp.inf)
         return _unsorted_result(S, perm, m, total, acc, jnp.where(weight > 0, 1.0 / jnp.where(weight > 0, weight, 1.0), 0.0),
                        class_rows, unit_rows)
@@ -264,7 +280,7 @@ def _evaluate_sharded(mesh, Z, R, labels, member, is_anchor, alpha, tau, num_cla
         S_dev = S._replace(anchor=S.anchor & (jnp.arange(S.Z.shape[0]) >= first)
                            & (jnp.arange(S.Z.shape[0]) < first + per))
         ref, weight, acc = _run_blocks(S_dev, tau, jnp.minimum(first + local, m), c, _window(m, c, class_rows),
-                                       unit_rows, with_grad)
+                                       with_grad)
         refs = jax.lax.all_gather(ref, axis)
         top = jnp.max(refs)
         top = jnp.where(jnp.isfinite(top), top, 0.0)

@@ -213,8 +213,10 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
                                objective=objective)
 
 
-#: The command's options that belong to one objective (its options class lists its own in ``CLI_FLAGS``).
-OBJECTIVE_FLAGS = ("classifier", "weight_decay")
+def objective_flags() -> tuple[str, ...]:
+    """The command's options that belong to one objective: every registered options class's
+    ``CLI_FLAGS`` (the other objectives refuse them)."""
+    return tuple(dict.fromkeys(f for name in OBJECTIVES for f in getattr(OBJECTIVES.options(name), "CLI_FLAGS", ())))
 
 
 def objective_from_args(args: argparse.Namespace) -> ObjectiveOptions:
@@ -223,7 +225,7 @@ def objective_from_args(args: argparse.Namespace) -> ObjectiveOptions:
     name = option(args, "loss")
     options = OBJECTIVES.options(name)
     own = tuple(getattr(options, "CLI_FLAGS", ()))
-    refuse(given(args, *(f for f in OBJECTIVE_FLAGS if f not in own)), f"to --loss {name}")
+    refuse(given(args, *(f for f in objective_flags() if f not in own)), f"to --loss {name}")
     if not options.batched:
         refuse(given(args, "batching", "batch_size", "batches_file", "prototypes"),
                f"to --loss {name} (a sum over examples: full batch, no prototypes)")

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ufm.errors import ProblemError
+
+if TYPE_CHECKING:     # annotations only (ufm.problem imports this package)
+    import numpy as np
+
+    from ufm.problem import Problem
 from ufm.objectives.base import (Capability, Evaluation, Objective, ObjectiveOptions,  # noqa: F401
                                  ObjectivePrediction, has, require)
 
@@ -76,12 +81,12 @@ register("scl", "ufm.objectives.scl_options:SCL", "ufm.objectives.scl")
 register("ce", "ufm.objectives.ce_options:CrossEntropy", "ufm.objectives.ce")
 
 
-def objective_of(problem) -> Objective:
+def objective_of(problem: Problem) -> Objective:
     """The implementation of the problem's objective."""
     return OBJECTIVES[problem.objective.name]
 
 
-def batched(problem) -> bool:
+def batched(problem: Problem) -> bool:
     """Whether the problem's objective runs on the batched kernels (:attr:`Capability.BATCHED`)."""
     return has(objective_of(problem), Capability.BATCHED)
 
@@ -89,14 +94,14 @@ def batched(problem) -> bool:
 # ---------------------------------------------------------------- a Gram objective's defaults
 # An objective with the GRAM capability needs only ``gram_value_and_grad``; these fill in what it
 # does not supply itself (SCL supplies all three, computed on its kernels).
-def excess_constant(problem) -> float:
+def excess_constant(problem: Problem) -> float:
     """The problem's loss minus its excess: the objective's ``excess_constant``, else 0."""
     objective = objective_of(problem)
     own = getattr(objective, "excess_constant", None)
     return 0.0 if own is None else float(own(problem))
 
 
-def embeddings_loss(problem, H) -> float:
+def embeddings_loss(problem: Problem, H: np.ndarray) -> float:
     """The loss of embeddings H (n, d): the objective's ``loss``, else its Gram value at H H^T, else
     its ``evaluate``."""
     import numpy as np
@@ -111,7 +116,7 @@ def embeddings_loss(problem, H) -> float:
     return float(objective.evaluate(problem, np.asarray(H, dtype=np.float64)).loss)
 
 
-def embeddings_log_excess(problem, H) -> float:
+def embeddings_log_excess(problem: Problem, H: np.ndarray) -> float:
     """log of the excess of H (n, d): the objective's ``log_excess``, else log(loss - constant)
     (-inf where that is <= 0)."""
     import math

@@ -22,11 +22,21 @@ measured on it.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from ufm.errors import ProblemError
+
+if TYPE_CHECKING:      # names for the annotations only: importing them would load JAX and cvxpy, and a cycle
+    import cvxpy as cp
+    import jax
+
+    from ufm.constraint_sets import ConstraintSet
+    from ufm.problem import Problem, ProblemArrays, ProblemShape
+
+#: An objective's point: a pytree of arrays (the embeddings H (n, d), or the learned CE's (H, W, b)).
+Params = Any
 
 
 class Capability(str, enum.Enum):
@@ -105,28 +115,29 @@ class ObjectivePrediction(NamedTuple):
 
 class Objective(Protocol):
     """An objective's implementation (a module or an object). ``NAME`` and ``CAPABILITIES`` always;
-    the functions of each capability it declares (:class:`Capability`)."""
+    the functions of each capability it declares (:class:`Capability`). ``params`` is a pytree of
+    arrays (the embeddings H (n, d), or more: the learned CE's (H, W, b)); ``dtype`` a JAX dtype."""
 
     NAME: str
     CAPABILITIES: frozenset[Capability]
 
-    def constraint_set(self, shape: Any) -> Any: ...
+    def constraint_set(self, shape: ProblemShape) -> ConstraintSet: ...
 
-    def start(self, problem: Any, key: Any, dtype: Any) -> Any: ...
+    def start(self, problem: Problem, key: jax.Array, dtype: Any) -> Params: ...
 
-    def solver_value(self, shape: Any) -> Callable[[Any, Any], Any]: ...
+    def solver_value(self, shape: ProblemShape) -> Callable[[Params, ProblemArrays], jax.Array]: ...
 
-    def evaluate(self, problem: Any, params: Any) -> Evaluation: ...
+    def evaluate(self, problem: Problem, params: Params) -> Evaluation: ...
 
-    def gram_value_and_grad(self, problem: Any, G: np.ndarray) -> tuple[float, np.ndarray]: ...
+    def gram_value_and_grad(self, problem: Problem, G: np.ndarray) -> tuple[float, np.ndarray]: ...
 
-    def loss(self, problem: Any, H: np.ndarray) -> float: ...
+    def loss(self, problem: Problem, H: np.ndarray) -> float: ...
 
-    def excess_constant(self, problem: Any) -> float: ...
+    def excess_constant(self, problem: Problem) -> float: ...
 
-    def relaxation_expression(self, problem: Any, G: Any) -> Any: ...
+    def relaxation_expression(self, problem: Problem, G: cp.Expression) -> cp.Expression: ...
 
-    def predict(self, problem: Any) -> ObjectivePrediction: ...
+    def predict(self, problem: Problem) -> ObjectivePrediction: ...
 
 
 #: What each capability lets a solver do, for the refusal's sentence.

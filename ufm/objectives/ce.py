@@ -29,7 +29,7 @@ are derived in docs/theory.md section 10.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,11 @@ from scipy.optimize import minimize_scalar
 
 from ufm.constraint_sets import EUCLIDEAN, unit_sphere
 from ufm.errors import ProblemError
-from ufm.objectives.base import Capability, Evaluation, ObjectivePrediction
+from ufm.objectives.base import Capability, Evaluation, ObjectivePrediction, Params
+
+if TYPE_CHECKING:
+    from ufm.constraint_sets import ConstraintSet
+    from ufm.problem import Problem, ProblemArrays, ProblemShape
 from ufm.objectives.ce_options import (CLASSIFIERS, NAME, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN,  # noqa: F401
                                       CrossEntropy)
 from ufm.excess import log_softplus
@@ -212,12 +216,12 @@ def learned_prediction(counts, weight_decay: float, dim: int) -> CEPrediction:
 CAPABILITIES = frozenset({Capability.DESCENT, Capability.OWN_BOUND, Capability.PREDICT})
 
 
-def constraint_set(problem):
+def constraint_set(problem: Problem | ProblemShape) -> ConstraintSet:
     """Unit rows (nonnegative with ReLU) for a fixed classifier; the whole space for the learned one."""
     return EUCLIDEAN if problem.objective.learned else unit_sphere(problem.relu)
 
 
-def start(problem, key: jax.Array, dtype=jnp.float64):
+def start(problem: Problem, key: jax.Array, dtype=jnp.float64) -> np.ndarray | LearnedParams:
     """A random start: a random point of the sphere set, or (learned) Gaussian H, W of scale 0.1 and b = 0."""
     n, k, d = problem.n, problem.k, problem.dim
     if not problem.objective.learned:
@@ -235,7 +239,7 @@ def _learned_start(key, *, n: int, k: int, d: int, dtype: str) -> "LearnedParams
 _LEARNED_START = program(_learned_start, static_argnames=("n", "k", "d", "dtype"), cost=lambda *a, **kw: 0)
 
 
-def solver_value(shape):
+def solver_value(shape: ProblemShape) -> Callable[[Params, ProblemArrays], jax.Array]:
     """The function ``(params, arrays)`` that gradient descent minimises, log L (fixed) or F (learned),
     for a :class:`~ufm.problem.ProblemShape`; the labels and tau come traced in the
     :class:`~ufm.problem.ProblemArrays`, so problems of one shape share a compiled run."""
@@ -246,7 +250,7 @@ def solver_value(shape):
     return lambda H, arrays: fixed_log_loss(H, arrays.labels, W.astype(H.dtype), arrays.tau.astype(H.dtype))
 
 
-def evaluate(problem, params) -> Evaluation:
+def evaluate(problem: Problem, params: Params) -> Evaluation:
     """The loss of ``params`` in float64 and its proved bound (module docstring)."""
     labels = np.asarray(problem.labels)
     if problem.objective.learned:
@@ -267,7 +271,7 @@ def evaluate(problem, params) -> Evaluation:
     return Evaluation(H, loss, loss, log_loss, loss * (1.0 - gap), gap, "ball linearisation", {})
 
 
-def predict(problem) -> CEPrediction:
+def predict(problem: Problem) -> CEPrediction:
     """The closed-form prediction of the problem's CE optimum."""
     ce = problem.objective
     if ce.learned:

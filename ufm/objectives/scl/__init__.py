@@ -25,11 +25,17 @@ What is still to move into this package (kernels, reduced form) is listed in doc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ufm.objectives.base import Capability
 from ufm.objectives.scl.gram import gram_value_and_grad, problem_constant
 from ufm.objectives.scl_options import NAME
+from ufm.problem import Problem
+
+if TYPE_CHECKING:     # annotations only: cvxpy loads when a program is built
+    import cvxpy as cp
 
 CAPABILITIES = frozenset({Capability.BATCHED, Capability.GRAM, Capability.RELAXATION, Capability.REDUCED,
                           Capability.PREDICT})
@@ -38,24 +44,24 @@ __all__ = ["NAME", "CAPABILITIES", "gram_value_and_grad", "excess_constant", "lo
            "relaxation_expression"]
 
 
-def excess_constant(problem) -> float:
+def excess_constant(problem: Problem) -> float:
     """The loss minus the excess for the problem's batching at epoch 0 (independent of H)."""
     return problem_constant(problem)
 
 
-def loss(problem, H: np.ndarray) -> float:
+def loss(problem: Problem, H: np.ndarray) -> float:
     """The SCL loss of H (n, d) over the problem's batching at epoch 0 (:func:`ufm.loss.problem_loss`)."""
     from ufm.loss import problem_loss
     return problem_loss(problem, H)
 
 
-def log_excess(problem, H: np.ndarray) -> float:
+def log_excess(problem: Problem, H: np.ndarray) -> float:
     """log E of H (n, d), precise where E is far below the loss (the fused kernel, value only)."""
     from ufm.loss import problem_log_excess
     return problem_log_excess(problem, H)
 
 
-def relaxation_expression(problem, G):
+def relaxation_expression(problem: Problem, G: cp.Expression) -> cp.Expression:
     """The loss as a cvxpy expression of the Gram G (m, m) (:mod:`ufm.objectives.scl.relaxation`)."""
     from ufm.objectives.scl.relaxation import relaxation_expression as expression
     return expression(problem, G)
