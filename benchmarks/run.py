@@ -67,9 +67,9 @@ import optax
 import ufm  # noqa: F401  (float64)
 from solvers import gd
 from ufm import Problem
-from ufm.excess_fused import class_rows_bucket
-from ufm.loss import scl_loss_packed
-from ufm.plain_fused import log_excess_plain_packed
+from ufm.objectives.scl.precise import class_rows_bucket
+from ufm.objectives.scl.losses import scl_loss_packed
+from ufm.objectives.scl.plain import log_excess_plain_packed
 
 from benchmarks import peers, startup
 
@@ -107,7 +107,7 @@ import jax, jax.numpy as jnp
 import ufm
 from ufm import Problem
 from solvers import gd, sharding
-from ufm.loss import scl_loss_packed
+from ufm.objectives.scl.losses import scl_loss_packed
 devices = jax.device_count(); rows = []
 for n in map(int, sys.argv[1:]):
     problem = Problem.balanced(10, n // 10, tau=0.5)
@@ -194,7 +194,7 @@ def bench_scaling(sizes: list[int], chunk_above: float = float("inf"), chunk: in
                   dtype=jnp.float64) -> dict:
     """Full-batch BB GD, balanced k = 10, d = 10, tau 0.5, from seed 0, a few steps per size (tol 1e-15:
     no early stop); the loss is chunked (``chunk``) above ``chunk_above`` (default never: the kernel's
-    own blocks, ``ufm.excess_fused.default_block``)."""
+    own blocks, ``ufm.objectives.scl.precise.default_block``)."""
     peak = matmul_peak(dtype=dtype)
     rows = []
     for n in sizes:
@@ -217,7 +217,7 @@ def bench_scaling(sizes: list[int], chunk_above: float = float("inf"), chunk: in
                                       class_rows=cfg.class_rows)))
         reps = 7 if n <= 5000 else 2                       # the smallest of several: short calls are noisy
         vg_s = _fastest(vg, data.H0, reps)
-        # the plain form (ufm.plain_fused), what the descent's steps evaluate until the switch
+        # the plain form (ufm.objectives.scl.plain), what the descent's steps evaluate until the switch
         plain = jax.jit(jax.value_and_grad(
             lambda H: log_excess_plain_packed(H, data.labels, data.rep, data.tau, data.mon_index,
                                               data.mon_valid, problem.k, chunk_size=chunk_size)))

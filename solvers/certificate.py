@@ -48,8 +48,8 @@ from solvers.sizing import CACHE_BYTES, certificate_bytes
 from ufm.constraint_sets import EUCLIDEAN, SPHERE
 from ufm.batching import pack
 from ufm.errors import ProblemError
-from ufm.excess import anchor_gradient_rows, reduced_constant, reduced_excess, weight_gradient_rows
-from ufm.loss import problem_log_excess  # noqa: F401  (re-exported)
+from ufm.objectives.scl.formula import anchor_gradient_rows, reduced_constant, reduced_excess, weight_gradient_rows
+from ufm.objectives.scl.losses import problem_log_excess  # noqa: F401  (re-exported)
 from ufm.objectives import Capability, excess_constant, has, objective_of, require
 from ufm.objectives.scl.gram import problem_batches, problem_constant
 from ufm.problem import Problem, require_problem
@@ -177,7 +177,7 @@ def _lanczos_lower_bound(slack: Callable[[np.ndarray], np.ndarray], X: np.ndarra
 
 # ---------------------------------------------------------------- SCL over a batching
 class _BatchRows(NamedTuple):
-    """The padded rows of every batch (:func:`ufm.excess.batch_rows`): Z, R (nb, w, d), labels,
+    """The padded rows of every batch (:func:`ufm.objectives.scl.formula.batch_rows`): Z, R (nb, w, d), labels,
     member, is_anchor (nb, w); ``index`` (nb, w) the row of [H; W] of each (prototypes n..n+p-1)."""
 
     Z: np.ndarray
@@ -208,7 +208,7 @@ def _bucket(size: int, low: int) -> int:
 
 def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float, np.ndarray]:
     """``(log E, C (nb, w, w))`` with C_b = grad_G log E on batch b (not symmetrised): the one SCL
-    formula differentiated by JAX (:func:`ufm.excess.anchor_gradient_rows`). Batches are padded to
+    formula differentiated by JAX (:func:`ufm.objectives.scl.formula.anchor_gradient_rows`). Batches are padded to
     a power-of-two width and dimension (rows outside the batch, zero coordinates) and evaluated in
     groups of a fixed number, so problems of many sizes share a few compiled shapes."""
     nb, w = rows.labels.shape

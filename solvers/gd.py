@@ -6,10 +6,10 @@ Constraint set (docs/theory.md section 1), one row per example, H (n, d):
     S_+ = { H : ||h_i|| = 1 and h_i >= 0 for every i }         (ReLU)
 
 Objective: log E, the logarithm of the excess of the SCL loss (sum reduction) over the problem's
-batching (``ufm.excess_fused.log_excess_packed``, the fused kernel; docs/theory.md section 3a): the
+batching (``ufm.objectives.scl.precise.log_excess_packed``, the fused kernel; docs/theory.md section 3a): the
 loss minus its constant, to full relative precision at any tau (the loss itself does not resolve the geometry below tau ~ 0.07).
 With a deterministic batching of at least ``PLAIN_MIN_WIDTH`` rows the steps first evaluate log E
-in its plain form (``ufm.plain_fused``, about 2.5x cheaper) while its rounding is far below what a
+in its plain form (``ufm.objectives.scl.plain``, about 2.5x cheaper) while its rounding is far below what a
 step changes (``PLAIN_SWITCH``), then the precise form from the same point; the result, the
 certificate and the gradient half of the stopping test are the precise form's (docs/theory.md
 section 9, "Two forms of the same objective").
@@ -77,7 +77,7 @@ Public API: :func:`solve`, :func:`solve_many` (many random starts in one compile
 groups of :func:`default_lanes`),
 :func:`solve_batched` (several problems of equal shape, e.g. several temperatures, in one call; with
 ``pad=True`` problems of different counts, e.g. a sweep over imbalance ratios, padded to one n).
-``chunk_size`` (every entry point) evaluates the loss in row blocks (``ufm.loss``), memory O(c n).
+``chunk_size`` (every entry point) evaluates the loss in row blocks (``ufm.objectives.scl.losses``), memory O(c n).
 Compilation: one program per (config, shapes); tau, the start and the data are traced, so sweeps over
 temperatures, seeds or (padded) ratios at one shape compile once (tests/test_gd.py counts traces).
 """
@@ -110,9 +110,9 @@ from solvers.sizing import (CPU_LANE_BUDGET_BYTES, CPU_MAX_LANES, batch_shape, c
 from solvers.defaults import DEFAULT_LR, DEFAULT_STEPS, GAP_TOL, check_gap_tol
 from solvers.certificate import (certificate_fits, certify_embeddings, collapsed_rows,
                                  problem_constant, problem_log_excess)
-from ufm.excess import representatives
-from ufm.excess_fused import class_rows_bucket, log_excess_packed
-from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_estimate
+from ufm.objectives.scl.formula import representatives
+from ufm.objectives.scl.precise import class_rows_bucket, log_excess_packed
+from ufm.objectives.scl.plain import log_excess_plain_packed, min_tau, rounding_estimate
 from ufm.problem import SEED_MAX, Problem, require_problem
 from ufm.programs import bucket, program
 from ufm.random_batches import draw, draw_shape, raw_key
@@ -129,9 +129,9 @@ DEFAULT_TOL = {jnp.float64: 1e-12, jnp.float32: 1e-8}
 GRAD_POWER = 0.75
 HISTORY = 20000   # at most this many epochs of loss history are kept
 #: Two phases (deterministic batchings): the steps run on the plain form of log E
-#: (``ufm.plain_fused``, about 2.5x cheaper) while its rounding estimate beta (relative to E) times
+#: (``ufm.objectives.scl.plain``, about 2.5x cheaper) while its rounding estimate beta (relative to E) times
 #: PLAIN_SWITCH stays below both the last step's change of log E and PLAIN_MAX_NOISE; then on the
-#: precise form (``ufm.excess_fused``) from the same point and transform state, where the
+#: precise form (``ufm.objectives.scl.precise``) from the same point and transform state, where the
 #: stopping test is made. At tau 0.5, n = 1000 beta is ~4e-15: the plain phase takes every step to a
 #: change of ~4e-13; for (8, 8, 2, 2) at tau 0.05 beta is ~8e-4 at the optimum, so the precise form
 #: takes over while E is still above ~2e-9 (PLAIN_MAX_NOISE). The line search compares values whose
@@ -170,11 +170,11 @@ class Config(NamedTuple):
     stochastic: bool                  # random scheme: one step per batch
     prototype_anchors: bool
     history: int
-    chunk_size: int | None = None     # anchors per kernel block; None: ufm.excess_fused.default_block
+    chunk_size: int | None = None     # anchors per kernel block; None: ufm.objectives.scl.precise.default_block
     n_classes: int = 0                # k, for the class-mean Gram snapshots
     draw: tuple | None = None         # random scheme: (scheme, counts, batch size) drawn per epoch
     mesh: Any = None                  # full batch rows sharded over these devices (solvers.sharding)
-    class_rows: int | None = None     # bound on one class's rows in a batch (ufm.excess_fused); None: any
+    class_rows: int | None = None     # bound on one class's rows in a batch (ufm.objectives.scl.precise); None: any
     plain_phase: bool = False         # first phase on the plain form (PLAIN_SWITCH, PLAIN_MIN_WIDTH)
 
 
@@ -191,7 +191,7 @@ class Data(NamedTuple):
     proto_labels: jnp.ndarray | None
     lr: jnp.ndarray           # ()
     tol: jnp.ndarray          # ()
-    rep: jnp.ndarray          # (n,) representative example of each example's class (ufm.excess)
+    rep: jnp.ndarray          # (n,) representative example of each example's class (ufm.objectives.scl.formula)
     tie: jnp.ndarray          # (n,) row of the iterate V behind each example: H = V[tie]
 
 
@@ -218,7 +218,7 @@ def _loss_fn(cfg: Config, data: Data) -> Callable:
 
 
 def _plain_loss_fn(cfg: Config, data: Data) -> Callable:
-    """The same objective in the plain form (``ufm.plain_fused``): cheaper, accurate to
+    """The same objective in the plain form (``ufm.objectives.scl.plain``): cheaper, accurate to
     :func:`_plain_rounding` (relative to E)."""
     def loss(V, index, valid):
         return log_excess_plain_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid,
@@ -228,7 +228,7 @@ def _plain_loss_fn(cfg: Config, data: Data) -> Callable:
 
 
 def _plain_rounding(cfg: Config, data: Data, f) -> jnp.ndarray:
-    """The plain form's rounding of log E at log E = f, estimated: ``ufm.plain_fused.rounding_estimate``
+    """The plain form's rounding of log E at log E = f, estimated: ``ufm.objectives.scl.plain.rounding_estimate``
     over the reported batching's anchor rows (at most batches x rows), divided by E = e^f, plus the
     rounding of log E itself."""
     batches, width = data.mon_index.shape[0], _batch_width(data.mon_index, data.protos)
@@ -705,8 +705,8 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     - ``dtype``: ``jnp.float64`` (default) or ``jnp.float32``;
     - ``tol``: stopping tolerance (module docstring; default 1e-12 in float64, so the gradient test
       asks for ||grad log E|| <= tol ** GRAD_POWER = 1e-9; 1e-6 in float32);
-    - ``chunk_size``: None (default: the kernel's own blocks, ``ufm.excess_fused.default_block``) or c:
-      evaluate the loss in row blocks of c anchors (``ufm.loss.scl_loss``), memory O(c n);
+    - ``chunk_size``: None (default: the kernel's own blocks, ``ufm.objectives.scl.precise.default_block``) or c:
+      evaluate the loss in row blocks of c anchors (``ufm.objectives.scl.losses.scl_loss``), memory O(c n);
     - ``devices``: None (one device) or p: a full-batch loss and gradient row-sharded over the first p
       devices (:mod:`solvers.sharding`): the same iterates as one device, up to the order of sums.
 

@@ -21,7 +21,7 @@ For STEP imbalance (two groups) this is docs/theory.md's program over the three 
 
 Excess form (docs/theory.md): every path optimises and judges the excess
 E(M) = sum_c n_c log1p(x_c(M)), x_c = sum_{c' != c} (n_c'/(n_c - 1)) e^{(M_cc' - 1)/tau}
-(:func:`ufm.excess.reduced_excess`), the objective minus its constant sum_c n_c log(n_c - 1): at small
+(:func:`ufm.objectives.scl.formula.reduced_excess`), the objective minus its constant sum_c n_c log(n_c - 1): at small
 tau the geometry is below the rounding of the full objective.
 
 Factored path (:func:`solve_factored`, the default): the same program in Burer-Monteiro form
@@ -58,11 +58,11 @@ from solvers.defaults import GAP_TOL, check_gap_tol, check_reduced_applies
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
-from ufm.loss import full_batch_loss_bucketed, problem_loss
+from ufm.objectives.scl.losses import full_batch_loss_bucketed, problem_loss
 from ufm.objectives import Capability, objective_of, require
 from ufm.problem import Problem, require_problem
 from ufm.programs import program
-from ufm.excess import reduced_constant, reduced_excess, reduced_log_excess
+from ufm.objectives.scl.formula import reduced_constant, reduced_excess, reduced_log_excess
 from ufm.solution import ProgramInfo, Solution, certified_status, join
 
 if TYPE_CHECKING:   # cvxpy is imported by the cross-check programs that use it (the default path needs none)
@@ -83,7 +83,7 @@ FACTORED_STARTS = 4           # starts tried until one is certified
 
 def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
     """The reduced objective sum_c n_c log((n_c - 1) + sum_c' n_c' e^{(M_cc' - 1)/tau}) at M (k, k)
-    and its gradient C (k, k), NumPy float64: the constant plus the excess (:func:`ufm.excess.reduced_excess`).
+    and its gradient C (k, k), NumPy float64: the constant plus the excess (:func:`ufm.objectives.scl.formula.reduced_excess`).
 
     Equals the full-batch SCL loss of collapsed unit embeddings whose class means have Gram M."""
     ex = reduced_excess(np.asarray(M, dtype=float), counts, tau)
@@ -224,7 +224,7 @@ def excess_expression(B: cp.Expression, group_sizes, group_counts, tau: float) -
         sum_g k_g n_g logistic( logsumexp_h ( (B_gh - 1)/tau + log w_gh ) ),
         w_gh = (k_h - [g = h]) n_h / (n_g - 1),
 
-    that is sum_c n_c log1p(x_c(M)) of :func:`ufm.excess.reduced_log_excess` for the block-constant M
+    that is sum_c n_c log1p(x_c(M)) of :func:`ufm.objectives.scl.formula.reduced_log_excess` for the block-constant M
     (the general k x k program is the case of k singleton groups, B = M). A zero weight (a
     singleton's own diagonal) becomes e^{-2/tau - 60}, below every other term by a factor e^{-60}."""
     import cvxpy as cp

@@ -5,7 +5,7 @@ Two ways, both exact (the same arithmetic; only the order of the final sums chan
 
 - **rows** (one full-batch solve, ``gd.solve(devices=p)``): every device holds all rows, takes the
   anchors of its own block of ceil(n / p) rows, and the devices' log-excesses and gradients combine as
-  one log-sum-exp (``ufm.excess_fused._evaluate_sharded``): memory and work per device / p;
+  one log-sum-exp (``ufm.objectives.scl.precise._evaluate_sharded``): memory and work per device / p;
 - **runs** (``gd.solve_many`` starts, ``gd.solve_batched`` sweeps, ``devices=p``): the leading axis of
   the stacked runs is split over the devices; each device runs its share with its own stopping tests,
   no communication. The runs are padded to a multiple of p with copies of the last one, dropped after.

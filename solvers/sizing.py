@@ -118,7 +118,7 @@ def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts
     """Gradient descent (``solvers.gd``) on ``problem`` for at most ``steps`` epochs (module docstring);
     ``starts`` starts of which ``lanes`` run side by side (default all; :func:`default_lanes`)."""
     batches, width = batch_shape(problem)
-    # deterministic batchings run the plain form first (ufm.plain_fused), in larger blocks
+    # deterministic batchings run the plain form first (ufm.objectives.scl.plain), in larger blocks
     own = max(default_block(width, 8), 0 if problem.batching.is_random else plain_default_block(width, 8))
     rows = min(own if chunk_size is None else int(chunk_size), width)
     per_batch = LOGIT_COPIES * 8 * rows * width

@@ -499,7 +499,7 @@ def test_choose_program_names_every_reduced_program():
     lambda: Problem.from_counts([3, 2, 2], tau=0.4, prototypes=Prototypes("etf", per_class=1), dim=4),
 ])
 def test_relaxation_loss_is_the_loop_and_its_gradient_the_finite_difference(make):
-    """The n x n program's objective in NumPy (the Gram-space SCL of ufm.excess): its value at the Gram
+    """The n x n program's objective in NumPy (the Gram-space SCL of ufm.objectives.scl.formula): its value at the Gram
     of unit rows [H; W] equals the brute-force loop over the formula, and its gradient C matches
     central differences of the value along symmetric directions E_ij + E_ji (the loss is smooth:
     step 1e-5 gives truncation ~1e-10 and rounding ~1e-11 / 1e-5, so 1e-6 absolute)."""

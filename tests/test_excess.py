@@ -1,4 +1,4 @@
-"""The excess form (ufm/excess.py, docs/theory.md "The excess form") against the arbitrary-precision
+"""The excess form (ufm/objectives/scl/formula.py, docs/theory.md "The excess form") against the arbitrary-precision
 reference tests/reference_mp.py (written from the formula alone), down to tau = 0.01 where
 E / L ~ 1e-57: far below what the loss itself resolves in float64."""
 
@@ -15,7 +15,7 @@ from reference import collapsed_embeddings, scl_loop
 from solvers.certificate import certify_embeddings, problem_constant, problem_log_excess
 from ufm import Batching, Problem, Prototypes
 from ufm.batching import pack
-from ufm.excess import excess_parts_packed, log_excess_packed, reduced_excess, representatives
+from ufm.objectives.scl.formula import excess_parts_packed, log_excess_packed, reduced_excess, representatives
 
 
 def _unit(X):
@@ -182,9 +182,9 @@ def test_expm1_pair_against_mpmath(dtype, rel):
     """e^v - 1 and e^v - 1 - v to full relative precision on both sides of the series' switch at
     |v| = 1, near 0 (where the second is ~v^2/2 and expm1(v) - v would lose it all), and far out;
     each against mpmath in 50 digits. ``rel``: 2 ulp (float64), 2 ulp of float32. The float32 series
-    is shorter (ufm.excess.expm1mx_terms: 18 and 10 terms); the test fails with 15 terms in float64
+    is shorter (ufm.objectives.scl.formula.expm1mx_terms: 18 and 10 terms); the test fails with 15 terms in float64
     and 8 in float32 (with 16 or 17 in float64 the omitted terms stay within its 2 ulp at |v| <= 1)."""
-    from ufm.excess import expm1_pair
+    from ufm.objectives.scl.formula import expm1_pair
     grid = [s * x for s in (1, -1) for x in
             (1e-12, 3e-8, 1e-5, 1e-3, 0.01, 0.1, 0.25, 0.4, 0.5, 0.75, 0.9, 0.999, 1.0, 1.0001, 1.5, 3.0,
              20.0)]

@@ -119,8 +119,8 @@ def test_benchmarks_and_examples_use_only_public_names(path):
 
 
 def test_a_private_import_is_caught():
-    source = "from ufm.excess import _private\nimport solvers._hidden\nfrom numpy import _x\nimport ufm.__main__\n"
-    assert private_names(source) == [(1, "ufm.excess._private"), (2, "solvers._hidden")]
+    source = "from ufm.objectives.scl.formula import _private\nimport solvers._hidden\nfrom numpy import _x\nimport ufm.__main__\n"
+    assert private_names(source) == [(1, "ufm.objectives.scl.formula._private"), (2, "solvers._hidden")]
 
 
 def test_the_layer_table_names_every_module():

@@ -159,7 +159,7 @@ def test_single_class_batch_is_defined():
 
 
 def test_jit_and_tau_do_not_recompile():
-    from ufm.loss import scl_loss_packed
+    from ufm.objectives.scl.losses import scl_loss_packed
     labels = np.repeat(np.arange(3), 4)
     H = unit_rows(np.random.default_rng(7), 12, 3)
     scl_loss(H, labels, 0.5)
@@ -281,7 +281,7 @@ def test_chunked_gradient_never_forms_an_n_by_n_array():
 
 
 def test_chunked_tau_and_data_do_not_recompile():
-    from ufm.loss import scl_loss_packed
+    from ufm.objectives.scl.losses import scl_loss_packed
     labels = np.repeat(np.arange(3), 4)
     rng = np.random.default_rng(3)
     scl_loss(unit_rows(rng, 12, 3), labels, 0.5, chunk_size=5)
@@ -298,7 +298,7 @@ def test_bad_chunk_size(chunk):
 
 
 def test_bucketed_full_batch_loss_is_the_full_batch_loss():
-    from ufm.loss import full_batch_loss_bucketed
+    from ufm.objectives.scl.losses import full_batch_loss_bucketed
     rng = np.random.default_rng(4)
     for counts in ((3, 2), (20, 9, 4, 2), (40, 30, 3)):          # n = 5, 35, 73: buckets 64, 64, 128
         labels = np.repeat(np.arange(len(counts)), counts)
@@ -309,7 +309,7 @@ def test_bucketed_full_batch_loss_is_the_full_batch_loss():
 
 
 def test_problem_losses_of_a_stack_match_the_loop():
-    from ufm.loss import problem_losses
+    from ufm.objectives.scl.losses import problem_losses
 
     rng = np.random.default_rng(8)
     problem = Problem.from_counts([3, 3, 2], tau=0.4, dim=3, prototypes=Prototypes("etf", 1),

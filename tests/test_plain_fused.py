@@ -1,7 +1,7 @@
-"""The plain fused form of log E (ufm.plain_fused) against independent computations, and the
+"""The plain fused form of log E (ufm.objectives.scl.plain) against independent computations, and the
 descent's two phases (solvers.gd: PLAIN_SWITCH).
 
-References: the reference path's log E (ufm.excess, JAX's derivative of the excess form: other
+References: the reference path's log E (ufm.objectives.scl.formula, JAX's derivative of the excess form: other
 formulas, other code), mpmath at 60 digits (tests/reference_mp.py) and a plain Python loop over the
 SCL formula (tests/reference.py). Tolerances: in float64 at tau >= 0.1 on these small problems the
 plain form's rounding is ~1e-15 relative to E (rounding_estimate / E <= 1e-13 here), so values agree to
@@ -18,8 +18,8 @@ import pytest
 from solvers import gd
 from ufm import Batching, Problem
 from ufm.batching import pack
-from ufm.excess import log_excess_packed as reference_log_excess, representatives
-from ufm.plain_fused import log_excess_plain_packed, min_tau, rounding_estimate
+from ufm.objectives.scl.formula import log_excess_packed as reference_log_excess, representatives
+from ufm.objectives.scl.plain import log_excess_plain_packed, min_tau, rounding_estimate
 from compiled import small_jit
 from tests.reference import scl_loop
 from tests.reference_mp import excess_mp
@@ -207,8 +207,8 @@ def test_default_block_follows_its_documented_rule(monkeypatch):
     batch below twice that: one block), the precise kernel's rule beyond MAX_BLOCK_BYTES (the sizes
     of default_block's measured sweep, worked out by hand from 20 MB)."""
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    from ufm.plain_fused import default_block
-    from ufm.excess_fused import default_block as precise_block
+    from ufm.objectives.scl.plain import default_block
+    from ufm.objectives.scl.precise import default_block as precise_block
     assert [default_block(n, 8) for n in (1000, 5000, 20000)] == [500, 524, 131]
     assert [default_block(n, 4) for n in (5000, 20000)] == [1048, 262]
     assert default_block(129, 8) == 129 and default_block(254, 8) == 254 and default_block(255, 8) == 128

@@ -28,9 +28,9 @@ import jax, jax.numpy as jnp, numpy as np
 import ufm
 from ufm import Problem
 from ufm.batching import pack
-from ufm.excess import representatives
-from ufm.excess_fused import log_excess_packed
-from ufm.plain_fused import log_excess_plain_packed
+from ufm.objectives.scl.formula import representatives
+from ufm.objectives.scl.precise import log_excess_packed
+from ufm.objectives.scl.plain import log_excess_plain_packed
 from solvers import gd, sharding
 from ufm.programs import FAST_COMPILE_OPTIONS
 

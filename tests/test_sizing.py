@@ -50,7 +50,7 @@ def test_gd_estimate_follows_the_measured_peak():
     """Full-batch solves at n = 2000 and n = 8000 in fresh processes: each estimate plus the imports
     bounds that run's peak, the estimate's growth bounds the measured growth, and that growth is far
     below one (n, n) float64 array at n = 8000 (512 MB): the kernel works in blocks of anchors
-    (ufm.excess_fused.default_block), so memory is O(block x n), not O(n^2)."""
+    (ufm.objectives.scl.precise.default_block), so memory is O(block x n), not O(n^2)."""
     small, large = Problem.balanced(4, 500, tau=0.5), Problem.balanced(4, 2000, tau=0.5)
     est_small, est_large = (sizing.gd_bytes(p, steps=2, certify=False) for p in (small, large))
     peak_small, peak_large = _peak(500), _peak(2000)

@@ -122,7 +122,7 @@ def test_one_loss_and_gradient_evaluation_per_step_on_average():
     floating-point floor, a search that finds no step tries every halving). The kept value equals a
     fresh evaluation at the new point."""
     from ufm.constraint_sets import unit_sphere
-    from ufm.excess import log_excess_packed, representatives
+    from ufm.objectives.scl.formula import log_excess_packed, representatives
     from ufm.batching import pack
 
     problem = Problem.from_counts([6, 6, 2, 2], tau=0.5, relu=True)

@@ -189,7 +189,7 @@ def _necessary(problem: Problem, tools: Tools) -> tuple[float, dict]:
     a configuration that (a) has the same loss as the orthogonal frame to 1e-12, (b) equals docs/theory.md's
     batched closed form, and (c) is proved optimal by the certificate; 0 if any of these fails."""
     from theory_checks.predictions import batched_orthogonal_frame_loss
-    from ufm.loss import problem_loss
+    from ufm.objectives.scl.losses import problem_loss
 
     cond = check_conditions(problem.labels, problem.batches())
     if not cond.unmet_pairs:

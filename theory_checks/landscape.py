@@ -31,14 +31,14 @@ from scipy.optimize import minimize
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
-from ufm.loss import scl_loss_packed
+from ufm.objectives.scl.losses import scl_loss_packed
 from ufm.problem import Problem
 from ufm.programs import program
 from solvers.sizing import MAX_HESSIAN_SIZE
 
 
 class _LossData(NamedTuple):
-    """The problem's epoch-0 batching as the arrays of ``ufm.loss.scl_loss_packed`` (NumPy)."""
+    """The problem's epoch-0 batching as the arrays of ``ufm.objectives.scl.losses.scl_loss_packed`` (NumPy)."""
 
     labels: np.ndarray
     tau: np.ndarray

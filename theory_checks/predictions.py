@@ -28,7 +28,7 @@ import numpy as np
 
 from ufm.batching import check_conditions
 from ufm.geometry import etf_gram, orthogonal_frame_gram
-from ufm.loss import problem_loss
+from ufm.objectives.scl.losses import problem_loss
 from ufm.objectives import Capability, objective_of, require
 from ufm.problem import Problem, require_problem
 from solvers.reduced import solve_reduced

@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Batching": "ufm.batching", "check_conditions": "ufm.batching", "pack": "ufm.batching",
     "ProblemError": "ufm.errors",
-    "problem_loss": "ufm.loss", "scl_loss": "ufm.loss",
+    "problem_loss": "ufm.objectives.scl.losses", "scl_loss": "ufm.objectives.scl.losses",
     "CrossEntropy": "ufm.objectives.ce_options", "SCL": "ufm.objectives.scl_options",
     "register_objective": "ufm.objectives",
     "Problem": "ufm.problem", "Prototypes": "ufm.problem",

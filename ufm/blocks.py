@@ -1,5 +1,5 @@
 """How the kernels cut a batch into blocks of anchors, in plain arithmetic on sizes (no JAX): the
-precise kernel (:mod:`ufm.excess_fused`), the plain one (:mod:`ufm.plain_fused`) and the memory checks
+precise kernel (:mod:`ufm.objectives.scl.precise`), the plain one (:mod:`ufm.objectives.scl.plain`) and the memory checks
 (:mod:`solvers.sizing`) share these rules, and the checks run before JAX is loaded.
 
 :func:`backend` says which platform JAX runs on (``"cpu"``, ``"gpu"``, ``"tpu"``): JAX's own word where
@@ -37,7 +37,7 @@ def backend() -> str:
     return "cpu"
 
 
-#: The precise kernel (:mod:`ufm.excess_fused`): on a CPU it works in blocks of anchors even without a
+#: The precise kernel (:mod:`ufm.objectives.scl.precise`): on a CPU it works in blocks of anchors even without a
 #: ``chunk_size``: a block's (c, m) intermediates stay in cache instead of being written to fresh
 #: memory. Blocks are sized so that c * m * itemsize ~ PRECISE_BLOCK_BYTES, with at least
 #: PRECISE_MIN_BLOCK_BYTES / itemsize rows (32 float64, 64 float32: fewer rows make the products
@@ -65,7 +65,7 @@ def class_rows_bucket(rows: int) -> int:
     return 1 << max(int(rows) - 1, 0).bit_length()
 
 
-#: The plain kernel (:mod:`ufm.plain_fused`): anchors per block when no chunk size is given (on a CPU):
+#: The plain kernel (:mod:`ufm.objectives.scl.plain`): anchors per block when no chunk size is given (on a CPU):
 #: c * m * itemsize ~ PLAIN_BLOCK_BYTES, at least PLAIN_MIN_BLOCK_BYTES / itemsize rows, at most half
 #: the batch (a batch of fewer than twice that many rows: one block). No window here, so blocks are
 #: larger than the precise kernel's. Measured on 2 cores (Intel Xeon), k = d = 10, value + gradient, against the

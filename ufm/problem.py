@@ -408,7 +408,7 @@ class Problem:
     def class_rows(self) -> int:
         """The most rows of one class in one batch, its prototypes included: a class's count (a
         batching never holds an example twice; an explicit one is counted as given) plus its
-        prototypes. The fused kernel sizes its positives' window by it (``ufm.excess_fused``)."""
+        prototypes. The fused kernel sizes its positives' window by it (``ufm.objectives.scl.precise``)."""
         extra = np.zeros(self.k, dtype=int)
         if self.prototypes is not None:
             extra = np.bincount(np.asarray(self.prototype_rows()[1], dtype=int), minlength=self.k)

@@ -63,7 +63,7 @@ class Capability(str, enum.Enum):
     #: (an objective whose prediction needs a solver registers it in ``theory_checks.predictions``).
     PREDICT = "predict"
     #: batchings, prototypes and the batched kernels: the driver of ``solvers.gd``, the batched
-    #: certificate and the compiled losses of ``ufm.loss`` (SCL).
+    #: certificate and the compiled losses of ``ufm.objectives.scl.losses`` (SCL).
     BATCHED = "batched"
 
 

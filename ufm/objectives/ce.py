@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ufm.problem import Problem, ProblemArrays, ProblemShape
 from ufm.objectives.ce_options import (CLASSIFIERS, NAME, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN,  # noqa: F401
                                       CrossEntropy)
-from ufm.excess import log_softplus
+from ufm.objectives.scl.formula import log_softplus
 from ufm.geometry import etf_gram, factor_gram
 from ufm.programs import program
 

@@ -1,26 +1,26 @@
 """The supervised contrastive loss (docs/theory.md sections 1-3), the default objective: its
 implementation of :class:`ufm.objectives.base.Objective` (its options: :mod:`ufm.objectives.scl_options`).
 
-SCL's formula is written once, :func:`ufm.excess.anchor_parts` (each anchor's within-class and
+SCL's formula is written once, :func:`ufm.objectives.scl.formula.anchor_parts` (each anchor's within-class and
 between-class terms from its shifted logits); every JAX and NumPy caller evaluates it:
 
 - gradient descent's objective, log of the excess (the loss minus its constant), on the rows:
-  :func:`ufm.excess_fused.log_excess_packed` (the precise fused kernel) and
-  :func:`ufm.plain_fused.log_excess_plain_packed` (the plain form, docs/theory.md section 9), driven
-  by ``solvers.gd`` (capability ``BATCHED``); :func:`ufm.excess.log_excess_packed` is the same
+  :func:`ufm.objectives.scl.precise.log_excess_packed` (the precise fused kernel) and
+  :func:`ufm.objectives.scl.plain.log_excess_plain_packed` (the plain form, docs/theory.md section 9), driven
+  by ``solvers.gd`` (capability ``BATCHED``); :func:`ufm.objectives.scl.formula.log_excess_packed` is the same
   function differentiated by JAX (the reference path, with Hessians);
-- the loss on rows of any norm (constant + excess): :func:`ufm.loss.scl_loss`, and of a problem's
-  embeddings :func:`ufm.loss.problem_loss` (:func:`loss` here);
+- the loss on rows of any norm (constant + excess): :func:`ufm.objectives.scl.losses.scl_loss`, and of a problem's
+  embeddings :func:`ufm.objectives.scl.losses.problem_loss` (:func:`loss` here);
 - as a function of the Gram matrix (capability ``GRAM``): :mod:`ufm.objectives.scl.gram`
-  (:func:`ufm.excess.gram_gradient_rows` underneath); the certificate's batch blocks
-  :func:`ufm.excess.anchor_gradient_rows`;
+  (:func:`ufm.objectives.scl.formula.gram_gradient_rows` underneath); the certificate's batch blocks
+  :func:`ufm.objectives.scl.formula.anchor_gradient_rows`;
 - as a cvxpy expression of the Gram (capability ``RELAXATION``): :mod:`ufm.objectives.scl.relaxation`;
-- the reduced class-level form (capability ``REDUCED``): :func:`ufm.excess.reduced_log_excess`, the
+- the reduced class-level form (capability ``REDUCED``): :func:`ufm.objectives.scl.formula.reduced_log_excess`, the
   program in ``solvers.reduced``;
 - its predictions (capability ``PREDICT``) need the reduced program, a solver, so they are registered
   in ``theory_checks.predictions``.
 
-What is still to move into this package (kernels, reduced form) is listed in docs/architecture.md.
+What still names these modules from outside the package is listed in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ def excess_constant(problem: Problem) -> float:
 
 
 def loss(problem: Problem, H: np.ndarray) -> float:
-    """The SCL loss of H (n, d) over the problem's batching at epoch 0 (:func:`ufm.loss.problem_loss`)."""
-    from ufm.loss import problem_loss
+    """The SCL loss of H (n, d) over the problem's batching at epoch 0 (:func:`ufm.objectives.scl.losses.problem_loss`)."""
+    from ufm.objectives.scl.losses import problem_loss
     return problem_loss(problem, H)
 
 
 def log_excess(problem: Problem, H: np.ndarray) -> float:
     """log E of H (n, d), precise where E is far below the loss (the fused kernel, value only)."""
-    from ufm.loss import problem_log_excess
+    from ufm.objectives.scl.losses import problem_log_excess
     return problem_log_excess(problem, H)
 
 

@@ -2,7 +2,7 @@
 symmetric G over the rows [H; W], and its geometry-free constant, for a problem's batching at an epoch.
 
 L(G) = constant + E(G) with E the excess; the gradient is written in closed form by
-:func:`ufm.excess.gram_gradient_rows` (the one SCL formula, ``ufm.excess.anchor_parts``), batch by
+:func:`ufm.objectives.scl.formula.gram_gradient_rows` (the one SCL formula, ``ufm.objectives.scl.formula.anchor_parts``), batch by
 batch, then scattered into an (m, m) matrix (m = n + p with p prototype rows)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ufm.batching import pack
-from ufm.excess import (StackedBatches, excess_constant, gram_gradient_rows, representatives,
+from ufm.objectives.scl.formula import (StackedBatches, excess_constant, gram_gradient_rows, representatives,
                         stacked_batches, weight_gradient_rows)
 from ufm.problem import Problem
 from ufm.programs import bucket
@@ -18,7 +18,7 @@ from ufm.programs import bucket
 
 def problem_batches(problem: Problem, packed) -> StackedBatches:
     """The problem's packed batching (``ufm.batching.pack``) over the stacked rows [H; W]
-    (:func:`ufm.excess.stacked_batches`), for its labels, representatives and prototypes."""
+    (:func:`ufm.objectives.scl.formula.stacked_batches`), for its labels, representatives and prototypes."""
     _, wl = problem.prototype_rows()
     return stacked_batches(np.asarray(problem.labels), representatives(problem.labels),
                            np.asarray(packed.index), np.asarray(packed.valid),

@@ -16,9 +16,9 @@ batch; with ``prototype_anchors=True`` they are anchors too ((P-b)), otherwise o
 negatives ((P-a)).
 
 Implementation: the batching is packed once into padded index arrays plus masks
-(:func:`ufm.batching.pack`), and every anchor term is the excess form of :mod:`ufm.excess` plus its
+(:func:`ufm.batching.pack`), and every anchor term is the excess form of :mod:`ufm.objectives.scl.formula` plus its
 constant, l(i) = log|P(i)| + within(i) + softplus(delta(i)): SCL is written once in JAX
-(:func:`ufm.excess.anchor_parts`), for the loss, the solver's objective and the certificate's
+(:func:`ufm.objectives.scl.formula.anchor_parts`), for the loss, the solver's objective and the certificate's
 gradient alike. All anchors of a batch are evaluated at once with masked, max-shifted sums, so the
 same jitted function serves every batching and is finite in float32 at small tau.
 
@@ -46,8 +46,8 @@ from ufm.errors import ProblemError, finite_number
 from ufm.objectives import Capability, batched, embeddings_loss, objective_of, require
 from ufm.problem import TAU_MAX, TAU_MIN, require_problem
 from ufm.programs import bucket, program
-from ufm.excess import batch_parts, batch_rows, class_representatives, over_batches, representatives
-from ufm.excess_fused import batch_log_excess, class_rows_bucket, log_excess_packed as fused_log_excess_packed
+from ufm.objectives.scl.formula import batch_parts, batch_rows, class_representatives, over_batches, representatives
+from ufm.objectives.scl.precise import batch_log_excess, class_rows_bucket, log_excess_packed as fused_log_excess_packed
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
 
@@ -55,7 +55,7 @@ REDUCTIONS = ("sum", "mean", "mean_with_positives")
 def _anchor_terms(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
                   is_anchor: jnp.ndarray, tau, chunk_size: int | None) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(l (m,), has a positive (m,))``: the anchor terms l(i) of one batch (0 for an anchor without positives): the excess
-    pieces of :func:`ufm.excess.batch_parts` (the one SCL formula, on rows of any norm) plus the constant,
+    pieces of :func:`ufm.objectives.scl.formula.batch_parts` (the one SCL formula, on rows of any norm) plus the constant,
     l(i) = log|P(i)| + within(i) + softplus(delta(i)). Z, R (m, d) the batch's rows and their class
     representatives, labels, member, is_anchor (m,)."""
     parts = batch_parts(Z, R, labels, member, is_anchor, tau, chunk_size, unit_rows=False)
@@ -67,7 +67,7 @@ def _fused_loss(Z, R, labels, member, is_anchor, tau, reduction: str, chunk_size
                 num_classes: int, class_rows: int | None) -> jnp.ndarray:
     """The loss over the padded batches (leading axis: batch) on the fused kernel: per batch,
     sum_i alpha_i l(i) = sum_i alpha_i log|P(i)| + exp(log sum_i alpha_i e_i)
-    (:func:`ufm.excess_fused.batch_log_excess`), alpha the reduction's weight of each anchor."""
+    (:func:`ufm.objectives.scl.precise.batch_log_excess`), alpha the reduction's weight of each anchor."""
     counts = jnp.sum((labels[..., None] == jnp.arange(num_classes)) & member[..., None], axis=1)   # (nb, k)
     own = jnp.take_along_axis(counts, jnp.clip(labels, 0, num_classes - 1), axis=1)             # (nb, w)
     n_pos = jnp.where(member, own - 1, 0)
@@ -102,13 +102,13 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
     Jit-compiled once per shape; ``tau`` is traced, so changing it does not recompile.
     ``chunk_size``: an int c evaluates the anchors in row blocks of c (module docstring), memory
     O(c * m) per batch, same value and gradient up to round-off. None (default): the fused kernel
-    picks its blocks (``ufm.excess_fused.default_block``: cache-sized on a CPU, one on a GPU); the
+    picks its blocks (``ufm.objectives.scl.precise.default_block``: cache-sized on a CPU, one on a GPU); the
     reference path forms each batch's whole (m, m) logit matrix.
     ``num_classes`` (static): labels lie in [0, num_classes), and the loss runs on the fused kernel
-    (``ufm.excess_fused``: value and gradient in one pass; no forward-mode derivative). None: the
-    reference path, JAX's derivative of ``ufm.excess.anchor_parts`` (Hessians, as the landscape needs).
+    (``ufm.objectives.scl.precise``: value and gradient in one pass; no forward-mode derivative). None: the
+    reference path, JAX's derivative of ``ufm.objectives.scl.formula.anchor_parts`` (Hessians, as the landscape needs).
     ``class_rows`` (static, fused kernel only): at most this many rows of one class in a batch,
-    prototypes included (``ufm.excess_fused.batch_log_excess``; None: any; more gives NaN).
+    prototypes included (``ufm.objectives.scl.precise.batch_log_excess``; None: any; more gives NaN).
     """
     Z, R, row_labels, member, is_anchor = batch_rows(
         H, labels, class_representatives(labels), index, valid, prototypes, prototype_labels, prototype_anchors)
@@ -241,7 +241,7 @@ def _dense_labels(labels: np.ndarray, prototype_labels: np.ndarray | None):
 def _class_rows(packed: PackedBatches, labels: np.ndarray, prototype_labels: np.ndarray | None,
                 num_classes: int) -> int:
     """The most rows of one class in a batch (prototypes included), bucketed
-    (:func:`ufm.excess_fused.class_rows_bucket`)."""
+    (:func:`ufm.objectives.scl.precise.class_rows_bucket`)."""
     index, valid = np.asarray(packed.index), np.asarray(packed.valid)
     extra = (np.zeros(num_classes, dtype=int) if prototype_labels is None
              else np.bincount(np.asarray(prototype_labels), minlength=num_classes))
@@ -346,7 +346,7 @@ _fused_log_excess = program(fused_log_excess_packed,
 
 def problem_log_excess(problem, H: np.ndarray, epoch: int = 0) -> float:
     """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0):
-    gradient descent's objective (:func:`ufm.excess_fused.log_excess_packed`, value only), in the
+    gradient descent's objective (:func:`ufm.objectives.scl.precise.log_excess_packed`, value only), in the
     kernel's blocks of bounded memory."""
     require_problem(problem, "problem_log_excess")
     require(objective_of(problem), Capability.BATCHED, "problem_log_excess")

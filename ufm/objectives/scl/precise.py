@@ -6,7 +6,7 @@ alpha (m,) >= 0, :func:`batch_log_excess` returns
 
     log E_alpha = log sum_i alpha_i e_i,    e_i = within(i) + softplus(delta(i))
 
-(``ufm.excess``: alpha = 1 gives log E; the loss's reductions are other weights). Its JAX
+(``ufm.objectives.scl.formula``: alpha = 1 gives log E; the loss's reductions are other weights). Its JAX
 derivative is a custom rule: the forward pass computes the gradient with the value, block by block
 of c anchors, so ``jax.value_and_grad`` costs one pass and keeps O(c m) memory, chunked or not.
 
@@ -20,17 +20,17 @@ c consecutive sorted anchors:
    lse_N X = u + log S_N - s_i with s_i = <z_i, r_i> / tau.
 2. Positives, on a window of W columns that holds every anchor's positives (W = min(m, c + 2 n_c - 1)
    for a batch whose classes have at most n_c members, ``class_rows``): X = (Z_b (Z - R)_w^T - gap_w)
-   / tau, the precise form of ``ufm.excess.row_inputs``, and :func:`ufm.excess.positives_state`
+   / tau, the precise form of ``ufm.objectives.scl.formula.row_inputs``, and :func:`ufm.objectives.scl.formula.positives_state`
    (the centred series of the within-class term).
-3. The closed-form cotangent (``ufm.excess.cotangent_coefficients``): on negatives it is
+3. The closed-form cotangent (``ufm.objectives.scl.formula.cotangent_coefficients``): on negatives it is
    coef_i e_ia, so its pullback needs no (c, m) array beyond e: the anchor side is coef * A and the
    column side one product e^T [coef Z_b, coef]; the window's goes through its own (c, W) product.
 
-With unit_rows gap_j = (|z_j|^2 - |r_j|^2) / 2 (0 otherwise) as in ``ufm.excess.row_inputs``, so
+With unit_rows gap_j = (|z_j|^2 - |r_j|^2) / 2 (0 otherwise) as in ``ufm.objectives.scl.formula.row_inputs``, so
 value and gradient are those of the reference path's function, to rounding (tests: 1e-12 in float64).
 Blocks combine as a log-sum-exp against a running reference (rescaled only when a block exceeds it):
 the gradient of log E is sum_b (E_b / E) d log E_b. Hessian-vector products need the reference path
-(a custom VJP has no forward-mode derivative): ``ufm.loss.scl_loss_packed`` with ``num_classes=None``.
+(a custom VJP has no forward-mode derivative): ``ufm.objectives.scl.losses.scl_loss_packed`` with ``num_classes=None``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from ufm.blocks import block_size, class_rows_bucket, precise_default_block as default_block  # noqa: F401
-from ufm.excess import (_masked_lse, batch_rows, combine_log, cotangent_coefficients, log_softplus,
+from ufm.objectives.scl.formula import (_masked_lse, batch_rows, combine_log, cotangent_coefficients, log_softplus,
                         over_batches, positives_cotangent, positives_state)
 
 
@@ -309,7 +309,7 @@ def batch_log_excess(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member
     Z, R (m, d) the batch's rows and their class representatives, labels (m,) in [0, num_classes),
     member, is_anchor (m,) bool, alpha (m,) >= 0, tau (). Static: ``num_classes``, ``chunk_size``
     (anchors per block; None: :func:`default_block`), ``unit_rows`` (the rows stand for points of the sphere:
-    their norm error is removed as in ``ufm.excess.row_inputs``). Its derivative with respect to
+    their norm error is removed as in ``ufm.objectives.scl.formula.row_inputs``). Its derivative with respect to
     Z, R, tau and alpha is computed with the value (a custom VJP). ``mesh``: None, or a one-axis
     ``jax.sharding.Mesh`` whose devices split the anchors by rows (:func:`_evaluate_sharded`; the
     same value and gradient, summed in another order). ``class_rows``: at most this many members of
@@ -339,7 +339,7 @@ def log_excess_packed(H, labels, rep, tau, index, valid, num_classes: int, proto
                       chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
                       class_rows: int | None = None) -> jnp.ndarray:
     """log E over a packed batching, on the fused kernel: the value of
-    :func:`ufm.excess.log_excess_packed` (its arguments, plus the static ``num_classes``, labels of
+    :func:`ufm.objectives.scl.formula.log_excess_packed` (its arguments, plus the static ``num_classes``, labels of
     examples and prototypes in [0, num_classes)) with the gradient computed alongside. The objective
     of gradient descent. ``mesh``: rows sharded over its devices; ``class_rows``: a bound on one
     class's members in a batch, prototypes included (:func:`batch_log_excess`)."""

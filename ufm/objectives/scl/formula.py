@@ -150,7 +150,7 @@ def row_inputs(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.
     difference h_j - r_j (exactly 0 when h_j = r_j); the rest: Z_r Z^T / tau - <z_r, r_r> / tau.
     ``unit_rows`` (static): the rows stand for points of the sphere, and gap_j = (|h_j|^2 - |r_j|^2)/2
     removes their ~1e-16 norm error (as if they were normalised first); False for rows of any norm
-    (the plain loss of ``ufm.loss``), gap = 0, X = G_ij/tau - s_i exactly. The gap is subtracted from
+    (the plain loss of ``ufm.objectives.scl.losses``), gap = 0, X = G_ij/tau - s_i exactly. The gap is subtracted from
     every column j (on negatives a ~1e-16 relative change), as the fused kernel's product does."""
     r, positives, negatives, has_pos, n_pos = _anchor_masks(labels, member, is_anchor, rows)
     Zr = Z[r]

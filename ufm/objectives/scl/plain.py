@@ -8,7 +8,7 @@ anchors i (``is_anchor``, members with |P(i)| >= 1), G = Z Z^T:
     lse_i = 1/tau + log D_i,    D_i = sum_{a in M, a != i} exp((G_ia - 1) / tau),
     E_b = sum_i e_i,
 
-the same excess as :mod:`ufm.excess` (there lse_i is split as lse_P + softplus(lse_N - lse_P)), here
+the same excess as :mod:`ufm.objectives.scl.formula` (there lse_i is split as lse_P + softplus(lse_N - lse_P)), here
 as a difference of terms of size 1/tau + log m. Unit rows make G_ia - 1 <= 0 (to rounding), so the
 shift 1/tau replaces a row maximum, and D_i >= exp(-2/tau) (an anchor has a positive) never
 underflows for tau above :func:`min_tau` (0.003 in float64, 0.024 in float32). The positives enter
@@ -20,7 +20,7 @@ eps * anchors * (2/tau + log m) (:func:`rounding_estimate`), relative to E: at t
 4e-15 in float64 (E is ~0.7 per anchor); for counts (8, 8, 2, 2) at tau 0.05 about 8e-4 at the
 optimum (E = 2.5e-10). An estimate, not a worst-case bound (:func:`rounding_estimate`). It is the
 fast path only where that estimate is far below what a step changes; the precise excess
-(:mod:`ufm.excess_fused`) takes over from there (:mod:`solvers.gd`), and the reported value, the
+(:mod:`ufm.objectives.scl.precise`) takes over from there (:mod:`solvers.gd`), and the reported value, the
 certificate and the gradient half of the stopping test are always the precise one.
 
 Gradient (closed form, computed with the value, blocks of c anchors, O(c m) memory): with
@@ -31,7 +31,7 @@ w_i = 1/D_i on anchors (0 elsewhere), W_ia = w_i exp((G_ia - 1)/tau) the masked 
     dE/dtau = sum_i [ mean_{p in P(i)} G_ip / tau^2 - sum_a W_ia G_ia / tau^2 ].
 
 Per block: one product Z_b Z^T, one exponential per entry, ent [Z, 1] (row sums and the anchor side)
-and (w Z_b)^T ent, (d, m) (the column side, :func:`ufm.excess_fused.rows_product`): the benchmark
+and (w Z_b)^T ent, (d, m) (the column side, :func:`ufm.objectives.scl.precise.rows_product`): the benchmark
 floor's two products plus one.
 """
 
@@ -43,9 +43,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ufm.excess import batch_rows, over_batches
+from ufm.objectives.scl.formula import batch_rows, over_batches
 from ufm.blocks import block_size, plain_default_block as default_block
-from ufm.excess_fused import rows_product
+from ufm.objectives.scl.precise import rows_product
 
 #: e_i's terms are exp((G - 1)/tau) >= exp(-2/tau): above this many units of -log(tiny) in the exponent
 #: an entry could underflow; :func:`min_tau` keeps 2/tau within MIN_TAU_REACH of the dtype's range.
@@ -190,7 +190,7 @@ def log_excess_plain_packed(H, labels, rep, tau, index, valid, num_classes: int,
                             prototype_labels=None, prototype_anchors: bool = True,
                             chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None) -> jnp.ndarray:
     """log E over a packed batching in the plain form: the arguments of
-    :func:`ufm.excess_fused.log_excess_packed` (``rep`` is unused: the plain form needs no class
+    :func:`ufm.objectives.scl.precise.log_excess_packed` (``rep`` is unused: the plain form needs no class
     representative), log of the sum of the batches' :func:`batch_excess_plain`. Accurate to
     :func:`rounding_estimate` / E, relative (an estimate); NaN where rounding makes the sum <= 0."""
     Z, _, row_labels, member, is_anchor = batch_rows(H, labels, rep, index, valid, prototypes,
