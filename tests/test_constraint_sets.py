@@ -98,3 +98,52 @@ def test_the_direction_is_the_tangent_cone_projection_kkt_conditions():
     np.testing.assert_allclose(v[:, 0], np.maximum(-G[:, 0], 0.0))
     free = v[:, 1:] + G[:, 1:]
     np.testing.assert_allclose(free, np.sum(G * H, axis=1, keepdims=True) * H[:, 1:], atol=1e-14)
+
+
+def test_a_new_constraint_set_is_one_class_and_one_entry(monkeypatch):
+    """docs/architecture.md "How to add a constraint set": a class with the ConstraintSet maps and one
+    entry in CONSTRAINT_SETS; the checks of every registered set run on it, and solvers.descent
+    descends on it (rows of norm 2: the minimiser of -sum_i <h_i, v_i> is h_i = 2 v_i / |v_i|)."""
+    import optax
+
+    from solvers import descent
+    from solvers.optimizers import OPTIMIZERS
+    from ufm.constraint_sets import random_point
+
+    class RadiusTwoSphere:
+        """Rows of norm 2."""
+
+        name = "sphere-radius-2"
+
+        def tangent(self, H, G):
+            return G - array_module(H).sum(G * H, axis=1, keepdims=True) * H / 4
+
+        def direction(self, H, G):
+            return self.tangent(H, G)
+
+        def retract(self, V):
+            return 2 * V / array_module(V).linalg.norm(V, axis=1, keepdims=True)
+
+        def point(self, X):
+            return self.retract(X)
+
+        def violation(self, H):
+            xp = array_module(H)
+            return xp.max(xp.abs(xp.linalg.norm(H, axis=1) - 2))
+
+        def random_point(self, key, shape, dtype=jnp.float64):
+            return random_point(self, key, shape, dtype)
+
+        def random_point_np(self, rng, shape):
+            return self.point(rng.standard_normal(shape))
+
+    cset = RadiusTwoSphere()
+    monkeypatch.setitem(CONSTRAINT_SETS, cset.name, cset)                  # the one entry
+    test_numpy_and_jax_give_the_same_maps(cset.name)
+    assert float(cset.violation(cset.random_point(jax.random.PRNGKey(0), (5, 3)))) <= 1e-12
+    V = RNG.standard_normal((6, 3))
+    tx = optax.with_extra_args_support(OPTIMIZERS["bb"](0.1, 500, cset, False))
+    state = jax.jit(lambda H: descent.run(lambda X: -jnp.sum(X * V), cset, tx, H, max_steps=500, tol=1e-14,
+                                          grad_tol=1e-9))(cset.point(jnp.asarray(RNG.standard_normal((6, 3)))))
+    assert bool(state.converged)
+    np.testing.assert_allclose(np.asarray(state.params), 2 * V / np.linalg.norm(V, axis=1, keepdims=True), atol=1e-9)
