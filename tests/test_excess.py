@@ -15,7 +15,7 @@ from reference import collapsed_embeddings, scl_loop
 from solvers.certificate import certify_embeddings, problem_constant, problem_log_excess
 from ufm import Batching, Problem, Prototypes
 from ufm.batching import pack
-from ufm.objectives.scl.formula import excess_parts_packed, log_excess_packed, reduced_excess, representatives
+from ufm.objectives.scl.formula import excess_parts_packed, reference_log_excess_packed, reduced_excess, representatives
 
 
 def _unit(X):
@@ -42,7 +42,7 @@ def test_excess_equals_the_mpmath_reference(tau, spread):
     # both backends: NumPy (the certificate's) and JAX (gradient descent's objective)
     assert np.exp(problem_log_excess(problem, H)) == pytest.approx(float(want), rel=1e-9)
     packed = pack(problem.batches(0))
-    jax_log = log_excess_packed(jnp.asarray(H), jnp.asarray(problem.labels),
+    jax_log = reference_log_excess_packed(jnp.asarray(H), jnp.asarray(problem.labels),
                                 jnp.asarray(representatives(problem.labels)), tau,
                                 jnp.asarray(packed.index), jnp.asarray(packed.valid))
     assert np.exp(float(jax_log)) == pytest.approx(float(want), rel=1e-9)
@@ -89,7 +89,7 @@ def test_excess_with_batches_and_prototypes(tau):
                            prototype_labels=wl, prototype_anchors=problem.prototype_anchors)
         assert np.exp(problem_log_excess(problem, H)) == pytest.approx(float(want), rel=1e-9)
         packed = pack(problem.batches(0))
-        jax_log = log_excess_packed(jnp.asarray(H), jnp.asarray(problem.labels),
+        jax_log = reference_log_excess_packed(jnp.asarray(H), jnp.asarray(problem.labels),
                                     jnp.asarray(representatives(problem.labels)), tau, jnp.asarray(packed.index),
                                     jnp.asarray(packed.valid), None if W is None else jnp.asarray(W),
                                     None if wl is None else jnp.asarray(wl), problem.prototype_anchors)
@@ -153,7 +153,7 @@ def test_gradient_of_log_excess_is_finite_at_collapse_and_matches_differences():
     problem = Problem.from_counts(counts, tau=0.05)
     H = _near_collapse(counts, 3, 1e-2, seed=5)
     packed = pack(problem.batches(0))
-    f = lambda X: log_excess_packed(X, jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),  # noqa: E731
+    f = lambda X: reference_log_excess_packed(X, jnp.asarray(problem.labels), jnp.asarray(representatives(problem.labels)),  # noqa: E731
                                     0.05, jnp.asarray(packed.index), jnp.asarray(packed.valid))
     g = np.asarray(jax.grad(f)(jnp.asarray(H)))
     rng = np.random.default_rng(6)

@@ -15,7 +15,7 @@ import ufm  # noqa: F401  (float64)
 from compiled import small_jit
 from ufm.batching import pack
 from ufm.objectives.scl.formula import (_masked_lse, anchor_gradient, anchor_log_excess, block_parts, class_representatives,
-                        combine_log, log_excess_packed as reference_log_excess, row_inputs)
+                        combine_log, reference_log_excess_packed as reference_log_excess, row_inputs)
 from ufm.objectives.scl.precise import batch_log_excess, log_excess_packed
 from ufm.objectives.scl.losses import scl_loss_packed
 

@@ -18,7 +18,7 @@ import pytest
 from solvers import gd
 from ufm import Batching, Problem
 from ufm.batching import pack
-from ufm.objectives.scl.formula import log_excess_packed as reference_log_excess, representatives
+from ufm.objectives.scl.formula import reference_log_excess_packed as reference_log_excess, representatives
 from ufm.objectives.scl.plain import log_excess_plain_packed, min_tau, rounding_estimate
 from compiled import small_jit
 from tests.reference import scl_loop

@@ -122,7 +122,7 @@ def test_one_loss_and_gradient_evaluation_per_step_on_average():
     floating-point floor, a search that finds no step tries every halving). The kept value equals a
     fresh evaluation at the new point."""
     from ufm.constraint_sets import unit_sphere
-    from ufm.objectives.scl.formula import log_excess_packed, representatives
+    from ufm.objectives.scl.formula import reference_log_excess_packed, representatives
     from ufm.batching import pack
 
     problem = Problem.from_counts([6, 6, 2, 2], tau=0.5, relu=True)
@@ -132,7 +132,7 @@ def test_one_loss_and_gradient_evaluation_per_step_on_average():
 
     def objective(H):
         jax.debug.callback(lambda: calls.append(1))
-        return log_excess_packed(H, labels, rep, problem.tau, jnp.asarray(packed.index), jnp.asarray(packed.valid))
+        return reference_log_excess_packed(H, labels, rep, problem.tau, jnp.asarray(packed.index), jnp.asarray(packed.valid))
     cset = unit_sphere(True)
     tx = optax.with_extra_args_support(optimizers.OPTIMIZERS["bb"](0.1, 100, cset, False))
     H0 = cset.random_point(jax.random.PRNGKey(0), (problem.n, problem.dim))
@@ -145,7 +145,7 @@ def test_one_loss_and_gradient_evaluation_per_step_on_average():
     trials = int(optax.tree_utils.tree_get(state.tx_state, "trials"))
     assert len(calls) == 1 + trials
     assert len(calls) / steps <= 1.5, (len(calls), steps)
-    fresh = log_excess_packed(state.params, labels, rep, problem.tau, jnp.asarray(packed.index),
+    fresh = reference_log_excess_packed(state.params, labels, rep, problem.tau, jnp.asarray(packed.index),
                               jnp.asarray(packed.valid))
     np.testing.assert_allclose(float(state.value), float(fresh), rtol=1e-13)
 

@@ -7,7 +7,7 @@ between-class terms from its shifted logits); every JAX and NumPy caller evaluat
 - gradient descent's objective, log of the excess (the loss minus its constant), on the rows:
   :func:`ufm.objectives.scl.precise.log_excess_packed` (the precise fused kernel) and
   :func:`ufm.objectives.scl.plain.log_excess_plain_packed` (the plain form, docs/theory.md section 9), driven
-  by ``solvers.gd`` (capability ``BATCHED``); :func:`ufm.objectives.scl.formula.log_excess_packed` is the same
+  by ``solvers.gd`` (capability ``BATCHED``); :func:`ufm.objectives.scl.formula.reference_log_excess_packed` is the same
   function differentiated by JAX (the reference path, with Hessians);
 - the loss on rows of any norm (constant + excess): :func:`ufm.objectives.scl.losses.scl_loss`, and of a problem's
   embeddings :func:`ufm.objectives.scl.losses.problem_loss` (:func:`loss` here);

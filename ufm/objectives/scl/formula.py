@@ -489,7 +489,7 @@ def excess_parts_packed(H, labels, rep, tau, index, valid, prototypes=None, prot
     return jnp.sum(parts.within), _masked_lse(flat_ls, jnp.isfinite(flat_ls), axis=0)
 
 
-def log_excess_packed(H, labels, rep, tau, index, valid, prototypes=None, prototype_labels=None,
+def reference_log_excess_packed(H, labels, rep, tau, index, valid, prototypes=None, prototype_labels=None,
                       prototype_anchors: bool = True, chunk_size: int | None = None) -> jnp.ndarray:
     """log E over a packed batching (arguments of :func:`excess_parts_packed`); -inf when E = 0.
     Differentiable in H (the objective of gradient descent)."""

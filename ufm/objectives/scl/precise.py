@@ -339,7 +339,7 @@ def log_excess_packed(H, labels, rep, tau, index, valid, num_classes: int, proto
                       chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
                       class_rows: int | None = None) -> jnp.ndarray:
     """log E over a packed batching, on the fused kernel: the value of
-    :func:`ufm.objectives.scl.formula.log_excess_packed` (its arguments, plus the static ``num_classes``, labels of
+    :func:`ufm.objectives.scl.formula.reference_log_excess_packed` (its arguments, plus the static ``num_classes``, labels of
     examples and prototypes in [0, num_classes)) with the gradient computed alongside. The objective
     of gradient descent. ``mesh``: rows sharded over its devices; ``class_rows``: a bound on one
     class's members in a batch, prototypes included (:func:`batch_log_excess`)."""
