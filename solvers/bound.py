@@ -54,11 +54,16 @@ def linearization_bound(f0: float, C: np.ndarray, G0: np.ndarray, y: np.ndarray,
     <C, G> = <T^T C T, M>, the same argument holds with S = T^T (C - N) T - Diag(y) - Z on M, whose
     trace is q (unit diagonal), and the bound is f(G0) - <C, G0> + sum(y) + <Z, F>.
     """
-    value, S = slack(C, G0, y, Z, fixed, N, T)
+    return bound_from_slack(f0, *slack(C, G0, y, Z, fixed, N, T))[0]
+
+
+def bound_from_slack(f0: float, value: float, S: np.ndarray) -> tuple[float, float]:
+    """``(bound, lambda_min(S))`` from :func:`slack`'s ``(value, S)``: f(G0) + value + trace *
+    min(0, lambda_min) less the rounding margin 1e-12 ||S||_F m (one eigendecomposition for both)."""
     m = len(S)
     lam = float(np.linalg.eigvalsh(S).min())
     margin = 1e-12 * float(np.linalg.norm(S)) * m
-    return f0 + value + m * min(lam, 0.0) - margin
+    return f0 + value + m * min(lam, 0.0) - margin, lam
 
 
 def _active_multiplier(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,

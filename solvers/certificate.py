@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from solvers.bound import dual_free_multipliers, linearization_bound, slack
+from solvers.bound import bound_from_slack, dual_free_multipliers, slack
 from solvers.defaults import GAP_TOL
 from ufm.solution import Certificate  # noqa: F401  (re-exported: solvers.certificate.Certificate)
 from solvers.factor import pivoted_cholesky
@@ -50,7 +50,7 @@ from ufm.batching import pack
 from ufm.errors import ProblemError
 from ufm.objectives.scl.formula import anchor_gradient_rows, reduced_constant, reduced_excess, weight_gradient_rows
 from ufm.objectives.scl.losses import problem_log_excess  # noqa: F401  (re-exported)
-from ufm.objectives import Capability, excess_constant, has, objective_of, require
+from ufm.objectives import Capability, Evaluation, excess_constant, has, objective_of, require
 from ufm.objectives.scl.gram import problem_batches, problem_constant
 from ufm.problem import Problem, require_problem
 from ufm.programs import compile_seconds
@@ -391,9 +391,16 @@ def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_T
     if has(objective, Capability.BATCHED):
         return _batched_certificate(problem, H, tolerance, t0)
     if has(objective, Capability.GRAM):
-        return gram_certificate(problem, H, tolerance, t0)
-    ev = objective.evaluate(problem, H)
-    return _certificate_of(ev.log_excess, ev.loss - ev.excess, ev.relative_gap, tolerance, t0, ev.method, float("nan"))
+        return _dense_gram_bound(problem, H, tolerance, t0)
+    return evaluation_certificate(objective.evaluate(problem, H), tolerance, t0)
+
+
+def evaluation_certificate(ev: Evaluation, tolerance: float = GAP_TOL,
+                           t0: tuple[float, float] | None = None) -> Certificate:
+    """The certificate of an objective's own proved bound (capability ``OWN_BOUND``: its ``evaluate``
+    gives the lower bound and the relative gap on the excess)."""
+    return _certificate_of(ev.log_excess, ev.loss - ev.excess, ev.relative_gap, tolerance,
+                           _started() if t0 is None else t0, ev.method, float("nan"))
 
 
 def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: tuple[float, float]) -> Certificate:
@@ -443,11 +450,14 @@ def gram_certificate(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL
     The relative gap is on the excess f - constant; ``lambda_min`` is that of S in the units of f."""
     require_problem(problem, "gram_certificate")
     require(objective_of(problem), Capability.GRAM, "gram_certificate")
-    t0 = _started() if t0 is None else t0
+    return _dense_gram_bound(problem, feasible_embeddings(problem, H), tolerance, _started() if t0 is None else t0)
+
+
+def _dense_gram_bound(problem: Problem, H: np.ndarray, tolerance: float, t0: tuple[float, float]) -> Certificate:
+    """:func:`gram_certificate` of H, already checked feasible, for an objective with ``GRAM``."""
     n = problem.n
     if n > GRAM_MAX_ROWS:
         raise ProblemError(f"the dense Gram certificate holds n x n matrices; n = {n} exceeds {GRAM_MAX_ROWS}")
-    H = feasible_embeddings(problem, H)
     G0 = H @ H.T
     value, C = objective_of(problem).gram_value_and_grad(problem, G0)
     C = (np.asarray(C, dtype=np.float64) + np.asarray(C, dtype=np.float64).T) / 2
@@ -455,8 +465,7 @@ def gram_certificate(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL
     excess = float(value) - const
     mask = np.ones((n, n), dtype=bool) if problem.relu else None
     y, N = dual_free_multipliers(C, G0, mask, ACTIVE_TOL)
-    lower = linearization_bound(float(value), C, G0, y, N=N)
-    lam = float(np.linalg.eigvalsh(slack(C, G0, y, N=N)[1]).min())
+    lower, lam = bound_from_slack(float(value), *slack(C, G0, y, N=N))
     if not np.isfinite(excess) or not np.isfinite(lower):
         return _certificate_of(np.log(max(excess, 0.0)) if np.isfinite(excess) else np.nan, const, np.nan, tolerance, t0,
                        "dense", lam)

@@ -29,7 +29,7 @@ from ufm.programs import program
 from ufm.random_batches import raw_key
 from ufm.solution import DescentInfo, Solution, certified_status
 from solvers import descent
-from solvers.certificate import Certificate, certify_embeddings
+from solvers.certificate import Certificate, certify_embeddings, evaluation_certificate
 from solvers.optimizers import OPTIMIZERS
 from solvers.transforms import keeps_evaluation
 
@@ -102,14 +102,9 @@ def _solution(problem: Problem, state: descent.DescentState, seconds: float, tol
 def _certificate(problem: Problem, ev: Evaluation, gap_tol: float) -> Certificate:
     """The objective's own proved bound (``OWN_BOUND``), else the dual certificate of its Gram
     (``GRAM``, :func:`solvers.certificate.certify_embeddings`); one line where it has neither."""
-    objective = objective_of(problem)
-    if not has(objective, Capability.OWN_BOUND):
+    if not has(objective_of(problem), Capability.OWN_BOUND):
         return certify_embeddings(problem, ev.embeddings, gap_tol)
-    gap = ev.relative_gap
-    return Certificate(excess=ev.excess, log_excess=ev.log_excess, lower_bound=ev.lower_bound,
-                       excess_lower_bound=ev.lower_bound - (ev.loss - ev.excess), gap=ev.loss - ev.lower_bound,
-                       relative_gap=gap, certified=bool(gap <= gap_tol), tolerance=gap_tol, seconds=0.0,
-                       method=ev.method, lambda_min=float("nan"))
+    return evaluation_certificate(ev, gap_tol)
 
 
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_rate: float, optimizer,

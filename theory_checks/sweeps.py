@@ -20,7 +20,7 @@ import numpy as np
 
 from ufm.errors import ProblemError
 from ufm.geometry import cosines, etf_gram, nc1, normalized_distance, orthogonal_frame_gram
-from ufm.objectives import OBJECTIVES, Capability, ObjectiveOptions, has, objective_of
+from ufm.objectives import OBJECTIVES, Capability, ObjectiveOptions, has
 from ufm.objectives.scl_options import SCL
 from ufm.problem import Problem, uses_tau
 from theory_checks.check import Progress, each
@@ -99,7 +99,7 @@ def _reduced_points(problems: Sequence[Problem], profile: str, check_gd: bool, g
     (k, ReLU) and vmapping them would save nothing worth another compile."""
     from solvers.convex import solve_reduced
 
-    if not has(objective_of(problems[0]), Capability.REDUCED):
+    if not _by_reduced_program(problems[0].objective):
         return _objective_points(problems, profile, minority_fraction, label, progress)
     rows, optima = [], []
     for problem in each(problems, label, progress):
@@ -131,9 +131,15 @@ def _objective_points(problems: Sequence[Problem], profile: str, minority_fracti
     return rows
 
 
+def _by_reduced_program(objective: ObjectiveOptions) -> bool:
+    """Whether a sweep's points of this loss are its reduced program's (capability ``REDUCED``);
+    otherwise each point is a certified gradient-descent solve."""
+    return objective.name in OBJECTIVES and has(OBJECTIVES[objective.name], Capability.REDUCED)
+
+
 def _check_objective(objective, check_gd: bool, sweep: str) -> None:
     """Refuse what a sweep over an objective without the reduced program cannot do, before anything runs."""
-    if objective.name in OBJECTIVES and has(OBJECTIVES[objective.name], Capability.REDUCED):
+    if _by_reduced_program(objective):
         return
     if check_gd:
         raise ProblemError("check_gd cross-checks the reduced SCL program with gradient descent; with the "

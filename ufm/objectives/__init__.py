@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
+import math
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ufm.errors import ProblemError
 
 if TYPE_CHECKING:     # annotations only (ufm.problem imports this package)
-    import numpy as np
-
     from ufm.problem import Problem
 from ufm.objectives.base import (Capability, Evaluation, Objective, ObjectiveOptions,  # noqa: F401
                                  ObjectivePrediction, has, require)
@@ -43,16 +44,17 @@ class _Registry(Mapping):
     def register(self, name: str, options: Any, implementation: Any) -> None:
         self._entries[name] = (options, implementation)
 
-    def __getitem__(self, name: str) -> Objective:
+    def _entry(self, name: str) -> tuple[Any, Any]:
         if name not in self._entries:
             raise ProblemError(f"no objective named {name!r}; the registered ones are {', '.join(self)}")
-        return _load(self._entries[name][1])
+        return self._entries[name]
+
+    def __getitem__(self, name: str) -> Objective:
+        return _load(self._entry(name)[1])
 
     def options(self, name: str) -> type:
         """The options class of the loss ``name`` (light: no JAX)."""
-        if name not in self._entries:
-            raise ProblemError(f"no objective named {name!r}; the registered ones are {', '.join(self)}")
-        return _load(self._entries[name][0])
+        return _load(self._entry(name)[0])
 
     def __contains__(self, name: object) -> bool:       # without importing the implementation
         return name in self._entries
@@ -104,7 +106,6 @@ def excess_constant(problem: Problem) -> float:
 def embeddings_loss(problem: Problem, H: np.ndarray) -> float:
     """The loss of embeddings H (n, d): the objective's ``loss``, else its Gram value at H H^T, else
     its ``evaluate``."""
-    import numpy as np
     objective = objective_of(problem)
     own = getattr(objective, "loss", None)
     if own is not None:
@@ -119,7 +120,6 @@ def embeddings_loss(problem: Problem, H: np.ndarray) -> float:
 def embeddings_log_excess(problem: Problem, H: np.ndarray) -> float:
     """log of the excess of H (n, d): the objective's ``log_excess``, else log(loss - constant)
     (-inf where that is <= 0)."""
-    import math
     own = getattr(objective_of(problem), "log_excess", None)
     if own is not None:
         return float(own(problem, H))

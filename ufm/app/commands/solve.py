@@ -21,7 +21,6 @@ from ufm.app.progress import Ticker
 from ufm.app.render import print_json, print_solution
 from ufm.app.running import start_work, timed
 from ufm.errors import ProblemError
-from ufm.objectives.scl_options import SCL
 from ufm.problem import (
     Problem,
 )
@@ -180,10 +179,19 @@ def _way_out(args: argparse.Namespace, problem: Problem, status: str) -> str:
     """What to try where gradient descent stopped at a point the certificate does not prove."""
     if args.method != "gd" or status != "stationary":
         return ""
+    from solvers.defaults import check_reduced_applies
+    from ufm.objectives import Capability, has, objective_of
+
+    objective = objective_of(problem)
     ways = [f"more starts (--starts {max(8, 2 * (args.starts or 1))})"]
-    if problem.objective == SCL() and problem.dim < problem.n:
+    if has(objective, Capability.GRAM) and problem.dim < problem.n:
         ways.append(f"a larger --dim than {problem.dim} (a stall at rank d can vanish one rank up)")
-    if problem.is_full_batch and problem.prototypes is None and problem.objective == SCL():
+    try:
+        check_reduced_applies(problem.batching.scheme, problem.prototypes is not None)
+        reduced = has(objective, Capability.REDUCED)
+    except ProblemError:
+        reduced = False
+    if reduced:
         ways.append("--method reduced, which the certificate proves from the class-level program")
     return "this point is stationary, not proved optimal; try " + ", or ".join(ways)
 
