@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from solvers import gd
-from theory_checks.predictions import etf_loss, orthogonal_frame_loss
+from ufm.objectives.scl.prediction import etf_loss, orthogonal_frame_loss
 from ufm import Problem
 
 

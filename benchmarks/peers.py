@@ -46,7 +46,7 @@ import numpy as np
 
 from solvers import gd
 from solvers.transforms import NEGATIVE_CURVATURE_MOVE
-from theory_checks.predictions import etf_excess, orthogonal_frame_excess
+from ufm.objectives.scl.prediction import etf_excess, orthogonal_frame_excess
 from ufm import Problem
 
 

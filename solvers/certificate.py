@@ -48,10 +48,7 @@ from solvers.sizing import CACHE_BYTES, certificate_bytes
 from ufm.constraint_sets import EUCLIDEAN, SPHERE
 from ufm.batching import pack
 from ufm.errors import ProblemError
-from ufm.objectives.scl.formula import anchor_gradient_rows, reduced_constant, reduced_excess, weight_gradient_rows
-from ufm.objectives.scl.losses import problem_log_excess  # noqa: F401  (re-exported)
 from ufm.objectives import Capability, Evaluation, excess_constant, has, objective_of, require
-from ufm.objectives.scl.gram import problem_batches, problem_constant
 from ufm.problem import Problem, require_problem
 from ufm.programs import compile_seconds
 
@@ -177,7 +174,7 @@ def _lanczos_lower_bound(slack: Callable[[np.ndarray], np.ndarray], X: np.ndarra
 
 # ---------------------------------------------------------------- SCL over a batching
 class _BatchRows(NamedTuple):
-    """The padded rows of every batch (:func:`ufm.objectives.scl.formula.batch_rows`): Z, R (nb, w, d), labels,
+    """The padded rows of every batch (the objective's ``problem_batches``): Z, R (nb, w, d), labels,
     member, is_anchor (nb, w); ``index`` (nb, w) the row of [H; W] of each (prototypes n..n+p-1)."""
 
     Z: np.ndarray
@@ -189,7 +186,7 @@ class _BatchRows(NamedTuple):
 
 
 def _batch_rows(problem: Problem, H: np.ndarray, packed, W) -> _BatchRows:
-    s = problem_batches(problem, packed)
+    s = objective_of(problem).problem_batches(problem, packed)
     rows = H if W is None else np.vstack([H, W])
     index, rep = np.asarray(s.index), np.asarray(s.rep)
     return _BatchRows(rows[index], rows[rep[index]], np.asarray(s.labels)[index], np.asarray(s.member),
@@ -207,8 +204,9 @@ def _bucket(size: int, low: int) -> int:
 
 
 def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float, np.ndarray]:
-    """``(log E, C (nb, w, w))`` with C_b = grad_G log E on batch b (not symmetrised): the one SCL
-    formula differentiated by JAX (:func:`ufm.objectives.scl.formula.anchor_gradient_rows`). Batches are padded to
+    """``(log E, C (nb, w, w))`` with C_b = grad_G log E on batch b (not symmetrised): the objective's
+    ``anchor_gradient_rows`` (SCL: its one formula differentiated by JAX) and ``weight_gradient_rows``
+    (the batches' log E and gradients weighted into the whole's). Batches are padded to
     a power-of-two width and dimension (rows outside the batch, zero coordinates) and evaluated in
     groups of a fixed number, so problems of many sizes share a few compiled shapes."""
     nb, w = rows.labels.shape
@@ -223,14 +221,16 @@ def _log_excess_and_gradient(problem: Problem, rows: _BatchRows) -> tuple[float,
     labels[:nb, :w], member[:nb, :w], anchor[:nb, :w] = rows.labels, rows.member, rows.is_anchor
     log_rows, C = np.empty((nb, w)), np.empty((nb, w, w))
     tau = np.float64(problem.tau)
+    objective = objective_of(problem)
     for start in range(0, nb, group):
         part = slice(start, start + group)
-        log_e, D = anchor_gradient_rows(Z[part], R[part], labels[part], member[part], anchor[part], tau,
+        log_e, D = objective.anchor_gradient_rows(Z[part], R[part], labels[part], member[part], anchor[part],
+                                                  tau,
                                         chunk_size=_chunk_rows(wp))
         take = min(group, nb - start)
         log_rows[start:start + take] = np.asarray(log_e)[:take, :w]
         C[start:start + take] = np.asarray(D)[:take, :w, :w]
-    return weight_gradient_rows(log_rows, C), C
+    return objective.weight_gradient_rows(log_rows, C), C
 
 
 def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> tuple[np.ndarray, float]:
@@ -413,7 +413,7 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
     packed = pack(problem.batches(0))
     W, _ = problem.prototype_rows()
     lift = None if W is None else _prototype_lift(W)
-    const = problem_constant(problem)
+    const = excess_constant(problem)
     rows = _batch_rows(problem, H, packed, W)
     log_e, blocks = _log_excess_and_gradient(problem, rows)
     if log_e == -np.inf:           # E = 0 <= E*: optimal outright
@@ -497,16 +497,19 @@ def _certificate_of(log_e: float, const: float, rel: float, tolerance: float, t0
 
 
 # ---------------------------------------------------------------- the reduced k x k program
-def certify_mean_gram(counts, tau: float, relu: bool, V: np.ndarray,
-                      tolerance: float = GAP_TOL) -> Certificate:
-    """The certificate of the reduced program (docs/theory.md section 3) at M = V V^T, V (k, r) unit rows
-    (nonnegative with ReLU): a lower bound on its optimum, which is the full-batch optimum. The same
-    dual bound as :func:`certify_embeddings`, on the dense k x k gradient of log E(M)."""
+def certify_mean_gram(problem: Problem, V: np.ndarray, tolerance: float = GAP_TOL) -> Certificate:
+    """The certificate of the problem's reduced program (docs/theory.md section 3; the objective's
+    ``REDUCED`` capability) at M = V V^T, V (k, r) unit rows (nonnegative with ReLU): a lower bound on
+    its optimum, which is the full-batch optimum. The same dual bound as :func:`certify_embeddings`, on
+    the dense k x k gradient of log E(M) (``reduced_excess``)."""
     t0 = _started()
+    objective = objective_of(problem)
+    require(objective, Capability.REDUCED, "certify_mean_gram")
+    relu = problem.relu
     V = np.asarray(V, dtype=float)
     M = V @ V.T
-    ex = reduced_excess(M, counts, tau)
-    const = reduced_constant(counts)
+    ex = objective.reduced_excess(M, problem.counts, problem.tau)
+    const = objective.reduced_constant(problem.counts)
     if ex.log_value == -np.inf:
         return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance, _since(t0)[0], "exact", 0.0,
                            _since(t0)[1])

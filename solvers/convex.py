@@ -41,7 +41,7 @@ from solvers.bound import (best_multipliers, dual_free_multipliers, dual_free_mu
                            feasible_point, linearization_bound, slack)
 from solvers.factor import eigen_factor, nonnegative_factor, pivoted_cholesky
 from ufm.constraint_sets import unit_sphere
-from solvers.reduced import solve_reduced, solve_block, reduced_loss  # noqa: F401  (re-exported)
+from solvers.reduced import solve_reduced, solve_block  # noqa: F401  (re-exported)
 from ufm.geometry import mean_gram_from_gram
 from ufm.objectives import Capability, embeddings_log_excess, embeddings_loss, objective_of, require
 from solvers.certificate import GAP_TOL, certify_embeddings

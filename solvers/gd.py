@@ -100,7 +100,7 @@ import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from solvers import descent, generic, sharding
-from ufm.objectives import batched
+from ufm.objectives import ObjectiveOptions, batched, embeddings_log_excess, excess_constant, implementation
 from solvers.optimizers import OPTIMIZERS
 from solvers.transforms import keeps_evaluation
 from ufm.errors import ProblemError, is_number, whole_number
@@ -108,11 +108,7 @@ from ufm.geometry import class_mean_gram
 from solvers.sizing import (CPU_LANE_BUDGET_BYTES, CPU_MAX_LANES, batch_shape, certificate_bytes,  # noqa: F401
                             default_lanes)
 from solvers.defaults import DEFAULT_LR, DEFAULT_STEPS, GAP_TOL, check_gap_tol
-from solvers.certificate import (certificate_fits, certify_embeddings, collapsed_rows,
-                                 problem_constant, problem_log_excess)
-from ufm.objectives.scl.formula import representatives
-from ufm.objectives.scl.precise import class_rows_bucket, log_excess_packed
-from ufm.objectives.scl.plain import log_excess_plain_packed, min_tau, rounding_estimate
+from solvers.certificate import certificate_fits, certify_embeddings, collapsed_rows
 from ufm.problem import SEED_MAX, Problem, require_problem
 from ufm.programs import bucket, program
 from ufm.random_batches import draw, draw_shape, raw_key
@@ -176,6 +172,12 @@ class Config(NamedTuple):
     mesh: Any = None                  # full batch rows sharded over these devices (solvers.sharding)
     class_rows: int | None = None     # bound on one class's rows in a batch (ufm.objectives.scl.precise); None: any
     plain_phase: bool = False         # first phase on the plain form (PLAIN_SWITCH, PLAIN_MIN_WIDTH)
+    objective: ObjectiveOptions | None = None   # the loss whose batched kernels run (capability BATCHED)
+
+
+def _kernels(cfg: Config):
+    """The batched kernels of the run's objective (its implementation, capability ``BATCHED``)."""
+    return implementation(cfg.objective)
 
 
 class Data(NamedTuple):
@@ -209,21 +211,24 @@ LoopState = descent.DescentState
 
 
 def _loss_fn(cfg: Config, data: Data) -> Callable:
-    """The objective of the iterate V: log E of H = V[tie] over the batches (index, valid)."""
+    """The objective of the iterate V: log E of H = V[tie] over the batches (index, valid), by the
+    objective's precise kernel (``log_excess_packed``; SCL's: ``ufm.objectives.scl.precise``)."""
+    kernel = _kernels(cfg).log_excess_packed
+
     def loss(V, index, valid):
-        return log_excess_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid, cfg.n_classes,
-                                 data.protos, data.proto_labels, cfg.prototype_anchors, cfg.chunk_size,
-                                 cfg.mesh, cfg.class_rows)
+        return kernel(V[data.tie], data.labels, data.rep, data.tau, index, valid, cfg.n_classes, data.protos,
+                      data.proto_labels, cfg.prototype_anchors, cfg.chunk_size, cfg.mesh, cfg.class_rows)
     return loss
 
 
 def _plain_loss_fn(cfg: Config, data: Data) -> Callable:
-    """The same objective in the plain form (``ufm.objectives.scl.plain``): cheaper, accurate to
-    :func:`_plain_rounding` (relative to E)."""
+    """The same objective in the plain form (``log_excess_plain_packed``; SCL's:
+    ``ufm.objectives.scl.plain``): cheaper, accurate to :func:`_plain_rounding` (relative to E)."""
+    kernel = _kernels(cfg).log_excess_plain_packed
+
     def loss(V, index, valid):
-        return log_excess_plain_packed(V[data.tie], data.labels, data.rep, data.tau, index, valid,
-                                       cfg.n_classes, data.protos, data.proto_labels, cfg.prototype_anchors,
-                                       cfg.chunk_size, cfg.mesh)
+        return kernel(V[data.tie], data.labels, data.rep, data.tau, index, valid, cfg.n_classes, data.protos,
+                      data.proto_labels, cfg.prototype_anchors, cfg.chunk_size, cfg.mesh)
     return loss
 
 
@@ -232,7 +237,7 @@ def _plain_rounding(cfg: Config, data: Data, f) -> jnp.ndarray:
     over the reported batching's anchor rows (at most batches x rows), divided by E = e^f, plus the
     rounding of log E itself."""
     batches, width = data.mon_index.shape[0], _batch_width(data.mon_index, data.protos)
-    estimate = rounding_estimate(data.tau, batches * width, width, f.dtype)
+    estimate = _kernels(cfg).rounding_estimate(data.tau, batches * width, width, f.dtype)
     return estimate * jnp.exp(-f) + float(jnp.finfo(f.dtype).eps) * jnp.abs(f)
 
 
@@ -327,7 +332,7 @@ def _two_phases(cfg: Config, data: Data, epoch_body: Callable, plain_body: Calla
     then the precise form from the same point and transform state (one more evaluation)."""
     cset = unit_sphere(cfg.relu)
     tol = data.tol.astype(data.H0.dtype)
-    usable = data.tau >= min_tau(data.H0.dtype)
+    usable = data.tau >= _kernels(cfg).min_tau(data.H0.dtype)
 
     def plain_cond(s: LoopState):
         noise = PLAIN_SWITCH * _plain_rounding(cfg, data, s.value)
@@ -511,8 +516,8 @@ def _config(problem: Problem, steps: int, optimizer, chunk_size: int | None = No
                   bool(anchors), min(int(steps), HISTORY),
                   None if chunk_size is None else int(chunk_size), problem.k,
                   (b.scheme, tuple(problem.counts), int(b.batch_size)) if b.is_random else None,
-                  None, class_rows_bucket(problem.class_rows),
-                  _takes_plain_phase(b.is_random, batch_shape(problem)[1]))
+                  None, implementation(problem.objective).class_rows_bucket(problem.class_rows)
+                  if batched(problem) else None, _takes_plain_phase(b.is_random, batch_shape(problem)[1]), problem.objective)
 
 
 def n_snapshots(steps: int) -> int:
@@ -536,7 +541,8 @@ def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = 
                 np.asarray(mon.index), np.asarray(mon.valid), raw_key(problem.seed),
                 None if W is None else np.asarray(W, dtype),
                 None if wl is None else np.asarray(wl), np.asarray(lr, dtype), np.asarray(tol, dtype),
-                np.asarray(representatives(problem.labels)), np.asarray(tie))
+                np.asarray(implementation(problem.objective).representatives(problem.labels)),
+                np.asarray(tie))
 
 
 def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
@@ -585,7 +591,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     V = np.asarray(s.params, dtype=np.float64)
     H = V if tie is None else V[np.asarray(tie)]
     epochs = int(s.iteration)
-    const = problem_constant(problem)
+    const = excess_constant(problem)
     grad_tol = float(tol ** GRAD_POWER)
     info = _descent_info(problem, s, cfg, tol, dtype, const)
     if bool(s.failed) or not np.all(np.isfinite(H)) or \
@@ -611,7 +617,7 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
         # retraction above moved the unit rows by rounding only); no second evaluation
         log_e = float(s.value)
     else:
-        log_e = problem_log_excess(problem, H)
+        log_e = embeddings_log_excess(problem, H)
     excess = float(np.exp(log_e))
     return Solution("gd", class_mean_gram(H, problem.labels), const + excess, status, embeddings=H,
                     lower_bound=None if cert is None else cert.lower_bound, excess=excess,
@@ -643,7 +649,7 @@ def _with_tied_polish(problem: Problem, sol: Solution, cfg: Config, steps: int, 
     if cert.certified:
         status, message = certified_status("converged", "classes within SNAP_TOL tied to their mean", cert)
         return replace(sol, embeddings=snapped, class_mean_gram=class_mean_gram(snapped, problem.labels),
-                       loss=problem_constant(problem) + cert.excess, excess=cert.excess,
+                       loss=excess_constant(problem) + cert.excess, excess=cert.excess,
                        log_excess=cert.log_excess, certificate=cert, lower_bound=cert.lower_bound,
                        status=status, message=message,
                        info=replace(sol.info, polish="classes within SNAP_TOL tied to their normalised mean"))

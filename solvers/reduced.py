@@ -21,7 +21,8 @@ For STEP imbalance (two groups) this is docs/theory.md's program over the three 
 
 Excess form (docs/theory.md): every path optimises and judges the excess
 E(M) = sum_c n_c log1p(x_c(M)), x_c = sum_{c' != c} (n_c'/(n_c - 1)) e^{(M_cc' - 1)/tau}
-(:func:`ufm.objectives.scl.formula.reduced_excess`), the objective minus its constant sum_c n_c log(n_c - 1): at small
+(for SCL :func:`ufm.objectives.scl.reduced.reduced_excess`; every path asks the problem's objective for its
+``REDUCED`` capability), the objective minus its constant sum_c n_c log(n_c - 1): at small
 tau the geometry is below the rounding of the full objective.
 
 Factored path (:func:`solve_factored`, the default): the same program in Burer-Monteiro form
@@ -58,11 +59,10 @@ from solvers.defaults import GAP_TOL, check_gap_tol, check_reduced_applies
 from solvers.factor import eigen_factor, nonnegative_factor
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
-from ufm.objectives.scl.losses import full_batch_loss_bucketed, problem_loss
-from ufm.objectives import Capability, objective_of, require
+from ufm.objectives import (Capability, ObjectiveOptions, embeddings_loss, implementation, objective_of,
+                            require)
 from ufm.problem import Problem, require_problem
 from ufm.programs import program
-from ufm.objectives.scl.formula import reduced_constant, reduced_excess, reduced_log_excess
 from ufm.solution import ProgramInfo, Solution, certified_status, join
 
 if TYPE_CHECKING:   # cvxpy is imported by the cross-check programs that use it (the default path needs none)
@@ -81,34 +81,28 @@ FACTORED_GRAD_TOL = 1e-12     # stop when ||Riemannian grad of log E||_F <= this
 FACTORED_STARTS = 4           # starts tried until one is certified
 
 
-def reduced_loss(M: np.ndarray, counts, tau: float) -> tuple[float, np.ndarray]:
-    """The reduced objective sum_c n_c log((n_c - 1) + sum_c' n_c' e^{(M_cc' - 1)/tau}) at M (k, k)
-    and its gradient C (k, k), NumPy float64: the constant plus the excess (:func:`ufm.objectives.scl.formula.reduced_excess`).
-
-    Equals the full-batch SCL loss of collapsed unit embeddings whose class means have Gram M."""
-    ex = reduced_excess(np.asarray(M, dtype=float), counts, tau)
-    return reduced_constant(counts) + ex.value, ex.value * ex.grad_log
-
-
-def _factored(V0, counts, tau, *, relu: bool, max_iter: int, grad_tol: float):
-    """:func:`solvers.descent.run` on f(V) = log E(V V^T) over unit rows (nonnegative with ReLU), by the
-    default optimiser of gradient descent (BB + nonmonotone Armijo, :data:`solvers.optimizers.OPTIMIZERS`
-    ``"bb"``); counts and tau are traced, so one compile serves every problem of a shape."""
+def _factored(V0, counts, tau, *, objective: ObjectiveOptions, relu: bool, max_iter: int, grad_tol: float):
+    """:func:`solvers.descent.run` on f(V) = log E(V V^T) (the objective's ``reduced_log_excess``) over
+    unit rows (nonnegative with ReLU), by the default optimiser of gradient descent (BB + nonmonotone
+    Armijo, :data:`solvers.optimizers.OPTIMIZERS` ``"bb"``); counts and tau are traced, so one compile
+    serves every problem of a shape."""
     cset = unit_sphere(relu)
     tx = optax.with_extra_args_support(OPTIMIZERS["bb"](1.0, max_iter, cset, False))
+    log_excess = implementation(objective).reduced_log_excess
 
-    def objective(V):
-        return reduced_log_excess(V @ V.T, counts, tau)
+    def objective_of_factor(V):
+        return log_excess(V @ V.T, counts, tau)
     # tol = inf: stop on the gradient test alone (or a stalled search: the floating-point floor)
-    return descent.run(objective, cset, tx, V0, max_steps=max_iter, tol=float("inf"), grad_tol=grad_tol,
+    return descent.run(objective_of_factor, cset, tx, V0, max_steps=max_iter, tol=float("inf"), grad_tol=grad_tol,
                        keep=True)
 
 
 #: The compiled factored descent, kept across processes where the compile cache is on (k x k: small).
-_factored_run = program(_factored, static_argnames=("relu", "max_iter", "grad_tol"), cost=lambda *a, **k: 0)
+_factored_run = program(_factored, static_argnames=("objective", "relu", "max_iter", "grad_tol"),
+                        cost=lambda *a, **k: 0)
 
 
-def factored_descent(counts, tau: float, relu: bool, rank: int | None = None, seed: int = 0,
+def factored_descent(problem: Problem, rank: int | None = None, seed: int = 0,
                      max_iter: int = FACTORED_MAX_ITER,
                      grad_tol: float = FACTORED_GRAD_TOL) -> tuple[np.ndarray, float, int, float, str]:
     """Minimise log E of the factored reduced program (module docstring) over V (k, rank) with unit
@@ -119,11 +113,12 @@ def factored_descent(counts, tau: float, relu: bool, rank: int | None = None, se
     ``stop`` one of ``"gradient"`` (below ``grad_tol``), ``"stalled"`` (no decrease left: the
     floating-point floor), ``"failed"`` (non-finite) or ``"max_iter"``.
     """
-    k = len(counts)
+    k, relu = problem.k, bool(problem.relu)
     r = (2 * k if relu else k) if rank is None else int(rank)
     V0 = unit_sphere(relu).point(np.random.default_rng(seed).standard_normal((k, r)))
-    state = _factored_run(np.asarray(V0, np.float64), np.asarray(counts, np.float64), np.asarray(tau, np.float64),
-                          relu=bool(relu), max_iter=int(max_iter), grad_tol=float(grad_tol))
+    state = _factored_run(np.asarray(V0, np.float64), np.asarray(problem.counts, np.float64),
+                          np.asarray(problem.tau, np.float64), objective=problem.objective, relu=relu,
+                          max_iter=int(max_iter), grad_tol=float(grad_tol))
     stop = ("failed" if bool(state.failed) else "gradient" if bool(state.converged)
             else "stalled" if bool(state.stalled) else "max_iter")
     return (np.asarray(state.params, dtype=np.float64), float(state.value), int(state.iteration),
@@ -141,14 +136,13 @@ def solve_factored(problem: Problem, rank: int | None = None, seed: int | None =
     """
     check_applicable(problem)
     t0 = time.perf_counter()
-    counts, tau = problem.counts, problem.tau
     seed = problem.seed if seed is None else int(seed)
     best = None
     total_iters = 0
     for start in range(FACTORED_STARTS):
-        V, f, iters, gnorm, _ = factored_descent(counts, tau, problem.relu, rank, seed + start)
+        V, f, iters, gnorm, _ = factored_descent(problem, rank, seed + start)
         total_iters += iters
-        cert = certify_mean_gram(counts, tau, problem.relu, V, gap_tol)
+        cert = certify_mean_gram(problem, V, gap_tol)
         if best is None or cert.relative_gap < best[1].relative_gap:
             best = (V, cert, f, gnorm)
         if cert.certified:
@@ -168,9 +162,9 @@ def _reduced_solution(problem: Problem, V: np.ndarray, status: str, message: str
     """Certify M = V V^T (V (k, r) unit rows), factor it into collapsed embeddings and build the
     Solution (shared by every path). A converged solver whose point the certificate does not prove
     is ``stationary``; a cvxpy program's is ``optimal_inaccurate``."""
-    counts, tau = problem.counts, problem.tau
+    counts = problem.counts
     if cert is None:
-        cert = certify_mean_gram(counts, tau, problem.relu, V, gap_tol)
+        cert = certify_mean_gram(problem, V, gap_tol)
     M = V @ V.T
     np.fill_diagonal(M, 1.0)
     status, message = certified_status(status, message, cert, unproved="stationary"
@@ -182,10 +176,9 @@ def _reduced_solution(problem: Problem, V: np.ndarray, status: str, message: str
         info = {"method": "eigen", "factor_residual": float(np.abs(H_rows @ H_rows.T - M).max())}
     record["factor"] = info
     H = H_rows[problem.labels]
-    record["embedding_loss"] = (full_batch_loss_bucketed(H, problem.labels, problem.tau)
-                               if problem.n <= EMBEDDING_LOSS_MAX_N else None)
+    record["embedding_loss"] = embeddings_loss(problem, H) if problem.n <= EMBEDDING_LOSS_MAX_N else None
     record["residuals"] = cvx_common.gram_residuals(M, np.ones_like(M, dtype=bool) if problem.relu else None)
-    return Solution(method="reduced", class_mean_gram=M, loss=reduced_constant(counts) + cert.excess,
+    return Solution(method="reduced", class_mean_gram=M, loss=objective_of(problem).reduced_constant(counts) + cert.excess,
                     status=status, embeddings=H, lower_bound=cert.lower_bound, excess=cert.excess,
                     log_excess=cert.log_excess, certificate=cert, iterations=iters,
                     seconds=time.perf_counter() - t0, message=message, info=ProgramInfo(**record))
@@ -217,33 +210,14 @@ def count_groups(counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return group, np.bincount(group), np.array(values)
 
 
-def excess_expression(B: cp.Expression, group_sizes, group_counts, tau: float) -> cp.Expression:
-    """The reduced excess as a cvxpy expression over B (q, q): the cosine within group g on the
-    diagonal, between groups g and h off it, for groups of k_g classes of n_g examples each,
-
-        sum_g k_g n_g logistic( logsumexp_h ( (B_gh - 1)/tau + log w_gh ) ),
-        w_gh = (k_h - [g = h]) n_h / (n_g - 1),
-
-    that is sum_c n_c log1p(x_c(M)) of :func:`ufm.objectives.scl.formula.reduced_log_excess` for the block-constant M
-    (the general k x k program is the case of k singleton groups, B = M). A zero weight (a
-    singleton's own diagonal) becomes e^{-2/tau - 60}, below every other term by a factor e^{-60}."""
+def build_reduced(problem: Problem) -> tuple[cp.Problem, cp.Variable, dict]:
+    """The general k x k program of the problem's objective (its ``reduced_expression``):
+    ``(program, M, named constraints)``."""
     import cvxpy as cp
 
-    k_g, n_g = np.asarray(group_sizes, dtype=float), np.asarray(group_counts, dtype=float)
-    with np.errstate(divide="ignore"):
-        log_w = np.log((k_g[None, :] - np.eye(len(k_g))) * n_g[None, :]) - np.log(n_g[:, None] - 1.0)
-    log_w[~np.isfinite(log_w)] = -2.0 / tau - 60.0
-    return (k_g * n_g) @ cp.logistic(cp.log_sum_exp((B - 1) / tau + log_w, axis=1))
-
-
-def build_reduced(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variable, dict]:
-    """The general k x k program: ``(program, M, named constraints)``."""
-    import cvxpy as cp
-
-    n = np.asarray(counts, dtype=float)
-    k = len(n)
+    k, relu = problem.k, problem.relu
     M = cp.Variable((k, k), symmetric=True, name="M")
-    loss = excess_expression(M, np.ones(k), n, tau)
+    loss = objective_of(problem).reduced_expression(M, np.ones(k), problem.counts, problem.tau)
     constraints = {
         "psd": M >> 0,
         "unit_diagonal": cp.diag(M) == 1,
@@ -253,22 +227,23 @@ def build_reduced(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variab
     return cp.Problem(cp.Minimize(loss), list(constraints.values())), M, constraints
 
 
-def build_block(counts, tau: float, relu: bool) -> tuple[cp.Problem, cp.Variable, cp.Variable]:
-    """The block program (module docstring): ``(program, a (q,), b (q, q) symmetric)``."""
+def build_block(problem: Problem) -> tuple[cp.Problem, cp.Variable, cp.Variable]:
+    """The block program (module docstring) of the problem's objective (its ``reduced_expression``):
+    ``(program, a (q,), b (q, q) symmetric)``."""
     import cvxpy as cp
 
-    group, k_g, n_g = count_groups(counts)
+    group, k_g, n_g = count_groups(problem.counts)
     q = len(k_g)
     a = cp.Variable(q, name="a")                        # within group g (unused when k_g = 1)
     b = cp.Variable((q, q), symmetric=True, name="b")   # between groups (off-diagonal used)
     T = cp.Variable((q, q), PSD=True, name="T")
-    loss = excess_expression(b + cp.diag(a), k_g, n_g, tau)
+    loss = objective_of(problem).reduced_expression(b + cp.diag(a), k_g, n_g, problem.tau)
     constraints = [a <= 1]
     constraints += [T[g, g] == 1 + (k_g[g] - 1) * a[g] for g in range(q)]
     constraints += [T[g, h] == b[g, h] * np.sqrt(k_g[g] * k_g[h]) for g in range(q) for h in range(g + 1, q)]
     constraints += [cp.diag(b) == 0]                    # b's diagonal is not used
     constraints += [a[g] == 0 for g in range(q) if k_g[g] == 1]
-    if relu:
+    if problem.relu:
         constraints += [a >= 0, b >= 0]
     return cp.Problem(cp.Minimize(loss), constraints), a, b
 
@@ -343,12 +318,12 @@ def solve_reduced(problem: Problem, solver: str | None = None,
     note = (f"dim = {problem.dim} < k - 1: the reduced optimum (the lower bound) has rank up to k - 1, which "
             f"d-dimensional embeddings cannot attain; loss is that of its rank-{problem.dim} factor")
     return replace(solution, status="optimal_inaccurate", message=join(solution.message, note),
-                   loss=float(problem_loss(problem, solution.embeddings)))
+                   loss=embeddings_loss(problem, solution.embeddings))
 
 
 def _solve_reduced(problem: Problem, solver, solver_options, program: str, gap_tol: float) -> Solution:
     t0 = time.perf_counter()
-    counts, tau, k = problem.counts, problem.tau, problem.k
+    counts, k = problem.counts, problem.k
     _, k_g, n_g = count_groups(counts)
     if program == "factored":
         return solve_factored(problem, gap_tol=gap_tol)
@@ -356,9 +331,9 @@ def _solve_reduced(problem: Problem, solver, solver_options, program: str, gap_t
     name = cvx_common.solver_call(solver, solver_options)[0]
     record: dict[str, Any] = {"solver": name, "program": "block" if use_block else "general"}
     if use_block:
-        cvx_program, a, b = build_block(counts, tau, problem.relu)
+        cvx_program, a, b = build_block(problem)
     else:
-        cvx_program, Mvar, _ = build_reduced(counts, tau, problem.relu)
+        cvx_program, Mvar, _ = build_reduced(problem)
     status, raw, message = cvx_common.solve(cvx_program, solver, solver_options)
     record["solver_status"] = raw
     iters = cvx_common.iterations(cvx_program)

@@ -59,10 +59,11 @@ def test_reduced_certificate_below_the_mpmath_optimum_and_tight_there(tau):
     counts = [8, 8, 2, 2]
     vals, vecs = np.linalg.eigh(ref["M"])
     V = _unit(vecs * np.sqrt(np.clip(vals, 0, None)))
-    cert = certify_mean_gram(counts, tau, False, V)
+    problem = Problem.from_counts(counts, tau=tau)
+    cert = certify_mean_gram(problem, V)
     assert cert.excess_lower_bound <= float(ref["E"]) * (1 + 1e-12)
     assert cert.relative_gap < 1e-8
-    worse = certify_mean_gram(counts, tau, False, _unit(np.eye(4) - 0.25))     # the ETF: not optimal
+    worse = certify_mean_gram(problem, _unit(np.eye(4) - 0.25))     # the ETF: not optimal
     assert worse.excess_lower_bound <= float(ref["E"]) * (1 + 1e-12) and not worse.certified
 
 

@@ -12,7 +12,9 @@ import pytest
 
 import reference_mp as R
 from reference import collapsed_embeddings, scl_loop
-from solvers.certificate import certify_embeddings, problem_constant, problem_log_excess
+from solvers.certificate import certify_embeddings
+from ufm.objectives.scl.gram import problem_constant
+from ufm.objectives.scl.losses import problem_log_excess
 from ufm import Batching, Problem, Prototypes
 from ufm.batching import pack
 from ufm.objectives.scl.formula import excess_parts_packed, reference_log_excess_packed, reduced_excess, representatives

@@ -145,3 +145,32 @@ def test_no_function_is_longer_than_sixty_lines():
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
             and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
     assert long == []
+
+
+#: A loss's own modules: outside ``ufm/objectives/`` nothing imports them (the registry finds them).
+LOSS_MODULES = ("ufm.objectives.scl", "ufm.objectives.ce", "ufm.objectives.scl_options", "ufm.objectives.ce_options")
+
+
+def loss_imports(path: Path) -> list[str]:
+    """Imports of a loss's own modules from a module outside ``ufm/objectives/``."""
+    importer = module_name(path)
+    if importer == "ufm.objectives" or importer.startswith("ufm.objectives."):
+        return []
+    return [f"{path.relative_to(ROOT)}:{line} imports {target}"
+            for line, target in imported_modules(path.read_text(), importer, path.name == "__init__.py")
+            if any(target == m or target.startswith(m + ".") for m in LOSS_MODULES)]
+
+
+def test_no_module_outside_the_objectives_imports_a_loss_by_name():
+    """Solvers, checks, the model and the command dispatch through the registry
+    (``ufm.objectives.implementation``): none imports SCL's or cross-entropy's modules."""
+    found = [line for path in SOURCES for line in loss_imports(path)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_loss_import_test_catches_one(tmp_path):
+    fake = ROOT / "solvers" / "gd.py"
+    source = "def f():\n    from ufm.objectives.scl.precise import log_excess_packed\n"
+    hits = [t for _, t in imported_modules(source, module_name(fake))
+            if any(t == m or t.startswith(m + ".") for m in LOSS_MODULES)]
+    assert hits == ["ufm.objectives.scl.precise"]

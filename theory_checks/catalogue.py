@@ -20,7 +20,7 @@ import numpy as np
 from theory_checks.check import Check, Tools
 from ufm.batching import Batching, check_conditions
 from ufm.geometry import class_mean_gram, cosines, etf_gram, nc1, normalized_distance, procrustes_distance
-from ufm.objectives.ce_options import CrossEntropy
+from ufm.objectives import OBJECTIVES, ObjectiveOptions, embeddings_loss, objective_of
 from ufm.problem import Problem, Prototypes
 
 LOSS_RTOL = 1e-6
@@ -28,6 +28,11 @@ GRAM_TOL = 1e-4
 WHY_LOSS_GRAM = ("solvers stop at ~1e-9 relative accuracy; loss errors are quadratic and Gram errors "
                  "linear in the distance to the optimum, so 1e-6 on losses and 1e-4 on Gram distances "
                  "leave a 100x / 10x margin")
+
+
+def _cross_entropy(*options) -> ObjectiveOptions:
+    """The cross-entropy objective's options (docs/theory.md section 10), from the registry."""
+    return OBJECTIVES.options("ce")(*options)
 
 
 def _rel(a: float, b: float) -> float:
@@ -188,15 +193,12 @@ def _necessary(problem: Problem, tools: Tools) -> tuple[float, dict]:
     The measured value is the largest |cosine| between class means on the pairs that never meet, for
     a configuration that (a) has the same loss as the orthogonal frame to 1e-12, (b) equals docs/theory.md's
     batched closed form, and (c) is proved optimal by the certificate; 0 if any of these fails."""
-    from theory_checks.predictions import batched_orthogonal_frame_loss
-    from ufm.objectives.scl.losses import problem_loss
-
     cond = check_conditions(problem.labels, problem.batches())
     if not cond.unmet_pairs:
         return 0.0, {"note": "generated batching unexpectedly meets the conditions"}
     frame, second = second_minimiser(problem)
-    bound = batched_orthogonal_frame_loss(problem.labels, problem.batches(0), problem.tau)
-    losses = [problem_loss(problem, H) for H in (frame, second)]
+    bound = objective_of(problem).batched_orthogonal_frame_loss(problem.labels, problem.batches(0), problem.tau)
+    losses = [embeddings_loss(problem, H) for H in (frame, second)]
     cert = tools.certify(problem, second)
     cos = cosines(class_mean_gram(second, problem.labels))
     unmet = max(abs(cos[a, b]) for a, b in cond.unmet_pairs)
@@ -277,7 +279,7 @@ def _prototype_trend(counts_tau: tuple, tools: Tools) -> tuple[float, dict]:
     """Distance of the mean Gram to the CE-limit geometry (ETF) for growing prototypes per class; the
     measured value is the largest step d(n_w next) - d(n_w), negative when the distance shrinks."""
     counts, tau, per_class = counts_tau
-    ce_limit = tools.gd(Problem.from_counts(counts, tau=tau, objective=CrossEntropy("etf")))
+    ce_limit = tools.gd(Problem.from_counts(counts, tau=tau, objective=_cross_entropy("etf")))
     if ce_limit.status != "optimal":
         return float("inf"), {"ce_status": ce_limit.status, "ce_message": ce_limit.message}
     distances = []
@@ -293,7 +295,7 @@ def _ce_fixed(instance: tuple, tools: Tools) -> tuple[float, dict]:
     """The fixed-classifier CE optimum found by gradient descent against its closed form: the larger of
     the relative loss error and the largest mean-Gram entry error (inf unless certified optimal)."""
     counts, tau, classifier, relu = instance
-    problem = Problem.from_counts(counts, tau=tau, relu=relu, objective=CrossEntropy(classifier))
+    problem = Problem.from_counts(counts, tau=tau, relu=relu, objective=_cross_entropy(classifier))
     sol, pred = tools.gd(problem), tools.predict(problem)
     err = max(abs(sol.loss / pred.loss - 1.0), float(np.abs(sol.class_mean_gram - pred.class_mean_gram).max()))
     return (err if sol.status == "optimal" else float("inf")), {"status": sol.status, "loss": sol.loss,
@@ -303,12 +305,10 @@ def _ce_fixed(instance: tuple, tools: Tools) -> tuple[float, dict]:
 def _ce_learned(instance: tuple, tools: Tools) -> tuple[float, dict]:
     """The learned-classifier UFM on balanced counts: the largest of the centred means' distance to the
     ETF, the self-duality and the relative error of the optimal value (inf unless certified optimal)."""
-    from ufm.objectives import ce
-
     k, m, lam = instance
-    problem = Problem.balanced(k, m, objective=CrossEntropy("learned", lam))
+    problem = Problem.balanced(k, m, objective=_cross_entropy("learned", lam))
     sol, pred = tools.gd(problem), tools.predict(problem)
-    Mc = ce.centred_means(np.asarray(sol.embeddings), problem.labels, k)
+    Mc = objective_of(problem).centred_means(np.asarray(sol.embeddings), problem.labels, k)
     parts = {"distance_to_etf": normalized_distance(Mc @ Mc.T, etf_gram(k)),
              "self_duality": float(sol.info.metrics.get("self_duality", float("inf"))),
              "value_error": abs(sol.loss / pred.loss - 1.0)}

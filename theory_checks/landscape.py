@@ -31,14 +31,14 @@ from scipy.optimize import minimize
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from ufm.errors import ProblemError
-from ufm.objectives.scl.losses import scl_loss_packed
+from ufm.objectives import Capability, ObjectiveOptions, implementation, objective_of, require
 from ufm.problem import Problem
 from ufm.programs import program
 from solvers.sizing import MAX_HESSIAN_SIZE
 
 
 class _LossData(NamedTuple):
-    """The problem's epoch-0 batching as the arrays of ``ufm.objectives.scl.losses.scl_loss_packed`` (NumPy)."""
+    """The problem's epoch-0 batching as the arrays of its objective's ``loss_packed`` (NumPy)."""
 
     labels: np.ndarray
     tau: np.ndarray
@@ -48,44 +48,55 @@ class _LossData(NamedTuple):
     prototype_labels: np.ndarray | None
 
 
-def _loss_data(problem: Problem) -> tuple[_LossData, bool]:
-    """``(arrays, prototype anchors)`` of the problem's loss over its batching at epoch 0."""
+class _LossKind(NamedTuple):
+    """The static part of the problem's loss: its objective's options (capability ``BATCHED``) and
+    whether prototypes are anchors."""
+
+    objective: ObjectiveOptions
+    prototype_anchors: bool
+
+
+def _loss_data(problem: Problem) -> tuple[_LossData, _LossKind]:
+    """``(arrays, kind)`` of the problem's loss over its batching at epoch 0."""
+    require(objective_of(problem), Capability.BATCHED, "the landscape")
     packed = pack(problem.batches(0))
     W, w_labels = problem.prototype_rows()
     data = _LossData(np.asarray(problem.labels), np.float64(problem.tau), np.asarray(packed.index),
                      np.asarray(packed.valid), None if W is None else np.asarray(W, dtype=np.float64),
                      None if w_labels is None else np.asarray(w_labels))
-    return data, problem.prototype_anchors
+    return data, _LossKind(problem.objective, bool(problem.prototype_anchors))
 
 
-def _loss(H, data: _LossData, anchors: bool):
-    """The loss (sum) of H (n, d) (the reference path: it has a Hessian)."""
-    return scl_loss_packed(H, data.labels, data.tau, data.index, data.valid, "sum", data.prototypes,
-                           data.prototype_labels, anchors)
+def _loss(H, data: _LossData, kind: _LossKind):
+    """The loss (sum) of H (n, d): the objective's ``loss_packed`` (the reference path: it has a
+    Hessian)."""
+    return implementation(kind.objective).loss_packed(H, data.labels, data.tau, data.index, data.valid, "sum",
+                                                      data.prototypes, data.prototype_labels,
+                                                      kind.prototype_anchors)
 
 
-def _gradient_and_hessian(H, data: _LossData, *, anchors: bool):
+def _gradient_and_hessian(H, data: _LossData, *, kind: _LossKind):
     """The Euclidean gradient (n, d) and Hessian (n d, n d) of the loss at H."""
     n, d = H.shape
-    flat = lambda x: _loss(x.reshape(n, d), data, anchors)  # noqa: E731
+    flat = lambda x: _loss(x.reshape(n, d), data, kind)  # noqa: E731
     x = H.reshape(-1)
     return jax.grad(flat)(x).reshape(n, d), jax.hessian(flat)(x)
 
 
-def _gradient(H, data: _LossData, *, anchors: bool):
-    return jax.grad(_loss)(H, data, anchors)
+def _gradient(H, data: _LossData, *, kind: _LossKind):
+    return jax.grad(_loss)(H, data, kind)
 
 
-def _losses(points, data: _LossData, *, anchors: bool):
+def _losses(points, data: _LossData, *, kind: _LossKind):
     """The loss at each of the points (s, n, d), vmapped."""
-    return jax.vmap(lambda H: _loss(H, data, anchors))(points)
+    return jax.vmap(lambda H: _loss(H, data, kind))(points)
 
 
-def _saddle_value_and_grad(x, rows_of, data: _LossData, *, anchors: bool, rows: int, d: int):
+def _saddle_value_and_grad(x, rows_of, data: _LossData, *, kind: _LossKind, rows: int, d: int):
     """The loss and its gradient in x (rows * d) of H = normalised rows of x, taken by ``rows_of`` (n,)."""
     def f(x):
         X = x.reshape(rows, d)
-        return _loss((X / jnp.linalg.norm(X, axis=1, keepdims=True))[rows_of], data, anchors)
+        return _loss((X / jnp.linalg.norm(X, axis=1, keepdims=True))[rows_of], data, kind)
     return jax.value_and_grad(f)(x)
 
 
@@ -96,11 +107,11 @@ def _pairs(data: _LossData, batches_wide: int = 1) -> int:
 
 #: The landscape's derivatives, compiled once per shape and kept (ufm.programs): small problems only
 #: (the Hessian is dense), so they compile with the fast options.
-_GRADIENT_AND_HESSIAN = program(_gradient_and_hessian, static_argnames=("anchors",),
+_GRADIENT_AND_HESSIAN = program(_gradient_and_hessian, static_argnames=("kind",),
                                 cost=lambda H, data, **k: int(H.size) ** 2)
-_GRADIENT = program(_gradient, static_argnames=("anchors",), cost=lambda H, data, **k: _pairs(data))
-_LOSSES = program(_losses, static_argnames=("anchors",), cost=lambda points, data, **k: _pairs(data, len(points)))
-_SADDLE = program(_saddle_value_and_grad, static_argnames=("anchors", "rows", "d"),
+_GRADIENT = program(_gradient, static_argnames=("kind",), cost=lambda H, data, **k: _pairs(data))
+_LOSSES = program(_losses, static_argnames=("kind",), cost=lambda points, data, **k: _pairs(data, len(points)))
+_SADDLE = program(_saddle_value_and_grad, static_argnames=("kind", "rows", "d"),
                   cost=lambda x, rows_of, data, **k: _pairs(data))
 
 
@@ -128,8 +139,8 @@ def riemannian_hessian(problem: Problem, H: np.ndarray) -> tuple[np.ndarray, np.
     Cost: a dense (n d) x (n d) Euclidean Hessian, so keep n d below a few hundred."""
     H = np.asarray(H, dtype=float)
     n, d = H.shape
-    data, anchors = _loss_data(problem)
-    grad, hess = (np.asarray(a) for a in _GRADIENT_AND_HESSIAN(H, data, anchors=anchors))
+    data, kind = _loss_data(problem)
+    grad, hess = (np.asarray(a) for a in _GRADIENT_AND_HESSIAN(H, data, kind=kind))
     radial = np.repeat(np.sum(H * grad, axis=1), d)
     B = _tangent_basis(H, problem.relu)
     R = B.T @ (hess - np.diag(radial)) @ B
@@ -144,8 +155,8 @@ def riemannian_hessian_eigenvalues(problem: Problem, H: np.ndarray) -> np.ndarra
 def riemannian_gradient_norm(problem: Problem, H: np.ndarray) -> float:
     """``||P(grad L)||_F`` on the tangent space (ReLU: of the face H lies on)."""
     H = np.asarray(H, dtype=float)
-    data, anchors = _loss_data(problem)
-    grad = np.asarray(_GRADIENT(H, data, anchors=anchors))
+    data, kind = _loss_data(problem)
+    grad = np.asarray(_GRADIENT(H, data, kind=kind))
     B = _tangent_basis(H, problem.relu)
     return float(np.linalg.norm(B.T @ grad.ravel()))
 
@@ -193,10 +204,10 @@ def loss_slice(problem: Problem, H: np.ndarray, directions: str = "random", radi
         U, V = (B @ vecs[:, pick[0]]).reshape(n, d), (B @ vecs[:, pick[1]]).reshape(n, d)
     else:
         raise ValueError(f"unknown directions {directions!r}; use 'random' or 'hessian'")
-    data, anchors = _loss_data(problem)
+    data, kind = _loss_data(problem)
     grid = np.linspace(-radius, radius, resolution)
     points = np.stack([unit_sphere(problem.relu).retract(H + a * U + b * V) for b in grid for a in grid])
-    values = np.asarray(_LOSSES(points, data, anchors=anchors)).reshape(resolution, resolution)
+    values = np.asarray(_LOSSES(points, data, kind=kind)).reshape(resolution, resolution)
     return Slice(grid, grid, values, directions)
 
 
@@ -214,12 +225,12 @@ def symmetric_saddle(problem: Problem, classes: tuple[int, int] = (0, 1), seed: 
     source = np.arange(problem.n)
     source[starts[b]:starts[b + 1]] = np.arange(starts[a], starts[a + 1])   # class b copies class a
     free_rows = np.unique(source)
-    data, anchors = _loss_data(problem)
+    data, kind = _loss_data(problem)
     d = problem.dim
     row_of = np.searchsorted(free_rows, source)
 
     def objective(x):
-        value, grad = _SADDLE(np.asarray(x, dtype=np.float64), row_of, data, anchors=anchors,
+        value, grad = _SADDLE(np.asarray(x, dtype=np.float64), row_of, data, kind=kind,
                               rows=len(free_rows), d=d)
         return float(value), np.asarray(grad, dtype=float)
 

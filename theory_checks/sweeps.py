@@ -21,8 +21,7 @@ import numpy as np
 from ufm.errors import ProblemError
 from ufm.geometry import cosines, etf_gram, nc1, normalized_distance, orthogonal_frame_gram
 from ufm.objectives import OBJECTIVES, Capability, ObjectiveOptions, has
-from ufm.objectives.scl_options import SCL
-from ufm.problem import Problem, uses_tau
+from ufm.problem import DEFAULT_OBJECTIVE, Problem, uses_tau
 from theory_checks.check import Progress, each
 
 
@@ -99,7 +98,7 @@ def _reduced_points(problems: Sequence[Problem], profile: str, check_gd: bool, g
     (k, ReLU) and vmapping them would save nothing worth another compile."""
     from solvers.convex import solve_reduced
 
-    if not _by_reduced_program(problems[0].objective):
+    if not by_reduced_program(problems[0].objective):
         return _objective_points(problems, profile, minority_fraction, label, progress)
     rows, optima = [], []
     for problem in each(problems, label, progress):
@@ -131,7 +130,7 @@ def _objective_points(problems: Sequence[Problem], profile: str, minority_fracti
     return rows
 
 
-def _by_reduced_program(objective: ObjectiveOptions) -> bool:
+def by_reduced_program(objective: ObjectiveOptions) -> bool:
     """Whether a sweep's points of this loss are its reduced program's (capability ``REDUCED``);
     otherwise each point is a certified gradient-descent solve."""
     return objective.name in OBJECTIVES and has(OBJECTIVES[objective.name], Capability.REDUCED)
@@ -139,10 +138,10 @@ def _by_reduced_program(objective: ObjectiveOptions) -> bool:
 
 def _check_objective(objective, check_gd: bool, sweep: str) -> None:
     """Refuse what a sweep over an objective without the reduced program cannot do, before anything runs."""
-    if _by_reduced_program(objective):
+    if by_reduced_program(objective):
         return
     if check_gd:
-        raise ProblemError("check_gd cross-checks the reduced SCL program with gradient descent; with the "
+        raise ProblemError("check_gd cross-checks the reduced program with gradient descent; with the "
                            f"{objective.name} objective every point is a certified gradient-descent solve "
                            "already (drop check_gd)")
     if sweep == "temperature" and not uses_tau(objective):
@@ -152,7 +151,7 @@ def _check_objective(objective, check_gd: bool, sweep: str) -> None:
 
 def _loss_label(objective: ObjectiveOptions) -> str:
     """The sweep's ``loss`` field: the default objective by its name, another by its description."""
-    return objective.name if objective == SCL() else objective.describe()
+    return objective.name if objective == DEFAULT_OBJECTIVE else objective.describe()
 
 
 def _gd_gaps(problems: Sequence[Problem], optima: Sequence[float], starts: int,
@@ -215,7 +214,8 @@ def _values(values, name: str) -> list[float]:
 
 def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
                        minority_fraction: float = 0.5, tau: float | None = 0.5,
-                       relu_options=(False, True), objective: ObjectiveOptions = SCL()) -> tuple[list[tuple], list[Problem]]:
+                       relu_options=(False, True), objective: ObjectiveOptions = DEFAULT_OBJECTIVE
+                       ) -> tuple[list[tuple], list[Problem]]:
     """The points ``(R, relu)`` of :func:`sweep_imbalance` and their problems (validated, unsolved).
     ``objective``: the options of a registered loss (one without a temperature takes no tau)."""
     if profile not in ("step", "long-tail"):
@@ -230,7 +230,8 @@ def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int
 
 
 def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
-                         relu_options=(False, True), objective: ObjectiveOptions = SCL()) -> tuple[list[tuple], list[Problem]]:
+                         relu_options=(False, True), objective: ObjectiveOptions = DEFAULT_OBJECTIVE
+                       ) -> tuple[list[tuple], list[Problem]]:
     """The points ``(tau, relu)`` of :func:`sweep_temperature` and their problems (validated, unsolved)."""
     _check_objective(objective, False, "temperature")
     taus = _values(taus, "the list of temperatures")
@@ -242,7 +243,7 @@ def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
 def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
                     minority_fraction: float = 0.5, tau: float | None = 0.5, relu_options=(False, True),
                     check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
-                    objective: ObjectiveOptions = SCL()) -> SweepResult:
+                    objective: ObjectiveOptions = DEFAULT_OBJECTIVE) -> SweepResult:
     """Optimal geometry against the imbalance ratio R, with and/or without ReLU (reduced program; with a
     cross-entropy ``objective``, its certified gradient-descent solve).
 
@@ -270,7 +271,7 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
 
 def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options=(False, True),
                       check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
-                      objective: ObjectiveOptions = SCL()) -> SweepResult:
+                      objective: ObjectiveOptions = DEFAULT_OBJECTIVE) -> SweepResult:
     """Optimal geometry against the temperature tau for fixed counts (reduced program; with a
     fixed-classifier cross-entropy ``objective``, its certified gradient-descent solve)."""
     _check_objective(objective, check_gd, "temperature")

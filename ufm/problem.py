@@ -12,9 +12,11 @@ import numpy as np
 from ufm.batching import Batching, draw_shape
 from ufm.errors import ProblemError, finite_number, whole_number
 from ufm.geometry import etf_gram, factor_gram, orthogonal_frame_gram
-from ufm.objectives import OBJECTIVES
+from ufm.objectives import OBJECTIVES, default_objective
 from ufm.objectives.base import ObjectiveOptions
-from ufm.objectives.scl_options import SCL
+
+#: The loss of a problem built without one: SCL (``ufm.objectives.DEFAULT_OBJECTIVE``).
+DEFAULT_OBJECTIVE = default_objective()
 
 PROTOTYPE_KINDS = ("etf", "of")
 
@@ -195,8 +197,9 @@ class Problem:
       with ReLU often stalls, docs/theory.md section 3);
     - ``batching``: a :class:`~ufm.batching.Batching` (default full batch);
     - ``prototypes``: a :class:`Prototypes` or None; ``seed``: every random choice;
-    - ``objective``: the options of a registered loss (:mod:`ufm.objectives`): :class:`SCL` (the
-      default) or a :class:`~ufm.objectives.ce_options.CrossEntropy` (docs/theory.md section 10).
+    - ``objective``: the options of a registered loss (:mod:`ufm.objectives`): ``ufm.SCL()`` (the
+      default, :data:`DEFAULT_OBJECTIVE`) or ``ufm.CrossEntropy(...)`` (docs/theory.md section 10), or a
+      loss of the user's (``ufm.register_objective``).
     """
 
     counts: tuple[int, ...]
@@ -206,14 +209,14 @@ class Problem:
     batching: Batching = field(default_factory=Batching.full)
     prototypes: Prototypes | None = None
     seed: int = 0
-    objective: ObjectiveOptions = SCL()
+    objective: ObjectiveOptions = DEFAULT_OBJECTIVE
 
     # ---------------------------------------------------------------- constructors
     @classmethod
     def from_counts(cls, counts: Sequence[int], *, tau: float | None = None, relu: bool = False,
                     dim: int | None = None, batching: Batching | None = None,
                     prototypes: Prototypes | None = None, seed: int = 0,
-                    objective: ObjectiveOptions = SCL()) -> "Problem":
+                    objective: ObjectiveOptions = DEFAULT_OBJECTIVE) -> "Problem":
         """The problem with these class counts; ``tau`` defaults to 1 and is refused by an objective
         without a temperature (``uses_tau`` False: the learned classifier, whose logits are W h + b)."""
         counts = _as_counts(counts)

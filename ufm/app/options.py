@@ -13,7 +13,6 @@ from ufm.app.parsing import UsageError
 from ufm.batching import Batching
 from ufm.errors import ProblemError
 from ufm.objectives import OBJECTIVES, ObjectiveOptions
-from ufm.objectives.ce_options import CLASSIFIERS, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN
 from ufm.problem import (
     IMBALANCE_PROFILES,
     SEED_MAX,
@@ -68,14 +67,16 @@ DIM = values.integer(1, 10 ** 6)
 
 
 def add_objective_options(g) -> None:
-    """--loss, --classifier and --weight-decay (``solve``, ``predict`` and the imbalance and
-    temperature sweeps)."""
+    """--loss and each registered loss's own options (its options class's ``CLI_ARGUMENTS``; CE's
+    --classifier and --weight-decay) (``solve``, ``predict`` and the imbalance and temperature sweeps)."""
     g.add_argument("--loss", choices=tuple(OBJECTIVES), help="objective: supervised contrastive (scl, the default), "
                    "cross-entropy (ce, docs/theory.md section 10), or another registered loss")
-    g.add_argument("--classifier", choices=CLASSIFIERS,
-                   help="with --loss ce: fixed ETF or orthogonal-frame rows, or a learned classifier")
-    g.add_argument("--weight-decay", type=values.real(WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX),
-                   help=f"with --classifier learned: lambda in [{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}]")
+    for name in OBJECTIVES:
+        for flag, spec in getattr(OBJECTIVES.options(name), "CLI_ARGUMENTS", {}).items():
+            keywords = dict(spec)
+            if "real" in keywords:
+                keywords["type"] = values.real(*keywords.pop("real"))
+            g.add_argument(flag, **keywords)
 
 
 def add_problem_options(parser: argparse.ArgumentParser, batching: bool = True,

@@ -83,9 +83,23 @@ register("scl", "ufm.objectives.scl_options:SCL", "ufm.objectives.scl")
 register("ce", "ufm.objectives.ce_options:CrossEntropy", "ufm.objectives.ce")
 
 
+#: The loss a Problem holds unless told otherwise.
+DEFAULT_OBJECTIVE = "scl"
+
+
+def default_objective() -> ObjectiveOptions:
+    """The default loss's options (SCL's, which have no fields)."""
+    return OBJECTIVES.options(DEFAULT_OBJECTIVE)()
+
+
+def implementation(options: ObjectiveOptions) -> Objective:
+    """The implementation of the loss whose options are ``options`` (a Problem's ``objective``)."""
+    return OBJECTIVES[options.name]
+
+
 def objective_of(problem: Problem) -> Objective:
     """The implementation of the problem's objective."""
-    return OBJECTIVES[problem.objective.name]
+    return implementation(problem.objective)
 
 
 def batched(problem: Problem) -> bool:

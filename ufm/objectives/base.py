@@ -57,13 +57,21 @@ class Capability(str, enum.Enum):
     #: ``relaxation_expression(problem, G)``: the same function as a cvxpy expression of a cvxpy G,
     #: for the n x n program of ``solvers.convex``.
     RELAXATION = "relaxation"
-    #: the class-level k x k program of ``solvers.reduced`` (full batch, collapsed classes).
+    #: the class-level k x k program of ``solvers.reduced`` (full batch, collapsed classes), as
+    #: functions of the class-mean Gram M (k, k), the counts (k,) and tau: ``reduced_log_excess`` (JAX,
+    #: counts and tau traced), ``reduced_excess`` (NumPy: ``log_value``, ``value``, ``grad_log``),
+    #: ``reduced_constant(counts)`` and ``reduced_expression(B, group_sizes, group_counts, tau)`` (cvxpy,
+    #: over a block-constant M; the general program is k singleton groups).
     REDUCED = "reduced"
     #: ``predict(problem) -> ObjectivePrediction``: the theory's closed form, or "none" with the reason
-    #: (an objective whose prediction needs a solver registers it in ``theory_checks.predictions``).
+    #: (or "reduced-program": the solver layer solves the objective's reduced program for it).
     PREDICT = "predict"
-    #: batchings, prototypes and the batched kernels: the driver of ``solvers.gd``, the batched
-    #: certificate and the compiled losses of ``ufm.objectives.scl.losses`` (SCL).
+    #: batchings, prototypes and the batched kernels, with SCL's signatures (``ufm.objectives.scl``):
+    #: for the driver of ``solvers.gd`` ``log_excess_packed`` and ``log_excess_plain_packed`` (log E over
+    #: packed batches, precise and plain), ``min_tau``, ``rounding_estimate``, ``representatives`` and
+    #: ``class_rows_bucket``; for the batched certificate ``problem_batches``, ``anchor_gradient_rows``
+    #: and ``weight_gradient_rows``; for the landscape ``loss_packed`` (the reference path, with Hessians);
+    #: and ``excess_constant``, ``loss`` and ``log_excess`` of a problem's embeddings.
     BATCHED = "batched"
 
 
@@ -105,12 +113,18 @@ class Evaluation(NamedTuple):
 
 class ObjectivePrediction(NamedTuple):
     """The closed-form optimum: ``geometry`` (a name, ``"none"`` without one), ``class_mean_gram``
-    (k, k) or None, ``loss`` or None, ``why`` (the reason, or why there is none)."""
+    (k, k) or None, ``loss`` or None, ``why`` (the reason, or why there is none); optionally
+    ``hypotheses`` (each one checked, name -> holds) and ``excess`` (to full relative precision; None:
+    the loss itself where the objective has no constant). Geometry ``"reduced-program"`` with no
+    Gram asks ``theory_checks.predictions.predict`` to solve the objective's reduced program
+    (capability ``REDUCED``) for it."""
 
     geometry: str
     class_mean_gram: np.ndarray | None
     loss: float | None
     why: str
+    hypotheses: dict | None = None
+    excess: float | None = None
 
 
 class Objective(Protocol):

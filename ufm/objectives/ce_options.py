@@ -32,6 +32,15 @@ class CrossEntropy:
 
     #: the command's options that build it (``ufm solve --loss ce --classifier ... --weight-decay ...``)
     CLI_FLAGS = ("classifier", "weight_decay")
+    #: how the command declares them: flag -> argparse keywords, with ``"real": (lo, hi)`` for a number
+    #: in [lo, hi] (the command builds its parser)
+    CLI_ARGUMENTS = {
+        "--classifier": {"choices": CLASSIFIERS,
+                         "help": "with --loss ce: fixed ETF or orthogonal-frame rows, or a learned classifier"},
+        "--weight-decay": {"real": (WEIGHT_DECAY_MIN, WEIGHT_DECAY_MAX),
+                           "help": f"with --classifier learned: lambda in "
+                                   f"[{WEIGHT_DECAY_MIN:g}, {WEIGHT_DECAY_MAX:g}]"},
+    }
 
     @classmethod
     def from_cli(cls, values: dict) -> "CrossEntropy":

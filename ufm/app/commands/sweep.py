@@ -11,12 +11,7 @@ from ufm.app.options import (CLASSES, FRACTION, N_MAX, SEED, TAU, add_objective_
 from ufm.app.progress import progress
 from ufm.app.render import _status_points, figure_target, finish_figure, print_sweep
 from ufm.app.running import FAILED, start_work
-from ufm.objectives.scl_options import SCL
-from ufm.problem import (
-    TAU_MAX,
-    TAU_MIN,
-    uses_tau,
-)
+from ufm.problem import DEFAULT_OBJECTIVE, TAU_MAX, TAU_MIN, uses_tau
 from ufm.app.parsing import Parser, cache_option, output_options
 
 
@@ -26,8 +21,8 @@ def _sweep_points(args: argparse.Namespace):
     from theory_checks import sweeps
 
     bar = None if args.no_progress else progress
-    objective = objective_from_args(args) if args.sweep != "batching" else SCL()
-    if objective != SCL():
+    objective = objective_from_args(args) if args.sweep != "batching" else DEFAULT_OBJECTIVE
+    if not sweeps.by_reduced_program(objective):
         refuse(given(args, "check_gd"), f"to --loss {objective.name} (every point is a certified gradient-descent "
                "solve already)")
     if args.sweep == "imbalance":
@@ -60,6 +55,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from solvers import sizing
     from solvers.defaults import DEFAULT_STEPS
 
+    from theory_checks.sweeps import by_reduced_program
+
     problems, run = _sweep_points(args)
     path = figure_target(args, f"ufm-sweep-{args.sweep}.png")
     for problem in problems:
@@ -67,7 +64,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.sweep == "batching" or check_gd:
             sizing.require(sizing.gd_bytes(problem, DEFAULT_STEPS, starts=4 if check_gd else 1),
                            f"gradient descent on n = {problem.n}", "use smaller counts")
-        if problem.objective != SCL():
+        if not by_reduced_program(problem.objective):
             sizing.require(sizing.gd_bytes(problem, DEFAULT_STEPS), f"gradient descent on n = {problem.n}",
                            "use smaller counts")
             continue

@@ -15,53 +15,61 @@ between-class terms from its shifted logits); every JAX and NumPy caller evaluat
   (:func:`ufm.objectives.scl.formula.gram_gradient_rows` underneath); the certificate's batch blocks
   :func:`ufm.objectives.scl.formula.anchor_gradient_rows`;
 - as a cvxpy expression of the Gram (capability ``RELAXATION``): :mod:`ufm.objectives.scl.relaxation`;
-- the reduced class-level form (capability ``REDUCED``): :func:`ufm.objectives.scl.formula.reduced_log_excess`, the
-  program in ``solvers.reduced``;
-- its predictions (capability ``PREDICT``) need the reduced program, a solver, so they are registered
-  in ``theory_checks.predictions``.
+- the reduced class-level form (capability ``REDUCED``): :mod:`ufm.objectives.scl.reduced`, the
+  programs in ``solvers.reduced``;
+- its predictions (capability ``PREDICT``): :mod:`ufm.objectives.scl.prediction` (the imbalanced case
+  without ReLU names the reduced program, which ``theory_checks.predictions`` solves).
 
-What still names these modules from outside the package is listed in docs/architecture.md.
+Nothing outside ``ufm/objectives/`` imports these modules: solvers, checks and the command find them
+here, through the registry (``ufm.objectives.implementation``), by the names of each capability
+(:class:`ufm.objectives.base.Capability`). Importing this package loads no JAX: ``CAPABILITIES`` is
+read without it (the command's checks), and each function is imported from its module on first
+access (:data:`_FUNCTIONS`, a module ``__getattr__``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import numpy as np
+import importlib
+from typing import Any
 
 from ufm.objectives.base import Capability
-from ufm.objectives.scl.gram import gram_value_and_grad, problem_constant
 from ufm.objectives.scl_options import NAME
-from ufm.problem import Problem
-
-if TYPE_CHECKING:     # annotations only: cvxpy loads when a program is built
-    import cvxpy as cp
 
 CAPABILITIES = frozenset({Capability.BATCHED, Capability.GRAM, Capability.RELAXATION, Capability.REDUCED,
                           Capability.PREDICT})
 
-__all__ = ["NAME", "CAPABILITIES", "gram_value_and_grad", "excess_constant", "loss", "log_excess",
-           "relaxation_expression"]
+#: Each function of SCL's capabilities -> ``"module:attribute"`` (imported on first access).
+_FUNCTIONS = {
+    # GRAM and the loss of a problem's embeddings
+    "gram_value_and_grad": "gram:gram_value_and_grad", "excess_constant": "gram:problem_constant",
+    "loss": "losses:problem_loss", "log_excess": "losses:problem_log_excess",
+    # RELAXATION
+    "relaxation_expression": "relaxation:relaxation_expression",
+    # PREDICT
+    "predict": "prediction:predict", "batched_orthogonal_frame_loss": "prediction:batched_orthogonal_frame_loss",
+    # BATCHED: gradient descent's kernels, the batched certificate's rows, the landscape's loss
+    "log_excess_packed": "precise:log_excess_packed", "class_rows_bucket": "precise:class_rows_bucket",
+    "log_excess_plain_packed": "plain:log_excess_plain_packed", "min_tau": "plain:min_tau",
+    "rounding_estimate": "plain:rounding_estimate", "representatives": "formula:representatives",
+    "problem_batches": "gram:problem_batches", "anchor_gradient_rows": "formula:anchor_gradient_rows",
+    "weight_gradient_rows": "formula:weight_gradient_rows", "loss_packed": "losses:scl_loss_packed",
+    # REDUCED: the class-level form
+    "reduced_log_excess": "reduced:reduced_log_excess", "reduced_excess": "reduced:reduced_excess",
+    "reduced_constant": "reduced:reduced_constant", "reduced_expression": "reduced:reduced_expression",
+}
+
+__all__ = ["NAME", "CAPABILITIES", *_FUNCTIONS]
 
 
-def excess_constant(problem: Problem) -> float:
-    """The loss minus the excess for the problem's batching at epoch 0 (independent of H)."""
-    return problem_constant(problem)
+def __getattr__(name: str) -> Any:
+    """A capability's function, imported from its module on first access (then kept here)."""
+    if name not in _FUNCTIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attribute = _FUNCTIONS[name].partition(":")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value
+    return value
 
 
-def loss(problem: Problem, H: np.ndarray) -> float:
-    """The SCL loss of H (n, d) over the problem's batching at epoch 0 (:func:`ufm.objectives.scl.losses.problem_loss`)."""
-    from ufm.objectives.scl.losses import problem_loss
-    return problem_loss(problem, H)
-
-
-def log_excess(problem: Problem, H: np.ndarray) -> float:
-    """log E of H (n, d), precise where E is far below the loss (the fused kernel, value only)."""
-    from ufm.objectives.scl.losses import problem_log_excess
-    return problem_log_excess(problem, H)
-
-
-def relaxation_expression(problem: Problem, G: cp.Expression) -> cp.Expression:
-    """The loss as a cvxpy expression of the Gram G (m, m) (:mod:`ufm.objectives.scl.relaxation`)."""
-    from ufm.objectives.scl.relaxation import relaxation_expression as expression
-    return expression(problem, G)
+def __dir__() -> list[str]:
+    return sorted(__all__)
