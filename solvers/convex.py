@@ -48,7 +48,7 @@ from solvers.certificate import GAP_TOL, certify_embeddings
 from solvers import sizing
 from solvers.defaults import check_gap_tol
 from ufm.problem import Problem, require_problem
-from ufm.solution import ProgramInfo, Solution, certified_status, join
+from ufm.solution import DualBracket, ProgramInfo, Solution, certified_status, join
 
 __all__ = ["Relaxation", "prototype_lift", "relaxation_loss",
            "build_relaxation", "solve_relaxation", "solve_reduced", "solve_block", "convex_optimum",
@@ -295,7 +295,7 @@ def solve_relaxation(problem: Problem, solver: str | None = None,
     feasible = bool(unit_sphere(problem.relu).violation(H) <= 1e-9)
     record["feasible_upper_bound"] = loss if feasible else None
     if certified:
-        record.update(_bracket(rel, problem, Gfull, mask, status, loss if feasible else float("inf")))
+        record["bracket"] = _bracket(rel, problem, Gfull, mask, status, loss if feasible else float("inf"))
     status, message, cert = _proved(problem, H, status, message, record, certified and feasible, certified, gap_tol)
     log_e = cert.log_excess if cert is not None else embeddings_log_excess(problem, H)
     return Solution(
@@ -329,7 +329,7 @@ def _proved(problem: Problem, H: np.ndarray, status: str, message: str, record: 
     nothing and becomes ``optimal_inaccurate``."""
     cert = None
     if judge:
-        cert = _judge(problem, H, record.get("certified_lower_bound", -np.inf), gap_tol)
+        cert = _judge(problem, H, record["bracket"].lower if "bracket" in record else -np.inf, gap_tol)
         record["solver_word"] = status
         status, message = certified_status("converged", message, cert, unproved="optimal_inaccurate")
     if cert is None and status == "optimal":        # the solver's word alone proves nothing
@@ -341,25 +341,24 @@ def _proved(problem: Problem, H: np.ndarray, status: str, message: str, record: 
 
 
 def _bracket(rel: Relaxation, problem: Problem, Gfull: np.ndarray, mask: np.ndarray | None, status: str,
-             embeddings_loss: float) -> dict:
-    """The bracket on the relaxation's optimum that rests on no solver's word (the record's
-    ``certified_lower_bound``, ``certified_upper_bound``, ``certified_gap``, and
-    ``polished_multipliers`` where it polished them): below, the best dual bound at the solver's Gram
+             embeddings_loss: float) -> DualBracket:
+    """The bracket on the relaxation's optimum that rests on no solver's word
+    (:class:`~ufm.solution.DualBracket`, the record's ``bracket``): below, the best dual bound at the solver's Gram
     (:func:`solvers.bound.best_multipliers`); above, the smaller of the embeddings' loss (their Gram is
     feasible; inf where they are not) and the objective at a feasible Gram near the solver's."""
     n = problem.n
     value, C = relaxation_loss(Gfull, problem)
     lower, best = best_multipliers(value, C, Gfull, _dual_candidates(rel, C, Gfull, mask, n))
     upper = min(_feasible_value(rel, problem, mask), embeddings_loss)
-    record = {}
+    polished_any = False
     if status != "optimal" and best is not None and \
             upper - lower > cvx_common.CERTIFIED_GAP_TOL * max(1.0, abs(upper)):
         # a loose bracket: polish the best multipliers with one small SDP before judging
         polished = _polished_multipliers(best, C, Gfull, n)
         if polished is not None:
             lower = max(lower, linearization_bound(value, C, Gfull, **polished))
-            record["polished_multipliers"] = True
-    return dict(record, certified_lower_bound=lower, certified_upper_bound=upper, certified_gap=upper - lower)
+            polished_any = True
+    return DualBracket(lower, upper, upper - lower, polished_any)
 
 
 def _judge(problem: Problem, H: np.ndarray, bracket_lower: float, gap_tol: float):

@@ -63,7 +63,7 @@ from ufm.objectives import (Capability, ObjectiveOptions, embeddings_loss, imple
                             require)
 from ufm.problem import Problem, require_problem
 from ufm.programs import program
-from ufm.solution import ProgramInfo, Solution, certified_status, join
+from ufm.solution import BlockValues, FactoredRun, ProgramInfo, Solution, certified_status, join
 
 if TYPE_CHECKING:   # cvxpy is imported by the cross-check programs that use it (the default path needs none)
     import cvxpy as cp
@@ -151,9 +151,9 @@ def solve_factored(problem: Problem, rank: int | None = None, seed: int | None =
     V, cert, f, gnorm = best
     if not cert.certified and fallback:
         sol = solve_reduced(problem, program="general", gap_tol=gap_tol)
-        return replace(sol, info=replace(sol.info, factored_relative_gap=cert.relative_gap))
+        return replace(sol, info=replace(sol.info, factored=FactoredRun(gnorm, tried, cert.relative_gap)))
     record: dict[str, Any] = {"solver": "factored-descent", "program": "factored", "solver_value": f,
-                              "direction_norm": gnorm, "rank": int(V.shape[1]), "starts_tried": tried}
+                              "rank": int(V.shape[1]), "factored": FactoredRun(gnorm, tried)}
     return _reduced_solution(problem, V, "converged", "", total_iters, t0, record, gap_tol, cert)
 
 
@@ -261,8 +261,8 @@ def block_to_gram(counts, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def solve_block(problem: Problem, solver: str | None = None,
                 solver_options: dict[str, Any] | None = None) -> Solution:
     """The block fast path only (see :func:`solve_reduced`, which calls it for ``program="block"``);
-    ``info.block`` holds the values a (q,), b (q, q), the group sizes and counts, and
-    ``info.block_determinant`` det T (0 at a rank k - 1 optimum)."""
+    ``info.block`` (a :class:`~ufm.solution.BlockValues`) holds the values a (q,), b (q, q), the group
+    sizes and counts, and det T (0 at a rank k - 1 optimum)."""
     return solve_reduced(problem, solver, solver_options, program="block")
 
 
@@ -344,8 +344,7 @@ def _solve_reduced(problem: Problem, solver, solver_options, program: str, gap_t
     if use_block:
         M = block_to_gram(counts, a.value, b.value)
         det = float(np.linalg.det(_block_T(k_g, a.value, b.value)))
-        record.update(block={"a": a.value.tolist(), "b": b.value.tolist(), "sizes": k_g.tolist(),
-                            "counts": n_g.tolist()}, block_determinant=det)
+        record["block"] = BlockValues(a.value.tolist(), b.value.tolist(), k_g.tolist(), n_g.tolist(), det)
     else:
         M = (Mvar.value + Mvar.value.T) / 2
     mask = np.ones((k, k), dtype=bool) if problem.relu else None

@@ -130,7 +130,7 @@ def test_step_three_values_rank_and_fast_path(counts, tau):
     assert fast.info.program == "block"
     assert fast.loss == pytest.approx(general.loss, rel=1e-8)
     np.testing.assert_allclose(fast.class_mean_gram, M, atol=GRAM)
-    assert abs(fast.info.block_determinant) < 1e-6
+    assert abs(fast.info.block.determinant) < 1e-6
 
 
 # ------------------------------------------------------------------ batching (docs/theory.md section 4)
@@ -384,7 +384,7 @@ def test_factored_path_reports_stationary_when_no_start_is_certified(monkeypatch
     problem = Problem.from_counts((10, 5, 3, 2), tau=0.5)
     sol = reduced.solve_factored(problem, gap_tol=1e-300)
     assert sol.status == "stationary" and "relative gap" in sol.message
-    assert sol.info.starts_tried == reduced.FACTORED_STARTS
+    assert sol.info.factored.starts_tried == reduced.FACTORED_STARTS
     fallback = reduced.solve_factored(problem, gap_tol=1e-300, fallback=True)
     assert fallback.info.program == "general" and fallback.status == "optimal_inaccurate"
     assert fallback.loss == pytest.approx(35.714086, abs=5e-7)

@@ -42,4 +42,4 @@ def test_solvers_return_their_typed_records():
     assert sol.info.evaluations <= 1.5 * sol.iterations + 1       # the search's kept evaluations reused
     red = solve_reduced(problem)
     assert isinstance(red.info, ProgramInfo) and red.info.program == "factored"
-    assert red.info.solver == "factored-descent" and red.info.starts_tried >= 1
+    assert red.info.solver == "factored-descent" and red.info.factored.starts_tried >= 1

@@ -158,7 +158,7 @@ def test_the_n_by_n_program_brackets_the_derived_optimum(case):
     want = _optimum(case["counts"], case["relu"])
     sol = convex.solve_relaxation(problem)
     # what the toolkit guarantees, not the solver's word: a valid bracket around the optimum
-    assert sol.info.certified_lower_bound <= want * (1 + 1e-9)
+    assert sol.info.bracket.lower <= want * (1 + 1e-9)
     assert sol.loss == pytest.approx(want, rel=1e-6)
     assert sol.lower_bound is None or sol.lower_bound <= want * (1 + 1e-9)
 

@@ -117,47 +117,76 @@ class DescentInfo:
 
 
 @dataclass(frozen=True)
+class DualBracket:
+    """The n x n program's bracket on its optimum, resting on no solver's word (:mod:`solvers.bound`):
+    ``lower`` the best dual bound at the solver's Gram, ``upper`` the smaller of the embeddings' loss
+    and the objective at a feasible Gram near the solver's, ``gap`` = upper - lower;
+    ``polished_multipliers``: the multipliers were polished by one small SDP (a loose bracket)."""
+
+    lower: float
+    upper: float
+    gap: float
+    polished_multipliers: bool = False
+
+
+@dataclass(frozen=True)
+class FactoredRun:
+    """The factored reduced path (:func:`solvers.reduced.solve_factored`): ``direction_norm`` (the
+    Riemannian gradient of log E at the best start), ``starts_tried``, and ``fallback_relative_gap``
+    (its certificate's relative gap where it fell back to the general program)."""
+
+    direction_norm: float
+    starts_tried: int
+    fallback_relative_gap: float | None = None
+
+
+@dataclass(frozen=True)
+class BlockValues:
+    """The block reduced program's solution (:func:`solvers.reduced.solve_block`): ``a`` (q,) within
+    each group of equal counts, ``b`` (q, q) between groups, the groups' ``sizes`` and ``counts``, and
+    ``determinant`` det T (0 at a rank k - 1 optimum)."""
+
+    a: list[float]
+    b: list[list[float]]
+    sizes: list[int]
+    counts: list[int]
+    determinant: float
+
+
+@dataclass(frozen=True)
 class ProgramInfo:
     """How a convex or reduced program ran (:mod:`solvers.convex`, :mod:`solvers.reduced`).
 
     - ``program``: ``"relaxation"`` (n x n), ``"factored"``, ``"block"`` or ``"general"`` (reduced);
     - ``solver``: the cvxpy solver's name or ``"factored-descent"``; ``solver_status``: its own word;
-      ``solver_value``: its objective value (the factored path: its log E);
+      ``solver_word``: the status before the certificate judged (n x n); ``solver_value``: its
+      objective value (the factored path: its log E);
     - ``residuals``: of the Gram judged (``min_eigenvalue``, ``max_diag_error``, ``min_entry`` with
       ReLU, ``max_asymmetry``); ``solver_residuals``: of the solver's raw Gram (reduced cvxpy);
     - ``factor``: how the embeddings were made from the Gram (method, residual);
-    - ``embedding_loss``: the SCL loss of the recovered embeddings (reduced; None above
-      ``EMBEDDING_LOSS_MAX_N``); ``rank``: the Gram's numerical rank (n x n) or the factor's rank
+    - ``embedding_loss``: the loss of the recovered embeddings (reduced; None above
+      ``EMBEDDING_LOSS_MAX_N``); ``feasible_upper_bound``: the same for the n x n program where the
+      embeddings are feasible; ``rank``: the Gram's numerical rank (n x n) or the factor's rank
       (factored); ``tight``: rank <= dim (n x n);
-    - factored path: ``direction_norm`` (Riemannian gradient of log E), ``starts_tried``, and
-      ``factored_relative_gap`` where it fell back to the general program;
-    - block program: ``block`` (values a, b, group sizes and counts) and ``block_determinant``;
-    - n x n program: ``certified_lower_bound`` / ``certified_upper_bound`` /
-      ``certified_gap`` (the dual bracket, :mod:`solvers.bound`), ``feasible_upper_bound``,
-      ``polished_multipliers``, ``solver_word`` (the status before the certificate judged).
+    - one record per path: ``factored`` (:class:`FactoredRun`), ``block`` (:class:`BlockValues`),
+      ``bracket`` (:class:`DualBracket`, the n x n program's).
     """
 
     program: str
     solver: str
     solver_status: str | None = None
+    solver_word: str | None = None
     solver_value: float | None = None
     residuals: dict[str, float] | None = None
     solver_residuals: dict[str, float] | None = None
     factor: dict[str, Any] | None = None
     embedding_loss: float | None = None
+    feasible_upper_bound: float | None = None
     rank: int | None = None
     tight: bool | None = None
-    direction_norm: float | None = None
-    starts_tried: int | None = None
-    factored_relative_gap: float | None = None
-    block: dict[str, list] | None = None
-    block_determinant: float | None = None
-    certified_lower_bound: float | None = None
-    certified_upper_bound: float | None = None
-    certified_gap: float | None = None
-    feasible_upper_bound: float | None = None
-    polished_multipliers: bool = False
-    solver_word: str | None = None
+    factored: FactoredRun | None = None
+    block: BlockValues | None = None
+    bracket: DualBracket | None = None
 
 
 @dataclass(frozen=True)
