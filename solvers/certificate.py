@@ -34,7 +34,7 @@ exactly 0; the best valid bound is kept. Any G0 gives a valid bound.
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 import scipy.sparse
@@ -51,6 +51,9 @@ from ufm.errors import ProblemError
 from ufm.objectives import Capability, Evaluation, excess_constant, has, objective_of, require
 from ufm.problem import Problem, require_problem
 from ufm.programs import compile_seconds
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 #: ReLU: an off-diagonal Gram entry at most this is treated as active (its multiplier may be > 0).
 ACTIVE_TOL = 1e-6
@@ -345,7 +348,7 @@ def _prototype_lift(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 FEASIBLE_TOL = 1e-9
 
 
-def feasible_embeddings(problem: Problem, H) -> np.ndarray:
+def feasible_embeddings(problem: Problem, H: ArrayLike) -> np.ndarray:
     """H as a float64 (n, d) array if it is feasible for ``problem`` (unit rows within
     :data:`FEASIBLE_TOL`, nonnegative with ReLU), else :class:`ProblemError`: the dual bound holds for
     the optimum over feasible points only, so an infeasible H would give a bound that is not one."""

@@ -25,7 +25,7 @@ def check_reduced_applies(batching_scheme: str, prototypes: bool) -> None:
                            "program (solve_relaxation / --method convex)")
 
 
-def check_gap_tol(gap_tol) -> None:
+def check_gap_tol(gap_tol: object) -> None:
     """:class:`ufm.errors.ProblemError` unless ``gap_tol`` is a number in (0, 1) (checked before any work:
     the certificate that reads it comes last)."""
     if not (is_number(gap_tol) and 0 < gap_tol < 1):

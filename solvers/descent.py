@@ -39,8 +39,9 @@ from ufm.constraint_sets import ConstraintSet
 FEASIBILITY_TOL = 1e-3
 
 
-def step(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs, params,
-         value, grad, tx_state, keep: bool = False) -> tuple[Any, Any, jax.Array]:
+def step(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs,
+         params: optax.Params, value: jax.Array, grad: optax.Updates, tx_state: optax.OptState,
+         keep: bool = False) -> tuple[optax.Params, optax.OptState, jax.Array]:
     """One step from ``params`` with ``value`` = objective(params) and ``grad`` its Euclidean gradient.
     Returns ``(new params, new transform state, stalled)``. ``keep``: also pass the transform
     ``value_and_grad_fn`` so that it can keep f and grad f at the new point; only for a transform
@@ -58,33 +59,34 @@ def step(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientT
 
 
 class DescentState(NamedTuple):
-    params: Any
+    params: optax.Params
     value: jax.Array          # objective(params)
-    grad: Any                 # its Euclidean gradient
+    grad: optax.Updates       # its Euclidean gradient
     grad_norm: jax.Array      # ||constraint_set.direction(params, grad)||_F
     change: jax.Array         # |value - previous value|
     iteration: jax.Array
     converged: jax.Array
     stalled: jax.Array
     failed: jax.Array
-    tx_state: Any
+    tx_state: optax.OptState
     record: Any = None        # what a driver keeps beside the state (solvers.gd: histories); kept as is
 
 
-def value_and_grad(objective: Callable, params) -> tuple[jax.Array, Any]:
+def value_and_grad(objective: Callable, params: optax.Params) -> tuple[jax.Array, optax.Updates]:
     """``(f, grad f)`` at ``params``; the gradient is 0 where f is not finite."""
     value, grad = jax.value_and_grad(objective)(params)
     return value, jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(value), x, 0.0), grad)
 
 
-def measure(objective: Callable, constraint_set: ConstraintSet, params) -> tuple[jax.Array, Any, jax.Array]:
+def measure(objective: Callable, constraint_set: ConstraintSet,
+            params: optax.Params) -> tuple[jax.Array, optax.Updates, jax.Array]:
     """``(f, grad f, ||direction||_F)`` at ``params``; the gradient is 0 where f is not finite."""
     value, grad = value_and_grad(objective, params)
     return value, grad, otu.tree_norm(constraint_set.direction(params, grad))
 
 
-def after_step(objective: Callable, constraint_set: ConstraintSet, params, tx_state, value, grad,
-               keep: bool) -> tuple[jax.Array, Any, jax.Array]:
+def after_step(objective: Callable, constraint_set: ConstraintSet, params: optax.Params, tx_state: optax.OptState,
+               value: jax.Array, grad: optax.Updates, keep: bool) -> tuple[jax.Array, optax.Updates, jax.Array]:
     """``(f, grad f, ||direction||_F)`` at the new ``params`` after :func:`step` from a point with
     ``value`` and ``grad``: with ``keep`` (as given to :func:`step`), the transform's kept evaluation
     (a search that evaluated value and gradient at the point it accepted,
@@ -100,7 +102,7 @@ def after_step(objective: Callable, constraint_set: ConstraintSet, params, tx_st
     return new_value, new_grad, otu.tree_norm(constraint_set.direction(params, new_grad))
 
 
-def failed(constraint_set: ConstraintSet, params, value, grad_norm) -> jax.Array:
+def failed(constraint_set: ConstraintSet, params: optax.Params, value: jax.Array, grad_norm: jax.Array) -> jax.Array:
     """A non-finite value (other than -inf: E = 0) or direction norm, or a point off its set."""
     bad_value = ~jnp.isfinite(value) & (value != -jnp.inf)
     on_set = jnp.asarray(constraint_set.violation(params) <= FEASIBILITY_TOL)
@@ -108,7 +110,7 @@ def failed(constraint_set: ConstraintSet, params, value, grad_norm) -> jax.Array
 
 
 def init(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs,
-         params) -> DescentState:
+         params: optax.Params) -> DescentState:
     """The state at ``params`` (a point of the constraint set)."""
     value, grad, grad_norm = measure(objective, constraint_set, params)
     dtype = otu.tree_dtype(params)
@@ -126,7 +128,8 @@ def update(objective: Callable, constraint_set: ConstraintSet, tx: optax.Gradien
     return judge(constraint_set, state, params, tx_state, value, grad, grad_norm, stalled, tol, grad_tol)
 
 
-def judge(constraint_set: ConstraintSet, state: DescentState, params, tx_state, value, grad, grad_norm, stalled,
+def judge(constraint_set: ConstraintSet, state: DescentState, params: optax.Params, tx_state: optax.OptState,
+          value: jax.Array, grad: optax.Updates, grad_norm: jax.Array, stalled: jax.Array,
           tol: float, grad_tol: float) -> DescentState:
     """The state after ``state`` moved to ``params`` (with f, grad f and the direction's norm there):
     the one stopping test of every driver (module docstring). f = -inf (E = 0) is a global minimum;
@@ -144,8 +147,8 @@ def going(state: DescentState, max_steps: int | jax.Array) -> jax.Array:
     return ~state.converged & ~state.stalled & ~state.failed & (state.iteration < max_steps)
 
 
-def run(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs, params, *,
-        max_steps: int, tol: float, grad_tol: float, keep: bool = False) -> DescentState:
+def run(objective: Callable, constraint_set: ConstraintSet, tx: optax.GradientTransformationExtraArgs,
+        params: optax.Params, *, max_steps: int, tol: float, grad_tol: float, keep: bool = False) -> DescentState:
     """Steps until converged, stalled, failed or ``max_steps`` (jit it with the objective fixed);
     ``keep`` as in :func:`step`."""
     return jax.lax.while_loop(lambda s: going(s, max_steps),

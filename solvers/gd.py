@@ -88,7 +88,7 @@ import functools
 from dataclasses import replace
 import math
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +113,9 @@ from ufm.problem import SEED_MAX, Problem, require_problem
 from ufm.programs import bucket, program
 from ufm.random_batches import draw, draw_shape, raw_key
 from ufm.solution import DescentInfo, Solution, certified_status, join
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 #: float32 runs to 1e-8 (its gradient test at 1e-6, or the float32 floor, where the search stalls):
 #: at 1e-6 the stop came while the relative gap on the excess was still 1.5e-6 .. 8.9e-6 on
@@ -150,7 +153,7 @@ def _takes_plain_phase(random_batches: bool, width: int) -> bool:
 
 
 # ------------------------------------------------------------------ the constraint set
-def random_start(key: jax.Array, n: int, d: int, relu: bool, dtype=jnp.float64) -> jnp.ndarray:
+def random_start(key: jax.Array, n: int, d: int, relu: bool, dtype: DTypeLike = jnp.float64) -> jnp.ndarray:
     """Random point of the constraint set: Gaussian rows (absolute values with ReLU), normalised."""
     return unit_sphere(relu).random_point(key, (n, d), dtype)
 
@@ -698,7 +701,7 @@ def _unstack(tree, i):
 # ------------------------------------------------------------------ public API
 def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | None = None,
           optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
-          dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
+          dtype: DTypeLike = jnp.float64, tol: float | None = None, chunk_size: int | None = None,
           certify: bool = True, gap_tol: float = GAP_TOL, devices: int | None = None) -> Solution:
     """Minimise the problem's objective from a random start: SCL (the batched driver of this module)
     over unit-norm rows (nonnegative with ReLU), any other objective by :mod:`solvers.generic`.
@@ -757,7 +760,7 @@ def _row_mesh(problem: Problem, devices: int | None):
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = None,
                learning_rate: float | None = None,
                optimizer: str | optax.GradientTransformation = "bb",
-               dtype=jnp.float64, tol: float | None = None,
+               dtype: DTypeLike = jnp.float64, tol: float | None = None,
                chunk_size: int | None = None, lanes: int | None = None, certify: bool = True,
                gap_tol: float = GAP_TOL, devices: int | None = None) -> list[Solution]:
     """Solve from several random starts in one compiled call.
@@ -903,7 +906,7 @@ def _batched_problems(problems, pad: bool) -> list[Problem]:
 def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
                   learning_rate: float | None = None,
                   optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
-                  dtype=jnp.float64, tol: float | None = None, chunk_size: int | None = None,
+                  dtype: DTypeLike = jnp.float64, tol: float | None = None, chunk_size: int | None = None,
                   pad: bool = False, pad_to: int | None = None,
                   lanes: int | None = None, certify: bool = True,
                   gap_tol: float = GAP_TOL, devices: int | None = None) -> list[Solution]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,9 @@ from solvers import descent
 from solvers.certificate import Certificate, certify_embeddings, evaluation_certificate
 from solvers.optimizers import OPTIMIZERS
 from solvers.transforms import keeps_evaluation
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 #: The gradient test is ||direction|| <= tol ** GRAD_POWER, as in solvers.gd.
 GRAD_POWER = 0.75
@@ -107,8 +110,9 @@ def _certificate(problem: Problem, ev: Evaluation, gap_tol: float) -> Certificat
     return evaluation_certificate(ev, gap_tol)
 
 
-def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_rate: float, optimizer,
-               dtype, tol: float, certify: bool, gap_tol: float) -> list[Solution]:
+def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_rate: float,
+               optimizer: str | optax.GradientTransformation, dtype: DTypeLike, tol: float, certify: bool,
+               gap_tol: float) -> list[Solution]:
     """One vmapped run per seed (``jax.random.PRNGKey(seed)`` starts, as ``gd.solve_many``)."""
     objective = objective_of(problem)
     require(objective, Capability.DESCENT, "gradient descent (gd.solve)")

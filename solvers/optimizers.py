@@ -12,14 +12,19 @@ To add an optimiser: write its transform (a new file, or an optax one) and add o
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import optax
 
 from solvers.transforms import KeepingTransformation, nonmonotone_armijo, scale_by_barzilai_borwein
 
+if TYPE_CHECKING:
+    import jax
 
-def spectral_projected_gradient(learning_rate, total_steps: int, constraint_set,
+    from ufm.constraint_sets import ConstraintSet
+
+
+def spectral_projected_gradient(learning_rate: float | jax.Array, total_steps: int, constraint_set: ConstraintSet,
                                 stochastic: bool) -> optax.GradientTransformationExtraArgs:
     """The default (``"bb"``): a Barzilai-Borwein step and a nonmonotone Armijo search (memory 10),
     first trial step ``learning_rate``. On the batches of a random scheme (``stochastic``) the BB
@@ -32,17 +37,20 @@ def spectral_projected_gradient(learning_rate, total_steps: int, constraint_set,
                                               nonmonotone_armijo(constraint_set)))
 
 
-def adam(learning_rate, total_steps: int, constraint_set, stochastic: bool) -> optax.GradientTransformation:
+def adam(learning_rate: float | jax.Array, total_steps: int, constraint_set: ConstraintSet,
+         stochastic: bool) -> optax.GradientTransformation:
     """Adam with a cosine-decayed rate (to 1e-4 of ``learning_rate`` over the run)."""
     return optax.adam(optax.cosine_decay_schedule(learning_rate, max(total_steps, 1), alpha=1e-4))
 
 
-def sgd(learning_rate, total_steps: int, constraint_set, stochastic: bool) -> optax.GradientTransformation:
+def sgd(learning_rate: float | jax.Array, total_steps: int, constraint_set: ConstraintSet,
+        stochastic: bool) -> optax.GradientTransformation:
     """Plain (Riemannian) gradient descent at a constant rate."""
     return optax.sgd(learning_rate)
 
 
-def lbfgs(learning_rate, total_steps: int, constraint_set, stochastic: bool) -> optax.GradientTransformationExtraArgs:
+def lbfgs(learning_rate: float | jax.Array, total_steps: int, constraint_set: ConstraintSet,
+          stochastic: bool) -> optax.GradientTransformationExtraArgs:
     """``optax.lbfgs()`` with its zoom line search, on the objective composed with the retraction."""
     return optax.lbfgs()
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import optax
@@ -201,7 +201,7 @@ def check_applicable(problem: Problem) -> None:
     check_reduced_applies(problem.batching.scheme, problem.prototypes is not None)
 
 
-def count_groups(counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def count_groups(counts: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(group of each class (k,), sizes k_g (q,), counts n_g (q,))`` grouping classes of equal count,
     groups in order of first appearance."""
     counts = [int(c) for c in counts]
@@ -248,7 +248,7 @@ def build_block(problem: Problem) -> tuple[cp.Problem, cp.Variable, cp.Variable]
     return cp.Problem(cp.Minimize(loss), constraints), a, b
 
 
-def block_to_gram(counts, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def block_to_gram(counts: Sequence[int], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The k x k block-constant M from the block values a (q,) and b (q, q)."""
     group, _, _ = count_groups(counts)
     M = np.asarray(b, dtype=float)[np.ix_(group, group)].copy()

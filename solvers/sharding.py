@@ -16,12 +16,20 @@ host devices: the tests run the sharded paths that way.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import numpy as np
 
 from ufm.errors import ProblemError, whole_number
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    #: Stacked runs: a NamedTuple of arrays, one field per quantity.
+    Runs = TypeVar("Runs", bound=tuple)
+    #: Any pytree of arrays.
+    Tree = TypeVar("Tree")
 
 ROWS = "rows"
 RUNS = "runs"
@@ -53,7 +61,7 @@ def shard_runs(fn: Callable, mesh: jax.sharding.Mesh, run_axes: tuple) -> Callab
     return sharded
 
 
-def pad_runs(data: Any, run_axes: tuple, devices: int) -> tuple[Any, int]:
+def pad_runs(data: Runs, run_axes: tuple, devices: int) -> tuple[Runs, int]:
     """Stacked fields padded along axis 0 to a multiple of ``devices`` with copies of the last run.
     Returns (padded data, the number of real runs)."""
     count = next(np.shape(x)[0] for x, a in zip(data, run_axes) if a == 0)
@@ -69,6 +77,6 @@ def pad_runs(data: Any, run_axes: tuple, devices: int) -> tuple[Any, int]:
     return type(data)(*(pad(x, a) for x, a in zip(data, run_axes))), count
 
 
-def unpad_runs(tree: Any, count: int) -> Any:
+def unpad_runs(tree: Tree, count: int) -> Tree:
     """The first ``count`` runs of every leaf."""
     return jax.tree_util.tree_map(lambda x: x[:count], tree)

@@ -26,6 +26,7 @@ before it loads them.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -33,6 +34,11 @@ from solvers.cvx_common import solver_call
 from ufm.blocks import backend, plain_default_block, precise_default_block as default_block
 from ufm.errors import ProblemError
 from ufm.problem import Problem
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from ufm.batching import Batching
 
 #: (w, w) float64 arrays alive at the peak of one batch's loss and gradient (measured, see above).
 LOGIT_COPIES = 6
@@ -73,7 +79,7 @@ def memory_budget() -> int:
     return int(BUDGET_SHARE * physical_memory())
 
 
-def batching_shape(counts, batching, prototype_rows: int = 0) -> tuple[int, int]:
+def batching_shape(counts: Sequence[int], batching: Batching, prototype_rows: int = 0) -> tuple[int, int]:
     """(number of batches per epoch, widest batch incl. ``prototype_rows``) of a
     :class:`~ufm.batching.Batching` for these class counts, without drawing any batch."""
     n, k = int(sum(counts)), len(counts)
@@ -94,7 +100,7 @@ def batch_shape(problem: Problem) -> tuple[int, int]:
     return batching_shape(problem.counts, problem.batching, p)
 
 
-def input_bytes(counts, batching, prototype_rows: int = 0) -> int:
+def input_bytes(counts: Sequence[int], batching: Batching, prototype_rows: int = 0) -> int:
     """Labels (8 n), one epoch's batches as index arrays (about 100 bytes of overhead each, and the
     scheme's Python lists while dealing, about 40 bytes per example) and their packing."""
     n = int(sum(counts))
@@ -133,7 +139,7 @@ def gd_bytes(problem: Problem, steps: int, chunk_size: int | None = None, starts
     return JIT_BYTES + problem_bytes(problem) + working + epochs + embeddings + certificate
 
 
-def default_lanes(problem: Problem, runs: int, dtype=np.float64, width: int | None = None) -> int:
+def default_lanes(problem: Problem, runs: int, dtype: DTypeLike = np.float64, width: int | None = None) -> int:
     """How many runs (starts, problems) ``solvers.gd.solve_many`` / ``solve_batched`` vmap at once: all
     of them on a GPU/TPU; on a CPU as many as keep ``lanes * width^2 * itemsize`` within
     :data:`CPU_LANE_BUDGET_BYTES`, at most :data:`CPU_MAX_LANES`. ``width``: the widest batch

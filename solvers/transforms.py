@@ -37,12 +37,15 @@ is the tangent gradient's first-order decrease along the actual move.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from optax import tree_utils as otu
+
+if TYPE_CHECKING:
+    from ufm.constraint_sets import ConstraintSet
 
 NONMONOTONE_MEMORY = 10
 ARMIJO_C = 1e-4
@@ -101,7 +104,7 @@ class KeepingTransformation(optax.GradientTransformationExtraArgs):
     keeps_evaluation = True
 
 
-def keeps_evaluation(tx) -> bool:
+def keeps_evaluation(tx: optax.GradientTransformation) -> bool:
     """Whether the transform declares that it keeps its last evaluation (:class:`KeepingTransformation`)."""
     return bool(getattr(tx, "keeps_evaluation", False))
 
@@ -116,7 +119,7 @@ class ArmijoState(NamedTuple):
     accepted_grad: optax.Updates   # ... and its Euclidean gradient (zeros otherwise)
 
 
-def nonmonotone_armijo(constraint_set, memory: int = NONMONOTONE_MEMORY, c: float = ARMIJO_C,
+def nonmonotone_armijo(constraint_set: ConstraintSet, memory: int = NONMONOTONE_MEMORY, c: float = ARMIJO_C,
                        max_backtracks: int = MAX_BACKTRACKS,
                        initial: str = "one") -> optax.GradientTransformationExtraArgs:
     """Backtracking along ``retract(params + m updates)`` (module docstring). Needs the extra

@@ -15,6 +15,8 @@ leave a margin of 100x and 10x.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from theory_checks.check import Check, Tools
@@ -164,7 +166,7 @@ def _relu_dimension(problem: Problem, tools: Tools) -> tuple[float, dict]:
                         "max_distance_at_d_equal_2k": max(at_2k)}
 
 
-def violating_batching(counts) -> Batching:
+def violating_batching(counts: Sequence[int]) -> Batching:
     """A batching that breaks condition 2 of docs/theory.md section 4: the classes are split into two
     groups (first half, second half) with one batch each, so the first and last class never meet."""
     k = len(counts)
@@ -269,7 +271,7 @@ def _certified_large(problem: Problem, tools: Tools) -> tuple[float, dict]:
                    "distance_to_of": dist, "seconds": sol.seconds}
 
 
-def fixed_binding(counts, batch_size: int, seed: int = 0) -> Batching:
+def fixed_binding(counts: Sequence[int], batch_size: int, seed: int = 0) -> Batching:
     """The batch-binding batches of epoch 0 as a fixed (explicit) batching: one example of every class
     in every batch, the others dealt into batches of ``batch_size``."""
     return Batching.from_lists(Batching.binding(batch_size).batches(counts, seed=seed, epoch=0))

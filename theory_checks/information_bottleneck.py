@@ -28,6 +28,7 @@ directions with less relative variance are treated as absent (they carry no info
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -339,7 +340,7 @@ class NoisyEmbeddings:
         return analyze(self.X, self.labels, rtol, ztol)
 
 
-def noisy_collapsed_embeddings(mean_vectors: np.ndarray, counts, sigma: float,
+def noisy_collapsed_embeddings(mean_vectors: np.ndarray, counts: Sequence[int], sigma: float,
                                seed: int) -> NoisyEmbeddings:
     """Sample ``n_c`` points ``mu_c + sigma * z``, ``z ~ N(0, I_d)``, for each class c.
 

@@ -14,7 +14,7 @@ long-tail, ``head-head`` (classes 0, 1), ``head-tail`` (0, k-1) and ``tail-tail`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from ufm.geometry import cosines, etf_gram, nc1, normalized_distance, orthogonal
 from ufm.objectives import OBJECTIVES, Capability, ObjectiveOptions, has
 from ufm.problem import DEFAULT_OBJECTIVE, Problem, uses_tau
 from theory_checks.check import Progress, each
+
+if TYPE_CHECKING:
+    from ufm.batching import Batching
 
 
 @dataclass
@@ -214,8 +217,8 @@ def _values(values, name: str) -> list[float]:
 
 def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
                        minority_fraction: float = 0.5, tau: float | None = 0.5,
-                       relu_options=(False, True), objective: ObjectiveOptions = DEFAULT_OBJECTIVE
-                       ) -> tuple[list[tuple], list[Problem]]:
+                       relu_options: Sequence[bool] = (False, True),
+                       objective: ObjectiveOptions = DEFAULT_OBJECTIVE) -> tuple[list[tuple], list[Problem]]:
     """The points ``(R, relu)`` of :func:`sweep_imbalance` and their problems (validated, unsolved).
     ``objective``: the options of a registered loss (one without a temperature takes no tau)."""
     if profile not in ("step", "long-tail"):
@@ -230,8 +233,8 @@ def imbalance_problems(ratios: Sequence[float], *, profile: str = "step", k: int
 
 
 def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
-                         relu_options=(False, True), objective: ObjectiveOptions = DEFAULT_OBJECTIVE
-                       ) -> tuple[list[tuple], list[Problem]]:
+                         relu_options: Sequence[bool] = (False, True),
+                         objective: ObjectiveOptions = DEFAULT_OBJECTIVE) -> tuple[list[tuple], list[Problem]]:
     """The points ``(tau, relu)`` of :func:`sweep_temperature` and their problems (validated, unsolved)."""
     _check_objective(objective, False, "temperature")
     taus = _values(taus, "the list of temperatures")
@@ -241,7 +244,8 @@ def temperature_problems(taus: Sequence[float], counts: Sequence[int], *,
 
 
 def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 4, n_max: int = 20,
-                    minority_fraction: float = 0.5, tau: float | None = 0.5, relu_options=(False, True),
+                    minority_fraction: float = 0.5, tau: float | None = 0.5,
+                    relu_options: Sequence[bool] = (False, True),
                     check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
                     objective: ObjectiveOptions = DEFAULT_OBJECTIVE) -> SweepResult:
     """Optimal geometry against the imbalance ratio R, with and/or without ReLU (reduced program; with a
@@ -269,7 +273,7 @@ def sweep_imbalance(ratios: Sequence[float], *, profile: str = "step", k: int = 
     return SweepResult("imbalance", [float(r) for r in ratios], "imbalance ratio R", series, meta)
 
 
-def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options=(False, True),
+def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_options: Sequence[bool] = (False, True),
                       check_gd: bool = False, gd_starts: int = 4, progress: Progress | None = None,
                       objective: ObjectiveOptions = DEFAULT_OBJECTIVE) -> SweepResult:
     """Optimal geometry against the temperature tau for fixed counts (reduced program; with a
@@ -292,7 +296,7 @@ def sweep_temperature(taus: Sequence[float], counts: Sequence[int], *, relu_opti
 BATCHING_SCHEMES = ("fixed-random", "random", "balanced", "binding")
 
 
-def batching_for(scheme: str, batch_size: int, counts: Sequence[int], seed: int):
+def batching_for(scheme: str, batch_size: int, counts: Sequence[int], seed: int) -> Batching:
     """A :class:`~ufm.batching.Batching` by name (:data:`BATCHING_SCHEMES`)."""
     from ufm.batching import Batching
 

@@ -25,11 +25,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
 from ufm.errors import ProblemError, whole_number
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 SCHEMES = ("full", "random", "balanced", "binding", "explicit")
 #: The schemes that reshuffle every epoch (drawn in JAX by :mod:`ufm.random_batches`, imported only
@@ -264,7 +267,7 @@ def _components(n_nodes: int, edges: list[tuple[int, int]]) -> int:
     return len({find(a) for a in range(n_nodes)})
 
 
-def class_labels(labels, k: int | None = None, name: str = "labels") -> np.ndarray:
+def class_labels(labels: ArrayLike, k: int | None = None, name: str = "labels") -> np.ndarray:
     """``labels`` as a 1-D int64 array of classes 0..k-1, or :class:`ProblemError`. Without ``k``, every
     class from 0 to the largest label must occur (so k <= n, and a stray huge label is caught)."""
     try:

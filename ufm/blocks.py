@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from typing import Callable
 
 
 def backend() -> str:
@@ -98,7 +99,8 @@ def plain_default_block(width: int, itemsize: int) -> int:
     return rows if rows * row_bytes <= PLAIN_MAX_BLOCK_BYTES else precise_default_block(width, itemsize)
 
 
-def block_size(rows: int, chunk_size: int | None, width: int, itemsize: int, default=None) -> int:
+def block_size(rows: int, chunk_size: int | None, width: int, itemsize: int,
+               default: Callable[[int, int], int] | None = None) -> int:
     """Anchors per block (c) of ``rows`` anchors against a batch of ``width`` rows (``default``: the
     rule without a chunk size, :func:`precise_default_block` unless given)."""
     c = (default or precise_default_block)(width, itemsize) if chunk_size is None else int(chunk_size)

@@ -27,7 +27,7 @@ array module is chosen from the input (:func:`array_module`), so there is one im
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +35,19 @@ import numpy as np
 
 from ufm.programs import bucket, program
 
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import TypeVar
 
-def array_module(a: Any):
+    from numpy.typing import DTypeLike
+
+    #: What the maps take and give: a NumPy or a JAX array (tracers included).
+    Array = np.ndarray | jax.Array
+    #: Any pytree of arrays (the Euclidean set's maps are the identity on it).
+    T = TypeVar("T")
+
+
+def array_module(a: object) -> ModuleType:
     """``numpy`` for NumPy arrays (and Python numbers), ``jax.numpy`` for JAX arrays and tracers."""
     return np if isinstance(a, (np.ndarray, np.generic, float, int)) else jnp
 
@@ -46,17 +57,17 @@ class ConstraintSet(Protocol):
 
     name: str
 
-    def tangent(self, H, G): ...
+    def tangent(self, H: Array, G: Array) -> Array: ...
 
-    def direction(self, H, G): ...
+    def direction(self, H: Array, G: Array) -> Array: ...
 
-    def retract(self, V): ...
+    def retract(self, V: Array) -> Array: ...
 
-    def point(self, X): ...
+    def point(self, X: Array) -> Array: ...
 
-    def violation(self, H) -> float: ...
+    def violation(self, H: Array) -> float | jax.Array: ...
 
-    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray: ...
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype: DTypeLike = jnp.float64) -> np.ndarray: ...
 
     def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray: ...
 
@@ -66,26 +77,26 @@ class Sphere:
 
     name = "sphere"
 
-    def tangent(self, H, G):
+    def tangent(self, H: Array, G: Array) -> Array:
         xp = array_module(H)
         return G - xp.sum(G * H, axis=1, keepdims=True) * H
 
-    def direction(self, H, G):
+    def direction(self, H: Array, G: Array) -> Array:
         return self.tangent(H, G)
 
-    def retract(self, V):
+    def retract(self, V: Array) -> Array:
         xp = array_module(V)
         with np.errstate(invalid="ignore", divide="ignore"):   # non-finite rows stay non-finite
             return V / xp.linalg.norm(V, axis=1, keepdims=True)
 
-    def point(self, X):
+    def point(self, X: Array) -> Array:
         return self.retract(X)
 
-    def violation(self, H) -> Any:
+    def violation(self, H: Array) -> float | jax.Array:
         xp = array_module(H)
         return xp.max(xp.abs(xp.linalg.norm(H, axis=1) - 1.0))
 
-    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray:
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype: DTypeLike = jnp.float64) -> np.ndarray:
         return random_point(self, key, shape, dtype)
 
     def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -97,21 +108,21 @@ class NonnegativeSphere(Sphere):
 
     name = "nonnegative-sphere"
 
-    def direction(self, H, G):
+    def direction(self, H: Array, G: Array) -> Array:
         xp = array_module(H)
         return xp.where(H > 0, self.tangent(H, G), xp.minimum(G, 0.0))
 
-    def retract(self, V):
+    def retract(self, V: Array) -> Array:
         xp = array_module(V)
         clipped = xp.maximum(V, 0.0)
         dead = xp.all(clipped <= 0.0, axis=1, keepdims=True)
         largest = xp.eye(V.shape[1], dtype=V.dtype)[xp.argmax(V, axis=1)]
         return super().retract(xp.where(dead, largest, clipped))
 
-    def point(self, X):
+    def point(self, X: Array) -> Array:
         return self.retract(array_module(X).abs(X))
 
-    def violation(self, H) -> Any:
+    def violation(self, H: Array) -> float | jax.Array:
         xp = array_module(H)
         return xp.maximum(super().violation(H), xp.maximum(-xp.min(H), 0.0))
 
@@ -121,22 +132,22 @@ class Euclidean:
 
     name = "euclidean"
 
-    def tangent(self, H, G):
+    def tangent(self, H: object, G: T) -> T:
         return G
 
-    def direction(self, H, G):
+    def direction(self, H: object, G: T) -> T:
         return G
 
-    def retract(self, V):
+    def retract(self, V: T) -> T:
         return V
 
-    def point(self, X):
+    def point(self, X: T) -> T:
         return X
 
-    def violation(self, H) -> float:
+    def violation(self, H: object) -> float:
         return 0.0
 
-    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray:
+    def random_point(self, key: jax.Array, shape: tuple[int, int], dtype: DTypeLike = jnp.float64) -> np.ndarray:
         return random_point(self, key, shape, dtype)
 
     def random_point_np(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -158,7 +169,8 @@ def _gaussian(key, *, size: int, dtype: str):
 _GAUSSIAN = program(_gaussian, static_argnames=("size", "dtype"), cost=lambda *a, **k: 0)
 
 
-def random_point(constraint_set, key, shape: tuple[int, int], dtype=jnp.float64) -> np.ndarray:
+def random_point(constraint_set: ConstraintSet, key: jax.Array, shape: tuple[int, int],
+                 dtype: DTypeLike = jnp.float64) -> np.ndarray:
     """``constraint_set.point`` (in NumPy) of the standard Gaussian (rows, d) draw
     ``jax.random.normal(key, (rows, d), dtype)``. The draw is made as one flat vector of rows * d
     entries rounded up to a power of two (at least 256), cut and reshaped: with JAX's partitionable

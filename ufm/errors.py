@@ -20,7 +20,7 @@ class OutputError(OSError):
     (the work was done; with ``--json`` its numbers are still printed)."""
 
 
-def whole_number(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+def whole_number(value: object, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int if it is an integer (not a bool, not a float such as 2.7) within
     [minimum, maximum]; :class:`ProblemError` naming ``name`` otherwise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -33,12 +33,12 @@ def whole_number(value, name: str, minimum: int | None = None, maximum: int | No
     return value
 
 
-def is_number(value) -> bool:
+def is_number(value: object) -> bool:
     """Whether ``value`` is a real number: a Python or NumPy int or float, not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def finite_number(value, name: str) -> float:
+def finite_number(value: object, name: str) -> float:
     """``value`` as a finite float; :class:`ProblemError` naming ``name`` otherwise (bools refused)."""
     if not is_number(value):
         raise ProblemError(f"{name} must be a number (got {value!r})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class Prototypes:
         return W, np.repeat(np.arange(k), self.per_class)
 
 
-def require_problem(problem, who: str) -> None:
+def require_problem(problem: object, who: str) -> None:
     """:class:`ProblemError` unless ``problem`` is a :class:`Problem` (``who``: the function's name)."""
     if not isinstance(problem, Problem):
         raise ProblemError(f"{who} needs a ufm.Problem (got {type(problem).__name__}); build one with "
@@ -233,7 +233,7 @@ class Problem:
         return problem
 
     @classmethod
-    def balanced(cls, k: int, m: int, **options) -> "Problem":
+    def balanced(cls, k: int, m: int, **options: Any) -> "Problem":
         """k classes of m examples each."""
         k, m = whole_number(k, "number of classes k"), whole_number(m, "examples per class")
         if k < 2:
@@ -242,24 +242,24 @@ class Problem:
 
     @classmethod
     def step(cls, k: int, n_max: int, ratio: float, minority_fraction: float = 0.5,
-             **options) -> "Problem":
+             **options: Any) -> "Problem":
         """STEP imbalance (:func:`profile_counts`): ``round(minority_fraction * k)`` minority classes of
         exactly ``n_max / ratio`` examples (a whole number) after the majority classes of ``n_max``."""
         return cls.from_counts(profile_counts("step", k, n_max, ratio, minority_fraction), **options)
 
     @classmethod
-    def long_tail(cls, k: int, n_max: int, ratio: float, **options) -> "Problem":
+    def long_tail(cls, k: int, n_max: int, ratio: float, **options: Any) -> "Problem":
         """Long-tail imbalance (:func:`profile_counts`): ``n_c = round(n_max * ratio^(-c/(k-1)))``,
         the last class exactly ``n_max / ratio`` (a whole number)."""
         return cls.from_counts(profile_counts("long-tail", k, n_max, ratio), **options)
 
     @classmethod
     def from_profile(cls, imbalance: str, k: int, n_max: int, ratio: float = 1.0,
-                     minority_fraction: float | None = None, **options) -> "Problem":
+                     minority_fraction: float | None = None, **options: Any) -> "Problem":
         """The profile by name (:func:`profile_counts`): ``"balanced"``, ``"step"`` or ``"long-tail"``."""
         return cls.from_counts(profile_counts(imbalance, k, n_max, ratio, minority_fraction), **options)
 
-    def with_(self, **changes) -> "Problem":
+    def with_(self, **changes: Any) -> "Problem":
         """A copy with some fields changed, validated again (numbers as Python numbers: a NumPy scalar
         given is converted, so :meth:`describe` stays JSON)."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})

@@ -203,7 +203,7 @@ class Program:
             _PROGRAMS.append(self)
 
     # the jax.jit surface that callers use
-    def lower(self, *args, **kwargs):
+    def lower(self, *args: Any, **kwargs: Any) -> jax.stages.Lowered:
         return self.jit.lower(*args, **kwargs)
 
     def clear(self) -> None:
@@ -214,11 +214,11 @@ class Program:
         """How many compiled programs this one holds in memory (as ``jax.jit``'s own method)."""
         return len(self._compiled)
 
-    def bind(self, **static) -> "BoundProgram":
+    def bind(self, **static: Any) -> "BoundProgram":
         """This program with some static arguments fixed (called and lowered with the rest)."""
         return BoundProgram(self, static)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) > self._first_static:
             named = dict(zip(self._params[self._first_static:], args[self._first_static:]))
             args, kwargs = args[:self._first_static], {**named, **kwargs}
@@ -310,10 +310,10 @@ class BoundProgram:
     def __init__(self, made: Program, static: dict):
         self.program, self.static = made, static
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.program(*args, **kwargs, **self.static)
 
-    def lower(self, *args, **kwargs):
+    def lower(self, *args: Any, **kwargs: Any) -> jax.stages.Lowered:
         return self.program.lower(*args, **kwargs, **self.static)
 
 

@@ -254,7 +254,7 @@ def join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def certified_status(status: str, message: str, certificate,
+def certified_status(status: str, message: str, certificate: Certificate | None,
                      unproved: str = "stationary") -> tuple[str, str]:
     """The status a certificate proves (docs/theory.md "Statuses"): ``optimal`` when it certifies the
     point (whatever the solver said, except ``error``); otherwise ``stationary`` for a solver that

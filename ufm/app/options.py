@@ -66,7 +66,7 @@ FRACTION = values.real(0, 1, lo_open=True, hi_open=True)
 DIM = values.integer(1, 10 ** 6)
 
 
-def add_objective_options(g) -> None:
+def add_objective_options(g: argparse._ArgumentGroup) -> None:
     """--loss and each registered loss's own options (its options class's ``CLI_ARGUMENTS``; CE's
     --classifier and --weight-decay) (``solve``, ``predict`` and the imbalance and temperature sweeps)."""
     g.add_argument("--loss", choices=tuple(OBJECTIVES), help="objective: supervised contrastive (scl, the default), "
@@ -121,7 +121,7 @@ def given(args: argparse.Namespace, *names: str) -> list[str]:
             if getattr(args, name, None) is not None and getattr(args, name, None) is not False]
 
 
-def option(args: argparse.Namespace, name: str):
+def option(args: argparse.Namespace, name: str) -> str | int | float:
     value = getattr(args, name, None)
     return PROBLEM_DEFAULTS[name] if value is None else value
 

@@ -5,6 +5,7 @@ exceptions that end a command, and the options every command shares (``--json``,
 from __future__ import annotations
 
 import argparse
+from typing import Any, NoReturn
 
 from ufm.app import cli_values as values
 from ufm.errors import ProblemError
@@ -26,11 +27,11 @@ class Parser(argparse.ArgumentParser):
     """``argparse`` that raises :class:`UsageError` (one line, exit 2 in :func:`main`) instead of
     printing the usage and exiting, and that never expands an abbreviated option."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 

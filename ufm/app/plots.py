@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -17,6 +17,17 @@ import numpy as np
 
 from ufm.atomic import write_atomically
 from ufm.errors import ProblemError
+
+if TYPE_CHECKING:
+    from typing import ParamSpec, TypeVar
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from theory_checks.sweeps import SweepResult
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 STYLE = {
@@ -30,17 +41,17 @@ FORMATS = (".png", ".pdf", ".svg")
 LINE_COLOURS = [c for c in OKABE_ITO if c != "#F0E442"]
 
 
-def styled(function):
+def styled(function: Callable[P, R]) -> Callable[P, R]:
     """Run a plotting function inside the toolkit's rc style (text is styled when it is created)."""
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with plt.rc_context(STYLE):
             return function(*args, **kwargs)
     return wrapper
 
 
 @styled
-def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.8):
+def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.8) -> tuple[Figure, np.ndarray]:
     """A constrained-layout figure with the toolkit's style; ``width``/``height`` per panel in inches."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
                              layout="constrained")
@@ -48,14 +59,14 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2
 
 
 @styled
-def mosaic(layout: list[list[str]], width: float = 6.8, height: float = 5.6):
+def mosaic(layout: list[list[str]], width: float = 6.8, height: float = 5.6) -> tuple[Figure, dict[str, Axes]]:
     """A constrained-layout figure of named panels (``plt.subplot_mosaic``), e.g. ``[["a", "b"],
     ["c", "c"]]`` for two panels over one wide one; ``width``/``height`` of the whole figure in inches
     (6.8: a two-column paper page)."""
     return plt.subplot_mosaic(layout, figsize=(width, height), layout="constrained")
 
 
-def log_ticks(ax, values: Sequence[float], axis: str = "x") -> None:
+def log_ticks(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
     """Plain-number tick labels at ``values`` on a log axis (no 2x10^0 clutter)."""
     values = sorted(set(float(v) for v in values))
     if len(values) > 8:
@@ -65,7 +76,7 @@ def log_ticks(ax, values: Sequence[float], axis: str = "x") -> None:
     (ax.xaxis if axis == "x" else ax.yaxis).set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def save(fig, path: str | Path) -> Path:
+def save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` to ``path``, whole or not at all (:func:`ufm.atomic.write_atomically`: a failure is an
     :class:`ufm.errors.OutputError`, the file there unchanged); the extension picks the format (.png,
     .pdf, .svg)."""
@@ -104,8 +115,8 @@ def problem_title(*, counts: Sequence[int] | None = None, profile: str | None = 
 
 
 @styled
-def gram_heatmap(M: np.ndarray, ax=None, title: str = "class-mean Gram", vmin: float = -1.0,
-                 vmax: float = 1.0, cax=None, cosine: bool = False):
+def gram_heatmap(M: np.ndarray, ax: Axes | None = None, title: str = "class-mean Gram", vmin: float = -1.0,
+                 vmax: float = 1.0, cax: Axes | None = None, cosine: bool = False) -> Axes:
     """Heatmap of a (k, k) Gram with a diverging colour-blind-safe map and the values written in;
     ``cosine``: draw the cosines between class means (M_cc' / sqrt(M_cc M_c'c')) instead of M;
     ``cax``: an axes for the colour bar (redrawn in place, as the explorer does)."""
@@ -145,7 +156,8 @@ _SAME_POINT = 0.03
 
 
 @styled
-def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax=None, title: str = "class means"):
+def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax: Axes | None = None,
+                     title: str = "class means") -> Axes:
     """The class means as arrows from the origin, placed by metric MDS of the means and the origin
     (:func:`ufm.geometry.means_picture`): distances and norms are kept as well as 2-D allows, and
     the title states the stress (0: exact). Means that coincide (minority collapse) share one label
@@ -260,7 +272,7 @@ def _merged_at_round_off(entries: list) -> list:
 @styled
 def sweep_figure(x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], xlabel: str,
                  panels: Sequence[tuple[str, str]], logx: bool = False, logy: bool | Sequence[str] = False,
-                 title: str = "", roundoff: bool | Sequence[str] = False):
+                 title: str = "", roundoff: bool | Sequence[str] = False) -> Figure:
     """One panel per ``(quantity, ylabel)`` in ``panels``, two columns at most (a paper page), each
     drawn by :func:`sweep_panel`. Colour = quantity (the same in every panel), line style and marker
     fill = series. ``logy``: True (every panel) or the quantities drawn on a log scale; ``roundoff``:
@@ -282,7 +294,7 @@ def sweep_figure(x: Sequence[float], series: dict[str, dict[str, Sequence[float]
 
 
 @styled
-def sweep_panel(ax, x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], quantity: str,
+def sweep_panel(ax: Axes, x: Sequence[float], series: dict[str, dict[str, Sequence[float]]], quantity: str,
                 ylabel: str, xlabel: str, colours: dict[str, str] | None = None, logx: bool = False,
                 logy: bool = False, roundoff: bool = False, legend: str = "below") -> None:
     """One sweep panel: a line per series and per quantity ``quantity`` or ``quantity:<label>``; lines
@@ -371,7 +383,7 @@ def _panel_axes(ax, x: np.ndarray, xlabel: str, ylabel: str, logx: bool, legend:
                       ncol=1 if max(len(lab) for lab in labels) > 22 else 2, fontsize=7.5)
 
 
-def sweep_result_figure(result):
+def sweep_result_figure(result: SweepResult) -> Figure:
     """The figure of a ``theory_checks.sweeps.SweepResult`` (``ufm sweep`` and the examples draw the
     same): panels, log scales and title by the sweep's kind.
 
@@ -405,7 +417,7 @@ def sweep_result_figure(result):
 
 
 @styled
-def landscape_figure(data: dict, title: str = ""):
+def landscape_figure(data: dict, title: str = "") -> Figure:
     """Four panels, two by two, from the numbers of ``theory_checks.landscape.landscape_data``:
     (a) histogram of each start's relative gap (L - L*) / |L*| to the convex optimum L*, (b) the loss
     on a 2-D slice through the best minimiser, (c) the Riemannian Hessian spectrum at the minimiser

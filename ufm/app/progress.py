@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator, TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -46,7 +46,7 @@ def _bar(**options):
 
 
 def progress(items: Iterable[T], total: int | None = None, label: str = "", enabled: bool = True,
-             stream=None) -> Iterator[T]:
+             stream: TextIO | None = None) -> Iterator[T]:
     """Yield ``items`` while showing ``label |####  | i/total [elapsed<left]``; ``enabled=False`` is
     silent. Each item's ``name`` (a check, a stage) is shown beside the count."""
     stream = stream or sys.stderr
@@ -77,7 +77,7 @@ class Stages:
     slice): ``with Stages(["a", "b"], "landscape") as stage: stage("a"); ...; stage("b"); ...``.
     Each call closes the previous stage and names the next; ``enabled=False`` is silent."""
 
-    def __init__(self, names: list[str], label: str = "", enabled: bool = True, stream=None):
+    def __init__(self, names: list[str], label: str = "", enabled: bool = True, stream: TextIO | None = None) -> None:
         self.names = list(names)
         self.label = label
         self.enabled = enabled
@@ -104,7 +104,7 @@ class Stages:
                                    f"{time.perf_counter() - self.start:6.1f}s {name}")
         self.done += 1
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self.enabled:
             return
         if self.bar is not None:
@@ -121,7 +121,7 @@ class Ticker:
     whose elapsed time a background thread refreshes twice a second; off a terminal one line when it
     starts and one when it ends. ``enabled=False`` is silent."""
 
-    def __init__(self, label: str, enabled: bool = True, stream=None, interval: float = 0.5):
+    def __init__(self, label: str, enabled: bool = True, stream: TextIO | None = None, interval: float = 0.5) -> None:
         self.label = label
         self.enabled = enabled
         self.stream = stream or sys.stderr
@@ -151,7 +151,7 @@ class Ticker:
             _log_line(self.stream, f"{self.label} ...")
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self.enabled:
             return
         if self.bar is not None:

@@ -8,7 +8,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -18,11 +18,16 @@ from ufm.app.running import timed, timings_line
 from ufm.errors import OutputError, ProblemError
 from ufm.lognumber import LogNumber
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from theory_checks.sweeps import SweepResult
+
 #: A LogNumber in the JSON text: its decimal, unquoted (a JSON number below float64's range).
 _EXACT = "\u0000exact:"
 
 
-def to_jsonable(value):
+def to_jsonable(value: object) -> object:
     """Convert NumPy / JAX values inside dicts and lists to plain JSON types (a
     :class:`ufm.lognumber.LogNumber` to a marker that :func:`json_text` writes as its decimal)."""
     if isinstance(value, LogNumber):
@@ -38,14 +43,14 @@ def to_jsonable(value):
     return value
 
 
-def json_text(obj) -> str:
+def json_text(obj: object) -> str:
     """The JSON text of a report: numbers below float64's range (LogNumber) written in full, as JSON
     number literals (``json.loads(text, parse_float=decimal.Decimal)`` keeps them)."""
     text = json.dumps(to_jsonable(obj), indent=2)
     return re.sub(r'"\\u0000exact:([0-9.e+-]+)"', r"\1", text)
 
 
-def print_json(obj) -> None:
+def print_json(obj: object) -> None:
     print(json_text(obj))
 
 
@@ -59,7 +64,7 @@ def print_table(rows: Sequence[Sequence], header: Sequence[str]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def fmt(value, digits: int = 10) -> str:
+def fmt(value: object, digits: int = 10) -> str:
     if isinstance(value, LogNumber):
         return value.decimal(digits)
     return "-" if value is None else (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
@@ -100,7 +105,7 @@ def _status_points(result, select) -> list[str]:
             for x, status in zip(result.x, q.get("status", [])) if select(status)]
 
 
-def print_sweep(result) -> None:
+def print_sweep(result: SweepResult) -> None:
     """One table per series (rows: swept values; columns: every quantity), then any solver trouble."""
     counts = result.meta.get("counts")
     if not (isinstance(counts, list) and len(counts) == len(result.x)
@@ -140,7 +145,7 @@ def figure_target(args: argparse.Namespace, default_name: str) -> Path | None:
         raise ProblemError(f"no --out given and the default figure {default_name}: {err}; pass --out PATH") from None
 
 
-def write_failure(write) -> str | None:
+def write_failure(write: Callable[[], object]) -> str | None:
     """Call ``write()``: None, or the message where it failed (:class:`ufm.errors.OutputError`: the old
     file is unchanged), which the caller reports beside the numbers it still prints."""
     try:
@@ -150,7 +155,7 @@ def write_failure(write) -> str | None:
     return None
 
 
-def finish_figure(fig, data: dict, args: argparse.Namespace, path: Path | None, phase: str) -> None:
+def finish_figure(fig: Figure, data: dict, args: argparse.Namespace, path: Path | None, phase: str) -> None:
     """Save the figure (unless ``path`` is None: ``--json`` without ``--out``) and print the data
     (``--json``, with the call's ``seconds`` and ``timings``, ``phase`` the work just done) or where the
     figure went."""

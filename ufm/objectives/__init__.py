@@ -19,6 +19,8 @@ import numpy as np
 from ufm.errors import ProblemError
 
 if TYPE_CHECKING:     # annotations only (ufm.problem imports this package)
+    from types import ModuleType
+
     from ufm.problem import Problem
 from ufm.objectives.base import (Capability, Evaluation, Objective, ObjectiveOptions,  # noqa: F401
                                  ObjectivePrediction, has, require)
@@ -41,7 +43,8 @@ class _Registry(Mapping):
     def __init__(self):
         self._entries: dict[str, tuple[Any, Any]] = {}
 
-    def register(self, name: str, options: Any, implementation: Any) -> None:
+    def register(self, name: str, options: type[ObjectiveOptions] | str,
+                 implementation: Objective | ModuleType | str) -> None:
         self._entries[name] = (options, implementation)
 
     def _entry(self, name: str) -> tuple[Any, Any]:
@@ -70,7 +73,7 @@ class _Registry(Mapping):
 OBJECTIVES = _Registry()
 
 
-def register(name: str, options: Any, implementation: Any) -> None:
+def register(name: str, options: type[ObjectiveOptions] | str, implementation: Objective | ModuleType | str) -> None:
     """Register a loss: ``options`` its options class (a class, or ``"module:Class"``, imported when
     needed) and ``implementation`` its :class:`~ufm.objectives.base.Objective` (an object, a module, or
     a ``"module"`` / ``"module:attribute"`` string, imported on first use). The name is ``--loss NAME``."""

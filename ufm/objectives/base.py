@@ -31,6 +31,7 @@ from ufm.errors import ProblemError
 if TYPE_CHECKING:      # names for the annotations only: importing them would load JAX and cvxpy, and a cycle
     import cvxpy as cp
     import jax
+    from numpy.typing import DTypeLike
 
     from ufm.constraint_sets import ConstraintSet
     from ufm.problem import Problem, ProblemArrays, ProblemShape
@@ -137,7 +138,7 @@ class Objective(Protocol):
 
     def constraint_set(self, shape: ProblemShape) -> ConstraintSet: ...
 
-    def start(self, problem: Problem, key: jax.Array, dtype: Any) -> Params: ...
+    def start(self, problem: Problem, key: jax.Array, dtype: DTypeLike) -> Params: ...
 
     def solver_value(self, shape: ProblemShape) -> Callable[[Params, ProblemArrays], jax.Array]: ...
 

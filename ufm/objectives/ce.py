@@ -29,7 +29,7 @@ are derived in docs/theory.md section 10.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,8 @@ from ufm.errors import ProblemError
 from ufm.objectives.base import Capability, Evaluation, ObjectivePrediction, Params
 
 if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
     from ufm.constraint_sets import ConstraintSet
     from ufm.problem import Problem, ProblemArrays, ProblemShape
 from ufm.objectives.ce_options import (CLASSIFIERS, NAME, WEIGHT_DECAY_MAX, WEIGHT_DECAY_MIN,  # noqa: F401
@@ -60,7 +62,7 @@ def classifier_rows(kind: str, k: int, dim: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- fixed classifier (JAX)
-def fixed_margins(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau) -> jnp.ndarray:
+def fixed_margins(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau: float | jnp.ndarray) -> jnp.ndarray:
     """z (n, k): z_ic = (w_c - w_{y_i}) . h_i / tau, with -inf at c = y_i."""
     logits = H @ W.T / tau
     own = jnp.take_along_axis(logits, labels[:, None], axis=1)
@@ -68,7 +70,7 @@ def fixed_margins(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau) -> j
     return jnp.where(jnp.arange(k)[None, :] == labels[:, None], -jnp.inf, logits - own)
 
 
-def fixed_log_loss(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau) -> jnp.ndarray:
+def fixed_log_loss(H: jnp.ndarray, labels: jnp.ndarray, W: jnp.ndarray, tau: float | jnp.ndarray) -> jnp.ndarray:
     """log L(H) of the fixed-classifier CE (module docstring), to full relative precision; JAX."""
     per_example = log_softplus(jax.scipy.special.logsumexp(fixed_margins(H, labels, W, tau), axis=1))
     return jax.scipy.special.logsumexp(per_example)
@@ -108,7 +110,7 @@ class LearnedParams(NamedTuple):
     b: jnp.ndarray            # (k,)
 
 
-def learned_loss(params: LearnedParams, labels: jnp.ndarray, weight_decay) -> jnp.ndarray:
+def learned_loss(params: LearnedParams, labels: jnp.ndarray, weight_decay: float | jnp.ndarray) -> jnp.ndarray:
     """F(H, W, b) of the learned-classifier UFM (module docstring); JAX."""
     logits = params.H @ params.W.T + params.b[None, :]
     ce = jax.scipy.special.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
@@ -163,7 +165,7 @@ def self_duality(W: np.ndarray, H: np.ndarray, labels: np.ndarray) -> float:
 CEPrediction = ObjectivePrediction
 
 
-def fixed_prediction(classifier: str, relu: bool, counts, tau: float) -> CEPrediction:
+def fixed_prediction(classifier: str, relu: bool, counts: Sequence[int], tau: float) -> CEPrediction:
     """The fixed-classifier optimum in closed form (docs/theory.md section 10): every example of class y
     sits at one point whose margins (w_c - w_y) . h all equal -m, so L* = n log(1 + (k-1) e^{-m/tau})
     with m = k/(k-1) (ETF), sqrt(k/(k-1)) (OF, no ReLU), 1 (OF, ReLU)."""
@@ -194,7 +196,7 @@ def learned_optimal_product(k: int, n: int, weight_decay: float) -> float:
                                  options={"xatol": 1e-14}).x)
 
 
-def learned_prediction(counts, weight_decay: float, dim: int) -> CEPrediction:
+def learned_prediction(counts: Sequence[int], weight_decay: float, dim: int) -> CEPrediction:
     """Balanced counts and dim >= k-1: W = a M_etf, h_i = s m_{y_i}, b = 0 with k a^2 = n s^2 and a s = p*
     (:func:`learned_optimal_product`); the optimal value F* = log(1 + (k-1) e^{-p* k/(k-1)}) + lambda sqrt(kn) p*.
     Otherwise no closed form is known (minority collapse under imbalance)."""
@@ -221,7 +223,7 @@ def constraint_set(problem: Problem | ProblemShape) -> ConstraintSet:
     return EUCLIDEAN if problem.objective.learned else unit_sphere(problem.relu)
 
 
-def start(problem: Problem, key: jax.Array, dtype=jnp.float64) -> np.ndarray | LearnedParams:
+def start(problem: Problem, key: jax.Array, dtype: DTypeLike = jnp.float64) -> np.ndarray | LearnedParams:
     """A random start: a random point of the sphere set, or (learned) Gaussian H, W of scale 0.1 and b = 0."""
     n, k, d = problem.n, problem.k, problem.dim
     if not problem.objective.learned:

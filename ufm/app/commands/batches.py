@@ -47,7 +47,7 @@ def cmd_batches_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """The ``batches`` subcommand and its options."""
     batches = sub.add_parser("batches", help="inspect a batching")
     batches_sub = batches.add_subparsers(dest="batches_command", required=True, parser_class=Parser)

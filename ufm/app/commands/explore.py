@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ufm.app import cli_values as values
 from ufm.app.running import start_work
 from ufm.errors import ProblemError
 from ufm.app.parsing import cache_option
+
+if TYPE_CHECKING:
+    from ufm.app.parsing import Parser
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -52,7 +56,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """The ``explore`` subcommand and its options."""
     explore = sub.add_parser("explore", help="the interactive explorer window")
     explore.add_argument("--out", type=values.figure_path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from ufm.app.render import figure_target, finish_figure
 from ufm.app.running import STATUS_WORDS, start_work
 from ufm.errors import ProblemError
 from ufm.app.parsing import cache_option, output_options
+
+if TYPE_CHECKING:
+    from ufm.app.parsing import Parser
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
@@ -69,7 +73,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """The ``landscape`` subcommand and its options."""
     land = sub.add_parser("landscape", help="random starts, a loss slice, Hessian spectra, convergence")
     add_problem_options(land)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ufm.app.options import add_problem_options, problem_from_args, refuse_unused_seed
 from ufm.app.render import fmt, print_json
 from ufm.app.running import start_work, timed, timings_line
 from ufm.app.parsing import cache_option, output_options
+
+if TYPE_CHECKING:
+    from ufm.app.parsing import Parser
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -37,7 +41,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """The ``predict`` subcommand and its options."""
     pred = sub.add_parser("predict", help="what the theory predicts for a problem")
     add_problem_options(pred, objective=True)

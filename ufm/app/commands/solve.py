@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ufm.app import cli_values as values
 from ufm.app.options import (
@@ -27,6 +28,9 @@ from ufm.problem import (
 
 GD_ONLY = ("steps", "lr", "tol", "starts", "float32", "no_certify", "chunk_size")
 from ufm.app.parsing import cache_option, output_options
+
+if TYPE_CHECKING:
+    from ufm.app.parsing import Parser
 
 
 def _lanes(problem: Problem, starts: int) -> int:
@@ -196,7 +200,7 @@ def _way_out(args: argparse.Namespace, problem: Problem, status: str) -> str:
     return "this point is stationary, not proved optimal; try " + ", or ".join(ways)
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """The ``solve`` subcommand and its options."""
     solve = sub.add_parser("solve", help="solve a problem and compare with the prediction")
     add_problem_options(solve, objective=True)

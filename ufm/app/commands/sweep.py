@@ -94,7 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """The ``sweep`` subcommand and its options."""
     sweep = sub.add_parser("sweep", help="optimal geometry against imbalance, temperature or batching")
     sweep_sub = sweep.add_subparsers(dest="sweep", required=True, parser_class=Parser)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from ufm.app import cli_values as values
 from ufm.app.parsing import cache_option, output_options
@@ -12,6 +13,9 @@ from ufm.app.render import fmt, json_text, print_json, print_table, write_failur
 from ufm.app.running import start_work, timed, timings_line
 from ufm.atomic import write_text_atomically
 from ufm.errors import ProblemError
+
+if TYPE_CHECKING:
+    from ufm.app.parsing import Parser
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -58,7 +62,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """The ``verify`` subcommand and its options."""
     verify = sub.add_parser("verify", help="run the theorem catalogue")
     verify.add_argument("--quick", action="store_true", help="fewer, smaller instances")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +143,8 @@ def _anchor_masks(labels, member, is_anchor, rows):
 
 
 def row_inputs(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
-               is_anchor: jnp.ndarray, tau, rows: jnp.ndarray, unit_rows: bool = True) -> AnchorInputs:
+               is_anchor: jnp.ndarray, tau: float | jnp.ndarray, rows: jnp.ndarray,
+               unit_rows: bool = True) -> AnchorInputs:
     """:class:`AnchorInputs` of the anchors ``rows`` (c,) from the batch's rows: Z (m, d) rows of the
     batch (padded), R (m, d) the class representative of each row, labels (m,), member (m,) bool
     (False on padding), is_anchor (m,) bool. Positives: X = (Z_r (Z - R)^T - gap) / tau, from the
@@ -162,7 +163,7 @@ def row_inputs(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.
 
 
 def gram_inputs(G: jnp.ndarray, rep_gram: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
-                is_anchor: jnp.ndarray, tau, rows: jnp.ndarray) -> AnchorInputs:
+                is_anchor: jnp.ndarray, tau: float | jnp.ndarray, rows: jnp.ndarray) -> AnchorInputs:
     """:class:`AnchorInputs` of the anchors ``rows`` (c,) from a batch's Gram G (m, m) (any symmetric
     matrix: the convex program's points) and ``rep_gram`` (m,), G_{i r_i} for each row's class
     representative r_i; X = (G_ij - G_{i r_i}) / tau."""
@@ -311,7 +312,8 @@ class CotangentCoefficients(NamedTuple):
     sig: jnp.ndarray
 
 
-def cotangent_coefficients(has_pos, within, sum_pos, sum_neg, delta, log_scale) -> CotangentCoefficients:
+def cotangent_coefficients(has_pos: jnp.ndarray, within: jnp.ndarray, sum_pos: jnp.ndarray, sum_neg: jnp.ndarray,
+                           delta: jnp.ndarray, log_scale: jnp.ndarray) -> CotangentCoefficients:
     """The per-anchor factors of :func:`excess_cotangent` from the anchors' excess pieces (c,) each:
     sig = e^{log_scale} sigmoid(delta) (0 without negatives: sum_neg = 0)."""
     live = has_pos & jnp.isfinite(log_scale)
@@ -330,7 +332,8 @@ def positives_cotangent(q: jnp.ndarray, mean_q: jnp.ndarray, coef: CotangentCoef
 
 
 def block_parts(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
-                is_anchor: jnp.ndarray, tau, rows: jnp.ndarray, unit_rows: bool = True) -> AnchorParts:
+                is_anchor: jnp.ndarray, tau: float | jnp.ndarray, rows: jnp.ndarray,
+                unit_rows: bool = True) -> AnchorParts:
     """Excess pieces of the anchors ``rows`` (c,) of one batch (arguments of :func:`row_inputs`)."""
     return anchor_parts(row_inputs(Z, R, labels, member, is_anchor, tau, rows, unit_rows))
 
@@ -341,7 +344,7 @@ def anchor_log_excess(inputs: AnchorInputs) -> jnp.ndarray:
     return combine_log(parts.within, parts.log_softplus)
 
 
-def anchor_gradient(inputs: AnchorInputs, tau) -> tuple[jnp.ndarray, jnp.ndarray]:
+def anchor_gradient(inputs: AnchorInputs, tau: float | jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(log e (c,), D (c, m))`` with D_ij = d log e_i / d G_ij, the Gram-space gradient of each
     anchor's log excess: :func:`excess_cotangent` with log_scale = -log e_i (the closed form of JAX's
     derivative of :func:`anchor_parts`; the shift s_i has total derivative 0, so d/dG_ij =
@@ -352,8 +355,8 @@ def anchor_gradient(inputs: AnchorInputs, tau) -> tuple[jnp.ndarray, jnp.ndarray
     return log_e, excess_cotangent(inputs, state, -log_e) / tau
 
 
-def batch_parts(Z, R, labels, member, is_anchor, tau, chunk_size: int | None,
-                unit_rows: bool = True) -> AnchorParts:
+def batch_parts(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray, is_anchor: jnp.ndarray,
+                tau: float | jnp.ndarray, chunk_size: int | None, unit_rows: bool = True) -> AnchorParts:
     """:func:`block_parts` for every row of one batch, in row blocks of ``chunk_size`` (None: one
     block) under ``jax.checkpoint`` so neither value nor gradient holds more than O(c m) logits."""
     m = Z.shape[0]
@@ -379,7 +382,8 @@ class StackedBatches(NamedTuple):
     is_anchor: jnp.ndarray
 
 
-def stacked_batches(labels, rep, index, valid, prototype_labels=None,
+def stacked_batches(labels: np.ndarray | jnp.ndarray, rep: np.ndarray | jnp.ndarray, index: np.ndarray | jnp.ndarray,
+                    valid: np.ndarray | jnp.ndarray, prototype_labels: np.ndarray | jnp.ndarray | None = None,
                     prototype_anchors: bool = True) -> StackedBatches:
     """:class:`StackedBatches` of a packed batching (``ufm.batching.pack``: index, valid (nb, w)) with
     labels (n,), ``rep`` (n,) (:func:`representatives`) and the p prototypes' labels (or None). NumPy
@@ -396,8 +400,10 @@ def stacked_batches(labels, rep, index, valid, prototype_labels=None,
         xp.concatenate([valid, xp.full((n_batches, p), prototype_anchors, dtype=bool)], axis=1))
 
 
-def batch_rows(H, labels, rep, index, valid, prototypes=None, prototype_labels=None,
-               prototype_anchors: bool = True):
+def batch_rows(H: jnp.ndarray, labels: jnp.ndarray, rep: jnp.ndarray, index: jnp.ndarray, valid: jnp.ndarray,
+               prototypes: jnp.ndarray | None = None, prototype_labels: jnp.ndarray | None = None,
+               prototype_anchors: bool = True
+               ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """The padded rows of every batch: ``(Z, R, labels, member, is_anchor)``, each with a leading
     batch axis (n_batches, width [+ p]). Prototypes (p, d) are appended to every batch; ``rep`` (n,)
     is the representative example of each example's class (:class:`StackedBatches`)."""
@@ -406,7 +412,7 @@ def batch_rows(H, labels, rep, index, valid, prototypes=None, prototype_labels=N
     return rows[s.index], rows[s.rep[s.index]], s.labels[s.index], s.member, s.is_anchor
 
 
-def over_batches(fn, *batched: jnp.ndarray) -> jnp.ndarray:
+def over_batches(fn: Callable[..., jnp.ndarray], *batched: jnp.ndarray) -> jnp.ndarray:
     """fn applied to each batch (the leading axis of every array in ``batched``), results stacked:
     ``jax.vmap``, except that a single batch (full batch) is passed to fn directly, without the batch
     axis. A vmapped blocked kernel over one batch ran 10-25% slower on CPU (n = 5000, float64: XLA kept
@@ -445,7 +451,8 @@ def _batches_cost(Z, *args, **kwargs) -> int:
 
 
 @partial(program, static_argnames=("chunk_size",), cost=_batches_cost)
-def anchor_gradient_rows(Z, R, labels, member, is_anchor, tau,
+def anchor_gradient_rows(Z: jnp.ndarray, R: jnp.ndarray, labels: jnp.ndarray, member: jnp.ndarray,
+                         is_anchor: jnp.ndarray, tau: float | jnp.ndarray,
                          chunk_size: int | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(log e (nb, w), D (nb, w, w))``: each anchor's log excess and its Gram-space gradient rows
     (:func:`anchor_gradient`) over the batches (the output of :func:`batch_rows`), anchors in row
@@ -461,7 +468,8 @@ def anchor_gradient_rows(Z, R, labels, member, is_anchor, tau,
 
 
 @partial(program, cost=lambda G, batches, tau: int(batches.index.shape[0] * batches.index.shape[1] ** 2))
-def gram_gradient_rows(G, batches: StackedBatches, tau) -> tuple[jnp.ndarray, jnp.ndarray]:
+def gram_gradient_rows(G: jnp.ndarray, batches: StackedBatches,
+                       tau: float | jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(log e (nb, w), D (nb, w, w))`` at a symmetric matrix G (m, m) over the rows [H; W] (the
     convex program's points, not necessarily a Gram of unit rows): :func:`anchor_gradient_rows` from
     G's entries (:func:`gram_inputs`); D_b's rows and columns are the rows ``batches.index[b]``."""
@@ -477,8 +485,10 @@ def gram_gradient_rows(G, batches: StackedBatches, tau) -> tuple[jnp.ndarray, jn
 
 @partial(program, static_argnames=("prototype_anchors", "chunk_size"),
          cost=lambda H, labels, rep, tau, index, *a, **k: int(index.shape[0] * index.shape[1] ** 2))
-def excess_parts_packed(H, labels, rep, tau, index, valid, prototypes=None, prototype_labels=None,
-                        prototype_anchors: bool = True, chunk_size: int | None = None):
+def excess_parts_packed(H: jnp.ndarray, labels: jnp.ndarray, rep: jnp.ndarray, tau: float | jnp.ndarray,
+                        index: jnp.ndarray, valid: jnp.ndarray, prototypes: jnp.ndarray | None = None,
+                        prototype_labels: jnp.ndarray | None = None, prototype_anchors: bool = True,
+                        chunk_size: int | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(sum of within terms, log of the sum of between terms)`` over a packed batching
     (``ufm.batching.pack``): H (n, d), labels (n,), rep (n,) representative example of each example's
     class (:func:`representatives`), tau traced. Both are scalars; :func:`combine_log` gives log E."""
@@ -489,8 +499,10 @@ def excess_parts_packed(H, labels, rep, tau, index, valid, prototypes=None, prot
     return jnp.sum(parts.within), _masked_lse(flat_ls, jnp.isfinite(flat_ls), axis=0)
 
 
-def reference_log_excess_packed(H, labels, rep, tau, index, valid, prototypes=None, prototype_labels=None,
-                      prototype_anchors: bool = True, chunk_size: int | None = None) -> jnp.ndarray:
+def reference_log_excess_packed(H: jnp.ndarray, labels: jnp.ndarray, rep: jnp.ndarray, tau: float | jnp.ndarray,
+                                index: jnp.ndarray, valid: jnp.ndarray, prototypes: jnp.ndarray | None = None,
+                                prototype_labels: jnp.ndarray | None = None, prototype_anchors: bool = True,
+                                chunk_size: int | None = None) -> jnp.ndarray:
     """log E over a packed batching (arguments of :func:`excess_parts_packed`); -inf when E = 0.
     Differentiable in H (the objective of gradient descent)."""
     return combine_log(*excess_parts_packed(H, labels, rep, tau, index, valid, prototypes,

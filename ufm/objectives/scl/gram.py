@@ -7,6 +7,8 @@ batch, then scattered into an (m, m) matrix (m = n + p with p prototype rows).""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ufm.batching import pack
@@ -15,8 +17,11 @@ from ufm.objectives.scl.formula import (StackedBatches, excess_constant, gram_gr
 from ufm.problem import Problem
 from ufm.programs import bucket
 
+if TYPE_CHECKING:
+    from ufm.batching import PackedBatches
 
-def problem_batches(problem: Problem, packed) -> StackedBatches:
+
+def problem_batches(problem: Problem, packed: PackedBatches) -> StackedBatches:
     """The problem's packed batching (``ufm.batching.pack``) over the stacked rows [H; W]
     (:func:`ufm.objectives.scl.formula.stacked_batches`), for its labels, representatives and prototypes."""
     _, wl = problem.prototype_rows()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 
 from functools import partial
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,11 @@ from ufm.problem import TAU_MAX, TAU_MIN, require_problem
 from ufm.programs import bucket, program
 from ufm.objectives.scl.formula import batch_parts, batch_rows, class_representatives, over_batches, representatives
 from ufm.objectives.scl.precise import batch_log_excess, class_rows_bucket, log_excess_packed as fused_log_excess_packed
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ufm.problem import Problem
 
 REDUCTIONS = ("sum", "mean", "mean_with_positives")
 
@@ -124,8 +129,9 @@ def scl_loss_packed(H: jnp.ndarray, labels: jnp.ndarray, tau: float | jnp.ndarra
     return jnp.sum(jnp.where(denom > 0, batch_sums / jnp.maximum(denom, 1), 0.0))
 
 
-def scl_loss(H, labels, tau: float, batches: Sequence[Sequence[int]] | PackedBatches | None = None,
-             reduction: str = "sum", prototypes=None, prototype_labels=None,
+def scl_loss(H: ArrayLike, labels: ArrayLike, tau: float | jnp.ndarray,
+             batches: Sequence[Sequence[int]] | PackedBatches | None = None, reduction: str = "sum",
+             prototypes: ArrayLike | None = None, prototype_labels: ArrayLike | None = None,
              prototype_anchors: bool = True, chunk_size: int | None = None) -> jnp.ndarray:
     """The SCL loss of embeddings H (n, d) with labels (n,) at temperature ``tau``.
 
@@ -265,7 +271,7 @@ def _check_rows(rows: np.ndarray, name: str, tau) -> None:
                            "float64; SCL is meant for unit rows, so normalise them (or scale them down)")
 
 
-def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = None) -> float:
+def full_batch_loss_bucketed(H: ArrayLike, labels: ArrayLike, tau: float, chunk_size: int | None = None) -> float:
     """Full-batch SCL (sum) of H (n, d) with labels (n,) in 0..k-1, evaluated on rows padded to the next
     power of two (at least 64; the padding masked out of the batch), zero columns up to a power of two
     (at least 8) and classes up to a power of two (at least 8, the extra ones empty): the value is the
@@ -288,7 +294,7 @@ def full_batch_loss_bucketed(H, labels, tau: float, chunk_size: int | None = Non
                                  num_classes=bucket(int(labels.max()) + 1, 8), class_rows=None))
 
 
-def problem_loss(problem, H, epoch: int = 0, reduction: str = "sum",
+def problem_loss(problem: Problem, H: ArrayLike, epoch: int = 0, reduction: str = "sum",
                  chunk_size: int | None = None) -> float:
     """The loss of H (n, d) for a :class:`~ufm.problem.Problem`: SCL over its batching at ``epoch``
     (``chunk_size``: see :func:`scl_loss`); for another objective its own loss of the embeddings
@@ -320,7 +326,7 @@ def _stacked_losses(Hs, labels, tau, index, valid, prototypes, prototype_labels,
     return jax.lax.map(one, Hs, batch_size=lanes)
 
 
-def problem_losses(problem, Hs, epoch: int = 0, chunk_size: int | None = None,
+def problem_losses(problem: Problem, Hs: ArrayLike, epoch: int = 0, chunk_size: int | None = None,
                    lanes: int | None = None) -> np.ndarray:
     """:func:`problem_loss` (sum reduction) of a stack of embeddings Hs (s, n, d) in one compiled call:
     returns (s,) float64 losses over the problem's batching at ``epoch``. ``lanes``: evaluate that
@@ -344,7 +350,7 @@ _fused_log_excess = program(fused_log_excess_packed,
                             cost=lambda H, labels, rep, tau, index, *a, **k: int(index.shape[0] * index.shape[1] ** 2))
 
 
-def problem_log_excess(problem, H: np.ndarray, epoch: int = 0) -> float:
+def problem_log_excess(problem: Problem, H: np.ndarray, epoch: int = 0) -> float:
     """log E of embeddings H (n, d) for the problem's batching at ``epoch`` (float64; -inf if E = 0):
     gradient descent's objective (:func:`ufm.objectives.scl.precise.log_excess_packed`, value only), in the
     kernel's blocks of bounded memory."""

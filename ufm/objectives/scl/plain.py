@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -47,16 +48,19 @@ from ufm.objectives.scl.formula import batch_rows, over_batches
 from ufm.blocks import block_size, plain_default_block as default_block
 from ufm.objectives.scl.precise import rows_product
 
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
 #: e_i's terms are exp((G - 1)/tau) >= exp(-2/tau): above this many units of -log(tiny) in the exponent
 #: an entry could underflow; :func:`min_tau` keeps 2/tau within MIN_TAU_REACH of the dtype's range.
 MIN_TAU_REACH = 0.95
 
-def min_tau(dtype) -> float:
+def min_tau(dtype: DTypeLike) -> float:
     """The smallest tau at which no entry exp((G - 1)/tau), G >= -1, underflows in ``dtype``."""
     return 2.0 / (MIN_TAU_REACH * -math.log(float(jnp.finfo(dtype).tiny)))
 
 
-def rounding_estimate(tau, anchors: int, width: int, dtype) -> jnp.ndarray | float:
+def rounding_estimate(tau: float | jnp.ndarray, anchors: int, width: int, dtype: DTypeLike) -> jnp.ndarray | float:
     """An estimate (not a worst-case bound) of the absolute rounding of E computed plainly:
     eps * anchors * (2/tau + log width), each e_i being a difference of terms of size 1/tau + log
     width. Worst-case bounds would add factors d (dot products) and log m, log N (sums); rounding
@@ -186,9 +190,11 @@ def _backward(num_classes, chunk_size, mesh, residual, cotangent):
 batch_excess_plain.defvjp(_forward, _backward)
 
 
-def log_excess_plain_packed(H, labels, rep, tau, index, valid, num_classes: int, prototypes=None,
-                            prototype_labels=None, prototype_anchors: bool = True,
-                            chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None) -> jnp.ndarray:
+def log_excess_plain_packed(H: jnp.ndarray, labels: jnp.ndarray, rep: jnp.ndarray, tau: float | jnp.ndarray,
+                            index: jnp.ndarray, valid: jnp.ndarray, num_classes: int,
+                            prototypes: jnp.ndarray | None = None, prototype_labels: jnp.ndarray | None = None,
+                            prototype_anchors: bool = True, chunk_size: int | None = None,
+                            mesh: jax.sharding.Mesh | None = None) -> jnp.ndarray:
     """log E over a packed batching in the plain form: the arguments of
     :func:`ufm.objectives.scl.precise.log_excess_packed` (``rep`` is unused: the plain form needs no class
     representative), log of the sum of the batches' :func:`batch_excess_plain`. Accurate to

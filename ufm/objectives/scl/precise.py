@@ -334,8 +334,9 @@ def _backward(num_classes, chunk_size, unit_rows, mesh, class_rows, residual, co
 batch_log_excess.defvjp(_forward, _backward)
 
 
-def log_excess_packed(H, labels, rep, tau, index, valid, num_classes: int, prototypes=None,
-                      prototype_labels=None, prototype_anchors: bool = True,
+def log_excess_packed(H: jnp.ndarray, labels: jnp.ndarray, rep: jnp.ndarray, tau: float | jnp.ndarray,
+                      index: jnp.ndarray, valid: jnp.ndarray, num_classes: int, prototypes: jnp.ndarray | None = None,
+                      prototype_labels: jnp.ndarray | None = None, prototype_anchors: bool = True,
                       chunk_size: int | None = None, mesh: jax.sharding.Mesh | None = None,
                       class_rows: int | None = None) -> jnp.ndarray:
     """log E over a packed batching, on the fused kernel: the value of

@@ -21,6 +21,7 @@ Closed forms (sum reduction):
 from __future__ import annotations
 
 import math
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -42,14 +43,14 @@ def _said(geometry: str, loss: float | None, gram: np.ndarray | None, why: str, 
     return ObjectivePrediction(geometry, gram, loss, why, hypotheses, excess)
 
 
-def orthogonal_frame_excess(counts, tau: float) -> float:
+def orthogonal_frame_excess(counts: Sequence[int], tau: float) -> float:
     """The excess ``sum_c n_c log1p((n - n_c) / (n_c - 1) exp(-1/tau))`` of the orthogonal frame (full
     batch), to full relative precision at any tau."""
     n = sum(counts)
     return float(sum(c * math.log1p((n - c) / (c - 1) * math.exp(-1.0 / tau)) for c in counts))
 
 
-def orthogonal_frame_loss(counts, tau: float) -> float:
+def orthogonal_frame_loss(counts: Sequence[int], tau: float) -> float:
     """``sum_c n_c log((n_c - 1) + (n - n_c) exp(-1/tau))`` (full batch): the constant
     sum_c n_c log(n_c - 1) plus :func:`orthogonal_frame_excess`."""
     return float(sum(c * math.log(c - 1) for c in counts)) + orthogonal_frame_excess(counts, tau)
@@ -67,7 +68,8 @@ def etf_loss(m: int, k: int, tau: float) -> float:
     return float(k * m * math.log(m - 1)) + etf_excess(m, k, tau)
 
 
-def batched_orthogonal_frame_loss(labels: np.ndarray, batches, tau: float) -> float:
+def batched_orthogonal_frame_loss(labels: np.ndarray, batches: Iterable[np.ndarray | Sequence[int]],
+                                  tau: float) -> float:
     """The ReLU bound reached in every batch: ``sum_B sum_i log(|P_B(i)| + |N_B(i)| exp(-1/tau))`` over
     anchors with a positive."""
     labels = np.asarray(labels)
