@@ -312,10 +312,7 @@ def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndar
         apply_full = lambda V: A @ V                                   # noqa: E731
         dense_full = A
     else:
-        row_of = np.repeat(gidx[:, :, None], gidx.shape[1], axis=2)
-        col_of = np.repeat(gidx[:, None, :], gidx.shape[1], axis=1)
-        keep = gvalid[:, :, None] & gvalid[:, None, :]
-        A = scipy.sparse.csr_matrix((blocks[keep], (row_of[keep], col_of[keep])), shape=(m, m))
+        A = _scatter(blocks, rows, m)
         apply_full = lambda V: A @ V                                   # noqa: E731
         dense_full = None
     if lift is None:
@@ -334,6 +331,81 @@ def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndar
             return np.vstack([out[:n], L.T @ out[n:]])
         dense = None
     return relative_dual_gap(apply_A, X, n, ng0, dense, seed=problem.seed)
+
+
+class Slack(NamedTuple):
+    """The certificate's slack at G0 = H H^T on the n embedding rows, in units of E(H) (module
+    docstring): ``apply`` maps V (n, c) to S_HH V with S = sym(C) - N - Diag(y) (C = grad_G log E,
+    N the ReLU multipliers on the active entries, y from complementarity), ``dense`` the same (n, n)
+    where it is cheap (n <= ``DENSE_MAX``), else None. ``apply_lift`` maps V to (sym(C) - Diag(y0)) V,
+    y0 the multipliers without N: for a direction u (n,), u^T (sym(C) - Diag(y0)) u is the derivative
+    of log E along the lift h_i -> (h_i, t u_i) / ||(h_i, t u_i)|| with respect to s = t^2
+    (docs/theory.md, "Escaping a stall"). ``log_excess``: log E(H)."""
+
+    log_excess: float
+    apply: Callable[[np.ndarray], np.ndarray]
+    dense: np.ndarray | None
+    apply_lift: Callable[[np.ndarray], np.ndarray]
+
+
+def _scatter(blocks: np.ndarray, rows: _BatchRows, m: int) -> scipy.sparse.csr_matrix:
+    """The (m, m) sparse sum of the batch blocks (nb, w, w) at their rows of [H; W]."""
+    gidx, keep1 = rows.index, rows.member
+    row_of = np.repeat(gidx[:, :, None], gidx.shape[1], axis=2)
+    col_of = np.repeat(gidx[:, None, :], gidx.shape[1], axis=1)
+    keep = keep1[:, :, None] & keep1[:, None, :]
+    return scipy.sparse.csr_matrix((blocks[keep], (row_of[keep], col_of[keep])), shape=(m, m))
+
+
+def _slack_of(A, stacked: np.ndarray, H: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """``(V -> (A_HH - Diag(y)) V, y)`` for A (m, m) over [H; W] = ``stacked``: y_i = <(A [H; W])_i, h_i>
+    (complementarity in least squares for unit rows h_i)."""
+    n = len(H)
+    y = np.sum(np.asarray(A @ stacked)[:n] * H, axis=1)
+    A_HH = A[:n, :n]
+    return (lambda V: np.asarray(A_HH @ V) - y[:, None] * V), y
+
+
+def certificate_slack(problem: Problem, H: np.ndarray) -> Slack:
+    """The certificate's slack at H (n, d) (:class:`Slack`), for an objective with the ``BATCHED``
+    or the ``GRAM`` capability: what the staircase (:mod:`solvers.staircase`) escapes along."""
+    require_problem(problem, "certificate_slack")
+    objective = objective_of(problem)
+    if not has(objective, Capability.BATCHED):
+        require(objective, Capability.GRAM, "certificate_slack")
+    H = feasible_embeddings(problem, H)
+    W, _ = problem.prototype_rows()
+    stacked = H if W is None else np.vstack([H, W])
+    m, n = len(stacked), problem.n
+    if has(objective, Capability.BATCHED):
+        packed = pack(problem.batches(0))
+        rows = _batch_rows(problem, H, packed, W)
+        log_e, blocks = _log_excess_and_gradient(problem, rows)
+        plain = (blocks + np.transpose(blocks, (0, 2, 1))) / 2
+        relu_rows = packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0) if problem.relu \
+            else 0
+        with_n, _ = _relu_multipliers(rows, blocks, relu_rows)
+        A, A0 = _scatter(with_n, rows, m), _scatter(plain, rows, m)
+    else:
+        G0 = stacked @ stacked.T
+        value, C = objective.gram_value_and_grad(problem, G0)
+        excess = float(value) - excess_constant(problem)
+        if not excess > 0:
+            raise ProblemError("the slack is in units of the excess, which is 0 here: the point is optimal")
+        log_e = float(np.log(excess))
+        A0 = (np.asarray(C) + np.asarray(C).T) / (2 * excess)
+        A = A0.copy()
+        if problem.relu:
+            active = (G0 <= ACTIVE_TOL) & ~np.eye(m, dtype=bool)
+            A = A - np.where(active, np.maximum(A0, 0.0), 0.0)
+    apply, y = _slack_of(A, stacked, H)
+    apply_lift, _ = _slack_of(A0, stacked, H)
+    dense = None
+    if n <= DENSE_MAX:
+        A_HH = A[:n, :n]
+        dense = (A_HH.toarray() if scipy.sparse.issparse(A_HH) else np.array(A_HH)) - np.diag(y)
+        dense = (dense + dense.T) / 2
+    return Slack(float(log_e), apply, dense, apply_lift)
 
 
 def _prototype_lift(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -99,7 +99,7 @@ from optax import tree_utils as otu
 import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
-from solvers import descent, generic, sharding
+from solvers import descent, generic, sharding, staircase
 from ufm.objectives import ObjectiveOptions, batched, embeddings_log_excess, excess_constant, implementation
 from solvers.optimizers import OPTIMIZERS
 from solvers.transforms import keeps_evaluation
@@ -488,6 +488,11 @@ def _check_certificate_args(certify, gap_tol) -> None:
     check_gap_tol(gap_tol)
 
 
+def _check_escape(escape) -> None:
+    if not isinstance(escape, (bool, np.bool_)):
+        raise ProblemError(f"escape must be True or False (got {escape!r})")
+
+
 def _check_dtype(dtype) -> None:
     try:
         known = jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
@@ -702,7 +707,8 @@ def _unstack(tree, i):
 def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | None = None,
           optimizer: str | optax.GradientTransformation = "bb", seed: int | None = None,
           dtype: DTypeLike = jnp.float64, tol: float | None = None, chunk_size: int | None = None,
-          certify: bool = True, gap_tol: float = GAP_TOL, devices: int | None = None) -> Solution:
+          certify: bool = True, gap_tol: float = GAP_TOL, devices: int | None = None,
+          escape: bool = True) -> Solution:
     """Minimise the problem's objective from a random start: SCL (the batched driver of this module)
     over unit-norm rows (nonnegative with ReLU), any other objective by :mod:`solvers.generic`.
 
@@ -717,7 +723,10 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     - ``chunk_size``: None (default: the kernel's own blocks, ``ufm.objectives.scl.precise.default_block``) or c:
       evaluate the loss in row blocks of c anchors (``ufm.objectives.scl.losses.scl_loss``), memory O(c n);
     - ``devices``: None (one device) or p: a full-batch loss and gradient row-sharded over the first p
-      devices (:mod:`solvers.sharding`): the same iterates as one device, up to the order of sums.
+      devices (:mod:`solvers.sharding`): the same iterates as one device, up to the order of sums;
+    - ``escape``: where the certificate does not prove the point, climb the staircase
+      (:mod:`solvers.staircase`: escape one rank up along the certificate's eigenvector, descend
+      again, return to d; default True; SCL's batched driver); False keeps the plain descent.
 
     Returns a :class:`ufm.Solution` with ``method="gd"``, ``embeddings`` (n, d) float64 unit rows,
     ``class_mean_gram`` (k, k), ``loss`` (float64, sum reduction, over the batching of epoch 0),
@@ -734,7 +743,15 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     if not batched(problem):
         return generic.solve_many(problem, [seed], steps=steps, learning_rate=lr, optimizer=optimizer,
                                   dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)[0]
-    data = _data(problem, _start(problem, seed, dtype), steps, lr, tol, dtype)
+    _check_escape(escape)
+    sol = _solve_from(problem, cfg, _start(problem, seed, dtype), steps, lr, tol, dtype, certify, gap_tol)
+    return _escaped(problem, sol, cfg, steps, lr, tol, dtype, gap_tol, escape)
+
+
+def _solve_from(problem: Problem, cfg: Config, H0: np.ndarray, steps: int, lr: float, tol: float, dtype,
+                certify: bool, gap_tol: float) -> Solution:
+    """One run of the batched driver from the start H0 (n, d), certified and polished."""
+    data = _data(problem, H0, steps, lr, tol, dtype)
     t0 = time.perf_counter()
     run_cfg, data = _in_family(problem, cfg, data)
     out = _own_rows(jax.tree_util.tree_map(np.asarray, _staged(_compiled(run_cfg, None), data)), problem.n,
@@ -742,6 +759,19 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     seconds = time.perf_counter() - t0
     sol = _solution(problem, out, cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
     return _with_tied_polish(problem, sol, cfg, steps, lr, tol, dtype, gap_tol)
+
+
+def _escaped(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: float, tol: float, dtype,
+             gap_tol: float, escape: bool) -> Solution:
+    """``sol``, or where the certificate does not prove it and ``escape`` is on, the staircase's
+    (:func:`solvers.staircase.climb`: escape one rank up along the slack's eigenvector, descend again)."""
+    if not escape or sol.status != "stationary" or sol.certificate is None:    # converged, not proved
+        return sol
+
+    def descend(up: Problem, H0: np.ndarray) -> Solution:
+        return _solve_from(up, cfg._replace(mesh=None), np.asarray(H0, dtype=np.dtype(dtype)), steps, lr, tol,
+                           dtype, True, gap_tol)
+    return staircase.climb(problem, sol, descend, gap_tol=gap_tol)
 
 
 def _row_mesh(problem: Problem, devices: int | None):
@@ -762,7 +792,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
                optimizer: str | optax.GradientTransformation = "bb",
                dtype: DTypeLike = jnp.float64, tol: float | None = None,
                chunk_size: int | None = None, lanes: int | None = None, certify: bool = True,
-               gap_tol: float = GAP_TOL, devices: int | None = None) -> list[Solution]:
+               gap_tol: float = GAP_TOL, devices: int | None = None, escape: bool = True) -> list[Solution]:
     """Solve from several random starts in one compiled call.
 
     Same keywords as :func:`solve`; ``seeds`` gives the starts (the same starts as ``solve(seed=s)``).
@@ -772,7 +802,8 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     keeps its own stopping test (finished starts stop moving; a group runs until its last start
     stops). ``seconds`` of every solution is the wall time of the call. ``devices``: None (one
     device) or p: the starts split over the first p devices (:mod:`solvers.sharding`), each device
-    grouping its share by ``lanes``.
+    grouping its share by ``lanes``. ``escape``: each start the certificate does not prove climbs
+    the staircase afterwards, one by one (:func:`solve`); its ``seconds`` then add its climb.
     """
     steps, lr, tol, cfg = _prepare(problem, steps, learning_rate, optimizer, dtype, tol, chunk_size, "solve_many")
     mesh = sharding.device_mesh(devices, sharding.RUNS)
@@ -780,6 +811,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
         raise ProblemError(f"devices splits the batched driver's starts over devices; this problem's objective "
                            f"{problem.objective.name!r} has no batched kernels: drop devices")
     _check_certificate_args(certify, gap_tol)
+    _check_escape(escape)
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ProblemError(f"seeds must be a list of integer seeds (got {seeds!r})")
     seeds = [whole_number(s, "seed", 0, SEED_MAX) for s in seeds]
@@ -800,7 +832,8 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     out = _own_rows(jax.tree_util.tree_map(np.asarray, out), problem.n, problem.dim)
     sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
             for i in range(len(seeds))]
-    return [_with_tied_polish(problem, sol, cfg, steps, lr, tol, dtype, gap_tol) for sol in sols]
+    sols = [_with_tied_polish(problem, sol, cfg, steps, lr, tol, dtype, gap_tol) for sol in sols]
+    return [_escaped(problem, sol, cfg, steps, lr, tol, dtype, gap_tol, escape) for sol in sols]
 
 
 def _pad_data(data: Data, n_pad: int, d_pad: int | None = None, v_pad: int | None = None) -> Data:

@@ -50,6 +50,7 @@ def run(name, **tools):
 def test_every_check_is_covered_here():
     covered = {"relu-orthogonal-frame", "balanced-etf", "imbalanced-not-etf", "imbalanced-reduced-program",
                "step-block-form", "relaxation-tight", "landscape-benign", "landscape-needs-dim", "relu-landscape-needs-2k",
+               "relu-staircase-escapes",
                "batch-binding-sufficient", "batching-conditions-necessary", "prototypes-relu-exact",
                "prototypes-approach-ce-limit", "ib-critical-betas", "small-tau-geometry", "small-tau-etf-limit",
                "certified-large-n",
@@ -121,6 +122,24 @@ def test_relu_dimension_check_fails_when_a_start_stalls_at_2k():
         return sols
     result = run("relu-landscape-needs-2k", gd_many=many)
     assert not result.passed and result.instances[0]["stalled_at_d_equal_k"] == 1
+
+
+def test_staircase_check_fails_on_one_unproved_or_wrong_start():
+    """One start left stationary (or optimal but away from the orthogonal frame) fails the check."""
+    def many_with(last):
+        def many(problem, seeds, **kw):
+            sols = [fake_solution(problem, np.eye(problem.k), 1.0, "optimal") for _ in seeds]
+            sols[-1] = last(problem)
+            return sols
+        return many
+    stalled = lambda p: fake_solution(p, np.eye(p.k), 1.0, "stationary")      # noqa: E731
+    spurious = np.eye(4)
+    spurious[0, 1] = spurious[1, 0] = 0.9
+    wrong = lambda p: fake_solution(p, spurious, 1.0, "optimal")             # noqa: E731
+    assert not run("relu-staircase-escapes", gd_many=many_with(stalled)).passed
+    assert not run("relu-staircase-escapes", gd_many=many_with(wrong)).passed
+    assert run("relu-staircase-escapes", gd_many=many_with(lambda p: fake_solution(p, np.eye(p.k), 1.0,
+                                                                                   "optimal"))).passed
 
 
 def test_binding_check_fails_on_wrong_prediction():

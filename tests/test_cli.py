@@ -154,8 +154,10 @@ def test_solve_starts_keeps_a_certified_start_and_counts_the_stalled(capsys):
 
 
 def test_solve_exit_1_when_not_proved(capsys):
-    """A stalled ReLU start at d = k (seed 3 stalls) is stationary: exit 1, JSON printed anyway."""
-    code = main(["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--relu", "--dim", "4", "--seed", "3", "--json"])
+    """A stalled ReLU start at d = k (seed 3 stalls) under plain descent (--no-escape) is stationary:
+    exit 1, JSON printed anyway."""
+    code = main(["solve", "--counts", "8,8,2,2", "--tau", "0.5", "--relu", "--dim", "4", "--seed", "3", "--json",
+                 "--no-escape"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["status"] == "stationary" and not out["certificate"]["certified"]
 

@@ -300,7 +300,7 @@ def landscape_data(problem: Problem, starts: int = 20, slice_directions: str = "
     stage = on_stage or (lambda name: None)
     seeds = [problem.seed + s for s in range(starts)]
     stage(LANDSCAPE_STAGES[0])
-    solutions = solve_many(problem, seeds)
+    solutions = solve_many(problem, seeds, escape=False)       # the landscape shows the stalls themselves
     stage(LANDSCAPE_STAGES[1])
     optimum = convex_optimum(problem)
     # no certified bound (a failed convex solve): the gaps are NaN and the notes say why

@@ -44,6 +44,8 @@ def solution_report(problem: Problem, solution: Solution, prediction: Prediction
         report["starts"] = solution.starts.to_dict()
     if isinstance(solution.info, DescentInfo) and "self_duality" in solution.info.metrics:
         report["self_duality"] = solution.info.metrics["self_duality"]
+    if isinstance(solution.info, DescentInfo) and solution.info.staircase is not None:
+        report["staircase"] = solution.info.staircase.to_dict()
     if isinstance(solution.info, ProgramInfo) and solution.info.residuals is not None:
         report["residuals"] = solution.info.residuals
     return report

@@ -71,6 +71,49 @@ class Certificate:
 
 
 @dataclass(frozen=True)
+class Level:
+    """One rank of the staircase (:mod:`solvers.staircase`): the point's ``rank`` (its dimension), the slack's ``lambda_min``
+    (units of E; None where the certificate proved the point), whether it ``escaped`` (and the
+    dimensions it ``lifted``, the step ``t`` and the direction's ``kind``: ``"eigenvector"``, ``"positive part"``, ``"negative part"``,
+    ``"absolute value"``, ``"random"``), the eigensolver's ``matvecs`` (0 for dense ``eigh``), the
+    ``seconds`` of its eigensolve and line search, and ``log_excess`` before and after the escape."""
+
+    rank: int
+    lambda_min: float | None
+    escaped: bool
+    matvecs: int
+    seconds: float
+    log_excess: float
+    log_excess_after: float | None = None
+    step: float | None = None
+    kind: str | None = None
+    lifted: int = 0
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "lambda_min": self.lambda_min, "escaped": self.escaped,
+                "lifted": self.lifted, "matvecs": self.matvecs, "seconds": self.seconds,
+                "log_excess": self.log_excess, "log_excess_after": self.log_excess_after, "step": self.step,
+                "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class Staircase:
+    """The staircase's account: its ``levels``, the number of ``escapes`` and why it stopped
+    (``stop``: ``"certified"``, ``"escape cap"``, ``"no negative curvature"``,
+    ``"eigensolver not converged"``, ``"no decrease"``, ``"descent failed"``), and ``rank``, the
+    numerical rank of the last point's Gram (None where not computed)."""
+
+    levels: tuple[Level, ...]
+    escapes: int
+    stop: str
+    rank: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"levels": [level.to_dict() for level in self.levels], "escapes": self.escapes,
+                "stop": self.stop, "rank": self.rank}
+
+
+@dataclass(frozen=True)
 class DescentInfo:
     """How a gradient-descent solve ran (:mod:`solvers.gd`, :mod:`solvers.generic`).
 
@@ -94,7 +137,8 @@ class DescentInfo:
       last entry and ``solver_value`` the precise one's;
     - ``polish``: what the tied polish did, if it ran; ``polished_from_iterations``: epochs before it;
     - ``metrics``: numbers an objective reports about its point (cross-entropy: ``self_duality``,
-      ``classifier``, ``bias``), by that objective's names.
+      ``classifier``, ``bias``), by that objective's names;
+    - ``staircase``: the escapes from a stall (:class:`Staircase`), where the staircase ran.
     """
 
     optimizer: str
@@ -114,6 +158,7 @@ class DescentInfo:
     polish: str | None = None
     polished_from_iterations: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    staircase: Staircase | None = None
 
 
 @dataclass(frozen=True)

@@ -138,10 +138,11 @@ def problem_counts(args: argparse.Namespace) -> list[int]:
     if args.counts is not None:
         refuse(given(args, "classes", "imbalance", "n_max", "ratio", "minority_fraction"),
                "with --counts (the counts give every class)")
-        single = [c for c in args.counts if c < 2]
-        if single and option(args, "loss") == "scl":
+        least = OBJECTIVES.options(option(args, "loss")).min_class_size
+        single = [c for c in args.counts if c < least]
+        if single:
             raise UsageError(f"argument --counts: a class with {single[0]} example(s) has no positive pair; every "
-                             f"count must be at least 2 (got {','.join(map(str, args.counts))}) "
+                             f"count must be at least {least} (got {','.join(map(str, args.counts))}) "
                              f"(see {args.command_name} --help)")
         return list(args.counts)
     imbalance = option(args, "imbalance")

@@ -80,6 +80,13 @@ def print_solution(report: dict) -> None:
         rows.append(("certificate", f"relative gap {cert['relative_gap']:.3g} on the excess "
                                     f"({'certified' if cert['certified'] else 'not certified'}, "
                                     f"{cert['method']}, {cert['seconds']:.2g} s)"))
+    if "staircase" in report:
+        sc = report["staircase"]
+        first = sc["levels"][0]["rank"] if sc["levels"] else report["dim"]
+        top = first + sum(level["lifted"] for level in sc["levels"])
+        rows.append(("staircase", f"{sc['escapes']} escape(s), rank {first} -> {top}, "
+                                  f"stopped: {sc['stop']}"
+                                  + (f"; the point's Gram has rank {sc['rank']}" if sc.get("rank") is not None else "")))
     if "starts" in report:
         st = report["starts"]
         rows.append(("starts", f"{st['tried']} tried: {st['optimal']} optimal, {st['stationary']} stationary, "

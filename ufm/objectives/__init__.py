@@ -42,10 +42,21 @@ class _Registry(Mapping):
 
     def __init__(self):
         self._entries: dict[str, tuple[Any, Any]] = {}
+        self._declared: dict[str, frozenset[Capability]] = {}
 
     def register(self, name: str, options: type[ObjectiveOptions] | str,
-                 implementation: Objective | ModuleType | str) -> None:
+                 implementation: Objective | ModuleType | str,
+                 capabilities: frozenset[Capability] | None = None) -> None:
         self._entries[name] = (options, implementation)
+        self._declared.pop(name, None)
+        if capabilities is not None:
+            self._declared[name] = frozenset(capabilities)
+
+    def capabilities(self, name: str) -> frozenset[Capability]:
+        """The capabilities of the loss ``name``: those declared at registration (read without importing
+        the implementation: the command's checks), else the implementation's ``CAPABILITIES``."""
+        self._entry(name)
+        return self._declared[name] if name in self._declared else frozenset(self[name].CAPABILITIES)
 
     def _entry(self, name: str) -> tuple[Any, Any]:
         if name not in self._entries:
@@ -53,7 +64,13 @@ class _Registry(Mapping):
         return self._entries[name]
 
     def __getitem__(self, name: str) -> Objective:
-        return _load(self._entry(name)[1])
+        implementation = _load(self._entry(name)[1])
+        declared = self._declared.get(name)
+        if declared is not None and declared != frozenset(implementation.CAPABILITIES):
+            raise ProblemError(f"the objective {name!r} was registered with capabilities "
+                               f"{sorted(c.value for c in declared)} but its implementation declares "
+                               f"{sorted(c.value for c in implementation.CAPABILITIES)}")
+        return implementation
 
     def options(self, name: str) -> type:
         """The options class of the loss ``name`` (light: no JAX)."""
@@ -73,17 +90,21 @@ class _Registry(Mapping):
 OBJECTIVES = _Registry()
 
 
-def register(name: str, options: type[ObjectiveOptions] | str, implementation: Objective | ModuleType | str) -> None:
+def register(name: str, options: type[ObjectiveOptions] | str, implementation: Objective | ModuleType | str,
+             capabilities: frozenset[Capability] | None = None) -> None:
     """Register a loss: ``options`` its options class (a class, or ``"module:Class"``, imported when
     needed) and ``implementation`` its :class:`~ufm.objectives.base.Objective` (an object, a module, or
-    a ``"module"`` / ``"module:attribute"`` string, imported on first use). The name is ``--loss NAME``."""
+    a ``"module"`` / ``"module:attribute"`` string, imported on first use). The name is ``--loss NAME``.
+    ``capabilities``: the implementation's ``CAPABILITIES``, where it is heavy to import, so that the
+    command can check a method against them first (checked against the implementation on its load)."""
     if not isinstance(name, str) or not name.isidentifier():
         raise ProblemError(f"an objective's name must be an identifier (got {name!r})")
-    OBJECTIVES.register(name, options, implementation)
+    OBJECTIVES.register(name, options, implementation, capabilities)
 
 
-register("scl", "ufm.objectives.scl_options:SCL", "ufm.objectives.scl")
-register("ce", "ufm.objectives.ce_options:CrossEntropy", "ufm.objectives.ce")
+register("scl", "ufm.objectives.scl_options:SCL", "ufm.objectives.scl")     # its package imports no JAX
+register("ce", "ufm.objectives.ce_options:CrossEntropy", "ufm.objectives.ce",
+         frozenset({Capability.DESCENT, Capability.OWN_BOUND, Capability.PREDICT}))
 
 
 #: The loss a Problem holds unless told otherwise.

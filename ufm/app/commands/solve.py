@@ -22,11 +22,12 @@ from ufm.app.progress import Ticker
 from ufm.app.render import print_json, print_solution
 from ufm.app.running import start_work, timed
 from ufm.errors import ProblemError
+from ufm.objectives import OBJECTIVES, Capability
 from ufm.problem import (
     Problem,
 )
 
-GD_ONLY = ("steps", "lr", "tol", "starts", "float32", "no_certify", "chunk_size")
+GD_ONLY = ("steps", "lr", "tol", "starts", "float32", "no_certify", "chunk_size", "no_escape")
 from ufm.app.parsing import cache_option, output_options
 
 if TYPE_CHECKING:
@@ -41,20 +42,32 @@ def _lanes(problem: Problem, starts: int) -> int:
     return sizing.default_lanes(problem, starts, width=sizing.batch_shape(problem)[1]) if starts > 1 else 1
 
 
+#: The capabilities each method needs of the objective (gradient descent: every objective).
+METHOD_NEEDS = {"convex": (Capability.RELAXATION, Capability.GRAM), "reduced": (Capability.REDUCED,)}
+
+
 def _check_solve_options(args: argparse.Namespace) -> None:
     """The rules of ``solve`` that the options decide alone (checked before the problem is built: a
     reshuffled batching is validated on its drawn batches, which loads JAX)."""
     from solvers import defaults
 
-    if args.method != "gd" and option(args, "loss") != "scl":
-        raise ProblemError(f"--method {args.method} solves the SCL programs; --loss ce runs with --method gd")
+    loss = option(args, "loss")
+    declared = OBJECTIVES.capabilities(loss)
+    needed = METHOD_NEEDS.get(args.method, ())
+    if not all(c in declared for c in needed):
+        raise ProblemError(f"--method {args.method} needs an objective with {' and '.join(c.value for c in needed)} "
+                           f"(the {'n x n' if args.method == 'convex' else 'k x k'} program); --loss {loss} "
+                           f"declares {', '.join(sorted(c.value for c in declared))}: use --method gd")
     if args.method != "gd":
         refuse(given(args, *GD_ONLY), f"to --method {args.method} (gradient descent options; the convex "
                                        "programs run in float64 and are always judged by their certificate)")
     if args.no_certify:
         refuse(given(args, "gap_tol"), "with --no-certify (no certificate, so no gap)")
-    if option(args, "loss") != "scl":
-        refuse(given(args, "chunk_size"), "to --loss ce (it evaluates SCL's anchors in row blocks)")
+        refuse(given(args, "no_escape"), "with --no-certify (the escape follows the certificate's eigenvector)")
+    if Capability.BATCHED not in declared:
+        refuse(given(args, "no_escape"), f"to --loss {loss} (the staircase escapes the batched driver's stalls)")
+        refuse(given(args, "chunk_size"), f"to --loss {loss} (it evaluates the batched kernels' anchors in row "
+                                          "blocks)")
     if args.starts is not None and args.seed is not None:
         check_seed_range(args.seed, args.starts)
     if args.method == "reduced":
@@ -127,6 +140,8 @@ def _run_solve(args: argparse.Namespace, problem, certify: bool, gap_tol: float)
                    if value is not None}
         if args.float32:
             options["dtype"] = jnp.float32
+        if args.no_escape:
+            options["escape"] = False
         seed = option(args, "seed")
         if args.starts and args.starts > 1:
             sols = gd.solve_many(problem, range(seed, seed + args.starts), certify=certify,
@@ -222,6 +237,9 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     solve.add_argument("--no-certify", action="store_true",
                        help="gradient descent: skip the certificate (status 'converged' instead of "
                             "'optimal' / 'stationary')")
+    solve.add_argument("--no-escape", action="store_true",
+                       help="gradient descent: keep the plain descent where the certificate does not prove the "
+                            "point (by default the staircase escapes the stall one rank up, docs/theory.md 8a)")
     solve.add_argument("--gap-tol", type=values.real(0, 1, lo_open=True, hi_open=True),
                        help="largest relative gap on the excess that counts as optimal (default 1e-6)")
     solve.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
