@@ -21,6 +21,9 @@ Sections:
 3a. ``certificate``: a certified gradient-descent solve at n = 2000 .. 20000 (k = 10, ReLU, tau 0.5,
    a fixed batch-binding batching of ~110 per batch), each in its own process: solve and
    certificate seconds, relative gap, peak memory.
+3b. ``staircase_large``: the same at n = 20000 from seeds 0, 1, 2 (``--quick``: n = 5000), the
+   staircase climbing where the certificate does not prove the first point: status, escapes, time
+   and peak memory.
 4. ``convex``: the n x n program versus n (Clarabel, SCS) up to a time cap; the reduced program
    versus k: general cvxpy program vs the certified factored path; STEP block path at k = 100.
 5. ``explorer``: the explorer's update (a slider moved, solved and redrawn) at
@@ -250,7 +253,7 @@ import numpy as np
 import ufm
 from ufm import Batching, Problem
 from solvers import gd
-n = int(sys.argv[1]); counts = [n // 10] * 10
+n = int(sys.argv[1]); seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0; counts = [n // 10] * 10
 problem = Problem.from_counts(counts, tau=0.5, relu=True, dim=20,
                               batching=Batching.from_lists(Batching.binding(110).batches(counts)))
 def peak_gb():
@@ -261,8 +264,11 @@ def peak_gb():
             return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 2 ** 20
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-t0 = time.perf_counter(); sol = gd.solve(problem); total = time.perf_counter() - t0
-print(json.dumps({"n": problem.n, "batches": len(problem.batches(0)), "status": sol.status,
+t0 = time.perf_counter(); sol = gd.solve(problem, seed=seed); total = time.perf_counter() - t0
+staircase = sol.info.staircase
+print(json.dumps({"n": problem.n, "seed": seed, "batches": len(problem.batches(0)), "status": sol.status,
+                  "escapes": 0 if staircase is None else staircase.escapes,
+                  "staircase": None if staircase is None else staircase.to_dict(),
                   "iterations": sol.iterations, "solve_seconds": total,
                   "certificate_seconds": sol.certificate.seconds, "relative_gap": sol.certificate.relative_gap,
                   "method": sol.certificate.method,
@@ -271,22 +277,24 @@ print(json.dumps({"n": problem.n, "batches": len(problem.batches(0)), "status": 
 """
 
 
-def bench_certificate(sizes: list[int]) -> dict:
+def bench_certificate(sizes: list[int], seeds: tuple[int, ...] = (0,)) -> dict:
     """A certified gradient-descent solve (k = 10, ReLU, tau 0.5, d = 20, a fixed batch-binding
-    batching: the 10 binding examples plus about 100 others per batch) at each n, each in its own
-    process so its peak memory (max RSS) is its own; compile time included in the solve time."""
+    batching: the 10 binding examples plus about 100 others per batch) at each n and seed, each in its
+    own process so its peak memory (max RSS) is its own; compile time included in the solve time, and
+    the staircase where the certificate does not prove the first point (``escapes``)."""
     import subprocess
     import sys
     rows = []
-    for n in sizes:
-        proc = subprocess.run([sys.executable, "-c", _CERTIFIED_SOLVE, str(n)], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    for n, seed in [(n, seed) for n in sizes for seed in seeds]:
+        proc = subprocess.run([sys.executable, "-c", _CERTIFIED_SOLVE, str(n), str(seed)], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         if proc.returncode != 0:
             rows.append({"n": n, "error": proc.stderr.strip().splitlines()[-1:]})
             continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = rows[-1]
-        print(f"  n={n}: {r['status']}, solve {r['solve_seconds']:.1f} s, certificate "
+        print(f"  n={n} seed={seed}: {r['status']} ({r['escapes']} escapes), solve {r['solve_seconds']:.1f} s, "
+              f"certificate "
               f"{r['certificate_seconds']:.1f} s, {r['peak_memory_gb']:.2f} GB, gap {r['relative_gap']:.1e}",
               flush=True)
     return {"rows": rows}
@@ -558,19 +566,8 @@ def markdown(res: dict) -> str:
             L.append(f"| {r['k']} | {r['factored_seconds']:.3f} / {r['factored_cold_seconds']:.2f} | "
                      f"{gen} | {diff} |")
         L += ["", f"STEP block path, k = 100: {c['step_block_k100_seconds']:.2f} s.", ""]
-    cs = res.get("certificate")
-    if cs and cs.get("rows"):
-        L += ["| certified GD solve (k=10, ReLU, tau 0.5, fixed batch-binding, ~110 per batch), n | status | "
-              "iterations | solve s (compile incl.) | certificate s | relative gap | peak memory GB |",
-              "|---|---|---|---|---|---|---|"]
-        for r in cs["rows"]:
-            if "error" in r:
-                L.append(f"| {r['n']} | error: {r['error']} | | | | | |")
-                continue
-            L.append(f"| {r['n']} ({r['batches']} batches) | {r['status']} | {r['iterations']} | "
-                     f"{r['solve_seconds']:.1f} | {r['certificate_seconds']:.1f} ({r['method']}) | "
-                     f"{r['relative_gap']:.1e} | {r['peak_memory_gb']:.2f} |")
-        L.append("")
+    for key in ("certificate", "staircase_large"):
+        L += _certified_rows(res.get(key))
     e = res.get("explorer")
     if e:
         L += [f"| explorer update: {e['measured']} | " + " | ".join(f"k={r['k']}" for r in e["rows"]) + " |",
@@ -581,6 +578,27 @@ def markdown(res: dict) -> str:
             L += ["| warm s (tau 0.01) | " + " | ".join(f"{r['warm_small_tau_seconds']:.3f}" for r in e["rows"]) + " |"]
         L += [""]
     return "\n".join(L) + "\n"
+
+
+def _certified_rows(cs: dict | None) -> list[str]:
+    """Markdown rows of :func:`bench_certificate` (the ``certificate`` and ``staircase_large`` sections)."""
+    if not cs or not cs.get("rows"):
+        return []
+    seeded = any("seed" in r for r in cs["rows"])       # results stored before the staircase have none
+    L = [f"| certified GD solve (k=10, ReLU, tau 0.5, fixed batch-binding, ~110 per batch), n"
+         f"{' (seed)' if seeded else ''} | status{' (escapes)' if seeded else ''} | "
+         "iterations | solve s (compile incl.) | certificate s | relative gap | peak memory GB |",
+         "|---|---|---|---|---|---|---|"]
+    for r in cs["rows"]:
+        if "error" in r:
+            L.append(f"| {r['n']} | error: {r['error']} | | | | | |")
+            continue
+        which = f", seed {r['seed']}" if seeded else ""
+        escapes = f" ({r['escapes']})" if seeded else ""
+        L.append(f"| {r['n']} ({r['batches']} batches{which}) | {r['status']}{escapes} | {r['iterations']} | "
+                 f"{r['solve_seconds']:.1f} | {r['certificate_seconds']:.1f} ({r['method']}) | "
+                 f"{r['relative_gap']:.1e} | {r['peak_memory_gb']:.2f} |")
+    return L + [""]
 
 
 def _peers_table(p: dict) -> list[str]:
@@ -598,6 +616,9 @@ def _peers_table(p: dict) -> list[str]:
         cells = []
         for s in (a, b):
             r = s["summary"][name]
+            if "median_ratio" not in r:
+                cells += ["-", "-"]
+                continue
             cap = "" if r["all_reached"] else " (cap hit)"
             ratio = r["median_ratio"]
             speed = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.1f}x slower"
@@ -618,7 +639,28 @@ def _peers_table(p: dict) -> list[str]:
                      f"{a['ufm_median_loop_seconds']:.3f} / {b['ufm_median_loop_seconds']:.3f} s (no ReLU / "
                      f"ReLU), and the default call to its own tolerance 1e-12 "
                      f"{a['ufm_median_default_call_seconds']:.3f} / {b['ufm_median_default_call_seconds']:.3f} s.")
-    return L + ["", "Ratios are medians of pairwise ratios over the same starts; a peer that hit the "
+    if "ufm_certified" not in a:       # results stored before the staircase
+        return L + _peers_notes(p, notes)
+    L += ["", "| time to a certified optimum (the default `gd.solve`: certificate, and the staircase where it "
+          "does not prove the point) | no ReLU: median s | ratio to peer | ReLU: median s | ratio to peer |",
+          "|---|---|---|---|---|",
+          f"| **ufm-scl** (proved from {a['ufm_certified']} / {b['ufm_certified']} of {a['starts']} starts; "
+          f"escapes with ReLU: {b['ufm_escapes']}) | {a['ufm_median_certified_seconds']:.3f} | 1 | "
+          f"{b['ufm_median_certified_seconds']:.3f} | 1 |"]
+    for name in a["summary"]:
+        cells = []
+        for s in (a, b):
+            r = s["summary"][name]
+            ratio = r["certified_median_ratio"]
+            cells += ["", "-" if ratio != ratio else
+                      f"{ratio:.3f} ({1 / ratio:.1f}x faster, {r['certified_starts_compared']} starts)"
+                      if ratio <= 1 else f"{ratio:.3f} ({ratio:.1f}x slower, {r['certified_starts_compared']} starts)"]
+        L.append(f"| {name} | " + " | ".join(cells) + " |")
+    return L + _peers_notes(p, notes)
+
+
+def _peers_notes(p: dict, notes: list[str]) -> list[str]:
+    return ["", "Ratios are medians of pairwise ratios over the same starts; a peer that hit the "
                 f"{p['cap_seconds']:g} s cap gives an upper bound on the ratio. " + " ".join(notes), ""]
 
 
@@ -665,7 +707,7 @@ def main(argv: list[str] | None = None) -> None:
                              "for the default, benchmarks/)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="sections to run: startup peers sharded gd_scaling gd_scaling_float32 many certificate "
-                             "convex explorer gpu")
+                             "staircase_large convex explorer gpu")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite RESULTS.md from the results.json in --out, running nothing")
     args = parser.parse_args(argv)
@@ -685,6 +727,7 @@ def main(argv: list[str] | None = None) -> None:
         "gd_scaling_float32": lambda: bench_scaling([5000] if q else [5000, 20000], dtype=jnp.float32),
         "many": lambda: bench_many(20 if q else 100, 3),
         "certificate": lambda: bench_certificate([2000, 5000] if q else [2000, 5000, 10000, 20000]),
+        "staircase_large": lambda: bench_certificate([5000] if q else [20000], seeds=(0, 1, 2)),
         "convex": lambda: bench_convex(10.0 if q else 60.0, 20 if q else 100),
         "explorer": bench_explorer,
         "gpu": bench_gpu,

@@ -26,9 +26,10 @@ computed from the rows of H (w the batch width), kept as a dense matrix (one bat
 a rounding margin ``10 sqrt(q) eps ||S||_F`` is subtracted. (Lanczos from a random start finds the
 smallest eigenvalue with probability one; its residual bounds the distance to an eigenvalue.)
 
-Where the rows of a class are numerically equal, the bound is also taken at the collapsed point
-(rows replaced by their normalised class mean, exactly equal), where the within-class part of C is
-exactly 0; the best valid bound is kept. Any G0 gives a valid bound.
+Where the rows of a class are numerically equal and the bound at H does not already prove it, the
+bound is also taken at the collapsed point (rows replaced by their normalised class mean, exactly
+equal), where the within-class part of C is exactly 0; the best valid bound is kept. Any G0 gives a
+valid bound.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import time
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
@@ -103,9 +105,9 @@ def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray
         S = (S + S.T) / 2
         if not np.isfinite(S).all():
             return np.nan, np.nan, "failed (non-finite gradient of log E)"
-        try:
-            lam = float(np.linalg.eigvalsh(S)[0])
-        except np.linalg.LinAlgError:
+        try:        # the smallest eigenvalue alone (LAPACK's MRRR, dsyevr): ~1.5x faster than all of them
+            lam = float(scipy.linalg.eigh(S, eigvals_only=True, subset_by_index=[0, 0], driver="evr")[0])
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
             return np.nan, np.nan, "failed (eigenvalues did not converge)"
         margin = 10 * np.sqrt(q) * np.finfo(float).eps * float(np.linalg.norm(S))
         method = "dense"
@@ -495,12 +497,14 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
         return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance, _since(t0)[0], "exact", 0.0,
                            _since(t0)[1])
     best_rel, lam, method = np.inf, np.nan, "dense"
-    candidates = [(H, rows, log_e, blocks)]
-    snapped = _snapped(problem, H)
-    if snapped is not None:
-        snapped_rows = _batch_rows(problem, snapped, packed, W)
-        candidates.append((snapped, snapped_rows, *_log_excess_and_gradient(problem, snapped_rows)))
-    for G0_H, G0_rows, log_e0, G0_blocks in candidates:
+
+    def candidates():
+        yield H, rows, log_e, blocks
+        snapped = _snapped(problem, H)
+        if snapped is not None:
+            snapped_rows = _batch_rows(problem, snapped, packed, W)
+            yield (snapped, snapped_rows, *_log_excess_and_gradient(problem, snapped_rows))
+    for G0_H, G0_rows, log_e0, G0_blocks in candidates():
         if not np.isfinite(log_e0):
             continue
         with np.errstate(invalid="ignore", over="ignore"):   # non-finite blocks: reported as "failed"
@@ -509,6 +513,8 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
         rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
         if rel < best_rel:
             best_rel, lam, method = rel, lam0, method0
+        if best_rel <= tolerance:        # proved at H: the collapsed point is not needed
+            break
     return _certificate_of(log_e, const, best_rel, tolerance, t0, method, lam)
 
 

@@ -100,7 +100,8 @@ import ufm  # noqa: F401  (float64)
 from ufm.batching import pack
 from ufm.constraint_sets import unit_sphere
 from solvers import descent, generic, sharding, staircase
-from ufm.objectives import ObjectiveOptions, batched, embeddings_log_excess, excess_constant, implementation
+from ufm.objectives import (Capability, ObjectiveOptions, batched, embeddings_log_excess, excess_constant, has,
+                            implementation, objective_of)
 from solvers.optimizers import OPTIMIZERS
 from solvers.transforms import keeps_evaluation
 from ufm.errors import ProblemError, is_number, whole_number
@@ -741,8 +742,9 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     seed = problem.seed if seed is None else whole_number(seed, "seed", 0, SEED_MAX)
     cfg = cfg._replace(mesh=_row_mesh(problem, devices))
     if not batched(problem):
-        return generic.solve_many(problem, [seed], steps=steps, learning_rate=lr, optimizer=optimizer,
-                                  dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)[0]
+        sol = generic.solve_many(problem, [seed], steps=steps, learning_rate=lr, optimizer=optimizer,
+                                 dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)[0]
+        return _generic_escaped(problem, sol, steps, lr, optimizer, dtype, tol, gap_tol, escape)
     _check_escape(escape)
     sol = _solve_from(problem, cfg, _start(problem, seed, dtype), steps, lr, tol, dtype, certify, gap_tol)
     return _escaped(problem, sol, cfg, steps, lr, tol, dtype, gap_tol, escape)
@@ -771,6 +773,21 @@ def _escaped(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: float
     def descend(up: Problem, H0: np.ndarray) -> Solution:
         return _solve_from(up, cfg._replace(mesh=None), np.asarray(H0, dtype=np.dtype(dtype)), steps, lr, tol,
                            dtype, True, gap_tol)
+    return staircase.climb(problem, sol, descend, gap_tol=gap_tol)
+
+
+def _generic_escaped(problem: Problem, sol: Solution, steps: int, lr: float, optimizer, dtype, tol: float,
+                     gap_tol: float, escape: bool) -> Solution:
+    """The staircase for an objective of :mod:`solvers.generic` whose point is its embeddings and whose
+    certificate is the Gram one (capability ``GRAM`` without ``OWN_BOUND``): as :func:`_escaped`."""
+    objective = objective_of(problem)
+    if not escape or sol.status != "stationary" or sol.certificate is None or \
+            not has(objective, Capability.GRAM) or has(objective, Capability.OWN_BOUND):
+        return sol
+
+    def descend(up: Problem, H0: np.ndarray) -> Solution:
+        return generic.solve_from(up, np.asarray(H0, dtype=np.dtype(dtype)), steps=steps, learning_rate=lr,
+                                  optimizer=optimizer, tol=tol, certify=True, gap_tol=gap_tol)
     return staircase.climb(problem, sol, descend, gap_tol=gap_tol)
 
 
@@ -818,8 +835,9 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     if not seeds:
         raise ProblemError("solve_many needs at least one seed")
     if not batched(problem):
-        return generic.solve_many(problem, seeds, steps=steps, learning_rate=lr, optimizer=optimizer,
+        sols = generic.solve_many(problem, seeds, steps=steps, learning_rate=lr, optimizer=optimizer,
                                   dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)
+        return [_generic_escaped(problem, sol, steps, lr, optimizer, dtype, tol, gap_tol, escape) for sol in sols]
     data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)
     width = _batch_width(data.mon_index, data.protos)
     group = _group(lanes, len(seeds), default_lanes(problem, len(seeds), dtype, width))

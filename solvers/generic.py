@@ -110,6 +110,17 @@ def _certificate(problem: Problem, ev: Evaluation, gap_tol: float) -> Certificat
     return evaluation_certificate(ev, gap_tol)
 
 
+def solve_from(problem: Problem, params: object, *, steps: int, learning_rate: float,
+               optimizer: str | optax.GradientTransformation, tol: float, certify: bool,
+               gap_tol: float) -> Solution:
+    """One run from the start ``params`` (the objective's point, e.g. unit rows H (n, d)): the
+    staircase's descent at a higher rank (:mod:`solvers.staircase`)."""
+    t0 = time.perf_counter()
+    run = _compiled(problem, optimizer, int(steps), float(learning_rate), float(tol), False)
+    out = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(run(params, problem.arrays())))
+    return _solution(problem, out, time.perf_counter() - t0, tol, certify, gap_tol, optimizer)
+
+
 def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int, learning_rate: float,
                optimizer: str | optax.GradientTransformation, dtype: DTypeLike, tol: float, certify: bool,
                gap_tol: float) -> list[Solution]:

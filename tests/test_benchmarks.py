@@ -85,3 +85,29 @@ def test_readme_prose_quotes_the_certificate_table():
                                                    round(five["certificate_seconds"], 1),
                                                    round(twenty["solve_seconds"], 1), float(f"{twenty['relative_gap']:.1e}")]
     assert five["status"] == twenty["status"] == "optimal"
+
+
+def test_readme_prose_quotes_the_stored_staircase_runs():
+    """The README's sentences on the certified comparison and the n = 20000 staircase runs quote the
+    runs stored in benchmarks/runs/ (docs are claims)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    peers = json.loads((root / "benchmarks" / "runs" / "2026-12-07-peers-quick.json").read_text())["peers"]
+    relu, plain = peers["settings"]["relu"], peers["settings"]["no_relu"]
+    assert relu["ufm_certified"] == 3 and relu["ufm_escapes"] == [1, 0, 1]
+    assert f"median {relu['ufm_median_certified_seconds']:.2f} s" in readme
+    tr, cg = (relu["summary"][f"pymanopt {m}"]["certified_median_ratio"] for m in ("TrustRegions", "ConjugateGradient"))
+    assert f"{tr:.1f}x pymanopt TrustRegions' and {cg:.1f}x ConjugateGradient's" in readme
+    assert f"certified\n  call took {plain['ufm_median_certified_seconds']:.2f} s" in readme or \
+        f"call took {plain['ufm_median_certified_seconds']:.2f} s" in readme
+    ratios = [plain["summary"][f"pymanopt {m}"]["certified_median_ratio"] for m in ("ConjugateGradient", "TrustRegions")]
+    assert f"(ratios {ratios[0]:.2f} and {ratios[1]:.2f})" in readme
+    seed1 = relu["rows"][1]["ufm-scl"]
+    assert seed1["escapes"] == 0 and f"certified call ({seed1['certified_seconds']:.2f} s" in readme
+    rows = json.loads((root / "benchmarks" / "runs" / "2026-12-07-staircase-large.json").read_text())[
+        "staircase_large"]["rows"]
+    assert [r["status"] for r in rows] == ["optimal"] * 3 and all(r["escapes"] == 0 for r in rows)
+    times = ", ".join(f"{r['solve_seconds']:.1f}" for r in rows[:-1]) + f" and {rows[-1]['solve_seconds']:.1f} s"
+    assert re.sub(r"\s+", " ", times) in re.sub(r"\s+", " ", readme)

@@ -122,12 +122,22 @@ def _random_problems(count: int) -> list[Problem]:
     return problems
 
 
-@pytest.mark.parametrize("problem", _random_problems(8), ids=lambda p: ",".join(map(str, p.counts)))
-def test_relu_random_problems_at_d_equal_k_are_optimal_from_every_start(problem):
-    sols = gd.solve_many(problem, range(4))
-    assert [s.status for s in sols] == ["optimal"] * 4, [s.message for s in sols]
+def _all_optimal_at_the_frame(problem: Problem, starts: int) -> None:
+    sols = gd.solve_many(problem, range(starts))
+    assert [s.status for s in sols] == ["optimal"] * starts, [s.message for s in sols]
     for s in sols:
         assert np.abs(s.class_mean_gram - np.eye(problem.k)).max() < 1e-6
+
+
+@pytest.mark.parametrize("problem", _random_problems(8), ids=lambda p: ",".join(map(str, p.counts)))
+def test_relu_random_problems_at_d_equal_k_are_optimal_from_every_start(problem):
+    _all_optimal_at_the_frame(problem, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", _random_problems(8), ids=lambda p: ",".join(map(str, p.counts)))
+def test_relu_random_problems_at_d_equal_k_are_optimal_from_32_starts(problem):
+    _all_optimal_at_the_frame(problem, 32)
 
 
 def test_no_relu_imbalanced_at_d_equal_k_minus_1_every_start_is_optimal():
@@ -144,6 +154,7 @@ def test_prototypes_report_the_rank_the_optimum_needs():
     assert sol.status == "stationary" and sol.embeddings.shape == (problem.n, 3)
     assert "rank 15 > dim = 3" in sol.message and "solve with dim >= 15" in sol.message
     assert sol.info.staircase.stop == "certified" and sol.info.staircase.rank == 15
+    assert [(level.rank, level.lifted) for level in sol.info.staircase.levels] == [(3, 8), (11, 4)]   # theory 8a
     high = gd.solve(problem.with_(dim=18))
     assert high.status == "optimal" and high.excess == pytest.approx(0.05454, rel=1e-3)
 

@@ -114,9 +114,21 @@ def _optimum(counts, relu: bool) -> float:
 
 
 BALANCED = dict(counts=(4, 4, 4), relu=False, dim=3)
-#: d = 2k, the toolkit's default under ReLU: at d = k a start can stall (seed 1 ends at f = 56, and the
-#: certificate says so: relative gap 1), the subject of the staircase escape
+#: d = 2k, the toolkit's default under ReLU: at d = k plain descent can stall (seed 1 ends at f = 56, and
+#: the certificate says so: relative gap 1); the staircase escapes it (test below)
 RELU = dict(counts=(5, 3, 2), relu=True, dim=6)
+
+
+def test_the_staircase_escapes_a_stall_of_the_third_objective():
+    """A loss with a Gram gradient gets the staircase (docs/theory.md 8a) with no code of its own: at
+    d = k under ReLU seed 1 stalls at f = 56 under plain descent and is proved optimal at 31 with it."""
+    problem = ufm.Problem.from_counts((5, 3, 2), relu=True, dim=3, objective=GramTarget())
+    plain = gd.solve(problem, seed=1, escape=False)
+    assert plain.status == "stationary" and plain.loss == pytest.approx(56.0, rel=1e-9)
+    sol = gd.solve(problem, seed=1)
+    assert sol.status == "optimal" and sol.loss == pytest.approx(_optimum((5, 3, 2), True), rel=1e-9)
+    assert sol.info.staircase.escapes >= 1 and sol.embeddings.shape == (problem.n, 3)
+    assert np.abs(sol.class_mean_gram - np.eye(3)).max() < 1e-6
 
 
 @pytest.mark.parametrize("case", [BALANCED, RELU], ids=["balanced", "relu-imbalanced"])

@@ -203,6 +203,8 @@ def _way_out(args: argparse.Namespace, problem: Problem, status: str) -> str:
 
     objective = objective_of(problem)
     ways = [f"more starts (--starts {max(8, 2 * (args.starts or 1))})"]
+    if getattr(args, "no_escape", False):
+        ways.insert(0, "without --no-escape (the staircase escapes a stall one rank up, docs/theory.md 8a)")
     if has(objective, Capability.GRAM) and problem.dim < problem.n:
         ways.append(f"a larger --dim than {problem.dim} (a stall at rank d can vanish one rank up)")
     try:
