@@ -62,6 +62,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -612,19 +613,7 @@ def _peers_table(p: dict) -> list[str]:
          f"| **ufm-scl**: the whole `gd.solve` call, warm, no certificate (BB, fused kernel; median "
          f"iterations {a['ufm_median_iterations']:g} / {b['ufm_median_iterations']:g}) | "
          f"{a['ufm_median_seconds']:.3f} | 1 | {b['ufm_median_seconds']:.3f} | 1 |"]
-    for name in a["summary"]:
-        cells = []
-        for s in (a, b):
-            r = s["summary"][name]
-            if "median_ratio" not in r:
-                cells += ["-", "-"]
-                continue
-            cap = "" if r["all_reached"] else " (cap hit)"
-            ratio = r["median_ratio"]
-            speed = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.1f}x slower"
-            cells += [f"{r['median_seconds']:.2f}{cap}",
-                      f"{'<= ' if not r['all_reached'] else ''}{ratio:.3f} ({speed})"]
-        L.append(f"| {name} | " + " | ".join(cells) + " |")
+    L += _peer_rows(a, b, _descent_cells)
     notes = []
     for label, st in (("no ReLU", a), ("ReLU", b)):
         if st["ufm_reached"] < st["starts"]:
@@ -647,16 +636,32 @@ def _peers_table(p: dict) -> list[str]:
           f"| **ufm-scl** (proved from {a['ufm_certified']} / {b['ufm_certified']} of {a['starts']} starts; "
           f"escapes with ReLU: {b['ufm_escapes']}) | {a['ufm_median_certified_seconds']:.3f} | 1 | "
           f"{b['ufm_median_certified_seconds']:.3f} | 1 |"]
-    for name in a["summary"]:
-        cells = []
-        for s in (a, b):
-            r = s["summary"][name]
-            ratio = r["certified_median_ratio"]
-            cells += ["", "-" if ratio != ratio else
-                      f"{ratio:.3f} ({1 / ratio:.1f}x faster, {r['certified_starts_compared']} starts)"
-                      if ratio <= 1 else f"{ratio:.3f} ({ratio:.1f}x slower, {r['certified_starts_compared']} starts)"]
-        L.append(f"| {name} | " + " | ".join(cells) + " |")
-    return L + _peers_notes(p, notes)
+    return L + _peer_rows(a, b, _certified_cells) + _peers_notes(p, notes)
+
+
+def _speed(ratio: float) -> str:
+    return f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.1f}x slower"
+
+
+def _descent_cells(r: dict) -> list[str]:
+    """A peer's time to the target and the ratio of ufm-scl's descent to it."""
+    if "median_ratio" not in r:
+        return ["-", "-"]
+    ratio = r["median_ratio"]
+    return [f"{r['median_seconds']:.2f}{'' if r['all_reached'] else ' (cap hit)'}",
+            f"{'<= ' if not r['all_reached'] else ''}{ratio:.3f} ({_speed(ratio)})"]
+
+
+def _certified_cells(r: dict) -> list[str]:
+    """The ratio of ufm-scl's certified call to a peer's time to the target."""
+    ratio = r["certified_median_ratio"]
+    return ["", "-" if ratio != ratio else f"{ratio:.3f} ({_speed(ratio)}, {r['certified_starts_compared']} starts)"]
+
+
+def _peer_rows(a: dict, b: dict, cells: Callable[[dict], list[str]]) -> list[str]:
+    """One row per peer: its cells without ReLU (``a``) and with ReLU (``b``)."""
+    return [f"| {name} | " + " | ".join(cells(a["summary"][name]) + cells(b["summary"][name])) + " |"
+            for name in a["summary"]]
 
 
 def _peers_notes(p: dict, notes: list[str]) -> list[str]:
