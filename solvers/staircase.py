@@ -40,10 +40,9 @@ from typing import Callable
 import numpy as np
 import scipy.sparse.linalg
 
-from solvers.certificate import DENSE_MAX, Slack, certificate_slack, certify_embeddings, collapsed_rows
+from solvers.certificate import Slack, certificate_slack, certify_embeddings, collapsed_rows
 from solvers.defaults import GAP_TOL
 from solvers.factor import eigen_factor, nonnegative_factor
-from ufm.errors import ProblemError
 from ufm.geometry import class_mean_gram
 from ufm.objectives import embeddings_log_excess, excess_constant
 from ufm.problem import Problem
@@ -204,9 +203,9 @@ def escape(problem: Problem, H: np.ndarray, start: np.ndarray | None = None
                    lifted=X.shape[1] - r), X, v
 
 
-def numerical_rank(H: np.ndarray, labels: np.ndarray) -> int:
-    """The numerical rank of H H^T (eigenvalues above ``RANK_TOL`` times the largest), computed on
-    the distinct rows of collapsed classes (their class means) where H is large."""
+def numerical_rank(H: np.ndarray) -> int:
+    """The numerical rank of H H^T (n, n): its eigenvalues (the squared singular values of H) above
+    ``RANK_TOL`` times the largest."""
     s = np.linalg.svd(H, compute_uv=False)
     return int(np.sum(s ** 2 > RANK_TOL * s[0] ** 2))
 
@@ -217,7 +216,7 @@ def down_to(problem: Problem, H: np.ndarray) -> np.ndarray | None:
     factor (:func:`solvers.factor.nonnegative_factor`) of the distinct rows' Gram (the orthogonal
     frame: one coordinate per class)."""
     d = problem.dim
-    if numerical_rank(H, problem.labels) > d:
+    if numerical_rank(H) > d:
         return None
     tied = collapsed_rows(problem.with_(dim=H.shape[1]), H)
     V, tie = (H, np.arange(len(H))) if tied is None else tied
@@ -264,7 +263,7 @@ def _settle(problem: Problem, first: Solution, top: Solution, levels: list[Level
     ``time.perf_counter()`` at which the whole solve began (its ``seconds`` are the wall time since)."""
     escapes = sum(level.escaped for level in levels)
     H = top.embeddings
-    rank = numerical_rank(H, problem.labels) if H is not None and np.isfinite(H).all() else None
+    rank = numerical_rank(H) if H is not None and np.isfinite(H).all() else None
     staircase = Staircase(tuple(levels), escapes, stop, rank)
     if escapes == 0:
         return _with(first, staircase, _why(stop, problem, rank), started, iterations)
@@ -309,11 +308,5 @@ def _with(sol: Solution, staircase: Staircase, note: str, started: float, iterat
     return replace(sol, info=info, seconds=time.perf_counter() - started, iterations=iterations, message=message)
 
 
-def check_escape_args(max_escapes: int) -> None:
-    """:class:`ProblemError` unless ``max_escapes`` is a whole number >= 0."""
-    if isinstance(max_escapes, bool) or not isinstance(max_escapes, (int, np.integer)) or max_escapes < 0:
-        raise ProblemError(f"max_escapes must be a whole number >= 0 (got {max_escapes!r})")
-
-
-__all__ = ["Level", "Staircase", "smallest_eigenpair", "lifted", "escape", "climb", "down_to", "numerical_rank",
-           "DENSE_MAX"]
+__all__ = ["Level", "Staircase", "smallest_eigenpair", "negative_eigenpairs", "lifted", "escape", "climb",
+           "down_to", "numerical_rank"]
