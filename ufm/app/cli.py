@@ -22,7 +22,7 @@ import warnings
 from typing import Sequence
 
 
-from ufm.app.commands import batches, explore, landscape, predict, solve, sweep, verify
+from ufm.app.commands import batches, compare, explore, landscape, predict, solve, sweep, verify
 from ufm.app import signals
 from ufm.app.timings import CallClock
 from ufm.errors import ProblemError
@@ -32,7 +32,7 @@ from ufm.app.parsing import Exit, Parser, UsageError
 
 
 #: The verbs, in the order --help lists them.
-COMMANDS = (batches, solve, predict, verify, sweep, landscape, explore)
+COMMANDS = (batches, solve, predict, compare, verify, sweep, landscape, explore)
 
 
 def build_parser() -> argparse.ArgumentParser:
