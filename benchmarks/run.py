@@ -24,6 +24,8 @@ Sections:
 3b. ``staircase_large``: the same at n = 20000 from seeds 0, 1, 2 (``--quick``: n = 5000), the
    staircase climbing where the certificate does not prove the first point: status, escapes, time
    and peak memory.
+3c. ``compare``: ``ufm compare`` on 50000 x 2048 float32 features (``--quick``: 10000), k = 10, a
+   memory-mapped .npy written by another process: wall time and peak memory.
 4. ``convex``: the n x n program versus n (Clarabel, SCS) up to a time cap; the reduced program
    versus k: general cvxpy program vs the certified factored path; STEP block path at k = 100.
 5. ``explorer``: the explorer's update (a slider moved, solved and redrawn) at
@@ -453,6 +455,57 @@ def bench_convex(cap: float, general_max_k: int) -> dict:
 
 
 # ------------------------------------------------------------------ 5. the explorer's update
+_COMPARE = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+n, d, k = int(sys.argv[1]), int(sys.argv[2]), 10
+folder = Path(sys.argv[3])
+if sys.argv[4] == "write":               # a process of its own: the measured one only compares
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(k), n // k)
+    features = np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np.float32, shape=(n, d))
+    for start in range(0, n, 5000):
+        stop = min(n, start + 5000)
+        block = rng.standard_normal((stop - start, d)).astype(np.float32) * 0.3
+        block[np.arange(stop - start), labels[start:stop]] += 1.0
+        features[start:stop] = block
+    features.flush()
+    np.save(folder / "labels.npy", labels)
+    sys.exit(0)
+from ufm.app.cli import main
+t0 = time.perf_counter()
+code = main(["compare", str(folder / "features.npy"), "--labels", str(folder / "labels.npy"), "--tau", "0.5",
+             "--json", "--no-cache"])
+seconds = time.perf_counter() - t0
+with open("/proc/self/status") as status:
+    peak = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 2 ** 20
+print(json.dumps({"n": n, "d": d, "exit": code, "seconds": seconds, "peak_memory_gb": peak,
+                  "array_gb": n * d * 4 / 2 ** 30}))
+"""
+
+
+def bench_compare(n: int, d: int) -> dict:
+    """``ufm compare`` on n x d float32 features (a .npy on disk, memory-mapped), k = 10, in its own
+    process: wall time of the call and the process's peak memory against the array's size."""
+    import subprocess
+    import sys
+    import tempfile
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with tempfile.TemporaryDirectory() as folder:
+        for step in ("write", "run"):
+            proc = subprocess.run([sys.executable, "-c", _COMPARE, str(n), str(d), folder, step],
+                                  capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                break
+    if proc.returncode != 0:
+        return {"n": n, "d": d, "error": proc.stderr.strip().splitlines()[-1:]}
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  compare n={n} d={d}: {row['seconds']:.1f} s, peak {row['peak_memory_gb']:.2f} GB "
+          f"(array {row['array_gb']:.2f} GB)", flush=True)
+    return row
+
+
 def bench_explorer() -> dict:
     """The explorer's update as a user waits for it: a slider moved (``Explorer.set``: the ratio, a
     new value each time) to the figure drawn again (Agg: ``draw_idle`` draws at once), for k = 4 to
@@ -712,7 +765,7 @@ def main(argv: list[str] | None = None) -> None:
                              "for the default, benchmarks/)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="sections to run: startup peers sharded gd_scaling gd_scaling_float32 many certificate "
-                             "staircase_large convex explorer gpu")
+                             "staircase_large compare convex explorer gpu")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite RESULTS.md from the results.json in --out, running nothing")
     args = parser.parse_args(argv)
@@ -733,6 +786,7 @@ def main(argv: list[str] | None = None) -> None:
         "many": lambda: bench_many(20 if q else 100, 3),
         "certificate": lambda: bench_certificate([2000, 5000] if q else [2000, 5000, 10000, 20000]),
         "staircase_large": lambda: bench_certificate([5000] if q else [20000], seeds=(0, 1, 2)),
+        "compare": lambda: bench_compare(10000 if q else 50000, 2048),
         "convex": lambda: bench_convex(10.0 if q else 60.0, 20 if q else 100),
         "explorer": bench_explorer,
         "gpu": bench_gpu,

@@ -111,3 +111,12 @@ def test_readme_prose_quotes_the_stored_staircase_runs():
     assert [r["status"] for r in rows] == ["optimal"] * 3 and all(r["escapes"] == 0 for r in rows)
     times = ", ".join(f"{r['solve_seconds']:.1f}" for r in rows[:-1]) + f" and {rows[-1]['solve_seconds']:.1f} s"
     assert re.sub(r"\s+", " ", times) in re.sub(r"\s+", " ", readme)
+
+
+def test_readme_prose_quotes_the_stored_compare_run():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    row = json.loads((root / "benchmarks" / "runs" / "2026-12-07-compare.json").read_text())["compare"]
+    assert row["exit"] == 0 and (row["n"], row["d"]) == (50000, 2048)
+    assert (f"{row['seconds']:.1f} s for the whole call,\n  {row['peak_memory_gb']:.2f} GB peak for a "
+            f"{row['array_gb']:.2f} GB array") in readme

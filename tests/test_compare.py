@@ -73,7 +73,7 @@ def test_blocks_give_the_same_numbers_as_one_pass(monkeypatch):
     H, labels = _features(0.2, seed=3)
     problem = Problem.from_counts(COUNTS, tau=0.5, relu=True)
     whole = C.compare_features(H, labels, problem).to_dict()
-    monkeypatch.setattr(C, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(C, "CHUNK_BYTES", 5 * 8 * H.shape[1])           # 5 rows per block
     blocks = C.compare_features(H, labels, problem).to_dict()
     for key in ("nc1", "within_class", "equinorm", "equiangularity", "ncc_agreement"):
         assert blocks[key] == pytest.approx(whole[key], rel=1e-12)

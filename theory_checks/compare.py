@@ -18,8 +18,9 @@ Conventions (mu_c the mean of class c's rows, mu_G the mean of the class means, 
   means (k, d);
 - NC4 ``ncc_agreement``: the share of rows whose nearest class mean (Euclidean) is their own class's.
 
-The features are read in row blocks (``CHUNK_ROWS``), two passes (the means, then the deviations),
-so memory is O(CHUNK_ROWS d + d^2) besides the array itself (a memory-mapped ``.npy`` stays on disk).
+The features are read in row blocks of ``CHUNK_BYTES`` (in float64), two passes (the means, then the
+deviations), so memory is O(CHUNK_BYTES + d^2) besides the array itself (a memory-mapped ``.npy``
+stays on disk; the pages read count towards the process's resident memory but can be reclaimed).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from ufm.geometry import cosines, equiangularity, equinorm, etf_gram, normalized
 from ufm.objectives import Capability, has, objective_of
 from ufm.problem import Problem, require_problem
 
-#: Rows per block of the two passes over the features.
-CHUNK_ROWS = 8192
+#: Bytes of one block (float64 rows) of the two passes over the features.
+CHUNK_BYTES = 32 * 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,11 @@ def check_features(H: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _blocks(H: np.ndarray, normalize: bool) -> Callable[[], object]:
     """A generator factory over ``(start, rows float64)`` blocks, normalised, finiteness checked."""
+    rows = max(1, CHUNK_BYTES // (8 * H.shape[1]))
+
     def gen():
-        for start in range(0, H.shape[0], CHUNK_ROWS):
-            X = np.asarray(H[start:start + CHUNK_ROWS], dtype=np.float64)
+        for start in range(0, H.shape[0], rows):
+            X = np.asarray(H[start:start + rows], dtype=np.float64)
             if not np.isfinite(X).all():
                 bad = start + int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
                 raise ProblemError(f"row {bad} of the features holds NaN or infinite values; drop or fix it")
