@@ -66,7 +66,7 @@ def bound_from_slack(f0: float, value: float, S: np.ndarray) -> tuple[float, flo
     return f0 + value + m * min(lam, 0.0) - margin, lam
 
 
-def _active_multiplier(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,
+def active_multiplier(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,
                        active_tol: float) -> np.ndarray | None:
     """N = max(C, 0) on the active ReLU entries (G0_ij <= active_tol off the diagonal, inside the
     mask), 0 elsewhere; None without ReLU. C symmetric (m, m)."""
@@ -85,7 +85,7 @@ def dual_free_multipliers(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray |
     then y_i = ((C - N) G0 G0)_ii / (G0 G0)_ii, the least-squares solution of (C - N - Diag(y)) G0 = 0.
     """
     C = (C + C.T) / 2
-    N = _active_multiplier(C, G0, relu_mask, active_tol)
+    N = active_multiplier(C, G0, relu_mask, active_tol)
     A = C - (N if N is not None else 0.0)
     GG = G0 @ G0
     y = np.diag(A @ GG) / np.maximum(np.diag(GG), 1e-300)
@@ -106,7 +106,7 @@ def dual_free_multipliers_lifted(C: np.ndarray, V0: np.ndarray, T: np.ndarray, n
     C = (C + C.T) / 2
     V0 = (V0 + V0.T) / 2
     q = len(V0)
-    N = None if relu_mask is None else _active_multiplier(C, T @ V0 @ T.T, relu_mask, active_tol)
+    N = None if relu_mask is None else active_multiplier(C, T @ V0 @ T.T, relu_mask, active_tol)
     A = T.T @ (C - (N if N is not None else 0.0)) @ T
     B = A @ V0
     y = np.zeros(q)

@@ -42,7 +42,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
-from solvers.bound import bound_from_slack, dual_free_multipliers, slack
+from solvers.bound import active_multiplier, bound_from_slack, dual_free_multipliers, slack
 from solvers.defaults import GAP_TOL
 from ufm.solution import Certificate  # noqa: F401  (re-exported: solvers.certificate.Certificate)
 from solvers.factor import pivoted_cholesky
@@ -258,6 +258,14 @@ def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> t
     return blocks, ng0
 
 
+def _relu_rows(problem: Problem, packed, W: np.ndarray | None) -> int:
+    """The leading rows of a batch on which G >= 0 is a constraint (:func:`_relu_multipliers`): 0
+    without ReLU; else the batch width, plus the prototype rows where they are nonnegative."""
+    if not problem.relu:
+        return 0
+    return packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0)
+
+
 def certificate_fits(problem: Problem) -> bool:
     """Whether the certificate's gradient blocks fit ``CACHE_BYTES`` (solvers skip it otherwise, and
     say so; :func:`certify_embeddings` refuses)."""
@@ -300,10 +308,7 @@ def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndar
     """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes; ``rows`` its batch rows and
     ``blocks`` grad_G log E on each batch, :func:`_log_excess_and_gradient`), in units of E(H)."""
     n = problem.n
-    relu_rows = 0
-    if problem.relu:
-        relu_rows = packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0)
-    blocks, ng0 = _relu_multipliers(rows, blocks, relu_rows)
+    blocks, ng0 = _relu_multipliers(rows, blocks, _relu_rows(problem, packed, W))
     p = 0 if W is None else len(W)
     m = n + p
     gidx = rows.index
@@ -384,9 +389,7 @@ def certificate_slack(problem: Problem, H: np.ndarray) -> Slack:
         rows = _batch_rows(problem, H, packed, W)
         log_e, blocks = _log_excess_and_gradient(problem, rows)
         plain = (blocks + np.transpose(blocks, (0, 2, 1))) / 2
-        relu_rows = packed.index.shape[1] + (len(W) if W is not None and (W >= 0).all() else 0) if problem.relu \
-            else 0
-        with_n, _ = _relu_multipliers(rows, blocks, relu_rows)
+        with_n, _ = _relu_multipliers(rows, blocks, _relu_rows(problem, packed, W))
         A, A0 = _scatter(with_n, rows, m), _scatter(plain, rows, m)
     else:
         G0 = stacked @ stacked.T
@@ -396,10 +399,8 @@ def certificate_slack(problem: Problem, H: np.ndarray) -> Slack:
             raise ProblemError("the slack is in units of the excess, which is 0 here: the point is optimal")
         log_e = float(np.log(excess))
         A0 = (np.asarray(C) + np.asarray(C).T) / (2 * excess)
-        A = A0.copy()
-        if problem.relu:
-            active = (G0 <= ACTIVE_TOL) & ~np.eye(m, dtype=bool)
-            A = A - np.where(active, np.maximum(A0, 0.0), 0.0)
+        N = active_multiplier(A0, G0, np.ones((m, m), dtype=bool) if problem.relu else None, ACTIVE_TOL)
+        A = A0 if N is None else A0 - N
     apply, y = _slack_of(A, stacked, H)
     apply_lift, _ = _slack_of(A0, stacked, H)
     dense = None

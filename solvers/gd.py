@@ -741,13 +741,14 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
     _check_certificate_args(certify, gap_tol)
     seed = problem.seed if seed is None else whole_number(seed, "seed", 0, SEED_MAX)
     cfg = cfg._replace(mesh=_row_mesh(problem, devices))
+    _check_escape(escape)
     if not batched(problem):
         sol = generic.solve_many(problem, [seed], steps=steps, learning_rate=lr, optimizer=optimizer,
                                  dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)[0]
-        return _generic_escaped(problem, sol, steps, lr, optimizer, dtype, tol, gap_tol, escape)
-    _check_escape(escape)
+        return _escaped(problem, sol, escape, gap_tol, _generic_descent(problem, steps, lr, optimizer, dtype, tol,
+                                                                        gap_tol))
     sol = _solve_from(problem, cfg, _start(problem, seed, dtype), steps, lr, tol, dtype, certify, gap_tol)
-    return _escaped(problem, sol, cfg, steps, lr, tol, dtype, gap_tol, escape)
+    return _escaped(problem, sol, escape, gap_tol, _batched_descent(cfg, steps, lr, tol, dtype, gap_tol))
 
 
 def _solve_from(problem: Problem, cfg: Config, H0: np.ndarray, steps: int, lr: float, tol: float, dtype,
@@ -763,32 +764,38 @@ def _solve_from(problem: Problem, cfg: Config, H0: np.ndarray, steps: int, lr: f
     return _with_tied_polish(problem, sol, cfg, steps, lr, tol, dtype, gap_tol)
 
 
-def _escaped(problem: Problem, sol: Solution, cfg: Config, steps: int, lr: float, tol: float, dtype,
-             gap_tol: float, escape: bool) -> Solution:
-    """``sol``, or where the certificate does not prove it and ``escape`` is on, the staircase's
-    (:func:`solvers.staircase.climb`: escape one rank up along the slack's eigenvector, descend again)."""
-    if not escape or sol.status != "stationary" or sol.certificate is None:    # converged, not proved
-        return sol
-
-    def descend(up: Problem, H0: np.ndarray) -> Solution:
-        return _solve_from(up, cfg._replace(mesh=None), np.asarray(H0, dtype=np.dtype(dtype)), steps, lr, tol,
-                           dtype, True, gap_tol)
+def _escaped(problem: Problem, sol: Solution, escape: bool, gap_tol: float,
+             descend: Callable[[Problem, np.ndarray], Solution] | None) -> Solution:
+    """``sol``, or where the certificate does not prove it, ``escape`` is on and the objective climbs
+    (``descend`` not None), the staircase's (:func:`solvers.staircase.climb`: escape one rank up along
+    the slack's eigenvector, ``descend`` again from the lifted rows)."""
+    if not escape or descend is None or sol.status != "stationary" or sol.certificate is None:
+        return sol                     # converged and not proved is the only case the staircase takes
     return staircase.climb(problem, sol, descend, gap_tol=gap_tol)
 
 
-def _generic_escaped(problem: Problem, sol: Solution, steps: int, lr: float, optimizer, dtype, tol: float,
-                     gap_tol: float, escape: bool) -> Solution:
-    """The staircase for an objective of :mod:`solvers.generic` whose point is its embeddings and whose
-    certificate is the Gram one (capability ``GRAM`` without ``OWN_BOUND``): as :func:`_escaped`."""
+def _batched_descent(cfg: Config, steps: int, lr: float, tol: float, dtype,
+                     gap_tol: float) -> Callable[[Problem, np.ndarray], Solution]:
+    """The staircase's descent for the batched driver: a certified run from the lifted rows."""
+    def descend(up: Problem, H0: np.ndarray) -> Solution:
+        return _solve_from(up, cfg._replace(mesh=None), np.asarray(H0, dtype=np.dtype(dtype)), steps, lr, tol,
+                           dtype, True, gap_tol)
+    return descend
+
+
+def _generic_descent(problem: Problem, steps: int, lr: float, optimizer, dtype, tol: float,
+                     gap_tol: float) -> Callable[[Problem, np.ndarray], Solution] | None:
+    """The staircase's descent for an objective of :mod:`solvers.generic` whose point is its embeddings
+    and whose certificate is the Gram one (``GRAM`` without ``OWN_BOUND``); None for any other, which
+    does not climb."""
     objective = objective_of(problem)
-    if not escape or sol.status != "stationary" or sol.certificate is None or \
-            not has(objective, Capability.GRAM) or has(objective, Capability.OWN_BOUND):
-        return sol
+    if not has(objective, Capability.GRAM) or has(objective, Capability.OWN_BOUND):
+        return None
 
     def descend(up: Problem, H0: np.ndarray) -> Solution:
         return generic.solve_from(up, np.asarray(H0, dtype=np.dtype(dtype)), steps=steps, learning_rate=lr,
                                   optimizer=optimizer, tol=tol, certify=True, gap_tol=gap_tol)
-    return staircase.climb(problem, sol, descend, gap_tol=gap_tol)
+    return descend
 
 
 def _row_mesh(problem: Problem, devices: int | None):
@@ -837,7 +844,8 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     if not batched(problem):
         sols = generic.solve_many(problem, seeds, steps=steps, learning_rate=lr, optimizer=optimizer,
                                   dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)
-        return [_generic_escaped(problem, sol, steps, lr, optimizer, dtype, tol, gap_tol, escape) for sol in sols]
+        descend = _generic_descent(problem, steps, lr, optimizer, dtype, tol, gap_tol)
+        return [_escaped(problem, sol, escape, gap_tol, descend) for sol in sols]
     data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)
     width = _batch_width(data.mon_index, data.protos)
     group = _group(lanes, len(seeds), default_lanes(problem, len(seeds), dtype, width))
@@ -851,7 +859,8 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
     sols = [_solution(problem, _unstack(out, i), cfg, seconds, tol, dtype, certify=certify, gap_tol=gap_tol)
             for i in range(len(seeds))]
     sols = [_with_tied_polish(problem, sol, cfg, steps, lr, tol, dtype, gap_tol) for sol in sols]
-    return [_escaped(problem, sol, cfg, steps, lr, tol, dtype, gap_tol, escape) for sol in sols]
+    descend = _batched_descent(cfg, steps, lr, tol, dtype, gap_tol)
+    return [_escaped(problem, sol, escape, gap_tol, descend) for sol in sols]
 
 
 def _pad_data(data: Data, n_pad: int, d_pad: int | None = None, v_pad: int | None = None) -> Data:

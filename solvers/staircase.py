@@ -71,23 +71,32 @@ RANDOM_LIFTS = 8
 RANK_TOL = 1e-6
 
 
-def negative_eigenpairs(slack: Slack, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(lambdas (m,), unit eigenvectors (n, m))``: the slack's eigenpairs below ``-NEGATIVE_TOL``,
-    most negative first, at most ``MAX_LIFT`` (dense ``eigh``; m = 0 where there is none)."""
+def smallest_eigenpairs(slack: Slack, n: int, start: np.ndarray | None = None, seed: int = 0,
+                        most: int = 1) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """``(lambdas (m,), unit eigenvectors (n, m), matvecs, converged)``: the slack's smallest
+    eigenpair, and with ``most`` > 1 the further ones below ``-NEGATIVE_TOL`` (at most ``most`` in
+    all). Dense ``eigh`` (one decomposition) where the slack has its dense matrix; else the smallest
+    pair alone by Lanczos from ``start`` (the previous level's eigenvector) or a fixed random vector
+    of ``seed``, converged when the residual ||S v - lambda v|| is at most ``RESIDUAL_TOL`` times the
+    largest |eigenvalue|."""
+    if slack.dense is None:
+        lam, v, matvecs, converged = _lanczos_pair(slack, n, start, seed)
+        return np.array([lam]), v[:, None], matvecs, converged
     vals, vecs = np.linalg.eigh(slack.dense)
-    m = min(MAX_LIFT, int(np.sum(vals < -NEGATIVE_TOL)))
-    return vals[:m], vecs[:, :m]
+    m = max(1, min(most, int(np.sum(vals < -NEGATIVE_TOL))))
+    return vals[:m], vecs[:, :m], 0, True
 
 
 def smallest_eigenpair(slack: Slack, n: int, start: np.ndarray | None = None,
                        seed: int = 0) -> tuple[float, np.ndarray, int, bool]:
-    """``(lambda_min, unit eigenvector (n,), matvecs, converged)`` of the slack S_HH: dense ``eigh``
-    where the slack has its dense matrix, else Lanczos from ``start`` (the previous level's
-    eigenvector) or a fixed random vector of ``seed``; converged when the residual ||S v - lambda v||
-    is at most ``RESIDUAL_TOL`` times the largest |eigenvalue|."""
-    if slack.dense is not None:
-        vals, vecs = np.linalg.eigh(slack.dense)
-        return float(vals[0]), vecs[:, 0], 0, True
+    """``(lambda_min, unit eigenvector (n,), matvecs, converged)`` of the slack S_HH
+    (:func:`smallest_eigenpairs` with one pair)."""
+    lams, V, matvecs, converged = smallest_eigenpairs(slack, n, start, seed)
+    return float(lams[0]), V[:, 0], matvecs, converged
+
+
+def _lanczos_pair(slack: Slack, n: int, start: np.ndarray | None, seed: int) -> tuple[float, np.ndarray, int, bool]:
+    """The smallest eigenpair by Lanczos on the matrix-free slack (:func:`smallest_eigenpairs`)."""
     count = [0]
 
     def matvec(v: np.ndarray) -> np.ndarray:
@@ -180,13 +189,15 @@ def escape(problem: Problem, H: np.ndarray, start: np.ndarray | None = None
     t0 = time.perf_counter()
     n, r = H.shape
     slack = certificate_slack(problem, H)
-    lam, v, matvecs, converged = smallest_eigenpair(slack, n, start, problem.seed)
+    # on the sphere every negative pair of a dense slack lifts at once; with ReLU the first one's parts
+    lams, V, matvecs, converged = smallest_eigenpairs(slack, n, start, problem.seed,
+                                                     most=1 if problem.relu else MAX_LIFT)
+    lam, v = float(lams[0]), V[:, 0]
     level = Level(r, lam, False, matvecs, 0.0, slack.log_excess)
     if not converged:
         return replace(level, kind="eigensolver not converged", seconds=time.perf_counter() - t0), None, v
     if not lam < -NEGATIVE_TOL:
         return replace(level, seconds=time.perf_counter() - t0), None, v
-    V = negative_eigenpairs(slack, n)[1] if slack.dense is not None and not problem.relu else v[:, None]
     found = None
     for kind, U, slope in _directions(slack, V, problem.relu):
         found = _line_search(problem.with_(dim=r + U.shape[1]), H, U, slope, slack.log_excess)
@@ -266,7 +277,7 @@ def _settle(problem: Problem, first: Solution, top: Solution, levels: list[Level
     rank = numerical_rank(H) if H is not None and np.isfinite(H).all() else None
     staircase = Staircase(tuple(levels), escapes, stop, rank)
     if escapes == 0:
-        return _with(first, staircase, _why(stop, problem, rank), started, iterations)
+        return _with(first, staircase, _why(stop), started, iterations)
     if H.shape[1] == problem.dim:
         H_d = H
     else:
@@ -277,8 +288,7 @@ def _settle(problem: Problem, first: Solution, top: Solution, levels: list[Level
                    f"{rank} > dim = {problem.dim}: d = {problem.dim} cannot hold it; solve with dim >= {rank}")
         return _with(replace(first, message=join(first.message, message)), staircase, "", started, iterations)
     cert = certify_embeddings(problem, H_d, gap_tol)
-    status, message = certified_status("converged", _why(stop, problem, rank) if stop != "certified" else "",
-                                       cert)
+    status, message = certified_status("converged", _why(stop) if stop != "certified" else "", cert)
     excess = cert.excess
     sol = replace(first, embeddings=H_d, class_mean_gram=class_mean_gram(H_d, problem.labels),
                   loss=excess_constant(problem) + excess,
@@ -287,7 +297,7 @@ def _settle(problem: Problem, first: Solution, top: Solution, levels: list[Level
     return _with(sol, staircase, "", started, iterations)
 
 
-def _why(stop: str, problem: Problem, rank: int | None) -> str:
+def _why(stop: str) -> str:
     """The way out a ``stationary`` message names."""
     ways = {"escape cap": f"the staircase stopped at its cap of {MAX_ESCAPES} escapes; raise the dimension "
                           "or try more starts",
@@ -308,5 +318,5 @@ def _with(sol: Solution, staircase: Staircase, note: str, started: float, iterat
     return replace(sol, info=info, seconds=time.perf_counter() - started, iterations=iterations, message=message)
 
 
-__all__ = ["Level", "Staircase", "smallest_eigenpair", "negative_eigenpairs", "lifted", "escape", "climb",
+__all__ = ["Level", "Staircase", "smallest_eigenpair", "smallest_eigenpairs", "lifted", "escape", "climb",
            "down_to", "numerical_rank"]

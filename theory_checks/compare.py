@@ -25,14 +25,14 @@ stays on disk; the pages read count towards the process's resident memory but ca
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from ufm.errors import ProblemError
-from ufm.geometry import cosines, equiangularity, equinorm, etf_gram, normalized_distance, orthogonal_frame_gram
+from ufm.geometry import (cosines, equiangularity, equinorm, etf_gram, nc1_from_moments, normalized_distance,
+                          orthogonal_frame_gram)
 from ufm.objectives import Capability, has, objective_of
 from ufm.problem import Problem, require_problem
 
@@ -75,7 +75,7 @@ def check_features(H: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     """``(H (n, d), labels (n,) int)`` checked: a 2-D real array, labels of the same length, classes
     0..k-1 with none missing and each at least 2 rows; :class:`ProblemError` in one line otherwise.
     Finiteness is checked block by block in the passes."""
-    H = np.asarray(H) if not isinstance(H, np.memmap) else H
+    H = np.asarray(H)          # a memory-mapped array stays mapped (a view, no copy)
     if H.ndim != 2 or H.shape[0] == 0 or H.shape[1] == 0:
         raise ProblemError(f"the features must be a 2-D array (n, d) with n, d >= 1 (got shape {H.shape})")
     if not (np.issubdtype(H.dtype, np.floating) or np.issubdtype(H.dtype, np.integer)):
@@ -125,8 +125,8 @@ def _blocks(H: np.ndarray, normalize: bool) -> Callable[[], object]:
 
 
 def _moments(H: np.ndarray, labels: np.ndarray, k: int, normalize: bool) -> dict:
-    """The two passes: class means (k, d), Sigma_W (d, d), mean squared norm, the within energy and
-    the nearest-class-mean agreements."""
+    """The two passes: class means (k, d), Sigma_W (d, d), the mean squared norm and the share of
+    nearest-class-mean agreements."""
     blocks = _blocks(H, normalize)
     d = H.shape[1]
     sums, energy = np.zeros((k, d)), 0.0
@@ -135,28 +135,15 @@ def _moments(H: np.ndarray, labels: np.ndarray, k: int, normalize: bool) -> dict
         energy += float(np.sum(X * X))
     counts = np.bincount(labels, minlength=k)
     mu = sums / counts[:, None]
-    sigma_w, within, agree = np.zeros((d, d)), 0.0, 0
+    sigma_w, agree = np.zeros((d, d)), 0
     for start, X in blocks():
         y = labels[start:start + len(X)]
         D = X - mu[y]
         sigma_w += D.T @ D
-        within += float(np.sum(D * D))
         dist = np.sum(X * X, axis=1)[:, None] - 2 * X @ mu.T + np.sum(mu * mu, axis=1)[None, :]
         agree += int(np.sum(np.argmin(dist, axis=1) == y))
     n = len(labels)
-    return {"mu": mu, "sigma_w": sigma_w / n, "energy": energy / n, "within": within / n, "ncc": agree / n}
-
-
-def _nc1(mu: np.ndarray, sigma_w: np.ndarray, rtol: float = 1e-10) -> float:
-    """tr(Sigma_W pinv(Sigma_B)) / k, as :func:`ufm.geometry.nc1` (which needs the rows themselves)."""
-    k = len(mu)
-    centred = mu - mu.mean(axis=0)
-    vals, vecs = np.linalg.eigh(centred.T @ centred / k)
-    keep = vals > rtol * vals.max() if vals.max() > 0 else np.zeros_like(vals, dtype=bool)
-    if not keep.any():
-        return 0.0 if np.allclose(sigma_w, 0) else math.inf
-    proj = vecs[:, keep]
-    return float(max(np.trace(sigma_w @ (proj / vals[keep]) @ proj.T), 0.0)) / k
+    return {"mu": mu, "sigma_w": sigma_w / n, "energy": energy / n, "ncc": agree / n}
 
 
 def _self_duality(W: np.ndarray | None, mu: np.ndarray) -> float | None:
@@ -204,6 +191,7 @@ def compare_features(H: np.ndarray, labels: np.ndarray, problem: Problem, classi
     geometry, predicted, status = predicted_optimum(problem)
     distance = {"etf": normalized_distance(gram, etf_gram(k)), "of": normalized_distance(gram, orthogonal_frame_gram(k)),
                 "predicted": normalized_distance(gram, predicted)}
-    return Comparison(problem, int(H.shape[0]), int(H.shape[1]), _nc1(mu, m["sigma_w"]),
-                      m["within"] / m["energy"] if m["energy"] > 0 else 0.0, equinorm(centred),
+    within = float(np.trace(m["sigma_w"]))            # mean squared distance of a row to its class mean
+    return Comparison(problem, int(H.shape[0]), int(H.shape[1]), nc1_from_moments(mu, m["sigma_w"])[0],
+                      within / m["energy"] if m["energy"] > 0 else 0.0, equinorm(centred),
                       equiangularity(centred), float(m["ncc"]), duality, gram, geometry, predicted, status, distance)

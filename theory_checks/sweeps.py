@@ -20,7 +20,7 @@ import numpy as np
 
 from ufm.errors import ProblemError
 from ufm.geometry import cosines, etf_gram, nc1, normalized_distance, orthogonal_frame_gram
-from ufm.objectives import OBJECTIVES, Capability, ObjectiveOptions, has
+from ufm.objectives import OBJECTIVES, Capability, ObjectiveOptions
 from ufm.problem import DEFAULT_OBJECTIVE, Problem, uses_tau
 from theory_checks.check import Progress, each
 
@@ -136,7 +136,7 @@ def _objective_points(problems: Sequence[Problem], profile: str, minority_fracti
 def by_reduced_program(objective: ObjectiveOptions) -> bool:
     """Whether a sweep's points of this loss are its reduced program's (capability ``REDUCED``);
     otherwise each point is a certified gradient-descent solve."""
-    return objective.name in OBJECTIVES and has(OBJECTIVES[objective.name], Capability.REDUCED)
+    return objective.name in OBJECTIVES and Capability.REDUCED in OBJECTIVES.capabilities(objective.name)
 
 
 def _check_objective(objective, check_gd: bool, sweep: str) -> None:

@@ -168,10 +168,16 @@ def nc1(H: np.ndarray, labels: np.ndarray, divide_by_k: bool = True,
     """
     H = np.asarray(H, dtype=float)
     labels = np.asarray(labels)
-    k = int(labels.max()) + 1
-    mu = class_means(H, labels, k)
+    mu = class_means(H, labels, int(labels.max()) + 1)
     within = H - mu[labels]
-    sigma_w = within.T @ within / len(H)
+    return nc1_from_moments(mu, within.T @ within / len(H), divide_by_k, rtol)
+
+
+def nc1_from_moments(mu: np.ndarray, sigma_w: np.ndarray, divide_by_k: bool = True,
+                     rtol: float = 1e-10) -> tuple[float, int]:
+    """:func:`nc1` from the class means mu (k, d) and Sigma_W (d, d) (for rows read in blocks, as
+    ``theory_checks.compare`` does): ``(nc1, rank of Sigma_B)``."""
+    k = len(mu)
     centred = mu - mu.mean(axis=0)
     sigma_b = centred.T @ centred / k
     vals, vecs = np.linalg.eigh(sigma_b)

@@ -86,7 +86,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     H, labels = check_features(*read_features(args.features, args.labels))
     problem = _problem(args, labels)
     classifier = None if args.classifier_weights is None else _load_array(args.classifier_weights, "classifier")
-    path = figure_target(args, "ufm-compare.png") if args.out is not None or not args.json else None
+    path = figure_target(args, "ufm-compare.png")          # None with --json and no --out
     if args.validate_only:
         return 0
     start_work(args, "theory_checks.compare", "ufm.app.plots")
