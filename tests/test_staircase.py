@@ -205,3 +205,31 @@ def test_peers_problem_relu_d_equal_k_every_start_is_optimal():
     problem = Problem.from_counts([160] * 5 + [40] * 5, tau=0.5, relu=True, dim=10)
     sols = [gd.solve(problem, seed=s) for s in range(32)]
     assert [s.status for s in sols] == ["optimal"] * 32
+
+
+def test_theory_section_8a_quotes_the_measured_stall():
+    """docs/theory.md 8a's numbers for (8, 8, 2, 2), tau 0.5, d = 4, seed 1 (plain descent): classes 0
+    and 3 share a direction; v = +-0.158 on class 0 and -+0.632 on class 3, 0 elsewhere; the
+    derivatives of v+, v- and |v| (max |u_i| = 1) -0.259, -0.259, -0.146; log E falls by 0.139 at t = 1."""
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "theory.md").read_text().split())
+    assert "v = +0.158 on class 0, -0.632 on class 3" in text and "-0.259, -0.259 and -0.146" in text
+    assert "log E fell by 0.139 at t = 1 against the model's 0.259" in text
+    problem = Problem.from_counts([8, 8, 2, 2], tau=0.5, relu=True, dim=4)
+    H = gd.solve(problem, seed=1, escape=False).embeddings
+    assert H[problem.labels == 0].mean(axis=0) @ H[problem.labels == 3].mean(axis=0) == pytest.approx(1.0, abs=1e-6)
+    slack = certificate_slack(problem, H)
+    v = np.linalg.eigh(slack.dense)[1][:, 0]
+    v = v * np.sign(v[problem.labels == 0][0])
+    assert np.round(v[problem.labels == 0], 3).tolist() == [0.158] * 8
+    assert np.round(v[problem.labels == 3], 3).tolist() == [-0.632] * 2
+    assert np.abs(v[(problem.labels == 1) | (problem.labels == 2)]).max() < 1e-6
+    slopes = []
+    for u in (np.maximum(v, 0), np.maximum(-v, 0), np.abs(v)):
+        u = u / np.abs(u).max()
+        slopes.append(round(float(u @ slack.apply_lift(u[:, None])[:, 0]), 3))
+    assert slopes == [-0.259, -0.259, -0.146]
+    u = np.maximum(v, 0) / np.maximum(v, 0).max()                 # the positive part, as the code scales it
+    fall = embeddings_log_excess(problem, H) - embeddings_log_excess(problem.with_(dim=5), lifted(H, u, 1.0))
+    assert round(fall, 3) == 0.139
