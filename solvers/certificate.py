@@ -21,7 +21,8 @@ N = max(C, 0) on the entries with G0_ij <= ``ACTIVE_TOL``.
 
 C is never formed as a product of two n x n matrices: each batch contributes a dense (w, w) block
 computed from the rows of H (w the batch width), kept as a dense matrix (one batch) or a sparse one
-(many). lambda_min(S) is computed densely (``eigvalsh``) up to ``DENSE_MAX`` rows, beyond by Lanczos
+(many). lambda_min(S) is bounded densely up to ``DENSE_MAX`` rows (from ``CHOLESKY_MIN_ROWS`` on first by
+one Cholesky factorisation of S + eta I, :func:`_cholesky_lower_bound`; else ``eigvalsh``), beyond by Lanczos
 (``scipy.sparse.linalg.eigsh``) on the matrix-free operator, lowered by its residual norm. Either way
 a rounding margin ``10 sqrt(q) eps ||S||_F`` is subtracted. (Lanczos from a random start finds the
 smallest eigenvalue with probability one; its residual bounds the distance to an eigenvalue.)
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 import scipy.sparse
 import scipy.sparse.linalg
 
@@ -65,6 +67,14 @@ DENSE_MAX = 1500
 #: lowered by the residual norm, and a positive lambda_min costs nothing).
 LANCZOS_TOL = 1e-4
 LANCZOS_MAXITER = 300
+#: The dense bound's Cholesky test may spend this share of the tolerance (relative gap) on its shift:
+#: a point it cannot prove within that goes on to the smallest eigenvalue (:func:`_cholesky_lower_bound`).
+CHOLESKY_SHARE = 1e-2
+#: ... which is this relative gap at the default tolerance.
+CHOLESKY_SHIFT_GAP = CHOLESKY_SHARE * GAP_TOL
+#: Below this many rows the smallest eigenvalue costs a few milliseconds and gives the tightest bound:
+#: the Cholesky test is used from here up.
+CHOLESKY_MIN_ROWS = 256
 #: Rows of a class within this distance of their mean are also tried collapsed.
 SNAP_TOL = 1e-3
 
@@ -72,11 +82,14 @@ SNAP_TOL = 1e-3
 # ---------------------------------------------------------------- the dual bound (any operator)
 def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray, n_free: int,
                       n_g0: float = 0.0, dense_A: np.ndarray | None = None,
-                      seed: int = 0) -> tuple[float, float, str]:
+                      seed: int = 0, shift_gap: float = CHOLESKY_SHIFT_GAP) -> tuple[float, float, str]:
     """``(rgap, lambda_min, method)`` of the module docstring for a symmetric operator A (q, q)
-    (``apply_A`` maps (q, c) to (q, c); ``dense_A`` the same matrix where it is cheap to have),
+    (``apply_A`` maps (q, c) to (q, c); ``dense_A`` the same matrix, exactly symmetric, where it is
+    cheap to have),
     the factor X (q, d) (first ``n_free`` rows with unit diagonal, the rest orthonormal: the fixed
-    block M_rr = I) and ``n_g0`` = <N, G0>."""
+    block M_rr = I) and ``n_g0`` = <N, G0>. Densely, lambda_min(S) is first bounded by a Cholesky
+    factorisation that may spend up to ``shift_gap`` of relative gap (:func:`_cholesky_lower_bound`),
+    and computed only where that fails."""
     q = X.shape[0]
     B = apply_A(X)
     y = np.zeros(q)
@@ -99,12 +112,22 @@ def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray
         SX[n_free:] -= Z @ Xr
     trace_term = float(np.sum(SX * X))
     if dense_A is not None or q <= DENSE_MAX:
-        S = slack(np.eye(q)) if dense_A is None else dense_A - np.diag(y)
-        if dense_A is not None and Z is not None:
-            S[n_free:, n_free:] -= Z
-        S = (S + S.T) / 2
+        if dense_A is None:
+            S = slack(np.eye(q))
+            S = (S + S.T) / 2
+        else:       # symmetric as given: one copy
+            S = dense_A.copy()
+            S[np.diag_indices(q)] -= y
+            if Z is not None:
+                S[n_free:, n_free:] -= Z
         if not np.isfinite(S).all():
             return np.nan, np.nan, "failed (non-finite gradient of log E)"
+        # first one Cholesky factorisation (~4x cheaper than the smallest eigenvalue at q = 1000): it
+        # proves S >= -eta I where the point is certified; the eigenvalue only where it fails
+        lam_low = (_cholesky_lower_bound(S, (trace_term + float(n_g0)) / q, shift_gap / q)
+                   if q >= CHOLESKY_MIN_ROWS else None)
+        if lam_low is not None:
+            return trace_term + float(n_g0) + q * max(-lam_low, 0.0), lam_low, "cholesky"
         try:        # the smallest eigenvalue alone (LAPACK's MRRR, dsyevr): ~1.5x faster than all of them
             lam = float(scipy.linalg.eigh(S, eigvals_only=True, subset_by_index=[0, 0], driver="evr")[0])
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
@@ -119,6 +142,44 @@ def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray
     lam_low = lam - margin
     rgap = trace_term + float(n_g0) + q * max(-lam_low, 0.0)
     return rgap, lam_low, method
+
+
+def _cholesky_lower_bound(S: np.ndarray, spent: float, widest: float) -> float | None:
+    """A proved lower bound on lambda_min(S) for a symmetric S (q, q) by one LAPACK Cholesky
+    factorisation (``dpotrf``) of A = S + eta I, or None where every shift tried fails.
+
+    If the factorisation of A completes in floating point, then A + dA = R^T R is PSD with
+    |dA_ij| <= gamma |r_i| |r_j| (Higham, Accuracy and Stability, Thm 10.3; gamma = (q + 1) u /
+    (1 - (q + 1) u), u the unit roundoff) and ||r_j||^2 = a_jj + dA_jj, so ||dA||_2 <= ||dA||_F <=
+    gamma / (1 - gamma) tr(A) (Rump's bound); forming the diagonal of A rounds by at most
+    u max|a_jj|. Hence lambda_min(S) >= -eta - gamma / (1 - gamma) tr(A) - u max|a_jj|.
+    The shifts: ``widest`` first (where it fails, a smaller shift does not succeed in practice: None
+    at the cost of one factorisation), then the tight eta = max(``spent``, 4 gamma |tr(S)|) (the bound
+    then at most doubles the gap already spent by the trace term, ``spent`` = that gap / q); the
+    tight bound where it succeeds, else the widest."""
+    q = len(S)
+    u = np.finfo(float).eps / 2
+    gamma = (q + 1) * u / (1 - (q + 1) * u)
+    trace = float(np.trace(S))
+    tight = max(spent, 4 * gamma * abs(trace), np.finfo(float).tiny)
+
+    def proved(eta: float) -> float | None:
+        A = S.copy(order="F")               # LAPACK's order: factorised in place, no second copy
+        A[np.diag_indices(q)] += eta
+        _, info = scipy.linalg.lapack.dpotrf(A, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            return None
+        diag = np.diag(S) + eta
+        return -(eta + gamma / (1 - gamma) * float(np.sum(diag)) + u * float(np.max(np.abs(diag))))
+
+    if widest <= tight:
+        return proved(tight)
+    # the widest first: where it fails nothing tighter can succeed (one factorisation spent on a point
+    # that is not proved); where it succeeds, the tighter shifts for a tighter bound
+    best = proved(widest)
+    if best is None:
+        return None
+    return proved(tight) or best
 
 
 def _lanczos_lower_bound(slack: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
@@ -251,6 +312,7 @@ def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> t
             gram = rows.Z[b] @ rows.Z[b].T
             active = ok[:, None] & ok[None, :] & (gram <= ACTIVE_TOL)
             np.fill_diagonal(active, False)
+            active &= active.T          # N symmetric, as the Cholesky and eigenvalue paths assume
             N = np.where(active, np.maximum(A, 0.0), 0.0)
             ng0 += float(np.sum(N * gram))
             A -= N
@@ -304,7 +366,7 @@ def _snapped(problem: Problem, H: np.ndarray) -> np.ndarray | None:
 
 
 def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndarray, packed, W,
-              lift) -> tuple[float, float, str]:
+              lift, shift_gap: float = CHOLESKY_SHIFT_GAP) -> tuple[float, float, str]:
     """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes; ``rows`` its batch rows and
     ``blocks`` grad_G log E on each batch, :func:`_log_excess_and_gradient`), in units of E(H)."""
     n = problem.n
@@ -315,7 +377,7 @@ def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndar
     gvalid = rows.member
     if len(blocks) == 1 and gvalid.all() and np.array_equal(np.sort(gidx[0]), np.arange(m)):
         order = np.argsort(gidx[0])
-        A = blocks[0][np.ix_(order, order)]
+        A = blocks[0] if np.array_equal(order, np.arange(m)) else blocks[0][np.ix_(order, order)]
         apply_full = lambda V: A @ V                                   # noqa: E731
         dense_full = A
     else:
@@ -337,7 +399,7 @@ def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndar
             out = apply_full(TV)
             return np.vstack([out[:n], L.T @ out[n:]])
         dense = None
-    return relative_dual_gap(apply_A, X, n, ng0, dense, seed=problem.seed)
+    return relative_dual_gap(apply_A, X, n, ng0, dense, seed=problem.seed, shift_gap=shift_gap)
 
 
 class Slack(NamedTuple):
@@ -502,14 +564,15 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
     def candidates():
         yield H, rows, log_e, blocks
         snapped = _snapped(problem, H)
-        if snapped is not None:
+        if snapped is not None and not np.array_equal(snapped, H):
             snapped_rows = _batch_rows(problem, snapped, packed, W)
             yield (snapped, snapped_rows, *_log_excess_and_gradient(problem, snapped_rows))
     for G0_H, G0_rows, log_e0, G0_blocks in candidates():
         if not np.isfinite(log_e0):
             continue
         with np.errstate(invalid="ignore", over="ignore"):   # non-finite blocks: reported as "failed"
-            rgap0, lam0, method0 = _scl_rgap(problem, G0_H, G0_rows, G0_blocks, packed, W, lift)
+            rgap0, lam0, method0 = _scl_rgap(problem, G0_H, G0_rows, G0_blocks, packed, W, lift,
+                                              CHOLESKY_SHARE * tolerance)
         # bound on E*: E(G0) (1 - rgap0); relative to E(H): 1 - e^{log_e0 - log_e} (1 - rgap0)
         rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
         if rel < best_rel:
@@ -599,8 +662,10 @@ def certify_mean_gram(problem: Problem, V: np.ndarray, tolerance: float = GAP_TO
     n_g0 = 0.0
     if relu:
         active = (M <= ACTIVE_TOL) & ~np.eye(len(M), dtype=bool)
+        active &= active.T
         N = np.where(active, np.maximum(A, 0.0), 0.0)
         n_g0 = float(np.sum(N * M))
         A = A - N
-    rgap, lam, method = relative_dual_gap(lambda X: A @ X, V, len(V), n_g0, dense_A=A)
+    rgap, lam, method = relative_dual_gap(lambda X: A @ X, V, len(V), n_g0, dense_A=A,
+                                          shift_gap=CHOLESKY_SHARE * tolerance)
     return _certificate_of(ex.log_value, const, rgap, tolerance, t0, method, lam)

@@ -168,3 +168,44 @@ def test_certificate_refuses_negative_rows_under_relu():
     H = np.repeat(np.hstack([np.eye(3), -np.eye(3)]) / np.sqrt(2), problem.counts, axis=0)
     with pytest.raises(ProblemError, match="nonnegative"):
         certify_embeddings(problem, H)
+
+
+# ---------------------------------------------------------------- the Cholesky test
+@pytest.mark.parametrize("q, lam_min", [(300, 1e-3), (300, 0.0), (300, -1e-13), (300, -2e-11), (600, -1e-6)])
+def test_cholesky_lower_bound_holds_against_the_spectrum_it_was_built_from(q, lam_min):
+    """S = Q diag(lambda) Q^T with a known spectrum (a cluster of 10 at lambda_min, the rest in
+    [0.01, 1]): the bound is below lambda_min, within the widest shift plus rounding of it where
+    lambda_min >= -widest, and refused (None) where lambda_min is below -widest (it cannot prove it)."""
+    rng = np.random.default_rng(q)
+    Q, _ = np.linalg.qr(rng.standard_normal((q, q)))
+    lam = np.concatenate([np.full(10, lam_min), rng.uniform(0.01, 1.0, q - 10)])
+    S = (Q * lam) @ Q.T
+    S = (S + S.T) / 2
+    widest = 1e-11
+    bound = certificate._cholesky_lower_bound(S, 0.0, widest)
+    if lam_min < -widest * 1.01:
+        assert bound is None
+        return
+    assert bound is not None
+    # S itself carries rounding of about q eps ||S|| = 7e-14 from its construction
+    assert bound <= lam_min + 1e-12
+    # what it may spend: the shift (at most max(widest, 4 gamma tr S)) and the rounding gamma tr(S + eta I)
+    rounding = (q + 1) * np.finfo(float).eps / 2 * abs(np.trace(S))
+    assert bound >= min(lam_min, 0.0) - max(widest, 4 * rounding) - 1.01 * rounding - 1e-15
+
+
+def test_cholesky_and_eigenvalue_certify_the_same_point(monkeypatch):
+    """At n = 400 rows (the Cholesky test applies): the same H certified with the test and with the
+    smallest eigenvalue forced; both prove it, the Cholesky gap spends at most 1/100 of the tolerance
+    more, and its lambda bound is below the eigenvalue's."""
+    problem = Problem.balanced(4, 100, tau=0.5, relu=True, dim=4)
+    H = collapsed_embeddings(np.eye(4), problem.counts)
+    fast = certify_embeddings(problem, H)
+    monkeypatch.setattr(certificate, "CHOLESKY_MIN_ROWS", 10 ** 9)
+    exact = certify_embeddings(problem, H)
+    assert fast.method == "cholesky" and exact.method == "dense"
+    assert fast.certified and exact.certified
+    assert fast.lambda_min <= exact.lambda_min
+    assert exact.relative_gap <= fast.relative_gap <= exact.relative_gap + certificate.CHOLESKY_SHARE * fast.tolerance
+    near = _unit(H + 1e-3 * np.abs(np.random.default_rng(0).standard_normal(H.shape)))
+    assert not certify_embeddings(problem, near).certified

@@ -44,8 +44,9 @@ class Certificate:
     ``excess``: E at the solution; ``lower_bound``: a valid lower bound on the optimal loss
     (sum reduction); ``excess_lower_bound``: on the optimal excess E* (>= 0); ``gap``: loss minus
     lower bound (= excess minus its bound); ``relative_gap``: gap / excess; ``certified``:
-    relative_gap <= ``tolerance``; ``method``: how lambda_min was computed (``"dense"``,
-    ``"lanczos"``, ``"exact"`` where E = 0); ``lambda_min``: of the slack, in units of E;
+    relative_gap <= ``tolerance``; ``method``: how lambda_min was bounded (``"cholesky"``: a
+    factorisation of the shifted slack, ``"dense"``: its smallest eigenvalue, ``"lanczos"``,
+    ``"exact"`` where E = 0); ``lambda_min``: a lower bound on that of the slack, in units of E;
     ``seconds``: the wall time of the certificate, of which ``compile_seconds`` went to building
     compiled programs (:func:`ufm.programs.compile_seconds`; 0 where they were built before)."""
 
