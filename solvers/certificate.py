@@ -111,6 +111,7 @@ def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray
     if Z is not None:
         SX[n_free:] -= Z @ Xr
     trace_term = float(np.sum(SX * X))
+    spent = trace_term + float(n_g0)
     if dense_A is not None or q <= DENSE_MAX:
         if dense_A is None:
             S = slack(np.eye(q))
@@ -120,28 +121,34 @@ def relative_dual_gap(apply_A: Callable[[np.ndarray], np.ndarray], X: np.ndarray
             S[np.diag_indices(q)] -= y
             if Z is not None:
                 S[n_free:, n_free:] -= Z
-        if not np.isfinite(S).all():
-            return np.nan, np.nan, "failed (non-finite gradient of log E)"
-        # first one Cholesky factorisation (~4x cheaper than the smallest eigenvalue at q = 1000): it
-        # proves S >= -eta I where the point is certified; the eigenvalue only where it fails
-        lam_low = (_cholesky_lower_bound(S, (trace_term + float(n_g0)) / q, shift_gap / q)
-                   if q >= CHOLESKY_MIN_ROWS else None)
-        if lam_low is not None:
-            return trace_term + float(n_g0) + q * max(-lam_low, 0.0), lam_low, "cholesky"
-        try:        # the smallest eigenvalue alone (LAPACK's MRRR, dsyevr): ~1.5x faster than all of them
-            lam = float(scipy.linalg.eigh(S, eigvals_only=True, subset_by_index=[0, 0], driver="evr")[0])
-        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-            return np.nan, np.nan, "failed (eigenvalues did not converge)"
-        margin = 10 * np.sqrt(q) * np.finfo(float).eps * float(np.linalg.norm(S))
-        method = "dense"
+        lam_low, method = _dense_lower_bound(S, spent / q, shift_gap / q)
     else:
         lam, margin = _lanczos_lower_bound(slack, X, seed)
-        method = "lanczos"
+        lam_low, method = lam - margin, "lanczos"
         if not np.isfinite(lam):
-            return np.nan, np.nan, "failed (Lanczos: non-finite)"
-    lam_low = lam - margin
-    rgap = trace_term + float(n_g0) + q * max(-lam_low, 0.0)
-    return rgap, lam_low, method
+            lam_low, method = np.nan, "failed (Lanczos: non-finite)"
+    if not np.isfinite(lam_low):
+        return np.nan, np.nan, method
+    return spent + q * max(-lam_low, 0.0), lam_low, method
+
+
+def _dense_lower_bound(S: np.ndarray, spent: float, widest: float) -> tuple[float, str]:
+    """``(lower bound on lambda_min(S), method)`` for a dense symmetric S (q, q): first one Cholesky
+    factorisation (~4x cheaper than the smallest eigenvalue at q = 1000; :func:`_cholesky_lower_bound`,
+    from ``CHOLESKY_MIN_ROWS`` rows), which proves S >= -eta I where the point is certified; the
+    smallest eigenvalue less a rounding margin 10 sqrt(q) eps ||S||_F only where it fails. NaN and a
+    ``failed (...)`` method where S is not finite or the eigensolver fails."""
+    q = len(S)
+    if not np.isfinite(S).all():
+        return np.nan, "failed (non-finite gradient of log E)"
+    lam_low = _cholesky_lower_bound(S, spent, widest) if q >= CHOLESKY_MIN_ROWS else None
+    if lam_low is not None:
+        return lam_low, "cholesky"
+    try:        # the smallest eigenvalue alone (LAPACK's MRRR, dsyevr): ~1.5x faster than all of them
+        lam = float(scipy.linalg.eigh(S, eigvals_only=True, subset_by_index=[0, 0], driver="evr")[0])
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        return np.nan, "failed (eigenvalues did not converge)"
+    return lam - 10 * np.sqrt(q) * np.finfo(float).eps * float(np.linalg.norm(S)), "dense"
 
 
 def _cholesky_lower_bound(S: np.ndarray, spent: float, widest: float) -> float | None:

@@ -30,12 +30,15 @@ from typing import Callable
 
 import numpy as np
 
+from ufm.batching import Batching
 from ufm.errors import ProblemError
 from ufm.geometry import (cosines, equiangularity, equinorm, etf_gram, nc1_from_moments, normalized_distance,
                           orthogonal_frame_gram)
 from ufm.objectives import Capability, has, objective_of
 from ufm.problem import Problem, require_problem
 
+#: A batching drawn anew each epoch is predicted on this many epochs' batches (:func:`predicted_optimum`).
+PREDICTION_EPOCHS = 8
 #: Bytes of one block (float64 rows) of the two passes over the features.
 CHUNK_BYTES = 32 * 2 ** 20
 
@@ -159,24 +162,38 @@ def _self_duality(W: np.ndarray | None, mu: np.ndarray) -> float | None:
 def predicted_optimum(problem: Problem) -> tuple[str, np.ndarray, str]:
     """``(geometry, cosines between the class means (k, k), status)`` of the certified UFM optimum:
     the reduced program where it applies (full batch, no prototypes), else gradient descent with the
-    staircase (:func:`solvers.gd.solve`)."""
+    staircase (:func:`solvers.gd.solve`). A batching drawn anew each epoch (random, balanced, binding)
+    is predicted on the batches of its first ``PREDICTION_EPOCHS`` epochs pooled and held fixed: the
+    loss averaged over that many draws, a sample of the expected loss that a training run sees, and a
+    fixed problem that the certificate proves (a descent that redraws the batches every epoch has no
+    fixed point to converge to or to certify). One epoch alone is not enough: random batches of 64
+    over counts (60 x 5, 6 x 5) leave class pairs that never meet in epoch 0, and that problem's
+    minimiser is not unique (under ReLU gradient descent ends 0.75 from the orthogonal frame there, at
+    0 with 4 or 8 epochs pooled)."""
     from solvers import gd
     from solvers.reduced import solve_reduced
 
     if problem.is_full_batch and problem.prototypes is None and has(objective_of(problem), Capability.REDUCED):
         sol = solve_reduced(problem)
         name = "reduced-program"
-    else:
+    elif problem.batching.scheme in ("full", "explicit"):
         sol = gd.solve(problem)
         name = "gradient-descent"
+    else:
+        pooled = [batch for epoch in range(PREDICTION_EPOCHS) for batch in problem.batches(epoch)]
+        sol = gd.solve(problem.with_(batching=Batching.from_lists(pooled)))
+        name = f"gradient-descent on {PREDICTION_EPOCHS} epochs' batches"
     return name, cosines(np.asarray(sol.class_mean_gram)), str(sol.status)
 
 
 def compare_features(H: np.ndarray, labels: np.ndarray, problem: Problem, classifier: np.ndarray | None = None,
-                     normalize: bool = True) -> Comparison:
+                     normalize: bool = True,
+                     prediction: tuple[str, np.ndarray, str] | None = None) -> Comparison:
     """The metrics of features H (n, d) with ``labels`` (n,) in 0..k-1 against ``problem`` (its counts
     must be the labels' counts; its tau, ReLU, batching and prototypes describe the run), with
-    ``classifier`` (k, d) the last layer's rows for NC3. Module docstring for the conventions."""
+    ``classifier`` (k, d) the last layer's rows for NC3. ``prediction``: :func:`predicted_optimum` of
+    ``problem`` where it was computed already (several runs of one problem share it); None computes it.
+    Module docstring for the conventions."""
     require_problem(problem, "compare_features")
     H, labels = check_features(H, labels)
     counts = tuple(int(c) for c in np.bincount(labels))
@@ -188,7 +205,7 @@ def compare_features(H: np.ndarray, labels: np.ndarray, problem: Problem, classi
     duality = _self_duality(classifier, mu)
     raw, centred = mu @ mu.T, (mu - mu.mean(axis=0)) @ (mu - mu.mean(axis=0)).T
     gram = cosines(raw)
-    geometry, predicted, status = predicted_optimum(problem)
+    geometry, predicted, status = predicted_optimum(problem) if prediction is None else prediction
     distance = {"etf": normalized_distance(gram, etf_gram(k)), "of": normalized_distance(gram, orthogonal_frame_gram(k)),
                 "predicted": normalized_distance(gram, predicted)}
     within = float(np.trace(m["sigma_w"]))            # mean squared distance of a row to its class mean

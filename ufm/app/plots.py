@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from theory_checks.compare import Comparison
     from theory_checks.sweeps import SweepResult
 
     P = ParamSpec("P")
@@ -156,6 +157,21 @@ _SAME_POINT = 0.03
 
 
 @styled
+
+def comparison_figure(result: Comparison) -> Figure:
+    """``ufm compare``'s figure: the trained features' class-mean cosines beside the certified UFM
+    optimum's (``result`` a :class:`theory_checks.compare.Comparison`), the distances in the title."""
+    fig, axes = mosaic([["features", "predicted"]], width=6.8, height=3.4)
+    d = result.distance
+    p = result.problem
+    gram_heatmap(result.class_mean_gram, ax=axes["features"], title="trained features", cosine=True)
+    gram_heatmap(result.predicted_gram, ax=axes["predicted"], cosine=True,
+                 title=f"UFM optimum ({result.predicted_status})")
+    fig.suptitle(f"{problem_title(counts=p.counts, tau=p.tau, relu=p.relu)}\ndistance to the optimum "
+                 f"{d['predicted']:.3f}, to the ETF {d['etf']:.3f}, to the orthogonal frame {d['of']:.3f}",
+                 fontsize=9)
+    return fig
+
 def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax: Axes | None = None,
                      title: str = "class means") -> Axes:
     """The class means as arrows from the origin, placed by metric MDS of the means and the origin

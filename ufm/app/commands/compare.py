@@ -97,27 +97,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.json:
         _print(data)
     if path is not None:
-        finish_figure(_figure(result), data, args, path, "compare")      # the figure's path and the seconds
+        from ufm.app.plots import comparison_figure
+        finish_figure(comparison_figure(result), data, args, path, "compare")      # the figure's path and the seconds
     elif args.json:
         print_json(timed(args, data, "compare"))
     else:
         print(f"seconds: {timings_line(timed(args, {}, 'compare'))}")
     return 0
-
-
-def _figure(result):
-    from ufm.app import plots
-
-    fig, axes = plots.mosaic([["features", "predicted"]], width=6.8, height=3.4)
-    d = result.distance
-    p = result.problem
-    plots.gram_heatmap(result.class_mean_gram, ax=axes["features"], title="trained features", cosine=True)
-    plots.gram_heatmap(result.predicted_gram, ax=axes["predicted"], cosine=True,
-                       title=f"UFM optimum ({result.predicted_status})")
-    fig.suptitle(f"{plots.problem_title(counts=p.counts, tau=p.tau, relu=p.relu)}\ndistance to the optimum "
-                 f"{d['predicted']:.3f}, to the ETF {d['etf']:.3f}, to the orthogonal frame {d['of']:.3f}",
-                 fontsize=9)
-    return fig
 
 
 def _print(data: dict) -> None:
