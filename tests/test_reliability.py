@@ -370,3 +370,30 @@ def test_an_output_disk_without_room_is_refused_before_any_work(tmp_path, capsys
     assert main(["sweep", "batching", "--counts", "4,4", "--out", str(tmp_path / "s.png")], validate_only=True) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "has 4.0 MiB free" in err and "write elsewhere" in err
+
+
+def test_an_interrupted_verify_says_which_checks_had_finished(tmp_path):
+    """Ctrl-C once `ufm verify --json` has finished two checks (its plain progress lines off a terminal
+    say so): the JSON's ``finished`` lists the startup phase, then exactly the checks whose progress
+    line had been printed, in the catalogue's order; the stderr line counts them."""
+    from theory_checks.catalogue import CATALOGUE
+
+    child = subprocess.Popen([*UFM, "verify", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, UFM_CACHE_DIR=str(tmp_path)))
+    seen = []
+    while len(seen) < 2:
+        line = child.stderr.readline()
+        assert line or child.poll() is None, "verify ended before two checks"
+        if line.startswith("verify "):
+            seen.append(line.split()[-1])
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    report = json.loads(out)
+    names = [c.name for c in CATALOGUE]
+    finished = report["finished"]
+    assert finished[0] == "startup" and finished[1:3] == names[:2] == seen
+    assert finished[1:] == names[:len(finished) - 1]          # at most the check running at the signal more
+    assert f"{len(finished) - 1} finished items" in err.strip().splitlines()[-1]
+    cli_doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text().split())
+    assert f'e.g. `["startup", "{names[0]}", ...]`' in cli_doc         # its example is the catalogue's order

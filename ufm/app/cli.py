@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None, *, validate_only: bool = False,
     as_json = "--json" in argv
     clock = CallClock(from_process_start)
     command = _command_name(argv)
-    signals.CALL.update(command=command, json=as_json, clock=clock)
+    signals.CALL.update(command=command, json=as_json, clock=clock, finished_items=[])
     _show_warning.cache_said = False
     try:
         _refuse_repeats(argv)

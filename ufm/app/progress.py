@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Iterator, TextIO, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -70,6 +70,24 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
                 bar.set_postfix_str(name, refresh=False)
             yield item
             bar.update(1)
+
+
+def recorded(reporter: Callable[..., Iterable[T]] | None) -> Callable[..., Iterator[T]]:
+    """A progress reporter (:func:`progress`, or None: silent) that also records each item once its
+    work is done (the loop asked for the next one) in ``ufm.app.signals.CALL["finished_items"]``, so
+    that an interrupt can say what finished: a check's ``name``, else ``"<label> <i>/<total>"`` (a
+    sweep's point)."""
+    from ufm.app import signals
+
+    def run(items: Sequence[T], label: str = "") -> Iterator[T]:
+        items = list(items)
+        done = signals.CALL.setdefault("finished_items", [])
+        source = items if reporter is None else reporter(items, label=label)
+        for i, item in enumerate(source, 1):
+            yield item
+            name = getattr(item, "name", None)
+            done.append(name if isinstance(name, str) else f"{label} {i}/{len(items)}")
+    return run
 
 
 class Stages:

@@ -7,7 +7,8 @@ fault. Instead :func:`install` blocks SIGINT and SIGTERM in the main thread befo
 exists (every thread made later, JAX's and XLA's included, inherits the mask) and leaves them to one
 thread that waits for them (``signal.sigwait``). That thread removes the temporary files being
 written (:data:`ufm.atomic.PENDING`; the target files are untouched), prints the line (and, with
-``--json``, a JSON object saying what was interrupted and which phases had finished) and ends the
+``--json``, a JSON object saying what was interrupted and what had finished: the phases, then the
+checks of ``verify`` or the points of a sweep, :func:`ufm.app.progress.recorded`) and ends the
 process with ``os._exit``.
 
 Only the console command installs it (:func:`ufm.app.console.run`, before NumPy's import starts its
@@ -52,9 +53,13 @@ def end(received: int) -> None:
     code = 128 + int(received)
     remove_pending()
     clock = CALL.get("clock")
-    finished = [phase for phase, _, _ in clock.marks] if clock is not None else []
+    phases = [phase for phase, _, _ in clock.marks] if clock is not None else []
+    items = list(CALL.get("finished_items") or [])
+    finished = phases + items
+    after = ", ".join(phases + ([f"{len(items)} finished item{'s' * (len(items) != 1)} ({items[-1]} last)"]
+                                if items else []))
     line = (f"{CALL['command']}: interrupted by {NAMES.get(received, received)}"
-            + (f" after {', '.join(finished)}" if finished else "")
+            + (f" after {after}" if after else "")
             + "; no result, and no file was left half-written")
     try:
         if CALL.get("json"):

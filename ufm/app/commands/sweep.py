@@ -8,7 +8,7 @@ import sys
 from ufm.app import cli_values as values
 from ufm.app.options import (CLASSES, FRACTION, N_MAX, SEED, TAU, add_objective_options, given, objective_from_args,
                              refuse, relu_settings)
-from ufm.app.progress import progress
+from ufm.app.progress import progress, recorded
 from ufm.app.render import _status_points, figure_target, finish_figure, print_sweep
 from ufm.app.running import FAILED, start_work
 from ufm.problem import DEFAULT_OBJECTIVE, TAU_MAX, TAU_MIN, uses_tau
@@ -20,7 +20,7 @@ def _sweep_points(args: argparse.Namespace):
     builds the same problems again: cheap, and the sweep functions stay usable on their own)."""
     from theory_checks import sweeps
 
-    bar = None if args.no_progress else progress
+    bar = recorded(None if args.no_progress else progress)
     objective = objective_from_args(args) if args.sweep != "batching" else DEFAULT_OBJECTIVE
     if not sweeps.by_reduced_program(objective):
         refuse(given(args, "check_gd"), f"to --loss {objective.name} (every point is a certified gradient-descent "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ufm.app import cli_values as values
 from ufm.app.parsing import cache_option, output_options
-from ufm.app.progress import progress
+from ufm.app.progress import progress, recorded
 from ufm.app.render import fmt, json_text, print_json, print_table, write_failure
 from ufm.app.running import start_work, timed, timings_line
 from ufm.atomic import write_text_atomically
@@ -33,7 +33,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.validate_only:
         return 0
     start_work(args, "solvers.gd", "solvers.convex", "theory_checks.predictions")
-    results = run_checks(checks, quick=args.quick, progress=None if args.no_progress else progress)
+    results = run_checks(checks, quick=args.quick, progress=recorded(None if args.no_progress else progress))
     passed = all(r.passed for r in results)
     report = timed(args, {"checks": [r.to_dict() for r in results], "passed": passed, "quick": args.quick},
                    "checks")
