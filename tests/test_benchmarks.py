@@ -133,3 +133,56 @@ def test_readme_prose_quotes_the_stored_compare_run():
     assert row["exit"] == 0 and (row["n"], row["d"]) == (50000, 2048)
     assert (f"{row['seconds']:.1f} s for the whole call,\n  {row['peak_memory_gb']:.2f} GB peak for a "
             f"{row['array_gb']:.2f} GB array") in readme
+
+
+def test_readme_prose_quotes_the_peers_table():
+    """The README's "Against the peers" bullet quotes benchmarks/results.json: ufm-scl's median time
+    and iterations, each peer's speed-up (1 / the median pairwise ratio), the compiled loop and the
+    default call; with ReLU the starts reached, the peers' upper bounds and the BB scheme's ratio."""
+    root = Path(__file__).resolve().parents[1]
+    peers = json.loads((root / "benchmarks" / "results.json").read_text())["peers"]
+    plain, relu = peers["settings"]["no_relu"], peers["settings"]["relu"]
+    text = " ".join((root / "README.md").read_text().split())
+    bullet = text.split("**Against the peers**")[1].split("**To a certified optimum")[0]
+
+    def faster(setting, name):
+        return 1 / setting["summary"][name]["median_ratio"]
+    assert f"medians over {peers['starts']} starts" in bullet
+    assert (f"takes {plain['ufm_median_seconds']:.3f} s ({plain['ufm_median_iterations']} iterations) and is "
+            f"{faster(plain, 'pymanopt ConjugateGradient'):.1f}x faster than pymanopt ConjugateGradient, "
+            f"{faster(plain, 'pymanopt TrustRegions'):.1f}x than TrustRegions, {faster(plain, 'torch L-BFGS'):.1f}x "
+            f"than torch L-BFGS, {faster(plain, 'BB in PyTorch'):.1f}x than the same BB scheme in PyTorch") in bullet
+    slow = sorted(faster(plain, name) for name in ("geoopt RiemannianAdam", "Adam + projection"))
+    assert f"{slow[0]:.0f}-{slow[1]:.0f}x faster than geoopt RiemannianAdam and Adam + projection" in bullet
+    assert (f"compiled loop alone took {plain['ufm_median_loop_seconds']:.3f} s and the default call (to its own "
+            f"tolerance, 1e-12) {plain['ufm_median_default_call_seconds']:.3f} s") in bullet
+    extra = relu["peers_reached_where_ufm_did_not"]
+    assert [name for name, count in extra.items() if count] == ["pymanopt TrustRegions"] and extra["pymanopt TrustRegions"] == 1
+    assert (f"reaches the orthogonal frame from {relu['ufm_reached']} of the {relu['starts']} starts (TrustRegions "
+            f"from one more); on those two it takes {relu['ufm_median_seconds']:.3f} s") in bullet
+    assert relu["ufm_reached"] == 2
+    bounds = [faster(relu, f"pymanopt {m}") for m in ("ConjugateGradient", "TrustRegions")]
+    assert f"upper bounds: {bounds[0]:.1f}x and {bounds[1]:.1f}x" in bullet
+    assert f"the BB scheme in PyTorch is {faster(relu, 'BB in PyTorch'):.1f}x slower" in bullet
+
+
+def test_readme_prose_quotes_the_startup_table():
+    """The README's "Start-up" bullet quotes benchmarks/results.json's startup section: the medians of
+    each whole process, cold and warm, and the compile trade at n = 40 and n = 1000."""
+    root = Path(__file__).resolve().parents[1]
+    startup = json.loads((root / "benchmarks" / "results.json").read_text())["startup"]
+    text = " ".join((root / "README.md").read_text().split())
+    bullet = text.split("**Start-up**")[1].split("**Against the peers**")[0]
+    median = {(row["label"], row["cache"]): row["median_seconds"] for row in startup["rows"]}
+    assert (f"`ufm --help` {median[('help', '-')]:.2f} s and a rejected option {median[('bad input', '-')]:.2f} s"
+            in bullet)
+    assert (f"`ufm solve` on the default problem {median[('solve', 'cold')]:.2f} s cold and "
+            f"{median[('solve', 'warm')]:.2f} s warm") in bullet
+    assert (f"`ufm verify --quick` {median[('verify --quick', 'cold')]:.1f} s cold and "
+            f"{median[('verify --quick', 'warm')]:.1f} s warm") in bullet
+    trade = {row["n"]: row for row in startup["compile_trade"]}
+    small, large = trade[40], trade[1000]
+    assert (f"at n = 40 compiles in {small['fast_compile_seconds']:.2f} s instead of {small['default_compile_seconds']:.2f} s "
+            f"and runs in {small['fast_run_seconds']:.3f} s instead of {small['default_run_seconds']:.3f} s") in bullet
+    assert (f"run it {large['fast_run_seconds'] / large['default_run_seconds']:.1f}x slower "
+            f"({large['fast_run_seconds']:.2f} s against {large['default_run_seconds']:.3f} s)") in bullet
