@@ -186,3 +186,37 @@ def test_readme_prose_quotes_the_startup_table():
             f"and runs in {small['fast_run_seconds']:.3f} s instead of {small['default_run_seconds']:.3f} s") in bullet
     assert (f"run it {large['fast_run_seconds'] / large['default_run_seconds']:.1f}x slower "
             f"({large['fast_run_seconds']:.2f} s against {large['default_run_seconds']:.3f} s)") in bullet
+
+
+def test_readme_prose_quotes_the_scaling_certificate_explorer_and_sharding_tables():
+    """The README's Performance bullets on the loss + gradient against its floor, the certificate at
+    scale, the explorer and sharding quote benchmarks/results.json."""
+    root = Path(__file__).resolve().parents[1]
+    res = json.loads((root / "benchmarks" / "results.json").read_text())
+    text = " ".join((root / "README.md").read_text().split())
+    f64 = {row["n"]: row for row in res["gd_scaling"]["rows"]}
+    f32 = {row["n"]: row for row in res["gd_scaling_float32"]["rows"]}
+    assert (f"the plain form is {f64[1000]['plain_over_floor']:.2f}x (n = 1000), {f64[5000]['plain_over_floor']:.2f}x "
+            f"(n = 5000) and {f64[20000]['plain_over_floor']:.2f}x (n = 20000) in float64, "
+            f"{f32[5000]['plain_over_floor']:.2f}x (n = 5000) and {f32[20000]['plain_over_floor']:.2f}x (n = 20000) "
+            "in float32") in text
+    precise = [row["loss_and_grad_over_floor"] for row in (*f64.values(), *f32.values())]
+    assert f"The precise kernel, which finishes every solve, is {min(precise):.1f}-{max(precise):.1f}x." in text
+    assert all(row["evaluations_per_step"] == 1.0 for row in f64.values())
+    cert = res["certificate"]["rows"]
+    assert [row["status"] for row in cert] == ["optimal"] * 4
+    gaps = [row["relative_gap"] for row in cert]
+    assert 1e-10 <= min(gaps) and max(gaps) < 2e-8            # "relative gaps 1e-10 .. 1e-8"
+    seconds = ", ".join(f"{row['certificate_seconds']:.1f}" for row in cert[:-1])
+    peaks = [row["peak_memory_gb"] for row in cert]
+    assert (f"the certificate taking {seconds} and {cert[-1]['certificate_seconds']:.1f} s (Lanczos), in "
+            f"{min(peaks):.2f}-{max(peaks):.2f} GB peak memory") in text
+    assert all(row["method"] == "lanczos" for row in cert)
+    explorer = res["explorer"]["rows"]
+    warm = [t for row in explorer for t in (row["warm_seconds"], row["warm_small_tau_seconds"])]
+    cold = [row["cold_seconds"] for row in explorer]
+    assert (f"in {min(warm):.2f}-{max(warm):.2f} s for k = {explorer[0]['k']} to {explorer[-1]['k']}" in text
+            and f"its first update compiles ({min(cold):.1f}-{max(cold):.1f} s)" in text)
+    speedups = [row["speedup"] for row in res["sharded"]["rows"]]
+    assert f"is {min(speedups):.2f}-{max(speedups):.2f}x one device" in text
+    assert all(row["one_final_log_excess"] == row["sharded_final_log_excess"] for row in res["sharded"]["rows"])
