@@ -20,7 +20,8 @@ own gradient:
 
 - a hinge on each row's largest pre-activation, sum_i max(0, 0.01 - max_j z_ij): a row whose every
   coordinate went negative is exactly zero after the ReLU (a dead row: no direction, no gradient; the
-  UFM's rows have unit norm). The table's "hinge" counts the rows where it is active at the end;
+  UFM's rows have unit norm). The printed table's "hinge" column (``hinge_rows`` in the JSON)
+  counts the rows where it is active at the end;
 - Gaussian noise of size 1.0 on the pre-activations, falling linearly to 0 at half the steps: the
   gradient of the smoothed loss E_eps[SCL(max(z + eps, 0))] reaches the coordinates the ReLU zeroes.
   Without it (same settings, seeds 0-4; measured once on 2026-12-07 and not checked by a test:

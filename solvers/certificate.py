@@ -23,8 +23,9 @@ C is never formed as a product of two n x n matrices: each batch contributes a d
 computed from the rows of H (w the batch width), kept as a dense matrix (one batch) or a sparse one
 (many). lambda_min(S) is bounded densely up to ``DENSE_MAX`` rows (from ``CHOLESKY_MIN_ROWS`` on first by
 one Cholesky factorisation of S + eta I, :func:`_cholesky_lower_bound`; else ``eigvalsh``), beyond by Lanczos
-(``scipy.sparse.linalg.eigsh``) on the matrix-free operator, lowered by its residual norm. Either way
-a rounding margin ``10 sqrt(q) eps ||S||_F`` is subtracted. (Lanczos from a random start finds the
+(``scipy.sparse.linalg.eigsh``) on the matrix-free operator, lowered by its residual norm. The
+eigenvalue paths subtract a rounding margin ``10 sqrt(q) eps ||S||_F``; the Cholesky path its own
+backward-error bound (:func:`_cholesky_lower_bound`). (Lanczos from a random start finds the
 smallest eigenvalue with probability one; its residual bounds the distance to an eigenvalue.)
 
 Where the rows of a class are numerically equal and the bound at H does not already prove it, the
@@ -153,39 +154,40 @@ def _dense_lower_bound(S: np.ndarray, spent: float, widest: float) -> tuple[floa
 
 def _cholesky_lower_bound(S: np.ndarray, spent: float, widest: float) -> float | None:
     """A proved lower bound on lambda_min(S) for a symmetric S (q, q) by one LAPACK Cholesky
-    factorisation (``dpotrf``) of A = S + eta I, or None where every shift tried fails.
+    factorisation (``dpotrf``) of A = S + eta I, or None where it does not prove
+    lambda_min(S) >= -2 ``widest`` (the caller then computes the eigenvalue).
 
-    If the factorisation of A completes in floating point, then A + dA = R^T R is PSD with
-    |dA_ij| <= gamma |r_i| |r_j| (Higham, Accuracy and Stability, Thm 10.3; gamma = (q + 1) u /
-    (1 - (q + 1) u), u the unit roundoff) and ||r_j||^2 = a_jj + dA_jj, so ||dA||_2 <= ||dA||_F <=
-    gamma / (1 - gamma) tr(A) (Rump's bound); forming the diagonal of A rounds by at most
-    u max|a_jj|. Hence lambda_min(S) >= -eta - gamma / (1 - gamma) tr(A) - u max|a_jj|.
+    If the factorisation of A completes in floating point with finite positive pivots, then
+    A + dA = R^T R is PSD with |dA_ij| <= gamma |r_i| |r_j| (Higham, Accuracy and Stability, Thm 10.3;
+    gamma = (q + 2) u / (1 - (q + 2) u), u the unit roundoff: one rounding more than the theorem's
+    q + 1 for a BLAS that scales a column by a reciprocal) and ||r_j||^2 = a_jj + dA_jj, so
+    ||dA||_2 <= ||dA||_F <= gamma / (1 - gamma) tr(A) (Rump's bound); forming the diagonal of A rounds
+    by at most u max|a_jj|. Hence lambda_min(S) >= -eta - gamma / (1 - gamma) tr(A) - u max|a_jj|,
+    whose magnitude is rounded up by a factor (1 + 2 (q + 2) u).
     The shifts: ``widest`` first (where it fails, a smaller shift does not succeed in practice: None
-    at the cost of one factorisation), then the tight eta = max(``spent``, 4 gamma |tr(S)|) (the bound
-    then at most doubles the gap already spent by the trace term, ``spent`` = that gap / q); the
-    tight bound where it succeeds, else the widest."""
+    at the cost of one factorisation), then, where smaller, the tight eta = max(``spent``, 4 gamma
+    |tr(S)|) (``spent`` = the gap already spent by the trace term / q, so the bound at most doubles
+    it); the tight bound where it succeeds, else the widest. Either costs at most ``widest`` plus the
+    rounding margin per row; where that margin exceeds ``widest`` the result is None."""
     q = len(S)
     u = np.finfo(float).eps / 2
-    gamma = (q + 1) * u / (1 - (q + 1) * u)
-    trace = float(np.trace(S))
-    tight = max(spent, 4 * gamma * abs(trace), np.finfo(float).tiny)
+    gamma = (q + 2) * u / (1 - (q + 2) * u)
+    tight = min(max(spent, 4 * gamma * abs(float(np.trace(S))), np.finfo(float).tiny), widest)
 
     def proved(eta: float) -> float | None:
         A = S.copy(order="F")               # LAPACK's order: factorised in place, no second copy
         A[np.diag_indices(q)] += eta
-        _, info = scipy.linalg.lapack.dpotrf(A, lower=1, clean=0, overwrite_a=1)
-        if info != 0:
-            return None
+        R, info = scipy.linalg.lapack.dpotrf(A, lower=1, clean=0, overwrite_a=1)
+        pivots = np.diagonal(R)
+        if info != 0 or not (np.isfinite(pivots).all() and (pivots > 0).all()):
+            return None                     # a NaN pivot (overflow) passes LAPACK's test: refused here
         diag = np.diag(S) + eta
-        return -(eta + gamma / (1 - gamma) * float(np.sum(diag)) + u * float(np.max(np.abs(diag))))
+        bound = eta + gamma / (1 - gamma) * float(np.sum(diag)) + u * float(np.max(np.abs(diag)))
+        return -bound * (1 + 2 * (q + 2) * u) if bound <= 2 * widest else None
 
-    if widest <= tight:
-        return proved(tight)
-    # the widest first: where it fails nothing tighter can succeed (one factorisation spent on a point
-    # that is not proved); where it succeeds, the tighter shifts for a tighter bound
     best = proved(widest)
-    if best is None:
-        return None
+    if best is None or tight >= widest:
+        return best
     return proved(tight) or best
 
 
@@ -397,6 +399,7 @@ def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndar
         dense = dense_full if dense_full is not None or n > DENSE_MAX else None
         if dense is None and n <= DENSE_MAX:
             dense = A.toarray()
+            dense = (dense + dense.T) / 2       # the sparse sum's order can leave ~1e-19 of asymmetry
     else:
         L, Q = lift
         X = np.vstack([H, Q.T])

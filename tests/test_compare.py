@@ -137,3 +137,22 @@ def test_a_text_file_too_large_is_refused_before_it_is_read(tmp_path, capsys, mo
     monkeypatch.setattr(np, "loadtxt", lambda *a, **k: pytest.fail("parsed before the size check"))
     assert main(["compare", str(tmp_path / "f.csv")]) == 2
     assert "more than the" in capsys.readouterr().err
+
+
+def test_a_redrawn_batching_is_predicted_on_pooled_epochs_and_a_given_prediction_is_used():
+    """Random batches are predicted on 8 epochs' batches pooled (geometry says so; under ReLU the
+    pooled problem's certified optimum is the orthogonal frame, cosines 0); a prediction passed in is
+    used as given (its cosines come back), and one of the wrong shape is refused in one line."""
+    from ufm import Batching
+    from ufm.errors import ProblemError
+
+    H, labels = _features(0.05)
+    problem = Problem.from_counts(COUNTS, tau=0.5, relu=True, batching=Batching.random(6))
+    geometry, gram, status = C.predicted_optimum(problem)
+    assert geometry == f"gradient-descent on {C.PREDICTION_EPOCHS} epochs' batches" and status == "optimal"
+    np.testing.assert_allclose(gram, np.eye(4), atol=1e-6)
+    given = ("given", np.full((4, 4), 0.5) + 0.5 * np.eye(4), "optimal")
+    result = C.compare_features(H, labels, problem, prediction=given)
+    assert result.predicted_geometry == "given" and np.array_equal(result.predicted_gram, given[1])
+    with pytest.raises(ProblemError, match="prediction must be"):
+        C.compare_features(H, labels, problem, prediction=("x", np.eye(3), "optimal"))

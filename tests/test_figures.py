@@ -177,3 +177,14 @@ def test_series_that_lie_wholly_in_round_off_are_one_line():
     plt.close(fig)
     assert "random = binding (at round-off)" in labels and "fixed-random" in labels
     assert "random" not in labels and "binding" not in labels
+
+
+def test_every_drawing_function_runs_in_the_toolkit_style():
+    """Each function that creates figures or draws text runs inside ``plots.STYLE`` (``@styled``; a
+    function inserted between a decorator and its function once left ``class_means_view`` unstyled).
+    ``sweep_result_figure`` only calls ``sweep_figure``, which is styled."""
+    from ufm.app import plots
+
+    for name in ("figure", "mosaic", "gram_heatmap", "comparison_figure", "class_means_view", "sweep_figure",
+                 "sweep_panel", "landscape_figure"):
+        assert getattr(getattr(plots, name), "__wrapped__", None) is not None, name

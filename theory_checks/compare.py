@@ -166,10 +166,11 @@ def predicted_optimum(problem: Problem) -> tuple[str, np.ndarray, str]:
     is predicted on the batches of its first ``PREDICTION_EPOCHS`` epochs pooled and held fixed: the
     loss averaged over that many draws, a sample of the expected loss that a training run sees, and a
     fixed problem that the certificate proves (a descent that redraws the batches every epoch has no
-    fixed point to converge to or to certify). One epoch alone is not enough: random batches of 64
-    over counts (60 x 5, 6 x 5) leave class pairs that never meet in epoch 0, and that problem's
-    minimiser is not unique (under ReLU gradient descent ends 0.75 from the orthogonal frame there, at
-    0 with 4 or 8 epochs pooled)."""
+    fixed point to converge to or to certify). One epoch alone is not enough: it is a partition, so
+    no batch links the examples of a class that fall in different batches (docs/theory.md section 4's
+    first condition fails for every class), and that problem's minimiser is not unique: for random
+    batches of 64 over counts (60 x 5, 6 x 5) under ReLU gradient descent ends 0.75 from the
+    orthogonal frame on epoch 0's batches, and at 0 with 4 or 8 epochs pooled."""
     from solvers import gd
     from solvers.reduced import solve_reduced
 
@@ -205,6 +206,10 @@ def compare_features(H: np.ndarray, labels: np.ndarray, problem: Problem, classi
     duality = _self_duality(classifier, mu)
     raw, centred = mu @ mu.T, (mu - mu.mean(axis=0)) @ (mu - mu.mean(axis=0)).T
     gram = cosines(raw)
+    if prediction is not None and not (isinstance(prediction, tuple) and len(prediction) == 3
+                                       and np.shape(prediction[1]) == (k, k)):
+        raise ProblemError(f"prediction must be predicted_optimum(problem) for this problem: (geometry, a "
+                           f"({k}, {k}) cosine matrix, status)")
     geometry, predicted, status = predicted_optimum(problem) if prediction is None else prediction
     distance = {"etf": normalized_distance(gram, etf_gram(k)), "of": normalized_distance(gram, orthogonal_frame_gram(k)),
                 "predicted": normalized_distance(gram, predicted)}

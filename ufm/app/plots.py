@@ -151,13 +151,7 @@ def gram_heatmap(M: np.ndarray, ax: Axes | None = None, title: str = "class-mean
     return ax
 
 
-#: Class means closer than this fraction of the largest mean norm (true distances, not the picture's)
-#: share one label.
-_SAME_POINT = 0.03
-
-
 @styled
-
 def comparison_figure(result: Comparison) -> Figure:
     """``ufm compare``'s figure: the trained features' class-mean cosines beside the certified UFM
     optimum's (``result`` a :class:`theory_checks.compare.Comparison`), the distances in the title."""
@@ -172,6 +166,13 @@ def comparison_figure(result: Comparison) -> Figure:
                  fontsize=9)
     return fig
 
+
+#: Class means closer than this fraction of the largest mean norm (true distances, not the picture's)
+#: share one label.
+_SAME_POINT = 0.03
+
+
+@styled
 def class_means_view(M: np.ndarray, counts: Sequence[int] | None = None, ax: Axes | None = None,
                      title: str = "class means") -> Axes:
     """The class means as arrows from the origin, placed by metric MDS of the means and the origin
