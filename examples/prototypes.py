@@ -7,7 +7,7 @@ approach is drawn at its true size; middle and right, the cosines between class 
 the most prototypes per class.
 
 Values it reproduces (docs/theory.md section 5; tests/test_examples.py): distances to the ETF 0.167,
-0.140, 0.111, 0.080 for 1, 2, 4, 8 prototypes per class (``--quick``: 1, 2, 4).
+0.140, 0.111, 0.079 for 1, 2, 4, 8 prototypes per class (``--quick``: 1, 2, 4).
 
     python examples/prototypes.py [--out-dir figures] [--quick]
 """

@@ -642,7 +642,7 @@ def _with_tied_polish(problem: Problem, sol: Solution, cfg: Config, steps: int, 
     the fourth power of a class's spread s (X ~ s^2/tau, within ~ var X), a flat quartic valley whose
     gradient (~ s^3/tau^2) still dominates that of log E at small tau long after its value is
     negligible: gradient descent crawls there while the between-class geometry waits ((8, 8, 2, 2) at
-    tau 0.02: spread 1.6e-10, within ~1e-39 against E ~ 1e-27, yet ||grad log E|| = 10.8). Ties make
+    tau 0.02: spread 1.6e-10, within ~ s^4/tau^2 ~ 2e-36 against E ~ 1e-27, yet ||grad log E|| = 10.8). Ties make
     the within-class term exactly 0. The better certified of the two solutions is returned (the polish
     is judged by the same certificate on the untied problem)."""
     if sol.certificate is None or sol.certificate.certified or sol.status == "error":
