@@ -564,13 +564,17 @@ def _descent_info(problem: Problem, s: LoopState, cfg: Config, tol: float, dtype
     hist = np.exp(np.asarray(s.record.history, dtype=np.float64)[:min(epochs, cfg.history)])
     bb_step = otu.tree_get(s.tx_state, "step")
     trials = otu.tree_get(s.tx_state, "trials")
-    snaps = snapshot_epochs(epochs)
+    # slot i of the record holds epoch snapshot_epochs(...)[i] where it was written; a run longer than
+    # its step budget (warm-started stages) has more such epochs than slots, and a slot a stage did not
+    # reach is still NaN: only the written pairs are kept (they once came out 16 epochs to 15 Grams)
+    grams = np.asarray(s.record.gram_snaps, dtype=np.float64)[..., :problem.k, :problem.k]
+    written = [(epoch, gram) for epoch, gram in zip(snapshot_epochs(epochs), grams) if np.isfinite(gram).all()]
     return DescentInfo(
         optimizer=cfg.optimizer or "custom", dtype=jnp.dtype(dtype).name, tol=tol, grad_tol=float(tol ** GRAD_POWER),
         value_change=float(s.change), direction_norm=float(s.grad_norm), solver_value=float(s.value),
         loss_history=(const + hist).tolist(), excess_history=hist.tolist(),
-        mean_gram_checkpoints={"epochs": snaps, "grams": np.asarray(s.record.gram_snaps, dtype=np.float64)[
-            ..., :problem.k, :problem.k][:len(snaps)].tolist()},
+        mean_gram_checkpoints={"epochs": [epoch for epoch, _ in written],
+                               "grams": [gram.tolist() for _, gram in written]},
         last_step_size=None if bb_step is None else float(bb_step),
         evaluations=None if trials is None or cfg.stochastic else 1 + int(trials) + int(cfg.plain_phase),
         plain_epochs=int(s.record.plain_epochs))

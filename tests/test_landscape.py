@@ -93,3 +93,23 @@ def test_landscape_without_feasible_directions_is_reported_not_crashed(tmp_path,
                  str(tmp_path / "l.png"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["slice"] is None and any("slice skipped" in note for note in data["notes"])
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_convergence_curve_pairs_every_checkpoint_with_a_distance_under_random_batching(relu):
+    """Issue 33's `ufm landscape --counts 3,3 --starts 2 --resolution 5 --tau 0.05 --batching random
+    --batch-size 3` (with or without --relu) once failed drawing "x and y must have same first
+    dimension (16,) and (15,)": the convergence panel's epochs and distances must pair one to one,
+    the last at the solve's own last epoch, every one finite. (Reproduced here: a staged run at tau
+    0.05 outran its step budget's snapshot slots, and slots a stage never reached were NaN.)"""
+    from solvers import gd
+    from theory_checks.landscape import _distances_to
+    from ufm import Batching, Problem
+
+    problem = Problem.from_counts([3, 3], tau=0.05, relu=relu, batching=Batching.random(3))
+    for seed in (0, 1):
+        solution = gd.solve(problem, seed=seed, escape=False)
+        epochs, distances = _distances_to(np.asarray(solution.class_mean_gram), solution)
+        assert len(epochs) == len(distances) >= 2 and epochs[-1] == solution.iterations
+        assert epochs == sorted(epochs) and np.isfinite(distances).all()
+        assert distances[-1] == pytest.approx(0.0, abs=1e-12)
