@@ -23,9 +23,11 @@ C is never formed as a product of two n x n matrices: each batch contributes a d
 computed from the rows of H (w the batch width), kept as a dense matrix (one batch) or a sparse one
 (many). lambda_min(S) is bounded densely up to ``DENSE_MAX`` rows (from ``CHOLESKY_MIN_ROWS`` on first by
 one Cholesky factorisation of S + eta I, :func:`_cholesky_lower_bound`; else ``eigvalsh``), beyond by Lanczos
-(``scipy.sparse.linalg.eigsh``) on the matrix-free operator, lowered by its residual norm. The
-eigenvalue paths subtract a rounding margin ``10 sqrt(q) eps ||S||_F``; the Cholesky path its own
-backward-error bound (:func:`_cholesky_lower_bound`). (Lanczos from a random start finds the
+(``scipy.sparse.linalg.eigsh``) on the matrix-free operator, lowered by its residual norm. A
+rounding margin is subtracted: ``10 sqrt(q) eps ||S||_F`` from the dense eigenvalue, ``10 q eps
+|lambda_max|`` from the Lanczos bound, and the Cholesky path's own backward-error bound
+(:func:`_cholesky_lower_bound`). A full batch without prototypes keeps its dense block and the dense
+path at any n. (Lanczos from a random start finds the
 smallest eigenvalue with probability one; its residual bounds the distance to an eigenvalue.)
 
 Where the rows of a class are numerically equal and the bound at H does not already prove it, the
