@@ -69,11 +69,13 @@ def bound_from_slack(f0: float, value: float, S: np.ndarray) -> tuple[float, flo
 def active_multiplier(C: np.ndarray, G0: np.ndarray, relu_mask: np.ndarray | None,
                        active_tol: float) -> np.ndarray | None:
     """N = max(C, 0) on the active ReLU entries (G0_ij <= active_tol off the diagonal, inside the
-    mask), 0 elsewhere; None without ReLU. C symmetric (m, m)."""
+    mask, and so also G0_ji: a computed G0 need not be exactly symmetric), 0 elsewhere; None without
+    ReLU. C symmetric (m, m), so N is symmetric too, as the Cholesky and eigenvalue bounds assume."""
     if relu_mask is None:
         return None
     active = relu_mask & (G0 <= active_tol)
     np.fill_diagonal(active, False)
+    active &= active.T
     return np.where(active, np.maximum(C, 0.0), 0.0)
 
 

@@ -321,10 +321,7 @@ def _relu_multipliers(rows: _BatchRows, blocks: np.ndarray, relu_rows: int) -> t
         if relu_rows:
             ok = (np.arange(w) < relu_rows) & rows.member[b]
             gram = rows.Z[b] @ rows.Z[b].T
-            active = ok[:, None] & ok[None, :] & (gram <= ACTIVE_TOL)
-            np.fill_diagonal(active, False)
-            active &= active.T          # N symmetric, as the Cholesky and eigenvalue paths assume
-            N = np.where(active, np.maximum(A, 0.0), 0.0)
+            N = active_multiplier(A, gram, ok[:, None] & ok[None, :], ACTIVE_TOL)
             ng0 += float(np.sum(N * gram))
             A -= N
         blocks[b] = A
@@ -673,9 +670,7 @@ def certify_mean_gram(problem: Problem, V: np.ndarray, tolerance: float = GAP_TO
     A = (ex.grad_log + ex.grad_log.T) / 2
     n_g0 = 0.0
     if relu:
-        active = (M <= ACTIVE_TOL) & ~np.eye(len(M), dtype=bool)
-        active &= active.T
-        N = np.where(active, np.maximum(A, 0.0), 0.0)
+        N = active_multiplier(A, M, np.ones(M.shape, dtype=bool), ACTIVE_TOL)
         n_g0 = float(np.sum(N * M))
         A = A - N
     rgap, lam, method = relative_dual_gap(lambda X: A @ X, V, len(V), n_g0, dense_A=A,
