@@ -111,14 +111,13 @@ def pre_activations(params, X: jnp.ndarray) -> jnp.ndarray:
     return jnp.tanh(X @ W1 + b1) @ W2 + b2
 
 
-def features(params, X: jnp.ndarray, relu: bool, noise: jnp.ndarray | None = None) -> jnp.ndarray:
-    """h = z (or max(z, 0) with ReLU), normalised to unit rows as SCL does; ``noise`` (n, 64) is added
-    to z first (the smoothing of the ReLU runs, module docstring)."""
-    H = pre_activations(params, X)
-    if noise is not None:
-        H = H + noise
+def features(z: jnp.ndarray, relu: bool, noise: jnp.ndarray | None = None) -> jnp.ndarray:
+    """h = z (or max(z, 0) with ReLU) from the pre-activations z (..., n, 64), normalised to unit rows
+    as SCL does; ``noise`` (n, 64) is added to z first (the smoothing of the ReLU runs, module
+    docstring)."""
+    H = z if noise is None else z + noise
     H = jax.nn.relu(H) if relu else H
-    return H / jnp.sqrt(jnp.sum(H * H, axis=1, keepdims=True) + 1e-30)
+    return H / jnp.sqrt(jnp.sum(H * H, axis=-1, keepdims=True) + 1e-30)
 
 
 def scl_loss(H: jnp.ndarray, labels: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
@@ -134,9 +133,9 @@ def scl_loss(H: jnp.ndarray, labels: jnp.ndarray, valid: jnp.ndarray) -> jnp.nda
     return jnp.sum(jnp.where(count > 0, per_anchor, 0.0))
 
 
-def hinge(params, X: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
-    """sum_i max(0, ``ALIVE_MARGIN`` - max_j z_ij) over the valid rows (module docstring)."""
-    z = pre_activations(params, X)
+def hinge(z: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+    """sum_i max(0, ``ALIVE_MARGIN`` - max_j z_ij) over the valid rows of the pre-activations z (w, 64)
+    (module docstring)."""
     return jnp.sum(jnp.where(valid, jax.nn.relu(ALIVE_MARGIN - z.max(axis=1)), 0.0))
 
 
@@ -155,8 +154,9 @@ def train(X: np.ndarray, y: np.ndarray, relu: bool, batching: Batching, steps: i
     def one_step(params, state, index, valid, key, sigma):
         noise = sigma * jax.random.normal(key, (len(index), LAYERS[-1]))
         def loss(p):
-            value = scl_loss(features(p, Xj[index], relu, noise), yj[index], valid)
-            return value + hinge(p, Xj[index], valid) if relu else value
+            z = pre_activations(p, Xj[index])
+            value = scl_loss(features(z, relu, noise), yj[index], valid)
+            return value + hinge(z, valid) if relu else value
         grads = jax.grad(loss)(params)
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
@@ -177,9 +177,9 @@ def train(X: np.ndarray, y: np.ndarray, relu: bool, batching: Batching, steps: i
                                  jax.random.split(sub, len(seeds)), sigma)
             done += 1
         epoch += 1
-    z = np.asarray(jax.vmap(pre_activations, in_axes=(0, None))(params, Xj))
-    active = np.sum(z.max(axis=2) < ALIVE_MARGIN, axis=1) if relu else np.zeros(len(seeds), dtype=int)
-    return np.asarray(jax.vmap(features, in_axes=(0, None, None))(params, Xj, relu)), active
+    z = jax.vmap(pre_activations, in_axes=(0, None))(params, Xj)
+    active = np.sum(np.asarray(z).max(axis=2) < ALIVE_MARGIN, axis=1) if relu else np.zeros(len(seeds), dtype=int)
+    return np.asarray(features(z, relu)), active
 
 
 def run(steps: int) -> dict:

@@ -213,3 +213,26 @@ def test_readme_quotes_the_digits_table():
     plain = sorted(rows[("False", b)][0] for b in ("full", "random", "binding"))
     assert f"({plain[0]:.2f}-{plain[-1]:.2f} from the frame)" in sentence
     assert f"optimum ({rows[('False', 'full')][1]:.2f})" in sentence
+
+
+def test_train_digits_loss_is_the_toolkits_scl(monkeypatch):
+    """examples/train_digits.py writes its own SCL for a padded batch (what a user's training loop
+    holds); it equals ``ufm.scl_loss`` (sum reduction) on the valid rows, padding rows ignored, a class
+    with a single row in the batch (no positive) included."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import ufm
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import train_digits
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 3])
+    H = rng.standard_normal((len(labels), 6))
+    H /= np.linalg.norm(H, axis=1, keepdims=True)
+    want = float(ufm.scl_loss(H, labels, train_digits.TAU))
+    padded = np.vstack([H, rng.standard_normal((3, 6))])
+    got = train_digits.scl_loss(jnp.asarray(padded), jnp.asarray(np.r_[labels, 0, 1, 2]),
+                                jnp.asarray(np.arange(13) < len(labels)))
+    assert float(got) == pytest.approx(want, rel=1e-12)
