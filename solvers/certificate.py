@@ -33,7 +33,9 @@ smallest eigenvalue with probability one; its residual bounds the distance to an
 Where the rows of a class are numerically equal and the bound at H does not already prove it, the
 bound is also taken at the collapsed point (rows replaced by their normalised class mean, exactly
 equal), where the within-class part of C is exactly 0; the best valid bound is kept. Any G0 gives a
-valid bound.
+valid bound. For a full batch without prototypes that collapsed point is tried first, in its k x k
+form (:func:`_collapsed_rgap`: the same bound from k x k blocks, no n x n matrix; ``method``
+"collapsed").
 """
 
 from __future__ import annotations
@@ -373,6 +375,84 @@ def _snapped(problem: Problem, H: np.ndarray) -> np.ndarray | None:
     return None if tied is None else tied[0][tied[1]]
 
 
+def collapsed_form_applies(problem: Problem) -> bool:
+    """Whether the certificate has its k x k form at a collapsed point (:func:`_collapsed_rgap`): a
+    full batch without prototypes, for an objective with the ``REDUCED`` capability."""
+    return (problem.is_full_batch and problem.prototypes is None
+            and has(objective_of(problem), Capability.REDUCED))
+
+
+def exactly_collapsed(problem: Problem, H: np.ndarray) -> np.ndarray | None:
+    """V (k, d), the row of each class, if every row of H (n, d) equals its class's first row
+    exactly, else None."""
+    labels = problem.labels
+    V = H[np.unique(labels, return_index=True)[1]]
+    return V if np.array_equal(V[labels], H) else None
+
+
+def _collapsed_rgap(problem: Problem, V: np.ndarray) -> tuple[float, float, float]:
+    """``(log E(G0), rgap, lower bound on lambda_min(S))`` of the module docstring at the exactly
+    collapsed G0 = X X^T, X = V[labels] (V (k, d) one unit row per class; a full batch without
+    prototypes, :func:`collapsed_form_applies`), computed on k x k blocks, exactly the n x n bound.
+
+    There C = grad_G log E is constant on each class block off the diagonal: C_ij = B[c, c'] for i
+    of class c, j != i of class c' (the objective's ``collapsed_gram_gradient``), C_ii = 0. With
+    A = sym(B) - N (ReLU: N = max(sym B, 0) where M_cc' <= ``ACTIVE_TOL``), every row of a class gets
+    the same multiplier y_c = sum_c' n_c' A_cc' M_cc' - A_cc, so S = Y A Y^T + Diag(t[labels]) with
+    Y the (n, k) class indicator and t_c = -y_c - A_cc. Its eigenvalues are t_c on the vectors that
+    sum to 0 within class c (n_c - 1 of them) and those of D^1/2 A D^1/2 + Diag(t) (D = Diag(n_c)) on
+    span Y. The trace term tr(X^T S X) = sum_i (<(A X)_i, x_i> - y_i) is 0, so
+    rgap = <N, G0> + n max(0, -lambda_min(S)); lambda_min is lowered by the dense path's margin
+    10 sqrt(n) eps ||S||_F (||S||_F from the blocks)."""
+    n, k = problem.n, problem.k
+    counts = np.asarray(problem.counts, dtype=np.float64)
+    M = V @ V.T
+    log_e, B = objective_of(problem).collapsed_gram_gradient(M, problem.counts, problem.tau)
+    if not (np.isfinite(log_e) and np.isfinite(B).all()):
+        return log_e, np.nan, np.nan
+    A = (B + B.T) / 2
+    n_g0 = 0.0
+    if problem.relu:
+        N = active_multiplier(A, M, np.ones((k, k), dtype=bool), ACTIVE_TOL)
+        n_g0 = float(counts @ (N * M) @ counts)
+        A = A - N
+    within = np.diag(A).copy()
+    y = (A * M) @ counts - within
+    t = -y - within
+    root = np.sqrt(counts)
+    K = root[:, None] * A * root[None, :] + np.diag(t)
+    lam = min(float(np.linalg.eigvalsh(K)[0]), float(t.min()))
+    frobenius = np.sqrt(float(counts @ (A * A) @ counts - counts @ (within * within) + counts @ (y * y)))
+    lam_low = lam - 10 * np.sqrt(n) * np.finfo(float).eps * frobenius
+    return float(log_e), n_g0 + n * max(-lam_low, 0.0), lam_low
+
+
+def _collapsed_certificate(problem: Problem, H: np.ndarray, tolerance: float,
+                           t0: tuple[float, float]) -> Certificate | None:
+    """The certificate of H from the k x k form (:func:`_collapsed_rgap`) at H itself where it is
+    exactly collapsed, else at its collapsed point (every class within ``SNAP_TOL`` of its mean, E(H)
+    then from one evaluation of the loss); None where the form does not apply or proves nothing
+    within ``tolerance`` (the n x n bound is then computed)."""
+    if not collapsed_form_applies(problem):
+        return None
+    V = exactly_collapsed(problem, H)
+    log_e = None
+    if V is None:
+        tied = collapsed_rows(problem, H)
+        if tied is None or len(tied[0]) != problem.k:
+            return None
+        V = tied[0]
+        log_e = float(objective_of(problem).log_excess(problem, H))
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_e0, rgap0, lam = _collapsed_rgap(problem, V)
+    log_e = log_e0 if log_e is None else log_e
+    if not (np.isfinite(log_e0) and np.isfinite(rgap0) and np.isfinite(log_e)):
+        return None
+    rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
+    return _certificate_of(log_e, excess_constant(problem), rel, tolerance, t0, "collapsed", lam) \
+        if rel <= tolerance else None
+
+
 def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndarray, packed, W,
               lift, shift_gap: float = CHOLESKY_SHIFT_GAP) -> tuple[float, float, str]:
     """The relative dual gap at G0 = Gram of H (n, d) (plus prototypes; ``rows`` its batch rows and
@@ -554,6 +634,9 @@ def evaluation_certificate(ev: Evaluation, tolerance: float = GAP_TOL,
 
 def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: tuple[float, float]) -> Certificate:
     """The certificate of the module docstring (an objective with batched kernels: SCL)."""
+    collapsed = _collapsed_certificate(problem, H, tolerance, t0)
+    if collapsed is not None:
+        return collapsed
     need = certificate_bytes(problem)
     if need > CACHE_BYTES:
         raise ProblemError(f"the certificate needs about {need / 2 ** 30:.1f} GB for its gradient blocks "

@@ -109,7 +109,7 @@ from ufm.geometry import class_mean_gram
 from solvers.sizing import (CPU_LANE_BUDGET_BYTES, CPU_MAX_LANES, batch_shape, certificate_bytes,  # noqa: F401
                             default_lanes)
 from solvers.defaults import DEFAULT_LR, DEFAULT_STEPS, GAP_TOL, check_gap_tol
-from solvers.certificate import certificate_fits, certify_embeddings, collapsed_rows
+from solvers.certificate import certificate_fits, certify_embeddings, collapsed_form_applies, collapsed_rows
 from ufm.problem import SEED_MAX, Problem, require_problem
 from ufm.programs import bucket, program
 from ufm.random_batches import draw, draw_shape, raw_key
@@ -616,10 +616,20 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
                                 "learning rate or use optimizer='bb'", info=info)
     H = unit_sphere(problem.relu).retract(H)   # exact float64 unit rows (float32 runs round to ~1e-7)
     status, message = _stopped(s, tol, grad_tol, certify)
-    cert = None
-    if certify and certificate_fits(problem):
+    cert, polish = None, None
+    tied = collapsed_rows(problem, H) if certify and collapsed_form_applies(problem) else None
+    if tied is not None and len(tied[0]) == problem.k:
+        # every class within SNAP_TOL of its mean: the collapsed point, certified in its k x k form
+        # (no n x n matrix; docs/theory.md section 8), is returned where that proves it optimal
+        snapped = tied[0][tied[1]]
+        snapped_cert = certify_embeddings(problem, snapped, gap_tol)
+        if snapped_cert.certified:
+            if not np.array_equal(snapped, H):
+                polish = "classes within SNAP_TOL tied to their normalised mean"
+            H, cert = snapped, snapped_cert
+    if cert is None and certify and certificate_fits(problem):
         cert = certify_embeddings(problem, H, gap_tol)
-    elif certify:
+    elif cert is None and certify:
         message = join(message, f"no certificate: its gradient blocks would need "
                                 f"{certificate_bytes(problem) / 2 ** 30:.1f} GiB (use batches for a certified solve)")
     status, message = certified_status(status, message, cert)
@@ -632,6 +642,8 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     else:
         log_e = embeddings_log_excess(problem, H)
     excess = float(np.exp(log_e))
+    if polish is not None:
+        info = replace(info, polish=polish)
     return Solution("gd", class_mean_gram(H, problem.labels), const + excess, status, embeddings=H,
                     lower_bound=None if cert is None else cert.lower_bound, excess=excess,
                     log_excess=log_e, certificate=cert, iterations=epochs, seconds=seconds,

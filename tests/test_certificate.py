@@ -124,12 +124,22 @@ def test_stalled_relu_starts_are_stationary_never_converged():
             assert s.loss == pytest.approx(optimum, rel=1e-9)
 
 
+def _n_by_n_only(monkeypatch):
+    """The n x n bound only: the collapsed point's k x k form switched off."""
+    monkeypatch.setattr(certificate, "collapsed_form_applies", lambda problem: False)
+
+
 def test_memory_guard_refuses_in_one_line(monkeypatch):
+    """The n x n blocks over the budget: refused in one line. A collapsed point needs no n x n
+    matrix (its k x k form), so it is still certified."""
     from ufm import ProblemError
     monkeypatch.setattr(certificate, "CACHE_BYTES", 1000)
     problem = Problem.balanced(3, 4, tau=0.5)
+    spread = _unit(np.random.default_rng(0).standard_normal((problem.n, 3)))
     with pytest.raises(ProblemError, match="--no-certify"):
-        certify_embeddings(problem, collapsed_embeddings(etf_vectors(3), problem.counts))
+        certify_embeddings(problem, spread)
+    collapsed = certify_embeddings(problem, collapsed_embeddings(etf_vectors(3), problem.counts))
+    assert collapsed.certified and collapsed.method == "collapsed"
 
 
 @pytest.mark.slow
@@ -198,6 +208,7 @@ def test_cholesky_and_eigenvalue_certify_the_same_point(monkeypatch):
     """At n = 400 rows (the Cholesky test applies): the same H certified with the test and with the
     smallest eigenvalue forced; both prove it, the Cholesky gap spends at most 1/100 of the tolerance
     more, and its lambda bound is below the eigenvalue's."""
+    _n_by_n_only(monkeypatch)
     problem = Problem.balanced(4, 100, tau=0.5, relu=True, dim=4)
     H = collapsed_embeddings(np.eye(4), problem.counts)
     fast = certify_embeddings(problem, H)
@@ -217,6 +228,7 @@ def test_cholesky_spends_at_most_a_hundredth_of_the_tolerance_beyond_the_eigenva
     frame: relative gap ~8e-7 by the eigenvalue), the Cholesky test must not double it (a first version
     reported 1.6e-6, not certified): its gap is at most CHOLESKY_SHARE * tolerance (plus rounding)
     above the eigenvalue's, so the two certify alike."""
+    _n_by_n_only(monkeypatch)
     problem = Problem.balanced(4, 100, tau=0.5, relu=True, dim=4)
     H = _unit(collapsed_embeddings(np.eye(4), problem.counts)
               + noise * np.abs(np.random.default_rng(1).standard_normal((problem.n, 4))))
@@ -226,3 +238,68 @@ def test_cholesky_spends_at_most_a_hundredth_of_the_tolerance_beyond_the_eigenva
     assert exact.method == "dense" and fast.method in ("cholesky", "dense")
     assert exact.relative_gap <= fast.relative_gap <= exact.relative_gap + certificate.CHOLESKY_SHARE * fast.tolerance * 1.01
     assert fast.certified == exact.certified
+
+
+# ---------------------------------------------------------------- the collapsed point's k x k form
+COLLAPSED_CASES = [((8, 8, 2, 2), 0.5, False), ((8, 8, 2, 2), 0.1, True), ((5, 12, 2, 8, 5, 13), 0.2, False),
+                   ((30, 30, 30, 5), 1.0, True), ((4, 4, 4), 0.02, False), ((6, 3, 4), 0.005, False)]
+
+
+@pytest.mark.parametrize("counts,tau,relu", COLLAPSED_CASES)
+@pytest.mark.parametrize("spread", [1e-4, 1e-2, 1.0])
+def test_collapsed_form_is_the_n_by_n_slack(counts, tau, relu, spread):
+    """At an exactly collapsed point the k x k form gives the n x n slack's smallest eigenvalue (S
+    formed densely from the batch blocks, JAX's gradient of the per-anchor formula, and eigvalsh)
+    and log E of the n x n formula: it is the same bound, not another one."""
+    k = len(counts)
+    problem = Problem.from_counts(counts, tau=tau, relu=relu, dim=k)
+    rng = np.random.default_rng(len(counts) + int(1 / spread))
+    V = np.abs(rng.standard_normal((k, k))) if spread == 1.0 else np.eye(k) + spread * rng.standard_normal((k, k))
+    V = _unit(np.maximum(V, 0.0) if relu else V)
+    log_e, rgap, lam = certificate._collapsed_rgap(problem, V)
+    slack = certificate.certificate_slack(problem, V[problem.labels])
+    exact = float(np.linalg.eigvalsh(slack.dense)[0])
+    scale = float(np.linalg.norm(slack.dense))
+    assert log_e == pytest.approx(slack.log_excess, rel=1e-12, abs=1e-12)
+    # a lower bound (its rounding margin is 10 sqrt(n) eps ||S||_F), and tight to rounding
+    assert exact - 1e-9 * scale <= lam <= exact
+    assert rgap >= problem.n * max(-exact, 0.0) - 1e-9 * scale * problem.n
+
+
+@pytest.mark.parametrize("counts,tau,relu", COLLAPSED_CASES)
+@pytest.mark.parametrize("noise", [0.0, 1e-9])
+def test_collapsed_certificate_agrees_with_the_n_by_n_one(counts, tau, relu, noise, monkeypatch):
+    """Near the optimum (gradient descent's class means, exactly collapsed or with noise 1e-9 on
+    every row: the k x k form at the collapsed point, E from one evaluation at H), the k x k form and
+    the n x n bound give the same loss and gap, to 1e-9 of the excess in the gap (the two sum the
+    same terms in different orders), and prove alike. At tau <= 0.02 noise 1e-9 is far from optimal
+    (gap 0.16 to 1: E moves as e^{-1/tau}); both refuse it."""
+    k = len(counts)
+    problem = Problem.from_counts(counts, tau=tau, relu=relu, dim=k)
+    sol = gd.solve(problem, seed=0)
+    assume_optimal = sol.status == "optimal"
+    V = _unit(np.array([sol.embeddings[problem.labels == c].mean(axis=0) for c in range(k)]))
+    H = V[problem.labels]
+    if noise:
+        H = _unit(np.abs(H + noise * np.random.default_rng(2).standard_normal(H.shape)) if relu
+                  else H + noise * np.random.default_rng(2).standard_normal(H.shape))
+    fast = certify_embeddings(problem, H)
+    _n_by_n_only(monkeypatch)
+    full = certify_embeddings(problem, H)
+    assert full.method in ("dense", "cholesky")
+    assert fast.log_excess == pytest.approx(full.log_excess, rel=1e-12, abs=1e-12)
+    if assume_optimal and (full.certified or noise == 0):
+        assert fast.method == "collapsed" and fast.certified and full.certified
+        assert abs(fast.relative_gap - full.relative_gap) <= 1e-9
+    else:   # a stall ((30, 30, 30, 5) with ReLU at d = k) or too much noise: it defers to n x n
+        assert fast.method == full.method and not fast.certified
+
+
+def test_a_full_batch_solve_returns_the_collapsed_point_it_certified():
+    """The solve's certificate at a collapsed optimum is the k x k form, at n = 1000 in milliseconds
+    (no n x n matrix): its embeddings are exactly collapsed and its loss is the closed form's."""
+    problem = Problem.balanced(10, 100, tau=0.5, relu=True, dim=10)
+    sol = gd.solve(problem, seed=1)
+    assert sol.status == "optimal" and sol.certificate.method == "collapsed"
+    assert certificate.exactly_collapsed(problem, sol.embeddings) is not None
+    assert sol.loss == pytest.approx(orthogonal_frame_loss(problem.counts, 0.5), rel=1e-13)

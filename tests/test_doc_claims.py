@@ -132,17 +132,17 @@ def test_gap_tol_default_is_1e_6():
 
 def test_solve_json_has_the_implementation_fields():
     """cli.md `ufm solve`: "in this implementation also `within_class`"; `excess` "beside
-    `log_excess`"; the certificate's `method` is one of theory.md section 8's "`cholesky`, `dense` or
-    `lanczos`" (dense below 256 rows: this run has 6); the timings table's phases of `ufm solve`
+    `log_excess`"; the certificate's `method` is one of theory.md section 8's "`cholesky`, `dense`,
+    `lanczos` or `collapsed`" (collapsed: a full batch whose optimum is collapsed); the timings table's phases of `ufm solve`
     (`startup`, `compile`, `solve`, `certificate`, `report`) add up to `seconds`."""
     _says(CLI, "in this implementation also `within_class`", "beside `log_excess`",
           "| `solve`, `certificate` (`ufm solve`); `predict`; `checks` (`verify`); `sweep`; `landscape`; "
           "`check` (`batches check`) |")
-    _says(THEORY_8, "`method` says which: `cholesky`, `dense` or `lanczos`.")
+    _says(THEORY_8, "`method` says which: `cholesky`, `dense`, `lanczos` or `collapsed` (below).")
     _, report, _ = _run("solve", "--counts", "3,3", "--no-progress")
     assert {"within_class", "log_excess", "excess", "timings"} <= set(report)
     assert report["log_excess"] == pytest.approx(math.log(report["excess"]), rel=1e-12)
-    assert report["certificate"]["method"] == "dense"
+    assert report["certificate"]["method"] == "collapsed"      # a full batch, collapsed at its optimum
     assert set(report["timings"]) == {"startup", "compile", "solve", "certificate", "report"}
     assert sum(report["timings"].values()) == pytest.approx(report["seconds"], rel=1e-9)
 
@@ -460,7 +460,9 @@ def test_certificate_method_by_rows_and_the_widest_shift(monkeypatch):
     from solvers import certificate
     from ufm.batching import Batching
 
-    _says(THEORY_8, "Below 256 rows, and where the test fails: dense `eigvalsh`.", "with several batches, Lanczos")
+    _says(THEORY_8, "Below 256 rows, and where the test fails: dense `eigvalsh`.", "with several batches, Lanczos",
+          "and the n x n bound is computed only where it proves nothing")
+    monkeypatch.setattr(certificate, "collapsed_form_applies", lambda problem: False)   # the n x n bound
     problem, H = _two_classes([128, 127])
     cert = certificate.certify_embeddings(problem, H)
     assert cert.method == "dense" and cert.certified
@@ -486,7 +488,7 @@ def test_certificate_method_by_rows_and_the_widest_shift(monkeypatch):
     assert cert.method == "lanczos" and cert.certified
 
 
-def test_full_batch_beyond_1500_rows_stays_dense():
+def test_full_batch_beyond_1500_rows_stays_dense(monkeypatch):
     """Section 8: "Beyond 1500 rows a full batch without prototypes stays on this dense path (its
     gradient is one dense n x n block already)": one full batch of 1501 rows is certified by the
     Cholesky test (solvers/certificate.py ``_scl_rgap`` passes the dense block whatever n is)."""
@@ -495,6 +497,8 @@ def test_full_batch_beyond_1500_rows_stays_dense():
     _says(THEORY_8, "Beyond 1500 rows a full batch without prototypes stays on this dense path (its gradient is "
                     "one dense n x n block already); with several batches, Lanczos")
     problem, H = _two_classes([751, 750])
+    assert certificate.certify_embeddings(problem, H).method == "collapsed"     # its k x k form first
+    monkeypatch.setattr(certificate, "collapsed_form_applies", lambda problem: False)
     assert certificate.certify_embeddings(problem, H).method in ("cholesky", "dense")
 
 

@@ -77,7 +77,7 @@ def test_readme_solve_example_is_what_the_command_prints(capsys):
         assert printed[row] == shown[row], row
     number = r"([0-9.]+(?:e-?[0-9]+)?)"
     for table in (shown, printed):
-        gap = re.fullmatch(rf"relative gap {number} on the excess \(certified, dense, {number} s\)",
+        gap = re.fullmatch(rf"relative gap {number} on the excess \(certified, collapsed, {number} s\)",
                            table["certificate"])
         assert gap and float(gap.group(1)) <= 1e-6
         assert re.fullmatch(rf"optimal \(certified: relative gap {number} on the excess \(tolerance 1e-06\)\)",

@@ -61,8 +61,10 @@ class Capability(str, enum.Enum):
     #: the class-level k x k program of ``solvers.reduced`` (full batch, collapsed classes), as
     #: functions of the class-mean Gram M (k, k), the counts (k,) and tau: ``reduced_log_excess`` (JAX,
     #: counts and tau traced), ``reduced_excess`` (NumPy: ``log_value``, ``value``, ``grad_log``),
-    #: ``reduced_constant(counts)`` and ``reduced_expression(B, group_sizes, group_counts, tau)`` (cvxpy,
-    #: over a block-constant M; the general program is k singleton groups).
+    #: ``reduced_constant(counts)``, ``reduced_expression(B, group_sizes, group_counts, tau)`` (cvxpy,
+    #: over a block-constant M; the general program is k singleton groups) and
+    #: ``collapsed_gram_gradient(M, counts, tau)`` (log E and the n x n gradient of log E at the
+    #: collapsed point, as k x k blocks: the certificate's collapsed form).
     REDUCED = "reduced"
     #: ``predict(problem) -> ObjectivePrediction``: the theory's closed form, or "none" with the reason
     #: (or "reduced-program": the solver layer solves the objective's reduced program for it).

@@ -56,6 +56,7 @@ _FUNCTIONS = {
     # REDUCED: the class-level form
     "reduced_log_excess": "reduced:reduced_log_excess", "reduced_excess": "reduced:reduced_excess",
     "reduced_constant": "reduced:reduced_constant", "reduced_expression": "reduced:reduced_expression",
+    "collapsed_gram_gradient": "reduced:collapsed_gram_gradient",
 }
 
 __all__ = ["NAME", "CAPABILITIES", *_FUNCTIONS]

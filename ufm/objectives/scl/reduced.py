@@ -20,7 +20,7 @@ if TYPE_CHECKING:      # cvxpy loads when a program is built
     import cvxpy as cp
 
 __all__ = ["ReducedExcess", "reduced_constant", "reduced_excess", "reduced_log_excess", "reduced_loss",
-           "reduced_expression"]
+           "reduced_expression", "collapsed_gram_gradient"]
 
 
 def reduced_loss(M: np.ndarray, counts: Sequence[int], tau: float) -> tuple[float, np.ndarray]:
@@ -30,6 +30,27 @@ def reduced_loss(M: np.ndarray, counts: Sequence[int], tau: float) -> tuple[floa
     Equals the full-batch SCL loss of collapsed unit embeddings whose class means have Gram M."""
     ex = reduced_excess(np.asarray(M, dtype=float), counts, tau)
     return reduced_constant(counts) + ex.value, ex.value * ex.grad_log
+
+
+def collapsed_gram_gradient(M: np.ndarray, counts: Sequence[int], tau: float) -> tuple[float, np.ndarray]:
+    """``(log E, B (k, k))`` of the full-batch loss of exactly collapsed unit embeddings (h_i = v_c for
+    every i of class c, M = V V^T) as a function of the n x n Gram G: B[c, c'] = d log E / d G_ij for
+    one entry, i of class c and j != i of class c', as anchor i's term reads it (not symmetrised; the
+    diagonal G_ii does not enter, its derivative is 0). The certificate's k x k form of its n x n
+    gradient (``solvers.certificate``, docs/theory.md section 8).
+
+    Between classes B[c, c'] = (d log E / dM_cc') / (n_c n_c') (:func:`reduced_excess`: M_cc' stands
+    for the n_c n_c' entries that class c's anchors read). Within a class, each anchor's loss
+    l(i) = logsumexp_{a != i} G_ia/tau - mean_{p in P(i)} G_ip/tau does not change when a constant is
+    added to all of its entries, so sum_{j != i} d l(i) / d G_ij = 0, and
+    B[c, c] = -sum_{c' != c} n_c' B[c, c'] / (n_c - 1) = -sum_{c'} (d log E / dM_cc') / (n_c (n_c - 1))."""
+    n = np.asarray(counts, dtype=np.float64)
+    ex = reduced_excess(np.asarray(M, dtype=np.float64), counts, tau)
+    grad = np.array(ex.grad_log, dtype=np.float64)
+    np.fill_diagonal(grad, 0.0)
+    B = grad / (n[:, None] * n[None, :])
+    np.fill_diagonal(B, -grad.sum(axis=1) / (n * (n - 1.0)))
+    return ex.log_value, B
 
 
 def reduced_expression(B: cp.Expression, group_sizes: Sequence[int], group_counts: Sequence[int],
