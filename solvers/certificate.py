@@ -427,12 +427,12 @@ def _collapsed_rgap(problem: Problem, V: np.ndarray) -> tuple[float, float, floa
     return float(log_e), n_g0 + n * max(-lam_low, 0.0), lam_low
 
 
-def _collapsed_certificate(problem: Problem, H: np.ndarray, tolerance: float,
-                           t0: tuple[float, float]) -> Certificate | None:
-    """The certificate of H from the k x k form (:func:`_collapsed_rgap`) at H itself where it is
-    exactly collapsed, else at its collapsed point (every class within ``SNAP_TOL`` of its mean, E(H)
-    then from one evaluation of the loss); None where the form does not apply or proves nothing
-    within ``tolerance`` (the n x n bound is then computed)."""
+def _collapsed_bound(problem: Problem, H: np.ndarray) -> tuple[float, float, float, bool] | None:
+    """``(log E(H), relative gap of H, lambda bound, exact)`` from the k x k form
+    (:func:`_collapsed_rgap`) at H itself where it is exactly collapsed (``exact``: then it is the
+    n x n bound at H, nothing more to try), else at its collapsed point (every class within
+    ``SNAP_TOL`` of its mean; E(H) then from one evaluation of the loss); None where the form does not
+    apply or its numbers are not finite."""
     if not collapsed_form_applies(problem):
         return None
     V = exactly_collapsed(problem, H)
@@ -445,12 +445,11 @@ def _collapsed_certificate(problem: Problem, H: np.ndarray, tolerance: float,
         log_e = float(objective_of(problem).log_excess(problem, H))
     with np.errstate(invalid="ignore", over="ignore"):
         log_e0, rgap0, lam = _collapsed_rgap(problem, V)
-    log_e = log_e0 if log_e is None else log_e
+    exact = log_e is None
+    log_e = log_e0 if exact else log_e
     if not (np.isfinite(log_e0) and np.isfinite(rgap0) and np.isfinite(log_e)):
         return None
-    rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
-    return _certificate_of(log_e, excess_constant(problem), rel, tolerance, t0, "collapsed", lam) \
-        if rel <= tolerance else None
+    return log_e, 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0), lam, exact
 
 
 def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndarray, packed, W,
@@ -634,9 +633,10 @@ def evaluation_certificate(ev: Evaluation, tolerance: float = GAP_TOL,
 
 def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: tuple[float, float]) -> Certificate:
     """The certificate of the module docstring (an objective with batched kernels: SCL)."""
-    collapsed = _collapsed_certificate(problem, H, tolerance, t0)
-    if collapsed is not None:
-        return collapsed
+    const = excess_constant(problem)
+    collapsed = _collapsed_bound(problem, H)
+    if collapsed is not None and (collapsed[1] <= tolerance or collapsed[3]):
+        return _certificate_of(collapsed[0], const, collapsed[1], tolerance, t0, "collapsed", collapsed[2])
     need = certificate_bytes(problem)
     if need > CACHE_BYTES:
         raise ProblemError(f"the certificate needs about {need / 2 ** 30:.1f} GB for its gradient blocks "
@@ -645,17 +645,18 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
     packed = pack(problem.batches(0))
     W, _ = problem.prototype_rows()
     lift = None if W is None else _prototype_lift(W)
-    const = excess_constant(problem)
     rows = _batch_rows(problem, H, packed, W)
     log_e, blocks = _log_excess_and_gradient(problem, rows)
     if log_e == -np.inf:           # E = 0 <= E*: optimal outright
         return Certificate(0.0, -np.inf, const, 0.0, 0.0, 0.0, True, tolerance, _since(t0)[0], "exact", 0.0,
                            _since(t0)[1])
     best_rel, lam, method = np.inf, np.nan, "dense"
+    if collapsed is not None:       # the bound at the collapsed point, already taken in k x k form
+        best_rel, lam, method = collapsed[1], collapsed[2], "collapsed"
 
     def candidates():
         yield H, rows, log_e, blocks
-        snapped = _snapped(problem, H)
+        snapped = None if collapsed is not None else _snapped(problem, H)
         if snapped is not None and not np.array_equal(snapped, H):
             snapped_rows = _batch_rows(problem, snapped, packed, W)
             yield (snapped, snapped_rows, *_log_excess_and_gradient(problem, snapped_rows))

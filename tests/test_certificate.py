@@ -291,8 +291,10 @@ def test_collapsed_certificate_agrees_with_the_n_by_n_one(counts, tau, relu, noi
     if assume_optimal and (full.certified or noise == 0):
         assert fast.method == "collapsed" and fast.certified and full.certified
         assert abs(fast.relative_gap - full.relative_gap) <= 1e-9
-    else:   # a stall ((30, 30, 30, 5) with ReLU at d = k) or too much noise: it defers to n x n
-        assert fast.method == full.method and not fast.certified
+    else:   # a stall ((30, 30, 30, 5) with ReLU at d = k) or too much noise: neither proves it, and
+        # both keep the better of the bounds at H and at its collapsed point
+        assert not fast.certified and not full.certified
+        assert abs(fast.relative_gap - full.relative_gap) <= 1e-9
 
 
 def test_a_full_batch_solve_returns_the_collapsed_point_it_certified():
