@@ -397,3 +397,29 @@ def test_an_interrupted_verify_says_which_checks_had_finished(tmp_path):
     assert f"{len(finished) - 1} finished items" in err.strip().splitlines()[-1]
     cli_doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text().split())
     assert f'e.g. `["startup", "{names[0]}", ...]`' in cli_doc         # its example is the catalogue's order
+
+
+@pytest.mark.parametrize("kind", ["figure", "json"])
+def test_a_file_larger_than_the_free_space_is_refused_before_it_is_written(kind, tmp_path, monkeypatch):
+    """docs/cli.md: "each file is made in memory first, so its exact size is checked against the free
+    space before it is written": with 10 KiB free a figure (made in memory, about 50 KiB) or a JSON
+    report of 1 MiB is refused with the path, the size it needs and the fix; the file that was there
+    is unchanged and nothing else is left in the directory."""
+    import ufm.atomic
+    from ufm.errors import OutputError
+
+    assert ("each file is made in memory first, so its exact size is checked against the free space before it "
+            "is written") in " ".join((Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text().split())
+    monkeypatch.setattr(ufm.atomic, "free_bytes", lambda directory: 10 * 2 ** 10)
+    target = tmp_path / ("old.png" if kind == "figure" else "old.json")
+    target.write_bytes(b"the old file")
+    with pytest.raises(OutputError, match=r"old\.(png|json) was not written: it needs [0-9.]+ MiB and its disk "
+                                          r"has 0\.01 MiB free.*unchanged.*write elsewhere"):
+        if kind == "figure":
+            from ufm.app import plots
+            fig, axes = plots.figure()
+            axes[0, 0].plot([i % 7 for i in range(2000)])
+            plots.save(fig, target)
+        else:
+            ufm.atomic.write_text_atomically(target, "[" + "0.1234567, " * 100000 + "0]")
+    assert target.read_bytes() == b"the old file" and [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -20,7 +20,8 @@ _REAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 #: Most values a list or a start:stop:count range may hold (a sweep's points).
 MAX_POINTS = 1000
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
-#: Free space an output file's disk must have before any work (a figure is 0.05-2 MiB, a report less).
+#: Free space an output file's disk must have before any work (a figure is 0.05-2 MiB, a report less);
+#: the file's exact size is checked again when it is written (``ufm.atomic.write_bytes_atomically``).
 MIN_FREE_BYTES = 8 * 2 ** 20
 #: Most classes ``--counts`` may list (the same bound as ``--classes``).
 MAX_CLASSES = 10 ** 6

@@ -8,6 +8,7 @@ PDF or SVG by the file extension.
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -15,7 +16,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ufm.atomic import write_atomically
+from ufm.atomic import write_bytes_atomically
 from ufm.errors import ProblemError
 
 if TYPE_CHECKING:
@@ -78,15 +79,18 @@ def log_ticks(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``path``, whole or not at all (:func:`ufm.atomic.write_atomically`: a failure is an
-    :class:`ufm.errors.OutputError`, the file there unchanged); the extension picks the format (.png,
-    .pdf, .svg)."""
+    """Write ``fig`` to ``path``, whole or not at all (:func:`ufm.atomic.write_bytes_atomically`: a
+    failure is an :class:`ufm.errors.OutputError`, the file there unchanged); the extension picks the
+    format (.png, .pdf, .svg). The figure is rendered in memory first, so its exact size is checked
+    against the disk's free space before anything is written."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise ProblemError(f"figure file {path} must end in one of {', '.join(FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    rendered = io.BytesIO()
     with plt.rc_context(STYLE):
-        return write_atomically(path, lambda out: fig.savefig(out, format=path.suffix.lower()[1:]))
+        fig.savefig(rendered, format=path.suffix.lower()[1:])
+    return write_bytes_atomically(path, rendered.getvalue())
 
 
 def tau_text(tau: float | None) -> str:
