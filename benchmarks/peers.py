@@ -362,20 +362,25 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def bench_peers(starts: int = 5, cap: float = 60.0, target: float = 1e-6,
-                peers: tuple[str, ...] | None = None) -> dict:
+                peers: tuple[str, ...] | None = None, counts: tuple[int, ...] | None = None) -> dict:
     """Every peer and ufm-scl from ``starts`` shared random starts (ufm-scl's seeds 0..starts-1), with
     and without ReLU. Returns per-start rows and, per peer and setting, the median of the pairwise
-    ratios ufm-scl time / peer time (a peer that hits the cap gives an upper bound on the ratio)."""
+    ratios ufm-scl time / peer time (a peer that hits the cap gives an upper bound on the ratio).
+    ``counts``: an imbalanced problem in place of 10 x 100 (d = k), with ReLU only, where the optimum
+    is the orthogonal frame whatever the counts (without ReLU it has no closed form to measure
+    against)."""
     import torch
     torch.set_num_threads(os.cpu_count())
-    out: dict = {"problem": "balanced n=1000, k=10, d=10, tau=0.5, full batch, float64",
+    label = "balanced n=1000, k=10" if counts is None else f"counts {', '.join(map(str, counts))}"
+    out: dict = {"problem": f"{label}, d=k, tau=0.5, full batch, float64",
                  "target": target, "cap_seconds": cap, "starts": starts, "settings": {}}
-    for relu in (False, True):
-        problem = Problem.balanced(10, 100, tau=0.5, relu=relu, dim=10)
-        counts, tau = problem.counts, problem.tau
-        excess_star = (orthogonal_frame_excess(counts, tau) if relu
-                       else etf_excess(counts[0], problem.k, tau))
-        constant = float(sum(c * math.log(c - 1) for c in counts))
+    for relu in ((False, True) if counts is None else (True,)):
+        problem = (Problem.balanced(10, 100, tau=0.5, relu=relu, dim=10) if counts is None
+                   else Problem.from_counts(counts, tau=0.5, relu=relu, dim=len(counts)))
+        counts_, tau = problem.counts, problem.tau
+        excess_star = (orthogonal_frame_excess(counts_, tau) if relu
+                       else etf_excess(counts_[0], problem.k, tau))
+        constant = float(sum(c * math.log(c - 1) for c in counts_))
         rows = []
         for seed in range(starts):
             H0 = np.asarray(gd._start(problem, seed, jnp.float64))

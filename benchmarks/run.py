@@ -10,6 +10,8 @@ Sections:
    instead (pymanopt ConjugateGradient and TrustRegions, torch L-BFGS, the same BB scheme in PyTorch,
    geoopt RiemannianAdam, Adam + projection), n = 1000, k = 10, tau 0.5, with and without ReLU, the
    same starts, pairwise medians (benchmarks/peers.py; ``pip install .[bench]``).
+1b. ``peers_imbalanced``: the same with ReLU on counts 160 x 5 and 40 x 5 (d = k = 10), whose optimum
+   is the orthogonal frame whatever the counts.
 1a. ``sharded``: the full-batch loss + gradient and GD steps row-sharded over the host's CPU devices
    (one per core, ``XLA_FLAGS=--xla_force_host_platform_device_count``) against one device, in a
    child process.
@@ -764,7 +766,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder for results.json and RESULTS.md (the README's table is regenerated only "
                              "for the default, benchmarks/)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="sections to run: startup peers sharded gd_scaling gd_scaling_float32 many certificate "
+                        help="sections to run: startup peers peers_imbalanced sharded gd_scaling gd_scaling_float32 many certificate "
                              "staircase_large compare convex explorer gpu")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite RESULTS.md from the results.json in --out, running nothing")
@@ -780,6 +782,8 @@ def main(argv: list[str] | None = None) -> None:
     sections = {
         "startup": lambda: startup.bench_startup(reps=1 if q else 3, verify_reps=1 if q else 3),
         "peers": lambda: peers.bench_peers(3 if q else 5, 10.0 if q else 20.0),
+        "peers_imbalanced": lambda: peers.bench_peers(3 if q else 5, 10.0 if q else 20.0,
+                                                      counts=(160,) * 5 + (40,) * 5),
         "sharded": lambda: bench_sharded([5000] if q else [5000, 20000]),
         "gd_scaling": lambda: bench_scaling([1000, 5000] if q else [1000, 5000, 20000]),
         "gd_scaling_float32": lambda: bench_scaling([5000] if q else [5000, 20000], dtype=jnp.float32),

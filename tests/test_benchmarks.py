@@ -126,6 +126,27 @@ def test_readme_prose_quotes_the_stored_staircase_runs():
     assert re.sub(r"\s+", " ", times) in re.sub(r"\s+", " ", readme)
 
 
+def test_readme_prose_quotes_the_stored_imbalanced_peers_run():
+    """The README's sentence on the imbalanced peers problem (issue 32's counts 160 x 5 and 40 x 5)
+    quotes its stored run: every start stalled without the staircase and was proved optimal at the
+    target with it; no pymanopt method reached the target from any start."""
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "README.md").read_text().split())
+    run = json.loads((root / "benchmarks" / "runs" / "2026-12-07-peers-imbalanced-quick.json").read_text())
+    run = run["peers_imbalanced"]
+    relu = run["settings"]["relu"]
+    rows = relu["rows"]
+    assert run["cap_seconds"] == 10.0 and run["starts"] == len(rows) == 3
+    assert relu["ufm_reached"] == 0 and relu["ufm_certified"] == relu["ufm_certified_reached"] == 3
+    seconds = sorted(r["ufm-scl"]["certified_seconds"] for r in rows)
+    escapes = ", ".join(str(e) for e in relu["ufm_escapes"])
+    assert (f"proved all 3 optimal at the target (escapes {escapes}; {seconds[0]:.2f}-{seconds[-1]:.2f} s)"
+            in text)
+    assert not any(r[f"pymanopt {m}"]["reached"] for r in rows for m in ("ConjugateGradient", "TrustRegions"))
+    lbfgs = [r["torch L-BFGS"]["seconds"] for r in rows if r["torch L-BFGS"]["reached"]]
+    assert len(lbfgs) == 1 and f"torch L-BFGS from one ({lbfgs[0]:.2f} s)" in text
+
+
 def test_readme_prose_quotes_the_stored_compare_run():
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
