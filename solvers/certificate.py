@@ -377,9 +377,11 @@ def _snapped(problem: Problem, H: np.ndarray) -> np.ndarray | None:
 
 def collapsed_form_applies(problem: Problem) -> bool:
     """Whether the certificate has its k x k form at a collapsed point (:func:`_collapsed_rgap`): a
-    full batch without prototypes, for an objective with the ``REDUCED`` capability."""
+    full batch without prototypes, for an objective with the batch-block certificate (``BATCHED``)
+    and the ``REDUCED`` capability (its ``collapsed_gram_gradient``)."""
+    objective = objective_of(problem)
     return (problem.is_full_batch and problem.prototypes is None
-            and has(objective_of(problem), Capability.REDUCED))
+            and has(objective, Capability.BATCHED) and has(objective, Capability.REDUCED))
 
 
 def exactly_collapsed(problem: Problem, H: np.ndarray) -> np.ndarray | None:
