@@ -392,41 +392,66 @@ def exactly_collapsed(problem: Problem, H: np.ndarray) -> np.ndarray | None:
     return V if np.array_equal(V[labels], H) else None
 
 
-def _collapsed_rgap(problem: Problem, V: np.ndarray) -> tuple[float, float, float]:
-    """``(log E(G0), rgap, lower bound on lambda_min(S))`` of the module docstring at the exactly
-    collapsed G0 = X X^T, X = V[labels] (V (k, d) one unit row per class; a full batch without
-    prototypes, :func:`collapsed_form_applies`), computed on k x k blocks, exactly the n x n bound.
+class CollapsedSlack(NamedTuple):
+    """The certificate's slack at an exactly collapsed G0 in k x k form (:func:`collapsed_slack`):
+    S = Y A Y^T + Diag(t[labels]) (n, n), Y the class indicator; ``A`` (k, k) = sym(B) - N, ``t`` (k,),
+    ``n_g0`` = <N, G0>, ``trace`` = tr(X^T S X) (0 but for rounding), ``log_excess`` = log E(G0)."""
+
+    log_excess: float
+    A: np.ndarray
+    t: np.ndarray
+    n_g0: float
+    trace: float
+
+
+def collapsed_slack(problem: Problem, V: np.ndarray) -> CollapsedSlack:
+    """The slack of the module docstring at the exactly collapsed G0 = X X^T, X = V[labels] (V (k, d)
+    one unit row per class; a full batch without prototypes, :func:`collapsed_form_applies`), on k x k
+    blocks: exactly the n x n slack.
 
     There C = grad_G log E is constant on each class block off the diagonal: C_ij = B[c, c'] for i
     of class c, j != i of class c' (the objective's ``collapsed_gram_gradient``), C_ii = 0. With
     A = sym(B) - N (ReLU: N = max(sym B, 0) where M_cc' <= ``ACTIVE_TOL``), every row of a class gets
-    the same multiplier y_c = sum_c' n_c' A_cc' M_cc' - A_cc, so S = Y A Y^T + Diag(t[labels]) with
-    Y the (n, k) class indicator and t_c = -y_c - A_cc. Its eigenvalues are t_c on the vectors that
-    sum to 0 within class c (n_c - 1 of them) and those of D^1/2 A D^1/2 + Diag(t) (D = Diag(n_c)) on
-    span Y. The trace term tr(X^T S X) = sum_i (<(A X)_i, x_i> - y_i) is 0, so
-    rgap = <N, G0> + n max(0, -lambda_min(S)); lambda_min is lowered by the dense path's margin
-    10 sqrt(n) eps ||S||_F (||S||_F from the blocks)."""
-    n, k = problem.n, problem.k
+    the same multiplier y_c = (sum_c' n_c' A_cc' M_cc' - A_cc M_cc) / M_cc (complementarity in least
+    squares), so S = Y A Y^T + Diag(t[labels]) with t_c = -y_c - A_cc."""
+    k = problem.k
     counts = np.asarray(problem.counts, dtype=np.float64)
     M = V @ V.T
     log_e, B = objective_of(problem).collapsed_gram_gradient(M, problem.counts, problem.tau)
-    if not (np.isfinite(log_e) and np.isfinite(B).all()):
-        return log_e, np.nan, np.nan
     A = (B + B.T) / 2
     n_g0 = 0.0
     if problem.relu:
         N = active_multiplier(A, M, np.ones((k, k), dtype=bool), ACTIVE_TOL)
         n_g0 = float(counts @ (N * M) @ counts)
         A = A - N
-    within = np.diag(A).copy()
-    y = (A * M) @ counts - within
+    within, norms = np.diag(A).copy(), np.diag(M).copy()
+    reads = (A * M) @ counts - within * norms          # <(A X)_i, x_i> for a row of each class
+    y = reads / norms
     t = -y - within
+    trace = float(counts @ (reads - y * norms))
+    return CollapsedSlack(float(log_e), A, t, n_g0, trace)
+
+
+def _collapsed_rgap(problem: Problem, V: np.ndarray) -> tuple[float, float, float]:
+    """``(log E(G0), rgap, lower bound on lambda_min(S))`` of the module docstring from
+    :func:`collapsed_slack`: the eigenvalues of S = Y A Y^T + Diag(t[labels]) are t_c on the vectors
+    that sum to 0 within class c (n_c - 1 of them) and those of D^1/2 A D^1/2 + Diag(t)
+    (D = Diag(n_c)) on span Y, so rgap = tr(X^T S X) + <N, G0> + n max(0, -lambda_min(S)), with
+    lambda_min lowered by the dense path's margin 10 sqrt(n) eps ||S||_F (||S||_F from the blocks).
+    NaN where the gradient is not finite."""
+    n = problem.n
+    counts = np.asarray(problem.counts, dtype=np.float64)
+    sl = collapsed_slack(problem, V)
+    A, t = sl.A, sl.t
+    if not (np.isfinite(sl.log_excess) and np.isfinite(A).all() and np.isfinite(t).all()):
+        return sl.log_excess, np.nan, np.nan
     root = np.sqrt(counts)
     K = root[:, None] * A * root[None, :] + np.diag(t)
     lam = min(float(np.linalg.eigvalsh(K)[0]), float(t.min()))
-    frobenius = np.sqrt(float(counts @ (A * A) @ counts - counts @ (within * within) + counts @ (y * y)))
+    within = np.diag(A)
+    frobenius = np.sqrt(float(counts @ (A * A) @ counts - counts @ (within * within) + counts @ (within + t) ** 2))
     lam_low = lam - 10 * np.sqrt(n) * np.finfo(float).eps * frobenius
-    return float(log_e), n_g0 + n * max(-lam_low, 0.0), lam_low
+    return sl.log_excess, sl.trace + sl.n_g0 + n * max(-lam_low, 0.0), lam_low
 
 
 def _collapsed_bound(problem: Problem, H: np.ndarray) -> tuple[float, float, float, bool] | None:
@@ -576,9 +601,10 @@ FEASIBLE_TOL = 1e-9
 
 
 def feasible_embeddings(problem: Problem, H: ArrayLike) -> np.ndarray:
-    """H as a float64 (n, d) array if it is feasible for ``problem`` (unit rows within
-    :data:`FEASIBLE_TOL`, nonnegative with ReLU), else :class:`ProblemError`: the dual bound holds for
-    the optimum over feasible points only, so an infeasible H would give a bound that is not one."""
+    """H as a float64 (n, d) array, its rows normalised exactly, if it is feasible for ``problem`` (unit
+    rows within :data:`FEASIBLE_TOL`, nonnegative with ReLU), else :class:`ProblemError`: the dual bound
+    holds for the optimum over feasible points only, so an infeasible H would give a bound that is not
+    one."""
     if not isinstance(problem, Problem):
         raise ProblemError(f"the certificate needs a ufm.Problem (got {type(problem).__name__})")
     try:
@@ -597,7 +623,11 @@ def feasible_embeddings(problem: Problem, H: ArrayLike) -> np.ndarray:
         raise ProblemError(f"H's rows must have unit norm (the farthest is off by {worst:.3g}); normalise them")
     if problem.relu and array.min() < -FEASIBLE_TOL:
         raise ProblemError(f"with ReLU H must be nonnegative (its smallest entry is {array.min():.3g})")
-    return array
+    # the rows normalised exactly: the loss is that of the exactly normalised rows (its formula's norm
+    # term), so the gradient, the multipliers and the trace term must be taken there too; at rows off
+    # unit by 1e-9 they were not, and at tau = 1e-3 that moved the bound by ~2 delta / tau (2e-6 of E,
+    # above the optimum: a false certificate)
+    return array / np.linalg.norm(array, axis=1, keepdims=True)
 
 
 def certify_embeddings(problem: Problem, H: np.ndarray, tolerance: float = GAP_TOL) -> Certificate:

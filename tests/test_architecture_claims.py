@@ -173,6 +173,7 @@ BARE = {
     "optimal_inaccurate": "ufm.solution.Status.OPTIMAL_INACCURATE", "gap_tol": "solvers.gd.solve(gap_tol)",
     "gram_certificate": "solvers.certificate.gram_certificate", "evaluate": "ufm.objectives.ce.evaluate",
     "SNAP_TOL": "solvers.certificate.SNAP_TOL", "_collapsed_rgap": "solvers.certificate._collapsed_rgap",
+    "collapsed_slack": "solvers.certificate.collapsed_slack",
     "collapsed_gram_gradient": "ufm.objectives.scl.collapsed_gram_gradient",
     "method": "ufm.solution.Certificate.method", "gd": "solvers.gd",
     "certificate_slack": "solvers.certificate.certificate_slack",
@@ -1103,9 +1104,9 @@ def test_statuses_the_certificate_decides():
 def test_a_collapsed_full_batch_is_certified_in_its_k_by_k_form():
     """"For a full batch without prototypes whose classes are collapsed (within `SNAP_TOL` of their
     means) the batch-block bound is first taken in its k x k form at the collapsed point
-    (`_collapsed_rgap`, ...; `method` "collapsed")": the simplex ETF of (4, 4, 4)."""
-    says("the batch-block bound is first taken in its k x k form at the collapsed point (`_collapsed_rgap`, from "
-         "the `reduced` capability's `collapsed_gram_gradient`; `method` \"collapsed\")")
+    (`collapsed_slack` and `_collapsed_rgap`, ...; `method` "collapsed")": the simplex ETF of (4, 4, 4)."""
+    says("the batch-block bound is first taken in its k x k form at the collapsed point (`collapsed_slack` and "
+         "`_collapsed_rgap`, from the `reduced` capability's `collapsed_gram_gradient`; `method` \"collapsed\")")
     from solvers.certificate import certify_embeddings
     from ufm.geometry import etf_gram, factor_gram
     from ufm.problem import Problem
@@ -1114,7 +1115,8 @@ def test_a_collapsed_full_batch_is_certified_in_its_k_by_k_form():
     H = factor_gram(etf_gram(3), 3)[problem.labels]
     cert = certify_embeddings(problem, H)
     assert cert.method == "collapsed" and cert.certified
-    assert "collapsed_gram_gradient" in inspect.getsource(resolve("solvers.certificate._collapsed_rgap"))
+    assert "collapsed_gram_gradient" in inspect.getsource(resolve("solvers.certificate.collapsed_slack"))
+    assert "collapsed_slack" in inspect.getsource(resolve("solvers.certificate._collapsed_rgap"))
 
 
 def test_the_staircase_is_climbed_by_the_batched_driver_and_gram_objectives():

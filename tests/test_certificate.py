@@ -245,6 +245,81 @@ COLLAPSED_CASES = [((8, 8, 2, 2), 0.5, False), ((8, 8, 2, 2), 0.1, True), ((5, 1
                    ((30, 30, 30, 5), 1.0, True), ((4, 4, 4), 0.02, False), ((6, 3, 4), 0.005, False)]
 
 
+def _dense_reference_slack(problem, H):
+    """The n x n slack at G0 = H H^T from the Gram-space gradient (the objective's
+    ``gram_value_and_grad``, JAX's derivative of the Gram function, another path than the k x k
+    form's reduced derivative) and the rules of the module docstring, written out densely:
+    ``(S, <N, G0>, tr(H^T S H))`` in units of E."""
+    from solvers.bound import active_multiplier
+    from ufm.objectives import objective_of
+
+    objective = objective_of(problem)
+    G0 = H @ H.T
+    _, C = objective.gram_value_and_grad(problem, G0)
+    excess = np.exp(objective.log_excess(problem, H))
+    A = (np.asarray(C) + np.asarray(C).T) / (2 * excess)
+    n_g0 = 0.0
+    if problem.relu:
+        N = active_multiplier(A, G0, np.ones(G0.shape, dtype=bool), certificate.ACTIVE_TOL)
+        n_g0 = float(np.sum(N * G0))
+        A = A - N
+    reads = np.sum((A @ H) * H, axis=1)
+    y = reads / np.sum(H * H, axis=1)
+    S = A - np.diag(y)
+    return S, n_g0, float(np.sum((S @ H) * H))
+
+
+def _near_frame(k, rng):
+    """Nonnegative unit rows near the frame, with one pair's cosine 5e-7 (an active ReLU entry where
+    <N, G0> is not 0) and the others 0 or clearly positive."""
+    V = np.eye(k) + 0.3 * np.abs(rng.standard_normal((k, k))) * (rng.random((k, k)) < 0.3)
+    V[0], V[1] = np.eye(k)[0], np.eye(k)[1] + 5e-7 * np.eye(k)[0]
+    return _unit(V)
+
+
+@pytest.mark.parametrize("counts,tau,relu,points", [
+    ((8, 8, 2, 2), 0.5, False, "spread"), ((5, 12, 2, 8, 5, 13), 0.2, False, "spread"),
+    ((30, 30, 30, 5), 1.0, True, "spread"), ((8, 8, 2, 2), 0.1, True, "frame"), ((2, 3, 2, 9), 0.5, True, "frame"),
+    ((2, 2), 0.3, False, "spread")])
+def test_collapsed_slack_is_the_dense_slack_entry_by_entry(counts, tau, relu, points):
+    """The k x k blocks, written out as Y A Y^T + Diag(t[labels]), are the dense slack entry by entry
+    (so the within-class entries, the ReLU multipliers and y are checked); the eigenvalues the bound
+    uses are those of the dense S (t_c n_c - 1 times, and those of D^1/2 A D^1/2 + Diag(t)); and the gap
+    is the dense rule's tr + <N, G0> + n max(0, -lambda_min), never below it (one-sided: lower would be
+    unsafe) and above it by the rounding margin only. Points with an active ReLU entry of cosine 5e-7
+    make <N, G0> count."""
+    k = len(counts)
+    problem = Problem.from_counts(counts, tau=tau, relu=relu, dim=k)
+    rng = np.random.default_rng(k + len(points))
+    for trial in range(3):
+        if points == "frame":
+            V = _near_frame(k, rng)
+        else:
+            V = rng.standard_normal((k, k)) * (0.3 * trial + 0.1) + np.eye(k)
+            V = _unit(np.abs(V) if relu else V)
+        H = V[problem.labels]
+        S_ref, n_g0_ref, trace_ref = _dense_reference_slack(problem, H)
+        sl = certificate.collapsed_slack(problem, V)
+        labels = problem.labels
+        S = sl.A[np.ix_(labels, labels)] + np.diag(sl.t[labels])
+        scale = float(np.max(np.abs(S_ref)))
+        assert np.max(np.abs(S - S_ref)) <= 1e-10 * scale
+        assert sl.n_g0 == pytest.approx(n_g0_ref, rel=1e-9, abs=1e-14 * scale)
+        if points == "frame" and relu:
+            assert n_g0_ref > 0
+        spectrum = np.linalg.eigvalsh(S_ref)
+        root = np.sqrt(np.asarray(counts, dtype=float))
+        blocks = np.concatenate([np.repeat(sl.t, np.asarray(counts) - 1),
+                                 np.linalg.eigvalsh(root[:, None] * sl.A * root[None, :] + np.diag(sl.t))])
+        assert np.max(np.abs(np.sort(blocks) - spectrum)) <= 1e-9 * scale
+        _, rgap, lam = certificate._collapsed_rgap(problem, V)
+        rgap_ref = trace_ref + n_g0_ref + problem.n * max(-spectrum[0], 0.0)
+        # below the smallest of both kinds of eigenvalue (t_c has not been seen the smaller one at any
+        # point tried, 400 random ones included, but it is an eigenvalue of S)
+        assert lam <= spectrum[0] and lam <= sl.t.min()
+        assert rgap_ref - 1e-12 * abs(rgap_ref) <= rgap <= rgap_ref + 1e-8 * scale * problem.n
+
+
 @pytest.mark.parametrize("counts,tau,relu", COLLAPSED_CASES)
 @pytest.mark.parametrize("spread", [1e-4, 1e-2, 1.0])
 def test_collapsed_form_is_the_n_by_n_slack(counts, tau, relu, spread):
@@ -306,3 +381,23 @@ def test_a_full_batch_solve_returns_the_collapsed_point_it_certified():
     assert sol.status == "optimal" and sol.certificate.method == "collapsed"
     assert certificate.exactly_collapsed(problem, sol.embeddings) is not None
     assert sol.loss == pytest.approx(orthogonal_frame_loss(problem.counts, 0.5), rel=1e-13)
+
+
+@pytest.mark.parametrize("scale", [1 - 0.9e-9, 1 + 0.9e-9])
+def test_rows_off_unit_by_rounding_do_not_lift_the_bound_above_the_optimum(scale):
+    """Rows within FEASIBLE_TOL of unit are accepted; the certificate works on them normalised
+    exactly. Found by review: (8, 8, 2, 2) at tau 1e-3, the mpmath optimum in one explicit batch (the
+    n x n bound), rows scaled by 1 - 0.9e-9: the bound on E* was 2.1e-6 of E* above the optimum (a
+    false certificate), because the loss is that of the normalised rows and the gradient was not."""
+    from mpmath import log as mp_log
+
+    tau = 1e-3
+    ref = R.step_optimum_mp(2, 8, 2, 2, tau)
+    M = np.array(ref["M"].tolist(), dtype=float)
+    vals, vecs = np.linalg.eigh(M)
+    V = _unit(vecs * np.sqrt(np.clip(vals, 0, None)))
+    problem = Problem.from_counts([8, 8, 2, 2], tau=tau, dim=4, batching=Batching.from_lists([list(range(20))]))
+    cert = certify_embeddings(problem, V[problem.labels] * scale)
+    log_bound = cert.log_excess + np.log1p(-cert.relative_gap)
+    assert cert.method in ("dense", "cholesky")
+    assert log_bound <= float(mp_log(ref["E"])) + 1e-12
