@@ -30,7 +30,7 @@ own gradient:
   their means): the stall of the UFM under ReLU at low rank (docs/theory.md section 8a), which no
   gradient of the exact loss leaves.
 
-Measured (2 cores, 2026-12-07; ``tests/test_examples.py`` checks these with the stated tolerances),
+Measured (2 cores, 2026-12-07; ``tests/test_examples.py`` checks these with the stated tolerances, ``pytest -m slow``),
 median [min, max] over the three networks:
 
     relu  batching  to OF                    to its optimum

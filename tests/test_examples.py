@@ -130,6 +130,7 @@ def test_every_notebook_runs_headless(tmp_path):
             assert "tau  0.01: maj-maj -0.3346  maj-min -0.3347  min-min -0.3265" in text
 
 
+@pytest.mark.slow       # about 90 s alone on 2 cores, 150 s beside another test: pytest -m slow
 def test_train_digits_reproduces_its_docstring(tmp_path):
     """examples/train_digits.py (the full run, ~90 s on 2 cores): the medians over its three networks
     against the docstring's table. Tolerances: training is chaotic in the last digits (another CPU's
