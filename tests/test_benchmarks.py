@@ -126,6 +126,40 @@ def test_readme_prose_quotes_the_stored_staircase_runs():
     assert re.sub(r"\s+", " ", times) in re.sub(r"\s+", " ", readme)
 
 
+def test_readme_prose_quotes_the_stored_five_start_peers_run():
+    """The README's sentence on the 5-start peers run: every ReLU start proved optimal at the target,
+    and the ratios on the starts ConjugateGradient and TrustRegions reached, as stored (including the
+    one where the certified call is not 3x faster than ConjugateGradient)."""
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "README.md").read_text().split())
+    run = json.loads((root / "benchmarks" / "runs" / "2026-12-07-peers.json").read_text())["peers"]
+    relu = run["settings"]["relu"]
+    rows = relu["rows"]
+    assert run["cap_seconds"] == 20.0 and len(rows) == 5
+    assert relu["ufm_certified"] == relu["ufm_certified_reached"] == 5
+    seconds = sorted(r["ufm-scl"]["certified_seconds"] for r in rows)
+    escapes = ", ".join(str(e) for e in relu["ufm_escapes"])
+    assert (f"proved all 5 starts optimal at the target (escapes {escapes}; {seconds[0]:.2f}-{seconds[-1]:.2f} s)"
+            in text)
+    cg = [r for r in rows if r["pymanopt ConjugateGradient"]["reached"]]
+    assert len(cg) == 1
+    row = cg[0]
+    ours = row["ufm-scl"]["certified_seconds"]
+    assert (f"ConjugateGradient was faster on the one start it reached "
+            f"({row['pymanopt ConjugateGradient']['seconds']:.3f} s against") in text
+    assert (f"took {ours / row['pymanopt ConjugateGradient']['seconds']:.2f}x its time and "
+            f"{ours / row['pymanopt TrustRegions']['seconds']:.2f}x TrustRegions'") in text
+    plain = run["settings"]["no_relu"]
+    ratios = [plain["summary"][f"pymanopt {m}"]["certified_median_ratio"] for m in ("ConjugateGradient", "TrustRegions")]
+    assert (f"Without ReLU the certified call took {plain['ufm_median_certified_seconds']:.2f} s (median), ratios "
+            f"{ratios[0]:.2f} and {ratios[1]:.2f}.") in text
+    tr_only = [r for r in rows if r["pymanopt TrustRegions"]["reached"] and not r["pymanopt ConjugateGradient"]["reached"]]
+    assert len(tr_only) == 1
+    r = tr_only[0]
+    assert (f"TrustRegions reached (in {r['pymanopt TrustRegions']['seconds']:.1f} s) it took "
+            f"{r['ufm-scl']['certified_seconds'] / r['pymanopt TrustRegions']['seconds']:.2f}x") in text
+
+
 def test_readme_prose_quotes_the_stored_imbalanced_peers_run():
     """The README's sentence on the imbalanced peers problem (issue 32's counts 160 x 5 and 40 x 5)
     quotes its stored run: every start stalled without the staircase and was proved optimal at the
