@@ -454,29 +454,31 @@ def _collapsed_rgap(problem: Problem, V: np.ndarray) -> tuple[float, float, floa
     return sl.log_excess, sl.trace + sl.n_g0 + n * max(-lam_low, 0.0), lam_low
 
 
-def _collapsed_bound(problem: Problem, H: np.ndarray) -> tuple[float, float, float, bool] | None:
-    """``(log E(H), relative gap of H, lambda bound, exact)`` from the k x k form
-    (:func:`_collapsed_rgap`) at H itself where it is exactly collapsed (``exact``: then it is the
-    n x n bound at H, nothing more to try), else at its collapsed point (every class within
-    ``SNAP_TOL`` of its mean; E(H) then from one evaluation of the loss); None where the form does not
-    apply or its numbers are not finite."""
+def _collapsed_point(problem: Problem, H: np.ndarray) -> tuple[float, float, float, bool] | None:
+    """``(log E(G0), rgap at G0, lambda bound, exact)`` from the k x k form (:func:`_collapsed_rgap`)
+    at G0 = H itself where H is exactly collapsed (``exact``: then it is the n x n bound at H, nothing
+    more to try), else at H's collapsed point (every class within ``SNAP_TOL`` of its mean); None
+    where the form does not apply or its numbers are not finite."""
     if not collapsed_form_applies(problem):
         return None
     V = exactly_collapsed(problem, H)
-    log_e = None
-    if V is None:
+    exact = V is not None
+    if not exact:
         tied = collapsed_rows(problem, H)
         if tied is None or len(tied[0]) != problem.k:
             return None
         V = tied[0]
-        log_e = float(objective_of(problem).log_excess(problem, H))
     with np.errstate(invalid="ignore", over="ignore"):
         log_e0, rgap0, lam = _collapsed_rgap(problem, V)
-    exact = log_e is None
-    log_e = log_e0 if exact else log_e
-    if not (np.isfinite(log_e0) and np.isfinite(rgap0) and np.isfinite(log_e)):
+    if not (np.isfinite(log_e0) and np.isfinite(rgap0)):
         return None
-    return log_e, 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0), lam, exact
+    return log_e0, rgap0, lam, exact
+
+
+def _relative_gap_at(log_e: float, log_e0: float, rgap0: float) -> float:
+    """The relative gap of a point with log E = ``log_e`` from the bound E* >= E(G0) (1 - rgap0)
+    taken at G0 (log E(G0) = ``log_e0``): 1 - e^{log_e0 - log_e} (1 - rgap0)."""
+    return 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
 
 
 def _scl_rgap(problem: Problem, H: np.ndarray, rows: _BatchRows, blocks: np.ndarray, packed, W,
@@ -666,9 +668,18 @@ def evaluation_certificate(ev: Evaluation, tolerance: float = GAP_TOL,
 def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: tuple[float, float]) -> Certificate:
     """The certificate of the module docstring (an objective with batched kernels: SCL)."""
     const = excess_constant(problem)
-    collapsed = _collapsed_bound(problem, H)
-    if collapsed is not None and (collapsed[1] <= tolerance or collapsed[3]):
-        return _certificate_of(collapsed[0], const, collapsed[1], tolerance, t0, "collapsed", collapsed[2])
+    collapsed = _collapsed_point(problem, H)
+    if collapsed is not None:
+        log_e0, rgap0, lam0, exact = collapsed
+        if exact:
+            return _certificate_of(log_e0, const, rgap0, tolerance, t0, "collapsed", lam0)
+        if rgap0 <= tolerance or not certificate_fits(problem):
+            # the bound at the collapsed point may prove H: E(H) from one evaluation of the loss
+            # (where it cannot, the n x n path below weighs it with its own E(H))
+            log_e_h = float(objective_of(problem).log_excess(problem, H))
+            rel = _relative_gap_at(log_e_h, log_e0, rgap0)
+            if np.isfinite(log_e_h) and rel <= tolerance:
+                return _certificate_of(log_e_h, const, rel, tolerance, t0, "collapsed", lam0)
     need = certificate_bytes(problem)
     if need > CACHE_BYTES:
         raise ProblemError(f"the certificate needs about {need / 2 ** 30:.1f} GB for its gradient blocks "
@@ -684,7 +695,7 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
                            _since(t0)[1])
     best_rel, lam, method = np.inf, np.nan, "dense"
     if collapsed is not None:       # the bound at the collapsed point, already taken in k x k form
-        best_rel, lam, method = collapsed[1], collapsed[2], "collapsed"
+        best_rel, lam, method = _relative_gap_at(log_e, collapsed[0], collapsed[1]), collapsed[2], "collapsed"
 
     def candidates():
         yield H, rows, log_e, blocks
@@ -698,8 +709,7 @@ def _batched_certificate(problem: Problem, H: np.ndarray, tolerance: float, t0: 
         with np.errstate(invalid="ignore", over="ignore"):   # non-finite blocks: reported as "failed"
             rgap0, lam0, method0 = _scl_rgap(problem, G0_H, G0_rows, G0_blocks, packed, W, lift,
                                               CHOLESKY_SHARE * tolerance)
-        # bound on E*: E(G0) (1 - rgap0); relative to E(H): 1 - e^{log_e0 - log_e} (1 - rgap0)
-        rel = 1.0 - np.exp(log_e0 - log_e) * (1.0 - rgap0)
+        rel = _relative_gap_at(log_e, log_e0, rgap0)
         if rel < best_rel:
             best_rel, lam, method = rel, lam0, method0
         if best_rel <= tolerance:        # proved at H: the collapsed point is not needed
