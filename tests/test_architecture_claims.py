@@ -31,6 +31,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import doc_text
 import numpy as np
 import pytest
 
@@ -48,9 +49,7 @@ NOT_RESOLVED = {
 # ------------------------------------------------------------------------------------------------ helpers
 def says(*passages: str) -> None:
     """Each passage (whitespace-normalised) is in docs/architecture.md."""
-    for passage in passages:
-        if " ".join(passage.split()) not in DOC:
-            raise AssertionError(f"docs/architecture.md no longer states: {passage}")
+    doc_text.says(DOC, "docs/architecture.md", *passages)
 
 
 def source(relative: str) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from doc_text import quote, says
 
 from ufm.app.cli import build_parser, main
 
@@ -40,16 +41,11 @@ EPS = float(np.finfo(float).eps)
 # ------------------------------------------------------------------------------------------------ helpers
 def _says(text: str, *passages: str) -> None:
     """Each passage (literal, whitespace-normalised) is in ``text``."""
-    for passage in passages:
-        if " ".join(passage.split()) not in text:
-            raise RuntimeError(f"the doc no longer states: {passage}")
+    says(text, "the doc", *passages)
 
 
 def _quote(text: str, pattern: str) -> re.Match:
-    found = re.search(pattern, text)
-    if not found:
-        raise RuntimeError(f"the doc no longer states: {pattern}")
-    return found
+    return quote(text, "the doc", pattern)
 
 
 def _check(argv: str) -> tuple[int, str]:

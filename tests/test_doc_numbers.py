@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
 from pathlib import Path
 
 import mpmath
 import numpy as np
 import pytest
 import reference_mp as R
+from doc_text import half_unit, quote, rounds_to
 from reference import collapsed_embeddings, etf_vectors, scl_loop
 from scipy.optimize import minimize
 from scipy.special import logsumexp
@@ -38,21 +38,8 @@ EPS64 = float(np.finfo(np.float64).eps)
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _quote(pattern: str) -> re.Match:
-    """The doc's passage matching ``pattern`` (a regex over the whitespace-normalised text)."""
-    found = re.search(pattern, THEORY)
-    if not found:                       # RuntimeError, not AssertionError: an xfail never swallows it
-        raise RuntimeError(f"docs/theory.md no longer states: {pattern}")
-    return found
-
-
-def _half_unit(printed: str) -> float:
-    """Half a unit of the last printed digit of ``printed`` ("35.714086" -> 5e-7, "1.55e-4" -> 5e-7)."""
-    return 0.5 * 10.0 ** Decimal(printed).as_tuple().exponent
-
-
-def _rounds_to(value: float, printed: str) -> bool:
-    """Whether ``value`` rounded to the digits of ``printed`` gives ``printed`` (within a hair)."""
-    return abs(value - float(printed)) <= _half_unit(printed) * (1 + 1e-9)
+    """The passage of docs/theory.md matching ``pattern`` (a regex over the whitespace-normalised text)."""
+    return quote(THEORY, "docs/theory.md", pattern)
 
 
 def _unit(X):
@@ -113,13 +100,13 @@ def test_section2_step_check_values():
                    r"(-[0-9.]+) \(majority-majority\), (-[0-9.]+) \(majority-minority\), (-[0-9.]+) "
                    r"\(minority-minority\)")
     opt = _step(0.5)
-    assert _rounds_to(float(opt["loss"]), found.group(1))
+    assert rounds_to(float(opt["loss"]), found.group(1))
     for printed, value in zip(found.groups()[1:], (opt["a"], opt["b"], opt["c"])):
-        assert _rounds_to(float(value), printed), (printed, value)
+        assert rounds_to(float(value), printed), (printed, value)
     vals, vecs = np.linalg.eigh(opt["M"])
     V = _unit(vecs * np.sqrt(np.clip(vals, 0, None)))
     loop = scl_loop(collapsed_embeddings(V, [8, 8, 2, 2]), np.repeat(np.arange(4), [8, 8, 2, 2]), 0.5)
-    assert abs(loop - float(found.group(1))) <= _half_unit(found.group(1)) + 1e-11
+    assert abs(loop - float(found.group(1))) <= half_unit(found.group(1)) + 1e-11
 
 
 def test_section2_imbalanced_check_value_10_5_3_2():
@@ -135,7 +122,7 @@ def test_section2_imbalanced_check_value_10_5_3_2():
     assert max(values) - min(values) < 1e-9
     assert np.linalg.eigvalsh(M)[0] < 1e-6 < np.linalg.eigvalsh(M)[1]
     loss = float(R.reduced_loss_mp(M, counts, 0.5, dps=30))
-    assert abs(loss - float(stated)) <= _half_unit(stated) + 1e-9
+    assert abs(loss - float(stated)) <= half_unit(stated) + 1e-9
 
 
 # ------------------------------------------------------------------------------------------------ section 3a
@@ -159,7 +146,7 @@ def test_small_tau_table_against_the_mpmath_optimum():
     for tau, a, b, c, E in rows:
         opt = _step(float(tau))
         for printed, value in ((a, opt["a"]), (b, opt["b"]), (c, opt["c"]), (E, opt["E"])):
-            assert _rounds_to(float(value), printed), (tau, printed, mpmath.nstr(value, 15))
+            assert rounds_to(float(value), printed), (tau, printed, mpmath.nstr(value, 15))
 
 
 def test_distance_to_the_etf_at_small_tau():
@@ -174,7 +161,7 @@ def test_distance_to_the_etf_at_small_tau():
     for tau, printed in zip((0.1, 0.05, 0.02, 0.01), found.groups()):
         M = _step(tau)["M"]
         d = _distance_loop(M, _etf(4))
-        assert _rounds_to(d, printed), (tau, printed, d)
+        assert rounds_to(d, printed), (tau, printed, d)
         assert normalized_distance(M, etf_gram(4)) == pytest.approx(d, abs=1e-14)
 
 
@@ -188,8 +175,8 @@ def test_distance_halves_with_tau():
     ends by 3e-3 or more)."""
     found = _quote(r"halves with tau from 0.04 to 0.02 to 0.01 on other counts too \(ratios ([0-9.]+)-([0-9.]+) "
                    r"for \(8, 8, 2, 2\), \(20, 10, 5, 2, 2\), \(32, 32, 2, 2\)\)")
-    low = float(found.group(1)) - _half_unit(found.group(1))
-    high = float(found.group(2)) + _half_unit(found.group(2))
+    low = float(found.group(1)) - half_unit(found.group(1))
+    high = float(found.group(2)) + half_unit(found.group(2))
     taus = (0.04, 0.02, 0.01)
     distances = {
         "8822": [_distance_loop(_step(t)["M"], _etf(4)) for t in taus],
@@ -224,8 +211,8 @@ def test_section4_second_minimiser_has_the_same_loss():
     assert means[0] @ means[2] == pytest.approx(0.5) and means[2] @ means[3] == 0
     H = collapsed_embeddings(means, [4] * 4)
     loss = scl_loop(H, np.repeat(np.arange(4), 4), 0.5, batches=[range(8), range(8, 16)])
-    assert abs(loss - float(stated)) <= _half_unit(stated) + 1e-13
-    assert abs(16 * math.log(3 + 4 * math.exp(-2.0)) - float(stated)) <= _half_unit(stated) + 1e-13
+    assert abs(loss - float(stated)) <= half_unit(stated) + 1e-13
+    assert abs(16 * math.log(3 + 4 * math.exp(-2.0)) - float(stated)) <= half_unit(stated) + 1e-13
 
 
 # ------------------------------------------------------------------------------------------------ section 5
@@ -304,7 +291,7 @@ def test_section5_prototype_distances():
             shrunk[c] *= 1 - 1e-5
             assert _prototype_loss(shrunk, W, counts, n_w, tau) > best.fun
         d = _distance_loop(S @ S.T, _etf(k))
-        assert abs(d - float(printed)) <= _half_unit(printed) + 1e-6, (n_w, printed, d)
+        assert abs(d - float(printed)) <= half_unit(printed) + 1e-6, (n_w, printed, d)
 
 
 # ------------------------------------------------------------------------------------------------ sections 6-7
@@ -351,18 +338,18 @@ def test_section9_plain_form_rounding_check_values():
 
     n, k, tau = 1000, 10, 0.5
     per_anchor = math.log1p((n - n // k) / (n // k - 1) * math.exp(-(1 + 1 / (k - 1)) / tau))
-    assert _rounds_to(per_anchor, first.group(1))
+    assert rounds_to(per_anchor, first.group(1))
     beta = beta_abs(tau, n, n) / (n * per_anchor)
-    assert _rounds_to(beta, first.group(2)), beta
+    assert rounds_to(beta, first.group(2)), beta
     assert 100 * beta <= float(first.group(3))
     assert rounding_estimate(tau, n, n, np.float64) == pytest.approx(beta_abs(tau, n, n), rel=1e-12)
 
     E = float(_step(0.05)["E"])
-    assert _rounds_to(E, second.group(1))
+    assert rounds_to(E, second.group(1))
     b_abs = beta_abs(0.05, 20, 20)
-    assert _rounds_to(b_abs, second.group(2)), b_abs
-    assert _rounds_to(b_abs / E, second.group(3)), b_abs / E
-    assert _rounds_to(100 * b_abs / 1e-2, second.group(4)), 100 * b_abs / 1e-2
+    assert rounds_to(b_abs, second.group(2)), b_abs
+    assert rounds_to(b_abs / E, second.group(3)), b_abs / E
+    assert rounds_to(100 * b_abs / 1e-2, second.group(4)), 100 * b_abs / 1e-2
     assert rounding_estimate(0.05, 20, 20, np.float64) == pytest.approx(b_abs, rel=1e-12)
 
 

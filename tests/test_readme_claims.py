@@ -22,13 +22,13 @@ import json
 import math
 import re
 import statistics
-from decimal import Decimal
 from pathlib import Path
 
 import mpmath
 import numpy as np
 import pytest
 import reference_mp as R
+from doc_text import quote, rounds_to, says
 
 ROOT = Path(__file__).resolve().parents[1]
 README = " ".join((ROOT / "README.md").read_text().split())
@@ -39,26 +39,12 @@ RUNS = ROOT / "benchmarks" / "runs"
 # ------------------------------------------------------------------------------------------------ helpers
 def _says(*passages: str) -> None:
     """Each passage (literal, whitespace-normalised) is in the README."""
-    for passage in passages:
-        if " ".join(passage.split()) not in README:
-            raise RuntimeError(f"README.md no longer states: {passage}")
+    says(README, "README.md", *passages)
 
 
 def _quote(pattern: str) -> re.Match:
     """The README passage matching ``pattern`` (a regex over the whitespace-normalised text)."""
-    found = re.search(pattern, README)
-    if not found:
-        raise RuntimeError(f"README.md no longer states: {pattern}")
-    return found
-
-
-def _half_unit(printed: str) -> float:
-    return 0.5 * 10.0 ** Decimal(printed).as_tuple().exponent
-
-
-def _rounds_to(value: float, printed: str) -> bool:
-    """``value`` rounded to the printed digits of ``printed`` gives ``printed`` (within a hair)."""
-    return abs(value - float(printed)) <= _half_unit(printed) * (1 + 1e-9)
+    return quote(README, "README.md", pattern)
 
 
 def _same_order(value, printed: str) -> bool:
@@ -150,12 +136,12 @@ def test_solve_example_rows_are_the_mpmath_optimum():
     assert etf_note == "imbalance breaks the ETF symmetry, less at small tau"
 
     opt = _step_8822(0.05)
-    assert _rounds_to(float(opt["loss"]), loss), mpmath.nstr(opt["loss"], 15)
-    assert _rounds_to(float(16 * mpmath.log(7) + opt["E"]), loss)
-    assert _rounds_to(float(opt["E"]), excess), mpmath.nstr(opt["E"], 8)
+    assert rounds_to(float(opt["loss"]), loss), mpmath.nstr(opt["loss"], 15)
+    assert rounds_to(float(16 * mpmath.log(7) + opt["E"]), loss)
+    assert rounds_to(float(opt["E"]), excess), mpmath.nstr(opt["E"], 8)
     assert _same_order(opt["E"] / opt["loss"], "1e-11")
     d = _distance_loop(opt["M"], _etf(4))
-    assert _rounds_to(d, distance), d
+    assert rounds_to(d, distance), d
     assert d < _distance_loop(_step_8822(0.5)["M"], _etf(4))
 
 
@@ -169,7 +155,7 @@ def test_python_api_comments():
           "print(solution.status, solution.excess, solution.certificate.relative_gap) # optimal 4.85 ~1e-9")
     problem = ufm.Problem.step(k=4, n_max=8, ratio=4, tau=0.5)
     assert tuple(problem.counts) == (8, 8, 8 // 4, 8 // 4)
-    assert _rounds_to(float(_step_8822(0.5)["E"]), "4.85")
+    assert rounds_to(float(_step_8822(0.5)["E"]), "4.85")
 
 
 def test_api_signatures_and_records():
@@ -406,7 +392,7 @@ def test_explorer_sizes_times_and_the_stress_of_six_orthogonal_means():
         return float(np.sqrt(np.sum((d[upper] - D[upper]) ** 2) / np.sum(D[upper] ** 2)))
 
     best = min(minimize(stress, np.random.default_rng(s).standard_normal(14), method="BFGS").fun for s in range(20))
-    assert _rounds_to(best, "0.25"), best
+    assert rounds_to(best, "0.25"), best
     stated = means_picture(np.eye(6)).stress
     assert f"{stated:.2g}" == "0.25" and stated <= best * (1 + 1e-6)
 
