@@ -12,7 +12,9 @@ With a deterministic batching of at least ``PLAIN_MIN_WIDTH`` rows the steps fir
 in its plain form (``ufm.objectives.scl.plain``, about 2.5x cheaper) while its rounding is far below what a
 step changes (``PLAIN_SWITCH``), then the precise form from the same point; the result, the
 certificate and the gradient half of the stopping test are the precise form's (docs/theory.md
-section 9, "Two forms of the same objective").
+section 9, "Two forms of the same objective"), except that a run a certificate follows may end on the
+plain form where that passed the whole stopping test with its rounding below tol / PLAIN_SWITCH (the
+certificate then computes E itself).
 
 Method (default ``optimizer="bb"``): Riemannian / projected gradient descent with Barzilai-Borwein
 step sizes and a nonmonotone Armijo backtracking line search (Grippo-Lampariello-Lucidi, memory 10),
@@ -135,7 +137,12 @@ HISTORY = 20000   # at most this many epochs of loss history are kept
 #: stopping test is made. At tau 0.5, n = 1000 beta is ~4e-15: the plain phase takes every step to a
 #: change of ~4e-13; for (8, 8, 2, 2) at tau 0.05 beta is ~8e-4 at the optimum, so the precise form
 #: takes over while E is still above ~2e-9 (PLAIN_MAX_NOISE). The line search compares values whose
-#: rounding is at most 1 / PLAIN_SWITCH of the last change.
+#: rounding is at most 1 / PLAIN_SWITCH of the last change. A run that a certificate follows
+#: (``Data.plain_finish``) ends on the plain form where the plain phase passed the whole stopping test
+#: with PLAIN_SWITCH beta <= tol: the plain direction is within ~beta of the precise one (measured up to
+#: 0.63 beta; tests/test_plain_fused.py holds it to 2 beta), so at most tol / 50, far below the
+#: gradient test's tol ** GRAD_POWER; the precise evaluation it saves costs ~2.5 plain ones (n = 1000:
+#: ~10 ms of a 50 ms certified solve).
 PLAIN_SWITCH = 100.0
 PLAIN_MAX_NOISE = 1e-2
 #: The plain phase is compiled only for batches of at least this many rows: it adds ~0.85 s to the
@@ -199,6 +206,8 @@ class Data(NamedTuple):
     tol: jnp.ndarray          # ()
     rep: jnp.ndarray          # (n,) representative example of each example's class (ufm.objectives.scl.formula)
     tie: jnp.ndarray          # (n,) row of the iterate V behind each example: H = V[tie]
+    plain_finish: jnp.ndarray  # () bool: a certificate evaluates E after the run, so the run may end on
+                              # the plain form where it passes the whole stopping test (_two_phases)
 
 
 class Record(NamedTuple):
@@ -207,6 +216,7 @@ class Record(NamedTuple):
     history: jnp.ndarray      # (history,) reported log E after each epoch (nan beyond)
     gram_snaps: jnp.ndarray   # (snapshots, k, k) class-mean Gram at the start and after epochs 2^j
     plain_epochs: jnp.ndarray  # epochs whose steps ran on the plain form (PLAIN_SWITCH)
+    plain_value: jnp.ndarray   # bool: the run ended on the plain form's value and gradient (_two_phases)
 
 
 #: A run's state: :class:`solvers.descent.DescentState` (params = the iterate V, value = log E over the
@@ -304,7 +314,8 @@ def _epochs(cfg: Config, data: Data, loss: Callable, tx) -> tuple[Callable, Call
         s = descent.init(reported, cset, tx, data.H0)
         snaps = jnp.full((n_snapshots(cfg.steps), cfg.n_classes, cfg.n_classes), jnp.nan, dtype)
         return s._replace(record=Record(jnp.full((cfg.history,), jnp.nan, dtype),
-                                        snaps.at[0].set(_mean_gram(cfg, data, data.H0)), jnp.asarray(0)))
+                                        snaps.at[0].set(_mean_gram(cfg, data, data.H0)), jnp.asarray(0),
+                                        jnp.asarray(False)))
     return epoch_body, start
 
 
@@ -333,7 +344,8 @@ def _recorded(cfg: Config, data: Data, s: LoopState) -> Record:
 def _two_phases(cfg: Config, data: Data, epoch_body: Callable, plain_body: Callable, plain_start: Callable,
                 loss: Callable) -> LoopState:
     """Phase 1 on the plain form while its rounding is far below what a step changes (PLAIN_SWITCH);
-    then the precise form from the same point and transform state (one more evaluation)."""
+    then the precise form from the same point and transform state (one more evaluation), unless a
+    certificate follows (``data.plain_finish``) and the plain phase passed the whole stopping test."""
     cset = unit_sphere(cfg.relu)
     tol = data.tol.astype(data.H0.dtype)
     usable = data.tau >= _kernels(cfg).min_tau(data.H0.dtype)
@@ -343,14 +355,21 @@ def _two_phases(cfg: Config, data: Data, epoch_body: Callable, plain_body: Calla
         return descent.going(s, cfg.steps) & usable & (noise < PLAIN_MAX_NOISE) & (s.change > jnp.maximum(tol, noise))
 
     s1 = jax.lax.while_loop(plain_cond, plain_body, plain_start())
-    f, G, gnorm = descent.measure(lambda V: loss(V, data.mon_index, data.mon_valid), cset, s1.params)
     # the last plain step's change stands for the stopping test's first half where the plain
     # rounding estimate is below tol / PLAIN_SWITCH (its error then ~2% of tol); the gradient half is
     # the precise one's. (A further precise step from a point already at the optimum can cost a full
     # search: with ReLU at the exact frame no trial decreases, 50 halvings.)
     plain_rel_ok = (s1.change <= tol) & (PLAIN_SWITCH * _plain_rounding(cfg, data, s1.value) <= tol)
+    # where a certificate follows (it evaluates E itself), a plain phase that passed the whole test
+    # on its own ends the run: its gradient's rounding is then also far below the gradient test's
+    # tol ** GRAD_POWER (PLAIN_SWITCH's note), and the precise evaluation (~2.5 plain ones) is saved
+    plain_done = (data.plain_finish & plain_rel_ok & (s1.grad_norm <= tol ** GRAD_POWER)
+                  & ~s1.failed & ~s1.stalled)
+    f, G, gnorm = jax.lax.cond(
+        plain_done, lambda V: (s1.value, s1.grad, s1.grad_norm),
+        lambda V: descent.measure(lambda W: loss(W, data.mon_index, data.mon_valid), cset, V), s1.params)
     last = jnp.clip(s1.iteration - 1, 0, cfg.history - 1)
-    history = jnp.where(s1.iteration > 0, s1.record.history.at[last].set(f), s1.record.history)  # the precise value
+    history = jnp.where(s1.iteration > 0, s1.record.history.at[last].set(f), s1.record.history)  # the value handed over
     # the search's memory of accepted values restarts from the precise value (the plain ones differ
     # by their rounding); the BB state (points and directions) carries over
     opt = s1.tx_state
@@ -358,7 +377,7 @@ def _two_phases(cfg: Config, data: Data, epoch_body: Callable, plain_body: Calla
     if values is not None:
         opt = otu.tree_set(opt, values=jnp.full_like(values, jnp.nan).at[0].set(f))
     s2 = s1._replace(value=f, grad=G, grad_norm=gnorm, stalled=jnp.asarray(False), tx_state=opt,
-                     record=s1.record._replace(history=history, plain_epochs=s1.iteration),
+                     record=s1.record._replace(history=history, plain_epochs=s1.iteration, plain_value=plain_done),
                      converged=(f == -jnp.inf) | (plain_rel_ok & (gnorm <= tol ** GRAD_POWER)),
                      failed=descent.failed(cset, s1.params, f, gnorm))
     return jax.lax.while_loop(lambda s: descent.going(s, cfg.steps), epoch_body, s2)
@@ -539,9 +558,11 @@ def snapshot_epochs(epochs: int) -> list[int]:
     return [0] + [1 << j for j in range(int(epochs).bit_length()) if (1 << j) <= epochs]
 
 
-def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = None) -> Data:
+def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = None,
+          plain_finish: bool = False) -> Data:
     """The traced arrays of a run from the start H0 (n, d), or with ``tie`` (n,) from V0 (q, d) with
-    H = V[tie] (the collapsed polish)."""
+    H = V[tie] (the collapsed polish). ``plain_finish``: a certificate judges the result, so the run
+    may end on the plain form (:func:`_two_phases`)."""
     mon = pack(problem.batches(0))
     tie = np.arange(problem.n, dtype=np.int32) if tie is None else np.asarray(tie, dtype=np.int32)
     W, wl = problem.prototype_rows()
@@ -551,7 +572,7 @@ def _data(problem: Problem, H0, steps, lr, tol, dtype, tie: np.ndarray | None = 
                 None if W is None else np.asarray(W, dtype),
                 None if wl is None else np.asarray(wl), np.asarray(lr, dtype), np.asarray(tol, dtype),
                 np.asarray(implementation(problem.objective).representatives(problem.labels)),
-                np.asarray(tie))
+                np.asarray(tie), np.asarray(bool(plain_finish)))
 
 
 def _start(problem: Problem, seed: int, dtype) -> jnp.ndarray:
@@ -576,7 +597,8 @@ def _descent_info(problem: Problem, s: LoopState, cfg: Config, tol: float, dtype
         mean_gram_checkpoints={"epochs": [epoch for epoch, _ in written],
                                "grams": [gram.tolist() for _, gram in written]},
         last_step_size=None if bb_step is None else float(bb_step),
-        evaluations=None if trials is None or cfg.stochastic else 1 + int(trials) + int(cfg.plain_phase),
+        evaluations=None if trials is None or cfg.stochastic
+        else 1 + int(trials) + int(cfg.plain_phase and not s.record.plain_value),
         plain_epochs=int(s.record.plain_epochs))
 
 
@@ -635,7 +657,8 @@ def _solution(problem: Problem, s: LoopState, cfg: Config, seconds: float, tol: 
     status, message = certified_status(status, message, cert)
     if cert is not None:
         log_e = cert.log_excess
-    elif tie is None and np.dtype(dtype) == np.float64 and np.isfinite(float(s.value)):
+    elif tie is None and np.dtype(dtype) == np.float64 and np.isfinite(float(s.value)) \
+            and not s.record.plain_value:
         # the run's own last value: the precise kernel's log E at this point, in float64 (the
         # retraction above moved the unit rows by rounding only); no second evaluation
         log_e = float(s.value)
@@ -682,7 +705,7 @@ def _with_tied_polish(problem: Problem, sol: Solution, cfg: Config, steps: int, 
     # have gap 1 (E moves as e^{-1/tau}; (8, 8, 2, 2) at tau 0.02: E 1% above the optimum, gap 1,
     # proved optimal after the tied run), so the gap cannot tell precision from a stall. The tied run
     # has q <= n rows and is kept only if its certificate is better.
-    data = _data(problem, V0, steps, lr, tol, dtype, tie=tie)
+    data = _data(problem, V0, steps, lr, tol, dtype, tie=tie, plain_finish=True)
     t0 = time.perf_counter()
     run_cfg, data = _in_family(problem, cfg, data)
     out = _own_rows(jax.tree_util.tree_map(np.asarray, _compiled(run_cfg, None)(data)), len(V0), problem.dim)
@@ -770,7 +793,7 @@ def solve(problem: Problem, *, steps: int | None = None, learning_rate: float | 
 def _solve_from(problem: Problem, cfg: Config, H0: np.ndarray, steps: int, lr: float, tol: float, dtype,
                 certify: bool, gap_tol: float) -> Solution:
     """One run of the batched driver from the start H0 (n, d), certified and polished."""
-    data = _data(problem, H0, steps, lr, tol, dtype)
+    data = _data(problem, H0, steps, lr, tol, dtype, plain_finish=certify)
     t0 = time.perf_counter()
     run_cfg, data = _in_family(problem, cfg, data)
     out = _own_rows(jax.tree_util.tree_map(np.asarray, _staged(_compiled(run_cfg, None), data)), problem.n,
@@ -862,7 +885,7 @@ def solve_many(problem: Problem, seeds: Sequence[int], *, steps: int | None = No
                                   dtype=dtype, tol=tol, certify=certify, gap_tol=gap_tol)
         descend = _generic_descent(problem, steps, lr, optimizer, dtype, tol, gap_tol)
         return [_escaped(problem, sol, escape, gap_tol, descend) for sol in sols]
-    data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype)
+    data = _data(problem, _start(problem, seeds[0], dtype), steps, lr, tol, dtype, plain_finish=certify)
     width = _batch_width(data.mon_index, data.protos)
     group = _group(lanes, len(seeds), default_lanes(problem, len(seeds), dtype, width))
     H0 = np.stack([_start(problem, s, dtype) for s in seeds])     # the same starts as solve(seed=s)
@@ -1018,7 +1041,7 @@ def solve_batched(problems: Sequence[Problem], *, steps: int | None = None,
         # counts differ: no bound on a class's rows, so one program serves every padded sweep
         cfg = cfg._replace(class_rows=None)
     mesh = sharding.device_mesh(devices, sharding.RUNS)
-    datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype)
+    datas = [_data(p, _start(p, p.seed if seed is None else seed, dtype), steps, lr, tol, dtype, plain_finish=certify)
              for p in problems]
     if pad:
         datas = [_pad_data(d, n_pad) for d in datas]

@@ -134,6 +134,37 @@ def test_rounding_estimate_holds_at_n_1000(dtype, tau, spread):
     assert abs(float(value) - np.log(E_ref)) <= allowed, (float(value), np.log(E_ref), allowed)
 
 
+@pytest.mark.parametrize("tau,relu,spread", [(0.5, True, 0.0), (0.5, False, 1e-3), (0.1, True, 1e-3),
+                                             (0.1, False, 0.0)])
+def test_plain_direction_is_within_the_rounding_estimate(tau, relu, spread):
+    """The plain form's descent direction (the projected gradient of log E) against the precise
+    kernel's (other formulas, other code) at n = 1000, k = 10, d = 10, near the optimum (the
+    orthogonal frame with ReLU, a random orthonormal frame without): within beta = rounding_estimate
+    / E, the plain value's own estimate (measured up to 0.63 beta over tau 0.1-0.5 and spreads 0-1;
+    hence the bound 2 beta). A run that a certificate follows may stop on the plain form where
+    PLAIN_SWITCH beta <= tol (solvers.gd._two_phases): its direction is then off by at most tol / 50,
+    far below the gradient test's tol ** GRAD_POWER (2e-14 against 1e-9 at tol 1e-12)."""
+    from ufm.constraint_sets import unit_sphere
+    from ufm.objectives.scl.precise import log_excess_packed
+
+    labels = np.repeat(np.arange(10), 100)
+    rng = np.random.default_rng(0)
+    means = np.eye(10) if relu else np.linalg.qr(rng.normal(size=(10, 10)))[0]
+    H = means[labels] + spread * rng.normal(size=(1000, 10)) / 3
+    H = np.abs(H) if relu else H
+    H = H / np.linalg.norm(H, axis=1, keepdims=True)
+    packed = pack([list(range(1000))])
+    args = (jnp.asarray(labels), jnp.asarray(representatives(labels)), jnp.asarray(tau),
+            jnp.asarray(packed.index), jnp.asarray(packed.valid), 10)
+    cset = unit_sphere(relu)
+    directions = []
+    for kernel in (log_excess_plain_packed, log_excess_packed):
+        value, grad = jax.jit(jax.value_and_grad(kernel), static_argnums=6)(jnp.asarray(H), *args)
+        directions.append(cset.direction(H, np.asarray(grad)))
+    beta = rounding_estimate(tau, 1000, 1000, jnp.float64) / np.exp(float(value))
+    assert np.linalg.norm(directions[0] - directions[1]) <= 2 * beta
+
+
 def test_min_tau_keeps_every_entry_above_underflow():
     for dtype in (jnp.float32, jnp.float64):
         t = min_tau(dtype)
@@ -161,6 +192,44 @@ def test_two_phases_take_the_precise_path(problem):
     assert int(a.record.plain_epochs) == 0 and 0 < int(b.record.plain_epochs) <= int(b.iteration)
     assert float(jnp.abs(a.params - b.params).max()) <= 1e-9
     assert abs(float(a.value) - float(b.value)) <= 1e-10
+
+
+def test_a_certified_run_may_end_on_the_plain_form():
+    """With ``plain_finish`` (a certificate follows) a plain phase that passed the whole stopping test
+    ends the run there: the same iterations and point as without it, the value the plain one (within
+    the rounding estimate of the precise value), and ``plain_value`` says so; without it the run
+    ends on the precise form. (9, 7, 5, 3), ReLU, d = 8 at tau 0.4: the plain phase reaches the exact
+    frame, whose direction is 0."""
+    problem = Problem.from_counts([9, 7, 5, 3], tau=0.4, relu=True, dim=8)
+    steps, lr, tol, cfg = gd._prepare(problem, None, None, "bb", jnp.float64, None)
+    ends = {}
+    for finish in (False, True):
+        data = gd._data(problem, gd._start(problem, 2, jnp.float64), steps, lr, tol, jnp.float64,
+                        plain_finish=finish)
+        ends[finish] = gd._compiled(cfg._replace(plain_phase=True), None)(data)
+    precise, plain = ends[False], ends[True]
+    assert bool(precise.converged) and bool(plain.converged)
+    assert not bool(precise.record.plain_value) and bool(plain.record.plain_value)
+    assert int(plain.record.plain_epochs) == int(plain.iteration) == int(precise.iteration)
+    assert float(jnp.abs(plain.params - precise.params).max()) == 0.0
+    beta = rounding_estimate(problem.tau, problem.n, problem.n, jnp.float64) / np.exp(float(precise.value))
+    assert abs(float(plain.value) - float(precise.value)) <= beta + 1e-15 * abs(float(precise.value))
+    assert float(plain.grad_norm) <= tol ** gd.GRAD_POWER
+
+
+def test_a_run_ended_on_the_plain_form_reports_the_precise_value(monkeypatch):
+    """Where no certificate comes after all (its blocks would not fit), the solution's log E is not
+    the plain value the run ended on but a precise evaluation at the point (the value that a
+    certificate would have computed)."""
+    from ufm.objectives import embeddings_log_excess
+
+    problem = Problem.from_counts([9, 7, 5, 3], tau=0.4, relu=True, dim=8)
+    monkeypatch.setattr(gd, "PLAIN_MIN_WIDTH", 0)
+    monkeypatch.setattr(gd, "collapsed_form_applies", lambda problem: False)
+    monkeypatch.setattr(gd, "certificate_fits", lambda problem: False)
+    sol = gd.solve(problem, seed=2, tol=1e-10)   # its family's 32 rows: 100 beta ~ 1e-12, above 1e-12
+    assert sol.certificate is None and sol.info.plain_epochs == sol.iterations
+    assert sol.log_excess == embeddings_log_excess(problem, sol.embeddings)
 
 
 @pytest.mark.slow
