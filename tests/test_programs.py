@@ -232,3 +232,15 @@ def test_seconds_of_a_call_from_python_start_at_the_call(capsys):
         assert 0 < report["seconds"] <= took
         assert sum(report["timings"].values()) == pytest.approx(report["seconds"], rel=1e-9)
         assert report["timings"]["compile"] <= report["seconds"]
+
+
+def test_a_large_draw_is_fully_optimised_and_equals_jax_bit_for_bit():
+    """Above 4096 entries (ufm.constraint_sets.GAUSSIAN_COST_PER_ENTRY) the draw is compiled with the
+    full optimisation: JAX's own draw exactly (the fast compile rounds erf_inv's last bit apart)."""
+    import jax
+
+    size = 16384                                       # n = 1000, d = 10: a start of the peers problem
+    assert DRAW._options((KEY,), {}, {"size": size, "dtype": "float64"}) == {}
+    assert DRAW._options((KEY,), {}, {"size": 4096, "dtype": "float64"}) == programs.FAST_COMPILE_OPTIONS
+    want = np.asarray(jax.random.normal(jax.numpy.asarray(KEY), (size,), dtype="float64"))
+    np.testing.assert_array_equal(_draw(size), want)
