@@ -9,7 +9,9 @@ without ReLU. Target: a relative gap of 1e-6 on the excess (docs/theory.md secti
 
 Every peer minimises the plain SupCon loss (sum reduction) of H, written in its own framework, and is
 stopped at the first loss evaluation whose gap is <= the target (a trial point of a line search
-counts: generous to the peer). Each peer's functions are compiled / warmed before its clock starts.
+counts: generous to the peer). Each peer's functions are compiled / warmed before its clock starts. A
+peer that reaches the target within REPEAT_BELOW (2 s) is run 3 times from that start and its median
+taken, as ufm-scl's time is a median of 3 calls.
 
 Peers (each a ``bench`` extra, never a runtime dependency):
 
@@ -361,6 +363,24 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+#: A peer that reaches the target within this many seconds is run REPEATS times from the same start
+#: and its median taken, as ufm-scl's call is (``_median_call``): single runs of pymanopt's
+#: ConjugateGradient on one start took 0.144-0.256 s across runs (2 cores).
+REPEAT_BELOW, REPEATS = 2.0, 3
+
+
+def _peer_runs(run: Callable[[], dict]) -> dict:
+    """One peer's result from a start: its first run, or where that reached the target within
+    REPEAT_BELOW seconds, the median of REPEATS runs (``seconds``; every run in ``runs_seconds``)."""
+    first = run()
+    if not (first["reached"] and first["seconds"] <= REPEAT_BELOW):
+        return first
+    results = [first] + [run() for _ in range(REPEATS - 1)]
+    times = [r["seconds"] for r in results]
+    return {**first, "reached": all(r["reached"] for r in results), "seconds": statistics.median(times),
+            "runs_seconds": times}
+
+
 def bench_peers(starts: int = 5, cap: float = 60.0, target: float = 1e-6,
                 peers: tuple[str, ...] | None = None, counts: tuple[int, ...] | None = None) -> dict:
     """Every peer and ufm-scl from ``starts`` shared random starts (ufm-scl's seeds 0..starts-1), with
@@ -388,8 +408,8 @@ def bench_peers(starts: int = 5, cap: float = 60.0, target: float = 1e-6,
             for name, fn in PEERS.items():
                 if peers is not None and name not in peers:
                     continue
-                row[name] = fn(H0, problem.labels, tau, relu, Clock(constant, excess_star, target, cap))
-                r = row[name]
+                row[name] = r = _peer_runs(lambda: fn(H0, problem.labels, tau, relu,
+                                                      Clock(constant, excess_star, target, cap)))
                 print(f"  relu={relu} seed={seed} {name}: {'reached' if r['reached'] else 'CAP'} "
                       f"{r['seconds']:.2f} s ({r['evaluations']} evaluations; ufm-scl "
                       f"{row['ufm-scl']['seconds']:.3f} s)", flush=True)

@@ -710,7 +710,8 @@ def _descent_cells(r: dict) -> list[str]:
 def _certified_cells(r: dict) -> list[str]:
     """The ratio of ufm-scl's certified call to a peer's time to the target."""
     ratio = r["certified_median_ratio"]
-    return ["", "-" if ratio != ratio else f"{ratio:.3f} ({_speed(ratio)}, {r['certified_starts_compared']} starts)"]
+    starts = r["certified_starts_compared"]
+    return ["", "-" if ratio != ratio else f"{ratio:.3f} ({_speed(ratio)}, {starts} start{'s' * (starts != 1)})"]
 
 
 def _peer_rows(a: dict, b: dict, cells: Callable[[dict], list[str]]) -> list[str]:
@@ -720,8 +721,12 @@ def _peer_rows(a: dict, b: dict, cells: Callable[[dict], list[str]]) -> list[str
 
 
 def _peers_notes(p: dict, notes: list[str]) -> list[str]:
+    repeated = any("runs_seconds" in r[name] for s in p["settings"].values() for r in s["rows"] for name in r
+                   if name not in ("seed", "ufm-scl"))
+    again = (" A peer that reached the target within 2 s was run 3 times from that start and its median taken "
+             "(ufm-scl's times are medians of 3 calls)." if repeated else "")
     return ["", "Ratios are medians of pairwise ratios over the same starts; a peer that hit the "
-                f"{p['cap_seconds']:g} s cap gives an upper bound on the ratio. " + " ".join(notes), ""]
+                f"{p['cap_seconds']:g} s cap gives an upper bound on the ratio." + again + " " + " ".join(notes), ""]
 
 
 def _sharded_table(s: dict) -> list[str]:

@@ -87,38 +87,13 @@ def test_readme_prose_quotes_the_certificate_table():
     assert five["status"] == twenty["status"] == "optimal"
 
 
-def test_readme_prose_quotes_the_stored_staircase_runs():
-    """The README's sentences on the certified comparison and the n = 20000 staircase runs quote the
-    runs stored in benchmarks/runs/ (docs are claims)."""
+def test_readme_prose_quotes_the_stored_staircase_large_run():
+    """The README's sentence on the n = 20000 staircase runs quotes the run stored in benchmarks/runs/
+    (docs are claims)."""
     import re
 
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
-    peers = json.loads((root / "benchmarks" / "runs" / "2026-12-07-peers-quick.json").read_text())["peers"]
-    relu, plain = peers["settings"]["relu"], peers["settings"]["no_relu"]
-    text = " ".join(readme.split())
-    assert relu["ufm_certified"] == relu["ufm_certified_reached"] == 3
-    escapes = ", ".join(str(e) for e in relu["ufm_escapes"])
-    assert f"optimal and at the target (escapes {escapes}; median {relu['ufm_median_certified_seconds']:.2f} s)" in text
-    stalled = [r for r in relu["rows"] if not r["ufm-scl"]["reached"]]
-    assert len(stalled) == 2 and "no peer reached the target from either of the two stalled starts within 10 s" in text
-    assert not any(r[name]["reached"] for r in stalled for name in r if name not in ("seed", "ufm-scl"))
-    assert peers["cap_seconds"] == 10.0
-    both = [r for r in relu["rows"] if all(r[name]["reached"] for name in ("ufm-scl", "pymanopt ConjugateGradient",
-                                                                             "pymanopt TrustRegions"))]
-    assert len(both) == 1
-    row = both[0]
-    ours = row["ufm-scl"]["certified_seconds"]
-    cg, tr = (ours / row[f"pymanopt {m}"]["seconds"] for m in ("ConjugateGradient", "TrustRegions"))
-    assert (f"certified call ({ours:.2f} s, to its 1e-12 tolerance and proved) took {cg:.2f}x pymanopt "
-            f"ConjugateGradient's time to the 1e-6 target and {tr:.2f}x TrustRegions'") in text
-    assert row["ufm-scl"]["certified"] and cg <= 1 / 3      # issue 32: at least 3x faster, to a proof
-    assert f"certified call took {plain['ufm_median_certified_seconds']:.2f} s" in text
-    for name, short in (("ConjugateGradient", "ConjugateGradient"), ("TrustRegions", "TrustRegions")):
-        seconds = [r[f"pymanopt {name}"]["seconds"] for r in plain["rows"]]
-        assert f"{min(seconds):.2f}-{max(seconds):.2f} s for {short}" in text
-    ratios = [plain["summary"][f"pymanopt {m}"]["certified_median_ratio"] for m in ("ConjugateGradient", "TrustRegions")]
-    assert f"(ratios {ratios[0]:.2f} and {ratios[1]:.2f})" in text
     rows = json.loads((root / "benchmarks" / "runs" / "2026-12-07-staircase-large.json").read_text())[
         "staircase_large"]["rows"]
     assert [r["status"] for r in rows] == ["optimal"] * 3 and all(r["escapes"] == 0 for r in rows)
@@ -127,12 +102,18 @@ def test_readme_prose_quotes_the_stored_staircase_runs():
 
 
 def test_readme_prose_quotes_the_stored_five_start_peers_run():
-    """The README's sentence on the 5-start peers run: every ReLU start proved optimal at the target,
-    and the ratios on the starts ConjugateGradient and TrustRegions reached, as stored (including the
-    one where the certified call is not 3x faster than ConjugateGradient)."""
+    """The README's "To a certified optimum" bullet quotes the stored 5-start peers run (the same run as
+    benchmarks/results.json's peers section): every ReLU start proved optimal at the target, the peers
+    that reached it from the stalled starts, and the ratios on the start both pymanopt methods reached.
+    Issue 32's criterion on its data: with ReLU at d = k the certified call is at least 3x faster than
+    the faster of ConjugateGradient and TrustRegions on every start either reached (their medians of
+    3 runs; also against ConjugateGradient's fastest single run on this data)."""
     root = Path(__file__).resolve().parents[1]
     text = " ".join((root / "README.md").read_text().split())
-    run = json.loads((root / "benchmarks" / "runs" / "2026-12-07-peers.json").read_text())["peers"]
+    stored = json.loads((root / "benchmarks" / "runs" / "2026-12-07-peers.json").read_text())
+    run = stored["peers"]
+    assert stored["command"] == "python -m benchmarks --only peers"
+    assert run == json.loads((root / "benchmarks" / "results.json").read_text())["peers"]
     relu = run["settings"]["relu"]
     rows = relu["rows"]
     assert run["cap_seconds"] == 20.0 and len(rows) == 5
@@ -141,23 +122,31 @@ def test_readme_prose_quotes_the_stored_five_start_peers_run():
     escapes = ", ".join(str(e) for e in relu["ufm_escapes"])
     assert (f"proved all 5 starts optimal at the target (escapes {escapes}; {seconds[0]:.2f}-{seconds[-1]:.2f} s)"
             in text)
-    cg = [r for r in rows if r["pymanopt ConjugateGradient"]["reached"]]
-    assert len(cg) == 1
-    row = cg[0]
-    ours = row["ufm-scl"]["certified_seconds"]
-    assert (f"ConjugateGradient was faster on the one start it reached "
-            f"({row['pymanopt ConjugateGradient']['seconds']:.3f} s against") in text
-    assert (f"took {ours / row['pymanopt ConjugateGradient']['seconds']:.2f}x its time and "
-            f"{ours / row['pymanopt TrustRegions']['seconds']:.2f}x TrustRegions'") in text
+    stalled = [r for r in rows if not r["ufm-scl"]["reached"]]
+    reached = [(r, name) for r in stalled for name in r if name not in ("seed", "ufm-scl") and r[name]["reached"]]
+    assert len(stalled) == 3 and [name for _, name in reached] == ["pymanopt TrustRegions"]
+    r, name = reached[0]
+    assert (f"From the 3 starts where plain descent stalls no peer reached the target within 20 s but "
+            f"TrustRegions from one ({r[name]['seconds']:.1f} s; the certified call took "
+            f"{r['ufm-scl']['certified_seconds'] / r[name]['seconds']:.2f}x its time)") in text
+    methods = ("pymanopt ConjugateGradient", "pymanopt TrustRegions")
+    both = [r for r in rows if all(r[m]["reached"] for m in methods)]
+    assert len(both) == 1
+    row = both[0]
+    ours, cg, tr = row["ufm-scl"]["certified_seconds"], row[methods[0]], row[methods[1]]
+    assert len(cg["runs_seconds"]) == 3 and cg["seconds"] == sorted(cg["runs_seconds"])[1]
+    assert (f"certified call ({ours:.3f} s, to its 1e-12 tolerance and proved) took {ours / cg['seconds']:.2f}x "
+            f"ConjugateGradient's time to the 1e-6 target ({cg['seconds']:.3f} s, the median of its runs of "
+            f"{min(cg['runs_seconds']):.3f}-{max(cg['runs_seconds']):.3f} s; "
+            f"{ours / min(cg['runs_seconds']):.2f}x its fastest) and {ours / tr['seconds']:.2f}x TrustRegions'") in text
+    for r in rows:                                     # issue 32: at least 3x faster, to a proof
+        times = [r[m]["seconds"] for m in methods if r[m]["reached"]]
+        assert not times or (r["ufm-scl"]["certified"] and r["ufm-scl"]["certified_seconds"] <= min(times) / 3)
+    assert ours <= min(cg["runs_seconds"]) / 3
     plain = run["settings"]["no_relu"]
     ratios = [plain["summary"][f"pymanopt {m}"]["certified_median_ratio"] for m in ("ConjugateGradient", "TrustRegions")]
-    assert (f"Without ReLU the certified call took {plain['ufm_median_certified_seconds']:.2f} s (median), ratios "
-            f"{ratios[0]:.2f} and {ratios[1]:.2f}.") in text
-    tr_only = [r for r in rows if r["pymanopt TrustRegions"]["reached"] and not r["pymanopt ConjugateGradient"]["reached"]]
-    assert len(tr_only) == 1
-    r = tr_only[0]
-    assert (f"TrustRegions reached (in {r['pymanopt TrustRegions']['seconds']:.1f} s) it took "
-            f"{r['ufm-scl']['certified_seconds'] / r['pymanopt TrustRegions']['seconds']:.2f}x") in text
+    assert (f"Without ReLU the certified call took {plain['ufm_median_certified_seconds']:.2f} s (median; to 1e-12 "
+            f"and proved, against the peers' 1e-6), ratios {ratios[0]:.2f} and {ratios[1]:.2f}.") in text
 
 
 def test_readme_prose_quotes_the_stored_imbalanced_peers_run():

@@ -521,7 +521,7 @@ def test_performance_machines_and_medians_of_three():
     for section in ("sharded", "gd_scaling", "gd_scaling_float32"):
         assert "," not in updated[section], section          # no other CPU named: the first run's machine
     for section in ("startup", "peers"):
-        assert updated[section].endswith(", AMD EPYC"), section
+        assert updated[section].split(", ")[1] == "AMD EPYC", section
     assert RESULTS["gd_scaling"]["dtype"] == "float64"
     for row in RESULTS["startup"]["rows"]:
         assert len(row["seconds"]) == 3 and row["median_seconds"] == statistics.median(row["seconds"])
@@ -530,19 +530,24 @@ def test_performance_machines_and_medians_of_three():
     assert {row["n"] for row in RESULTS["startup"]["compile_trade"]} >= {40, 1000}
 
 
-def test_peers_problem_and_the_quick_run():
+def test_peers_problem_and_the_stored_run():
     """"Against the peers" "(time to a 1e-6 relative gap on the excess, n = 1000, k = 10, tau 0.5":
-    the stored problem and target; "To a certified optimum, with the staircase" "3 starts, 10 s cap"
-    and "with ReLU at d = k = 10": the stored --quick run (test_benchmarks holds the cap)."""
+    the stored problem and target; "To a certified optimum, with the staircase" "(the same run,
+    2026-12-07, 20 s cap" and "with ReLU at d = k = 10": the stored 5-start run (test_benchmarks
+    holds its figures); "a peer that reaches the target within 2 s is run 3 times": benchmarks.peers."""
+    from benchmarks.peers import REPEAT_BELOW, REPEATS
+
     _says("**Against the peers** (time to a 1e-6 relative gap on the excess, n = 1000, k = 10, tau 0.5",
-          "2026-12-07: 3 starts, 10 s cap; benchmarks/runs/2026-12-07-peers-quick.json): with ReLU at d = k = 10")
+          "a peer that reaches the target within 2 s is run 3 times from that start and its median taken",
+          "(the same run, 2026-12-07, 20 s cap; benchmarks/runs/2026-12-07-peers.json and the second table "
+          "below): with ReLU at d = k = 10")
+    assert (REPEAT_BELOW, REPEATS) == (2.0, 3)
     peers = RESULTS["peers"]
-    assert peers["target"] == 1e-6
-    assert peers["problem"].startswith("balanced n=1000, k=10, d=10, tau=0.5, full batch, float64")
-    quick = json.loads((RUNS / "2026-12-07-peers-quick.json").read_text())
-    assert quick["command"] == "python -m benchmarks --only peers --quick"
-    assert quick["peers"]["starts"] == 3 and quick["peers"]["settings"]["relu"]["starts"] == 3
-    assert "n=1000, k=10, d=10" in quick["peers"]["problem"]
+    assert peers["target"] == 1e-6 and peers["cap_seconds"] == 20.0
+    assert peers["problem"] == "balanced n=1000, k=10, d=k, tau=0.5, full batch, float64"
+    assert RESULTS["updated_sections"]["peers"].startswith("2026-12-07")
+    stored = json.loads((RUNS / "2026-12-07-peers.json").read_text())
+    assert stored["peers"]["starts"] == 5 and stored["peers"]["settings"]["relu"]["starts"] == 5
 
 
 def test_plain_phase_gate_rounding_and_blocks(monkeypatch):
