@@ -140,7 +140,7 @@ HISTORY = 20000   # at most this many epochs of loss history are kept
 #: rounding is at most 1 / PLAIN_SWITCH of the last change. A run that a certificate follows
 #: (``Data.plain_finish``) ends on the plain form where the plain phase passed the whole stopping test
 #: with PLAIN_SWITCH beta <= tol: the plain direction is within ~beta of the precise one (measured up to
-#: 0.63 beta; tests/test_plain_fused.py holds it to 2 beta), so at most tol / 50, far below the
+#: 1.4 beta; tests/test_plain_fused.py holds it to 4 beta), so at most tol / 25, far below the
 #: gradient test's tol ** GRAD_POWER; the precise evaluation it saves costs ~2.5 plain ones (n = 1000:
 #: ~10 ms of a 50 ms certified solve).
 PLAIN_SWITCH = 100.0

@@ -140,10 +140,12 @@ def test_plain_direction_is_within_the_rounding_estimate(tau, relu, spread):
     """The plain form's descent direction (the projected gradient of log E) against the precise
     kernel's (other formulas, other code) at n = 1000, k = 10, d = 10, near the optimum (the
     orthogonal frame with ReLU, a random orthonormal frame without): within beta = rounding_estimate
-    / E, the plain value's own estimate (measured up to 0.63 beta over tau 0.1-0.5 and spreads 0-1;
-    hence the bound 2 beta). A run that a certificate follows may stop on the plain form where
-    PLAIN_SWITCH beta <= tol (solvers.gd._two_phases): its direction is then off by at most tol / 50,
-    far below the gradient test's tol ** GRAD_POWER (2e-14 against 1e-9 at tol 1e-12)."""
+    / E, the plain value's own estimate (measured up to 1.4 beta over 720 points: tau 0.07-0.5, ReLU
+    and not, spreads 0-1, 12 seeds; the largest at exactly collapsed points at tau 0.07; hence the
+    bound 4 beta, whose margin covers another CPU's rounding). A run that a certificate follows may stop
+    on the plain form where PLAIN_SWITCH beta <= tol (solvers.gd._two_phases): its direction is then off
+    by at most tol / 25, far below the gradient test's tol ** GRAD_POWER (4e-14 against 1e-9 at tol
+    1e-12)."""
     from ufm.constraint_sets import unit_sphere
     from ufm.objectives.scl.precise import log_excess_packed
 
@@ -162,7 +164,7 @@ def test_plain_direction_is_within_the_rounding_estimate(tau, relu, spread):
         value, grad = jax.jit(jax.value_and_grad(kernel), static_argnums=6)(jnp.asarray(H), *args)
         directions.append(cset.direction(H, np.asarray(grad)))
     beta = rounding_estimate(tau, 1000, 1000, jnp.float64) / np.exp(float(value))
-    assert np.linalg.norm(directions[0] - directions[1]) <= 2 * beta
+    assert np.linalg.norm(directions[0] - directions[1]) <= 4 * beta
 
 
 def test_min_tau_keeps_every_entry_above_underflow():
