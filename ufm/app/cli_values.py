@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from ufm.atomic import free_bytes
+
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _REAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 #: Most values a list or a start:stop:count range may hold (a sweep's points).
@@ -210,8 +212,7 @@ def _writable_unsafe(path: Path) -> Path:
     if not os.access(parent, os.W_OK):
         raise _error(f"the directory {parent} cannot be written (the file is written beside its target, then "
                      "renamed into place, so that a failed write never damages it); write elsewhere")
-    stats = os.statvfs(parent)
-    free = stats.f_bavail * stats.f_frsize
+    free = free_bytes(parent)
     if free < MIN_FREE_BYTES:
         raise _error(f"the disk of {parent} has {free / 2 ** 20:.1f} MiB free, and a figure or report may need "
                      f"up to {MIN_FREE_BYTES // 2 ** 20} MiB; free space or write elsewhere")
