@@ -723,8 +723,8 @@ def _peer_rows(a: dict, b: dict, cells: Callable[[dict], list[str]]) -> list[str
 def _peers_notes(p: dict, notes: list[str]) -> list[str]:
     repeated = any("runs_seconds" in r[name] for s in p["settings"].values() for r in s["rows"] for name in r
                    if name not in ("seed", "ufm-scl"))
-    again = (" A peer that reached the target within 2 s was run 3 times from that start and its median taken "
-             "(ufm-scl's times are medians of 3 calls)." if repeated else "")
+    again = (f" A peer that reached the target within {peers.REPEAT_BELOW:g} s was run {peers.REPEATS} times from "
+             "that start and its median taken (ufm-scl's times are medians of 3 calls)." if repeated else "")
     return ["", "Ratios are medians of pairwise ratios over the same starts; a peer that hit the "
                 f"{p['cap_seconds']:g} s cap gives an upper bound on the ratio." + again + " " + " ".join(notes), ""]
 
